@@ -1,0 +1,143 @@
+# libmedgemini - GNU make build. `make`, `make check`, `make check-asan`,
+# `make check-valgrind`, `make install PREFIX=...`, `make bench`.
+# Out-of-tree object directory: `make BUILD=/tmp/b BINDIR=/tmp/b/bin`.
+
+VERSION_MAJOR := $(shell sed -n 's/^\#define MG_VERSION_MAJOR \([0-9]*\)/\1/p' include/medgemini.h)
+VERSION_MINOR := $(shell sed -n 's/^\#define MG_VERSION_MINOR \([0-9]*\)/\1/p' include/medgemini.h)
+VERSION_PATCH := $(shell sed -n 's/^\#define MG_VERSION_PATCH \([0-9]*\)/\1/p' include/medgemini.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+CC      ?= cc
+BUILD   ?= lib
+BINDIR  ?= bin
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+
+DEPS_PC := openblas libpng libjpeg libzstd
+DEPS_CFLAGS := $(shell pkg-config --cflags $(DEPS_PC))
+DEPS_LIBS   := $(shell pkg-config --libs $(DEPS_PC)) -lm -pthread
+
+OPT     ?= -O2 -g
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS_ALL := -std=c11 $(OPT) $(WARN) -fPIC -fvisibility=hidden \
+              -D_GNU_SOURCE -DMG_BUILDING_LIBRARY -Iinclude -Isrc \
+              $(DEPS_CFLAGS) $(SANITIZE) $(EXTRA_CFLAGS)
+LDFLAGS_ALL := $(SANITIZE) $(EXTRA_LDFLAGS)
+
+# SIMD kernels: chosen at run time, so only these files get ISA flags.
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 \
+                -mavx512vnni -mfma -mf16c
+
+LIB_SRC  := $(sort $(wildcard src/*/*.c))
+LIB_SRC  := $(filter-out src/cli/%,$(LIB_SRC))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+OBJDIR   := $(BUILD)/obj
+LIB_OBJ  := $(patsubst src/%.c,$(OBJDIR)/%.o,$(LIB_SRC))
+CLI_OBJ  := $(patsubst src/%.c,$(OBJDIR)/%.o,$(CLI_SRC))
+
+STATIC   := $(BUILD)/libmedgemini.a
+SONAME   := libmedgemini.so.$(VERSION_MAJOR)
+SHARED   := $(BUILD)/libmedgemini.so.$(VERSION)
+CLI      := $(BINDIR)/medgemini
+
+TEST_SRC := $(sort $(wildcard tests/check_*.c))
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TEST_SUPPORT := $(filter-out tests/check_%,$(wildcard tests/*.c))
+CHECK_LIBS := $(shell pkg-config --libs check)
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+.PHONY: all clean check check-asan check-valgrind install uninstall \
+        test-install bench examples
+all: $(STATIC) $(SHARED) $(CLI)
+
+$(OBJDIR)/%_avx2.o: src/%_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(AVX2_FLAGS) -MMD -MP -c $< -o $@
+$(OBJDIR)/%_avx512.o: src/%_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+$(OBJDIR)/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJ) src/libmedgemini.vers
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libmedgemini.vers \
+	  -Wl,--no-undefined -Wl,-z,relro,-z,now -o $@ $(LIB_OBJ) $(LDFLAGS_ALL) $(DEPS_LIBS)
+	ln -sf libmedgemini.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libmedgemini.so
+
+$(CLI): $(CLI_OBJ) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $(CLI_OBJ) $(STATIC) $(LDFLAGS_ALL) $(DEPS_LIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT) tests/testutil.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-unused-function -Itests -o $@ $< $(TEST_SUPPORT) $(STATIC) \
+	  $(LDFLAGS_ALL) $(CHECK_LIBS) $(DEPS_LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -O3 -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEPS_LIBS)
+
+# Tests run from the repository root; each writes scratch files under
+# $(BUILD)/tmp. MG_SHARED_DATA points at the shared data tree when present.
+TEST_ENV := MG_TEST_TMP=$(abspath $(BUILD))/tmp MG_CLI=$(abspath $(CLI)) \
+            OPENBLAS_NUM_THREADS=1
+check: $(TEST_BIN) $(CLI)
+	@mkdir -p $(BUILD)/tmp
+	@fail=0; for t in $(TEST_BIN); do \
+	  echo "== $$t"; $(TEST_ENV) $(TEST_RUNNER) $$t || fail=1; \
+	done; \
+	$(TEST_ENV) sh tests/cli_test.sh $(abspath $(CLI)) || fail=1; \
+	exit $$fail
+
+check-asan:
+	$(MAKE) BUILD=lib/asan BINDIR=lib/asan/bin OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all" check
+
+check-valgrind:
+	$(MAKE) BUILD=lib/vg BINDIR=lib/vg/bin OPT="-O1 -g" \
+	  TEST_RUNNER="env CK_FORK=no CK_DEFAULT_TIMEOUT=600 MG_VALGRIND=1 valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect" \
+	  check
+
+bench: $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+
+pkgconfig/medgemini.pc: pkgconfig/medgemini.pc.in include/medgemini.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@DEPS_PC@|$(DEPS_PC)|' $< > $@
+
+install: $(STATIC) $(SHARED) $(CLI) pkgconfig/medgemini.pc
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(PREFIX)/bin
+	install -m 644 include/medgemini.h $(DESTDIR)$(INCDIR)/
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libmedgemini.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmedgemini.so
+	install -m 644 pkgconfig/medgemini.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR)/medgemini.h $(DESTDIR)$(LIBDIR)/libmedgemini.* \
+	  $(DESTDIR)$(LIBDIR)/pkgconfig/medgemini.pc $(DESTDIR)$(PREFIX)/bin/medgemini
+
+# Installs into a scratch prefix and builds examples/ against it using only
+# pkg-config, then runs the result (shared and static).
+test-install:
+	sh tests/install_test.sh
+
+clean:
+	rm -rf lib/obj lib/tests lib/bench lib/tmp lib/asan lib/vg lib/*.a lib/*.so* bin \
+	  pkgconfig/medgemini.pc
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,446 @@
+/*
+ * medgemini.h - public API of libmedgemini, an embeddable library that runs
+ * medical multimodal models (a vision encoder and a text decoder) on the CPU.
+ *
+ * ABI policy (see docs/ABI.md): until 1.0 the ABI may change between minor
+ * releases and the SONAME stays libmedgemini.so.0; every change is listed
+ * under "ABI" in CHANGELOG.md. Status code values are pinned forever.
+ * Structs are passed by pointer only, start with `struct_size`, and grow by
+ * appending fields; the library reads only the bytes the caller's size covers
+ * and uses defaults for the rest.
+ *
+ * Conventions that hold for every function below unless it says otherwise:
+ *  - Functions return an mg_status (int32_t); MG_OK is 0.
+ *  - Output parameters come first and are named `out`; what comes back through
+ *    `**out` belongs to the caller and is released with the matching mg_*_free.
+ *    Every mg_*_free accepts NULL.
+ *  - Inputs (pixels, strings, buffers) are borrowed for the duration of the
+ *    call only.
+ *  - Handles carry a type tag; a NULL handle, a handle of the wrong type, or a
+ *    model already freed by the caller yields MG_E_MISUSE instead of a crash
+ *    (detection of arbitrary dangling pointers is best effort, as in SQLite).
+ *  - Threads: an mg_model is immutable after loading and may be shared by any
+ *    number of threads. An mg_context is used by one thread at a time;
+ *    mg_context_interrupt may be called from any thread. mg_image objects are
+ *    read-only after creation and may be shared. There is no global init.
+ *  - The library never prints to stdout, never calls exit() or abort().
+ *  - Matrix multiplies go through OpenBLAS, whose own thread count is the
+ *    host's to set (OPENBLAS_NUM_THREADS or openblas_set_num_threads());
+ *    the library's own kernels use the context's thread count.
+ */
+#ifndef MEDGEMINI_H
+#define MEDGEMINI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MG_BUILDING_LIBRARY) && defined(__GNUC__)
+#define MG_API __attribute__((visibility("default")))
+#else
+#define MG_API
+#endif
+
+/* ---------------------------------------------------------------- versions */
+
+#define MG_VERSION_MAJOR 0
+#define MG_VERSION_MINOR 1
+#define MG_VERSION_PATCH 0
+#define MG_VERSION_NUMBER \
+    (MG_VERSION_MAJOR * 10000 + MG_VERSION_MINOR * 100 + MG_VERSION_PATCH)
+#define MG_VERSION_STRING "0.1.0"
+
+/* The version of the library actually loaded: MAJOR*10000 + MINOR*100 + PATCH.
+ * Compare with MG_VERSION_NUMBER to detect a header/library mismatch. */
+MG_API uint32_t mg_version_number(void);
+/* "MAJOR.MINOR.PATCH"; static storage, never freed. */
+MG_API const char *mg_version_string(void);
+
+/* A static, NUL-terminated description of how this copy was built and what it
+ * chose at run time, as space-separated key=value pairs, e.g.
+ * "version=0.1.0 simd=avx512 blas=OpenBLAS(...) zstd=1.5.4 png=1.6.39 jpeg=62".
+ * Never freed; thread-safe. */
+MG_API const char *mg_build_info(void);
+
+/* SIMD levels the kernels can use, chosen at run time from CPUID. */
+#define MG_SIMD_SCALAR 0
+#define MG_SIMD_AVX2   1   /* AVX2 + FMA + F16C */
+#define MG_SIMD_AVX512 2   /* AVX-512 F/BW/VL/DQ */
+/* The level the kernels use in this process (the best one the CPU and OS
+ * support, lowered by the environment variable MG_SIMD=scalar|avx2|avx512 if
+ * it is set when the library first needs it). */
+MG_API int32_t mg_simd_level(void);
+
+/* ------------------------------------------------------------ status codes */
+
+typedef int32_t mg_status;
+#define MG_OK                  0
+#define MG_E_INVALID_ARG       1  /* an argument is out of range or NULL     */
+#define MG_E_MISUSE            2  /* wrong, freed or busy handle; bad order  */
+#define MG_E_NOMEM             3  /* an allocation failed                    */
+#define MG_E_IO                4  /* open/read/write/mmap failed             */
+#define MG_E_MODEL_FORMAT      5  /* model file is malformed or inconsistent */
+#define MG_E_CHECKSUM          6  /* stored checksum does not match the data */
+#define MG_E_UNSUPPORTED       7  /* valid request the library cannot serve  */
+#define MG_E_IMAGE_FORMAT      8  /* image data is corrupt or truncated      */
+#define MG_E_LIMIT             9  /* input exceeds a configured limit        */
+#define MG_E_INTERRUPTED      10  /* stopped by mg_context_interrupt/callback*/
+#define MG_E_CONTEXT_FULL     11  /* the context's token capacity is used up */
+#define MG_E_BUFFER_TOO_SMALL 12  /* a caller buffer is too small            */
+#define MG_E_NOT_FOUND        13  /* no such metadata key or tensor          */
+#define MG_E_TYPE             14  /* value exists with another type          */
+#define MG_E_INTERNAL         15  /* a bug in the library; please report it  */
+
+/* A static English description of a status code ("unknown status" for values
+ * this version does not know). Never NULL, never freed. */
+MG_API const char *mg_status_str(mg_status status);
+
+/* ------------------------------------------------------------------ memory */
+
+/* Frees a string returned by the library. NULL is ignored. Never use free()
+ * on library strings: the library may use another heap. */
+MG_API void mg_string_free(char *s);
+
+/* ------------------------------------------------------------------- model */
+
+typedef struct mg_model mg_model;
+
+#define MG_LOAD_VERIFY_CHECKSUMS 0x1u /* check every tensor's CRC-32C and that
+                                         padding is zero (reads whole file)  */
+#define MG_LOAD_NO_MMAP          0x2u /* read the file into memory instead   */
+
+typedef struct mg_model_params {
+    uint32_t struct_size;  /* sizeof(mg_model_params)                        */
+    uint32_t flags;        /* MG_LOAD_* bits; default 0                      */
+    uint64_t max_memory;   /* refuse files whose tensors (decompressed) need
+                              more bytes than this; 0 = no limit (default)   */
+} mg_model_params;
+
+#define MG_MODEL_PARAMS_INIT { sizeof(mg_model_params), 0, 0 }
+/* Fills *params with defaults and sets struct_size. */
+MG_API void mg_model_params_init(mg_model_params *params);
+
+/* Loads an .mgm model file. params may be NULL for defaults. On failure *out
+ * is set to NULL and, when err is not NULL, a NUL-terminated message (at most
+ * errlen bytes) says what was wrong. Uncompressed files are mapped read-only;
+ * zstd-compressed tensors are decompressed into aligned memory.
+ * Errors: MG_E_INVALID_ARG, MG_E_IO, MG_E_MODEL_FORMAT, MG_E_CHECKSUM (with
+ * MG_LOAD_VERIFY_CHECKSUMS), MG_E_LIMIT, MG_E_NOMEM, MG_E_UNSUPPORTED (a
+ * newer format version). Thread-safe. */
+MG_API mg_status mg_model_load(mg_model **out, const char *path,
+                               const mg_model_params *params,
+                               char *err, size_t errlen);
+
+/* Releases the caller's reference. Contexts still open keep the model's
+ * memory alive until they are freed ("zombie" state); any other call on a
+ * freed model returns MG_E_MISUSE while it lingers. NULL is ignored. */
+MG_API void mg_model_free(mg_model *model);
+
+typedef struct mg_model_info {
+    uint32_t struct_size;    /* set by the caller to sizeof(mg_model_info)   */
+    uint32_t format_version; /* .mgm format version of the file              */
+    uint64_t n_tensors;
+    uint64_t n_params;       /* total number of weights                      */
+    uint64_t n_bytes;        /* bytes of tensor data (decompressed)          */
+    uint64_t n_metadata;     /* number of metadata keys                      */
+    const char *name;        /* metadata general.name, or "" (model-owned)   */
+    const char *architecture;/* metadata general.architecture, or ""         */
+    uint32_t has_vision;     /* 1 if the model has an image encoder          */
+    uint32_t has_text;       /* 1 if the model has a text decoder            */
+} mg_model_info;
+
+/* Fills *out (up to out->struct_size bytes). Strings point into the model and
+ * live as long as it does. Errors: MG_E_MISUSE, MG_E_INVALID_ARG. */
+MG_API mg_status mg_model_info_get(mg_model_info *out, const mg_model *model);
+
+/* Metadata value types (also the .mgm on-disk type codes). */
+#define MG_META_INT    1   /* int64                                        */
+#define MG_META_FLOAT  2   /* double                                       */
+#define MG_META_STRING 3   /* UTF-8, no embedded NUL                       */
+#define MG_META_ARRAY  4   /* homogeneous array of INT, FLOAT or STRING    */
+
+/* Number of metadata entries. Returns 0 for a bad handle. */
+MG_API uint64_t mg_model_meta_count(const mg_model *model);
+/* The key of entry i (0-based, in file order) and its type (MG_META_*);
+ * array entries also report their element type and length. Any of the out
+ * pointers may be NULL. *key points into the model.
+ * Errors: MG_E_MISUSE, MG_E_NOT_FOUND (i out of range). */
+MG_API mg_status mg_model_meta_entry(const char **key, int32_t *type,
+                                     int32_t *elem_type, uint64_t *n_elems,
+                                     const mg_model *model, uint64_t i);
+/* Typed look-ups by key. Errors: MG_E_NOT_FOUND, MG_E_TYPE, MG_E_MISUSE,
+ * MG_E_INVALID_ARG. get_float also accepts an INT value. Strings point into
+ * the model (NUL-terminated) and live as long as it does. */
+MG_API mg_status mg_model_meta_int(int64_t *out, const mg_model *model,
+                                   const char *key);
+MG_API mg_status mg_model_meta_float(double *out, const mg_model *model,
+                                     const char *key);
+MG_API mg_status mg_model_meta_string(const char **out, const mg_model *model,
+                                      const char *key);
+/* Element i of an array value. Errors as above, MG_E_NOT_FOUND for i past
+ * the end. */
+MG_API mg_status mg_model_meta_array_int(int64_t *out, const mg_model *model,
+                                         const char *key, uint64_t i);
+MG_API mg_status mg_model_meta_array_float(double *out, const mg_model *model,
+                                           const char *key, uint64_t i);
+MG_API mg_status mg_model_meta_array_string(const char **out,
+                                            const mg_model *model,
+                                            const char *key, uint64_t i);
+
+/* Tensor element types (also the .mgm on-disk dtype codes). */
+#define MG_DTYPE_F32  0
+#define MG_DTYPE_F16  1
+#define MG_DTYPE_BF16 2
+#define MG_DTYPE_Q8_0 3   /* blocks of 32: fp16 scale + 32 int8          */
+#define MG_DTYPE_Q4_0 4   /* blocks of 32: fp16 scale + 16 bytes nibbles */
+
+/* Static name of a dtype ("f32", "q4_0", ...) or NULL if unknown. */
+MG_API const char *mg_dtype_name(int32_t dtype);
+
+#define MG_TENSOR_MAX_DIMS 4
+
+typedef struct mg_tensor_info {
+    uint32_t struct_size;  /* set by the caller                             */
+    int32_t dtype;         /* MG_DTYPE_*                                    */
+    uint32_t n_dims;
+    uint32_t compressed;   /* 1 if stored zstd-compressed in the file       */
+    uint64_t dims[MG_TENSOR_MAX_DIMS]; /* dims[0] varies fastest; unused = 1 */
+    uint64_t n_elems;
+    uint64_t n_bytes;      /* decompressed size                              */
+    uint64_t file_offset;  /* absolute offset of the stored bytes           */
+    uint64_t stored_bytes; /* bytes in the file                             */
+    uint32_t crc32c;       /* CRC-32C of the decompressed bytes             */
+    uint32_t reserved;
+    const char *name;      /* points into the model                         */
+    const void *data;      /* the decompressed bytes, read-only             */
+} mg_tensor_info;
+
+MG_API uint64_t mg_model_tensor_count(const mg_model *model);
+/* Tensor i in file order, or by name. Errors: MG_E_MISUSE, MG_E_NOT_FOUND,
+ * MG_E_INVALID_ARG. */
+MG_API mg_status mg_model_tensor_at(mg_tensor_info *out, const mg_model *model,
+                                    uint64_t i);
+MG_API mg_status mg_model_tensor_find(mg_tensor_info *out,
+                                      const mg_model *model, const char *name);
+
+/* ----------------------------------------------------------------- writer */
+
+/* Writes .mgm files (see docs/FORMAT.md). Declare every tensor first, then
+ * write their data in any order; mg_writer_finish() fills in the table and
+ * checksums. Memory use is one tensor (plus its compressed copy) at a time.
+ * A writer is used by one thread at a time. */
+typedef struct mg_writer mg_writer;
+
+#define MG_WRITE_COMPRESS 0x1u  /* store tensors zstd-compressed */
+
+MG_API mg_status mg_writer_open(mg_writer **out, const char *path,
+                                uint32_t flags, char *err, size_t errlen);
+/* Metadata; keys are unique, 1..255 bytes of UTF-8. */
+MG_API mg_status mg_writer_set_int(mg_writer *w, const char *key, int64_t v);
+MG_API mg_status mg_writer_set_float(mg_writer *w, const char *key, double v);
+MG_API mg_status mg_writer_set_string(mg_writer *w, const char *key,
+                                      const char *v);
+MG_API mg_status mg_writer_set_int_array(mg_writer *w, const char *key,
+                                         const int64_t *v, uint64_t n);
+MG_API mg_status mg_writer_set_float_array(mg_writer *w, const char *key,
+                                           const double *v, uint64_t n);
+MG_API mg_status mg_writer_set_string_array(mg_writer *w, const char *key,
+                                            const char *const *v, uint64_t n);
+/* Declares a tensor. dims[0] varies fastest and, for q8_0/q4_0, must be a
+ * multiple of 32. flags: MG_WRITE_COMPRESS to compress this one tensor
+ * (the writer's own flags apply too). */
+MG_API mg_status mg_writer_add_tensor(mg_writer *w, const char *name,
+                                      int32_t dtype, uint32_t n_dims,
+                                      const uint64_t *dims, uint32_t flags);
+/* Writes the data of a declared tensor, already in its dtype's layout;
+ * `size` must equal its byte size. */
+MG_API mg_status mg_writer_write_tensor(mg_writer *w, const char *name,
+                                        const void *data, uint64_t size);
+/* Converts n_elems f32 values to the tensor's dtype (rounding to nearest
+ * even for f16/bf16, GGML-compatible blocks for q8_0/q4_0) and writes them. */
+MG_API mg_status mg_writer_write_tensor_f32(mg_writer *w, const char *name,
+                                            const float *data,
+                                            uint64_t n_elems);
+/* Completes the file. Fails with MG_E_MISUSE if a declared tensor has no
+ * data. The writer must still be freed. */
+MG_API mg_status mg_writer_finish(mg_writer *w);
+/* Last error message of the writer (static "" if none). */
+MG_API const char *mg_writer_errmsg(const mg_writer *w);
+/* Frees the writer; an unfinished file is removed. NULL is ignored. */
+MG_API void mg_writer_free(mg_writer *w);
+
+/* ----------------------------------------------------------------- context */
+
+typedef struct mg_context mg_context;
+
+typedef struct mg_context_params {
+    uint32_t struct_size; /* sizeof(mg_context_params)                       */
+    uint32_t n_threads;   /* threads for the library's own kernels; 0 = one
+                             per online CPU (default)                        */
+    uint32_t n_ctx;       /* token capacity of the KV cache; 0 = the model's
+                             context length capped at 8192 (default)          */
+    uint32_t flags;       /* reserved, 0                                     */
+    uint64_t seed;        /* seed of the context's sampler RNG (default 0)   */
+} mg_context_params;
+
+#define MG_CONTEXT_PARAMS_INIT { sizeof(mg_context_params), 0, 0, 0, 0 }
+MG_API void mg_context_params_init(mg_context_params *params);
+
+/* Creates a context over a model. The context holds a reference: the model's
+ * memory lives until both the model and every context are freed. All buffers
+ * are sized here so that generation allocates nothing.
+ * Errors: MG_E_MISUSE, MG_E_INVALID_ARG, MG_E_NOMEM. */
+MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
+                                const mg_context_params *params);
+/* Frees a context. Must not run concurrently with another call on the same
+ * context. NULL is ignored. */
+MG_API void mg_context_free(mg_context *ctx);
+
+/* Asks the call running on ctx (if any) to stop; it returns
+ * MG_E_INTERRUPTED within one token. Async-signal-safe, callable from any
+ * thread. A request made while no call runs is dropped when the next call
+ * starts. Errors: MG_E_MISUSE. */
+MG_API mg_status mg_context_interrupt(mg_context *ctx);
+
+/* The message of the last failed call on ctx ("" after success). Points into
+ * the context; valid until the next call on it. Thread: the context's. */
+MG_API const char *mg_context_errmsg(const mg_context *ctx);
+/* The status of the last call on ctx. */
+MG_API mg_status mg_context_errcode(const mg_context *ctx);
+
+/* ------------------------------------------------------------------- image */
+
+typedef struct mg_image mg_image;
+
+/* Pixel layouts of caller buffers and of decoded images. */
+#define MG_PIXEL_GRAY8  1
+#define MG_PIXEL_GRAY16 2   /* native-endian uint16                         */
+#define MG_PIXEL_RGB8   3
+#define MG_PIXEL_RGB16  4   /* native-endian uint16 per channel             */
+
+typedef struct mg_image_params {
+    uint32_t struct_size;
+    uint32_t flags;        /* reserved, 0                                   */
+    uint64_t max_pixels;   /* width*height limit; default 2^27 (134 M)      */
+    uint64_t max_memory;   /* decoded bytes limit; default 1 GiB            */
+    uint32_t max_width;    /* default 65535                                 */
+    uint32_t max_height;   /* default 65535                                 */
+} mg_image_params;
+
+#define MG_IMAGE_PARAMS_INIT \
+    { sizeof(mg_image_params), 0, (uint64_t)1 << 27, (uint64_t)1 << 30, \
+      65535, 65535 }
+MG_API void mg_image_params_init(mg_image_params *params);
+
+/* Image source formats reported by mg_image_info. */
+#define MG_IMAGE_SRC_PIXELS 0
+#define MG_IMAGE_SRC_JPEG   1
+#define MG_IMAGE_SRC_PNG    2
+
+/* Decodes a JPEG or PNG file (recognised by content, not by name). Limits
+ * are checked from the header, before any pixel memory is allocated.
+ * On failure *out is NULL and err (if not NULL) receives a message.
+ * Errors: MG_E_INVALID_ARG, MG_E_IO, MG_E_IMAGE_FORMAT (corrupt, truncated,
+ * unknown format), MG_E_UNSUPPORTED (e.g. CMYK JPEG), MG_E_LIMIT, MG_E_NOMEM.
+ * Thread-safe. */
+MG_API mg_status mg_image_load_file(mg_image **out, const char *path,
+                                    const mg_image_params *params,
+                                    char *err, size_t errlen);
+/* The same from a memory buffer (borrowed for the call). */
+MG_API mg_status mg_image_load_memory(mg_image **out, const void *data,
+                                      size_t size,
+                                      const mg_image_params *params,
+                                      char *err, size_t errlen);
+/* Copies a caller's pixel buffer: `format` is MG_PIXEL_*, `stride` the bytes
+ * between row starts (0 = tightly packed; otherwise at least one row).
+ * Errors: MG_E_INVALID_ARG, MG_E_LIMIT, MG_E_NOMEM. */
+MG_API mg_status mg_image_from_pixels(mg_image **out, const void *pixels,
+                                      uint32_t width, uint32_t height,
+                                      size_t stride, int32_t format,
+                                      const mg_image_params *params,
+                                      char *err, size_t errlen);
+MG_API void mg_image_free(mg_image *image);
+
+typedef struct mg_image_info {
+    uint32_t struct_size;
+    uint32_t width;
+    uint32_t height;
+    int32_t format;        /* MG_PIXEL_* of the stored pixels              */
+    int32_t source;        /* MG_IMAGE_SRC_*                               */
+    uint32_t bits_stored;  /* significant bits per sample (8, 12, 16 ...)  */
+} mg_image_info;
+
+MG_API mg_status mg_image_info_get(mg_image_info *out, const mg_image *image);
+/* Copies the pixels, tightly packed in the image's own format, into buf.
+ * Returns MG_E_BUFFER_TOO_SMALL when size is short; *needed (if not NULL)
+ * always receives the byte count required. */
+MG_API mg_status mg_image_copy_pixels(void *buf, size_t size, size_t *needed,
+                                      const mg_image *image);
+
+/* -------------------------------------------------------------- generation */
+
+/* Streaming callback: called with each piece of decoded text as it is
+ * produced (not NUL-terminated; `len` bytes of UTF-8), with the token id.
+ * Return 0 to continue, non-zero to stop (the call then returns
+ * MG_E_INTERRUPTED with the text produced so far). Runs on the calling
+ * thread. */
+typedef int32_t (*mg_token_callback)(void *user_data, const char *piece,
+                                     size_t len, int32_t token);
+
+typedef struct mg_gen_params {
+    uint32_t struct_size;
+    uint32_t max_tokens;         /* default 256                              */
+    float temperature;           /* 0 = greedy; default 0                    */
+    int32_t top_k;               /* 0 = off; default 0                       */
+    float top_p;                 /* 1 = off; default 1                       */
+    float repetition_penalty;    /* 1 = off; default 1                       */
+    uint64_t seed;               /* 0 = keep the context's RNG state         */
+    const char *const *stop;     /* stop strings (borrowed), may be NULL     */
+    uint32_t n_stop;
+    uint32_t flags;              /* reserved, 0                              */
+    mg_token_callback on_token;  /* may be NULL                              */
+    void *user_data;
+    const char *system_prompt;   /* NULL = the model's default               */
+    const char *instruction;     /* NULL = the model's default report prompt */
+} mg_gen_params;
+
+#define MG_GEN_PARAMS_INIT \
+    { sizeof(mg_gen_params), 256, 0.0f, 0, 1.0f, 1.0f, 0, NULL, 0, 0, NULL, \
+      NULL, NULL, NULL }
+MG_API void mg_gen_params_init(mg_gen_params *params);
+
+/* ------------------------------------------------------------------- tasks */
+
+/* Writes a radiology report for one study (n_images >= 1 images, e.g. frontal
+ * and lateral views, or a prior study). *out receives the report text (free
+ * it with mg_string_free). params may be NULL for defaults.
+ * Not implemented yet in this version: returns MG_E_UNSUPPORTED. */
+MG_API mg_status mg_generate_report(char **out, mg_context *ctx,
+                                    const mg_image *const *images,
+                                    size_t n_images,
+                                    const mg_gen_params *params);
+
+/* Answers a question about one or more images. *out as above.
+ * Not implemented yet in this version: returns MG_E_UNSUPPORTED. */
+MG_API mg_status mg_vqa(char **out, mg_context *ctx,
+                        const mg_image *const *images, size_t n_images,
+                        const char *question, const mg_gen_params *params);
+
+/* Predicts a disease-risk answer from polygenic scores: `scores` holds
+ * n_scores values, `names` their score identifiers (e.g. PGS Catalog IDs),
+ * `question` what to predict. *out as above.
+ * Not implemented yet in this version: returns MG_E_UNSUPPORTED. */
+MG_API mg_status mg_prs_predict(char **out, mg_context *ctx,
+                                const double *scores,
+                                const char *const *names, size_t n_scores,
+                                const char *question,
+                                const mg_gen_params *params);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MEDGEMINI_H */

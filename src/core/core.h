@@ -1,0 +1,84 @@
+/* core.h - internal helpers shared by every module: errors, allocation,
+ * overflow-checked arithmetic, handle tags, CPU features. Not installed. */
+#ifndef MG_CORE_H
+#define MG_CORE_H
+
+#ifndef MG_BUILDING_LIBRARY
+#define MG_BUILDING_LIBRARY 1
+#endif
+#include "medgemini.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define MG_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define MG_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MG_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define MG_PRINTF(a, b)
+#define MG_LIKELY(x) (x)
+#define MG_UNLIKELY(x) (x)
+#endif
+
+/* ---- error buffers ----------------------------------------------------- */
+
+/* Formats a message into buf (if buf && n) and returns status unchanged,
+ * so callers can write `return mg__err(err, errlen, MG_E_IO, "...", ...)`. */
+mg_status mg__err(char *buf, size_t n, mg_status status, const char *fmt, ...)
+    MG_PRINTF(4, 5);
+mg_status mg__verr(char *buf, size_t n, mg_status status, const char *fmt,
+                   va_list ap);
+
+/* ---- overflow-checked arithmetic --------------------------------------- */
+/* Each returns 0 on success, 1 on overflow (and then leaves *out undefined). */
+static inline int mg__add_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    return __builtin_add_overflow(a, b, out);
+}
+static inline int mg__mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    return __builtin_mul_overflow(a, b, out);
+}
+static inline int mg__mul_size(size_t a, size_t b, size_t *out) {
+    return __builtin_mul_overflow(a, b, out);
+}
+static inline uint64_t mg__align_up(uint64_t x, uint64_t a) { /* a = 2^k */
+    return (x + (a - 1)) & ~(a - 1);
+}
+
+/* ---- allocation -------------------------------------------------------- */
+/* Every allocation goes through these so that a failure is one code path. */
+void *mg__malloc(size_t n);
+void *mg__calloc(size_t count, size_t size);
+void *mg__realloc(void *p, size_t n);
+void mg__free(void *p);
+char *mg__strdup(const char *s);
+char *mg__strndup(const char *s, size_t n);
+/* Aligned to `align` (a power of two >= sizeof(void*)); release with
+ * mg__aligned_free. Returns NULL for n == 0 or on failure. */
+void *mg__aligned_alloc(size_t align, size_t n);
+void mg__aligned_free(void *p);
+
+/* ---- handle tags --------------------------------------------------------- */
+/* First field of every public object. Checked by the api/ layer. */
+#define MG__TAG_MODEL   0x4d474d4fu /* "MGMO" */
+#define MG__TAG_CONTEXT 0x4d474358u /* "MGCX" */
+#define MG__TAG_IMAGE   0x4d47494du /* "MGIM" */
+#define MG__TAG_WRITER  0x4d475752u /* "MGWR" */
+#define MG__TAG_DEAD    0xdeadbeefu
+
+/* ---- CPU features ------------------------------------------------------ */
+/* Best SIMD level the CPU and OS support (XGETBV-checked), ignoring MG_SIMD. */
+int32_t mg__cpu_simd_level(void);
+/* Whether AMX tile data has been enabled for this process (arch_prctl);
+ * tries once. Only for the kernels' AMX paths. */
+int mg__cpu_amx_enable(void);
+
+/* ---- CRC-32C (Castagnoli), as used by the .mgm container ---------------- */
+uint32_t mg__crc32c(uint32_t crc, const void *data, size_t n);
+
+/* ---- UTF-8 ------------------------------------------------------------- */
+/* 1 if [s, s+n) is valid UTF-8 with no NUL byte. */
+int mg__utf8_valid(const char *s, size_t n);
+
+#endif /* MG_CORE_H */

@@ -1,0 +1,77 @@
+/* cpu.c - run-time CPU feature detection (CPUID + XGETBV) and AMX enabling. */
+#include "core/core.h"
+
+#include <cpuid.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static uint64_t xgetbv0(void) {
+    uint32_t eax, edx;
+    __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+    return ((uint64_t)edx << 32) | eax;
+}
+
+int32_t mg__cpu_simd_level(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return MG_SIMD_SCALAR;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1,
+        f16c = (c >> 29) & 1;
+    if (!osxsave || !avx) return MG_SIMD_SCALAR;
+    uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) return MG_SIMD_SCALAR; /* XMM and YMM state */
+    if (__get_cpuid_max(0, NULL) < 7) return MG_SIMD_SCALAR;
+    __cpuid_count(7, 0, a, b, c, d);
+    int avx2 = (b >> 5) & 1;
+    int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1,
+        avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
+    if (!(avx2 && fma && f16c)) return MG_SIMD_SCALAR;
+    if (avx512f && avx512dq && avx512bw && avx512vl && (xcr0 & 0xe0) == 0xe0)
+        return MG_SIMD_AVX512;
+    return MG_SIMD_AVX2;
+}
+
+static int32_t g_level = -1;
+static pthread_once_t g_level_once = PTHREAD_ONCE_INIT;
+
+static void level_init(void) {
+    int32_t lvl = mg__cpu_simd_level();
+    const char *env = getenv("MG_SIMD");
+    if (env) {
+        int32_t cap = lvl;
+        if (!strcmp(env, "scalar")) cap = MG_SIMD_SCALAR;
+        else if (!strcmp(env, "avx2")) cap = MG_SIMD_AVX2;
+        else if (!strcmp(env, "avx512")) cap = MG_SIMD_AVX512;
+        if (cap < lvl) lvl = cap;
+    }
+    g_level = lvl;
+}
+
+MG_API int32_t mg_simd_level(void) {
+    pthread_once(&g_level_once, level_init);
+    return g_level;
+}
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+static int g_amx = 0;
+static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
+
+static void amx_init(void) {
+    unsigned a, b, c, d;
+    if (__get_cpuid_max(0, NULL) < 7) return;
+    __cpuid_count(7, 0, a, b, c, d);
+    int amx_tile = (d >> 24) & 1, amx_bf16 = (d >> 22) & 1;
+    if (!amx_tile || !amx_bf16) return;
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0)
+        return;
+    g_amx = 1;
+}
+
+int mg__cpu_amx_enable(void) {
+    pthread_once(&g_amx_once, amx_init);
+    return g_amx;
+}

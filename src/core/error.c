@@ -1,0 +1,43 @@
+/* error.c - status strings and error-buffer formatting. */
+#include "core/core.h"
+
+#include <stdio.h>
+
+mg_status mg__verr(char *buf, size_t n, mg_status status, const char *fmt,
+                   va_list ap) {
+    if (buf && n) {
+        int w = vsnprintf(buf, n, fmt, ap);
+        if (w < 0) buf[0] = '\0';
+    }
+    return status;
+}
+
+mg_status mg__err(char *buf, size_t n, mg_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    mg__verr(buf, n, status, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+MG_API const char *mg_status_str(mg_status status) {
+    switch (status) {
+    case MG_OK: return "success";
+    case MG_E_INVALID_ARG: return "invalid argument";
+    case MG_E_MISUSE: return "library misuse (bad, freed or busy handle)";
+    case MG_E_NOMEM: return "out of memory";
+    case MG_E_IO: return "input/output error";
+    case MG_E_MODEL_FORMAT: return "malformed model file";
+    case MG_E_CHECKSUM: return "checksum mismatch";
+    case MG_E_UNSUPPORTED: return "not supported";
+    case MG_E_IMAGE_FORMAT: return "malformed image";
+    case MG_E_LIMIT: return "input exceeds a configured limit";
+    case MG_E_INTERRUPTED: return "interrupted";
+    case MG_E_CONTEXT_FULL: return "context is full";
+    case MG_E_BUFFER_TOO_SMALL: return "buffer too small";
+    case MG_E_NOT_FOUND: return "not found";
+    case MG_E_TYPE: return "type mismatch";
+    case MG_E_INTERNAL: return "internal error";
+    default: return "unknown status";
+    }
+}

@@ -1,0 +1,71 @@
+/* mgm.h - the .mgm model container: reader (validating) and the structures
+ * the rest of the library reads. Writer: mg_writer_* in medgemini.h,
+ * implemented in io/mgm_writer.c. Format: docs/FORMAT.md. */
+#ifndef MG_MGM_H
+#define MG_MGM_H
+
+#include "core/core.h"
+
+#define MG__MGM_MAGIC "MGMF"          /* 4 bytes at offset 0 */
+#define MG__MGM_VERSION 1u
+#define MG__MGM_HEADER_SIZE 64u
+#define MG__MGM_MIN_ALIGN 32u
+#define MG__MGM_MAX_ALIGN (1u << 20)
+#define MG__MGM_MAX_KEY 255u
+#define MG__MGM_MAX_NAME 1023u
+#define MG__MGM_FLAG_ZSTD 0x1u        /* tensor flag */
+
+typedef struct mg__meta {
+    const char *key;       /* NUL-terminated copy owned by the file object */
+    int32_t type;          /* MG_META_* */
+    int32_t elem_type;     /* for arrays: MG_META_INT/FLOAT/STRING, else 0 */
+    uint64_t n;            /* for arrays: element count, else 1 */
+    union {
+        int64_t i;
+        double f;
+        const char *s;     /* NUL-terminated copy */
+        const int64_t *ai;
+        const double *af;
+        const char *const *as;
+    } v;
+} mg__meta;
+
+typedef struct mg__tensor {
+    const char *name;      /* NUL-terminated copy */
+    int32_t dtype;
+    uint32_t n_dims;
+    uint64_t dims[MG_TENSOR_MAX_DIMS];  /* unused dims are 1 */
+    uint64_t n_elems;
+    uint64_t n_bytes;      /* decompressed */
+    uint64_t offset;       /* absolute file offset of stored bytes */
+    uint64_t stored;       /* stored bytes */
+    uint32_t flags;        /* MG__MGM_FLAG_* */
+    uint32_t crc32c;
+    const void *data;      /* decompressed bytes, aligned to file alignment */
+} mg__tensor;
+
+typedef struct mg__mgm {
+    uint32_t version;
+    uint32_t alignment;
+    uint64_t file_size;
+    uint64_t n_meta;
+    mg__meta *meta;        /* sorted by file order */
+    uint64_t n_tensors;
+    mg__tensor *tensors;   /* file order */
+    uint64_t n_params;
+    uint64_t n_bytes;
+    /* private to io/mgm.c: mapping, owned buffers, name index */
+    void *priv;
+} mg__mgm;
+
+/* Opens and validates path. flags: MG_LOAD_* bits. max_memory as in
+ * mg_model_params. On error returns a status and writes err. */
+mg_status mg__mgm_open(mg__mgm **out, const char *path, uint32_t flags,
+                       uint64_t max_memory, char *err, size_t errlen);
+void mg__mgm_close(mg__mgm *f);   /* NULL ok */
+
+/* Look-ups: NULL when absent. Tensor look-up is O(log n). */
+const mg__meta *mg__mgm_meta(const mg__mgm *f, const char *key);
+const mg__tensor *mg__mgm_tensor(const mg__mgm *f, const char *name);
+
+#endif

@@ -1,0 +1,93 @@
+/* kernels.h - numeric kernels with scalar references and SIMD variants.
+ *
+ * Conventions: a weight matrix W has `rows` rows of `cols` elements each,
+ * stored row-major in its dtype's layout (see docs/FORMAT.md); rows are
+ * independent, so a q8_0/q4_0 row is cols/32 blocks. Activations are f32.
+ * matvec: y[r] = sum_c W[r][c] * x[c]            (decode, one token)
+ * matmul: Y[t][r] = sum_c W[r][c] * X[t][c]      (prefill, n tokens) = X W^T
+ * The _ref functions are plain scalar C, the definition the others are
+ * tested against. Nothing here allocates except mg__matmul's scratch, which
+ * the caller passes in (mg__matmul_scratch_size tells how much). */
+#ifndef MG_KERNELS_H
+#define MG_KERNELS_H
+
+#include "core/core.h"
+#include "core/pool.h"
+
+#define MG__QK 32 /* elements per q8_0/q4_0 block */
+
+typedef struct { uint16_t d; int8_t qs[MG__QK]; } mg__block_q8_0;       /* 34 B */
+typedef struct { uint16_t d; uint8_t qs[MG__QK / 2]; } mg__block_q4_0;  /* 18 B */
+
+/* ---- dtype facts --------------------------------------------------------- */
+/* Elements per block (1 for float types, 32 for q8_0/q4_0); 0 if unknown. */
+uint32_t mg__dtype_block_elems(int32_t dtype);
+/* Bytes per block (4, 2, 2, 34, 18); 0 if unknown. */
+uint32_t mg__dtype_block_bytes(int32_t dtype);
+/* Bytes of n elements; 0 with *ok = 0 if n is not a whole number of blocks,
+ * the dtype is unknown, or the size overflows. */
+uint64_t mg__dtype_bytes(int32_t dtype, uint64_t n, int *ok);
+
+/* ---- scalar conversions ------------------------------------------------ */
+float mg__f16_to_f32(uint16_t h);
+uint16_t mg__f32_to_f16(float f);   /* round to nearest even, inf/nan kept */
+float mg__bf16_to_f32(uint16_t h);
+uint16_t mg__f32_to_bf16(float f);  /* round to nearest even, nan kept     */
+
+/* Converts n f32 values into dtype layout at dst (n a multiple of 32 for
+ * q8_0/q4_0, GGML-compatible rounding). Returns 0, or -1 for a bad dtype/n. */
+int mg__quantize(int32_t dtype, void *dst, const float *src, uint64_t n);
+/* Converts n elements of dtype at src into f32. Returns 0 or -1. */
+int mg__dequantize(int32_t dtype, float *dst, const void *src, uint64_t n);
+
+/* ---- matrix kernels ---------------------------------------------------- */
+/* Scalar references. */
+void mg__matvec_ref(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
+                    const float *x, float *y);
+void mg__matmul_ref(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
+                    const float *X, uint64_t n, float *Y);
+
+/* Dispatched decode matvec: splits rows over the pool (NULL = caller's thread
+ * only) and uses the process's SIMD level. */
+void mg__matvec(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
+                const float *x, float *y, mg__pool *pool);
+/* Same at an explicit SIMD level (tests and benchmarks); a level the CPU
+ * lacks falls back to the best one below it. */
+void mg__matvec_level(int32_t level, int32_t dtype, const void *W,
+                      uint64_t rows, uint64_t cols, const float *x, float *y,
+                      mg__pool *pool);
+
+/* Prefill matmul: f32 W goes straight to cblas_sgemm; other dtypes are
+ * dequantized a tile of rows at a time into `scratch` and multiplied with
+ * cblas_sgemm. scratch must hold mg__matmul_scratch_size(dtype, cols) bytes
+ * (0 for f32; scratch may then be NULL). */
+size_t mg__matmul_scratch_size(int32_t dtype, uint64_t cols);
+void mg__matmul(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
+                const float *X, uint64_t n, float *Y, float *scratch);
+
+/* ---- elementwise / row kernels (f32) ------------------------------------ */
+/* y = x / sqrt(mean(x^2) + eps) * (add_one ? 1 + w : w); y may equal x. */
+void mg__rmsnorm(float *y, const float *x, const float *w, uint64_t n,
+                 float eps, int add_one);
+void mg__rmsnorm_ref(float *y, const float *x, const float *w, uint64_t n,
+                     float eps, int add_one);
+/* y = (x - mean) / sqrt(var + eps) * w + b; w/b may be NULL (1 and 0). */
+void mg__layernorm(float *y, const float *x, const float *w, const float *b,
+                   uint64_t n, float eps);
+void mg__layernorm_ref(float *y, const float *x, const float *w,
+                       const float *b, uint64_t n, float eps);
+/* In place, numerically stable (max subtracted). */
+void mg__softmax(float *x, uint64_t n);
+void mg__softmax_ref(float *x, uint64_t n);
+/* GELU, tanh approximation: 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))). */
+void mg__gelu_tanh(float *y, const float *x, uint64_t n);
+void mg__gelu_tanh_ref(float *y, const float *x, uint64_t n);
+/* Rotary embedding on one head vector of head_dim (even) values, in place,
+ * "rotate half" pairing (i, i + head_dim/2) as in Gemma/Llama HF code:
+ * theta_i = pos / scale * base^(-2i/head_dim). */
+void mg__rope(float *x, uint64_t head_dim, double pos, double base,
+              double scale);
+void mg__rope_ref(float *x, uint64_t head_dim, double pos, double base,
+                  double scale);
+
+#endif /* MG_KERNELS_H */

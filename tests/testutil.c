@@ -1,0 +1,89 @@
+/* testutil.c - helpers shared by the Check suites. */
+#include "testutil.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *tu_tmp_path(const char *name) {
+    static char bufs[8][4096];
+    static unsigned slot;
+    const char *dir = getenv("MG_TEST_TMP");
+    if (!dir || !*dir) dir = "lib/tmp";
+    mkdir(dir, 0777);
+    char *b = bufs[slot++ % 8];
+    snprintf(b, sizeof bufs[0], "%s/%ld_%s", dir, (long)getpid(), name);
+    return b;
+}
+
+const char *tu_shared_data(void) {
+    static char buf[4096];
+    const char *env = getenv("MG_SHARED_DATA");
+    struct stat st;
+    if (env && *env && stat(env, &st) == 0) return env;
+    const char *cands[] = {"../shared/data", "../../shared/data"};
+    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
+        if (stat(cands[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+            snprintf(buf, sizeof buf, "%s", cands[i]);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+const char *tu_shared_file(const char *rel) {
+    static char buf[4096];
+    const char *root = tu_shared_data();
+    struct stat st;
+    if (!root) return NULL;
+    snprintf(buf, sizeof buf, "%s/%s", root, rel);
+    return stat(buf, &st) == 0 ? buf : NULL;
+}
+
+unsigned char *tu_read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return NULL; }
+    long n = ftell(f);
+    if (n < 0) { fclose(f); return NULL; }
+    rewind(f);
+    unsigned char *p = malloc((size_t)n + 1);
+    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) { free(p); p = NULL; }
+    fclose(f);
+    if (p && size) *size = (size_t)n;
+    return p;
+}
+
+int tu_write_file(const char *path, const void *data, size_t size) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(data, 1, size, f);
+    int rc = fclose(f);
+    return (w == size && rc == 0) ? 0 : -1;
+}
+
+uint64_t tu_rand_u64(uint64_t *s) {
+    uint64_t x = *s ? *s : 0x9e3779b97f4a7c15ull;
+    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    *s = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+float tu_rand_f32(uint64_t *s) {
+    return (float)((tu_rand_u64(s) >> 40) * (1.0 / 8388608.0) - 1.0);
+}
+
+int tu_under_valgrind(void) {
+    const char *v = getenv("MG_VALGRIND");
+    return v && *v == '1';
+}
+
+int tu_run_suite(Suite *s) {
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,29 @@
+/* testutil.h - helpers shared by the Check suites. */
+#ifndef MG_TESTUTIL_H
+#define MG_TESTUTIL_H
+
+#include <check.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* A scratch path "$MG_TEST_TMP/<name>" (directory created on demand);
+ * returns a static buffer rotated over 8 slots. */
+const char *tu_tmp_path(const char *name);
+/* The shared data tree (env MG_SHARED_DATA, else ../shared/data relative to
+ * the repository root), or NULL when absent. */
+const char *tu_shared_data(void);
+/* "<shared>/<rel>" when it exists, else NULL (static buffer). */
+const char *tu_shared_file(const char *rel);
+/* Reads a whole file; caller frees. NULL on error. */
+unsigned char *tu_read_file(const char *path, size_t *size);
+int tu_write_file(const char *path, const void *data, size_t size);
+/* Deterministic PRNG (xorshift64*). */
+uint64_t tu_rand_u64(uint64_t *state);
+float tu_rand_f32(uint64_t *state);      /* uniform in [-1, 1) */
+/* 1 when running under valgrind (env MG_VALGRIND=1): suites shrink loops. */
+int tu_under_valgrind(void);
+/* Runs a suite with CK_NORMAL output and returns the process exit status. */
+int tu_run_suite(Suite *s);
+
+#endif
