@@ -51,7 +51,7 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all clean check check-asan check-valgrind install uninstall \
-        test-install bench examples
+        test-install bench demo test
 all: $(STATIC) $(SHARED) $(CLI)
 
 $(OBJDIR)/%_avx2.o: src/%_avx2.c
@@ -99,6 +99,7 @@ check: $(TEST_BIN) $(CLI)
 	  echo "== $$t"; $(TEST_ENV) $(TEST_RUNNER) $$t || fail=1; \
 	done; \
 	$(TEST_ENV) sh tests/cli_test.sh $(abspath $(CLI)) || fail=1; \
+	if [ -z "$(SANITIZE)$(TEST_RUNNER)" ]; then sh tests/install_test.sh || fail=1; fi; \
 	exit $$fail
 
 check-asan:
@@ -110,21 +111,37 @@ check-valgrind:
 	  TEST_RUNNER="env CK_FORK=no CK_DEFAULT_TIMEOUT=600 MG_VALGRIND=1 valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect" \
 	  check
 
+# Everything CI runs: the plain suite (with the install test), then the
+# same suites under ASan+UBSan and under valgrind.
+test:
+	$(MAKE) check
+	$(MAKE) check-asan
+	$(MAKE) check-valgrind
+
+# The main job. Until the report path lands: make a random-weight model and
+# print what the library reads from it.
+demo: $(CLI)
+	$(CLI) mkmodel --shape tiny --dtype q8_0 -o $(BUILD)/demo.mgm
+	$(CLI) info --verify $(BUILD)/demo.mgm
+
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 
-pkgconfig/medgemini.pc: pkgconfig/medgemini.pc.in include/medgemini.h
+# Generated at every install so that PREFIX is always the one asked for.
+$(BUILD)/medgemini.pc: FORCE
+	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCDIR@|$(INCDIR)|' \
-	    -e 's|@VERSION@|$(VERSION)|' -e 's|@DEPS_PC@|$(DEPS_PC)|' $< > $@
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@DEPS_PC@|$(DEPS_PC)|' pkgconfig/medgemini.pc.in > $@
+FORCE:
 
-install: $(STATIC) $(SHARED) $(CLI) pkgconfig/medgemini.pc
+install: $(STATIC) $(SHARED) $(CLI) $(BUILD)/medgemini.pc
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(PREFIX)/bin
 	install -m 644 include/medgemini.h $(DESTDIR)$(INCDIR)/
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf libmedgemini.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmedgemini.so
-	install -m 644 pkgconfig/medgemini.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 644 $(BUILD)/medgemini.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
 
 uninstall:
@@ -137,7 +154,6 @@ test-install:
 	sh tests/install_test.sh
 
 clean:
-	rm -rf lib/obj lib/tests lib/bench lib/tmp lib/asan lib/vg lib/*.a lib/*.so* bin \
-	  pkgconfig/medgemini.pc
+	rm -rf lib/obj lib/tests lib/bench lib/tmp lib/asan lib/vg lib/*.a lib/*.so* bin
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

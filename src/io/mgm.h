@@ -13,6 +13,10 @@
 #define MG__MGM_MAX_ALIGN (1u << 20)
 #define MG__MGM_MAX_KEY 255u
 #define MG__MGM_MAX_NAME 1023u
+#define MG__MGM_MAX_STRING (16u << 20) /* longest metadata string value */
+#define MG__MGM_MAX_ZSTD_RATIO 32768u /* most output bytes a zstd frame can
+                                         produce per stored byte */
+#define MG__MGM_WRITER_ALIGN 64u      /* alignment the writer uses */
 #define MG__MGM_FLAG_ZSTD 0x1u        /* tensor flag */
 
 typedef struct mg__meta {
@@ -41,7 +45,9 @@ typedef struct mg__tensor {
     uint64_t stored;       /* stored bytes */
     uint32_t flags;        /* MG__MGM_FLAG_* */
     uint32_t crc32c;
-    const void *data;      /* decompressed bytes, aligned to file alignment */
+    const void *data;      /* decompressed bytes, aligned to the file's
+                              alignment (to the page size at most when the
+                              file is mapped and alignment > page size) */
 } mg__tensor;
 
 typedef struct mg__mgm {
@@ -49,11 +55,13 @@ typedef struct mg__mgm {
     uint32_t alignment;
     uint64_t file_size;
     uint64_t n_meta;
-    mg__meta *meta;        /* sorted by file order */
+    mg__meta *meta;        /* in file order */
     uint64_t n_tensors;
     mg__tensor *tensors;   /* file order */
     uint64_t n_params;
     uint64_t n_bytes;
+    uint64_t data_offset;  /* absolute offset of the data section */
+    uint64_t data_size;
     /* private to io/mgm.c: mapping, owned buffers, name index */
     void *priv;
 } mg__mgm;
@@ -64,7 +72,7 @@ mg_status mg__mgm_open(mg__mgm **out, const char *path, uint32_t flags,
                        uint64_t max_memory, char *err, size_t errlen);
 void mg__mgm_close(mg__mgm *f);   /* NULL ok */
 
-/* Look-ups: NULL when absent. Tensor look-up is O(log n). */
+/* Look-ups: NULL when absent (or f/key NULL). Both are O(log n). */
 const mg__meta *mg__mgm_meta(const mg__mgm *f, const char *key);
 const mg__tensor *mg__mgm_tensor(const mg__mgm *f, const char *name);
 

@@ -90,4 +90,49 @@ void mg__rope(float *x, uint64_t head_dim, double pos, double base,
 void mg__rope_ref(float *x, uint64_t head_dim, double pos, double base,
                   double scale);
 
+/* ---- internal to kernels/: per-SIMD-level pieces ------------------------ */
+/* Everything below is shared between the kernels/ sources only (the _avx2.c and
+ * _avx512.c files are compiled with ISA flags and called only after a
+ * run-time check). */
+
+/* Scalar f32 dequantization of n elements (n whole blocks), no checks. */
+void mg__dequantize_ref_row(int32_t dtype, float *dst, const void *src,
+                            uint64_t n);
+/* Same at the process's SIMD level (what mg__dequantize and mg__matmul use). */
+void mg__dequant_row(int32_t dtype, float *dst, const void *src, uint64_t n);
+void mg__dequant_row_avx2(int32_t dtype, float *dst, const void *src,
+                          uint64_t n);
+void mg__dequant_row_avx512(int32_t dtype, float *dst, const void *src,
+                            uint64_t n);
+
+/* The activation vector quantized to 8 bits per 32-element block for the
+ * integer dot products of the q8_0/q4_0 matvec: x[j] ~= d[b] * q[j] with
+ * d[b] = amax_b / 127 (f32, not rounded to f16), q = round-to-nearest-even
+ * of x / d[b]; s8[b] = 8 * sum of the block's q (the q4_0 offset term). */
+typedef struct {
+    const int8_t *q;
+    const float *d;
+    const int32_t *s8;
+} mg__xq8;
+void mg__quantize_x8(const float *x, uint64_t n, int8_t *q, float *d,
+                     int32_t *s8); /* scalar; n a multiple of 32 */
+void mg__quantize_x8_avx2(const float *x, uint64_t n, int8_t *q, float *d,
+                          int32_t *s8);
+void mg__quantize_x8_avx512(const float *x, uint64_t n, int8_t *q, float *d,
+                            int32_t *s8);
+
+/* Row kernel: y[r] (+)= dot(row r, x) for r in [0, nrows), rows starting at
+ * W and row_bytes apart, `cols` elements each (for q8_0/q4_0 the first
+ * cols/32 blocks of each row). xv is a const float * for f32/f16/bf16 and
+ * a const mg__xq8 * for q8_0/q4_0. accumulate: add into y instead of
+ * storing. */
+typedef void (*mg__rows_fn)(const void *W, size_t row_bytes, uint64_t nrows,
+                            uint64_t cols, const void *xv, float *y,
+                            int accumulate);
+/* Tables indexed by dtype (MG_DTYPE_F32..MG_DTYPE_Q4_0). */
+extern const mg__rows_fn mg__rows_avx2[5];
+extern const mg__rows_fn mg__rows_avx512[5];
+/* AVX-512 VNNI variants for q8_0/q4_0 (index 3, 4; others NULL). */
+extern const mg__rows_fn mg__rows_avx512vnni[5];
+
 #endif /* MG_KERNELS_H */

@@ -1,0 +1,96 @@
+/* context.c - mg_context: per-thread state over a shared model. */
+#include "api/api.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MG__MAX_THREADS 512u
+#define MG__DEFAULT_CTX_CAP 8192u
+
+MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
+                                const mg_context_params *params) {
+    if (!out) return MG_E_INVALID_ARG;
+    *out = NULL;
+    if (!mg__model_ok(model)) return MG_E_MISUSE;
+    mg_context_params p = MG_CONTEXT_PARAMS_INIT;
+    if (mg__params_copy(&p, sizeof p, params) != MG_OK) return MG_E_INVALID_ARG;
+    if (p.flags != 0 || p.n_threads > MG__MAX_THREADS) return MG_E_INVALID_ARG;
+    if (p.n_threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        p.n_threads = n < 1 ? 1u : (n > (long)MG__MAX_THREADS ? MG__MAX_THREADS : (uint32_t)n);
+    }
+    if (p.n_ctx == 0) {
+        p.n_ctx = model->context_length ? model->context_length : MG__DEFAULT_CTX_CAP;
+        if (p.n_ctx > MG__DEFAULT_CTX_CAP) p.n_ctx = MG__DEFAULT_CTX_CAP;
+    } else if (model->context_length && p.n_ctx > model->context_length) {
+        return MG_E_INVALID_ARG;
+    }
+
+    mg_context *c = mg__calloc(1, sizeof *c);
+    if (!c) return MG_E_NOMEM;
+    c->pool = mg__pool_new(p.n_threads);
+    if (!c->pool) {
+        mg__free(c);
+        return MG_E_NOMEM;
+    }
+    c->tag = MG__TAG_CONTEXT;
+    c->params = p;
+    atomic_init(&c->interrupt, 0);
+    atomic_init(&c->busy, 0);
+    mg__model_retain(model);
+    c->model = model;
+    *out = c;
+    return MG_OK;
+}
+
+MG_API void mg_context_free(mg_context *c) {
+    if (!c || c->tag != MG__TAG_CONTEXT) return;
+    c->tag = MG__TAG_DEAD;
+    mg__pool_free(c->pool);
+    mg__model_release(c->model);
+    mg__free(c);
+}
+
+MG_API mg_status mg_context_interrupt(mg_context *c) {
+    if (!c || c->tag != MG__TAG_CONTEXT) return MG_E_MISUSE;
+    atomic_store(&c->interrupt, 1);
+    return MG_OK;
+}
+
+MG_API const char *mg_context_errmsg(const mg_context *c) {
+    if (!c || c->tag != MG__TAG_CONTEXT) return "invalid context handle";
+    return c->errmsg;
+}
+
+MG_API mg_status mg_context_errcode(const mg_context *c) {
+    if (!c || c->tag != MG__TAG_CONTEXT) return MG_E_MISUSE;
+    return c->status;
+}
+
+mg_status mg__ctx_enter(mg_context *c) {
+    if (!c || c->tag != MG__TAG_CONTEXT) return MG_E_MISUSE;
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&c->busy, &expected, 1)) {
+        /* Do not touch the message: the owning thread is using it. */
+        return MG_E_MISUSE;
+    }
+    atomic_store(&c->interrupt, 0);
+    c->errmsg[0] = '\0';
+    c->status = MG_OK;
+    return MG_OK;
+}
+
+mg_status mg__ctx_leave(mg_context *c, mg_status status, const char *fmt, ...) {
+    c->status = status;
+    if (status != MG_OK && fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        mg__verr(c->errmsg, sizeof c->errmsg, status, fmt, ap);
+        va_end(ap);
+    } else if (status != MG_OK) {
+        snprintf(c->errmsg, sizeof c->errmsg, "%s", mg_status_str(status));
+    }
+    atomic_store(&c->busy, 0);
+    return status;
+}

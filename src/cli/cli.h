@@ -1,0 +1,12 @@
+/* cli.h - shared pieces of the medgemini command-line tool. */
+#ifndef MG_CLI_H
+#define MG_CLI_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* Prints s in double quotes with C-style escapes, at most max bytes. */
+void cli_print_quoted(FILE *f, const char *s, size_t max);
+int cli_mkmodel(int argc, char **argv);
+
+#endif

@@ -1,0 +1,151 @@
+/* medgemini - command-line front end of libmedgemini. It uses only the
+ * public API (medgemini.h), so it doubles as an example of it. */
+#include "medgemini.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: medgemini <command> [options]\n"
+        "\n"
+        "commands:\n"
+        "  info MODEL.mgm [--verify] [--all]   print format version, metadata and tensors\n"
+        "  mkmodel -o OUT.mgm [options]        write a random-weight model (tests, benchmarks)\n"
+        "  version                             print version and build information\n"
+        "\n"
+        "mkmodel options:\n"
+        "  --shape NAME      tiny (default), gemma3-1b, medgemma-4b, gemma3-12b, gemma3-27b\n"
+        "  --dtype T         f32 (default), f16, bf16, q8_0, q4_0 for matrices\n"
+        "  --compress        store tensors zstd-compressed\n"
+        "  --seed N          random seed (default 1)\n"
+        "  --layers N        override the text decoder's layer count\n"
+        "  --vision-layers N override the image encoder's layer count\n"
+        "  --no-vision       text decoder only\n"
+        "  --list-shapes     print the named shapes\n");
+}
+
+static int cmd_version(void) {
+    printf("medgemini %s\n%s\n", mg_version_string(), mg_build_info());
+    return 0;
+}
+
+static void print_meta_value(const mg_model *m, const char *key, int32_t type,
+                             int32_t et, uint64_t n, int all) {
+    if (type == MG_META_INT) {
+        int64_t v = 0;
+        mg_model_meta_int(&v, m, key);
+        printf("%" PRId64, v);
+    } else if (type == MG_META_FLOAT) {
+        double v = 0;
+        mg_model_meta_float(&v, m, key);
+        printf("%.9g", v);
+    } else if (type == MG_META_STRING) {
+        const char *s = "";
+        mg_model_meta_string(&s, m, key);
+        cli_print_quoted(stdout, s, all ? SIZE_MAX : 120);
+    } else if (type == MG_META_ARRAY) {
+        uint64_t show = all ? n : (n < 8 ? n : 8);
+        printf("[");
+        for (uint64_t i = 0; i < show; i++) {
+            if (i) printf(", ");
+            if (et == MG_META_INT) {
+                int64_t v = 0;
+                mg_model_meta_array_int(&v, m, key, i);
+                printf("%" PRId64, v);
+            } else if (et == MG_META_FLOAT) {
+                double v = 0;
+                mg_model_meta_array_float(&v, m, key, i);
+                printf("%.9g", v);
+            } else {
+                const char *s = "";
+                mg_model_meta_array_string(&s, m, key, i);
+                cli_print_quoted(stdout, s, 40);
+            }
+        }
+        if (show < n) printf(", ... (%" PRIu64 " elements)", n);
+        printf("]");
+    }
+}
+
+static int cmd_info(int argc, char **argv) {
+    const char *path = NULL;
+    int verify = 0, all = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--verify")) verify = 1;
+        else if (!strcmp(argv[i], "--all")) all = 1;
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "medgemini info: unknown option %s\n", argv[i]);
+            return 2;
+        } else if (!path) path = argv[i];
+        else { fprintf(stderr, "medgemini info: one model at a time\n"); return 2; }
+    }
+    if (!path) { fprintf(stderr, "usage: medgemini info MODEL.mgm [--verify] [--all]\n"); return 2; }
+
+    mg_model_params mp;
+    mg_model_params_init(&mp);
+    if (verify) mp.flags |= MG_LOAD_VERIFY_CHECKSUMS;
+    char err[512];
+    mg_model *m = NULL;
+    mg_status st = mg_model_load(&m, path, &mp, err, sizeof err);
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini info: %s: %s (%s)\n", path, err, mg_status_str(st));
+        return 1;
+    }
+    mg_model_info mi = {.struct_size = sizeof mi};
+    mg_model_info_get(&mi, m);
+    printf("file: %s\n", path);
+    printf("format version: %u\n", mi.format_version);
+    printf("name: %s\narchitecture: %s\n", mi.name, mi.architecture);
+    printf("text decoder: %s\nimage encoder: %s\n", mi.has_text ? "yes" : "no",
+           mi.has_vision ? "yes" : "no");
+    printf("parameters: %" PRIu64 "\ntensor bytes: %" PRIu64 "\n", mi.n_params, mi.n_bytes);
+    if (verify) printf("checksums: verified\n");
+
+    printf("\nmetadata (%" PRIu64 " keys):\n", mi.n_metadata);
+    for (uint64_t i = 0; i < mi.n_metadata; i++) {
+        const char *key; int32_t type, et; uint64_t n;
+        if (mg_model_meta_entry(&key, &type, &et, &n, m, i) != MG_OK) continue;
+        printf("  %s = ", key);
+        print_meta_value(m, key, type, et, n, all);
+        printf("\n");
+    }
+
+    printf("\ntensors (%" PRIu64 "):\n", mi.n_tensors);
+    printf("  %-40s %-5s %-24s %12s %12s %8s %s\n", "name", "dtype", "shape",
+           "offset", "stored", "crc32c", "zstd");
+    for (uint64_t i = 0; i < mi.n_tensors; i++) {
+        mg_tensor_info t = {.struct_size = sizeof t};
+        if (mg_model_tensor_at(&t, m, i) != MG_OK) continue;
+        char shape[96];
+        int w = 0;
+        for (uint32_t d = 0; d < t.n_dims && w < (int)sizeof shape - 24; d++)
+            w += snprintf(shape + w, sizeof shape - (size_t)w, d ? " x %" PRIu64 : "%" PRIu64, t.dims[d]);
+        printf("  %-40s %-5s %-24s %12" PRIu64 " %12" PRIu64 " %08x %s\n", t.name,
+               mg_dtype_name(t.dtype), shape, t.file_offset, t.stored_bytes,
+               t.crc32c, t.compressed ? "yes" : "no");
+    }
+    mg_model_free(m);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
+    if (!strcmp(cmd, "mkmodel")) return cli_mkmodel(argc - 2, argv + 2);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return cmd_version();
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "medgemini: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

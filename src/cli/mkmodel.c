@@ -1,0 +1,371 @@
+/* mkmodel.c - `medgemini mkmodel`: writes a model with random weights in the
+ * tensor layout of docs/MODEL_KEYS.md, for tests and benchmarks. Weights are
+ * drawn per tensor from a generator seeded by (seed, tensor name), so the
+ * file does not depend on write order. */
+#include "medgemini.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct shape {
+    const char *name;
+    const char *desc;
+    /* text decoder */
+    int64_t vocab, hidden, layers, heads, kv_heads, head_dim, ffn, ctx;
+    int64_t window, pattern, query_pre_attn_scalar;
+    double rope_local, rope_global, rope_scale, eps, final_softcap;
+    /* image encoder (layers = 0: none) */
+    int64_t v_image, v_patch, v_layers, v_hidden, v_ffn, v_heads, v_tokens;
+} shape;
+
+static const shape k_shapes[] = {
+    {"tiny", "small random model for tests",
+     512, 64, 2, 4, 2, 16, 128, 512, 32, 6, 16, 10000, 1000000, 8, 1e-6, 0,
+     64, 8, 2, 64, 128, 4, 16},
+    {"gemma3-1b", "Gemma 3 1B text decoder shape",
+     262144, 1152, 26, 4, 1, 256, 6912, 32768, 512, 6, 256, 10000, 1000000, 1, 1e-6, 0,
+     0, 0, 0, 0, 0, 0, 0},
+    {"medgemma-4b", "MedGemma 4B shape: Gemma 3 4B decoder + 896 px image encoder",
+     262208, 2560, 34, 8, 4, 256, 10240, 131072, 1024, 6, 256, 10000, 1000000, 8, 1e-6, 0,
+     896, 14, 27, 1152, 4304, 16, 256},
+    {"gemma3-12b", "Gemma 3 12B shape",
+     262208, 3840, 48, 16, 8, 256, 15360, 131072, 1024, 6, 256, 10000, 1000000, 8, 1e-6, 0,
+     896, 14, 27, 1152, 4304, 16, 256},
+    {"gemma3-27b", "Gemma 3 27B shape",
+     262208, 5376, 62, 32, 16, 128, 21504, 131072, 1024, 6, 168, 10000, 1000000, 8, 1e-6, 0,
+     896, 14, 27, 1152, 4304, 16, 256},
+};
+
+void cli_print_quoted(FILE *f, const char *s, size_t max) {
+    size_t n = strlen(s);
+    fputc('"', f);
+    for (size_t i = 0; i < n && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c < 0x20 || c == 0x7f) fprintf(f, "\\x%02x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+    if (n > max) fprintf(f, "...(%zu bytes)", n);
+}
+
+/* splitmix64 seeded from (seed, name): per-tensor reproducible streams. */
+static uint64_t hash_name(uint64_t seed, const char *s) {
+    uint64_t h = 1469598103934665603ull ^ seed;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+typedef struct gen {
+    mg_writer *w;
+    int32_t dtype;      /* for matrices */
+    uint64_t seed;
+    int failed;
+} gen;
+
+/* Declares (pass 0) or writes (pass 1) one tensor of uniform values in
+ * [center - a, center + a] with a = std * sqrt(3). */
+static void tensor(gen *g, int pass, const char *name, uint32_t n_dims,
+                   uint64_t d0, uint64_t d1, float center, float stddev) {
+    if (g->failed) return;
+    uint64_t dims[2] = {d0, d1};
+    int32_t dt = MG_DTYPE_F32;
+    if (n_dims == 2) {
+        dt = g->dtype;
+        /* Block types need whole blocks per row; such rows fall back to f16. */
+        if ((dt == MG_DTYPE_Q8_0 || dt == MG_DTYPE_Q4_0) && d0 % 32) dt = MG_DTYPE_F16;
+    }
+    mg_status st;
+    if (pass == 0) {
+        st = mg_writer_add_tensor(g->w, name, dt, n_dims, dims, 0);
+    } else {
+        uint64_t n = d0 * (n_dims == 2 ? d1 : 1);
+        float *buf = malloc(n * sizeof *buf);
+        if (!buf) {
+            fprintf(stderr, "medgemini mkmodel: out of memory for %s\n", name);
+            g->failed = 1;
+            return;
+        }
+        uint64_t x = hash_name(g->seed, name);
+        float a = stddev * 1.7320508f;
+        for (uint64_t i = 0; i < n; i++) {
+            float u = (float)((splitmix(&x) >> 40) * (1.0 / 8388608.0) - 1.0);
+            buf[i] = center + a * u;
+        }
+        st = mg_writer_write_tensor_f32(g->w, name, buf, n);
+        free(buf);
+    }
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini mkmodel: %s: %s\n", name, mg_writer_errmsg(g->w));
+        g->failed = 1;
+    }
+}
+
+static void all_tensors(gen *g, int pass, const shape *s, int vision) {
+    char nm[128];
+    const float wstd = 0.02f;
+    int64_t q = s->heads * s->head_dim, kv = s->kv_heads * s->head_dim;
+    tensor(g, pass, "text.token_embd", 2, (uint64_t)s->hidden, (uint64_t)s->vocab, 0, wstd);
+    for (int64_t l = 0; l < s->layers; l++) {
+#define T2(suffix, a, b) snprintf(nm, sizeof nm, "text.blk.%" PRId64 "." suffix, l), \
+                         tensor(g, pass, nm, 2, (uint64_t)(a), (uint64_t)(b), 0, wstd)
+#define T1(suffix, a) snprintf(nm, sizeof nm, "text.blk.%" PRId64 "." suffix, l), \
+                      tensor(g, pass, nm, 1, (uint64_t)(a), 1, 0, 0.1f)
+        T1("attn_norm", s->hidden);
+        T2("attn_q", s->hidden, q);
+        T2("attn_k", s->hidden, kv);
+        T2("attn_v", s->hidden, kv);
+        T1("attn_q_norm", s->head_dim);
+        T1("attn_k_norm", s->head_dim);
+        T2("attn_output", q, s->hidden);
+        T1("post_attn_norm", s->hidden);
+        T1("ffn_norm", s->hidden);
+        T2("ffn_gate", s->hidden, s->ffn);
+        T2("ffn_up", s->hidden, s->ffn);
+        T2("ffn_down", s->ffn, s->hidden);
+        T1("post_ffn_norm", s->hidden);
+#undef T1
+#undef T2
+    }
+    tensor(g, pass, "text.output_norm", 1, (uint64_t)s->hidden, 1, 0, 0.1f);
+    if (!vision) return;
+    int64_t np = (s->v_image / s->v_patch) * (s->v_image / s->v_patch);
+    int64_t pd = s->v_patch * s->v_patch * 3;
+    tensor(g, pass, "vision.patch_embd", 2, (uint64_t)pd, (uint64_t)s->v_hidden, 0, wstd);
+    tensor(g, pass, "vision.patch_embd_bias", 1, (uint64_t)s->v_hidden, 1, 0, wstd);
+    tensor(g, pass, "vision.pos_embd", 2, (uint64_t)s->v_hidden, (uint64_t)np, 0, wstd);
+    for (int64_t l = 0; l < s->v_layers; l++) {
+#define V2(suffix, a, b) snprintf(nm, sizeof nm, "vision.blk.%" PRId64 "." suffix, l), \
+                         tensor(g, pass, nm, 2, (uint64_t)(a), (uint64_t)(b), 0, wstd)
+#define V1(suffix, a, c, sd) snprintf(nm, sizeof nm, "vision.blk.%" PRId64 "." suffix, l), \
+                             tensor(g, pass, nm, 1, (uint64_t)(a), 1, c, sd)
+        V1("ln1", s->v_hidden, 1.0f, 0.1f);
+        V1("ln1_bias", s->v_hidden, 0, wstd);
+        V2("attn_q", s->v_hidden, s->v_hidden);
+        V1("attn_q_bias", s->v_hidden, 0, wstd);
+        V2("attn_k", s->v_hidden, s->v_hidden);
+        V1("attn_k_bias", s->v_hidden, 0, wstd);
+        V2("attn_v", s->v_hidden, s->v_hidden);
+        V1("attn_v_bias", s->v_hidden, 0, wstd);
+        V2("attn_output", s->v_hidden, s->v_hidden);
+        V1("attn_output_bias", s->v_hidden, 0, wstd);
+        V1("ln2", s->v_hidden, 1.0f, 0.1f);
+        V1("ln2_bias", s->v_hidden, 0, wstd);
+        V2("ffn_up", s->v_hidden, s->v_ffn);
+        V1("ffn_up_bias", s->v_ffn, 0, wstd);
+        V2("ffn_down", s->v_ffn, s->v_hidden);
+        V1("ffn_down_bias", s->v_hidden, 0, wstd);
+#undef V1
+#undef V2
+    }
+    tensor(g, pass, "vision.post_ln", 1, (uint64_t)s->v_hidden, 1, 1.0f, 0.1f);
+    tensor(g, pass, "vision.post_ln_bias", 1, (uint64_t)s->v_hidden, 1, 0, wstd);
+    tensor(g, pass, "mm.soft_emb_norm", 1, (uint64_t)s->v_hidden, 1, 0, 0.1f);
+    tensor(g, pass, "mm.input_proj", 2, (uint64_t)s->v_hidden, (uint64_t)s->hidden, 0, wstd);
+}
+
+/* A placeholder vocabulary with the special tokens at their Gemma 3 ids when
+ * the vocabulary is large enough, byte-fallback tokens, and filler pieces. */
+static int write_vocab(mg_writer *w, const shape *s) {
+    int64_t V = s->vocab;
+    char **tok = calloc((size_t)V, sizeof *tok);
+    int64_t *type = calloc((size_t)V, sizeof *type);
+    int ok = tok && type;
+    int big = V >= 262145;
+    int64_t id_sot = big ? 105 : 4, id_eot = big ? 106 : 5;
+    int64_t id_boi = big ? 255999 : 6, id_eoi = big ? 256000 : 7;
+    int64_t id_img = big ? 262144 : 8;
+    for (int64_t i = 0; ok && i < V; i++) {
+        char b[32];
+        const char *t = NULL;
+        int64_t ty = 1; /* normal */
+        if (i == 0) t = "<pad>", ty = 3;
+        else if (i == 1) t = "<eos>", ty = 3;
+        else if (i == 2) t = "<bos>", ty = 3;
+        else if (i == 3) t = "<unk>", ty = 2;
+        else if (i == id_sot) t = "<start_of_turn>", ty = 3;
+        else if (i == id_eot) t = "<end_of_turn>", ty = 3;
+        else if (i == id_boi) t = "<start_of_image>", ty = 3;
+        else if (i == id_eoi) t = "<end_of_image>", ty = 3;
+        else if (i == id_img) t = "<image_soft_token>", ty = 3;
+        else if (i >= 9 && i < 9 + 256) {
+            snprintf(b, sizeof b, "<0x%02X>", (unsigned)(i - 9));
+            ty = 6; /* byte */
+        } else snprintf(b, sizeof b, "<unused%" PRId64 ">", i);
+        tok[i] = strdup(t ? t : b);
+        type[i] = ty;
+        if (!tok[i]) ok = 0;
+    }
+    mg_status st = MG_E_NOMEM;
+    if (ok) {
+        st = mg_writer_set_string(w, "tokenizer.model", "placeholder");
+        if (!st) st = mg_writer_set_string_array(w, "tokenizer.tokens", (const char *const *)tok, (uint64_t)V);
+        if (!st) st = mg_writer_set_int_array(w, "tokenizer.token_type", type, (uint64_t)V);
+        if (!st) st = mg_writer_set_int(w, "tokenizer.pad_id", 0);
+        if (!st) st = mg_writer_set_int(w, "tokenizer.eos_id", 1);
+        if (!st) st = mg_writer_set_int(w, "tokenizer.bos_id", 2);
+        if (!st) st = mg_writer_set_int(w, "tokenizer.unk_id", 3);
+        if (!st) st = mg_writer_set_int(w, "tokenizer.start_of_turn_id", id_sot);
+        if (!st) st = mg_writer_set_int(w, "tokenizer.end_of_turn_id", id_eot);
+        if (!st && s->v_layers) st = mg_writer_set_int(w, "tokenizer.start_of_image_id", id_boi);
+        if (!st && s->v_layers) st = mg_writer_set_int(w, "tokenizer.end_of_image_id", id_eoi);
+        if (!st && s->v_layers) st = mg_writer_set_int(w, "tokenizer.image_token_id", id_img);
+    }
+    for (int64_t i = 0; tok && i < V; i++) free(tok[i]);
+    free(tok);
+    free(type);
+    return st == MG_OK ? 0 : -1;
+}
+
+static int write_meta(mg_writer *w, const shape *s, int vision, const char *dtype) {
+    mg_status st = MG_OK;
+#define SI(k, v) if (!st) st = mg_writer_set_int(w, k, (int64_t)(v))
+#define SF(k, v) if (!st) st = mg_writer_set_float(w, k, (double)(v))
+#define SS(k, v) if (!st) st = mg_writer_set_string(w, k, v)
+    char name[128];
+    snprintf(name, sizeof name, "random-%s-%s", s->name, dtype);
+    SS("general.architecture", "gemma3");
+    SS("general.name", name);
+    SS("general.version", "1");
+    SS("general.license", "CC0-1.0 (random weights)");
+    SS("general.source", "medgemini mkmodel");
+    SS("general.intended_use",
+       "Software testing and benchmarking only. Random weights: the output is "
+       "meaningless and must never be used for any clinical purpose.");
+    SS("general.description", s->desc);
+    SI("text.vocab_size", s->vocab);
+    SI("text.hidden_size", s->hidden);
+    SI("text.n_layers", s->layers);
+    SI("text.n_heads", s->heads);
+    SI("text.n_kv_heads", s->kv_heads);
+    SI("text.head_dim", s->head_dim);
+    SI("text.ffn_size", s->ffn);
+    SI("text.context_length", s->ctx);
+    SI("text.sliding_window", s->window);
+    SI("text.sliding_window_pattern", s->pattern);
+    SI("text.query_pre_attn_scalar", s->query_pre_attn_scalar);
+    SF("text.rope_theta_local", s->rope_local);
+    SF("text.rope_theta_global", s->rope_global);
+    SF("text.rope_scaling_factor", s->rope_scale);
+    SF("text.rms_norm_eps", s->eps);
+    SF("text.final_logit_softcap", s->final_softcap);
+    SF("text.attn_logit_softcap", 0.0);
+    SS("prompt.turn_user", "<start_of_turn>user\n");
+    SS("prompt.turn_model", "<start_of_turn>model\n");
+    SS("prompt.turn_end", "<end_of_turn>\n");
+    SS("prompt.system_default", "You are an expert radiologist.");
+    SS("prompt.report_instruction", "Describe this X-ray.");
+    if (vision) {
+        const double mean[3] = {0.5, 0.5, 0.5}, stdv[3] = {0.5, 0.5, 0.5};
+        SI("vision.image_size", s->v_image);
+        SI("vision.patch_size", s->v_patch);
+        SI("vision.n_layers", s->v_layers);
+        SI("vision.hidden_size", s->v_hidden);
+        SI("vision.ffn_size", s->v_ffn);
+        SI("vision.n_heads", s->v_heads);
+        SF("vision.layer_norm_eps", 1e-6);
+        SI("vision.tokens_per_image", s->v_tokens);
+        SI("image.size", s->v_image);
+        SS("image.resample", "bilinear");
+        SF("image.rescale", 1.0 / 255.0);
+        if (!st) st = mg_writer_set_float_array(w, "image.mean", mean, 3);
+        if (!st) st = mg_writer_set_float_array(w, "image.std", stdv, 3);
+    }
+#undef SI
+#undef SF
+#undef SS
+    if (st != MG_OK) return -1;
+    return write_vocab(w, s);
+}
+
+static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_mkmodel(int argc, char **argv) {
+    const char *out = NULL, *shape_name = "tiny", *dtype_name = "f32";
+    int compress = 0, vision = 1;
+    int64_t seed = 1, layers = -1, vlayers = -1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_ARG() do { if (!v) { fprintf(stderr, "medgemini mkmodel: %s needs a value\n", a); return 2; } i++; } while (0)
+        if (!strcmp(a, "-o")) { NEED_ARG(); out = v; }
+        else if (!strcmp(a, "--shape")) { NEED_ARG(); shape_name = v; }
+        else if (!strcmp(a, "--dtype")) { NEED_ARG(); dtype_name = v; }
+        else if (!strcmp(a, "--seed")) { NEED_ARG(); if (parse_i64(v, 0, INT64_MAX, &seed)) goto bad; }
+        else if (!strcmp(a, "--layers")) { NEED_ARG(); if (parse_i64(v, 1, 1000, &layers)) goto bad; }
+        else if (!strcmp(a, "--vision-layers")) { NEED_ARG(); if (parse_i64(v, 1, 1000, &vlayers)) goto bad; }
+        else if (!strcmp(a, "--compress")) compress = 1;
+        else if (!strcmp(a, "--no-vision")) vision = 0;
+        else if (!strcmp(a, "--list-shapes")) {
+            for (size_t k = 0; k < sizeof k_shapes / sizeof k_shapes[0]; k++)
+                printf("%-12s %s\n", k_shapes[k].name, k_shapes[k].desc);
+            return 0;
+        } else {
+            fprintf(stderr, "medgemini mkmodel: unknown option %s\n", a);
+            return 2;
+        }
+        continue;
+    bad:
+        fprintf(stderr, "medgemini mkmodel: bad value for %s: %s\n", a, v);
+        return 2;
+#undef NEED_ARG
+    }
+    if (!out) { fprintf(stderr, "medgemini mkmodel: -o OUT.mgm is required\n"); return 2; }
+    const shape *sp = NULL;
+    for (size_t k = 0; k < sizeof k_shapes / sizeof k_shapes[0]; k++)
+        if (!strcmp(k_shapes[k].name, shape_name)) sp = &k_shapes[k];
+    if (!sp) { fprintf(stderr, "medgemini mkmodel: unknown shape '%s' (see --list-shapes)\n", shape_name); return 2; }
+    int32_t dtype = -1;
+    for (int32_t d = 0; d <= MG_DTYPE_Q4_0; d++)
+        if (mg_dtype_name(d) && !strcmp(mg_dtype_name(d), dtype_name)) dtype = d;
+    if (dtype < 0) { fprintf(stderr, "medgemini mkmodel: unknown dtype '%s'\n", dtype_name); return 2; }
+
+    shape s = *sp;
+    if (layers > 0) s.layers = layers;
+    if (vlayers > 0) s.v_layers = vlayers;
+    if (!s.v_layers) vision = 0;
+    if (!vision) s.v_layers = 0;
+
+    char err[512];
+    mg_writer *w = NULL;
+    if (mg_writer_open(&w, out, compress ? MG_WRITE_COMPRESS : 0, err, sizeof err) != MG_OK) {
+        fprintf(stderr, "medgemini mkmodel: %s: %s\n", out, err);
+        return 1;
+    }
+    gen g = {w, dtype, (uint64_t)seed, 0};
+    if (write_meta(w, &s, vision, dtype_name) != 0) {
+        fprintf(stderr, "medgemini mkmodel: metadata: %s\n", mg_writer_errmsg(w));
+        mg_writer_free(w);
+        return 1;
+    }
+    all_tensors(&g, 0, &s, vision);
+    all_tensors(&g, 1, &s, vision);
+    if (!g.failed && mg_writer_finish(w) != MG_OK) {
+        fprintf(stderr, "medgemini mkmodel: %s\n", mg_writer_errmsg(w));
+        g.failed = 1;
+    }
+    mg_writer_free(w);
+    if (g.failed) return 1;
+    fprintf(stderr, "medgemini mkmodel: wrote %s (shape %s, %s%s)\n", out, s.name,
+            dtype_name, compress ? ", zstd" : "");
+    return 0;
+}

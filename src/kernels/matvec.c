@@ -1,0 +1,290 @@
+/* matvec.c - decode matrix-vector product: scalar references, the scalar
+ * row kernels, SIMD dispatch and the split of rows over the pool.
+ *
+ * f32/f16/bf16 rows are dotted with x in f32 (FMA in the SIMD kernels).
+ * q8_0/q4_0 rows use integer dot products: x is quantized once per call (per
+ * column chunk) to 8 bits per 32-element block, into a buffer on the
+ * caller's stack, and each block contributes d_w * d_x * sum(w_q * x_q). */
+#include "kernels/kernels.h"
+
+#include <cpuid.h>
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+/* ---- references --------------------------------------------------------- */
+
+/* Element c of row r, dequantized. */
+static float ref_elem(int32_t dtype, const void *W, uint64_t cols, uint64_t r,
+                      uint64_t c) {
+    switch (dtype) {
+    case MG_DTYPE_F32: return ((const float *)W)[r * cols + c];
+    case MG_DTYPE_F16: return mg__f16_to_f32(((const uint16_t *)W)[r * cols + c]);
+    case MG_DTYPE_BF16:
+        return mg__bf16_to_f32(((const uint16_t *)W)[r * cols + c]);
+    case MG_DTYPE_Q8_0: {
+        const mg__block_q8_0 *b =
+            (const mg__block_q8_0 *)W + r * (cols / MG__QK) + c / MG__QK;
+        return mg__f16_to_f32(b->d) * (float)b->qs[c % MG__QK];
+    }
+    case MG_DTYPE_Q4_0: {
+        const mg__block_q4_0 *b =
+            (const mg__block_q4_0 *)W + r * (cols / MG__QK) + c / MG__QK;
+        unsigned j = (unsigned)(c % MG__QK);
+        int nib = j < 16 ? (b->qs[j] & 0x0f) : (b->qs[j - 16] >> 4);
+        return mg__f16_to_f32(b->d) * (float)(nib - 8);
+    }
+    default: return 0.0f;
+    }
+}
+
+void mg__matvec_ref(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
+                    const float *x, float *y) {
+    for (uint64_t r = 0; r < rows; r++) {
+        double s = 0.0;
+        for (uint64_t c = 0; c < cols; c++)
+            s += (double)ref_elem(dtype, W, cols, r, c) * (double)x[c];
+        y[r] = (float)s;
+    }
+}
+
+void mg__matmul_ref(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
+                    const float *X, uint64_t n, float *Y) {
+    for (uint64_t t = 0; t < n; t++)
+        mg__matvec_ref(dtype, W, rows, cols, X + t * cols, Y + t * rows);
+}
+
+/* ---- activation quantization (scalar) ------------------------------------ */
+
+void mg__quantize_x8(const float *x, uint64_t n, int8_t *q, float *d,
+                     int32_t *s8) {
+    for (uint64_t b = 0; b < n / MG__QK; b++) {
+        const float *xb = x + b * MG__QK;
+        float amax = 0.0f;
+        for (int j = 0; j < MG__QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        float db = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int32_t s = 0;
+        for (int j = 0; j < MG__QK; j++) {
+            float v = nearbyintf(xb[j] * id); /* ties to even, as cvtps */
+            if (!(v == v)) v = 0.0f;
+            v = fminf(fmaxf(v, -127.0f), 127.0f);
+            q[b * MG__QK + j] = (int8_t)v;
+            s += (int32_t)v;
+        }
+        d[b] = db;
+        s8[b] = 8 * s;
+    }
+}
+
+/* ---- scalar row kernels -------------------------------------------------- */
+
+static void rows_f32(const void *W, size_t rb, uint64_t nrows, uint64_t cols,
+                     const void *xv, float *y, int acc) {
+    const float *x = xv;
+    for (uint64_t r = 0; r < nrows; r++) {
+        const float *w = (const float *)((const char *)W + r * rb);
+        float s[4] = {0, 0, 0, 0};
+        uint64_t c = 0;
+        for (; c + 4 <= cols; c += 4)
+            for (int k = 0; k < 4; k++) s[k] += w[c + k] * x[c + k];
+        for (; c < cols; c++) s[0] += w[c] * x[c];
+        float t = (s[0] + s[1]) + (s[2] + s[3]);
+        y[r] = acc ? y[r] + t : t;
+    }
+}
+
+static void rows_f16(const void *W, size_t rb, uint64_t nrows, uint64_t cols,
+                     const void *xv, float *y, int acc) {
+    const float *x = xv;
+    for (uint64_t r = 0; r < nrows; r++) {
+        const uint16_t *w = (const uint16_t *)((const char *)W + r * rb);
+        float s[4] = {0, 0, 0, 0};
+        uint64_t c = 0;
+        for (; c + 4 <= cols; c += 4)
+            for (int k = 0; k < 4; k++) s[k] += mg__f16_to_f32(w[c + k]) * x[c + k];
+        for (; c < cols; c++) s[0] += mg__f16_to_f32(w[c]) * x[c];
+        float t = (s[0] + s[1]) + (s[2] + s[3]);
+        y[r] = acc ? y[r] + t : t;
+    }
+}
+
+static void rows_bf16(const void *W, size_t rb, uint64_t nrows, uint64_t cols,
+                      const void *xv, float *y, int acc) {
+    const float *x = xv;
+    for (uint64_t r = 0; r < nrows; r++) {
+        const uint16_t *w = (const uint16_t *)((const char *)W + r * rb);
+        float s[4] = {0, 0, 0, 0};
+        uint64_t c = 0;
+        for (; c + 4 <= cols; c += 4)
+            for (int k = 0; k < 4; k++) s[k] += mg__bf16_to_f32(w[c + k]) * x[c + k];
+        for (; c < cols; c++) s[0] += mg__bf16_to_f32(w[c]) * x[c];
+        float t = (s[0] + s[1]) + (s[2] + s[3]);
+        y[r] = acc ? y[r] + t : t;
+    }
+}
+
+static void rows_q8_0(const void *W, size_t rb, uint64_t nrows, uint64_t cols,
+                      const void *xv, float *y, int acc) {
+    const mg__xq8 *xq = xv;
+    uint64_t nb = cols / MG__QK;
+    for (uint64_t r = 0; r < nrows; r++) {
+        const mg__block_q8_0 *b =
+            (const mg__block_q8_0 *)((const char *)W + r * rb);
+        float s = 0.0f;
+        for (uint64_t i = 0; i < nb; i++) {
+            const int8_t *xqb = xq->q + i * MG__QK;
+            int32_t d = 0;
+            for (int j = 0; j < MG__QK; j++) d += (int32_t)b[i].qs[j] * xqb[j];
+            s += mg__f16_to_f32(b[i].d) * xq->d[i] * (float)d;
+        }
+        y[r] = acc ? y[r] + s : s;
+    }
+}
+
+static void rows_q4_0(const void *W, size_t rb, uint64_t nrows, uint64_t cols,
+                      const void *xv, float *y, int acc) {
+    const mg__xq8 *xq = xv;
+    uint64_t nb = cols / MG__QK;
+    for (uint64_t r = 0; r < nrows; r++) {
+        const mg__block_q4_0 *b =
+            (const mg__block_q4_0 *)((const char *)W + r * rb);
+        float s = 0.0f;
+        for (uint64_t i = 0; i < nb; i++) {
+            const int8_t *xqb = xq->q + i * MG__QK;
+            int32_t d = 0;
+            for (int j = 0; j < MG__QK / 2; j++)
+                d += (int32_t)(b[i].qs[j] & 0x0f) * xqb[j] +
+                     (int32_t)(b[i].qs[j] >> 4) * xqb[j + MG__QK / 2];
+            d -= xq->s8[i];
+            s += mg__f16_to_f32(b[i].d) * xq->d[i] * (float)d;
+        }
+        y[r] = acc ? y[r] + s : s;
+    }
+}
+
+static const mg__rows_fn rows_scalar[5] = {rows_f32, rows_f16, rows_bf16,
+                                           rows_q8_0, rows_q4_0};
+
+/* ---- CPU facts, read once ------------------------------------------------- */
+
+static int32_t g_cpu_level;
+static int g_cpu_vnni;
+static pthread_once_t g_cpu_once = PTHREAD_ONCE_INIT;
+
+static void cpu_init(void) {
+    g_cpu_level = mg__cpu_simd_level();
+    if (g_cpu_level >= MG_SIMD_AVX512 && __get_cpuid_max(0, NULL) >= 7) {
+        unsigned a, b, c, d;
+        __cpuid_count(7, 0, a, b, c, d);
+        g_cpu_vnni = (c >> 11) & 1; /* AVX512_VNNI */
+    }
+}
+
+static int32_t clamp_level(int32_t level) {
+    pthread_once(&g_cpu_once, cpu_init);
+    if (level > g_cpu_level) level = g_cpu_level;
+    return level < MG_SIMD_SCALAR ? MG_SIMD_SCALAR : level;
+}
+
+static mg__rows_fn pick_rows(int32_t level, int32_t dtype) {
+    if (level >= MG_SIMD_AVX512) {
+        if (g_cpu_vnni && mg__rows_avx512vnni[dtype]) return mg__rows_avx512vnni[dtype];
+        return mg__rows_avx512[dtype];
+    }
+    if (level >= MG_SIMD_AVX2) return mg__rows_avx2[dtype];
+    return rows_scalar[dtype];
+}
+
+static void quantize_x8_level(int32_t level, const float *x, uint64_t n,
+                              int8_t *q, float *d, int32_t *s8) {
+    if (level >= MG_SIMD_AVX512) mg__quantize_x8_avx512(x, n, q, d, s8);
+    else if (level >= MG_SIMD_AVX2) mg__quantize_x8_avx2(x, n, q, d, s8);
+    else mg__quantize_x8(x, n, q, d, s8);
+}
+
+/* ---- dispatch and pool split -------------------------------------------- */
+
+/* Column chunk of x quantized at a time on the stack (about 9.5 KiB). */
+#define XCHUNK 8192u
+/* Below this many weight bytes a matvec runs on the caller's thread only. */
+#define MIN_SPLIT_BYTES (64u * 1024u)
+
+typedef struct {
+    mg__rows_fn fn;
+    const char *W;
+    size_t row_bytes;
+    uint64_t rows, cols;
+    const void *xv;
+    float *y;
+    int acc;
+} mv_job;
+
+static void mv_task(void *arg, uint32_t i, uint32_t n) {
+    const mv_job *j = arg;
+    /* Contiguous row ranges, boundaries on multiples of 4 rows. */
+    uint64_t q = (j->rows + 3) / 4;
+    uint64_t r0 = q * i / n * 4, r1 = q * (i + 1) / n * 4;
+    if (r1 > j->rows) r1 = j->rows;
+    if (r0 >= r1) return;
+    j->fn(j->W + r0 * j->row_bytes, j->row_bytes, r1 - r0, j->cols, j->xv,
+          j->y + r0, j->acc);
+}
+
+static void run_job(mv_job *j, mg__pool *pool) {
+    uint32_t nt = mg__pool_size(pool);
+    uint64_t bytes = j->rows * (uint64_t)j->row_bytes;
+    if (nt > j->rows / 4) nt = (uint32_t)(j->rows / 4);
+    if (nt <= 1 || bytes < MIN_SPLIT_BYTES) {
+        j->fn(j->W, j->row_bytes, j->rows, j->cols, j->xv, j->y, j->acc);
+        return;
+    }
+    mg__pool_run(pool, mv_task, j, nt);
+}
+
+void mg__matvec_level(int32_t level, int32_t dtype, const void *W,
+                      uint64_t rows, uint64_t cols, const float *x, float *y,
+                      mg__pool *pool) {
+    int ok;
+    uint64_t row_bytes = mg__dtype_bytes(dtype, cols, &ok);
+    if (!ok || !W || !x || !y || rows == 0) return;
+    if (cols == 0) {
+        memset(y, 0, (size_t)rows * sizeof(float));
+        return;
+    }
+    level = clamp_level(level);
+    mv_job j = {pick_rows(level, dtype), W, (size_t)row_bytes, rows, cols, x,
+                y, 0};
+    if (dtype != MG_DTYPE_Q8_0 && dtype != MG_DTYPE_Q4_0) {
+        run_job(&j, pool);
+        return;
+    }
+    /* Quantized rows: x to 8 bits, a column chunk at a time. */
+    int8_t xq[XCHUNK] __attribute__((aligned(64)));
+    float xd[XCHUNK / MG__QK];
+    int32_t xs[XCHUNK / MG__QK];
+    uint64_t nb = cols / MG__QK, per = XCHUNK / MG__QK;
+    uint64_t nchunks = (nb + per - 1) / per, bpc = (nb + nchunks - 1) / nchunks;
+    uint32_t bb = mg__dtype_block_bytes(dtype);
+    for (uint64_t b0 = 0; b0 < nb; b0 += bpc) {
+        uint64_t cb = nb - b0 < bpc ? nb - b0 : bpc;
+        quantize_x8_level(level, x + b0 * MG__QK, cb * MG__QK, xq, xd, xs);
+        mg__xq8 xq8 = {xq, xd, xs};
+        j.W = (const char *)W + b0 * bb;
+        j.cols = cb * MG__QK;
+        j.xv = &xq8;
+        j.acc = b0 > 0;
+        run_job(&j, pool);
+    }
+}
+
+void mg__matvec(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
+                const float *x, float *y, mg__pool *pool) {
+    mg__matvec_level(mg_simd_level(), dtype, W, rows, cols, x, y, pool);
+}
+
+void mg__dequant_row(int32_t dtype, float *dst, const void *src, uint64_t n) {
+    int32_t level = clamp_level(mg_simd_level());
+    if (level >= MG_SIMD_AVX512) mg__dequant_row_avx512(dtype, dst, src, n);
+    else if (level >= MG_SIMD_AVX2) mg__dequant_row_avx2(dtype, dst, src, n);
+    else mg__dequantize_ref_row(dtype, dst, src, n);
+}

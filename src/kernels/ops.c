@@ -1,0 +1,161 @@
+/* ops.c - row kernels: RMSNorm, LayerNorm, softmax, GELU (tanh), RoPE.
+ * The _ref versions are plain scalar C with double accumulation, the
+ * definitions the others are tested against. The others accumulate in f32
+ * over 8 independent partial sums (which the compiler can vectorize at the
+ * baseline ISA) and apply the same formulas; they are not the hot path
+ * (the matvecs are), so they stay portable. */
+#include "kernels/kernels.h"
+
+#include <math.h>
+
+/* ---- references ----------------------------------------------------------- */
+
+void mg__rmsnorm_ref(float *y, const float *x, const float *w, uint64_t n,
+                     float eps, int add_one) {
+    if (n == 0) return;
+    double ss = 0.0;
+    for (uint64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    double inv = 1.0 / sqrt(ss / (double)n + (double)eps);
+    for (uint64_t i = 0; i < n; i++) {
+        double g = add_one ? 1.0 + (double)w[i] : (double)w[i];
+        y[i] = (float)((double)x[i] * inv * g);
+    }
+}
+
+void mg__layernorm_ref(float *y, const float *x, const float *w,
+                       const float *b, uint64_t n, float eps) {
+    if (n == 0) return;
+    double mean = 0.0, var = 0.0;
+    for (uint64_t i = 0; i < n; i++) mean += x[i];
+    mean /= (double)n;
+    for (uint64_t i = 0; i < n; i++) var += ((double)x[i] - mean) * ((double)x[i] - mean);
+    var /= (double)n;
+    double inv = 1.0 / sqrt(var + (double)eps);
+    for (uint64_t i = 0; i < n; i++) {
+        double v = ((double)x[i] - mean) * inv;
+        if (w) v *= w[i];
+        if (b) v += b[i];
+        y[i] = (float)v;
+    }
+}
+
+void mg__softmax_ref(float *x, uint64_t n) {
+    if (n == 0) return;
+    double m = x[0];
+    for (uint64_t i = 1; i < n; i++) if (x[i] > m) m = x[i];
+    double s = 0.0;
+    for (uint64_t i = 0; i < n; i++) s += exp((double)x[i] - m);
+    for (uint64_t i = 0; i < n; i++) x[i] = (float)(exp((double)x[i] - m) / s);
+}
+
+void mg__gelu_tanh_ref(float *y, const float *x, uint64_t n) {
+    const double k = sqrt(2.0 / M_PI);
+    for (uint64_t i = 0; i < n; i++) {
+        double v = x[i];
+        y[i] = (float)(0.5 * v * (1.0 + tanh(k * (v + 0.044715 * v * v * v))));
+    }
+}
+
+void mg__rope_ref(float *x, uint64_t head_dim, double pos, double base,
+                  double scale) {
+    uint64_t half = head_dim / 2;
+    for (uint64_t i = 0; i < half; i++) {
+        double theta = pos / scale * pow(base, -2.0 * (double)i / (double)head_dim);
+        double c = cos(theta), s = sin(theta);
+        double a = x[i], b = x[i + half];
+        x[i] = (float)(a * c - b * s);
+        x[i + half] = (float)(b * c + a * s);
+    }
+}
+
+/* ---- fast versions ------------------------------------------------------- */
+
+static float sum_sq(const float *x, uint64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += x[i + k] * x[i + k];
+    for (; i < n; i++) acc[0] += x[i] * x[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+           ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+static float sum(const float *x, uint64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += x[i + k];
+    for (; i < n; i++) acc[0] += x[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+           ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+void mg__rmsnorm(float *y, const float *x, const float *w, uint64_t n,
+                 float eps, int add_one) {
+    if (n == 0) return;
+    float inv = 1.0f / sqrtf(sum_sq(x, n) / (float)n + eps);
+    if (add_one)
+        for (uint64_t i = 0; i < n; i++) y[i] = x[i] * inv * (1.0f + w[i]);
+    else
+        for (uint64_t i = 0; i < n; i++) y[i] = x[i] * inv * w[i];
+}
+
+void mg__layernorm(float *y, const float *x, const float *w, const float *b,
+                   uint64_t n, float eps) {
+    if (n == 0) return;
+    float mean = sum(x, n) / (float)n;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) {
+            float d = x[i + k] - mean;
+            acc[k] += d * d;
+        }
+    for (; i < n; i++) acc[0] += (x[i] - mean) * (x[i] - mean);
+    float var = (((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                 ((acc[4] + acc[5]) + (acc[6] + acc[7]))) / (float)n;
+    float inv = 1.0f / sqrtf(var + eps);
+    for (i = 0; i < n; i++) {
+        float v = (x[i] - mean) * inv;
+        if (w) v *= w[i];
+        if (b) v += b[i];
+        y[i] = v;
+    }
+}
+
+void mg__softmax(float *x, uint64_t n) {
+    if (n == 0) return;
+    float m = x[0];
+    for (uint64_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    float s = 0.0f;
+    for (uint64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        s += x[i];
+    }
+    float inv = 1.0f / s;
+    for (uint64_t i = 0; i < n; i++) x[i] *= inv;
+}
+
+void mg__gelu_tanh(float *y, const float *x, uint64_t n) {
+    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+    for (uint64_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+    }
+}
+
+void mg__rope(float *x, uint64_t head_dim, double pos, double base,
+              double scale) {
+    uint64_t half = head_dim / 2;
+    if (half == 0) return;
+    /* Angles in double: pos can be large and f32 would lose the phase.
+     * inv_freq_i = base^(-2i/d) = exp(i * step), step = -2 ln(base) / d. */
+    double p = pos / scale, step = -2.0 * log(base) / (double)head_dim;
+    for (uint64_t i = 0; i < half; i++) {
+        double theta = p * exp(step * (double)i);
+        float c = (float)cos(theta), s = (float)sin(theta);
+        float a = x[i], b = x[i + half];
+        x[i] = a * c - b * s;
+        x[i + half] = b * c + a * s;
+    }
+}

@@ -1,0 +1,721 @@
+/* check_kernels.c - numeric kernels against their scalar references and
+ * hand-computed values, at every SIMD level the CPU has; the thread pool. */
+#include "testutil.h"
+
+#include "kernels/kernels.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NDT 5
+static const int32_t DTYPES[NDT] = {MG_DTYPE_F32, MG_DTYPE_F16, MG_DTYPE_BF16,
+                                    MG_DTYPE_Q8_0, MG_DTYPE_Q4_0};
+static const char *DTNAME[NDT] = {"f32", "f16", "bf16", "q8_0", "q4_0"};
+
+static int is_quant(int32_t dt) {
+    return dt == MG_DTYPE_Q8_0 || dt == MG_DTYPE_Q4_0;
+}
+
+static float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+static void fill(float *x, uint64_t n, uint64_t *seed, float scale) {
+    for (uint64_t i = 0; i < n; i++) x[i] = tu_rand_f32(seed) * scale;
+}
+
+/* Random f32 data quantized to dtype; caller frees. */
+static void *make_weights(int32_t dt, uint64_t rows, uint64_t cols,
+                          uint64_t *seed) {
+    int ok;
+    uint64_t bytes = mg__dtype_bytes(dt, rows * cols, &ok);
+    ck_assert(ok);
+    float *f = malloc(rows * cols * sizeof(float));
+    void *w = malloc(bytes ? bytes : 1);
+    ck_assert(f && w);
+    fill(f, rows * cols, seed, 1.0f);
+    ck_assert_int_eq(mg__quantize(dt, w, f, rows * cols), 0);
+    free(f);
+    return w;
+}
+
+/* ============================================================ dtype facts */
+
+START_TEST(test_dtype_facts) {
+    ck_assert_uint_eq(mg__dtype_block_elems(MG_DTYPE_F32), 1);
+    ck_assert_uint_eq(mg__dtype_block_elems(MG_DTYPE_Q4_0), 32);
+    ck_assert_uint_eq(mg__dtype_block_elems(99), 0);
+    ck_assert_uint_eq(mg__dtype_block_bytes(MG_DTYPE_F32), 4);
+    ck_assert_uint_eq(mg__dtype_block_bytes(MG_DTYPE_F16), 2);
+    ck_assert_uint_eq(mg__dtype_block_bytes(MG_DTYPE_BF16), 2);
+    ck_assert_uint_eq(mg__dtype_block_bytes(MG_DTYPE_Q8_0), 34);
+    ck_assert_uint_eq(mg__dtype_block_bytes(MG_DTYPE_Q4_0), 18);
+    ck_assert_uint_eq(mg__dtype_block_bytes(-1), 0);
+    ck_assert_uint_eq(sizeof(mg__block_q8_0), 34);
+    ck_assert_uint_eq(sizeof(mg__block_q4_0), 18);
+    int ok = -1;
+    ck_assert_uint_eq(mg__dtype_bytes(MG_DTYPE_Q8_0, 64, &ok), 68);
+    ck_assert_int_eq(ok, 1);
+    ck_assert_uint_eq(mg__dtype_bytes(MG_DTYPE_Q4_0, 4096, &ok), 128 * 18);
+    ck_assert_uint_eq(mg__dtype_bytes(MG_DTYPE_Q4_0, 33, &ok), 0);
+    ck_assert_int_eq(ok, 0);
+    ck_assert_uint_eq(mg__dtype_bytes(7, 32, &ok), 0);
+    ck_assert_int_eq(ok, 0);
+    ck_assert_uint_eq(mg__dtype_bytes(MG_DTYPE_F32, UINT64_MAX / 2, &ok), 0);
+    ck_assert_int_eq(ok, 0);
+    ck_assert_uint_eq(mg__dtype_bytes(MG_DTYPE_F16, 0, &ok), 0);
+    ck_assert_int_eq(ok, 1);
+}
+END_TEST
+
+/* ============================================================ f16 / bf16 */
+
+START_TEST(test_f16_cases) {
+    struct { float f; uint16_t h; } c[] = {
+        {0.0f, 0x0000}, {-0.0f, 0x8000}, {1.0f, 0x3c00}, {-2.0f, 0xc000},
+        {65504.0f, 0x7bff}, {65519.0f, 0x7bff}, {65520.0f, 0x7c00},
+        {1e10f, 0x7c00}, {-1e10f, 0xfc00},
+        {0x1p-14f, 0x0400}, {0x1p-24f, 0x0001}, {0x1p-25f, 0x0000},
+        {0x1.8p-25f, 0x0001}, {0x1.8p-24f, 0x0002}, /* tie -> even */
+        {0x3p-25f, 0x0002}, {0x1p-26f, 0x0000},
+        {1.0f + 0x1p-11f, 0x3c00}, {1.0f + 0x3p-11f, 0x3c02}, /* ties */
+        {1.0f + 0x1.8p-11f, 0x3c01}, {0.1f, 0x2e66}, {0x1.ffcp-15f, 0x0400},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        ck_assert_msg(mg__f32_to_f16(c[i].f) == c[i].h, "f16(%a) = %04x, want %04x",
+                      (double)c[i].f, mg__f32_to_f16(c[i].f), c[i].h);
+    }
+    ck_assert_uint_eq(mg__f32_to_f16(INFINITY), 0x7c00);
+    ck_assert_uint_eq(mg__f32_to_f16(-INFINITY), 0xfc00);
+    uint16_t hn = mg__f32_to_f16(NAN);
+    ck_assert((hn & 0x7c00) == 0x7c00 && (hn & 0x3ff));
+    ck_assert(isnan(mg__f16_to_f32(0x7e00)));
+    ck_assert(isinf(mg__f16_to_f32(0xfc00)) && mg__f16_to_f32(0xfc00) < 0);
+    ck_assert(mg__f16_to_f32(0x0001) == 0x1p-24f);
+    ck_assert(mg__f16_to_f32(0x3555) == 0x1.554p-2f);
+    /* every half round-trips (nan stays nan) */
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = mg__f16_to_f32((uint16_t)h);
+        if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) {
+            ck_assert(isnan(f));
+            ck_assert(isnan(mg__f16_to_f32(mg__f32_to_f16(f))));
+        } else {
+            ck_assert_uint_eq(mg__f32_to_f16(f), h);
+        }
+    }
+}
+END_TEST
+
+__attribute__((target("f16c"))) static uint16_t hw_f16(float f) {
+    return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+}
+__attribute__((target("f16c"))) static float hw_f32(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+START_TEST(test_f16_vs_hardware) {
+    if (mg__cpu_simd_level() < MG_SIMD_AVX2) return; /* no F16C */
+    uint64_t seed = 7;
+    int n = tu_under_valgrind() ? 20000 : 500000;
+    for (int i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)tu_rand_u64(&seed);
+        /* bias toward the f16 range half of the time */
+        if (i & 1) u = (u & 0x80000000u) | (0x33000000u + (u % 0x15000000u));
+        float f = bits_f32(u);
+        ck_assert_msg(mg__f32_to_f16(f) == hw_f16(f), "%08x: %04x vs hw %04x", u,
+                      mg__f32_to_f16(f), hw_f16(f));
+    }
+    for (uint32_t h = 0; h < 65536; h++) {
+        float a = mg__f16_to_f32((uint16_t)h), b = hw_f32((uint16_t)h);
+        ck_assert(f32_bits(a) == f32_bits(b));
+    }
+}
+END_TEST
+
+START_TEST(test_bf16_cases) {
+    ck_assert_uint_eq(mg__f32_to_bf16(1.0f), 0x3f80);
+    ck_assert_uint_eq(mg__f32_to_bf16(-2.0f), 0xc000);
+    ck_assert_uint_eq(mg__f32_to_bf16(0.0f), 0x0000);
+    ck_assert_uint_eq(mg__f32_to_bf16(-0.0f), 0x8000);
+    ck_assert_uint_eq(mg__f32_to_bf16(INFINITY), 0x7f80);
+    ck_assert_uint_eq(mg__f32_to_bf16(-INFINITY), 0xff80);
+    /* ties to even: 1 + 2^-8 is halfway between 0x3f80 and 0x3f81 */
+    ck_assert_uint_eq(mg__f32_to_bf16(1.0f + 0x1p-8f), 0x3f80);
+    ck_assert_uint_eq(mg__f32_to_bf16(1.0f + 0x3p-8f), 0x3f82);
+    ck_assert_uint_eq(mg__f32_to_bf16(1.0f + 0x1.8p-8f), 0x3f81);
+    ck_assert_uint_eq(mg__f32_to_bf16(bits_f32(0x7f7fffffu)), 0x7f80); /* -> inf */
+    uint16_t n = mg__f32_to_bf16(NAN);
+    ck_assert((n & 0x7f80) == 0x7f80 && (n & 0x7f));
+    n = mg__f32_to_bf16(bits_f32(0x7f800001u)); /* nan with low payload only */
+    ck_assert((n & 0x7f80) == 0x7f80 && (n & 0x7f));
+    ck_assert(mg__bf16_to_f32(0x3f80) == 1.0f);
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = mg__bf16_to_f32((uint16_t)h);
+        if ((h & 0x7f80) == 0x7f80 && (h & 0x7f)) ck_assert(isnan(f));
+        else ck_assert_uint_eq(mg__f32_to_bf16(f), h);
+    }
+    /* random: the result is one of the two neighbours and the nearer one */
+    uint64_t seed = 11;
+    for (int i = 0; i < 100000; i++) {
+        float f = tu_rand_f32(&seed) * 1000.0f;
+        uint16_t b = mg__f32_to_bf16(f);
+        uint32_t u = f32_bits(f);
+        float lo = bits_f32(u & 0xffff0000u), hi = bits_f32((u & 0xffff0000u) + 0x10000u);
+        double e = fabs((double)mg__bf16_to_f32(b) - f);
+        ck_assert(e <= fabs((double)lo - f) && e <= fabs((double)hi - f));
+    }
+}
+END_TEST
+
+/* ============================================================ blocks */
+
+START_TEST(test_q8_0_block) {
+    float x[32];
+    for (int j = 0; j < 32; j++) x[j] = (float)(j - 16);
+    mg__block_q8_0 b;
+    ck_assert_int_eq(mg__quantize(MG_DTYPE_Q8_0, &b, x, 32), 0);
+    ck_assert_uint_eq(b.d, mg__f32_to_f16(16.0f / 127.0f));
+    for (int j = 0; j < 32; j++)
+        ck_assert_int_eq(b.qs[j], (int)roundf((float)(j - 16) * (127.0f / 16.0f)));
+    ck_assert_int_eq(b.qs[0], -127);
+    ck_assert_int_eq(b.qs[16], 0);
+    ck_assert_int_eq(b.qs[17], 8); /* 7.9375 */
+    float z[32] = {0};
+    ck_assert_int_eq(mg__quantize(MG_DTYPE_Q8_0, &b, z, 32), 0);
+    ck_assert_uint_eq(b.d, 0);
+    for (int j = 0; j < 32; j++) ck_assert_int_eq(b.qs[j], 0);
+    float back[32];
+    ck_assert_int_eq(mg__dequantize(MG_DTYPE_Q8_0, back, &b, 32), 0);
+    for (int j = 0; j < 32; j++) ck_assert(back[j] == 0.0f);
+}
+END_TEST
+
+START_TEST(test_q4_0_block) {
+    float x[32];
+    for (int j = 0; j < 32; j++) x[j] = (float)(j - 16); /* max |.| is -16 */
+    mg__block_q4_0 b;
+    ck_assert_int_eq(mg__quantize(MG_DTYPE_Q4_0, &b, x, 32), 0);
+    ck_assert_uint_eq(b.d, mg__f32_to_f16(2.0f)); /* -16 / -8 */
+    for (int j = 0; j < 16; j++) {
+        int q0 = (int)((float)(j - 16) * 0.5f + 8.5f);
+        int q1 = (int)((float)j * 0.5f + 8.5f);
+        if (q1 > 15) q1 = 15;
+        ck_assert_int_eq(b.qs[j] & 0x0f, q0);
+        ck_assert_int_eq(b.qs[j] >> 4, q1);
+    }
+    ck_assert_int_eq(b.qs[0] & 0x0f, 0);  /* -16 -> 0 -> (0-8)*2 = -16 */
+    ck_assert_int_eq(b.qs[15] >> 4, 15);  /* 15 -> 16.0 clamped to 15 */
+    float back[32];
+    ck_assert_int_eq(mg__dequantize(MG_DTYPE_Q4_0, back, &b, 32), 0);
+    ck_assert(back[0] == -16.0f);
+    ck_assert(back[31] == 14.0f);
+    ck_assert(back[16] == 0.0f); /* x = 0 -> q = 8 */
+    /* positive max: d negative */
+    for (int j = 0; j < 32; j++) x[j] = j == 5 ? 4.0f : 1.0f;
+    ck_assert_int_eq(mg__quantize(MG_DTYPE_Q4_0, &b, x, 32), 0);
+    ck_assert(mg__f16_to_f32(b.d) == -0.5f);
+    ck_assert_int_eq(b.qs[5] & 0x0f, 0);
+    ck_assert_int_eq(b.qs[0] & 0x0f, 6); /* 1 / -0.5 + 8.5 = 6.5 -> 6 */
+    float z[32] = {0};
+    ck_assert_int_eq(mg__quantize(MG_DTYPE_Q4_0, &b, z, 32), 0);
+    for (int j = 0; j < 16; j++) ck_assert_uint_eq(b.qs[j], 0x88);
+}
+END_TEST
+
+START_TEST(test_quantize_roundtrip) {
+    uint64_t seed = 3;
+    enum { N = 4096 };
+    float *x = malloc(N * 4), *y = malloc(N * 4);
+    void *q = malloc(N * 4);
+    fill(x, N, &seed, 3.0f);
+    x[100] = 1e-30f; /* tiny values and a subnormal-ish block */
+    for (int i = 0; i < 32; i++) x[320 + i] = 1e-6f * (float)i;
+    for (int k = 0; k < NDT; k++) {
+        int32_t dt = DTYPES[k];
+        ck_assert_int_eq(mg__quantize(dt, q, x, N), 0);
+        ck_assert_int_eq(mg__dequantize(dt, y, q, N), 0);
+        for (int b = 0; b < N / 32; b++) {
+            float amax = 0.0f;
+            for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+            for (int j = 0; j < 32; j++) {
+                int i = b * 32 + j;
+                double e = fabs((double)y[i] - x[i]), tol;
+                switch (dt) {
+                case MG_DTYPE_F32: tol = 0; break;
+                case MG_DTYPE_F16: tol = fabs(x[i]) * 0x1p-11 + 0x1p-25; break;
+                case MG_DTYPE_BF16: tol = fabs(x[i]) * 0x1p-8; break;
+                /* half a step, the f16 rounding of d times |q| <= 127, and
+                 * f16 subnormal d */
+                case MG_DTYPE_Q8_0: tol = amax / 127.0 * 0.5 + amax * 0x1p-11 + 127 * 0x1p-24; break;
+                /* the positive end saturates at 7: a full step */
+                default: tol = amax / 8.0 * 1.0 + amax * 0x1p-10 + 8 * 0x1p-24; break;
+                }
+                ck_assert_msg(e <= tol, "%s i=%d x=%g y=%g", DTNAME[k], i,
+                              (double)x[i], (double)y[i]);
+            }
+        }
+        /* SIMD row dequantization is bit-exact with the scalar one */
+        float *z = malloc(N * 4);
+        mg__dequantize_ref_row(dt, z, q, N);
+        ck_assert(memcmp(z, y, N * 4) == 0);
+        if (mg__cpu_simd_level() >= MG_SIMD_AVX2) {
+            mg__dequant_row_avx2(dt, y, q, N - 32);
+            ck_assert(memcmp(z, y, (N - 32) * 4) == 0);
+        }
+        if (mg__cpu_simd_level() >= MG_SIMD_AVX512) {
+            mg__dequant_row_avx512(dt, y, q, N - 32);
+            ck_assert(memcmp(z, y, (N - 32) * 4) == 0);
+        }
+        free(z);
+    }
+    /* bad arguments */
+    ck_assert_int_eq(mg__quantize(MG_DTYPE_Q8_0, q, x, 33), -1);
+    ck_assert_int_eq(mg__quantize(MG_DTYPE_Q4_0, q, x, 31), -1);
+    ck_assert_int_eq(mg__quantize(42, q, x, 32), -1);
+    ck_assert_int_eq(mg__quantize(MG_DTYPE_F16, NULL, x, 32), -1);
+    ck_assert_int_eq(mg__dequantize(MG_DTYPE_Q8_0, y, q, 48), -1);
+    ck_assert_int_eq(mg__dequantize(-3, y, q, 32), -1);
+    ck_assert_int_eq(mg__dequantize(MG_DTYPE_F32, y, q, 0), 0);
+    free(x); free(y); free(q);
+}
+END_TEST
+
+START_TEST(test_quantize_nonfinite) {
+    /* non-finite input must not crash or trap the sanitizer */
+    float x[64];
+    for (int i = 0; i < 64; i++) x[i] = (float)i;
+    x[3] = NAN;
+    x[40] = INFINITY;
+    mg__block_q8_0 b8[2];
+    mg__block_q4_0 b4[2];
+    ck_assert_int_eq(mg__quantize(MG_DTYPE_Q8_0, b8, x, 64), 0);
+    ck_assert_int_eq(mg__quantize(MG_DTYPE_Q4_0, b4, x, 64), 0);
+}
+END_TEST
+
+/* ============================================================ matvec */
+
+typedef struct { uint64_t rows, cols; } shape;
+static const shape MV_SHAPES[] = {
+    {1, 32}, {7, 32}, {33, 64}, {5, 96}, {17, 4096}, {9, 2560}, {3, 10240},
+    {129, 256}, {257, 2560}, {1031, 4096}, {61, 10240}, {64, 20480},
+};
+/* float types only: cols not a multiple of 32 (masked tails) */
+static const shape MV_SHAPES_F[] = {{3, 1}, {5, 7}, {31, 100}, {2, 17}, {19, 1001}};
+
+/* Independent emulation of the activation quantization the quantized
+ * kernels use (see mg__xq8): d = amax/127, q = nearest-even(x * 127/amax). */
+static void emulate_x8(const float *x, uint64_t n, float *xh, float *dstep) {
+    for (uint64_t b = 0; b < n / 32; b++) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[b * 32 + j]));
+        float id = amax > 0.0f ? 127.0f / amax : 0.0f, d = amax / 127.0f;
+        dstep[b] = d;
+        for (int j = 0; j < 32; j++)
+            xh[b * 32 + j] = (float)((double)d * nearbyintf(x[b * 32 + j] * id));
+    }
+}
+
+static int g_levels[3], g_nlevels;
+static void init_levels(void) {
+    g_nlevels = 0;
+    for (int l = MG_SIMD_SCALAR; l <= mg__cpu_simd_level(); l++) g_levels[g_nlevels++] = l;
+}
+
+static double worst_ratio; /* largest error / tolerance seen, for the log */
+
+static void check_matvec(int32_t dt, uint64_t rows, uint64_t cols,
+                         mg__pool *pool, uint64_t seed) {
+    void *W = make_weights(dt, rows, cols, &seed);
+    float *x = malloc(cols * 4), *xh = malloc(cols * 4), *d = malloc((cols / 32 + 1) * 4);
+    float *yr = malloc(rows * 4), *yh = malloc(rows * 4), *y = malloc((rows + 1) * 4);
+    float *wf = malloc(cols * 4);
+    fill(x, cols, &seed, 2.0f);
+    x[0] = 0.0f;
+    mg__matvec_ref(dt, W, rows, cols, x, yr);
+    if (is_quant(dt)) {
+        emulate_x8(x, cols, xh, d);
+        mg__matvec_ref(dt, W, rows, cols, xh, yh);
+    }
+    int ok;
+    uint64_t rb = mg__dtype_bytes(dt, cols, &ok);
+    for (int li = 0; li < g_nlevels; li++) {
+        y[rows] = 12345.0f; /* guard */
+        for (uint64_t r = 0; r < rows; r++) y[r] = NAN;
+        mg__matvec_level(g_levels[li], dt, W, rows, cols, x, y, pool);
+        ck_assert(y[rows] == 12345.0f);
+        for (uint64_t r = 0; r < rows; r++) {
+            mg__dequantize(dt, wf, (const char *)W + r * rb, cols);
+            double S = 0.0, B = 0.0;
+            for (uint64_t c = 0; c < cols; c++) S += fabs((double)wf[c] * x[c]);
+            /* f32 accumulation in a different order than the (double)
+             * reference: 2e-6 of sum |w x| (observed: under 1e-7). */
+            double tol = 2e-6 * S + 1e-30;
+            double e = fabs((double)y[r] - yr[r]);
+            if (is_quant(dt)) {
+                /* Honest bound for 8-bit activations: each x moves by at
+                 * most half a step d_b of its block. */
+                for (uint64_t c = 0; c < cols; c++)
+                    B += fabs((double)wf[c]) * d[c / 32] * 0.5 * (1 + 1e-5);
+                double e2 = fabs((double)y[r] - yh[r]);
+                ck_assert_msg(e2 <= tol, "%s L%d %llux%llu r=%llu: %g vs emulated %g",
+                              dt == MG_DTYPE_Q8_0 ? "q8_0" : "q4_0", g_levels[li],
+                              (unsigned long long)rows, (unsigned long long)cols,
+                              (unsigned long long)r, (double)y[r], (double)yh[r]);
+                tol += B;
+            }
+            if (e / tol > worst_ratio) worst_ratio = e / tol;
+            ck_assert_msg(e <= tol, "dtype %d L%d %llux%llu r=%llu: %g vs ref %g (tol %g)",
+                          dt, g_levels[li], (unsigned long long)rows,
+                          (unsigned long long)cols, (unsigned long long)r,
+                          (double)y[r], (double)yr[r], tol);
+        }
+    }
+    free(W); free(x); free(xh); free(d); free(yr); free(yh); free(y); free(wf);
+}
+
+START_TEST(test_matvec_shapes) {
+    int dti = _i;
+    int32_t dt = DTYPES[dti];
+    init_levels();
+    mg__pool *pool = mg__pool_new(2);
+    ck_assert_ptr_nonnull(pool);
+    size_t ns = sizeof MV_SHAPES / sizeof MV_SHAPES[0];
+    if (tu_under_valgrind()) ns = 9; /* skip the largest */
+    for (size_t s = 0; s < ns; s++) {
+        check_matvec(dt, MV_SHAPES[s].rows, MV_SHAPES[s].cols, NULL, 100 + s);
+        check_matvec(dt, MV_SHAPES[s].rows, MV_SHAPES[s].cols, pool, 200 + s);
+    }
+    if (!is_quant(dt))
+        for (size_t s = 0; s < sizeof MV_SHAPES_F / sizeof MV_SHAPES_F[0]; s++)
+            check_matvec(dt, MV_SHAPES_F[s].rows, MV_SHAPES_F[s].cols, pool, 300 + s);
+    mg__pool_free(pool);
+    fprintf(stderr, "matvec %s: worst error/tolerance %.3f\n", DTNAME[dti], worst_ratio);
+}
+END_TEST
+
+START_TEST(test_matvec_pools) {
+    /* row splits over pools of several sizes give the same (bitwise) rows */
+    uint64_t seed = 5, rows = 1001, cols = 2560;
+    if (tu_under_valgrind()) rows = 301;
+    float *x = malloc(cols * 4), *y0 = malloc(rows * 4), *y1 = malloc(rows * 4);
+    fill(x, cols, &seed, 1.0f);
+    for (int k = 0; k < NDT; k++) {
+        void *W = make_weights(DTYPES[k], rows, cols, &seed);
+        mg__matvec(DTYPES[k], W, rows, cols, x, y0, NULL);
+        for (uint32_t nt = 1; nt <= 4; nt++) {
+            mg__pool *p = mg__pool_new(nt);
+            ck_assert_ptr_nonnull(p);
+            for (int rep = 0; rep < 3; rep++) {
+                memset(y1, 0, rows * 4);
+                mg__matvec(DTYPES[k], W, rows, cols, x, y1, p);
+                ck_assert(memcmp(y0, y1, rows * 4) == 0);
+            }
+            mg__pool_free(p);
+        }
+        free(W);
+    }
+    free(x); free(y0); free(y1);
+}
+END_TEST
+
+START_TEST(test_matvec_edges) {
+    float x[64], y[4] = {1, 2, 3, 4};
+    uint64_t seed = 9;
+    fill(x, 64, &seed, 1.0f);
+    mg__block_q8_0 w[8];
+    ck_assert_int_eq(mg__quantize(MG_DTYPE_Q8_0, w, x, 64), 0);
+    mg__matvec(MG_DTYPE_Q8_0, w, 0, 64, x, y, NULL); /* no rows: no-op */
+    ck_assert(y[0] == 1.0f);
+    mg__matvec(MG_DTYPE_Q8_0, w, 2, 48, x, y, NULL); /* not whole blocks */
+    ck_assert(y[0] == 1.0f);
+    mg__matvec(77, w, 2, 64, x, y, NULL); /* unknown dtype */
+    ck_assert(y[0] == 1.0f);
+    mg__matvec(MG_DTYPE_F32, NULL, 2, 64, x, y, NULL);
+    ck_assert(y[0] == 1.0f);
+    mg__matvec(MG_DTYPE_F32, w, 3, 0, x, y, NULL); /* empty rows: zeros */
+    ck_assert(y[0] == 0.0f && y[2] == 0.0f && y[3] == 4.0f);
+    /* a level above the CPU's falls back */
+    float y1[2], y2[2];
+    mg__matvec_level(99, MG_DTYPE_Q8_0, w, 2, 32, x, y1, NULL);
+    mg__matvec_level(mg__cpu_simd_level(), MG_DTYPE_Q8_0, w, 2, 32, x, y2, NULL);
+    ck_assert(y1[0] == y2[0] && y1[1] == y2[1]);
+    mg__matvec_level(-5, MG_DTYPE_Q8_0, w, 2, 32, x, y1, NULL);
+    ck_assert(fabsf(y1[0] - y2[0]) <= 1e-5f * (fabsf(y2[0]) + 1));
+}
+END_TEST
+
+/* ============================================================ matmul */
+
+START_TEST(test_matmul) {
+    int dti = _i;
+    int32_t dt = DTYPES[dti];
+    struct { uint64_t n, rows, cols; } sh[] = {
+        {1, 1, 32}, {3, 7, 64}, {5, 300, 64}, {2, 33, 2560}, {17, 65, 256},
+        {4, 20, 10240}, {9, 270, 4096},
+    };
+    size_t ns = sizeof sh / sizeof sh[0];
+    if (tu_under_valgrind()) ns = 5;
+    uint64_t seed = 77 + (uint64_t)dti;
+    for (size_t s = 0; s < ns; s++) {
+        uint64_t n = sh[s].n, rows = sh[s].rows, cols = sh[s].cols;
+        void *W = make_weights(dt, rows, cols, &seed);
+        float *X = malloc(n * cols * 4), *Y = malloc(n * rows * 4),
+              *R = malloc(n * rows * 4), *wf = malloc(rows * cols * 4);
+        fill(X, n * cols, &seed, 1.0f);
+        size_t ss = mg__matmul_scratch_size(dt, cols);
+        if (dt == MG_DTYPE_F32) ck_assert_uint_eq(ss, 0);
+        else ck_assert_uint_ge(ss, 64 * cols * 4);
+        float *scratch = ss ? mg__aligned_alloc(64, ss) : NULL;
+        mg__matmul(dt, W, rows, cols, X, n, Y, scratch);
+        mg__matmul_ref(dt, W, rows, cols, X, n, R);
+        mg__dequantize(dt, wf, W, rows * cols);
+        for (uint64_t t = 0; t < n; t++)
+            for (uint64_t r = 0; r < rows; r++) {
+                double S = 0.0;
+                for (uint64_t c = 0; c < cols; c++)
+                    S += fabs((double)wf[r * cols + c] * X[t * cols + c]);
+                double e = fabs((double)Y[t * rows + r] - R[t * rows + r]);
+                ck_assert_msg(e <= 2e-5 * S + 1e-30, "%s n=%llu %llux%llu: %g vs %g",
+                              DTNAME[dti], (unsigned long long)n,
+                              (unsigned long long)rows, (unsigned long long)cols,
+                              (double)Y[t * rows + r], (double)R[t * rows + r]);
+            }
+        mg__aligned_free(scratch);
+        free(W); free(X); free(Y); free(R); free(wf);
+    }
+}
+END_TEST
+
+/* ============================================================ row ops */
+
+static void assert_close(const float *a, const float *b, uint64_t n, double rel,
+                         double abs_tol, const char *what) {
+    for (uint64_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        ck_assert_msg(e <= abs_tol + rel * fabs((double)b[i]), "%s[%llu]: %.9g vs %.9g",
+                      what, (unsigned long long)i, (double)a[i], (double)b[i]);
+    }
+}
+
+START_TEST(test_ops_hand_values) {
+    float x[4] = {0.0f, (float)M_LN2, 0, 0};
+    mg__softmax_ref(x, 2);
+    ck_assert(fabs(x[0] - 1.0 / 3) < 1e-7 && fabs(x[1] - 2.0 / 3) < 1e-7);
+    x[0] = 0.0f; x[1] = (float)M_LN2;
+    mg__softmax(x, 2);
+    ck_assert(fabs(x[0] - 1.0 / 3) < 1e-6 && fabs(x[1] - 2.0 / 3) < 1e-6);
+    float big[3] = {1000.0f, 1000.0f, -1000.0f};
+    mg__softmax(big, 3);
+    ck_assert(fabs(big[0] - 0.5) < 1e-6 && big[2] == 0.0f);
+    float one = 1.0f;
+    mg__softmax(&one, 1);
+    ck_assert(one == 1.0f);
+
+    float g[3] = {1.0f, 0.0f, -1.0f}, gy[3];
+    mg__gelu_tanh_ref(gy, g, 3);
+    ck_assert(fabs(gy[0] - 0.841192) < 1e-6);
+    ck_assert(gy[1] == 0.0f);
+    ck_assert(fabs(gy[2] + 0.158808) < 1e-6);
+    mg__gelu_tanh(gy, g, 3);
+    ck_assert(fabs(gy[0] - 0.841192) < 2e-6 && fabs(gy[2] + 0.158808) < 2e-6);
+
+    /* rmsnorm of a constant vector c: c / sqrt(c^2 + eps) * w */
+    float c[8], w[8], y[8];
+    for (int i = 0; i < 8; i++) { c[i] = 3.0f; w[i] = 0.5f; }
+    mg__rmsnorm_ref(y, c, w, 8, 1e-6f, 0);
+    for (int i = 0; i < 8; i++) ck_assert(fabs(y[i] - 3.0 / sqrt(9.0 + 1e-6) * 0.5) < 1e-7);
+    mg__rmsnorm(y, c, w, 8, 1e-6f, 1); /* Gemma: x * (1 + w) */
+    for (int i = 0; i < 8; i++) ck_assert(fabs(y[i] - 3.0 / sqrt(9.0 + 1e-6) * 1.5) < 1e-6);
+    mg__rmsnorm(c, c, w, 8, 0.0f, 0); /* in place */
+    for (int i = 0; i < 8; i++) ck_assert(fabs(c[i] - 0.5) < 1e-6);
+
+    /* layernorm of [1 2 3 4]: mean 2.5, var 1.25 */
+    float l[4] = {1, 2, 3, 4}, ly[4], lw[4] = {1, 1, 2, 2}, lb[4] = {0, 1, 0, 1};
+    mg__layernorm_ref(ly, l, NULL, NULL, 4, 0.0f);
+    for (int i = 0; i < 4; i++) ck_assert(fabs(ly[i] - (l[i] - 2.5) / sqrt(1.25)) < 1e-6);
+    mg__layernorm(ly, l, lw, lb, 4, 0.0f);
+    for (int i = 0; i < 4; i++)
+        ck_assert(fabs(ly[i] - ((l[i] - 2.5) / sqrt(1.25) * lw[i] + lb[i])) < 1e-6);
+
+    /* rope at position 0 is the identity */
+    float r[8] = {1, 2, 3, 4, 5, 6, 7, 8}, r0[8];
+    memcpy(r0, r, sizeof r);
+    mg__rope_ref(r, 8, 0.0, 10000.0, 1.0);
+    ck_assert(memcmp(r, r0, sizeof r) == 0);
+    mg__rope(r, 8, 0.0, 10000.0, 1.0);
+    ck_assert(memcmp(r, r0, sizeof r) == 0);
+    /* head_dim 2: pairs (0, 1) rotate by theta = pos */
+    float p[2] = {1.0f, 0.0f};
+    mg__rope_ref(p, 2, 1.0, 10000.0, 1.0);
+    ck_assert(fabs(p[0] - cos(1.0)) < 1e-7 && fabs(p[1] - sin(1.0)) < 1e-7);
+    /* head_dim 4, pos 2: theta_0 = 2, theta_1 = 2 * 10000^-0.5 = 0.02;
+     * pairs are (0, 2) and (1, 3); scale 2 halves the angles */
+    float q[4] = {1, 1, 0, 0};
+    mg__rope(q, 4, 4.0, 10000.0, 2.0);
+    ck_assert(fabs(q[0] - cos(2.0)) < 1e-6 && fabs(q[2] - sin(2.0)) < 1e-6);
+    ck_assert(fabs(q[1] - cos(0.02)) < 1e-6 && fabs(q[3] - sin(0.02)) < 1e-6);
+}
+END_TEST
+
+START_TEST(test_ops_vs_ref) {
+    uint64_t seed = 21;
+    uint64_t sizes[] = {1, 2, 7, 8, 33, 256, 1152, 2560};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        uint64_t n = sizes[s];
+        float *x = malloc(n * 4), *w = malloc(n * 4), *b = malloc(n * 4),
+              *a = malloc(n * 4), *r = malloc(n * 4);
+        fill(x, n, &seed, 4.0f);
+        fill(w, n, &seed, 1.0f);
+        fill(b, n, &seed, 1.0f);
+        for (int add_one = 0; add_one < 2; add_one++) {
+            mg__rmsnorm(a, x, w, n, 1e-6f, add_one);
+            mg__rmsnorm_ref(r, x, w, n, 1e-6f, add_one);
+            assert_close(a, r, n, 1e-5, 1e-6, "rmsnorm");
+        }
+        mg__layernorm(a, x, w, b, n, 1e-6f);
+        mg__layernorm_ref(r, x, w, b, n, 1e-6f);
+        assert_close(a, r, n, 1e-4, 1e-5, "layernorm");
+        mg__layernorm(a, x, NULL, b, n, 1e-6f);
+        mg__layernorm_ref(r, x, NULL, b, n, 1e-6f);
+        assert_close(a, r, n, 1e-4, 1e-5, "layernorm(w=NULL)");
+        memcpy(a, x, n * 4);
+        memcpy(r, x, n * 4);
+        mg__softmax(a, n);
+        mg__softmax_ref(r, n);
+        assert_close(a, r, n, 1e-5, 1e-8, "softmax");
+        double tot = 0;
+        for (uint64_t i = 0; i < n; i++) tot += a[i];
+        ck_assert(fabs(tot - 1.0) < 1e-5);
+        mg__gelu_tanh(a, x, n);
+        mg__gelu_tanh_ref(r, x, n);
+        assert_close(a, r, n, 1e-5, 1e-6, "gelu");
+        if (n % 2 == 0) {
+            double pos[] = {1, 17, 4095, 131071};
+            for (size_t k = 0; k < 4; k++) {
+                memcpy(a, x, n * 4);
+                memcpy(r, x, n * 4);
+                mg__rope(a, n, pos[k], 1e6, 1.0);
+                mg__rope_ref(r, n, pos[k], 1e6, 1.0);
+                assert_close(a, r, n, 1e-5, 1e-5, "rope");
+                /* rotation keeps each pair's norm */
+                for (uint64_t i = 0; i < n / 2; i++) {
+                    double n0 = hypot(x[i], x[i + n / 2]), n1 = hypot(a[i], a[i + n / 2]);
+                    ck_assert(fabs(n0 - n1) <= 1e-5 * (n0 + 1));
+                }
+            }
+        }
+        free(x); free(w); free(b); free(a); free(r);
+    }
+}
+END_TEST
+
+/* ============================================================ pool */
+
+typedef struct {
+    _Atomic uint64_t sum;
+    _Atomic uint32_t hits[256];
+} pool_probe;
+
+static void probe_task(void *arg, uint32_t i, uint32_t n) {
+    pool_probe *p = arg;
+    atomic_fetch_add(&p->sum, (uint64_t)i + 1);
+    if (i < 256 && i < n) atomic_fetch_add(&p->hits[i], 1);
+}
+
+START_TEST(test_pool) {
+    ck_assert_ptr_null(mg__pool_new(0));
+    ck_assert_uint_eq(mg__pool_size(NULL), 1);
+    mg__pool_free(NULL);
+    uint32_t sizes[] = {1, 2, 3, 4, 8};
+    int runs = tu_under_valgrind() ? 50 : 2000;
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        mg__pool *p = mg__pool_new(sizes[s]);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_uint_eq(mg__pool_size(p), sizes[s]);
+        for (int run = 0; run < runs; run++) {
+            uint32_t n = (uint32_t)(run % 70);
+            pool_probe pr;
+            memset(&pr, 0, sizeof pr);
+            mg__pool_run(p, probe_task, &pr, n);
+            ck_assert_uint_eq(atomic_load(&pr.sum), (uint64_t)n * (n + 1) / 2);
+            for (uint32_t i = 0; i < n; i++) ck_assert_uint_eq(atomic_load(&pr.hits[i]), 1);
+            if (run % 500 == 7) usleep(3000); /* let the workers fall asleep */
+        }
+        mg__pool_free(p);
+    }
+    /* NULL pool runs inline, in order */
+    pool_probe pr;
+    memset(&pr, 0, sizeof pr);
+    mg__pool_run(NULL, probe_task, &pr, 10);
+    ck_assert_uint_eq(atomic_load(&pr.sum), 55);
+    mg__pool_run(NULL, NULL, &pr, 10); /* no function: nothing */
+    /* create and destroy without running */
+    for (int i = 0; i < 20; i++) mg__pool_free(mg__pool_new(3));
+}
+END_TEST
+
+static void slow_task(void *arg, uint32_t i, uint32_t n) {
+    (void)n;
+    usleep(1000 + 500 * (i % 3));
+    atomic_fetch_add((_Atomic uint64_t *)arg, 1);
+}
+
+START_TEST(test_pool_sleepy) {
+    /* tasks long enough that the caller and workers go to sleep */
+    mg__pool *p = mg__pool_new(4);
+    ck_assert_ptr_nonnull(p);
+    for (int run = 0; run < 5; run++) {
+        _Atomic uint64_t c = 0;
+        mg__pool_run(p, slow_task, &c, 9);
+        ck_assert_uint_eq(atomic_load(&c), 9);
+        usleep(5000);
+    }
+    mg__pool_free(p);
+}
+END_TEST
+
+static Suite *kernels_suite(void) {
+    Suite *s = suite_create("kernels");
+    TCase *tc = tcase_create("dtype");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_dtype_facts);
+    tcase_add_test(tc, test_f16_cases);
+    tcase_add_test(tc, test_f16_vs_hardware);
+    tcase_add_test(tc, test_bf16_cases);
+    tcase_add_test(tc, test_q8_0_block);
+    tcase_add_test(tc, test_q4_0_block);
+    tcase_add_test(tc, test_quantize_roundtrip);
+    tcase_add_test(tc, test_quantize_nonfinite);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("matvec");
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, test_matvec_shapes, 0, NDT);
+    tcase_add_test(tc, test_matvec_pools);
+    tcase_add_test(tc, test_matvec_edges);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("matmul");
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, test_matmul, 0, NDT);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("ops");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_ops_hand_values);
+    tcase_add_test(tc, test_ops_vs_ref);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("pool");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_pool);
+    tcase_add_test(tc, test_pool_sleepy);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run_suite(kernels_suite()); }

@@ -1,0 +1,63 @@
+#!/bin/sh
+# cli_test.sh CLI - end-to-end checks of the medgemini command-line tool:
+# mkmodel writes models that info reads back, checksums verify, errors exit
+# non-zero with a message on stderr and nothing on stdout.
+set -u
+CLI=${1:?usage: cli_test.sh path/to/medgemini}
+TMP=${MG_TEST_TMP:-lib/tmp}/cli.$$
+mkdir -p "$TMP"
+pass=0 fail=0
+ok()   { pass=$((pass + 1)); }
+bad()  { fail=$((fail + 1)); echo "FAIL: $*"; }
+expect() { # expect DESCRIPTION CONDITION...
+  d=$1; shift
+  if "$@"; then ok; else bad "$d"; fi
+}
+
+"$CLI" version > "$TMP/v.txt" 2>&1
+expect "version prints build info" grep -q 'simd=' "$TMP/v.txt"
+
+"$CLI" mkmodel --shape tiny -o "$TMP/tiny.mgm" 2>"$TMP/mk.err"
+expect "mkmodel tiny exits 0" test $? -eq 0
+"$CLI" info "$TMP/tiny.mgm" > "$TMP/info.txt" 2>&1
+expect "info exits 0" test $? -eq 0
+expect "info shows format version" grep -q '^format version: 1$' "$TMP/info.txt"
+expect "info shows metadata" grep -q 'text.hidden_size = 64' "$TMP/info.txt"
+expect "info shows tensors" grep -q 'text.blk.1.ffn_down' "$TMP/info.txt"
+expect "info shows vision" grep -q '^image encoder: yes$' "$TMP/info.txt"
+# tiny: 2 text layers x 13 tensors + 2 global, 2 vision layers x 16 + 7
+expect "tiny has 67 tensors" grep -q '^tensors (67):' "$TMP/info.txt"
+
+"$CLI" mkmodel --shape tiny --dtype q4_0 --compress --seed 7 -o "$TMP/q4.mgm" 2>/dev/null
+expect "mkmodel q4_0 compressed exits 0" test $? -eq 0
+"$CLI" info --verify "$TMP/q4.mgm" > "$TMP/q4.txt" 2>&1
+expect "info --verify exits 0" test $? -eq 0
+expect "q4 model has q4_0 tensors" grep -q 'text.blk.0.attn_q .*q4_0' "$TMP/q4.txt"
+expect "compressed tensors reported" grep -q ' yes$' "$TMP/q4.txt"
+expect "checksums verified" grep -q '^checksums: verified$' "$TMP/q4.txt"
+
+# Same seed, same bytes; another seed, other bytes.
+"$CLI" mkmodel --shape tiny --dtype q8_0 --seed 3 -o "$TMP/a.mgm" 2>/dev/null
+"$CLI" mkmodel --shape tiny --dtype q8_0 --seed 3 -o "$TMP/b.mgm" 2>/dev/null
+"$CLI" mkmodel --shape tiny --dtype q8_0 --seed 4 -o "$TMP/c.mgm" 2>/dev/null
+expect "mkmodel is deterministic" cmp -s "$TMP/a.mgm" "$TMP/b.mgm"
+expect "seed changes weights" sh -c "! cmp -s '$TMP/a.mgm' '$TMP/c.mgm'"
+
+# Errors: exit code, message on stderr, nothing on stdout.
+head -c 1000 "$TMP/tiny.mgm" > "$TMP/trunc.mgm"
+"$CLI" info "$TMP/trunc.mgm" > "$TMP/e.out" 2> "$TMP/e.err"
+expect "truncated model fails" test $? -eq 1
+expect "truncated model: message" grep -q 'malformed model file' "$TMP/e.err"
+expect "truncated model: stdout empty" test ! -s "$TMP/e.out"
+"$CLI" info "$TMP/missing.mgm" > /dev/null 2> "$TMP/e.err"
+expect "missing file fails" test $? -eq 1
+"$CLI" mkmodel --shape nosuch -o "$TMP/x.mgm" 2>/dev/null
+expect "unknown shape exits 2" test $? -eq 2
+"$CLI" mkmodel --dtype q5 -o "$TMP/x.mgm" 2>/dev/null
+expect "unknown dtype exits 2" test $? -eq 2
+"$CLI" nosuchcommand 2>/dev/null
+expect "unknown command exits 2" test $? -eq 2
+
+rm -rf "$TMP"
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
