@@ -66,6 +66,7 @@ static mg_status open_bytes(const uint8_t *f, size_t n, uint32_t flags,
         ck_assert_ptr_null(m);
         ck_assert_msg(err[0] != '\0', "error without a message");
     }
+    unlink(path);
     return st;
 }
 

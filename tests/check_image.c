@@ -1405,6 +1405,7 @@ static Suite *image_suite(void) {
     suite_add_tcase(s, tc);
 
     tc = tcase_create("api");
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_from_pixels);
     tcase_add_test(tc, test_copy_pixels);
     tcase_add_test(tc, test_info_struct_size);
