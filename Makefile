@@ -98,7 +98,7 @@ check: $(TEST_BIN) $(CLI)
 	@fail=0; for t in $(TEST_BIN); do \
 	  echo "== $$t"; $(TEST_ENV) $(TEST_RUNNER) $$t || fail=1; \
 	done; \
-	$(TEST_ENV) sh tests/cli_test.sh $(abspath $(CLI)) || fail=1; \
+	$(TEST_ENV) MG_RUNNER="$(TEST_RUNNER)" sh tests/cli_test.sh $(abspath $(CLI)) || fail=1; \
 	if [ -z "$(SANITIZE)$(TEST_RUNNER)" ]; then sh tests/install_test.sh || fail=1; fi; \
 	exit $$fail
 

@@ -116,7 +116,10 @@ typedef struct mg_model_params {
     uint32_t struct_size;  /* sizeof(mg_model_params)                        */
     uint32_t flags;        /* MG_LOAD_* bits; default 0                      */
     uint64_t max_memory;   /* refuse files whose tensors (decompressed) need
-                              more bytes than this; 0 = no limit (default)   */
+                              more bytes than this; 0 = no limit (default).
+                              Set it when files may come from untrusted
+                              sources: a zstd frame may claim to expand
+                              32768-fold                                     */
 } mg_model_params;
 
 #define MG_MODEL_PARAMS_INIT { sizeof(mg_model_params), 0, 0 }
@@ -228,10 +231,17 @@ MG_API mg_status mg_model_tensor_find(mg_tensor_info *out,
 
 /* ----------------------------------------------------------------- writer */
 
-/* Writes .mgm files (see docs/FORMAT.md). Declare every tensor first, then
- * write their data in any order; mg_writer_finish() fills in the table and
- * checksums. Memory use is one tensor (plus its compressed copy) at a time.
- * A writer is used by one thread at a time. */
+/* Writes .mgm files (see docs/FORMAT.md). Set metadata and declare every
+ * tensor first, then write their data in any order; mg_writer_finish() fills
+ * in the table and checksums. Memory use is one tensor (plus its compressed
+ * copy) at a time. A writer is used by one thread at a time.
+ * Errors of every mg_writer_* call: MG_E_MISUSE (bad handle; metadata or a
+ * declaration after the first tensor data; a tensor written twice; finish
+ * with data missing; any call after finish), MG_E_INVALID_ARG (bad argument,
+ * duplicate key or tensor name, wrong size), MG_E_NOT_FOUND (writing an
+ * undeclared tensor), MG_E_IO (after an I/O failure every later call fails
+ * with it), MG_E_NOMEM. mg_writer_errmsg() says what happened.
+ * With MG_WRITE_COMPRESS a tensor that does not shrink is stored raw. */
 typedef struct mg_writer mg_writer;
 
 #define MG_WRITE_COMPRESS 0x1u  /* store tensors zstd-compressed */

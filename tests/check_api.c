@@ -267,7 +267,9 @@ START_TEST(test_misuse) {
     mg_model *m = load(path);
     ck_assert_int_eq(mg_context_new(&c, m, NULL), MG_OK);
     ck_assert_int_eq(mg_model_info_get(&mi, (mg_model *)c), MG_E_MISUSE);
-    ck_assert_int_eq(mg_context_new(&c, (mg_model *)c, NULL), MG_E_MISUSE);
+    mg_context *cx = (mg_context *)0x1;
+    ck_assert_int_eq(mg_context_new(&cx, (mg_model *)c, NULL), MG_E_MISUSE);
+    ck_assert_ptr_null(cx);
     ck_assert_int_eq(mg_context_interrupt((mg_context *)m), MG_E_MISUSE);
     mg_context *c2 = NULL;
     ck_assert_int_eq(mg_context_new(&c2, m, NULL), MG_OK);
@@ -277,6 +279,7 @@ START_TEST(test_misuse) {
     ck_assert_int_eq(mg_generate_report(&out, c2, imgs, 1, NULL), MG_E_MISUSE);
     ck_assert_int_eq(mg_context_errcode(c2), MG_E_MISUSE);
     ck_assert_ptr_nonnull(strstr(mg_context_errmsg(c2), "images[0]"));
+    mg_context_free(c2);
     /* Wrong struct sizes. */
     mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
     cp.struct_size = 2;

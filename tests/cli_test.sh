@@ -4,6 +4,12 @@
 # non-zero with a message on stderr and nothing on stdout.
 set -u
 CLI=${1:?usage: cli_test.sh path/to/medgemini}
+# MG_RUNNER (e.g. a valgrind command line) wraps every run of the tool.
+if [ -n "${MG_RUNNER:-}" ]; then
+  real_cli=$CLI
+  CLI=run_cli
+  run_cli() { $MG_RUNNER "$real_cli" "$@"; }
+fi
 TMP=${MG_TEST_TMP:-lib/tmp}/cli.$$
 mkdir -p "$TMP"
 pass=0 fail=0
