@@ -15,7 +15,7 @@ DESTDIR ?=
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 
-DEPS_PC := openblas libpng libjpeg libzstd
+DEPS_PC := openblas libpng libjpeg libzstd libcjson zlib
 DEPS_CFLAGS := $(shell pkg-config --cflags $(DEPS_PC))
 DEPS_LIBS   := $(shell pkg-config --libs $(DEPS_PC)) -lm -pthread
 
@@ -104,7 +104,8 @@ check: $(TEST_BIN) $(CLI)
 
 check-asan:
 	$(MAKE) BUILD=lib/asan BINDIR=lib/asan/bin OPT="-O1 -g -fno-omit-frame-pointer" \
-	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all" check
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  TEST_RUNNER="env ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1" check
 
 check-valgrind:
 	$(MAKE) BUILD=lib/vg BINDIR=lib/vg/bin OPT="-O1 -g" \

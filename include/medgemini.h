@@ -93,6 +93,7 @@ typedef int32_t mg_status;
 #define MG_E_NOT_FOUND        13  /* no such metadata key or tensor          */
 #define MG_E_TYPE             14  /* value exists with another type          */
 #define MG_E_INTERNAL         15  /* a bug in the library; please report it  */
+#define MG_E_DATA_FORMAT      16  /* genotype or scoring file is malformed   */
 
 /* A static English description of a status code ("unknown status" for values
  * this version does not know). Never NULL, never freed. */
@@ -153,6 +154,8 @@ typedef struct mg_model_info {
     const char *architecture;/* metadata general.architecture, or ""         */
     uint32_t has_vision;     /* 1 if the model has an image encoder          */
     uint32_t has_text;       /* 1 if the model has a text decoder            */
+    uint32_t n_vocab;        /* logits per position (0 without a decoder)    */
+    uint32_t n_ctx_train;    /* the decoder's longest sequence (or 0)        */
 } mg_model_info;
 
 /* Fills *out (up to out->struct_size bytes). Strings point into the model and
@@ -228,6 +231,75 @@ MG_API mg_status mg_model_tensor_at(mg_tensor_info *out, const mg_model *model,
                                     uint64_t i);
 MG_API mg_status mg_model_tensor_find(mg_tensor_info *out,
                                       const mg_model *model, const char *name);
+
+/* --------------------------------------------------------------- tokenizer */
+
+/* A tokenizer: the byte-pair encoder of a model's text side. The one inside a
+ * model is borrowed with mg_model_tokenizer() and lives as long as the model;
+ * one loaded from a Hugging Face tokenizer.json is the caller's. Immutable:
+ * any number of threads may use one tokenizer at once. */
+typedef struct mg_tokenizer mg_tokenizer;
+
+/* The model's tokenizer (built when the model is loaded), or NULL when the
+ * model has none or the handle is bad. Never free it. */
+MG_API const mg_tokenizer *mg_model_tokenizer(const mg_model *model);
+
+/* Loads a Hugging Face tokenizer.json (BPE models with byte fallback, as
+ * Gemma 3 uses). Errors: MG_E_INVALID_ARG, MG_E_IO, MG_E_MODEL_FORMAT (bad
+ * JSON or an unsupported tokenizer kind, named in err), MG_E_NOMEM. */
+MG_API mg_status mg_tokenizer_load_json(mg_tokenizer **out, const char *path,
+                                        char *err, size_t errlen);
+MG_API void mg_tokenizer_free(mg_tokenizer *tok);
+
+/* Number of token ids (vocabulary plus added tokens); 0 for a bad handle. */
+MG_API uint32_t mg_tokenizer_vocab_size(const mg_tokenizer *tok);
+/* The piece of token id (as stored: "\xe2\x96\x81" for a space, "<0x0A>" for
+ * a byte token), NUL-terminated, owned by the tokenizer; NULL if out of
+ * range. */
+MG_API const char *mg_tokenizer_piece(const mg_tokenizer *tok, int32_t id);
+/* The id of a special token by role, or -1: MG_TOKEN_BOS, ... */
+#define MG_TOKEN_BOS 0
+#define MG_TOKEN_EOS 1
+#define MG_TOKEN_PAD 2
+#define MG_TOKEN_UNK 3
+#define MG_TOKEN_START_OF_TURN 4
+#define MG_TOKEN_END_OF_TURN 5
+#define MG_TOKEN_START_OF_IMAGE 6
+#define MG_TOKEN_END_OF_IMAGE 7
+#define MG_TOKEN_IMAGE 8
+MG_API int32_t mg_tokenizer_special(const mg_tokenizer *tok, int32_t role);
+
+#define MG_TOKENIZE_ADD_BOS       0x1u /* prepend the BOS token (a tokenizer
+                                          without one: MG_E_INVALID_ARG)     */
+#define MG_TOKENIZE_PARSE_SPECIAL 0x2u /* match the text of special tokens
+                                          ("<start_of_turn>") as those tokens;
+                                          without it they are encoded as
+                                          plain text                         */
+
+/* Encodes len bytes of UTF-8 text into token ids. Writes at most cap ids to
+ * ids (which may be NULL when cap is 0) and sets *n_ids to the number the
+ * whole text needs; returns MG_E_BUFFER_TOO_SMALL when cap is short (call
+ * again with a larger buffer). Bytes that are not valid UTF-8 are encoded,
+ * each on its own, as their byte-fallback tokens <0xNN>, so any byte string
+ * round-trips through mg_detokenize (except that a literal U+2581, the
+ * word-boundary marker, comes back as a space, as in Hugging Face
+ * tokenizers). Errors: MG_E_MISUSE (NULL or bad tok), MG_E_INVALID_ARG,
+ * MG_E_BUFFER_TOO_SMALL, MG_E_NOMEM. Thread-safe. */
+MG_API mg_status mg_tokenize(int32_t *ids, size_t cap, size_t *n_ids,
+                             const mg_tokenizer *tok, const char *text,
+                             size_t len, uint32_t flags);
+
+#define MG_DETOKENIZE_SKIP_SPECIAL 0x1u /* leave out the special tokens
+                                           (control and unknown)           */
+
+/* Decodes ids into UTF-8 text (byte tokens fused, the word-boundary marker
+ * turned back into spaces). Writes at most cap bytes including a NUL to buf
+ * and sets *n_bytes to the length the whole text needs (without the NUL);
+ * MG_E_BUFFER_TOO_SMALL when cap <= that length. Ids out of range give
+ * MG_E_INVALID_ARG. Thread-safe. */
+MG_API mg_status mg_detokenize(char *buf, size_t cap, size_t *n_bytes,
+                               const mg_tokenizer *tok, const int32_t *ids,
+                               size_t n_ids, uint32_t flags);
 
 /* ----------------------------------------------------------------- writer */
 
@@ -413,14 +485,189 @@ typedef struct mg_gen_params {
     uint32_t flags;              /* reserved, 0                              */
     mg_token_callback on_token;  /* may be NULL                              */
     void *user_data;
-    const char *system_prompt;   /* NULL = the model's default               */
+    const char *system_prompt;   /* NULL = the model's default for reports
+                                    and VQA; mg_generate uses none          */
     const char *instruction;     /* NULL = the model's default report prompt */
 } mg_gen_params;
+
+/* mg_gen_params.flags */
+#define MG_GEN_RAW_PROMPT 0x1u /* mg_generate: use the prompt text as it is
+                                  (no BOS, no chat turn markers)            */
 
 #define MG_GEN_PARAMS_INIT \
     { sizeof(mg_gen_params), 256, 0.0f, 0, 1.0f, 1.0f, 0, NULL, 0, 0, NULL, \
       NULL, NULL, NULL }
 MG_API void mg_gen_params_init(mg_gen_params *params);
+
+/* ---------------------------------------------------------- text generation */
+
+/* Generates text from a text prompt. The prompt is wrapped in the model's
+ * chat turn (metadata prompt.turn_user, prompt.turn_end, prompt.turn_model;
+ * the system prompt, when given, opens the user turn) after BOS, unless
+ * params->flags has MG_GEN_RAW_PROMPT. Generation stops at the end-of-turn
+ * or end-of-sequence token, at a stop string (left out of the text), after
+ * max_tokens, on mg_context_interrupt (checked before every token), or when
+ * the streaming callback returns non-zero. The context's sequence is reset
+ * first. *out receives the text (free with mg_string_free) also when the
+ * call returns MG_E_INTERRUPTED or MG_E_CONTEXT_FULL, holding what was made
+ * until then. The text is valid UTF-8: generated bytes that do not form a
+ * valid sequence become U+FFFD. With temperature 0 the result is
+ * deterministic; otherwise it
+ * is deterministic for a given seed (params->seed, or the context's RNG).
+ * Errors: MG_E_MISUSE, MG_E_INVALID_ARG, MG_E_UNSUPPORTED (no text decoder or
+ * tokenizer), MG_E_INTERRUPTED, MG_E_CONTEXT_FULL, MG_E_NOMEM. */
+MG_API mg_status mg_generate(char **out, mg_context *ctx, const char *prompt,
+                             const mg_gen_params *params);
+
+/* The same from token ids used as they are (no BOS or turn added). */
+MG_API mg_status mg_generate_ids(char **out, mg_context *ctx,
+                                 const int32_t *ids, size_t n_ids,
+                                 const mg_gen_params *params);
+
+/* Low level: appends n_ids tokens to the context's sequence and, when
+ * logits is not NULL, writes the logits of every one of them (n_ids rows of
+ * mg_model_info.n_vocab floats; cap counts floats, MG_E_BUFFER_TOO_SMALL if
+ * short). Errors: as mg_generate. */
+MG_API mg_status mg_context_eval(mg_context *ctx, const int32_t *ids,
+                                 size_t n_ids, float *logits, size_t cap);
+/* Empties the context's sequence (the KV cache). */
+MG_API mg_status mg_context_reset(mg_context *ctx);
+/* Tokens in the context's sequence; 0 for a bad handle. */
+MG_API uint32_t mg_context_n_tokens(const mg_context *ctx);
+
+/* -------------------------------------------------------- polygenic scores */
+
+/* Polygenic scores computed the way PLINK 2 `--score` computes them as the
+ * PGS Catalog Calculator drives it (docs/PRS.md lists every rule). A handle
+ * holds one genotype set (PLINK 1 binary .bed/.bim/.fam), any number of
+ * scoring files matched to it, and, after mg_prs_compute(), the per-sample
+ * results. Genotypes are streamed from the .bed in blocks of variants, so
+ * memory is bounded by a block plus the sample and variant tables.
+ *
+ * Threads: a handle is used by one thread at a time; separate handles are
+ * independent. mg_prs_compute() uses params.n_threads threads of its own.
+ * Errors of every mg_prs_* call returning mg_status: MG_E_MISUSE (NULL,
+ * freed or foreign handle; calls out of order), MG_E_INVALID_ARG,
+ * MG_E_IO (open/read/write failed), MG_E_DATA_FORMAT (malformed genotype,
+ * frequency or scoring file; the message names the file and line),
+ * MG_E_NOMEM. After a failure mg_prs_errmsg() says what happened; a failed
+ * mg_prs_add_scores() or mg_prs_read_freq() leaves the handle as it was. */
+typedef struct mg_prs mg_prs;
+
+#define MG_PRS_NO_MEAN_IMPUTATION 0x01u /* missing calls add nothing and are
+                                           left out of DENOM              */
+#define MG_PRS_DOMINANT           0x02u /* dosage d -> min(d, 1)           */
+#define MG_PRS_RECESSIVE          0x04u /* dosage d -> max(d - 1, 0)       */
+#define MG_PRS_KEEP_AMBIGUOUS     0x08u /* keep A/T and C/G matches        */
+#define MG_PRS_KEEP_MULTIALLELIC  0x10u /* keep matches at target positions
+                                           holding several variants        */
+
+typedef struct mg_prs_params {
+    uint32_t struct_size;  /* sizeof(mg_prs_params)                         */
+    uint32_t flags;        /* MG_PRS_* bits; default 0                      */
+    double min_overlap;    /* a PGS Catalog score whose matched fraction of
+                              variants is below this is dropped; default
+                              0.75 (0 keeps every score)                    */
+    uint32_t n_threads;    /* threads for mg_prs_compute; 0 = one per
+                              online CPU (default)                         */
+    uint32_t block_variants; /* variants decoded per block; 0 = 4096       */
+} mg_prs_params;
+
+#define MG_PRS_PARAMS_INIT { sizeof(mg_prs_params), 0, 0.75, 0, 0 }
+/* Fills *params with defaults and sets struct_size. */
+MG_API void mg_prs_params_init(mg_prs_params *params);
+
+/* Opens the PLINK 1 binary set PREFIX.bed/.bim/.fam (SNP-major .bed). The
+ * .bim and .fam are read and validated (field counts, numbers, sexes,
+ * allele strings), the .bed's magic and exact size are checked; genotypes
+ * are read later, by mg_prs_compute(). params may be NULL for defaults and
+ * is copied. On failure *out is NULL and err (if not NULL) receives a
+ * NUL-terminated message of at most errlen bytes.
+ * Errors: MG_E_INVALID_ARG, MG_E_IO, MG_E_DATA_FORMAT, MG_E_NOMEM. */
+MG_API mg_status mg_prs_open_plink(mg_prs **out, const char *prefix,
+                                   const mg_prs_params *params,
+                                   char *err, size_t errlen);
+
+/* Reads allele frequencies used for mean imputation instead of the founder
+ * frequencies of the target: a PLINK 2 .afreq (columns ID, REF, ALT,
+ * ALT_FREQS) or PLINK 1 .frq (SNP, A1, A2, MAF) file, plain or gzip,
+ * matched by variant ID and alleles. Variants it does not list keep the
+ * founder frequency. Call before mg_prs_compute(). */
+MG_API mg_status mg_prs_read_freq(mg_prs *prs, const char *path);
+
+/* Adds the scores of one scoring file, plain or gzip, recognised by content:
+ *  - a PGS Catalog scoring file ('#' metadata lines, then a table with
+ *    effect_allele, effect_weight and chr_name/chr_position or the
+ *    harmonized hm_chr/hm_pos): one score, named by #pgs_id (#pgs_name, else
+ *    the file name), matched on chromosome, position and alleles with
+ *    strand flips, ambiguous and multiallelic rules and min_overlap;
+ *  - a PLINK 2-style wide file (header "ID <allele col> <score>..."): one
+ *    score per weight column, matched by variant ID; rows whose ID is not in
+ *    the target or whose allele is not one of the variant's are skipped.
+ * *n_added (may be NULL) receives the number of scores the file added.
+ * Call before mg_prs_compute(). */
+MG_API mg_status mg_prs_add_scores(mg_prs *prs, uint32_t *n_added,
+                                   const char *path);
+
+/* Streams the genotypes once and computes every score for every sample.
+ * Fails with MG_E_MISUSE when no score was added, MG_E_INVALID_ARG when
+ * every score was dropped by min_overlap. May be called again (e.g. after
+ * adding scores); results are replaced. */
+MG_API mg_status mg_prs_compute(mg_prs *prs);
+
+/* Counts; 0 for a bad handle. Scores count every score added, kept or not. */
+MG_API uint64_t mg_prs_sample_count(const mg_prs *prs);
+MG_API uint64_t mg_prs_variant_count(const mg_prs *prs);
+MG_API uint32_t mg_prs_score_count(const mg_prs *prs);
+
+/* Family and individual ID of sample i (pointers into the handle, valid
+ * until mg_prs_free). Either output may be NULL. */
+MG_API mg_status mg_prs_sample_id(const char **fid, const char **iid,
+                                  const mg_prs *prs, uint64_t i);
+/* Name of score k (pointer into the handle), or NULL when out of range. */
+MG_API const char *mg_prs_score_name(const mg_prs *prs, uint32_t k);
+
+/* How one score's file matched the target. */
+typedef struct mg_prs_match_report {
+    uint32_t struct_size;
+    uint32_t kept;             /* 1 when the score is computed           */
+    uint64_t n_rows;           /* variant rows in the file               */
+    uint64_t n_matched;        /* rows used                               */
+    uint64_t n_flipped;        /* of those, matched on the other strand  */
+    uint64_t n_ambiguous;      /* A/T, C/G matches dropped               */
+    uint64_t n_multiallelic;   /* matches at multiallelic sites dropped  */
+    uint64_t n_duplicate;      /* rows dropped as duplicate best matches */
+    uint64_t n_unmatched;      /* rows with no usable target variant     */
+    double overlap;            /* n_matched / n_rows (0 for no rows)     */
+} mg_prs_match_report;
+
+MG_API mg_status mg_prs_match_report_get(mg_prs_match_report *out,
+                                         const mg_prs *prs, uint32_t k);
+
+/* Result columns, as in a .sscore file. */
+#define MG_PRS_COL_SUM                     1 /* per score                 */
+#define MG_PRS_COL_AVG                     2 /* per score: SUM / DENOM    */
+#define MG_PRS_COL_ALLELE_CT               3 /* shared by all scores      */
+#define MG_PRS_COL_DENOM                   4 /* shared                    */
+#define MG_PRS_COL_NAMED_ALLELE_DOSAGE_SUM 5 /* shared                    */
+
+/* Copies one result column, one value per sample in .fam order, into buf
+ * (n >= sample count, else MG_E_BUFFER_TOO_SMALL). `score` is ignored for the
+ * shared columns. A dropped score gives NaN. Fails with MG_E_MISUSE before
+ * mg_prs_compute() succeeded. */
+MG_API mg_status mg_prs_results(double *buf, size_t n, const mg_prs *prs,
+                                int32_t column, uint32_t score);
+
+/* Writes the results as a PLINK 2 .sscore file (tab-separated, header
+ * "#FID IID ALLELE_CT DENOM NAMED_ALLELE_DOSAGE_SUM <s>_AVG... <s>_SUM...",
+ * kept scores only). Errors: MG_E_MISUSE before compute, MG_E_IO. */
+MG_API mg_status mg_prs_write_sscore(mg_prs *prs, const char *path);
+
+/* The message of the last failed call on prs ("" after success; a static
+ * text for a bad handle). Valid until the next call on the handle. */
+MG_API const char *mg_prs_errmsg(const mg_prs *prs);
+/* Frees the handle and everything it owns. NULL is ignored. */
+MG_API void mg_prs_free(mg_prs *prs);
 
 /* ------------------------------------------------------------------- tasks */
 

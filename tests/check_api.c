@@ -79,11 +79,12 @@ START_TEST(test_status_codes) {
     ck_assert_int_eq(MG_E_NOT_FOUND, 13);
     ck_assert_int_eq(MG_E_TYPE, 14);
     ck_assert_int_eq(MG_E_INTERNAL, 15);
+    ck_assert_int_eq(MG_E_DATA_FORMAT, 16);
     const char *unknown = mg_status_str(-1);
     ck_assert_str_eq(unknown, "unknown status");
-    ck_assert_str_eq(mg_status_str(16), unknown);
+    ck_assert_str_eq(mg_status_str(17), unknown);
     ck_assert_str_eq(mg_status_str(INT32_MAX), unknown);
-    for (int32_t s = 0; s <= 15; s++) {
+    for (int32_t s = 0; s <= 16; s++) {
         const char *t = mg_status_str(s);
         ck_assert_ptr_nonnull(t);
         ck_assert_str_ne(t, unknown);
@@ -168,8 +169,9 @@ START_TEST(test_model_queries) {
     ck_assert_uint_eq(mi.n_tensors, 2);
     ck_assert_uint_eq(mi.n_params, 64 + 192);
     ck_assert_uint_eq(mi.n_bytes, 64 * 4 + 6 * 34);
-    ck_assert_uint_eq(mi.has_text, 1);
+    ck_assert_uint_eq(mi.has_text, 0);   /* text tensors, but no decoder config */
     ck_assert_uint_eq(mi.has_vision, 0);
+    ck_assert_uint_eq(mi.n_vocab, 0);
     ck_assert_uint_eq(mi.format_version, 1);
     /* A caller compiled against an older, shorter struct gets only its part. */
     struct { mg_model_info i; uint64_t guard; } shortinfo;

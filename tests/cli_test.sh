@@ -49,6 +49,36 @@ expect "checksums verified" grep -q '^checksums: verified$' "$TMP/q4.txt"
 expect "mkmodel is deterministic" cmp -s "$TMP/a.mgm" "$TMP/b.mgm"
 expect "seed changes weights" sh -c "! cmp -s '$TMP/a.mgm' '$TMP/c.mgm'"
 
+# A given shape: one dimension overridden.
+"$CLI" mkmodel --hidden 96 --heads 6 --kv-heads 3 --layers 1 --no-vision -o "$TMP/g.mgm" 2>/dev/null
+"$CLI" info "$TMP/g.mgm" > "$TMP/g.txt" 2>&1
+expect "override hidden" grep -q 'text.hidden_size = 96' "$TMP/g.txt"
+expect "override changes tensor shape" grep -q 'text.blk.0.attn_q .* 96 x 96 ' "$TMP/g.txt"
+expect "one layer" sh -c "! grep -q 'text.blk.1.' '$TMP/g.txt'"
+"$CLI" mkmodel --heads 3 -o "$TMP/x.mgm" 2>/dev/null
+expect "inconsistent shape exits 2" test $? -eq 2
+
+# MG_SIMD lowers the kernels' SIMD level.
+MG_SIMD=scalar "$CLI" version > "$TMP/v2.txt" 2>&1
+expect "MG_SIMD=scalar honoured" grep -q 'simd=scalar ' "$TMP/v2.txt"
+
+# generate: text out, logits dump with one line per prompt position.
+"$CLI" generate -m "$TMP/tiny.mgm" -n 8 "Heart size is normal." > "$TMP/gen.txt" 2> "$TMP/gen.err"
+expect "generate exits 0" test $? -eq 0
+expect "generate prints a line" test "$(wc -l < "$TMP/gen.txt")" -ge 1
+"$CLI" generate -m "$TMP/tiny.mgm" --ids 2,300,301,302 -n 4 --dump-logits "$TMP/lg.txt" > /dev/null 2>&1
+expect "dump-logits exits 0" test $? -eq 0
+expect "dump-logits: 4 positions" test "$(wc -l < "$TMP/lg.txt")" -eq 4
+expect "dump-logits: vocab columns" test "$(head -1 "$TMP/lg.txt" | wc -w)" -eq 512
+"$CLI" generate -m "$TMP/tiny.mgm" --ids 2,300 -n 6 --temp 0.9 --seed 4 > "$TMP/s1.txt" 2>/dev/null
+"$CLI" generate -m "$TMP/tiny.mgm" --ids 2,300 -n 6 --temp 0.9 --seed 4 > "$TMP/s2.txt" 2>/dev/null
+expect "seeded generation repeats" cmp -s "$TMP/s1.txt" "$TMP/s2.txt"
+"$CLI" generate -m "$TMP/tiny.mgm" --ids 2,99999 > /dev/null 2> "$TMP/e.err"
+expect "bad token id fails" test $? -eq 1
+expect "bad token id: message" grep -q 'out of range' "$TMP/e.err"
+"$CLI" generate -m "$TMP/tiny.mgm" --ids 2,x > /dev/null 2>&1
+expect "malformed --ids exits 2" test $? -eq 2
+
 # Errors: exit code, message on stderr, nothing on stdout.
 head -c 1000 "$TMP/tiny.mgm" > "$TMP/trunc.mgm"
 "$CLI" info "$TMP/trunc.mgm" > "$TMP/e.out" 2> "$TMP/e.err"

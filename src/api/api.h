@@ -7,6 +7,8 @@
 #include "core/core.h"
 #include "core/pool.h"
 #include "io/mgm.h"
+#include "llm/decoder.h"
+#include "llm/sampler.h"
 
 struct mg_model {
     uint32_t tag;              /* MG__TAG_MODEL */
@@ -17,6 +19,8 @@ struct mg_model {
     const char *architecture;
     uint32_t has_vision, has_text;
     uint32_t context_length;   /* text.context_length or 0 */
+    mg_tokenizer *tokenizer;   /* NULL when the file has none */
+    mg__decoder *decoder;      /* NULL when the file has no text.n_layers */
 };
 
 struct mg_context {
@@ -28,6 +32,13 @@ struct mg_context {
     atomic_int busy;           /* a call is running on this context */
     mg_status status;
     char errmsg[512];
+    /* text generation (NULL without a decoder); sized at creation */
+    mg__dstate *dstate;
+    uint32_t n_vocab, max_batch;
+    float *logits;             /* max_batch * n_vocab */
+    void *sampler_scratch;
+    int32_t *history;          /* the sequence's tokens, n_ctx */
+    mg__rng rng;
 };
 
 /* A live (not freed) model, for functions taking one. */

@@ -7,6 +7,17 @@
 
 #define MG__MAX_THREADS 512u
 #define MG__DEFAULT_CTX_CAP 8192u
+#define MG__MAX_BATCH 512u /* prompt tokens per forward call */
+
+/* Frees what a context owns except its model reference. */
+static void context_destroy(mg_context *c) {
+    mg__pool_free(c->pool);
+    mg__dstate_free(c->dstate);
+    mg__aligned_free(c->logits);
+    mg__free(c->sampler_scratch);
+    mg__free(c->history);
+    mg__free(c);
+}
 
 MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
                                 const mg_context_params *params) {
@@ -34,6 +45,21 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
         mg__free(c);
         return MG_E_NOMEM;
     }
+    if (model->decoder) {
+        const mg__dconfig *dc = mg__decoder_config(model->decoder);
+        c->n_vocab = dc->vocab;
+        c->max_batch = p.n_ctx < MG__MAX_BATCH ? p.n_ctx : MG__MAX_BATCH;
+        size_t nl;
+        if (mg__mul_size((size_t)c->max_batch, c->n_vocab, &nl) ||
+            mg__dstate_new(&c->dstate, model->decoder, p.n_ctx, c->max_batch) != MG_OK ||
+            !(c->logits = mg__aligned_alloc(64, nl * sizeof(float))) ||
+            !(c->sampler_scratch = mg__malloc(mg__sampler_scratch_bytes(c->n_vocab))) ||
+            !(c->history = mg__calloc(p.n_ctx, sizeof(int32_t)))) {
+            context_destroy(c);
+            return MG_E_NOMEM;
+        }
+    }
+    mg__rng_seed(&c->rng, p.seed);
     c->tag = MG__TAG_CONTEXT;
     c->params = p;
     atomic_init(&c->interrupt, 0);
@@ -47,9 +73,8 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
 MG_API void mg_context_free(mg_context *c) {
     if (!c || c->tag != MG__TAG_CONTEXT) return;
     c->tag = MG__TAG_DEAD;
-    mg__pool_free(c->pool);
     mg__model_release(c->model);
-    mg__free(c);
+    context_destroy(c);
 }
 
 MG_API mg_status mg_context_interrupt(mg_context *c) {

@@ -2,6 +2,8 @@
  * queries. Argument and handle checks live here; parsing is in io/mgm.c. */
 #include "api/api.h"
 
+#include "llm/tokenizer.h"
+
 #include <string.h>
 
 mg_status mg__params_copy(void *dst, size_t dst_size, const void *src) {
@@ -26,6 +28,8 @@ void mg__model_retain(mg_model *m) { atomic_fetch_add(&m->refs, 1); }
 void mg__model_release(mg_model *m) {
     if (atomic_fetch_sub(&m->refs, 1) != 1) return;
     m->tag = MG__TAG_DEAD;
+    mg_tokenizer_free(m->tokenizer);
+    mg__decoder_free(m->decoder);
     mg__mgm_close(m->file);
     mg__free(m);
 }
@@ -72,13 +76,35 @@ MG_API mg_status mg_model_load(mg_model **out, const char *path,
     m->file = f;
     m->name = meta_str_or_empty(f, "general.name");
     m->architecture = meta_str_or_empty(f, "general.architecture");
-    m->has_text = has_prefix_tensor(f, "text.");
     m->has_vision = has_prefix_tensor(f, "vision.");
     const mg__meta *cl = mg__mgm_meta(f, "text.context_length");
     if (cl && cl->type == MG_META_INT && cl->v.i > 0)
         m->context_length = cl->v.i > UINT32_MAX ? UINT32_MAX : (uint32_t)cl->v.i;
+    if (mg__mgm_meta(f, "text.n_layers")) {
+        st = mg__decoder_build(&m->decoder, f, err, errlen);
+        if (st != MG_OK) {
+            mg__model_release(m);
+            return st;
+        }
+        const mg__dconfig *dc = mg__decoder_config(m->decoder);
+        m->context_length = dc->context_length;
+        m->has_text = 1;
+    }
+    st = mg__tokenizer_from_mgm(&m->tokenizer, f, err, errlen);
+    if (st == MG_E_NOT_FOUND) {
+        st = MG_OK;
+        if (err && errlen) err[0] = '\0';
+    }
+    if (st != MG_OK) {
+        mg__model_release(m);
+        return st;
+    }
     *out = m;
     return MG_OK;
+}
+
+MG_API const mg_tokenizer *mg_model_tokenizer(const mg_model *m) {
+    return mg__model_ok(m) ? m->tokenizer : NULL;
 }
 
 MG_API void mg_model_free(mg_model *m) {
@@ -104,6 +130,10 @@ MG_API mg_status mg_model_info_get(mg_model_info *out, const mg_model *m) {
     i.architecture = m->architecture;
     i.has_vision = m->has_vision;
     i.has_text = m->has_text;
+    if (m->decoder) {
+        i.n_vocab = mg__decoder_config(m->decoder)->vocab;
+        i.n_ctx_train = mg__decoder_config(m->decoder)->context_length;
+    }
     memcpy(out, &i, i.struct_size);
     return MG_OK;
 }

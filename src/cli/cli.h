@@ -8,5 +8,8 @@
 /* Prints s in double quotes with C-style escapes, at most max bytes. */
 void cli_print_quoted(FILE *f, const char *s, size_t max);
 int cli_mkmodel(int argc, char **argv);
+int cli_tokenize(int argc, char **argv);
+int cli_prs(int argc, char **argv);
+int cli_generate(int argc, char **argv);
 
 #endif

@@ -18,6 +18,10 @@ static void usage(FILE *f) {
         "commands:\n"
         "  info MODEL.mgm [--verify] [--all]   print format version, metadata and tensors\n"
         "  mkmodel -o OUT.mgm [options]        write a random-weight model (tests, benchmarks)\n"
+        "  tokenize (-m MODEL.mgm | --tokenizer tokenizer.json) [--bos] [--special] [--decode]\n"
+        "                                      token ids of stdin lines (or text of ids)\n"
+        "  generate -m MODEL.mgm [PROMPT]      generate text (see generate --help)\n"
+        "  prs score --bfile P --score F --out O   polygenic scores (plink2 --score compatible)\n"
         "  version                             print version and build information\n"
         "\n"
         "mkmodel options:\n"
@@ -28,6 +32,10 @@ static void usage(FILE *f) {
         "  --layers N        override the text decoder's layer count\n"
         "  --vision-layers N override the image encoder's layer count\n"
         "  --no-vision       text decoder only\n"
+        "  --hidden N, --heads N, --kv-heads N, --head-dim N, --ffn N, --vocab N, --context N\n"
+        "                    override one dimension of the text decoder's shape\n"
+        "  --window N, --pattern N   sliding window and global-layer period\n"
+        "  --attn-softcap X, --final-softcap X   logit soft-capping (0 = off)\n"
         "  --list-shapes     print the named shapes\n");
 }
 
@@ -140,6 +148,9 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(cmd, "mkmodel")) return cli_mkmodel(argc - 2, argv + 2);
+    if (!strcmp(cmd, "tokenize")) return cli_tokenize(argc - 2, argv + 2);
+    if (!strcmp(cmd, "prs")) return cli_prs(argc - 2, argv + 2);
+    if (!strcmp(cmd, "generate")) return cli_generate(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return cmd_version();
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);

@@ -5,6 +5,7 @@
 #include "medgemini.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,24 +22,25 @@ typedef struct shape {
     double rope_local, rope_global, rope_scale, eps, final_softcap;
     /* image encoder (layers = 0: none) */
     int64_t v_image, v_patch, v_layers, v_hidden, v_ffn, v_heads, v_tokens;
+    double attn_softcap; /* last, left out of the table: 0 unless --attn-softcap */
 } shape;
 
 static const shape k_shapes[] = {
     {"tiny", "small random model for tests",
      512, 64, 2, 4, 2, 16, 128, 512, 32, 6, 16, 10000, 1000000, 8, 1e-6, 0,
-     64, 8, 2, 64, 128, 4, 16},
+     64, 8, 2, 64, 128, 4, 16, 0},
     {"gemma3-1b", "Gemma 3 1B text decoder shape",
      262144, 1152, 26, 4, 1, 256, 6912, 32768, 512, 6, 256, 10000, 1000000, 1, 1e-6, 0,
-     0, 0, 0, 0, 0, 0, 0},
+     0, 0, 0, 0, 0, 0, 0, 0},
     {"medgemma-4b", "MedGemma 4B shape: Gemma 3 4B decoder + 896 px image encoder",
      262208, 2560, 34, 8, 4, 256, 10240, 131072, 1024, 6, 256, 10000, 1000000, 8, 1e-6, 0,
-     896, 14, 27, 1152, 4304, 16, 256},
+     896, 14, 27, 1152, 4304, 16, 256, 0},
     {"gemma3-12b", "Gemma 3 12B shape",
      262208, 3840, 48, 16, 8, 256, 15360, 131072, 1024, 6, 256, 10000, 1000000, 8, 1e-6, 0,
-     896, 14, 27, 1152, 4304, 16, 256},
+     896, 14, 27, 1152, 4304, 16, 256, 0},
     {"gemma3-27b", "Gemma 3 27B shape",
      262208, 5376, 62, 32, 16, 128, 21504, 131072, 1024, 6, 168, 10000, 1000000, 8, 1e-6, 0,
-     896, 14, 27, 1152, 4304, 16, 256},
+     896, 14, 27, 1152, 4304, 16, 256, 0},
 };
 
 void cli_print_quoted(FILE *f, const char *s, size_t max) {
@@ -179,8 +181,20 @@ static void all_tensors(gen *g, int pass, const shape *s, int vision) {
 
 /* A placeholder vocabulary with the special tokens at their Gemma 3 ids when
  * the vocabulary is large enough, byte-fallback tokens, and filler pieces. */
+static const char *const k_merges[] = {
+    "\xe2\x96\x81 t", "h e", "\xe2\x96\x81t he", "i n", "e r", "o n", "a n", "r e",
+};
+static const char *const k_merge_out[] = {
+    "\xe2\x96\x81t", "he", "\xe2\x96\x81the", "in", "er", "on", "an", "re",
+};
+
 static int write_vocab(mg_writer *w, const shape *s) {
     int64_t V = s->vocab;
+    /* the small pieces and merges only fit between the bytes and the turn
+     * markers when the vocabulary is small (ids 265...) */
+    int64_t n_merges = (int64_t)(sizeof k_merges / sizeof k_merges[0]);
+    int small_pieces = V >= 265 + 1 + 94 + n_merges && V < 262145;
+    if (!small_pieces) n_merges = -95; /* no piece range at all */
     char **tok = calloc((size_t)V, sizeof *tok);
     int64_t *type = calloc((size_t)V, sizeof *type);
     int ok = tok && type;
@@ -188,6 +202,7 @@ static int write_vocab(mg_writer *w, const shape *s) {
     int64_t id_sot = big ? 105 : 4, id_eot = big ? 106 : 5;
     int64_t id_boi = big ? 255999 : 6, id_eoi = big ? 256000 : 7;
     int64_t id_img = big ? 262144 : 8;
+    int64_t byte0 = big ? 300 : 9; /* clear of the turn markers at 105/106 */
     for (int64_t i = 0; ok && i < V; i++) {
         char b[32];
         const char *t = NULL;
@@ -201,9 +216,15 @@ static int write_vocab(mg_writer *w, const shape *s) {
         else if (i == id_boi) t = "<start_of_image>", ty = 3;
         else if (i == id_eoi) t = "<end_of_image>", ty = 3;
         else if (i == id_img) t = "<image_soft_token>", ty = 3;
-        else if (i >= 9 && i < 9 + 256) {
-            snprintf(b, sizeof b, "<0x%02X>", (unsigned)(i - 9));
+        else if (i >= byte0 && i < byte0 + 256) {
+            snprintf(b, sizeof b, "<0x%02X>", (unsigned)(i - byte0));
             ty = 6; /* byte */
+        } else if (i >= 265 && i < 265 + 1 + 94 + n_merges) {
+            /* "▁", printable ASCII, then the merges' results */
+            int64_t k = i - 265;
+            if (k == 0) t = "\xe2\x96\x81";
+            else if (k <= 94) b[0] = (char)(0x20 + k), b[1] = '\0';
+            else t = k_merge_out[k - 95];
         } else snprintf(b, sizeof b, "<unused%" PRId64 ">", i);
         tok[i] = strdup(t ? t : b);
         type[i] = ty;
@@ -211,7 +232,9 @@ static int write_vocab(mg_writer *w, const shape *s) {
     }
     mg_status st = MG_E_NOMEM;
     if (ok) {
-        st = mg_writer_set_string(w, "tokenizer.model", "placeholder");
+        st = mg_writer_set_string(w, "tokenizer.model", "bpe");
+        if (!st && small_pieces)
+            st = mg_writer_set_string_array(w, "tokenizer.merges", k_merges, (uint64_t)n_merges);
         if (!st) st = mg_writer_set_string_array(w, "tokenizer.tokens", (const char *const *)tok, (uint64_t)V);
         if (!st) st = mg_writer_set_int_array(w, "tokenizer.token_type", type, (uint64_t)V);
         if (!st) st = mg_writer_set_int(w, "tokenizer.pad_id", 0);
@@ -262,7 +285,7 @@ static int write_meta(mg_writer *w, const shape *s, int vision, const char *dtyp
     SF("text.rope_scaling_factor", s->rope_scale);
     SF("text.rms_norm_eps", s->eps);
     SF("text.final_logit_softcap", s->final_softcap);
-    SF("text.attn_logit_softcap", 0.0);
+    SF("text.attn_logit_softcap", s->attn_softcap);
     SS("prompt.turn_user", "<start_of_turn>user\n");
     SS("prompt.turn_model", "<start_of_turn>model\n");
     SS("prompt.turn_end", "<end_of_turn>\n");
@@ -299,10 +322,36 @@ static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
     return 0;
 }
 
+static int parse_f64(const char *s, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v >= lo && v <= hi)) return -1;
+    *out = v;
+    return 0;
+}
+
+/* Options that override one dimension of the named shape ("given shape"). */
+typedef struct dim_opt { const char *flag; size_t offset; } dim_opt;
+static const dim_opt k_dims[] = {
+    {"--hidden", offsetof(shape, hidden)},     {"--heads", offsetof(shape, heads)},
+    {"--kv-heads", offsetof(shape, kv_heads)}, {"--head-dim", offsetof(shape, head_dim)},
+    {"--ffn", offsetof(shape, ffn)},           {"--vocab", offsetof(shape, vocab)},
+    {"--context", offsetof(shape, ctx)},
+};
+#define N_DIMS (sizeof k_dims / sizeof k_dims[0])
+static int64_t dim_val[N_DIMS];
+
+static const dim_opt *find_dim(const char *flag) {
+    for (size_t k = 0; k < N_DIMS; k++)
+        if (!strcmp(k_dims[k].flag, flag)) return &k_dims[k];
+    return NULL;
+}
+
 int cli_mkmodel(int argc, char **argv) {
     const char *out = NULL, *shape_name = "tiny", *dtype_name = "f32";
     int compress = 0, vision = 1;
-    int64_t seed = 1, layers = -1, vlayers = -1;
+    int64_t seed = 1, layers = -1, vlayers = -1, window = -1, pattern = -1;
+    double acap = -1, fcap = -1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -313,6 +362,11 @@ int cli_mkmodel(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) { NEED_ARG(); if (parse_i64(v, 0, INT64_MAX, &seed)) goto bad; }
         else if (!strcmp(a, "--layers")) { NEED_ARG(); if (parse_i64(v, 1, 1000, &layers)) goto bad; }
         else if (!strcmp(a, "--vision-layers")) { NEED_ARG(); if (parse_i64(v, 1, 1000, &vlayers)) goto bad; }
+        else if (find_dim(a)) { NEED_ARG(); if (parse_i64(v, 1, 1 << 24, &dim_val[find_dim(a) - k_dims])) goto bad; }
+        else if (!strcmp(a, "--window")) { NEED_ARG(); if (parse_i64(v, 1, INT32_MAX, &window)) goto bad; }
+        else if (!strcmp(a, "--pattern")) { NEED_ARG(); if (parse_i64(v, 1, 1000, &pattern)) goto bad; }
+        else if (!strcmp(a, "--attn-softcap")) { NEED_ARG(); if (parse_f64(v, 0, 1e6, &acap)) goto bad; }
+        else if (!strcmp(a, "--final-softcap")) { NEED_ARG(); if (parse_f64(v, 0, 1e6, &fcap)) goto bad; }
         else if (!strcmp(a, "--compress")) compress = 1;
         else if (!strcmp(a, "--no-vision")) vision = 0;
         else if (!strcmp(a, "--list-shapes")) {
@@ -342,6 +396,17 @@ int cli_mkmodel(int argc, char **argv) {
     shape s = *sp;
     if (layers > 0) s.layers = layers;
     if (vlayers > 0) s.v_layers = vlayers;
+    if (window > 0) s.window = window;
+    if (pattern > 0) s.pattern = pattern;
+    if (acap >= 0) s.attn_softcap = acap;
+    if (fcap >= 0) s.final_softcap = fcap;
+    for (size_t k = 0; k < N_DIMS; k++)
+        if (dim_val[k] > 0) memcpy((char *)&s + k_dims[k].offset, &dim_val[k], sizeof(int64_t));
+    if (s.heads % s.kv_heads || s.head_dim % 2 || s.vocab < 9 + 256) {
+        fprintf(stderr, "medgemini mkmodel: inconsistent shape (heads %% kv-heads, even head-dim, "
+                "vocab >= 265)\n");
+        return 2;
+    }
     if (!s.v_layers) vision = 0;
     if (!vision) s.v_layers = 0;
 

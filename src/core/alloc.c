@@ -1,18 +1,28 @@
 /* alloc.c - the library's allocation entry points. */
 #include "core/core.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-void *mg__malloc(size_t n) { return n ? malloc(n) : NULL; }
+/* No object may exceed PTRDIFF_MAX bytes (pointer differences must stay
+ * defined); such requests fail here instead of reaching the allocator. */
+#define MG__MAX_ALLOC ((size_t)PTRDIFF_MAX)
+
+void *mg__malloc(size_t n) { return (n && n <= MG__MAX_ALLOC) ? malloc(n) : NULL; }
 void *mg__calloc(size_t count, size_t size) {
-    return (count && size) ? calloc(count, size) : NULL;
+    size_t n;
+    if (!count || !size || mg__mul_size(count, size, &n) || n > MG__MAX_ALLOC) return NULL;
+    return calloc(count, size);
 }
-void *mg__realloc(void *p, size_t n) { return realloc(p, n ? n : 1); }
+void *mg__realloc(void *p, size_t n) {
+    return n <= MG__MAX_ALLOC ? realloc(p, n ? n : 1) : NULL;
+}
 void mg__free(void *p) { free(p); }
 
 char *mg__strndup(const char *s, size_t n) {
-    char *d = malloc(n + 1);
+    char *d = mg__malloc(n + 1);
     if (!d) return NULL;
     memcpy(d, s, n);
     d[n] = '\0';
@@ -23,7 +33,8 @@ char *mg__strdup(const char *s) { return s ? mg__strndup(s, strlen(s)) : NULL; }
 
 void *mg__aligned_alloc(size_t align, size_t n) {
     void *p = NULL;
-    if (n == 0 || align < sizeof(void *) || (align & (align - 1))) return NULL;
+    if (n == 0 || n > MG__MAX_ALLOC || align < sizeof(void *) || (align & (align - 1)))
+        return NULL;
     if (posix_memalign(&p, align, n) != 0) return NULL;
     return p;
 }

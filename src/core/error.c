@@ -38,6 +38,7 @@ MG_API const char *mg_status_str(mg_status status) {
     case MG_E_NOT_FOUND: return "not found";
     case MG_E_TYPE: return "type mismatch";
     case MG_E_INTERNAL: return "internal error";
+    case MG_E_DATA_FORMAT: return "malformed genotype or scoring file";
     default: return "unknown status";
     }
 }

@@ -1,0 +1,82 @@
+/* llm.c - text decoder throughput: prefill (one batch of N tokens) and
+ * decode (M tokens one at a time) in tokens per second, and peak memory.
+ *
+ *   lib/bench/llm MODEL.mgm [THREADS] [PREFILL] [DECODE]
+ *
+ * Set OPENBLAS_NUM_THREADS to THREADS as well (bench/llm.sh does). Without
+ * arguments it prints its usage and exits 0 (make bench runs it bare). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "medgemini.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s MODEL.mgm [THREADS] [PREFILL] [DECODE] (see bench/llm.sh)\n", argv[0]);
+        return 0;
+    }
+    uint32_t threads = argc > 2 ? (uint32_t)atoi(argv[2]) : 2;
+    uint32_t n_pre = argc > 3 ? (uint32_t)atoi(argv[3]) : 512;
+    uint32_t n_dec = argc > 4 ? (uint32_t)atoi(argv[4]) : 128;
+    char err[512];
+    mg_model *m = NULL;
+    if (mg_model_load(&m, argv[1], NULL, err, sizeof err) != MG_OK) {
+        fprintf(stderr, "%s: %s\n", argv[1], err);
+        return 1;
+    }
+    mg_model_info mi = {.struct_size = sizeof mi};
+    mg_model_info_get(&mi, m);
+    mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
+    cp.n_threads = threads;
+    cp.n_ctx = n_pre + n_dec + 1;
+    mg_context *c = NULL;
+    if (mg_context_new(&c, m, &cp) != MG_OK || !mi.n_vocab) {
+        fprintf(stderr, "cannot create a text context\n");
+        return 1;
+    }
+    int32_t *ids = malloc(n_pre * sizeof *ids);
+    float *lg = malloc(mi.n_vocab * sizeof *lg);
+    uint64_t x = 88172645463325252ull;
+    for (uint32_t i = 0; i < n_pre; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        ids[i] = (int32_t)(300 + x % (mi.n_vocab - 300));
+    }
+    /* Warm-up: touch the weights once (page cache, mmap faults). */
+    mg_context_eval(c, ids, 1, lg, mi.n_vocab);
+    mg_context_reset(c);
+
+    double t0 = now();
+    mg_status st = mg_context_eval(c, ids, n_pre, NULL, 0);
+    double t_pre = now() - t0;
+    if (st != MG_OK) { fprintf(stderr, "prefill: %s\n", mg_context_errmsg(c)); return 1; }
+    int32_t t = ids[n_pre - 1];
+    t0 = now();
+    for (uint32_t i = 0; i < n_dec; i++) {
+        if (mg_context_eval(c, &t, 1, lg, mi.n_vocab) != MG_OK) {
+            fprintf(stderr, "decode: %s\n", mg_context_errmsg(c));
+            return 1;
+        }
+        int32_t b = 0;
+        for (uint32_t v = 1; v < mi.n_vocab; v++)
+            if (lg[v] > lg[b]) b = (int32_t)v;
+        t = b;
+    }
+    double t_dec = now() - t0;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%-28s threads %u  prefill %u: %7.1f tok/s  decode %u: %6.2f tok/s  peak RSS %.0f MiB\n",
+           mi.name, threads, n_pre, n_pre / t_pre, n_dec, n_dec / t_dec, ru.ru_maxrss / 1024.0);
+    free(ids);
+    free(lg);
+    mg_context_free(c);
+    mg_model_free(m);
+    return 0;
+}

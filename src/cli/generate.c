@@ -1,0 +1,166 @@
+/* generate.c - `medgemini generate`: text generation from a prompt or from
+ * raw token ids, streaming to stdout; --dump-logits writes the logits of
+ * every prompt position for comparison with other implementations. */
+#include "medgemini.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int32_t stream(void *user, const char *piece, size_t len, int32_t token) {
+    (void)user;
+    (void)token;
+    fwrite(piece, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+static int parse_ids(const char *s, int32_t **ids, size_t *n) {
+    size_t cap = 16;
+    *n = 0;
+    *ids = malloc(cap * sizeof **ids);
+    if (!*ids) return -1;
+    while (*s) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < 0 || v > INT32_MAX || (*end && *end != ',')) return -1;
+        if (*n == cap) {
+            int32_t *p = realloc(*ids, (cap *= 2) * sizeof **ids);
+            if (!p) return -1;
+            *ids = p;
+        }
+        (*ids)[(*n)++] = (int32_t)v;
+        s = *end ? end + 1 : end;
+    }
+    return *n ? 0 : -1;
+}
+
+static void usage(void) {
+    fprintf(stderr,
+        "usage: medgemini generate -m MODEL.mgm [options] [PROMPT]\n"
+        "  -p PROMPT            the prompt (or give it as the last argument)\n"
+        "  --ids 2,818,...      feed these token ids as they are instead of a prompt\n"
+        "  --dump-logits FILE   with --ids: write the logits of every prompt position,\n"
+        "                       one line per position, space-separated\n"
+        "  --raw                no BOS and no chat turn around the prompt\n"
+        "  --system TEXT        a system prompt at the start of the user turn\n"
+        "  -n N                 at most N new tokens (default 256)\n"
+        "  --temp T --top-k K --top-p P --repeat-penalty R --seed S   sampling\n"
+        "  --stop STRING        stop at STRING (repeatable)\n"
+        "  --threads N --ctx N  context settings\n");
+}
+
+int cli_generate(int argc, char **argv) {
+    const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *dump = NULL;
+    const char *stops[16];
+    uint32_t n_stop = 0;
+    mg_gen_params gp;
+    mg_gen_params_init(&gp);
+    mg_context_params cp;
+    mg_context_params_init(&cp);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;
+        if (!strcmp(a, "--raw")) { gp.flags |= MG_GEN_RAW_PROMPT; continue; }
+        if (a[0] != '-') {
+            if (prompt) { usage(); return 2; }
+            prompt = a;
+            continue;
+        }
+        if (!v) { fprintf(stderr, "medgemini generate: %s needs a value\n", a); return 2; }
+        char *end = NULL;
+        if (!strcmp(a, "-m")) model_path = v;
+        else if (!strcmp(a, "-p")) prompt = v;
+        else if (!strcmp(a, "--ids")) ids_arg = v;
+        else if (!strcmp(a, "--dump-logits")) dump = v;
+        else if (!strcmp(a, "--system")) gp.system_prompt = v;
+        else if (!strcmp(a, "-n")) gp.max_tokens = (uint32_t)strtoul(v, &end, 10);
+        else if (!strcmp(a, "--temp")) gp.temperature = strtof(v, &end);
+        else if (!strcmp(a, "--top-k")) gp.top_k = (int32_t)strtol(v, &end, 10);
+        else if (!strcmp(a, "--top-p")) gp.top_p = strtof(v, &end);
+        else if (!strcmp(a, "--repeat-penalty")) gp.repetition_penalty = strtof(v, &end);
+        else if (!strcmp(a, "--seed")) gp.seed = strtoull(v, &end, 10);
+        else if (!strcmp(a, "--threads")) cp.n_threads = (uint32_t)strtoul(v, &end, 10);
+        else if (!strcmp(a, "--ctx")) cp.n_ctx = (uint32_t)strtoul(v, &end, 10);
+        else if (!strcmp(a, "--stop")) {
+            if (n_stop == 16) { fprintf(stderr, "medgemini generate: at most 16 --stop\n"); return 2; }
+            stops[n_stop++] = v;
+        } else { takes = 0; }
+        if (!takes) { fprintf(stderr, "medgemini generate: unknown option %s\n", a); usage(); return 2; }
+        if (end && *end) { fprintf(stderr, "medgemini generate: bad value for %s: %s\n", a, v); return 2; }
+        i++;
+    }
+    if (!model_path || (!prompt && !ids_arg) || (prompt && ids_arg) || (dump && !ids_arg)) {
+        usage();
+        return 2;
+    }
+    gp.stop = stops;
+    gp.n_stop = n_stop;
+    gp.on_token = stream;
+
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    if (ids_arg && parse_ids(ids_arg, &ids, &n_ids)) {
+        fprintf(stderr, "medgemini generate: --ids wants comma-separated token ids\n");
+        free(ids);
+        return 2;
+    }
+    char err[512];
+    mg_model *m = NULL;
+    mg_context *ctx = NULL;
+    int rc = 1;
+    mg_status st = mg_model_load(&m, model_path, NULL, err, sizeof err);
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini generate: %s: %s\n", model_path, err);
+        goto done;
+    }
+    if ((st = mg_context_new(&ctx, m, &cp)) != MG_OK) {
+        fprintf(stderr, "medgemini generate: cannot create a context: %s\n", mg_status_str(st));
+        goto done;
+    }
+    if (dump) {
+        mg_model_info mi = {.struct_size = sizeof mi};
+        mg_model_info_get(&mi, m);
+        size_t nf = n_ids * (size_t)mi.n_vocab;
+        float *lg = nf ? malloc(nf * sizeof *lg) : NULL;
+        FILE *f = fopen(dump, "w");
+        if (!lg || !f) {
+            fprintf(stderr, "medgemini generate: %s: %s\n", dump, f ? "out of memory" : strerror(errno));
+            free(lg);
+            if (f) fclose(f);
+            goto done;
+        }
+        st = mg_context_eval(ctx, ids, n_ids, lg, nf);
+        if (st == MG_OK) {
+            for (size_t t = 0; t < n_ids; t++) {
+                for (uint32_t v = 0; v < mi.n_vocab; v++)
+                    fprintf(f, v ? " %.9g" : "%.9g", lg[t * mi.n_vocab + v]);
+                fputc('\n', f);
+            }
+        }
+        free(lg);
+        if (fclose(f) != 0 || st != MG_OK) {
+            fprintf(stderr, "medgemini generate: logits: %s\n",
+                    st != MG_OK ? mg_context_errmsg(ctx) : strerror(errno));
+            goto done;
+        }
+    }
+    char *text = NULL;
+    st = ids ? mg_generate_ids(&text, ctx, ids, n_ids, &gp) : mg_generate(&text, ctx, prompt, &gp);
+    fputc('\n', stdout);
+    mg_string_free(text);
+    if (st != MG_OK && st != MG_E_CONTEXT_FULL) {
+        fprintf(stderr, "medgemini generate: %s\n", mg_context_errmsg(ctx));
+        goto done;
+    }
+    rc = 0;
+done:
+    free(ids);
+    mg_context_free(ctx);
+    mg_model_free(m);
+    return rc;
+}

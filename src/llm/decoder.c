@@ -1,0 +1,671 @@
+/* decoder.c - Gemma 3 text decoder forward pass with a KV cache (see
+ * decoder.h for the semantics, the cache layout and the API). */
+#include "llm/decoder.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+typedef struct mg__dmat {
+    const void *w;
+    int32_t dt;
+} mg__dmat;
+
+typedef struct mg__dlayer {
+    mg__dmat q, k, v, o, gate, up, down;
+    const float *attn_norm, *post_attn_norm, *ffn_norm, *post_ffn_norm;
+    const float *q_norm, *k_norm;
+    uint32_t global;
+} mg__dlayer;
+
+struct mg__decoder {
+    mg__dconfig c;
+    mg__dmat embd;
+    size_t embd_row_bytes;
+    float embd_scale;
+    const float *out_norm;
+    mg__dlayer *layers;
+    size_t mm_scratch;   /* bytes of mg__matmul scratch the biggest needs */
+};
+
+struct mg__dstate {
+    const mg__decoder *d;
+    uint32_t n_ctx, max_batch, pos, ring, cap_max;
+    float **kc, **vc;            /* per layer: [kv_head][cap][head_dim] */
+    uint32_t *cap;               /* per layer: slots */
+    float *kv_mem;
+    float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up;
+    float *cos_l, *sin_l, *cos_g, *sin_g; /* [max_batch][head_dim/2] */
+    float *scores;               /* [n_heads][cap_max] */
+    float *mm_scratch;
+    int32_t *blk, *bfirst, *blast;
+};
+
+/* ======================================================= config reading */
+
+static mg_status get_u32(const mg__mgm *f, const char *key, int required,
+                         uint32_t def, uint32_t lo, uint32_t hi, uint32_t *out,
+                         char *err, size_t errlen) {
+    const mg__meta *m = mg__mgm_meta(f, key);
+    if (!m) {
+        if (required)
+            return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                           "text decoder: metadata key %s is missing", key);
+        *out = def;
+        return MG_OK;
+    }
+    if (m->type != MG_META_INT)
+        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                       "text decoder: metadata key %s is not an integer", key);
+    if (m->v.i < (int64_t)lo || m->v.i > (int64_t)hi)
+        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                       "text decoder: %s = %lld is out of range [%u, %u]", key,
+                       (long long)m->v.i, lo, hi);
+    *out = (uint32_t)m->v.i;
+    return MG_OK;
+}
+
+/* A float key (an INT value is accepted); lo < v <= hi, or v == 0 when
+ * zero_ok. */
+static mg_status get_f64(const mg__mgm *f, const char *key, int required,
+                         double def, double lo, double hi, int zero_ok,
+                         double *out, char *err, size_t errlen) {
+    const mg__meta *m = mg__mgm_meta(f, key);
+    double v;
+    if (!m) {
+        if (required)
+            return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                           "text decoder: metadata key %s is missing", key);
+        *out = def;
+        return MG_OK;
+    }
+    if (m->type == MG_META_FLOAT) v = m->v.f;
+    else if (m->type == MG_META_INT) v = (double)m->v.i;
+    else
+        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                       "text decoder: metadata key %s is not a number", key);
+    if (!(zero_ok && v == 0.0) && !(v > lo && v <= hi))
+        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                       "text decoder: %s = %g is out of range (%g, %g]%s", key,
+                       v, lo, hi, zero_ok ? " (or 0)" : "");
+    *out = v;
+    return MG_OK;
+}
+
+static mg_status read_config(const mg__mgm *f, mg__dconfig *c, char *err,
+                             size_t errlen) {
+    mg_status st;
+#define U(key, req, def, lo, hi, field) \
+    if ((st = get_u32(f, key, req, def, lo, hi, &c->field, err, errlen))) return st
+#define F(key, req, def, lo, hi, z, field) \
+    if ((st = get_f64(f, key, req, def, lo, hi, z, &c->field, err, errlen))) return st
+    U("text.vocab_size", 1, 0, 1, MG__DEC_MAX_VOCAB, vocab);
+    U("text.hidden_size", 1, 0, 1, MG__DEC_MAX_HIDDEN, hidden);
+    U("text.n_layers", 1, 0, 1, MG__DEC_MAX_LAYERS, n_layers);
+    U("text.n_heads", 1, 0, 1, MG__DEC_MAX_HEADS, n_heads);
+    U("text.n_kv_heads", 1, 0, 1, MG__DEC_MAX_HEADS, n_kv_heads);
+    U("text.head_dim", 1, 0, 2, MG__DEC_MAX_HEADDIM, head_dim);
+    U("text.ffn_size", 1, 0, 1, MG__DEC_MAX_FFN, ffn);
+    U("text.context_length", 1, 0, 1, MG__DEC_MAX_CTX, context_length);
+    U("text.sliding_window", 1, 0, 1, INT32_MAX, sliding_window);
+    U("text.sliding_window_pattern", 1, 0, 1, INT32_MAX, pattern);
+    F("text.rms_norm_eps", 1, 0, 0.0, 1.0, 0, rms_norm_eps);
+    F("text.query_pre_attn_scalar", 0, (double)c->head_dim, 0.0, 1e12, 0,
+      query_pre_attn_scalar);
+    F("text.rope_theta_local", 0, 10000.0, 1.0, 1e30, 0, rope_theta_local);
+    F("text.rope_theta_global", 0, 1e6, 1.0, 1e30, 0, rope_theta_global);
+    F("text.rope_scaling_factor", 0, 1.0, 0.0, 1e12, 0, rope_scaling_factor);
+    F("text.attn_logit_softcap", 0, 0.0, 0.0, 1e12, 1, attn_softcap);
+    F("text.final_logit_softcap", 0, 0.0, 0.0, 1e12, 1, final_softcap);
+#undef U
+#undef F
+    if (c->head_dim % 2)
+        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                       "text decoder: head_dim %u is odd (RoPE pairs halves)",
+                       c->head_dim);
+    if (c->n_heads % c->n_kv_heads)
+        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                       "text decoder: n_heads %u is not a multiple of "
+                       "n_kv_heads %u", c->n_heads, c->n_kv_heads);
+    if ((uint64_t)c->n_heads * c->head_dim > MG__DEC_MAX_FFN)
+        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                       "text decoder: n_heads * head_dim = %llu is too large",
+                       (unsigned long long)c->n_heads * c->head_dim);
+    return MG_OK;
+}
+
+/* ======================================================= tensor checks */
+
+static const mg__tensor *find(const mg__mgm *f, const char *name, char *err,
+                              size_t errlen, mg_status *st) {
+    const mg__tensor *t = mg__mgm_tensor(f, name);
+    if (!t) {
+        *st = mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                      "text decoder: tensor %s is missing", name);
+        return NULL;
+    }
+    if (!t->data) {
+        *st = mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                      "text decoder: tensor %s has no data", name);
+        return NULL;
+    }
+    *st = MG_OK;
+    return t;
+}
+
+/* A matrix stored as dims = [in, out] in any supported dtype. */
+static mg_status get_mat(const mg__mgm *f, const char *name, uint64_t in,
+                         uint64_t out, mg__dmat *m, size_t *scratch, char *err,
+                         size_t errlen) {
+    mg_status st;
+    const mg__tensor *t = find(f, name, err, errlen, &st);
+    if (!t) return st;
+    int ok = 0;
+    uint64_t row = mg__dtype_bytes(t->dtype, in, &ok), total;
+    if (!ok || mg__mul_u64(row, out, &total))
+        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                       "text decoder: tensor %s has unsupported dtype %d for "
+                       "rows of %llu", name, (int)t->dtype,
+                       (unsigned long long)in);
+    int shape_ok = t->n_dims >= 2 && t->dims[0] == in && t->dims[1] == out;
+    for (uint32_t i = 2; i < t->n_dims && i < MG_TENSOR_MAX_DIMS; i++)
+        if (t->dims[i] != 1) shape_ok = 0;
+    if (!shape_ok || t->n_bytes != total)
+        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                       "text decoder: tensor %s has dims [%llu, %llu, ...] "
+                       "(%u dims), expected [%llu, %llu]", name,
+                       (unsigned long long)t->dims[0],
+                       (unsigned long long)(t->n_dims > 1 ? t->dims[1] : 1),
+                       t->n_dims, (unsigned long long)in,
+                       (unsigned long long)out);
+    if (t->dtype != MG_DTYPE_F32) {
+        size_t need = mg__matmul_scratch_size(t->dtype, in);
+        if (!need)
+            return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                           "text decoder: tensor %s is too wide", name);
+        if (need > *scratch) *scratch = need;
+    }
+    m->w = t->data;
+    m->dt = t->dtype;
+    return MG_OK;
+}
+
+static mg_status get_vec(const mg__mgm *f, const char *name, uint64_t n,
+                         const float **out, char *err, size_t errlen) {
+    mg_status st;
+    const mg__tensor *t = find(f, name, err, errlen, &st);
+    if (!t) return st;
+    if (t->dtype != MG_DTYPE_F32)
+        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                       "text decoder: tensor %s must be f32 (dtype %d)", name,
+                       (int)t->dtype);
+    if (t->dims[0] != n || t->n_elems != n || t->n_bytes != n * 4)
+        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
+                       "text decoder: tensor %s has %llu elements (dims[0] "
+                       "%llu), expected [%llu]", name,
+                       (unsigned long long)t->n_elems,
+                       (unsigned long long)t->dims[0], (unsigned long long)n);
+    *out = t->data;
+    return MG_OK;
+}
+
+/* ======================================================= build / free */
+
+mg_status mg__decoder_build(mg__decoder **out, const mg__mgm *f, char *err,
+                            size_t errlen) {
+    if (!out || !f)
+        return mg__err(err, errlen, MG_E_INVALID_ARG,
+                       "text decoder: NULL argument");
+    *out = NULL;
+    mg__decoder *d = mg__calloc(1, sizeof *d);
+    if (!d) return mg__err(err, errlen, MG_E_NOMEM, "out of memory");
+    mg__dconfig *c = &d->c;
+    mg_status st = read_config(f, c, err, errlen);
+    if (st) goto fail;
+    d->layers = mg__calloc(c->n_layers, sizeof *d->layers);
+    if (!d->layers) {
+        st = mg__err(err, errlen, MG_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    uint64_t H = c->hidden, Q = (uint64_t)c->n_heads * c->head_dim;
+    uint64_t KV = (uint64_t)c->n_kv_heads * c->head_dim, FF = c->ffn;
+    size_t scratch = 0;
+    if ((st = get_mat(f, "text.token_embd", H, c->vocab, &d->embd, &scratch,
+                      err, errlen)))
+        goto fail;
+    int ok;
+    d->embd_row_bytes = (size_t)mg__dtype_bytes(d->embd.dt, H, &ok);
+    if ((st = get_vec(f, "text.output_norm", H, &d->out_norm, err, errlen)))
+        goto fail;
+    /* HF multiplies by sqrt(hidden) cast to the embedding's dtype. */
+    float sc = (float)sqrt((double)H);
+    if (d->embd.dt == MG_DTYPE_BF16) sc = mg__bf16_to_f32(mg__f32_to_bf16(sc));
+    else if (d->embd.dt == MG_DTYPE_F16) sc = mg__f16_to_f32(mg__f32_to_f16(sc));
+    d->embd_scale = sc;
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        mg__dlayer *L = &d->layers[l];
+        char nm[96];
+        L->global = (l + 1) % c->pattern == 0;
+#define M(suffix, field, in, outn) \
+    snprintf(nm, sizeof nm, "text.blk.%u." suffix, l); \
+    if ((st = get_mat(f, nm, in, outn, &L->field, &scratch, err, errlen))) goto fail
+#define N(suffix, field, n) \
+    snprintf(nm, sizeof nm, "text.blk.%u." suffix, l); \
+    if ((st = get_vec(f, nm, n, &L->field, err, errlen))) goto fail
+        N("attn_norm", attn_norm, H);
+        M("attn_q", q, H, Q);
+        M("attn_k", k, H, KV);
+        M("attn_v", v, H, KV);
+        N("attn_q_norm", q_norm, c->head_dim);
+        N("attn_k_norm", k_norm, c->head_dim);
+        M("attn_output", o, Q, H);
+        N("post_attn_norm", post_attn_norm, H);
+        N("ffn_norm", ffn_norm, H);
+        M("ffn_gate", gate, H, FF);
+        M("ffn_up", up, H, FF);
+        M("ffn_down", down, FF, H);
+        N("post_ffn_norm", post_ffn_norm, H);
+#undef M
+#undef N
+    }
+    d->mm_scratch = scratch;
+    *out = d;
+    return MG_OK;
+fail:
+    mg__decoder_free(d);
+    return st;
+}
+
+void mg__decoder_free(mg__decoder *d) {
+    if (!d) return;
+    mg__free(d->layers);
+    mg__free(d);
+}
+
+const mg__dconfig *mg__decoder_config(const mg__decoder *d) {
+    return d ? &d->c : NULL;
+}
+
+/* ======================================================= state */
+
+/* Slots of a layer's cache. */
+static uint32_t layer_cap(const mg__decoder *d, uint32_t l, uint32_t n_ctx,
+                          uint32_t max_batch) {
+    if (d->layers[l].global) return n_ctx;
+    uint64_t r = (uint64_t)d->c.sliding_window + max_batch;
+    return r < n_ctx ? (uint32_t)r : n_ctx;
+}
+
+typedef struct sizes {
+    uint64_t kv;        /* floats of all caches */
+    uint64_t cap_max;
+    uint64_t batch_h, batch_q, batch_kv, batch_f, rope, scores;
+    uint64_t total;     /* bytes */
+} sizes;
+
+static mg_status state_sizes(const mg__decoder *d, uint32_t n_ctx,
+                             uint32_t max_batch, sizes *z) {
+    if (!d || !n_ctx || !max_batch || n_ctx > d->c.context_length ||
+        max_batch > n_ctx)
+        return MG_E_INVALID_ARG;
+    const mg__dconfig *c = &d->c;
+    uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim, t, acc = 0;
+    memset(z, 0, sizeof *z);
+    int of = 0;
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        uint32_t cap = layer_cap(d, l, n_ctx, max_batch);
+        if (cap > z->cap_max) z->cap_max = cap;
+        of |= mg__mul_u64(kvd, cap, &t) || mg__mul_u64(t, 2, &t) ||
+              mg__add_u64(z->kv, t, &z->kv);
+    }
+    uint64_t B = max_batch;
+    of |= mg__mul_u64(B, c->hidden, &z->batch_h);
+    of |= mg__mul_u64(B, (uint64_t)c->n_heads * c->head_dim, &z->batch_q);
+    of |= mg__mul_u64(B, kvd, &z->batch_kv);
+    of |= mg__mul_u64(B, c->ffn, &z->batch_f);
+    of |= mg__mul_u64(B, c->head_dim / 2, &z->rope);
+    of |= mg__mul_u64(z->cap_max, c->n_heads, &z->scores);
+    /* floats: kv + x, xn, tmp (H) + q, att (Q) + k, v (KV) + gate, up (F) +
+     * 4 rope tables + scores; then matmul scratch and 3 int arrays. */
+    uint64_t parts[] = {z->kv, z->batch_h, z->batch_h, z->batch_h, z->batch_q,
+                        z->batch_q, z->batch_kv, z->batch_kv, z->batch_f,
+                        z->batch_f, z->rope, z->rope, z->rope, z->rope,
+                        z->scores};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        of |= mg__add_u64(acc, parts[i], &acc);
+    of |= mg__mul_u64(acc, sizeof(float), &acc);
+    of |= mg__add_u64(acc, d->mm_scratch, &acc);
+    of |= mg__add_u64(acc, 3 * B * sizeof(int32_t), &acc);
+    if (of || acc > SIZE_MAX / 2) return MG_E_LIMIT;
+    z->total = acc;
+    return MG_OK;
+}
+
+mg_status mg__dstate_bytes(const mg__decoder *d, uint32_t n_ctx,
+                           uint32_t max_batch, uint64_t *bytes) {
+    sizes z;
+    mg_status st = state_sizes(d, n_ctx, max_batch, &z);
+    if (bytes) *bytes = st ? 0 : z.total;
+    return st;
+}
+
+static float *falloc(uint64_t n, int *fail) {
+    if (!n) return NULL;
+    float *p = mg__aligned_alloc(64, (size_t)n * sizeof(float));
+    if (!p) *fail = 1;
+    return p;
+}
+
+mg_status mg__dstate_new(mg__dstate **out, const mg__decoder *d,
+                         uint32_t n_ctx, uint32_t max_batch) {
+    if (!out) return MG_E_INVALID_ARG;
+    *out = NULL;
+    sizes z;
+    mg_status st = state_sizes(d, n_ctx, max_batch, &z);
+    if (st) return st;
+    const mg__dconfig *c = &d->c;
+    mg__dstate *s = mg__calloc(1, sizeof *s);
+    if (!s) return MG_E_NOMEM;
+    s->d = d;
+    s->n_ctx = n_ctx;
+    s->max_batch = max_batch;
+    s->cap_max = (uint32_t)z.cap_max;
+    int fail = 0;
+    s->kc = mg__calloc(c->n_layers, sizeof *s->kc);
+    s->vc = mg__calloc(c->n_layers, sizeof *s->vc);
+    s->cap = mg__calloc(c->n_layers, sizeof *s->cap);
+    s->blk = mg__calloc(max_batch, sizeof *s->blk);
+    s->bfirst = mg__calloc(max_batch, sizeof *s->bfirst);
+    s->blast = mg__calloc(max_batch, sizeof *s->blast);
+    if (!s->kc || !s->vc || !s->cap || !s->blk || !s->bfirst || !s->blast)
+        fail = 1;
+    s->kv_mem = falloc(z.kv, &fail);
+    s->x = falloc(z.batch_h, &fail);
+    s->xn = falloc(z.batch_h, &fail);
+    s->tmp = falloc(z.batch_h, &fail);
+    s->q = falloc(z.batch_q, &fail);
+    s->att = falloc(z.batch_q, &fail);
+    s->k = falloc(z.batch_kv, &fail);
+    s->v = falloc(z.batch_kv, &fail);
+    s->gate = falloc(z.batch_f, &fail);
+    s->up = falloc(z.batch_f, &fail);
+    s->cos_l = falloc(z.rope, &fail);
+    s->sin_l = falloc(z.rope, &fail);
+    s->cos_g = falloc(z.rope, &fail);
+    s->sin_g = falloc(z.rope, &fail);
+    s->scores = falloc(z.scores, &fail);
+    if (d->mm_scratch) s->mm_scratch = falloc(d->mm_scratch / sizeof(float), &fail);
+    if (fail) {
+        mg__dstate_free(s);
+        return MG_E_NOMEM;
+    }
+    uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim, off = 0;
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        s->cap[l] = layer_cap(d, l, n_ctx, max_batch);
+        s->kc[l] = s->kv_mem + off;
+        off += kvd * s->cap[l];
+        s->vc[l] = s->kv_mem + off;
+        off += kvd * s->cap[l];
+    }
+    *out = s;
+    return MG_OK;
+}
+
+void mg__dstate_free(mg__dstate *s) {
+    if (!s) return;
+    float *bufs[] = {s->kv_mem, s->x, s->xn, s->tmp, s->q, s->att, s->k,
+                     s->v, s->gate, s->up, s->cos_l, s->sin_l, s->cos_g,
+                     s->sin_g, s->scores, s->mm_scratch};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        mg__aligned_free(bufs[i]);
+    mg__free(s->kc);
+    mg__free(s->vc);
+    mg__free(s->cap);
+    mg__free(s->blk);
+    mg__free(s->bfirst);
+    mg__free(s->blast);
+    mg__free(s);
+}
+
+void mg__dstate_reset(mg__dstate *s) {
+    if (s) s->pos = 0;
+}
+
+uint32_t mg__dstate_pos(const mg__dstate *s) { return s ? s->pos : 0; }
+
+/* ======================================================= forward pieces */
+
+static float dot(const float *a, const float *b, uint32_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+    for (; i < n; i++) acc[0] += a[i] * b[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+           ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* y = W x (n == 1, matvec) or Y = X W^T (n > 1, matmul). */
+static void linear(mg__dstate *s, const mg__dmat *m, uint64_t rows,
+                   uint64_t cols, const float *X, uint32_t n, float *Y,
+                   mg__pool *pool) {
+    if (n == 1) mg__matvec(m->dt, m->w, rows, cols, X, Y, pool);
+    else mg__matmul(m->dt, m->w, rows, cols, X, n, Y, s->mm_scratch);
+}
+
+/* Rotate-half RoPE from precomputed cos/sin of head_dim/2 angles. */
+static void rope_apply(float *x, const float *cs, const float *sn,
+                       uint32_t half) {
+    for (uint32_t i = 0; i < half; i++) {
+        float a = x[i], b = x[i + half];
+        x[i] = a * cs[i] - b * sn[i];
+        x[i + half] = b * cs[i] + a * sn[i];
+    }
+}
+
+static void rope_tables(mg__dstate *s, uint32_t n) {
+    const mg__dconfig *c = &s->d->c;
+    uint32_t half = c->head_dim / 2;
+    for (uint32_t i = 0; i < half; i++) {
+        double e = -2.0 * (double)i / (double)c->head_dim;
+        double fl = pow(c->rope_theta_local, e);
+        double fg = pow(c->rope_theta_global, e) / c->rope_scaling_factor;
+        for (uint32_t t = 0; t < n; t++) {
+            double p = (double)(s->pos + t);
+            size_t j = (size_t)t * half + i;
+            s->cos_l[j] = (float)cos(p * fl);
+            s->sin_l[j] = (float)sin(p * fl);
+            s->cos_g[j] = (float)cos(p * fg);
+            s->sin_g[j] = (float)sin(p * fg);
+        }
+    }
+}
+
+typedef struct attn_job {
+    mg__dstate *s;
+    uint32_t layer, n, pos0;
+} attn_job;
+
+/* One query head over the whole batch. */
+static void attn_task(void *arg, uint32_t h, uint32_t n_tasks) {
+    const attn_job *j = arg;
+    mg__dstate *s = j->s;
+    const mg__dconfig *c = &s->d->c;
+    const uint32_t hd = c->head_dim, qd = c->n_heads * hd;
+    const uint32_t kvh = h / (c->n_heads / c->n_kv_heads);
+    const uint32_t cap = s->cap[j->layer];
+    const int global = (int)s->d->layers[j->layer].global;
+    const float *K = s->kc[j->layer] + (size_t)kvh * cap * hd;
+    const float *V = s->vc[j->layer] + (size_t)kvh * cap * hd;
+    float *sc = s->scores + (size_t)h * s->cap_max;
+    const float scale = (float)(1.0 / sqrt(c->query_pre_attn_scalar));
+    const float acap = (float)c->attn_softcap;
+    const uint64_t W = c->sliding_window;
+    (void)n_tasks;
+    for (uint32_t t = 0; t < j->n; t++) {
+        const uint64_t p = (uint64_t)j->pos0 + t;
+        const int32_t b = s->blk[t];
+        const float *qv = s->q + (size_t)t * qd + (size_t)h * hd;
+        float *o = s->att + (size_t)t * qd + (size_t)h * hd;
+        /* Window start (inclusive) and the candidate range [lo, hi]. */
+        uint64_t wlo = (global || p + 1 <= W) ? 0 : p + 1 - W;
+        uint64_t lo = wlo, hi = p;
+        if (b > 0) {
+            uint64_t f0 = (uint64_t)j->pos0 + (uint32_t)s->bfirst[t];
+            uint64_t f1 = (uint64_t)j->pos0 + (uint32_t)s->blast[t];
+            if (f0 < lo) lo = f0;
+            if (f1 > hi) hi = f1;
+        }
+        float mx = -INFINITY;
+        for (uint64_t k = lo; k <= hi; k++) {
+            int vis = k <= p && k >= wlo;
+            if (!vis && b > 0 && k >= j->pos0 && s->blk[k - j->pos0] == b)
+                vis = 1;
+            float v = -INFINITY;
+            if (vis) {
+                v = dot(qv, K + (size_t)(k % cap) * hd, hd) * scale;
+                if (acap > 0) v = acap * tanhf(v / acap);
+                if (v > mx) mx = v;
+            }
+            sc[k - lo] = v;
+        }
+        float sum = 0;
+        memset(o, 0, hd * sizeof *o);
+        for (uint64_t k = lo; k <= hi; k++) {
+            if (sc[k - lo] == -INFINITY) continue;
+            float w = expf(sc[k - lo] - mx);
+            sum += w;
+            const float *vv = V + (size_t)(k % cap) * hd;
+            for (uint32_t i = 0; i < hd; i++) o[i] += w * vv[i];
+        }
+        float inv = 1.0f / sum; /* sum >= 1: the key at p itself is visible */
+        for (uint32_t i = 0; i < hd; i++) o[i] *= inv;
+    }
+}
+
+/* ======================================================= forward */
+
+mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
+                              const float *const *embeds,
+                              const int32_t *block_ids, uint32_t n,
+                              float *logits, int all_logits, mg__pool *pool) {
+    if (!s || !logits || n == 0 || n > s->max_batch) return MG_E_INVALID_ARG;
+    const mg__decoder *d = s->d;
+    const mg__dconfig *c = &d->c;
+    for (uint32_t t = 0; t < n; t++) {
+        if (embeds && embeds[t]) continue;
+        if (!tokens || tokens[t] < 0 || (uint32_t)tokens[t] >= c->vocab)
+            return MG_E_INVALID_ARG;
+    }
+    for (uint32_t t = 0; block_ids && t < n; t++)
+        if (block_ids[t] < 0) return MG_E_INVALID_ARG;
+    if ((uint64_t)s->pos + n > s->n_ctx) return MG_E_CONTEXT_FULL;
+
+    const uint32_t H = c->hidden, hd = c->head_dim, half = hd / 2;
+    const uint32_t Q = c->n_heads * hd, KV = c->n_kv_heads * hd, FF = c->ffn;
+    const float eps = (float)c->rms_norm_eps;
+    const uint32_t pos0 = s->pos;
+
+    /* Block ids and the first/last batch index of each token's block. */
+    for (uint32_t t = 0; t < n; t++) {
+        s->blk[t] = block_ids ? block_ids[t] : 0;
+        s->bfirst[t] = s->blast[t] = (int32_t)t;
+    }
+    for (uint32_t t = 0; block_ids && t < n; t++) {
+        if (s->blk[t] == 0 || s->bfirst[t] != (int32_t)t) continue;
+        uint32_t last = t;
+        for (uint32_t u = t + 1; u < n; u++)
+            if (s->blk[u] == s->blk[t]) last = u;
+        for (uint32_t u = t; u <= last; u++)
+            if (s->blk[u] == s->blk[t]) {
+                s->bfirst[u] = (int32_t)t;
+                s->blast[u] = (int32_t)last;
+            }
+    }
+
+    /* Embeddings. */
+    for (uint32_t t = 0; t < n; t++) {
+        float *x = s->x + (size_t)t * H;
+        if (embeds && embeds[t]) {
+            memcpy(x, embeds[t], (size_t)H * sizeof *x);
+            continue;
+        }
+        const char *row = (const char *)d->embd.w +
+                          (size_t)tokens[t] * d->embd_row_bytes;
+        mg__dequantize(d->embd.dt, x, row, H);
+        for (uint32_t i = 0; i < H; i++) x[i] *= d->embd_scale;
+    }
+    rope_tables(s, n);
+
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        const mg__dlayer *L = &d->layers[l];
+        const uint32_t cap = s->cap[l];
+        for (uint32_t t = 0; t < n; t++)
+            mg__rmsnorm(s->xn + (size_t)t * H, s->x + (size_t)t * H,
+                        L->attn_norm, H, eps, 1);
+        linear(s, &L->q, Q, H, s->xn, n, s->q, pool);
+        linear(s, &L->k, KV, H, s->xn, n, s->k, pool);
+        linear(s, &L->v, KV, H, s->xn, n, s->v, pool);
+        const float *cs = L->global ? s->cos_g : s->cos_l;
+        const float *sn = L->global ? s->sin_g : s->sin_l;
+        for (uint32_t t = 0; t < n; t++) {
+            const float *ct = cs + (size_t)t * half, *st = sn + (size_t)t * half;
+            for (uint32_t h = 0; h < c->n_heads; h++) {
+                float *qh = s->q + (size_t)t * Q + (size_t)h * hd;
+                mg__rmsnorm(qh, qh, L->q_norm, hd, eps, 1);
+                rope_apply(qh, ct, st, half);
+            }
+            uint32_t slot = (uint32_t)((pos0 + (uint64_t)t) % cap);
+            for (uint32_t h = 0; h < c->n_kv_heads; h++) {
+                float *kh = s->k + (size_t)t * KV + (size_t)h * hd;
+                mg__rmsnorm(kh, kh, L->k_norm, hd, eps, 1);
+                rope_apply(kh, ct, st, half);
+                size_t dst = ((size_t)h * cap + slot) * hd;
+                memcpy(s->kc[l] + dst, kh, (size_t)hd * sizeof(float));
+                memcpy(s->vc[l] + dst, s->v + (size_t)t * KV + (size_t)h * hd,
+                       (size_t)hd * sizeof(float));
+            }
+        }
+        attn_job aj = {s, l, n, pos0};
+        mg__pool_run(pool, attn_task, &aj, c->n_heads);
+        linear(s, &L->o, H, Q, s->att, n, s->tmp, pool);
+        for (uint32_t t = 0; t < n; t++) {
+            float *y = s->tmp + (size_t)t * H, *x = s->x + (size_t)t * H;
+            mg__rmsnorm(y, y, L->post_attn_norm, H, eps, 1);
+            for (uint32_t i = 0; i < H; i++) x[i] += y[i];
+            mg__rmsnorm(s->xn + (size_t)t * H, x, L->ffn_norm, H, eps, 1);
+        }
+        linear(s, &L->gate, FF, H, s->xn, n, s->gate, pool);
+        linear(s, &L->up, FF, H, s->xn, n, s->up, pool);
+        mg__gelu_tanh(s->gate, s->gate, (uint64_t)n * FF);
+        for (size_t i = 0; i < (size_t)n * FF; i++) s->gate[i] *= s->up[i];
+        linear(s, &L->down, H, FF, s->gate, n, s->tmp, pool);
+        for (uint32_t t = 0; t < n; t++) {
+            float *y = s->tmp + (size_t)t * H, *x = s->x + (size_t)t * H;
+            mg__rmsnorm(y, y, L->post_ffn_norm, H, eps, 1);
+            for (uint32_t i = 0; i < H; i++) x[i] += y[i];
+        }
+    }
+
+    /* Final norm and the tied output projection. */
+    uint32_t first = all_logits ? 0 : n - 1, rows = n - first;
+    for (uint32_t t = first; t < n; t++)
+        mg__rmsnorm(s->xn + (size_t)(t - first) * H, s->x + (size_t)t * H,
+                    d->out_norm, H, eps, 1);
+    /* A batch keeps to the matmul path even for its last row alone, so a
+     * prefill's logits do not depend on 8-bit activation rounding. */
+    if (n > 1)
+        mg__matmul(d->embd.dt, d->embd.w, c->vocab, H, s->xn, rows, logits,
+                   s->mm_scratch);
+    else
+        mg__matvec(d->embd.dt, d->embd.w, c->vocab, H, s->xn, logits, pool);
+    if (c->final_softcap > 0) {
+        float cap = (float)c->final_softcap;
+        for (size_t i = 0; i < (size_t)rows * c->vocab; i++)
+            logits[i] = cap * tanhf(logits[i] / cap);
+    }
+    s->pos = pos0 + n;
+    return MG_OK;
+}

@@ -1,0 +1,82 @@
+/* tokenizer.h - byte-pair encoding as Hugging Face tokenizers does it for
+ * Gemma 3 (see mg_tokenize in medgemini.h). Internal.
+ *
+ * Pipeline of mg_tokenize (the tokenizer.json semantics it reproduces):
+ *  1. added tokens are matched first, leftmost-longest, on the raw text:
+ *     user-defined ones (type 4) always, control/unknown ones (types 3, 2)
+ *     only with MG_TOKENIZE_PARSE_SPECIAL;
+ *  2. every stretch between them is normalized (U+0020 -> U+2581 "▁") and
+ *     pre-tokenized (optionally split after each U+0020);
+ *  3. each word starts as one symbol per code point (an invalid UTF-8 byte is
+ *     a symbol of its own that never merges) and merges are applied lowest
+ *     rank first, ties to the leftmost pair;
+ *  4. a symbol that is not a token becomes its byte tokens <0xNN> (or the
+ *     unknown token when one of them is missing). */
+#ifndef MG_TOKENIZER_H
+#define MG_TOKENIZER_H
+
+#include "core/core.h"
+#include "io/mgm.h"
+
+#define MG__TAG_TOKENIZER 0x4d47544bu /* "MGTK" */
+
+/* tokenizer.token_type values (docs/MODEL_KEYS.md) */
+#define MG__TOK_NORMAL  1
+#define MG__TOK_UNKNOWN 2   /* the unknown token; special (added) token */
+#define MG__TOK_CONTROL 3   /* special (added) token: <bos>, <start_of_turn> */
+#define MG__TOK_USER    4   /* added token matched in any text: <unused0> */
+#define MG__TOK_UNUSED  5   /* treated as normal */
+#define MG__TOK_BYTE    6   /* <0xNN> */
+
+#define MG__TOK_NORM_NONE 0
+#define MG__TOK_NORM_SPACE_MARKER 1 /* Replace " " -> "\xe2\x96\x81" */
+#define MG__TOK_PRE_NONE 0
+#define MG__TOK_PRE_SPLIT_SPACE 1   /* Split " ", MergedWithPrevious */
+
+#define MG__TOK_N_ROLES 9
+#define MG__TOK_MAX_VOCAB (1u << 24)
+#define MG__TOK_MAX_MERGES (1u << 25)
+
+/* Builds the tokenizer stored in a model file's metadata (tokenizer.* keys,
+ * docs/MODEL_KEYS.md). Returns MG_E_NOT_FOUND when the file has no
+ * tokenizer.tokens (the model then has no tokenizer), MG_E_MODEL_FORMAT with
+ * a message when the keys are inconsistent. */
+mg_status mg__tokenizer_from_mgm(mg_tokenizer **out, const mg__mgm *f,
+                                 char *err, size_t errlen);
+
+/* Writes the tokenizer.* keys that mg__tokenizer_from_mgm reads back into an
+ * identical tokenizer (the converter's path; also used by the tests). */
+mg_status mg__tokenizer_write_meta(const mg_tokenizer *tok, mg_writer *w);
+
+/* ---- construction, shared by the .mgm and tokenizer.json loaders -------- */
+
+/* Starts a tokenizer with n_vocab empty slots; every slot must then be set
+ * with mg__tok_set_piece before mg__tok_index. */
+mg_status mg__tok_new(mg_tokenizer **out, uint32_t n_vocab, char *err,
+                      size_t errlen);
+mg_status mg__tok_set_piece(mg_tokenizer *t, uint32_t id, const char *s,
+                            size_t len, int32_t type, char *err, size_t errlen);
+/* Builds the piece index (rejects duplicates and invalid UTF-8). */
+mg_status mg__tok_index(mg_tokenizer *t, char *err, size_t errlen);
+/* -1 when absent. Valid after mg__tok_index. */
+int32_t mg__tok_find(const mg_tokenizer *t, const char *s, size_t len);
+/* Reserves room for n merges, then adds them in rank order. */
+mg_status mg__tok_reserve_merges(mg_tokenizer *t, uint32_t n, char *err,
+                                 size_t errlen);
+mg_status mg__tok_add_merge(mg_tokenizer *t, int32_t left, int32_t right,
+                            char *err, size_t errlen);
+/* Sets the options and special roles (ids or -1), builds the added-token
+ * matcher and checks the whole. On error the caller frees t. */
+mg_status mg__tok_finish(mg_tokenizer *t, int32_t normalizer,
+                         int32_t pre_tokenizer,
+                         const int32_t roles[MG__TOK_N_ROLES], char *err,
+                         size_t errlen);
+
+/* Read access for tests and the converter: the token type of id, and the
+ * pair of merge `rank` (0 when out of range). */
+int32_t mg__tok_type(const mg_tokenizer *t, int32_t id);
+uint32_t mg__tok_n_merges(const mg_tokenizer *t);
+int mg__tok_merge(const mg_tokenizer *t, uint32_t rank, int32_t *left,
+                  int32_t *right);
+
+#endif

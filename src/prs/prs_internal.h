@@ -1,0 +1,127 @@
+/* prs_internal.h - polygenic scores: the handle and the pieces shared by the
+ * PLINK reader, the scoring-file readers, matching and scoring. Not
+ * installed. */
+#ifndef MG_PRS_INTERNAL_H
+#define MG_PRS_INTERNAL_H
+
+#include "core/core.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define MG__TAG_PRS 0x4d475052u /* "MGPR" */
+
+/* Chromosome classes that decide ploidy. */
+#define MG__CHR_AUTO 0 /* autosomes, unplaced contigs                     */
+#define MG__CHR_X    1
+#define MG__CHR_Y    2
+#define MG__CHR_XY   3 /* pseudo-autosomal region: diploid               */
+#define MG__CHR_MT   4
+
+/* ---- text input ---------------------------------------------------------- */
+/* Line reader over a plain or gzip file (zlib reads both). */
+typedef struct mg__lines {
+    void *gz;          /* gzFile */
+    char *buf;
+    size_t cap;
+    size_t len;
+    uint64_t lineno;
+} mg__lines;
+
+/* 0 on success, -1 when the file cannot be opened (errno set). */
+int mg__lines_open(mg__lines *lr, const char *path);
+/* 1 with lr->buf holding the next line (no '\n'/'\r', NUL-terminated),
+ * 0 at end of file, -1 on a read error, -2 when out of memory. */
+int mg__lines_next(mg__lines *lr);
+void mg__lines_close(mg__lines *lr);
+
+/* Splits s in place into at most max fields separated by any run of spaces
+ * and tabs (sep == 0) or by single tabs (sep == '\t', empty fields kept).
+ * Returns the number of fields found (which may exceed max: the rest are
+ * not stored). */
+size_t mg__split(char *s, int sep, char **fields, size_t max);
+
+/* Chromosome name -> code 1..22, 23 X, 24 Y, 25 XY, 26 MT (with or
+ * without a "chr" prefix, numbers or letters); 0 for anything else. */
+int mg__chr_code(const char *s);
+int mg__chr_class(int code);
+
+/* 1 for a usable allele string: 1..1000 bytes of [A-Za-z0-9.*<>:_+-]. */
+int mg__allele_ok(const char *s);
+
+/* ---- the handle -------------------------------------------------------- */
+typedef struct mg__prs_variant {
+    uint64_t id, a1, a2;   /* offsets into prs->vstr                      */
+    int64_t pos;
+    int16_t chr;           /* mg__chr_code                                */
+    uint8_t cls;           /* MG__CHR_*                                   */
+    uint8_t multi;         /* another variant shares chr:pos              */
+} mg__prs_variant;
+
+typedef struct mg__prs_score {
+    char *name;
+    mg_prs_match_report rep;
+} mg__prs_score;
+
+/* One (variant, named allele) row of the combined score matrix. */
+typedef struct mg__prs_row {
+    uint32_t var;
+    uint8_t named_a1;      /* 1: the named allele is the .bim A1 (col 5) */
+    uint32_t stamp;        /* serial of the last file that used the row  */
+} mg__prs_row;
+
+typedef struct mg__prs_entry {
+    uint32_t row, score;
+    double w;
+} mg__prs_entry;
+
+struct mg_prs {
+    uint32_t tag;                 /* MG__TAG_PRS */
+    mg_status status;
+    char errmsg[512];
+    mg_prs_params params;
+
+    /* genotypes */
+    char *bed_path;
+    int bed_fd;
+    uint64_t n_samples, n_variants, bytes_per_var;
+    char *sstr;  size_t sstr_len;  /* sample ID strings                   */
+    uint64_t *fid, *iid;          /* offsets into sstr                    */
+    uint8_t *male, *founder;
+    char *vstr;  size_t vstr_len;  /* variant strings                     */
+    mg__prs_variant *var;
+    uint32_t *id_hash; uint64_t id_hash_mask; /* UINT32_MAX empty        */
+    uint32_t *by_pos;             /* variant indices sorted by chr, pos   */
+
+    double *ext_freq;             /* A1 frequency from --read-freq or NaN */
+
+    /* scores */
+    mg__prs_score *scores; uint32_t n_scores, cap_scores;
+    mg__prs_row *rows; uint32_t n_rows, cap_rows;
+    uint32_t *row_of;             /* 2 * n_variants, UINT32_MAX = none    */
+    mg__prs_entry *ent; uint64_t n_ent, cap_ent;
+    uint32_t file_serial;
+
+    /* results (after compute) */
+    int computed;
+    double *r_act, *r_den, *r_named, *r_sum; /* r_sum: n_samples x n_scores */
+};
+
+mg_status mg__prs_set(mg_prs *p, mg_status st, const char *fmt, ...)
+    MG_PRINTF(3, 4);
+
+/* plink.c */
+mg_status mg__prs_load_plink(mg_prs *p, const char *prefix);
+const char *mg__prs_vstr(const mg_prs *p, uint64_t off);
+/* Variant index by ID, or -1 (absent) / -2 (ID not unique). */
+int64_t mg__prs_find_id(const mg_prs *p, const char *id);
+
+/* scorefile.c */
+mg_status mg__prs_read_freq(mg_prs *p, const char *path);
+mg_status mg__prs_add_file(mg_prs *p, const char *path, uint32_t *n_added);
+
+/* score.c */
+mg_status mg__prs_compute(mg_prs *p);
+mg_status mg__prs_write_sscore(mg_prs *p, const char *path);
+
+#endif

@@ -1,0 +1,848 @@
+/* check_prs.c - polygenic scores: PLINK 1 reader, scoring-file readers,
+ * matching and plink2-exact scoring, checked against plink2 itself (golden
+ * files always; live runs of Debian's plink2/plink1.9 when installed). */
+#include "medgemini.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define REL_TOL 1e-5 /* plink prints 6 significant digits */
+
+/* ---- .sscore files ------------------------------------------------------- */
+
+typedef struct sscore {
+    int ncol;          /* columns after FID, IID */
+    char **names;      /* ncol names */
+    int nrow;
+    char **iid;
+    double *v;         /* nrow x ncol */
+} sscore;
+
+static void sscore_free(sscore *s) {
+    for (int i = 0; i < s->ncol; i++) free(s->names[i]);
+    for (int i = 0; i < s->nrow; i++) free(s->iid[i]);
+    free(s->names);
+    free(s->iid);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+static int sscore_load(sscore *s, const char *path) {
+    memset(s, 0, sizeof *s);
+    size_t size;
+    char *text = (char *)tu_read_file(path, &size);
+    if (!text) return -1;
+    text[size] = '\0';
+    char *save = NULL;
+    char *line = strtok_r(text, "\n", &save);
+    if (!line) { free(text); return -1; }
+    /* header */
+    char *fs = NULL;
+    int col = 0;
+    for (char *t = strtok_r(line, "\t", &fs); t; t = strtok_r(NULL, "\t", &fs), col++) {
+        if (col < 2) continue;
+        s->names = realloc(s->names, (size_t)(s->ncol + 1) * sizeof *s->names);
+        s->names[s->ncol++] = strdup(t);
+    }
+    while ((line = strtok_r(NULL, "\n", &save))) {
+        s->iid = realloc(s->iid, (size_t)(s->nrow + 1) * sizeof *s->iid);
+        s->v = realloc(s->v, (size_t)(s->nrow + 1) * (size_t)s->ncol * sizeof *s->v);
+        col = 0;
+        for (char *t = strtok_r(line, "\t", &fs); t; t = strtok_r(NULL, "\t", &fs), col++) {
+            if (col == 1) s->iid[s->nrow] = strdup(t);
+            else if (col >= 2 && col - 2 < s->ncol) s->v[(size_t)s->nrow * (size_t)s->ncol + (size_t)(col - 2)] = strtod(t, NULL);
+        }
+        if (col != s->ncol + 2) { s->nrow++; sscore_free(s); free(text); return -1; }
+        s->nrow++;
+    }
+    free(text);
+    return 0;
+}
+
+static double relerr(double a, double b) {
+    if (isnan(a) && isnan(b)) return 0;
+    if (a == b) return 0;
+    double m = fabs(a) > fabs(b) ? fabs(a) : fabs(b);
+    return fabs(a - b) / m;
+}
+
+/* Every column of `ref` present in `got` (by name) within REL_TOL; returns
+ * the largest relative error. */
+static double sscore_compare(const char *got_path, const char *ref_path, const char *what) {
+    sscore a, b;
+    ck_assert_msg(sscore_load(&a, got_path) == 0, "%s: cannot read %s", what, got_path);
+    ck_assert_msg(sscore_load(&b, ref_path) == 0, "%s: cannot read %s", what, ref_path);
+    ck_assert_int_eq(a.nrow, b.nrow);
+    /* plink2 adds PHENO columns when the .fam has phenotypes; we do not */
+    int skip = 0;
+    while (skip < b.ncol && !strncmp(b.names[skip], "PHENO", 5)) skip++;
+    ck_assert_int_eq(a.ncol, b.ncol - skip);
+    double mx = 0;
+    for (int c = skip; c < b.ncol; c++) {
+        int ca = -1;
+        for (int j = 0; j < a.ncol; j++) if (!strcmp(a.names[j], b.names[c])) ca = j;
+        ck_assert_msg(ca == c - skip, "%s: column %s missing or out of order", what, b.names[c]);
+        for (int r = 0; r < b.nrow; r++) {
+            double e = relerr(a.v[(size_t)r * (size_t)a.ncol + (size_t)ca], b.v[(size_t)r * (size_t)b.ncol + (size_t)c]);
+            if (e > mx) mx = e;
+            ck_assert_msg(e <= REL_TOL, "%s: sample %s column %s: %.10g vs plink2 %.10g",
+                          what, b.iid[r], b.names[c], a.v[(size_t)r * (size_t)a.ncol + (size_t)ca],
+                          b.v[(size_t)r * (size_t)b.ncol + (size_t)c]);
+        }
+    }
+    for (int r = 0; r < b.nrow; r++) ck_assert_str_eq(a.iid[r], b.iid[r]);
+    fprintf(stderr, "  %s: %d samples x %d columns, max relative error %.2e\n", what, b.nrow, b.ncol, mx);
+    sscore_free(&a);
+    sscore_free(&b);
+    return mx;
+}
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static int have_tool(const char *name) {
+    if (tu_under_valgrind()) return 0;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
+    return system(cmd) == 0;
+}
+
+static void write_text(const char *path, const char *text) {
+    ck_assert_int_eq(tu_write_file(path, text, strlen(text)), 0);
+}
+
+static mg_prs *open_ok(const char *prefix, uint32_t flags) {
+    mg_prs_params pp;
+    mg_prs_params_init(&pp);
+    pp.flags = flags;
+    pp.n_threads = 2;
+    mg_prs *p = NULL;
+    char err[512];
+    mg_status st = mg_prs_open_plink(&p, prefix, &pp, err, sizeof err);
+    ck_assert_msg(st == MG_OK, "open %s: %s", prefix, err);
+    return p;
+}
+
+/* Scores prefix with the given score/freq files through the API and writes
+ * out_path. */
+static void score_ours(const char *prefix, const char *const *scores, int n, const char *freq,
+                       uint32_t flags, const char *out_path) {
+    mg_prs *p = open_ok(prefix, flags);
+    if (freq) ck_assert_msg(mg_prs_read_freq(p, freq) == MG_OK, "%s", mg_prs_errmsg(p));
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(mg_prs_add_scores(p, NULL, scores[i]) == MG_OK, "%s", mg_prs_errmsg(p));
+    ck_assert_msg(mg_prs_compute(p) == MG_OK, "%s", mg_prs_errmsg(p));
+    ck_assert_msg(mg_prs_write_sscore(p, out_path) == MG_OK, "%s", mg_prs_errmsg(p));
+    mg_prs_free(p);
+}
+
+/* Runs plink2 --score the way pgsc_calc does; `cols` e.g. "3-5". */
+static void score_plink2(const char *prefix, const char *score, const char *cols, const char *mods,
+                         const char *freq, const char *out) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "plink2 --threads 1 --seed 31 --bfile '%s' --extract '%s' %s%s%s --score '%s' header-read "
+             "cols=+scoresums,+denom,+fid list-variants %s --score-col-nums %s --out '%s' >'%s.stdout' 2>&1",
+             prefix, score, freq ? "--read-freq '" : "", freq ? freq : "", freq ? "'" : "",
+             score, mods, cols, out, out);
+    int rc = system(cmd);
+    ck_assert_msg(rc == 0, "plink2 failed (%d): %s", rc, cmd);
+}
+
+/* A simulated cohort: n samples (the last fifth non-founders), variants on
+ * chromosomes 1, 2, X, Y, MT and XY, missing calls at rates 0/5/20 %, all
+ * three sexes; a wide score file with three scores (some variants scored on
+ * both alleles, some weights 0, one ID absent from the data) and an .afreq
+ * file with arbitrary frequencies. dip_only: score rows for 1, 2, XY only. */
+static const char *const sim_chr[] = {"1", "2", "X", "Y", "MT", "XY"};
+static const int sim_nvar[] = {30, 20, 25, 10, 8, 5};
+
+static void make_cohort(const char *prefix, int n, uint64_t seed, int dip_only) {
+    char path[4096];
+    uint64_t rs = seed;
+    snprintf(path, sizeof path, "%s.fam", prefix);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < n; i++) {
+        const char *sex = (const char *[]){"1", "2", "0", "1", "2"}[tu_rand_u64(&rs) % 5];
+        int founder = i < n - n / 5;
+        fprintf(f, "fam%d ind%d %s %s %s -9\n", i, i, founder ? "0" : "F0", founder ? "0" : "M0", sex);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s.bim", prefix);
+    FILE *bim = fopen(path, "w");
+    snprintf(path, sizeof path, "%s.bed", prefix);
+    FILE *bed = fopen(path, "wb");
+    snprintf(path, sizeof path, "%s.score", prefix);
+    FILE *sc = fopen(path, "w");
+    snprintf(path, sizeof path, "%s.afreq", prefix);
+    FILE *af = fopen(path, "w");
+    ck_assert(bim && bed && sc && af);
+    fputc(0x6c, bed); fputc(0x1b, bed); fputc(0x01, bed);
+    fprintf(sc, "ID\teffect_allele\tsA\tsB\tsC\n");
+    fprintf(af, "#CHROM\tID\tREF\tALT\tALT_FREQS\tOBS_CT\n");
+    const char *bases = "ACGT";
+    int v = 0;
+    for (int c = 0; c < 6; c++) {
+        for (int j = 0; j < sim_nvar[c]; j++, v++) {
+            int i1 = (int)(tu_rand_u64(&rs) % 4), i2 = (i1 + 1 + (int)(tu_rand_u64(&rs) % 3)) % 4;
+            char a1 = bases[i1], a2 = bases[i2];
+            fprintf(bim, "%s\trs%d\t0\t%d\t%c\t%c\n", sim_chr[c], v, 1000 + 10 * v, a1, a2);
+            double fr = 0.05 + 0.9 * (double)(tu_rand_u64(&rs) % 1000) / 1000.0;
+            double miss = (double[]){0, 0.05, 0.2}[tu_rand_u64(&rs) % 3];
+            unsigned char byte = 0;
+            for (int s = 0; s < n; s++) {
+                unsigned code;
+                if ((double)(tu_rand_u64(&rs) % 10000) / 10000.0 < miss) code = 1;
+                else {
+                    int g = ((double)(tu_rand_u64(&rs) % 10000) / 10000.0 < fr) +
+                            ((double)(tu_rand_u64(&rs) % 10000) / 10000.0 < fr);
+                    code = g == 2 ? 0u : g == 1 ? 2u : 3u;
+                }
+                byte |= (unsigned char)(code << (2 * (s & 3)));
+                if ((s & 3) == 3 || s == n - 1) { fputc(byte, bed); byte = 0; }
+            }
+            fprintf(af, "%s\trs%d\t%c\t%c\t%.4f\t200\n", sim_chr[c], v, a2, a1,
+                    0.01 + 0.98 * (double)(tu_rand_u64(&rs) % 1000) / 1000.0);
+            if (dip_only && c != 0 && c != 1 && c != 5) continue;
+            char ea = (tu_rand_u64(&rs) & 1) ? a1 : a2;
+            fprintf(sc, "rs%d\t%c", v, ea);
+            for (int k = 0; k < 3; k++) {
+                if (tu_rand_u64(&rs) % 5 == 0) fprintf(sc, "\t0");
+                else fprintf(sc, "\t%.6f", tu_rand_f32(&rs) * 2);
+            }
+            fputc('\n', sc);
+            if (tu_rand_u64(&rs) % 5 == 0) { /* the other allele too */
+                fprintf(sc, "rs%d\t%c", v, ea == a1 ? a2 : a1);
+                for (int k = 0; k < 3; k++) fprintf(sc, "\t%.6f", (k == 1) ? 0.0 : tu_rand_f32(&rs));
+                fputc('\n', sc);
+            }
+        }
+    }
+    fprintf(sc, "rsABSENT\tA\t1\t1\t1\n");
+    fclose(bim); fclose(bed); fclose(sc); fclose(af);
+}
+
+/* ---- golden CINECA output -------------------------------------------------- */
+
+/* The CINECA target with .bim IDs relabelled chr:pos:REF:ALT, as in
+ * golden_plink2/PROVENANCE.md. Returns the prefix or NULL when the shared
+ * data is absent. */
+static const char *cineca_relabelled(void) {
+    const char *g = tu_shared_file("pgs/genotypes/cineca_synthetic_subset/cineca_synthetic_subset.bim");
+    if (!g) return NULL;
+    static char prefix[4096];
+    char src[4096], dst[4200];
+    snprintf(src, sizeof src, "%s", g);
+    snprintf(prefix, sizeof prefix, "%s", tu_tmp_path("cineca"));
+    size_t size;
+    char *text = (char *)tu_read_file(src, &size);
+    ck_assert_ptr_nonnull(text);
+    text[size] = '\0';
+    snprintf(dst, sizeof dst, "%s.bim", prefix);
+    FILE *f = fopen(dst, "w");
+    char *save = NULL;
+    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        char chr[64], id[256], cm[64], pos[64], a1[256], a2[256];
+        ck_assert_int_eq(sscanf(l, "%63s %255s %63s %63s %255s %255s", chr, id, cm, pos, a1, a2), 6);
+        fprintf(f, "%s\t%s:%s:%s:%s\t%s\t%s\t%s\t%s\n", chr, chr, pos, a2, a1, cm, pos, a1, a2);
+    }
+    fclose(f);
+    free(text);
+    char abs_src[4096];
+    for (int i = 0; i < 2; i++) {
+        const char *ext = i ? ".fam" : ".bed";
+        char rel[512];
+        snprintf(rel, sizeof rel, "pgs/genotypes/cineca_synthetic_subset/cineca_synthetic_subset%s", ext);
+        ck_assert_ptr_nonnull(realpath(tu_shared_file(rel), abs_src));
+        snprintf(dst, sizeof dst, "%s%s", prefix, ext);
+        unlink(dst);
+        ck_assert_int_eq(symlink(abs_src, dst), 0);
+    }
+    return prefix;
+}
+
+START_TEST(test_golden_cineca) {
+    const char *prefix = cineca_relabelled();
+    char score_c[4096] = "", gold_c[4096] = "";
+    const char *sp = tu_shared_file("pgs/golden_plink2/cineca_22_additive_0.scorefile.gz");
+    if (sp) snprintf(score_c, sizeof score_c, "%s", sp);
+    sp = tu_shared_file("pgs/golden_plink2/golden_cineca_22_additive_0.sscore");
+    if (sp) snprintf(gold_c, sizeof gold_c, "%s", sp);
+    if (!prefix || !*score_c || !*gold_c) { fprintf(stderr, "  skipped: shared PGS data absent\n"); return; }
+    const char *out = tu_tmp_path("cineca.sscore");
+    const char *sc[] = {score_c};
+    score_ours(prefix, sc, 1, NULL, 0, out);
+    sscore_compare(out, gold_c, "golden CINECA (wide file)");
+
+    /* the caller-buffer view agrees with the file */
+    mg_prs *p = open_ok(prefix, 0);
+    uint32_t added = 0;
+    ck_assert_int_eq(mg_prs_add_scores(p, &added, score_c), MG_OK);
+    ck_assert_uint_eq(added, 2);
+    ck_assert_uint_eq(mg_prs_score_count(p), 2);
+    ck_assert_str_eq(mg_prs_score_name(p, 0), "PGS001229");
+    ck_assert_str_eq(mg_prs_score_name(p, 1), "duplicatetest");
+    ck_assert_ptr_null(mg_prs_score_name(p, 2));
+    ck_assert_uint_eq(mg_prs_sample_count(p), 2504);
+    ck_assert_uint_eq(mg_prs_variant_count(p), 829);
+    ck_assert_int_eq(mg_prs_compute(p), MG_OK);
+    sscore g;
+    ck_assert_int_eq(sscore_load(&g, gold_c), 0);
+    double *buf = malloc(2504 * sizeof *buf);
+    const int32_t cols[] = {MG_PRS_COL_ALLELE_CT, MG_PRS_COL_DENOM, MG_PRS_COL_NAMED_ALLELE_DOSAGE_SUM,
+                            MG_PRS_COL_AVG, MG_PRS_COL_AVG, MG_PRS_COL_SUM, MG_PRS_COL_SUM};
+    const uint32_t ks[] = {0, 0, 0, 0, 1, 0, 1};
+    for (int c = 0; c < 7; c++) {
+        ck_assert_int_eq(mg_prs_results(buf, 2504, p, cols[c], ks[c]), MG_OK);
+        for (int r = 0; r < g.nrow; r++)
+            ck_assert_msg(relerr(buf[r], g.v[(size_t)r * 7 + (size_t)c]) <= REL_TOL, "column %d sample %d", c, r);
+    }
+    const char *fid, *iid;
+    ck_assert_int_eq(mg_prs_sample_id(&fid, &iid, p, 0), MG_OK);
+    ck_assert_str_eq(iid, "HG00096");
+    ck_assert_str_eq(fid, "HG00096");
+    sscore_free(&g);
+    free(buf);
+    mg_prs_free(p);
+}
+END_TEST
+
+/* PGS001229 restricted to chr22 in the PGS Catalog format, matched by our
+ * chr:pos + allele rules, must reproduce the score that pgsc_calc's own
+ * matching fed to plink2 (golden column PGS001229). */
+START_TEST(test_catalog_cineca) {
+    const char *g = tu_shared_file("pgs/genotypes/cineca_synthetic_subset/cineca_synthetic_subset.bed");
+    if (!g) { fprintf(stderr, "  skipped: shared PGS data absent\n"); return; }
+    char prefix[4096];
+    snprintf(prefix, sizeof prefix, "%s", g);
+    prefix[strlen(prefix) - 4] = '\0';
+    char cat[4096] = "", gold[4096] = "";
+    const char *sp = tu_shared_file("pgs/pgs_catalog_scoring_files/pgsc_calc_examples/PGS001229_22.txt");
+    if (sp) snprintf(cat, sizeof cat, "%s", sp);
+    sp = tu_shared_file("pgs/golden_plink2/golden_cineca_22_additive_0.sscore");
+    if (sp) snprintf(gold, sizeof gold, "%s", sp);
+    if (!*cat || !*gold) { fprintf(stderr, "  skipped: shared PGS data absent\n"); return; }
+    mg_prs *p = open_ok(prefix, 0);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, cat), MG_OK);
+    mg_prs_match_report r = { sizeof r, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+    ck_assert_int_eq(mg_prs_match_report_get(&r, p, 0), MG_OK);
+    ck_assert_str_eq(mg_prs_score_name(p, 0), "PGS001229");
+    ck_assert_uint_eq(r.n_rows, 835);
+    ck_assert_uint_eq(r.n_matched, 782);   /* = rows of the golden score file */
+    ck_assert_uint_eq(r.n_ambiguous, 47);
+    ck_assert_uint_eq(r.n_unmatched, 6);
+    ck_assert_uint_eq(r.kept, 1);
+    ck_assert_int_eq(mg_prs_compute(p), MG_OK);
+    sscore s;
+    ck_assert_int_eq(sscore_load(&s, gold), 0);
+    double *buf = malloc(2504 * sizeof *buf);
+    ck_assert_int_eq(mg_prs_results(buf, 2504, p, MG_PRS_COL_SUM, 0), MG_OK);
+    double mx = 0;
+    for (int i = 0; i < s.nrow; i++) {
+        double e = relerr(buf[i], s.v[(size_t)i * 7 + 5]);
+        if (e > mx) mx = e;
+        ck_assert_msg(e <= REL_TOL, "sample %d: %.10g vs %.10g", i, buf[i], s.v[(size_t)i * 7 + 5]);
+    }
+    ck_assert_int_eq(mg_prs_results(buf, 2504, p, MG_PRS_COL_DENOM, 0), MG_OK);
+    for (int i = 0; i < s.nrow; i++) ck_assert(buf[i] == s.v[(size_t)i * 7 + 1]);
+    fprintf(stderr, "  PGS Catalog PGS001229_22 vs golden: max relative error %.2e\n", mx);
+    sscore_free(&s);
+    free(buf);
+    mg_prs_free(p);
+}
+END_TEST
+
+/* ---- live plink2 comparisons ------------------------------------------------ */
+
+START_TEST(test_live_sim) {
+    if (!have_tool("plink2")) { fprintf(stderr, "  skipped: plink2 not installed\n"); return; }
+    static const struct { const char *mods; uint32_t flags; int freq; int dip; } modes[] = {
+        {"", 0, 0, 0},
+        {"no-mean-imputation", MG_PRS_NO_MEAN_IMPUTATION, 0, 0},
+        {"", 0, 1, 0},
+        {"dominant", MG_PRS_DOMINANT, 0, 1},
+        {"recessive", MG_PRS_RECESSIVE, 0, 1},
+        {"dominant no-mean-imputation", MG_PRS_DOMINANT | MG_PRS_NO_MEAN_IMPUTATION, 0, 1},
+        {"recessive", MG_PRS_RECESSIVE, 1, 1},
+    };
+    for (int seed = 1; seed <= 2; seed++) {
+        for (int dip = 0; dip <= 1; dip++) {
+            char prefix[4096];
+            snprintf(prefix, sizeof prefix, "%s", tu_tmp_path(dip ? "simd" : "sim"));
+            make_cohort(prefix, seed == 1 ? 120 : 333, (uint64_t)seed * 7919 + (uint64_t)dip, dip);
+            char score[4200], freq[4200];
+            snprintf(score, sizeof score, "%s.score", prefix);
+            snprintf(freq, sizeof freq, "%s.afreq", prefix);
+            for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+                if (modes[m].dip != dip) continue;
+                char pl[4300], ours[4300], what[256];
+                snprintf(pl, sizeof pl, "%s_pl%zu", prefix, m);
+                snprintf(ours, sizeof ours, "%s_ours%zu.sscore", prefix, m);
+                score_plink2(prefix, score, "3-5", modes[m].mods, modes[m].freq ? freq : NULL, pl);
+                const char *sc[] = {score};
+                score_ours(prefix, sc, 1, modes[m].freq ? freq : NULL, modes[m].flags, ours);
+                strcat(pl, ".sscore");
+                snprintf(what, sizeof what, "sim seed %d%s [%s]%s", seed, dip ? " diploid" : "",
+                         modes[m].mods, modes[m].freq ? " --read-freq" : "");
+                sscore_compare(ours, pl, what);
+            }
+        }
+    }
+}
+END_TEST
+
+/* plink2 refuses dominant/recessive on haploid chromosomes; so do we. */
+START_TEST(test_dominant_haploid_refused) {
+    char prefix[4096];
+    snprintf(prefix, sizeof prefix, "%s", tu_tmp_path("simh"));
+    make_cohort(prefix, 40, 5, 0);
+    char score[4200];
+    snprintf(score, sizeof score, "%s.score", prefix);
+    mg_prs *p = open_ok(prefix, MG_PRS_RECESSIVE);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, score), MG_OK);
+    ck_assert_int_eq(mg_prs_compute(p), MG_E_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(mg_prs_errmsg(p), "haploid"));
+    mg_prs_free(p);
+}
+END_TEST
+
+START_TEST(test_live_toy) {
+    const char *ped = tu_shared_file("pgs/genotypes/plink_toy/toy.ped");
+    if (!ped) { fprintf(stderr, "  skipped: shared PGS data absent\n"); return; }
+    if (!have_tool("plink2") || !have_tool("plink1.9")) { fprintf(stderr, "  skipped: plink2/plink1.9 not installed\n"); return; }
+    char file[4096], prefix[4096], cmd[9000];
+    snprintf(file, sizeof file, "%s", ped);
+    file[strlen(file) - 4] = '\0';
+    snprintf(prefix, sizeof prefix, "%s", tu_tmp_path("toy"));
+    snprintf(cmd, sizeof cmd, "plink1.9 --file '%s' --make-bed --out '%s' >/dev/null 2>&1", file, prefix);
+    ck_assert_int_eq(system(cmd), 0);
+    /* both SNPs, both alleles, two scores */
+    char bim[4200], score[4200];
+    snprintf(bim, sizeof bim, "%s.bim", prefix);
+    snprintf(score, sizeof score, "%s.score", prefix);
+    size_t size;
+    char *text = (char *)tu_read_file(bim, &size);
+    ck_assert_ptr_nonnull(text);
+    text[size] = '\0';
+    FILE *f = fopen(score, "w");
+    fprintf(f, "ID\tA1\tw1\tw2\n");
+    char *save = NULL;
+    int i = 0;
+    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save), i++) {
+        char chr[64], id[256], cm[64], pos[64], a1[64], a2[64];
+        ck_assert_int_eq(sscanf(l, "%63s %255s %63s %63s %63s %63s", chr, id, cm, pos, a1, a2), 6);
+        fprintf(f, "%s\t%s\t%.3f\t%.3f\n", id, a1, 0.5 + i, -1.25 * i);
+        if (strcmp(a2, "0")) fprintf(f, "%s\t%s\t%.3f\t0\n", id, a2, 0.25);
+    }
+    fclose(f);
+    free(text);
+    char pl[4300], ours[4300];
+    snprintf(pl, sizeof pl, "%s_pl", prefix);
+    snprintf(ours, sizeof ours, "%s_ours.sscore", prefix);
+    score_plink2(prefix, score, "3-4", "no-mean-imputation", NULL, pl);
+    const char *sc[] = {score};
+    score_ours(prefix, sc, 1, NULL, MG_PRS_NO_MEAN_IMPUTATION, ours);
+    strcat(pl, ".sscore");
+    sscore_compare(ours, pl, "plink_toy (no-mean-imputation)");
+}
+END_TEST
+
+/* ---- PGS Catalog matching rules --------------------------------------------- */
+
+/* A target designed for every matching case, a PGS Catalog file against it,
+ * and the wide file that the rules must reduce it to. */
+START_TEST(test_catalog_rules) {
+    char prefix[4096], path[4200];
+    snprintf(prefix, sizeof prefix, "%s", tu_tmp_path("rules"));
+    const int n = 64;
+    snprintf(path, sizeof path, "%s.fam", prefix);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < n; i++) fprintf(f, "f%d i%d 0 0 %d -9\n", i, i, 1 + (i & 1));
+    fclose(f);
+    /* chr pos A1(ALT) A2(REF) */
+    static const char *const bim =
+        "1\tv1\t0\t100\tG\tA\n"   /* refalt match                         */
+        "1\tv2\t0\t200\tT\tC\n"   /* altref match                         */
+        "1\tv3\t0\t300\tG\tA\n"   /* strand flip (score T/C)              */
+        "1\tv4\t0\t400\tT\tA\n"   /* ambiguous A/T                         */
+        "1\tv5\t0\t500\tC\tA\n"   /* multiallelic: two variants at 500    */
+        "1\tv6\t0\t500\tG\tA\n"
+        "1\tv7\t0\t700\tC\tG\n"   /* ambiguous C/G, kept with the flag     */
+        "1\tv8\t0\t800\tT\tG\n"   /* two score rows: duplicate best match  */
+        "2\tv9\t0\t900\tA\tG\n"   /* effect allele only (no other allele)  */
+        "2\tv10\t0\t1000\tC\tT\n"; /* flipped, effect allele only          */
+    snprintf(path, sizeof path, "%s.bim", prefix);
+    write_text(path, bim);
+    snprintf(path, sizeof path, "%s.bed", prefix);
+    f = fopen(path, "wb");
+    fputc(0x6c, f); fputc(0x1b, f); fputc(0x01, f);
+    uint64_t rs = 99;
+    for (int v = 0; v < 10; v++)
+        for (int b = 0; b < n / 4; b++) fputc((int)(tu_rand_u64(&rs) & 0xff), f);
+    fclose(f);
+    char cat[4200];
+    snprintf(cat, sizeof cat, "%s.txt", prefix);
+    write_text(cat,
+        "###PGS CATALOG SCORING FILE - see https://www.pgscatalog.org/downloads/#dl_ftp_scoring\n"
+        "#format_version=2.0\n#pgs_id=PGS999999\n#pgs_name=rules\n#genome_build=GRCh37\n"
+        "rsID\tchr_name\tchr_position\teffect_allele\tother_allele\teffect_weight\n"
+        "rs1\t1\t100\tA\tG\t0.5\n"
+        "rs2\t1\t200\tT\tC\t-0.25\n"
+        "rs3\t1\t300\tT\tC\t0.75\n"
+        "rs4\t1\t400\tA\tT\t1.5\n"
+        "rs5\t1\t500\tC\tA\t2\n"
+        "rs7\t1\t700\tG\tC\t0.125\n"
+        "rs8\t1\t800\tT\tG\t0.3\n"
+        "rs8b\t1\t800\tG\tT\t0.4\n"
+        "rs9\tchr2\t900\tA\t\t-1\n"
+        "rs10\t2\t1000\tG\t\t0.2\n"
+        "rs11\t3\t1100\tA\tG\t9\n");
+    /* default: ambiguous and multiallelic dropped, rs8 duplicates dropped */
+    mg_prs_params pp;
+    mg_prs_params_init(&pp);
+    pp.min_overlap = 0;
+    mg_prs *p = NULL;
+    char err[256];
+    ck_assert_int_eq(mg_prs_open_plink(&p, prefix, &pp, err, sizeof err), MG_OK);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, cat), MG_OK);
+    mg_prs_match_report r = { sizeof r, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+    ck_assert_int_eq(mg_prs_match_report_get(&r, p, 0), MG_OK);
+    ck_assert_str_eq(mg_prs_score_name(p, 0), "PGS999999");
+    ck_assert_uint_eq(r.n_rows, 11);
+    ck_assert_uint_eq(r.n_matched, 5);      /* rs1 rs2 rs3 rs9 rs10 */
+    ck_assert_uint_eq(r.n_flipped, 2);      /* rs3 rs10 */
+    ck_assert_uint_eq(r.n_ambiguous, 2);    /* rs4 rs7 */
+    ck_assert_uint_eq(r.n_multiallelic, 1); /* rs5 */
+    ck_assert_uint_eq(r.n_duplicate, 2);    /* rs8 rs8b */
+    ck_assert_uint_eq(r.n_unmatched, 1);    /* rs11 */
+    ck_assert_int_eq(mg_prs_compute(p), MG_OK);
+    char out1[4300], out2[4300], wide[4300];
+    snprintf(out1, sizeof out1, "%s_cat.sscore", prefix);
+    ck_assert_int_eq(mg_prs_write_sscore(p, out1), MG_OK);
+    mg_prs_free(p);
+    /* the same score as a matched wide file (named allele in target terms) */
+    snprintf(wide, sizeof wide, "%s.wide", prefix);
+    write_text(wide, "ID\teffect_allele\tPGS999999\n"
+                     "v1\tA\t0.5\nv2\tT\t-0.25\nv3\tA\t0.75\nv9\tA\t-1\nv10\tC\t0.2\n");
+    snprintf(out2, sizeof out2, "%s_wide.sscore", prefix);
+    const char *sc[] = {wide};
+    score_ours(prefix, sc, 1, NULL, MG_PRS_NO_MEAN_IMPUTATION, out2);
+    sc[0] = cat;
+    /* (catalog file scored again with no-mean-imputation for plink2's sake) */
+    mg_prs_params_init(&pp);
+    pp.min_overlap = 0;
+    pp.flags = MG_PRS_NO_MEAN_IMPUTATION;
+    ck_assert_int_eq(mg_prs_open_plink(&p, prefix, &pp, err, sizeof err), MG_OK);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, cat), MG_OK);
+    ck_assert_int_eq(mg_prs_compute(p), MG_OK);
+    ck_assert_int_eq(mg_prs_write_sscore(p, out1), MG_OK);
+    mg_prs_free(p);
+    sscore_compare(out1, out2, "catalog rules vs hand-matched wide file");
+    if (have_tool("plink2")) {
+        char pl[4300];
+        snprintf(pl, sizeof pl, "%s_pl", prefix);
+        score_plink2(prefix, wide, "3", "no-mean-imputation", NULL, pl);
+        strcat(pl, ".sscore");
+        sscore_compare(out1, pl, "catalog rules vs plink2 on the matched file");
+    }
+
+    /* with keep-ambiguous and keep-multiallelic */
+    mg_prs_params_init(&pp);
+    pp.flags = MG_PRS_KEEP_AMBIGUOUS | MG_PRS_KEEP_MULTIALLELIC;
+    ck_assert_int_eq(mg_prs_open_plink(&p, prefix, &pp, err, sizeof err), MG_OK);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, cat), MG_OK);
+    r.struct_size = sizeof r;
+    ck_assert_int_eq(mg_prs_match_report_get(&r, p, 0), MG_OK);
+    ck_assert_uint_eq(r.n_matched, 8);
+    ck_assert_uint_eq(r.n_ambiguous, 0);
+    ck_assert_uint_eq(r.n_multiallelic, 0);
+    ck_assert_uint_eq(r.kept, 0);           /* 8/11 < 0.75 */
+    ck_assert(fabs(r.overlap - 8.0 / 11.0) < 1e-12);
+    mg_prs_free(p);
+
+    /* below min_overlap (default 0.75: 5/11) the score is dropped */
+    p = open_ok(prefix, 0);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, cat), MG_OK);
+    ck_assert_int_eq(mg_prs_match_report_get(&r, p, 0), MG_OK);
+    ck_assert_uint_eq(r.kept, 0);
+    ck_assert_int_eq(mg_prs_compute(p), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, wide), MG_OK);
+    ck_assert_int_eq(mg_prs_compute(p), MG_OK);
+    double buf[64];
+    ck_assert_int_eq(mg_prs_results(buf, 64, p, MG_PRS_COL_SUM, 0), MG_OK);
+    ck_assert(isnan(buf[0]));
+    ck_assert_int_eq(mg_prs_results(buf, 64, p, MG_PRS_COL_SUM, 1), MG_OK);
+    ck_assert(!isnan(buf[0]));
+    mg_prs_free(p);
+}
+END_TEST
+
+/* Threads and block sizes change nothing, bit for bit. */
+START_TEST(test_threads_blocks) {
+    char prefix[4096], score[4200];
+    snprintf(prefix, sizeof prefix, "%s", tu_tmp_path("simt"));
+    make_cohort(prefix, tu_under_valgrind() ? 50 : 1001, 11, 0);
+    snprintf(score, sizeof score, "%s.score", prefix);
+    double *ref = NULL;
+    uint64_t n = 0;
+    for (int cfg = 0; cfg < 3; cfg++) {
+        mg_prs_params pp;
+        mg_prs_params_init(&pp);
+        pp.n_threads = cfg == 0 ? 1 : 2;
+        pp.block_variants = cfg == 2 ? 7 : 0;
+        mg_prs *p = NULL;
+        ck_assert_int_eq(mg_prs_open_plink(&p, prefix, &pp, NULL, 0), MG_OK);
+        ck_assert_int_eq(mg_prs_add_scores(p, NULL, score), MG_OK);
+        ck_assert_int_eq(mg_prs_compute(p), MG_OK);
+        n = mg_prs_sample_count(p);
+        double *v = malloc(n * 5 * sizeof *v);
+        for (int c = 1; c <= 5; c++)
+            ck_assert_int_eq(mg_prs_results(v + (uint64_t)(c - 1) * n, n, p, c, 2), MG_OK);
+        if (!ref) ref = v;
+        else { ck_assert(memcmp(ref, v, n * 5 * sizeof *v) == 0); free(v); }
+        /* computing twice gives the same again */
+        ck_assert_int_eq(mg_prs_compute(p), MG_OK);
+        mg_prs_free(p);
+    }
+    free(ref);
+}
+END_TEST
+
+/* ---- malformed inputs ---------------------------------------------------------- */
+
+static void copy_file(const char *from, const char *to, long truncate_to) {
+    size_t size;
+    unsigned char *d = tu_read_file(from, &size);
+    ck_assert_ptr_nonnull(d);
+    if (truncate_to >= 0 && (size_t)truncate_to < size) size = (size_t)truncate_to;
+    ck_assert_int_eq(tu_write_file(to, d, size), 0);
+    free(d);
+}
+
+#define expect_open_fail(prefix, want, needle) expect_open_fail_(prefix, want, needle, __LINE__)
+static void expect_open_fail_(const char *prefix, mg_status want, const char *needle, int line) {
+    mg_prs *p = (mg_prs *)0x1;
+    char err[512] = "x";
+    mg_status st = mg_prs_open_plink(&p, prefix, NULL, err, sizeof err);
+    ck_assert_msg(st == want, "line %d: want %d got %d (%s)", line, want, st, err);
+    ck_assert_ptr_null(p);
+    ck_assert_msg(strstr(err, needle) != NULL, "message \"%s\" lacks \"%s\"", err, needle);
+}
+
+START_TEST(test_malformed) {
+    char base[4096], bad[4096], a[4300], b[4300];
+    snprintf(base, sizeof base, "%s", tu_tmp_path("mf"));
+    make_cohort(base, 30, 3, 0);
+    snprintf(bad, sizeof bad, "%s", tu_tmp_path("mfbad"));
+    const char *ext[] = {".bed", ".bim", ".fam"};
+#define RESET() for (int i_ = 0; i_ < 3; i_++) { \
+        snprintf(a, sizeof a, "%s%s", base, ext[i_]); snprintf(b, sizeof b, "%s%s", bad, ext[i_]); \
+        copy_file(a, b, -1); }
+    RESET();
+    mg_prs *p = open_ok(bad, 0);
+    mg_prs_free(p);
+    /* truncated .bed */
+    snprintf(a, sizeof a, "%s.bed", base); snprintf(b, sizeof b, "%s.bed", bad);
+    copy_file(a, b, 3 + 8 * 20);
+    expect_open_fail(bad, MG_E_DATA_FORMAT, "truncated");
+    /* wrong magic */
+    RESET();
+    snprintf(b, sizeof b, "%s.bed", bad);
+    FILE *f = fopen(b, "r+b"); fputc(0x6d, f); fclose(f);
+    expect_open_fail(bad, MG_E_DATA_FORMAT, "magic");
+    /* sample-major mode byte */
+    RESET();
+    snprintf(b, sizeof b, "%s.bed", bad);
+    f = fopen(b, "r+b"); fseek(f, 2, SEEK_SET); fputc(0x00, f); fclose(f);
+    expect_open_fail(bad, MG_E_DATA_FORMAT, "sample-major");
+    /* sample-count mismatch: 4 more samples in the .fam */
+    RESET();
+    snprintf(b, sizeof b, "%s.fam", bad);
+    f = fopen(b, "a");
+    for (int i = 0; i < 4; i++) fprintf(f, "x%d y%d 0 0 1 -9\n", i, i);
+    fclose(f);
+    expect_open_fail(bad, MG_E_DATA_FORMAT, "expected");
+    /* .fam with 5 fields */
+    RESET();
+    snprintf(b, sizeof b, "%s.fam", bad);
+    write_text(b, "a b 0 0 1\n");
+    expect_open_fail(bad, MG_E_DATA_FORMAT, ".fam:1: expected 6 fields");
+    /* .bim: bad allele, bad position, missing field */
+    RESET();
+    snprintf(b, sizeof b, "%s.bim", bad);
+    const char *bims[] = {"1\trs0\t0\t100\tA\tC\x01\n", "1\trs0\t0\t1x0\tA\tC\n", "1\trs0\t0\t100\tA\n"};
+    const char *needles[] = {"bad allele", "position", "expected 6 fields"};
+    for (int i = 0; i < 3; i++) {
+        write_text(b, bims[i]);
+        expect_open_fail(bad, MG_E_DATA_FORMAT, needles[i]);
+    }
+    /* missing file */
+    RESET();
+    unlink(b);
+    expect_open_fail(bad, MG_E_IO, "cannot open");
+
+    /* scoring files */
+    RESET();
+    p = open_ok(bad, 0);
+    char s[4300];
+    snprintf(s, sizeof s, "%s.sc", bad);
+    const char *bad_scores[] = {
+        "ID\tA1\tw\nrs0\tA\tabc\n",                 /* non-numeric weight   */
+        "ID\tA1\tw\nrs0\tA\t1\nrs1\tC\tnan\n",       /* not finite           */
+        "ID\tA1\tw\nrs0\tA\t1\tx\n",                 /* field count          */
+        "ID\tA1\n",                                  /* no weight column     */
+        "",                                          /* empty                */
+        "#pgs_id=X\nchr_name\tchr_position\teffect_allele\teffect_weight\n1\t1000\tA\t0.1x\n",
+    };
+    for (size_t i = 0; i < sizeof bad_scores / sizeof bad_scores[0]; i++) {
+        write_text(s, bad_scores[i]);
+        uint32_t added = 7;
+        ck_assert_int_eq(mg_prs_add_scores(p, &added, s), MG_E_DATA_FORMAT);
+        ck_assert_uint_eq(added, 0);
+        ck_assert_uint_eq(mg_prs_score_count(p), 0);  /* handle unchanged */
+        ck_assert(strlen(mg_prs_errmsg(p)) > 0);
+    }
+    /* duplicate (ID, allele) rows: read the allele from the .bim */
+    size_t size;
+    snprintf(a, sizeof a, "%s.bim", bad);
+    char *bt = (char *)tu_read_file(a, &size);
+    ck_assert_ptr_nonnull(bt);
+    bt[size] = '\0';
+    char chr[16], id[64], a1[16];
+    ck_assert_int_eq(sscanf(bt, "%15s %63s %*s %*s %15s", chr, id, a1), 3);
+    free(bt);
+    char dup[512];
+    snprintf(dup, sizeof dup, "ID\tA1\tw\n%s\t%s\t1\n%s\t%s\t2\n", id, a1, id, a1);
+    write_text(s, dup);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, s), MG_E_DATA_FORMAT);
+    ck_assert_ptr_nonnull(strstr(mg_prs_errmsg(p), "duplicate"));
+    ck_assert_uint_eq(mg_prs_score_count(p), 0);
+    /* dosage-specific weights are refused as unsupported */
+    write_text(s, "#pgs_id=X\nchr_name\tchr_position\teffect_allele\tdosage_0_weight\n1\t1000\tA\t0.1\n");
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, s), MG_E_UNSUPPORTED);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, "/nonexistent/x.txt"), MG_E_IO);
+    /* bad frequency files */
+    write_text(s, "#CHROM\tID\tREF\tALT\tALT_FREQS\tOBS_CT\n1\trs0\tA\tC\t1.5\t10\n");
+    ck_assert_int_eq(mg_prs_read_freq(p, s), MG_E_DATA_FORMAT);
+    write_text(s, "foo\tbar\n");
+    ck_assert_int_eq(mg_prs_read_freq(p, s), MG_E_DATA_FORMAT);
+    /* a good file still works after all that */
+    snprintf(s, sizeof s, "%s.score", base);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, s), MG_OK);
+    ck_assert_int_eq(mg_prs_compute(p), MG_OK);
+    mg_prs_free(p);
+#undef RESET
+}
+END_TEST
+
+/* ---- API misuse ------------------------------------------------------------------ */
+
+START_TEST(test_misuse) {
+    char prefix[4096], score[4200];
+    snprintf(prefix, sizeof prefix, "%s", tu_tmp_path("mu"));
+    make_cohort(prefix, 12, 4, 0);
+    snprintf(score, sizeof score, "%s.score", prefix);
+    char err[128];
+    mg_prs *p = NULL;
+    ck_assert_int_eq(mg_prs_open_plink(NULL, prefix, NULL, err, sizeof err), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_prs_open_plink(&p, NULL, NULL, err, sizeof err), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_prs_open_plink(&p, "", NULL, NULL, 0), MG_E_INVALID_ARG);
+    mg_prs_params pp;
+    mg_prs_params_init(&pp);
+    ck_assert_uint_eq(pp.struct_size, sizeof pp);
+    ck_assert(pp.min_overlap == 0.75);
+    mg_prs_params_init(NULL);
+    pp.struct_size = 2;
+    ck_assert_int_eq(mg_prs_open_plink(&p, prefix, &pp, err, sizeof err), MG_E_INVALID_ARG);
+    /* a short struct (only struct_size and flags) gets defaults for the rest */
+    mg_prs_params_init(&pp);
+    pp.struct_size = 8;
+    pp.flags = MG_PRS_NO_MEAN_IMPUTATION;
+    pp.min_overlap = 7; /* not covered by struct_size: ignored */
+    ck_assert_int_eq(mg_prs_open_plink(&p, prefix, &pp, err, sizeof err), MG_OK);
+    mg_prs_free(p);
+    mg_prs_params_init(&pp);
+    pp.flags = MG_PRS_DOMINANT | MG_PRS_RECESSIVE;
+    ck_assert_int_eq(mg_prs_open_plink(&p, prefix, &pp, err, sizeof err), MG_E_INVALID_ARG);
+    pp.flags = 0x100;
+    ck_assert_int_eq(mg_prs_open_plink(&p, prefix, &pp, err, sizeof err), MG_E_INVALID_ARG);
+    pp.flags = 0;
+    pp.min_overlap = 1.5;
+    ck_assert_int_eq(mg_prs_open_plink(&p, prefix, &pp, err, sizeof err), MG_E_INVALID_ARG);
+
+    /* NULL and foreign handles */
+    ck_assert_int_eq(mg_prs_add_scores(NULL, NULL, score), MG_E_MISUSE);
+    ck_assert_int_eq(mg_prs_read_freq(NULL, score), MG_E_MISUSE);
+    ck_assert_int_eq(mg_prs_compute(NULL), MG_E_MISUSE);
+    ck_assert_int_eq(mg_prs_write_sscore(NULL, "x"), MG_E_MISUSE);
+    ck_assert_uint_eq(mg_prs_sample_count(NULL), 0);
+    ck_assert_uint_eq(mg_prs_variant_count(NULL), 0);
+    ck_assert_uint_eq(mg_prs_score_count(NULL), 0);
+    ck_assert_ptr_null(mg_prs_score_name(NULL, 0));
+    ck_assert_str_eq(mg_prs_errmsg(NULL), "not a valid polygenic score handle");
+    mg_prs_free(NULL);
+    uint64_t fake[64] = {0x12345678u};
+    mg_prs *bogus = (mg_prs *)fake;
+    ck_assert_int_eq(mg_prs_compute(bogus), MG_E_MISUSE);
+    mg_prs_free(bogus);
+    double buf[16];
+    ck_assert_int_eq(mg_prs_results(buf, 16, bogus, MG_PRS_COL_SUM, 0), MG_E_MISUSE);
+
+    /* order of calls */
+    p = open_ok(prefix, 0);
+    ck_assert_int_eq(mg_prs_compute(p), MG_E_MISUSE);
+    ck_assert_int_eq(mg_prs_results(buf, 16, p, MG_PRS_COL_SUM, 0), MG_E_MISUSE);
+    ck_assert_int_eq(mg_prs_write_sscore(p, tu_tmp_path("mu.sscore")), MG_E_MISUSE);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, NULL), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_prs_read_freq(p, NULL), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, score), MG_OK);
+    ck_assert_int_eq(mg_prs_compute(p), MG_OK);
+    ck_assert_str_eq(mg_prs_errmsg(p), "");
+    ck_assert_int_eq(mg_prs_results(NULL, 16, p, MG_PRS_COL_SUM, 0), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_prs_results(buf, 11, p, MG_PRS_COL_SUM, 0), MG_E_BUFFER_TOO_SMALL);
+    ck_assert_int_eq(mg_prs_results(buf, 16, p, 0, 0), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_prs_results(buf, 16, p, 6, 0), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_prs_results(buf, 16, p, MG_PRS_COL_AVG, 3), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_prs_results(buf, 16, p, MG_PRS_COL_DENOM, 99), MG_OK);
+    ck_assert_int_eq(mg_prs_sample_id(NULL, NULL, p, 12), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_prs_sample_id(NULL, NULL, NULL, 0), MG_E_MISUSE);
+    mg_prs_match_report r;
+    r.struct_size = 0;
+    ck_assert_int_eq(mg_prs_match_report_get(&r, p, 0), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_prs_match_report_get(NULL, p, 0), MG_E_INVALID_ARG);
+    r.struct_size = sizeof r;
+    ck_assert_int_eq(mg_prs_match_report_get(&r, p, 3), MG_E_INVALID_ARG);
+    /* a short report struct is filled only as far as it goes */
+    memset(&r, 0xab, sizeof r);
+    r.struct_size = 16;
+    ck_assert_int_eq(mg_prs_match_report_get(&r, p, 0), MG_OK);
+    ck_assert_uint_eq(r.struct_size, 16);
+    ck_assert_uint_eq(r.n_matched, 0xababababababababull);
+    ck_assert_int_eq(mg_prs_write_sscore(p, "/nonexistent/dir/x.sscore"), MG_E_IO);
+    ck_assert(strlen(mg_prs_errmsg(p)) > 0);
+    mg_prs_free(p);
+}
+END_TEST
+
+static Suite *prs_suite(void) {
+    Suite *s = suite_create("prs");
+    TCase *tc = tcase_create("prs");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_golden_cineca);
+    tcase_add_test(tc, test_catalog_cineca);
+    tcase_add_test(tc, test_live_sim);
+    tcase_add_test(tc, test_dominant_haploid_refused);
+    tcase_add_test(tc, test_live_toy);
+    tcase_add_test(tc, test_catalog_rules);
+    tcase_add_test(tc, test_threads_blocks);
+    tcase_add_test(tc, test_malformed);
+    tcase_add_test(tc, test_misuse);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run_suite(prs_suite()); }
