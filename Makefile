@@ -51,7 +51,7 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all clean check check-asan check-valgrind install uninstall \
-        test-install bench demo test
+        test-install bench demo test check-reference
 all: $(STATIC) $(SHARED) $(CLI)
 
 $(OBJDIR)/%_avx2.o: src/%_avx2.c
@@ -101,6 +101,20 @@ check: $(TEST_BIN) $(CLI)
 	$(TEST_ENV) MG_RUNNER="$(TEST_RUNNER)" sh tests/cli_test.sh $(abspath $(CLI)) || fail=1; \
 	if [ -z "$(SANITIZE)$(TEST_RUNNER)" ]; then sh tests/install_test.sh || fail=1; fi; \
 	exit $$fail
+
+# Regenerates the decoder's golden fixtures with PyTorch into a scratch
+# directory, compares them with the committed tests/reference/fixtures
+# (weights bitwise, logits within 1e-5 relative, continuations exactly) and
+# runs check_reference on the fresh ones. Skipped without torch.
+REF_PY ?= /usr/bin/python3
+check-reference: $(BUILD)/tests/check_reference $(CLI)
+	@if ! $(REF_PY) -c 'import torch, numpy' >/dev/null 2>&1; then \
+	  echo "check-reference: skipped ($(REF_PY) with torch and numpy not available)"; exit 0; fi; \
+	rm -rf $(BUILD)/tmp/reference && mkdir -p $(BUILD)/tmp/reference && \
+	$(REF_PY) tests/reference/gemma3_reference.py --out $(BUILD)/tmp/reference \
+	  --compare tests/reference/fixtures && \
+	$(TEST_ENV) MG_REFERENCE_FIXTURES=$(abspath $(BUILD))/tmp/reference \
+	  $(TEST_RUNNER) $(BUILD)/tests/check_reference
 
 check-asan:
 	$(MAKE) BUILD=lib/asan BINDIR=lib/asan/bin OPT="-O1 -g -fno-omit-frame-pointer" \

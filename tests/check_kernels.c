@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include "kernels/kernels.h"
+#include "kernels/vec.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -501,6 +502,47 @@ static void assert_close(const float *a, const float *b, uint64_t n, double rel,
     }
 }
 
+/* dot, axpy and GELU at every SIMD level against double-precision sums and
+ * the GELU reference, over lengths that exercise every tail. */
+START_TEST(test_vec_levels) {
+    enum { N = 300 };
+    float a[N], b[N], y[N], y0[N], g[N], gr[N];
+    uint64_t st = 99;
+    for (int i = 0; i < N; i++) {
+        a[i] = tu_rand_f32(&st);
+        b[i] = tu_rand_f32(&st);
+        y0[i] = tu_rand_f32(&st);
+        g[i] = 12.0f * tu_rand_f32(&st); /* +-12: both tails of GELU */
+    }
+    g[0] = 0.0f; g[1] = -100.0f; g[2] = 100.0f; g[3] = 1e-30f;
+    mg__gelu_tanh_ref(gr, g, N);
+    for (int32_t lvl = MG_SIMD_SCALAR; lvl <= MG_SIMD_AVX512; lvl++) {
+        const mg__vec_fns *v = mg__vec_for(lvl);
+        for (uint64_t n = 0; n <= N; n += (n < 40 ? 1 : 37)) {
+            double want = 0, mag = 0;
+            for (uint64_t i = 0; i < n; i++) {
+                want += (double)a[i] * b[i];
+                mag += fabs((double)a[i] * b[i]);
+            }
+            double got = v->dot(a, b, n);
+            ck_assert_msg(fabs(got - want) <= 1e-6 * mag + 1e-7, "dot level %d n %llu", lvl,
+                          (unsigned long long)n);
+            memcpy(y, y0, sizeof y);
+            v->axpy(y, 0.75f, a, n);
+            for (uint64_t i = 0; i < N; i++) {
+                float w = i < n ? y0[i] + 0.75f * a[i] : y0[i]; /* nothing past n touched */
+                ck_assert_msg(fabsf(y[i] - w) <= 1e-6f, "axpy level %d", lvl);
+            }
+            float out[N + 1];
+            out[n] = 12345.0f;
+            v->gelu(out, g, n);
+            ck_assert(out[n] == 12345.0f);
+            assert_close(out, gr, n, 2e-6, 1e-7, "gelu level");
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_ops_hand_values) {
     float x[4] = {0.0f, (float)M_LN2, 0, 0};
     mg__softmax_ref(x, 2);
@@ -708,6 +750,7 @@ static Suite *kernels_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_ops_hand_values);
     tcase_add_test(tc, test_ops_vs_ref);
+    tcase_add_test(tc, test_vec_levels);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("pool");

@@ -82,6 +82,13 @@ void mg__softmax_ref(float *x, uint64_t n);
 /* GELU, tanh approximation: 0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3))). */
 void mg__gelu_tanh(float *y, const float *x, uint64_t n);
 void mg__gelu_tanh_ref(float *y, const float *x, uint64_t n);
+/* Dot product and y += a*x, SIMD-dispatched (attention's inner loops). */
+float mg__dot_f32(const float *a, const float *b, uint64_t n);
+void mg__axpy_f32(float *y, float a, const float *x, uint64_t n);
+/* The vector kernels of one SIMD level (tests; capped at the CPU's). */
+struct mg__vec_fns;
+const struct mg__vec_fns *mg__vec_for(int32_t level);
+
 /* Rotary embedding on one head vector of head_dim (even) values, in place,
  * "rotate half" pairing (i, i + head_dim/2) as in Gemma/Llama HF code:
  * theta_i = pos / scale * base^(-2i/head_dim). */

@@ -5,6 +5,9 @@
  * baseline ISA) and apply the same formulas; they are not the hot path
  * (the matvecs are), so they stay portable. */
 #include "kernels/kernels.h"
+#include "kernels/vec.h"
+
+#include <pthread.h>
 
 #include <math.h>
 
@@ -136,13 +139,47 @@ void mg__softmax(float *x, uint64_t n) {
     for (uint64_t i = 0; i < n; i++) x[i] *= inv;
 }
 
-void mg__gelu_tanh(float *y, const float *x, uint64_t n) {
+static void gelu_scalar(float *y, const float *x, uint64_t n) {
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
     for (uint64_t i = 0; i < n; i++) {
         float v = x[i];
         y[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
     }
 }
+
+static float dot_scalar(const float *a, const float *b, uint64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+    for (; i < n; i++) acc[0] += a[i] * b[i];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+static void axpy_scalar(float *y, float a, const float *x, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static const mg__vec_fns vec_scalar = {dot_scalar, axpy_scalar, gelu_scalar};
+
+const mg__vec_fns *mg__vec_for(int32_t level) {
+    int32_t cpu = mg__cpu_simd_level();
+    if (level > cpu) level = cpu;
+    return level >= MG_SIMD_AVX512 ? &mg__vec_avx512
+         : level >= MG_SIMD_AVX2 ? &mg__vec_avx2 : &vec_scalar;
+}
+
+static const mg__vec_fns *g_vec;
+static pthread_once_t g_vec_once = PTHREAD_ONCE_INIT;
+static void vec_init(void) { g_vec = mg__vec_for(mg_simd_level()); }
+static inline const mg__vec_fns *vec(void) {
+    pthread_once(&g_vec_once, vec_init);
+    return g_vec;
+}
+
+void mg__gelu_tanh(float *y, const float *x, uint64_t n) { vec()->gelu(y, x, n); }
+float mg__dot_f32(const float *a, const float *b, uint64_t n) { return vec()->dot(a, b, n); }
+void mg__axpy_f32(float *y, float a, const float *x, uint64_t n) { vec()->axpy(y, a, x, n); }
 
 void mg__rope(float *x, uint64_t head_dim, double pos, double base,
               double scale) {

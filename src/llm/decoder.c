@@ -437,15 +437,6 @@ uint32_t mg__dstate_pos(const mg__dstate *s) { return s ? s->pos : 0; }
 
 /* ======================================================= forward pieces */
 
-static float dot(const float *a, const float *b, uint32_t n) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    uint32_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-    for (; i < n; i++) acc[0] += a[i] * b[i];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
-           ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
 
 /* y = W x (n == 1, matvec) or Y = X W^T (n > 1, matmul). */
 static void linear(mg__dstate *s, const mg__dmat *m, uint64_t rows,
@@ -525,7 +516,7 @@ static void attn_task(void *arg, uint32_t h, uint32_t n_tasks) {
                 vis = 1;
             float v = -INFINITY;
             if (vis) {
-                v = dot(qv, K + (size_t)(k % cap) * hd, hd) * scale;
+                v = mg__dot_f32(qv, K + (size_t)(k % cap) * hd, hd) * scale;
                 if (acap > 0) v = acap * tanhf(v / acap);
                 if (v > mx) mx = v;
             }
@@ -537,12 +528,23 @@ static void attn_task(void *arg, uint32_t h, uint32_t n_tasks) {
             if (sc[k - lo] == -INFINITY) continue;
             float w = expf(sc[k - lo] - mx);
             sum += w;
-            const float *vv = V + (size_t)(k % cap) * hd;
-            for (uint32_t i = 0; i < hd; i++) o[i] += w * vv[i];
+            mg__axpy_f32(o, w, V + (size_t)(k % cap) * hd, hd);
         }
         float inv = 1.0f / sum; /* sum >= 1: the key at p itself is visible */
         for (uint32_t i = 0; i < hd; i++) o[i] *= inv;
     }
+}
+
+/* gate = gelu_tanh(gate) * up over the pool, in chunks of whole vectors. */
+typedef struct geglu_job { float *gate; const float *up; uint64_t n; } geglu_job;
+
+static void geglu_task(void *arg, uint32_t i, uint32_t n_tasks) {
+    const geglu_job *j = arg;
+    uint64_t per = (j->n / n_tasks + 15) & ~(uint64_t)15;
+    uint64_t a = (uint64_t)i * per, b = a + per < j->n ? a + per : j->n;
+    if (a >= b) return;
+    mg__gelu_tanh(j->gate + a, j->gate + a, b - a);
+    for (uint64_t k = a; k < b; k++) j->gate[k] *= j->up[k];
 }
 
 /* ======================================================= forward */
@@ -639,8 +641,8 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
         }
         linear(s, &L->gate, FF, H, s->xn, n, s->gate, pool);
         linear(s, &L->up, FF, H, s->xn, n, s->up, pool);
-        mg__gelu_tanh(s->gate, s->gate, (uint64_t)n * FF);
-        for (size_t i = 0; i < (size_t)n * FF; i++) s->gate[i] *= s->up[i];
+        geglu_job gj = {s->gate, s->up, (uint64_t)n * FF};
+        mg__pool_run(pool, geglu_task, &gj, mg__pool_size(pool));
         linear(s, &L->down, H, FF, s->gate, n, s->tmp, pool);
         for (uint32_t t = 0; t < n; t++) {
             float *y = s->tmp + (size_t)t * H, *x = s->x + (size_t)t * H;
