@@ -233,12 +233,16 @@ static void mv_task(void *arg, uint32_t i, uint32_t n) {
 static void run_job(mv_job *j, mg__pool *pool) {
     uint32_t nt = mg__pool_size(pool);
     uint64_t bytes = j->rows * (uint64_t)j->row_bytes;
-    if (nt > j->rows / 4) nt = (uint32_t)(j->rows / 4);
-    if (nt <= 1 || bytes < MIN_SPLIT_BYTES) {
+    if (nt <= 1 || j->rows < 8 || bytes < MIN_SPLIT_BYTES) {
         j->fn(j->W, j->row_bytes, j->rows, j->cols, j->xv, j->y, j->acc);
         return;
     }
-    mg__pool_run(pool, mv_task, j, nt);
+    /* Several tasks per thread, taken from the pool's shared counter, so a
+     * thread that falls behind (another process, a page fault) does not
+     * leave the others waiting at the end. */
+    uint64_t tasks = (uint64_t)nt * 8;
+    if (tasks > j->rows / 4) tasks = j->rows / 4;
+    mg__pool_run(pool, mv_task, j, (uint32_t)tasks);
 }
 
 void mg__matvec_level(int32_t level, int32_t dtype, const void *W,
