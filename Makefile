@@ -138,6 +138,8 @@ test:
 demo: $(CLI)
 	$(CLI) mkmodel --shape tiny --dtype q8_0 -o $(BUILD)/demo.mgm
 	$(CLI) info --verify $(BUILD)/demo.mgm
+	@echo "== generation through the whole text path (random weights: the text is meaningless)"
+	$(CLI) generate -m $(BUILD)/demo.mgm -n 24 --seed 1 --temp 0.7 "Describe this chest X-ray."
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done

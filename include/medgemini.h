@@ -610,9 +610,13 @@ MG_API mg_status mg_prs_add_scores(mg_prs *prs, uint32_t *n_added,
                                    const char *path);
 
 /* Streams the genotypes once and computes every score for every sample.
+ * With one score the sums come straight from the .bed bytes; with several,
+ * blocks of decoded dosages are multiplied by the weight matrix through
+ * OpenBLAS dgemm (double precision; its threads are the host's to set).
  * Fails with MG_E_MISUSE when no score was added, MG_E_INVALID_ARG when
- * every score was dropped by min_overlap. May be called again (e.g. after
- * adding scores); results are replaced. */
+ * every score was dropped by min_overlap, MG_E_UNSUPPORTED for dominant or
+ * recessive scores on X, Y or MT variants (as plink2). May be called again
+ * (e.g. after adding scores); results are replaced. */
 MG_API mg_status mg_prs_compute(mg_prs *prs);
 
 /* Counts; 0 for a bad handle. Scores count every score added, kept or not. */

@@ -9,7 +9,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define MG__TAG_PRS 0x4d475052u /* "MGPR" */
 
 /* Chromosome classes that decide ploidy. */
 #define MG__CHR_AUTO 0 /* autosomes, unplaced contigs                     */

@@ -45,8 +45,9 @@ typedef struct job {
     uint32_t r0, r1, k;          /* rows of this step                          */
     double *act, *den, *named, *sum;
     int64_t *ipack;              /* per sample packed integers (fast rows)     */
-    double *dmat;                /* GEMM path: (r1 - r0) x n_samples dosages   */
-    uint64_t n_samples;
+    double *dmat;                /* GEMM path: (r1 - r0) x ld dosages of the
+                                    samples s0..s1 (s0 a multiple of 4)        */
+    uint64_t n_samples, s0, s1, ld;
 } job;
 
 static void pair_from_tab(pair_tab *pt, const row_tab *tb, double scale) {
@@ -88,10 +89,12 @@ static void task_range(uint64_t n, uint32_t t, uint32_t nt, uint64_t *lo, uint64
 static void run_range(void *arg, uint32_t t, uint32_t nt) {
     const job *j = arg;
     uint64_t lo, hi;
-    task_range(j->n_samples, t, nt, &lo, &hi);
+    task_range(j->s1 - j->s0, t, nt, &lo, &hi);
+    lo += j->s0;
+    hi += j->s0;
     if (lo >= hi) return;
     const uint8_t *male = j->p->male;
-    uint64_t bpv = j->p->bytes_per_var, N = j->n_samples;
+    uint64_t bpv = j->p->bytes_per_var, ld = j->ld;
     uint32_t K = j->k;
     uint64_t blo = lo / 4, bhi = (hi + 3) / 4, full = hi / 4; /* bytes */
     pair_tab pt;
@@ -100,7 +103,7 @@ static void run_range(void *arg, uint32_t t, uint32_t nt) {
         const row_tab *tb = &j->tab[r];
         const double *w = j->w + (uint64_t)r * K;
         if (j->slow[r]) { /* generic per-sample path (chrY: depends on sex) */
-            double *dm = j->dmat ? j->dmat + (uint64_t)(r - j->r0) * N : NULL;
+            double *dm = j->dmat ? j->dmat + (uint64_t)(r - j->r0) * ld : NULL;
             for (uint64_t s = lo; s < hi; s++) {
                 unsigned code = (g[s >> 2] >> ((s & 3) * 2)) & 3u;
                 unsigned i = (unsigned)male[s] * 4u + code;
@@ -108,7 +111,7 @@ static void run_range(void *arg, uint32_t t, uint32_t nt) {
                 j->act[s] += tb->ac[i];
                 j->den[s] += tb->dn[i];
                 j->named[s] += tb->nd[i];
-                if (dm) dm[s] = d;
+                if (dm) dm[s - j->s0] = d;
                 else if (d != 0.0) {
                     double *acc = j->sum + s * K;
                     for (uint32_t k = 0; k < K; k++) acc[k] += w[k] * d;
@@ -118,11 +121,11 @@ static void run_range(void *arg, uint32_t t, uint32_t nt) {
         }
         if (j->dmat) { /* decode into the GEMM block */
             pair_from_tab(&pt, tb, 1.0);
-            double *dm = j->dmat + (uint64_t)(r - j->r0) * N;
+            double *dm = j->dmat + (uint64_t)(r - j->r0) * ld; /* [s - s0] */
             int64_t *ip = j->ipack;
             for (uint64_t b = blo; b < full; b++) {
                 unsigned lo4 = g[b] & 15u, hi4 = g[b] >> 4;
-                double *d = dm + 4 * b;
+                double *d = dm + (4 * b - j->s0);
                 d[0] = pt.d[lo4][0]; d[1] = pt.d[lo4][1];
                 d[2] = pt.d[hi4][0]; d[3] = pt.d[hi4][1];
                 int64_t *q = ip + 4 * b;
@@ -131,7 +134,7 @@ static void run_range(void *arg, uint32_t t, uint32_t nt) {
             }
             for (uint64_t s = full * 4 > lo ? full * 4 : lo; s < hi; s++) {
                 unsigned code = (g[s >> 2] >> ((s & 3) * 2)) & 3u;
-                dm[s] = pt.d[code][0];
+                dm[s - j->s0] = pt.d[code][0];
                 ip[s] += pt.i[code][0];
             }
         } else { /* K == 1: the weight folded into the table */
@@ -337,13 +340,20 @@ mg_status mg__prs_compute(mg_prs *p) {
         if (!pool) { st = mg__prs_set(p, MG_E_NOMEM, "cannot start threads"); goto done; }
     }
     if (n_act >= (1u << 30)) { st = mg__prs_set(p, MG_E_LIMIT, "too many score rows"); goto done; }
-    /* rows per GEMM step: the dosage block stays near 16 MiB */
-    uint32_t G = K <= FEW_SCORES ? UINT32_MAX : (uint32_t)(((uint64_t)2 << 20) / (N ? N : 1));
+    if (K > FEW_SCORES && (N > INT32_MAX || K > INT32_MAX / 2)) {
+        st = mg__prs_set(p, MG_E_LIMIT, "too many samples or scores for the matrix path");
+        goto done;
+    }
+    /* GEMM steps: up to 2048 samples x up to 1024 rows (16 MiB of dosages),
+     * so that each dgemm has a long inner dimension and its N x K output
+     * slice stays in cache. */
+    uint64_t NS = N < 2048 ? N : 2048;
+    uint32_t G = K <= FEW_SCORES ? UINT32_MAX : (uint32_t)(((uint64_t)2 << 20) / (NS ? NS : 1));
     if (K > FEW_SCORES) {
         if (G < 8) G = 8;
-        if (G > 512) G = 512;
+        if (G > 1024) G = 1024;
         size_t db;
-        if (mg__mul_size((size_t)G * sizeof(double), (size_t)N, &db)) { st = mg__prs_set(p, MG_E_NOMEM, "too many samples"); goto done; }
+        if (mg__mul_size((size_t)G * sizeof(double), (size_t)NS, &db)) { st = mg__prs_set(p, MG_E_NOMEM, "too many samples"); goto done; }
         dmat = mg__malloc(db);
         if (!dmat) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
     }
@@ -413,12 +423,17 @@ mg_status mg__prs_compute(mg_prs *p) {
         uint32_t nt = pool ? mg__pool_size(pool) : 1;
         for (uint32_t r0 = 0; r0 < nr;) {
             uint32_t r1 = K <= FEW_SCORES ? nr : (nr - r0 > G ? r0 + G : nr);
-            job j = { p, geno, blkvar, tab, slow, W + (uint64_t)start * K, r0, r1, K,
-                      act, den, named, sum, ipack, dmat, N };
-            mg__pool_run(pool, run_range, &j, nt);
-            if (dmat) /* SUM (N x K) += D^T (N x rows) . W (rows x K) */
-                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)N, (int)K, (int)(r1 - r0),
-                            1.0, dmat, (int)N, W + ((uint64_t)start + r0) * K, (int)K, 1.0, sum, (int)K);
+            uint64_t step = dmat ? NS : N;
+            for (uint64_t s0 = 0; s0 < N; s0 += step) {
+                uint64_t s1 = N - s0 > step ? s0 + step : N;
+                job j = { p, geno, blkvar, tab, slow, W + (uint64_t)start * K, r0, r1, K,
+                          act, den, named, sum, ipack, dmat, N, s0, s1, NS };
+                mg__pool_run(pool, run_range, &j, nt);
+                if (dmat) /* SUM[s0..s1) (ns x K) += D^T (ns x rows) . W (rows x K) */
+                    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(s1 - s0), (int)K,
+                                (int)(r1 - r0), 1.0, dmat, (int)NS,
+                                W + ((uint64_t)start + r0) * K, (int)K, 1.0, sum + s0 * K, (int)K);
+            }
             r0 = r1;
         }
     }
