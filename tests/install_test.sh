@@ -8,7 +8,7 @@ top=$(pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
-make -s install PREFIX="$prefix" >/dev/null
+MAKEFLAGS= make -s install PREFIX="$prefix" >/dev/null
 
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 cflags=$(pkg-config --cflags medgemini)
