@@ -15,7 +15,7 @@ DESTDIR ?=
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 
-DEPS_PC := openblas libpng libjpeg libzstd libcjson zlib
+DEPS_PC := openblas libpng libjpeg libzstd libcjson zlib htslib
 DEPS_CFLAGS := $(shell pkg-config --cflags $(DEPS_PC))
 DEPS_LIBS   := $(shell pkg-config --libs $(DEPS_PC)) -lm -pthread
 

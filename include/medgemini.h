@@ -588,6 +588,25 @@ MG_API mg_status mg_prs_open_plink(mg_prs **out, const char *prefix,
                                    const mg_prs_params *params,
                                    char *err, size_t errlen);
 
+/* Opens a VCF or BCF file (plain or bgzip-compressed; htslib reads it), as
+ * plink2 --vcf FILE dosage=DS does: a record with a FORMAT/DS value (ALT
+ * dosage, summed over ALTs, quantised to 1/16384; must lie in [0, 2]) is
+ * scored on it, otherwise on its GT hard calls; A1 = ALT and A2 = REF, a multiallelic record one variant whose
+ * A1 lists every ALT (excluded from matching unless
+ * MG_PRS_KEEP_MULTIALLELIC), a haploid call counted as homozygous, every
+ * sample a founder of unknown sex (diploid on chrX, no chrY contribution)
+ * and, as in plink2, FID "0" and IID the sample ID. Records are read one at a time and
+ * their calls written, 2 bits per sample, to an unlinked temporary file in
+ * $TMPDIR (or /tmp), dosages as 16-bit values to a second one, both read
+ * by mg_prs_compute() in blocks. htslib may also report parse errors on
+ * stderr. params, err and
+ * errlen as for mg_prs_open_plink().
+ * Errors: MG_E_INVALID_ARG, MG_E_IO, MG_E_DATA_FORMAT, MG_E_LIMIT,
+ * MG_E_NOMEM. */
+MG_API mg_status mg_prs_open_vcf(mg_prs **out, const char *path,
+                                 const mg_prs_params *params,
+                                 char *err, size_t errlen);
+
 /* Reads allele frequencies used for mean imputation instead of the founder
  * frequencies of the target: a PLINK 2 .afreq (columns ID, REF, ALT,
  * ALT_FREQS) or PLINK 1 .frq (SNP, A1, A2, MAF) file, plain or gzip,

@@ -10,7 +10,7 @@
 
 static void prs_usage(FILE *f) {
     fprintf(f,
-        "usage: medgemini prs score --bfile PREFIX --score FILE [--score FILE...] --out PREFIX\n"
+        "usage: medgemini prs score {--bfile PREFIX | --vcf FILE} --score FILE [--score FILE...] --out PREFIX\n"
         "         [--no-mean-imputation] [--read-freq FILE] [--dominant | --recessive]\n"
         "         [--keep-ambiguous] [--keep-multiallelic] [--min-overlap F] [--threads N]\n"
         "  Writes PREFIX.sscore (columns as plink2 --score cols=+scoresums,+denom,+fid)\n"
@@ -22,7 +22,7 @@ int cli_prs(int argc, char **argv) {
         prs_usage(argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) ? stdout : stderr);
         return argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) ? 0 : 2;
     }
-    const char *bfile = NULL, *out = NULL, *freq = NULL;
+    const char *bfile = NULL, *vcf = NULL, *out = NULL, *freq = NULL;
     const char **scores = calloc((size_t)argc, sizeof *scores);
     size_t n_scores = 0;
     mg_prs_params pp;
@@ -33,6 +33,7 @@ int cli_prs(int argc, char **argv) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--bfile") && v) { bfile = v; i++; }
+        else if (!strcmp(a, "--vcf") && v) { vcf = v; i++; }
         else if (!strcmp(a, "--score") && v) { scores[n_scores++] = v; i++; }
         else if (!strcmp(a, "--out") && v) { out = v; i++; }
         else if (!strcmp(a, "--read-freq") && v) { freq = v; i++; }
@@ -53,14 +54,14 @@ int cli_prs(int argc, char **argv) {
         else if (!strcmp(a, "--recessive")) pp.flags |= MG_PRS_RECESSIVE;
         else if (!strcmp(a, "--keep-ambiguous")) pp.flags |= MG_PRS_KEEP_AMBIGUOUS;
         else if (!strcmp(a, "--keep-multiallelic")) pp.flags |= MG_PRS_KEEP_MULTIALLELIC;
-        else if (!strcmp(a, "--vcf")) { fprintf(stderr, "prs: --vcf is not supported yet; convert with plink2 --make-bed\n"); goto done; }
         else { fprintf(stderr, "prs: unknown or incomplete option %s\n", a); prs_usage(stderr); goto done; }
     }
-    if (!bfile || !out || n_scores == 0) { prs_usage(stderr); goto done; }
+    if (!bfile == !vcf || !out || n_scores == 0) { prs_usage(stderr); goto done; }
 
     char err[512];
     mg_prs *prs = NULL;
-    mg_status st = mg_prs_open_plink(&prs, bfile, &pp, err, sizeof err);
+    mg_status st = vcf ? mg_prs_open_vcf(&prs, vcf, &pp, err, sizeof err)
+                         : mg_prs_open_plink(&prs, bfile, &pp, err, sizeof err);
     rc = 1;
     if (st != MG_OK) { fprintf(stderr, "prs: %s\n", err); goto done; }
     if (freq && (st = mg_prs_read_freq(prs, freq)) != MG_OK) goto fail;

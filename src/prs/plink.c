@@ -273,7 +273,13 @@ mg_status mg__prs_load_plink(mg_prs *p, const char *prefix) {
                            p->bed_path, (unsigned long long)sb.st_size, (unsigned long long)want,
                            (unsigned long long)p->n_samples, (unsigned long long)p->n_variants);
 
-    st = build_index(p);
+    return mg__prs_index(p);
+}
+
+/* Builds the ID hash and position order and marks multiallelic variants;
+ * shared with the VCF reader (vcf.c). */
+mg_status mg__prs_index(mg_prs *p) {
+    mg_status st = build_index(p);
     if (st != MG_OK) return st;
     uint32_t *tmp = mg__malloc(p->n_variants * sizeof *tmp);
     if (!tmp) return mg__prs_set(p, MG_E_NOMEM, "out of memory");

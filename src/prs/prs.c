@@ -32,13 +32,12 @@ MG_API void mg_prs_params_init(mg_prs_params *params) {
     *params = d;
 }
 
-MG_API mg_status mg_prs_open_plink(mg_prs **out, const char *prefix,
-                                   const mg_prs_params *params,
-                                   char *err, size_t errlen) {
+static mg_status open_any(mg_prs **out, const char *prefix, const mg_prs_params *params,
+                          char *err, size_t errlen, int is_vcf) {
     if (err && errlen) err[0] = '\0';
     if (!out) return mg__err(err, errlen, MG_E_INVALID_ARG, "out is NULL");
     *out = NULL;
-    if (!prefix || !*prefix) return mg__err(err, errlen, MG_E_INVALID_ARG, "prefix is NULL or empty");
+    if (!prefix || !*prefix) return mg__err(err, errlen, MG_E_INVALID_ARG, is_vcf ? "path is NULL or empty" : "prefix is NULL or empty");
     mg_prs_params pp;
     mg_prs_params_init(&pp);
     if (params) {
@@ -55,8 +54,9 @@ MG_API mg_status mg_prs_open_plink(mg_prs **out, const char *prefix,
     if (!p) return mg__err(err, errlen, MG_E_NOMEM, "out of memory");
     p->tag = MG__TAG_PRS;
     p->bed_fd = -1;
+    p->ds_fd = -1;
     p->params = pp;
-    mg_status st = mg__prs_load_plink(p, prefix);
+    mg_status st = is_vcf ? mg__prs_load_vcf(p, prefix) : mg__prs_load_plink(p, prefix);
     if (st != MG_OK) {
         mg__err(err, errlen, st, "%s", p->errmsg);
         mg_prs_free(p);
@@ -64,6 +64,18 @@ MG_API mg_status mg_prs_open_plink(mg_prs **out, const char *prefix,
     }
     *out = p;
     return MG_OK;
+}
+
+MG_API mg_status mg_prs_open_plink(mg_prs **out, const char *prefix,
+                                   const mg_prs_params *params,
+                                   char *err, size_t errlen) {
+    return open_any(out, prefix, params, err, errlen, 0);
+}
+
+MG_API mg_status mg_prs_open_vcf(mg_prs **out, const char *path,
+                                 const mg_prs_params *params,
+                                 char *err, size_t errlen) {
+    return open_any(out, path, params, err, errlen, 1);
 }
 
 MG_API mg_status mg_prs_read_freq(mg_prs *prs, const char *path) {
@@ -161,6 +173,8 @@ MG_API const char *mg_prs_errmsg(const mg_prs *prs) {
 MG_API void mg_prs_free(mg_prs *prs) {
     if (!prs_ok(prs)) return;
     if (prs->bed_fd >= 0) close(prs->bed_fd);
+    if (prs->ds_fd >= 0) close(prs->ds_fd);
+    mg__free(prs->ds_row);
     mg__free(prs->bed_path);
     mg__free(prs->sstr); mg__free(prs->fid); mg__free(prs->iid);
     mg__free(prs->male); mg__free(prs->founder);

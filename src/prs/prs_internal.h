@@ -94,6 +94,12 @@ struct mg_prs {
 
     double *ext_freq;             /* A1 frequency from --read-freq or NaN */
 
+    /* VCF FORMAT/DS dosages (vcf.c): per variant the row of ds_fd holding
+     * n_samples uint16 A1 dosages in 1/16384 (MG__DS_MISSING: no value), or
+     * UINT32_MAX for hard calls only; NULL when no variant has dosages. */
+    uint32_t *ds_row;
+    int ds_fd;
+
     /* scores */
     mg__prs_score *scores; uint32_t n_scores, cap_scores;
     mg__prs_row *rows; uint32_t n_rows, cap_rows;
@@ -114,6 +120,16 @@ mg_status mg__prs_load_plink(mg_prs *p, const char *prefix);
 const char *mg__prs_vstr(const mg_prs *p, uint64_t off);
 /* Variant index by ID, or -1 (absent) / -2 (ID not unique). */
 int64_t mg__prs_find_id(const mg_prs *p, const char *id);
+mg_status mg__prs_index(mg_prs *p);
+
+/* vcf.c: reads a VCF/BCF (plain or bgzipped) through htslib, one record at a
+ * time, into the sample and variant tables and an unlinked temporary file
+ * laid out like a SNP-major .bed (GT hard calls), which score.c then reads
+ * exactly as it reads a PLINK 1 set; FORMAT/DS rows go to ds_fd. */
+mg_status mg__prs_load_vcf(mg_prs *p, const char *path);
+
+#define MG__DS_MISSING 0xffffu
+#define MG__DS_ONE     16384.0
 
 /* scorefile.c */
 mg_status mg__prs_read_freq(mg_prs *p, const char *path);

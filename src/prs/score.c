@@ -18,6 +18,8 @@
 typedef struct row_tab {
     double d[8], nd[8], ac[8], dn[8];
     int64_t ip[4];  /* fast path: 2 x named dosage | missing ploidy << 32 */
+    double pl[2];   /* ploidy per sex group (dosage rows)                  */
+    int named_a1, first;
 } row_tab;
 
 /* Fast path: rows whose dosages do not depend on sex (everything but Y).
@@ -40,7 +42,8 @@ typedef struct job {
     const unsigned char *geno;   /* block: n_blk_vars x bytes_per_var        */
     const uint32_t *row_blkvar;  /* block variant slot of each row             */
     const row_tab *tab;          /* per row                                    */
-    const uint8_t *slow;         /* per row: sex-dependent (Y)                 */
+    const uint8_t *slow;         /* per row: 1 sex-dependent (Y), 2 dosages    */
+    const uint16_t *ds;          /* block: n_blk_vars x n_samples dosages      */
     const double *w;             /* per row: K weights                         */
     uint32_t r0, r1, k;          /* rows of this step                          */
     double *act, *den, *named, *sum;
@@ -102,6 +105,36 @@ static void run_range(void *arg, uint32_t t, uint32_t nt) {
         const unsigned char *g = j->geno + (uint64_t)j->row_blkvar[r] * bpv;
         const row_tab *tb = &j->tab[r];
         const double *w = j->w + (uint64_t)r * K;
+        if (j->slow[r] == 2) { /* VCF dosages: per sample, in 1/16384 */
+            const uint16_t *dsv = j->ds + (uint64_t)j->row_blkvar[r] * j->n_samples;
+            double *dm = j->dmat ? j->dmat + (uint64_t)(r - j->r0) * ld : NULL;
+            uint32_t fl = j->p->params.flags;
+            for (uint64_t s = lo; s < hi; s++) {
+                unsigned grp = male[s];
+                double d;
+                if (dsv[s] == MG__DS_MISSING) {
+                    unsigned i = grp * 4u + 1u;
+                    d = tb->d[i];
+                    j->act[s] += tb->ac[i];
+                    j->den[s] += tb->dn[i];
+                } else {
+                    double pl = tb->pl[grp];
+                    double a1 = (double)dsv[s] / MG__DS_ONE;
+                    double n = tb->named_a1 ? a1 : 2 - a1;
+                    d = n * pl / 2;
+                    if (fl & MG_PRS_DOMINANT) d = d > 1 ? 1 : d;
+                    else if (fl & MG_PRS_RECESSIVE) d = d > 1 ? d - 1 : 0;
+                    if (tb->first) { j->act[s] += pl; j->den[s] += pl; }
+                    j->named[s] += d;
+                }
+                if (dm) dm[s - j->s0] = d;
+                else if (d != 0.0) {
+                    double *acc = j->sum + s * K;
+                    for (uint32_t k = 0; k < K; k++) acc[k] += w[k] * d;
+                }
+            }
+            continue;
+        }
         if (j->slow[r]) { /* generic per-sample path (chrY: depends on sex) */
             double *dm = j->dmat ? j->dmat + (uint64_t)(r - j->r0) * ld : NULL;
             for (uint64_t s = lo; s < hi; s++) {
@@ -224,6 +257,24 @@ static double founder_freq(const mg_prs *p, const freq_masks *fm, const unsigned
     return named_a1 ? f : 1.0 - f;
 }
 
+/* Named-allele frequency from dosages over founders with a value; haploid
+ * founders (males on X and Y, everyone on MT) count one allele, their
+ * dosage halved. */
+static double ds_freq(const mg_prs *p, const uint16_t *ds, int cls, int named_a1) {
+    double cnt = 0, tot = 0;
+    for (uint64_t s = 0; s < p->n_samples; s++) {
+        if (!p->founder[s] || ds[s] == MG__DS_MISSING) continue;
+        double a1 = (double)ds[s] / MG__DS_ONE;
+        int hap = cls == MG__CHR_MT || ((cls == MG__CHR_X || cls == MG__CHR_Y) && p->male[s]);
+        if (cls == MG__CHR_Y && !p->male[s]) continue;
+        if (hap) { cnt += a1 / 2; tot += 1; }
+        else { cnt += a1; tot += 2; }
+    }
+    if (tot == 0) return 0.0;
+    double f = cnt / tot;
+    return named_a1 ? f : 1.0 - f;
+}
+
 static void make_tab(row_tab *tb, int cls, int named_a1, int first, double f, uint32_t flags) {
     int mean_imp = !(flags & MG_PRS_NO_MEAN_IMPUTATION);
     for (int grp = 0; grp < 2; grp++) {
@@ -256,6 +307,10 @@ static void make_tab(row_tab *tb, int cls, int named_a1, int first, double f, ui
             tb->dn[i] = first ? pl : 0;
         }
     }
+    for (int grp = 0; grp < 2; grp++)
+        tb->pl[grp] = cls == MG__CHR_Y ? (grp ? 1 : 0) : cls == MG__CHR_MT ? 1 : 2;
+    tb->named_a1 = named_a1;
+    tb->first = first;
     for (int code = 0; code < 4; code++) /* sex-independent rows only */
         tb->ip[code] = (int64_t)llround(2.0 * tb->nd[code]) +
                        ((code == 1 && first) ? (int64_t)(cls == MG__CHR_MT ? 1 : 2) << 32 : 0);
@@ -290,6 +345,7 @@ mg_status mg__prs_compute(mg_prs *p) {
     uint8_t *slow = NULL;
     int64_t *ipack = NULL;
     uint64_t *masks = NULL;
+    uint16_t *dsb = NULL;
     /* active rows: those holding a weight of a kept score */
     uint8_t *active = mg__calloc(p->n_rows ? p->n_rows : 1, 1);
     if (!active) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
@@ -367,6 +423,12 @@ mg_status mg__prs_compute(mg_prs *p) {
     uint64_t nw = (p->bytes_per_var + 7) / 8;
     masks = mg__calloc(nw * 4, sizeof *masks);
     if (!geno || !tab || !blkvar || !slow || !ipack || !masks) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+    if (p->ds_row) {
+        size_t dbytes;
+        if (mg__mul_size(B, (size_t)N * sizeof *dsb, &dbytes)) { st = mg__prs_set(p, MG_E_NOMEM, "block too large"); goto done; }
+        dsb = mg__malloc(dbytes);
+        if (!dsb) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+    }
     freq_masks fm = { masks, masks + nw, masks + 2 * nw, masks + 3 * nw };
     for (uint64_t s2 = 0; s2 < N; s2++) {
         if (!p->founder[s2]) continue;
@@ -400,6 +462,21 @@ mg_status mg__prs_compute(mg_prs *p) {
                     }
                     got += (size_t)n;
                 }
+                if (p->ds_row && p->ds_row[v] != UINT32_MAX) {
+                    unsigned char *dd = (unsigned char *)(dsb + (uint64_t)nv * N);
+                    size_t dwant = (size_t)N * sizeof *dsb, dgot = 0;
+                    off_t doff = (off_t)((uint64_t)p->ds_row[v] * dwant);
+                    while (dgot < dwant) {
+                        ssize_t n = pread(p->ds_fd, dd + dgot, dwant - dgot, doff + (off_t)dgot);
+                        if (n < 0 && errno == EINTR) continue;
+                        if (n <= 0) {
+                            st = mg__prs_set(p, MG_E_IO, "%s: dosage read failed at variant %u",
+                                             p->bed_path, v);
+                            goto done;
+                        }
+                        dgot += (size_t)n;
+                    }
+                }
                 last = v;
                 nv++;
             }
@@ -408,13 +485,16 @@ mg_status mg__prs_compute(mg_prs *p) {
             const mg__prs_row *row = &p->rows[order[i]];
             const mg__prs_variant *var = &p->var[v];
             const unsigned char *g = geno + (uint64_t)(nv - 1) * p->bytes_per_var;
+            int is_ds = p->ds_row && p->ds_row[v] != UINT32_MAX;
             double f;
             if (p->ext_freq && !isnan(p->ext_freq[v]))
                 f = row->named_a1 ? p->ext_freq[v] : 1.0 - p->ext_freq[v];
+            else if (is_ds)
+                f = ds_freq(p, dsb + (uint64_t)(nv - 1) * N, var->cls, row->named_a1);
             else
                 f = founder_freq(p, &fm, g, var->cls, row->named_a1);
             make_tab(&tab[r], var->cls, row->named_a1, first, f, p->params.flags);
-            slow[r] = var->cls == MG__CHR_Y;
+            slow[r] = is_ds ? 2 : var->cls == MG__CHR_Y;
             if (!slow[r] && first) pfast += var->cls == MG__CHR_MT ? 1 : 2;
             blkvar[r] = nv - 1;
             i++;
@@ -426,7 +506,7 @@ mg_status mg__prs_compute(mg_prs *p) {
             uint64_t step = dmat ? NS : N;
             for (uint64_t s0 = 0; s0 < N; s0 += step) {
                 uint64_t s1 = N - s0 > step ? s0 + step : N;
-                job j = { p, geno, blkvar, tab, slow, W + (uint64_t)start * K, r0, r1, K,
+                job j = { p, geno, blkvar, tab, slow, dsb, W + (uint64_t)start * K, r0, r1, K,
                           act, den, named, sum, ipack, dmat, N, s0, s1, NS };
                 mg__pool_run(pool, run_range, &j, nt);
                 if (dmat) /* SUM[s0..s1) (ns x K) += D^T (ns x rows) . W (rows x K) */
@@ -463,7 +543,7 @@ done:
     mg__free(active); mg__free(order); mg__free(rowpos); mg__free(W);
     mg__free(act); mg__free(den); mg__free(named); mg__free(sum);
     mg__free(geno); mg__free(tab); mg__free(blkvar); mg__free(col);
-    mg__free(dmat); mg__free(slow); mg__free(ipack); mg__free(masks);
+    mg__free(dmat); mg__free(slow); mg__free(ipack); mg__free(masks); mg__free(dsb);
     return st;
 }
 
