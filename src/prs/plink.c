@@ -11,36 +11,7 @@
 
 const char *mg__prs_vstr(const mg_prs *p, uint64_t off) { return p->vstr + off; }
 
-/* Appends s (with its NUL) to a growing string arena; returns the offset or
- * UINT64_MAX when out of memory. */
-static uint64_t arena_add(char **buf, size_t *len, size_t *cap, const char *s) {
-    size_t n = strlen(s) + 1;
-    if (*cap - *len < n) {
-        size_t nc = *cap ? *cap : 4096;
-        while (nc - *len < n) nc *= 2;
-        char *nb = mg__realloc(*buf, nc);
-        if (!nb) return UINT64_MAX;
-        *buf = nb;
-        *cap = nc;
-    }
-    memcpy(*buf + *len, s, n);
-    uint64_t off = *len;
-    *len += n;
-    return off;
-}
 
-static int grow(void **arr, uint64_t *cap, uint64_t need, size_t elem) {
-    if (need <= *cap) return 0;
-    uint64_t nc = *cap ? *cap * 2 : 1024;
-    while (nc < need) nc *= 2;
-    size_t bytes;
-    if (mg__mul_size((size_t)nc, elem, &bytes)) return -1;
-    void *na = mg__realloc(*arr, bytes);
-    if (!na) return -1;
-    *arr = na;
-    *cap = nc;
-    return 0;
-}
 
 static int parse_i64(const char *s, int64_t *out) {
     char *end;
@@ -90,16 +61,16 @@ static mg_status read_fam(mg_prs *p, const char *path) {
             break;
         }
         uint64_t c0 = vcap;
-        if (grow((void **)&p->fid, &c0, n + 1, sizeof *p->fid) ||
-            (c0 = vcap, grow((void **)&p->iid, &c0, n + 1, sizeof *p->iid)) ||
-            (c0 = vcap, grow((void **)&p->male, &c0, n + 1, 1)) ||
-            (c0 = vcap, grow((void **)&p->founder, &c0, n + 1, 1))) {
+        if (mg__prs_grow((void **)&p->fid, &c0, n + 1, sizeof *p->fid) ||
+            (c0 = vcap, mg__prs_grow((void **)&p->iid, &c0, n + 1, sizeof *p->iid)) ||
+            (c0 = vcap, mg__prs_grow((void **)&p->male, &c0, n + 1, 1)) ||
+            (c0 = vcap, mg__prs_grow((void **)&p->founder, &c0, n + 1, 1))) {
             st = mg__prs_set(p, MG_E_NOMEM, "out of memory reading %s", path);
             break;
         }
         vcap = c0;
-        uint64_t a = arena_add(&p->sstr, &p->sstr_len, &cap, f[0]);
-        uint64_t b = arena_add(&p->sstr, &p->sstr_len, &cap, f[1]);
+        uint64_t a = mg__prs_arena_add(&p->sstr, &p->sstr_len, &cap, f[0]);
+        uint64_t b = mg__prs_arena_add(&p->sstr, &p->sstr_len, &cap, f[1]);
         if (a == UINT64_MAX || b == UINT64_MAX) {
             st = mg__prs_set(p, MG_E_NOMEM, "out of memory reading %s", path);
             break;
@@ -148,14 +119,14 @@ static mg_status read_bim(mg_prs *p, const char *path) {
             st = mg__prs_set(p, MG_E_LIMIT, "%s: too many variants", path);
             break;
         }
-        if (grow((void **)&p->var, &vcap, n + 1, sizeof *p->var)) {
+        if (mg__prs_grow((void **)&p->var, &vcap, n + 1, sizeof *p->var)) {
             st = mg__prs_set(p, MG_E_NOMEM, "out of memory reading %s", path);
             break;
         }
         mg__prs_variant *v = &p->var[n];
-        v->id = arena_add(&p->vstr, &p->vstr_len, &cap, f[1]);
-        v->a1 = arena_add(&p->vstr, &p->vstr_len, &cap, f[4]);
-        v->a2 = arena_add(&p->vstr, &p->vstr_len, &cap, f[5]);
+        v->id = mg__prs_arena_add(&p->vstr, &p->vstr_len, &cap, f[1]);
+        v->a1 = mg__prs_arena_add(&p->vstr, &p->vstr_len, &cap, f[4]);
+        v->a2 = mg__prs_arena_add(&p->vstr, &p->vstr_len, &cap, f[5]);
         if (v->id == UINT64_MAX || v->a1 == UINT64_MAX || v->a2 == UINT64_MAX) {
             st = mg__prs_set(p, MG_E_NOMEM, "out of memory reading %s", path);
             break;

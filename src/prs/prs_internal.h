@@ -139,4 +139,10 @@ mg_status mg__prs_add_file(mg_prs *p, const char *path, uint32_t *n_added);
 mg_status mg__prs_compute(mg_prs *p);
 mg_status mg__prs_write_sscore(mg_prs *p, const char *path);
 
+/* Appends s (with its NUL) to a growing string arena; returns the offset or
+ * UINT64_MAX when out of memory. */
+uint64_t mg__prs_arena_add(char **buf, size_t *len, size_t *cap, const char *s);
+/* Grows *arr (*cap elements of elem bytes) to hold at least need; 0 or -1. */
+int mg__prs_grow(void **arr, uint64_t *cap, uint64_t need, size_t elem);
+
 #endif

@@ -111,3 +111,32 @@ int mg__allele_ok(const char *s) {
     }
     return n > 0;
 }
+
+uint64_t mg__prs_arena_add(char **buf, size_t *len, size_t *cap, const char *s) {
+    size_t n = strlen(s) + 1;
+    if (*cap - *len < n) {
+        size_t nc = *cap ? *cap : 4096;
+        while (nc - *len < n) nc *= 2;
+        char *nb = mg__realloc(*buf, nc);
+        if (!nb) return UINT64_MAX;
+        *buf = nb;
+        *cap = nc;
+    }
+    memcpy(*buf + *len, s, n);
+    uint64_t off = *len;
+    *len += n;
+    return off;
+}
+
+int mg__prs_grow(void **arr, uint64_t *cap, uint64_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    uint64_t nc = *cap ? *cap * 2 : 1024;
+    while (nc < need) nc *= 2;
+    size_t bytes;
+    if (mg__mul_size((size_t)nc, elem, &bytes)) return -1;
+    void *na = mg__realloc(*arr, bytes);
+    if (!na) return -1;
+    *arr = na;
+    *cap = nc;
+    return 0;
+}

@@ -16,34 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static uint64_t arena_add(char **buf, size_t *len, size_t *cap, const char *s) {
-    size_t n = strlen(s) + 1;
-    if (*cap - *len < n) {
-        size_t nc = *cap ? *cap : 4096;
-        while (nc - *len < n) nc *= 2;
-        char *nb = mg__realloc(*buf, nc);
-        if (!nb) return UINT64_MAX;
-        *buf = nb;
-        *cap = nc;
-    }
-    memcpy(*buf + *len, s, n);
-    uint64_t off = *len;
-    *len += n;
-    return off;
-}
 
-static int grow(void **arr, uint64_t *cap, uint64_t need, size_t elem) {
-    if (need <= *cap) return 0;
-    uint64_t nc = *cap ? *cap * 2 : 1024;
-    while (nc < need) nc *= 2;
-    size_t bytes;
-    if (mg__mul_size((size_t)nc, elem, &bytes)) return -1;
-    void *na = mg__realloc(*arr, bytes);
-    if (!na) return -1;
-    *arr = na;
-    *cap = nc;
-    return 0;
-}
 
 static int write_all(int fd, const unsigned char *b, size_t n) {
     while (n) {
@@ -110,10 +83,10 @@ mg_status mg__prs_load_vcf(mg_prs *p, const char *path) {
     if (!p->fid || !p->iid || !p->male || !p->founder) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
     memset(p->founder, 1, N);
     /* plink2 --vcf without --double-id/--id-delim: FID "0", IID the sample */
-    uint64_t fid0 = arena_add(&p->sstr, &p->sstr_len, &scap, "0");
+    uint64_t fid0 = mg__prs_arena_add(&p->sstr, &p->sstr_len, &scap, "0");
     if (fid0 == UINT64_MAX) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
     for (uint64_t s = 0; s < N; s++) {
-        uint64_t o = arena_add(&p->sstr, &p->sstr_len, &scap, hdr->samples[s]);
+        uint64_t o = mg__prs_arena_add(&p->sstr, &p->sstr_len, &scap, hdr->samples[s]);
         if (o == UINT64_MAX) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
         p->fid[s] = fid0;
         p->iid[s] = o;
@@ -165,11 +138,11 @@ mg_status mg__prs_load_vcf(mg_prs *p, const char *path) {
         }
         if (!alt.s) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
         if (n >= UINT32_MAX / 2 - 1) { st = mg__prs_set(p, MG_E_LIMIT, "%s: too many variants", path); goto done; }
-        if (grow((void **)&p->var, &varcap, n + 1, sizeof *p->var)) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+        if (mg__prs_grow((void **)&p->var, &varcap, n + 1, sizeof *p->var)) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
         mg__prs_variant *v = &p->var[n];
-        v->id = arena_add(&p->vstr, &p->vstr_len, &vcap, rec->d.id ? rec->d.id : ".");
-        v->a1 = arena_add(&p->vstr, &p->vstr_len, &vcap, alt.s);
-        v->a2 = arena_add(&p->vstr, &p->vstr_len, &vcap, rec->d.allele[0]);
+        v->id = mg__prs_arena_add(&p->vstr, &p->vstr_len, &vcap, rec->d.id ? rec->d.id : ".");
+        v->a1 = mg__prs_arena_add(&p->vstr, &p->vstr_len, &vcap, alt.s);
+        v->a2 = mg__prs_arena_add(&p->vstr, &p->vstr_len, &vcap, rec->d.allele[0]);
         if (v->id == UINT64_MAX || v->a1 == UINT64_MAX || v->a2 == UINT64_MAX) {
             st = mg__prs_set(p, MG_E_NOMEM, "out of memory");
             goto done;
@@ -241,7 +214,7 @@ mg_status mg__prs_load_vcf(mg_prs *p, const char *path) {
                 }
                 dsrow[s] = (uint16_t)llround(t * MG__DS_ONE);
             }
-            if (grow((void **)&p->ds_row, &dscap, n + 1, sizeof *p->ds_row)) {
+            if (mg__prs_grow((void **)&p->ds_row, &dscap, n + 1, sizeof *p->ds_row)) {
                 st = mg__prs_set(p, MG_E_NOMEM, "out of memory");
                 goto done;
             }
@@ -264,7 +237,7 @@ mg_status mg__prs_load_vcf(mg_prs *p, const char *path) {
     if (n == 0) { st = mg__prs_set(p, MG_E_DATA_FORMAT, "%s: no variants", path); goto done; }
     p->n_variants = n;
     if (p->ds_row) {
-        if (grow((void **)&p->ds_row, &dscap, n, sizeof *p->ds_row)) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+        if (mg__prs_grow((void **)&p->ds_row, &dscap, n, sizeof *p->ds_row)) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
         for (uint64_t k = dsfill; k < n; k++) p->ds_row[k] = UINT32_MAX;
     }
     st = mg__prs_index(p);
