@@ -403,6 +403,23 @@ typedef struct mg_image mg_image;
 #define MG_PIXEL_RGB8   3
 #define MG_PIXEL_RGB16  4   /* native-endian uint16 per channel             */
 
+/* How DICOM grey values become display pixels (mg_image_params.window):
+ *  FILE      the file's first VOI window (Window Center/Width, also from
+ *            enhanced multi-frame functional groups); AUTO when it has none
+ *  AUTO      a window spanning the frame's minimum..maximum modality value
+ *  EXPLICIT  window_center / window_width from the params
+ *  NONE      no windowing: the modality values (stored values after Rescale
+ *            Slope/Intercept, rounded) as GRAY16, shifted by
+ *            mg_image_info.raw_offset (value = pixel + raw_offset); GRAY8
+ *            when every possible value fits 0..255. Colour images keep their
+ *            stored samples (RGB8 or RGB16).
+ * The first three produce GRAY8 (PS3.3 C.11.2.1.2 linear function, then
+ * MONOCHROME1 inverted) or RGB8 for colour. Ignored for JPEG and PNG. */
+#define MG_WINDOW_FILE     0
+#define MG_WINDOW_AUTO     1
+#define MG_WINDOW_EXPLICIT 2
+#define MG_WINDOW_NONE     3
+
 typedef struct mg_image_params {
     uint32_t struct_size;
     uint32_t flags;        /* reserved, 0                                   */
@@ -410,23 +427,33 @@ typedef struct mg_image_params {
     uint64_t max_memory;   /* decoded bytes limit; default 1 GiB            */
     uint32_t max_width;    /* default 65535                                 */
     uint32_t max_height;   /* default 65535                                 */
+    /* --- appended for DICOM input --- */
+    uint32_t frame;        /* multi-frame DICOM: 0-based frame; default 0   */
+    int32_t window;        /* MG_WINDOW_*; default MG_WINDOW_FILE           */
+    double window_center;  /* for MG_WINDOW_EXPLICIT, in modality units     */
+    double window_width;   /* for MG_WINDOW_EXPLICIT; must be >= 1          */
 } mg_image_params;
 
 #define MG_IMAGE_PARAMS_INIT \
     { sizeof(mg_image_params), 0, (uint64_t)1 << 27, (uint64_t)1 << 30, \
-      65535, 65535 }
+      65535, 65535, 0, MG_WINDOW_FILE, 0.0, 0.0 }
 MG_API void mg_image_params_init(mg_image_params *params);
 
 /* Image source formats reported by mg_image_info. */
 #define MG_IMAGE_SRC_PIXELS 0
 #define MG_IMAGE_SRC_JPEG   1
 #define MG_IMAGE_SRC_PNG    2
+#define MG_IMAGE_SRC_DICOM  3
 
-/* Decodes a JPEG or PNG file (recognised by content, not by name). Limits
+/* Decodes a JPEG, PNG or DICOM Part 10 file (recognised by content, not by
+ * name; see docs/DICOM.md for the DICOM transfer syntaxes and rules). Limits
  * are checked from the header, before any pixel memory is allocated.
  * On failure *out is NULL and err (if not NULL) receives a message.
  * Errors: MG_E_INVALID_ARG, MG_E_IO, MG_E_IMAGE_FORMAT (corrupt, truncated,
- * unknown format), MG_E_UNSUPPORTED (e.g. CMYK JPEG), MG_E_LIMIT, MG_E_NOMEM.
+ * unknown format, a DICOM object without pixels), MG_E_UNSUPPORTED (e.g.
+ * CMYK JPEG, a DICOM transfer syntax without a decoder: the message names
+ * it), MG_E_LIMIT, MG_E_NOMEM; MG_E_INVALID_ARG also for a frame index past
+ * the last frame or a bad explicit window.
  * Thread-safe. */
 MG_API mg_status mg_image_load_file(mg_image **out, const char *path,
                                     const mg_image_params *params,
@@ -452,7 +479,21 @@ typedef struct mg_image_info {
     uint32_t height;
     int32_t format;        /* MG_PIXEL_* of the stored pixels              */
     int32_t source;        /* MG_IMAGE_SRC_*                               */
-    uint32_t bits_stored;  /* significant bits per sample (8, 12, 16 ...)  */
+    uint32_t bits_stored;  /* significant bits per sample in the source
+                              (8, 12, 16 ...; DICOM: Bits Stored)          */
+    /* --- appended for DICOM input; other sources report 1 frame, slope 1,
+       intercept 0, window MG_WINDOW_NONE with center/width 0 --- */
+    uint32_t n_frames;     /* frames in the source                         */
+    uint32_t frame;        /* the frame decoded (0-based)                  */
+    uint32_t bits_allocated; /* DICOM Bits Allocated; 8/16 otherwise       */
+    int32_t pixel_signed;  /* 1 when the source samples are signed         */
+    int32_t window;        /* MG_WINDOW_* that produced the pixels (FILE
+                              only when the file's window was used)        */
+    int32_t raw_offset;    /* MG_WINDOW_NONE grey: value = pixel + this    */
+    double rescale_slope;  /* modality value = stored * slope + intercept  */
+    double rescale_intercept;
+    double window_center;  /* the window applied; 0 and 0 when none        */
+    double window_width;
 } mg_image_info;
 
 MG_API mg_status mg_image_info_get(mg_image_info *out, const mg_image *image);
@@ -461,6 +502,13 @@ MG_API mg_status mg_image_info_get(mg_image_info *out, const mg_image *image);
  * always receives the byte count required. */
 MG_API mg_status mg_image_copy_pixels(void *buf, size_t size, size_t *needed,
                                       const mg_image *image);
+/* Text attributes of the source, NUL-terminated, owned by the image (valid
+ * until mg_image_free); NULL for an unknown key, a bad handle, or a value
+ * the source does not have. Keys: "photometric" (DICOM Photometric
+ * Interpretation, or "MONOCHROME2"/"RGB" for JPEG and PNG),
+ * "transfer_syntax" (name), "transfer_syntax_uid", "modality",
+ * "sop_class_uid", "series_uid" (DICOM only). */
+MG_API const char *mg_image_get_string(const mg_image *image, const char *key);
 
 /* -------------------------------------------------------------- generation */
 

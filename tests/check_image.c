@@ -1139,7 +1139,7 @@ START_TEST(test_args_and_errors) {
     const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     ck_assert_int_eq(decode_status(sig, 8, NULL, err, sizeof err), MG_E_IMAGE_FORMAT);
     ck_assert_int_eq(decode_status(sig, 7, NULL, err, sizeof err), MG_E_IMAGE_FORMAT);
-    /* DICOM Part 10 (preamble + "DICM"): recognised, not yet supported. */
+    /* DICOM Part 10 (preamble + "DICM") with no Pixel Data: not an image. */
     unsigned char dcm[256];
     memset(dcm, 0, sizeof dcm);
     memcpy(dcm + 128, "DICM", 4);

@@ -3,8 +3,11 @@
  * image_jpeg.c and image_png.c. */
 #include "core/core.h"
 #include "io/image.h"
+#include "io/dicom.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <string.h>
@@ -55,6 +58,10 @@ void mg__image_params_resolve(mg_image_params *dst, const mg_image_params *src) 
     MG__PARAM_FIELD(dst, src, n, max_memory);
     MG__PARAM_FIELD(dst, src, n, max_width);
     MG__PARAM_FIELD(dst, src, n, max_height);
+    MG__PARAM_FIELD(dst, src, n, frame);
+    MG__PARAM_FIELD(dst, src, n, window);
+    MG__PARAM_FIELD(dst, src, n, window_center);
+    MG__PARAM_FIELD(dst, src, n, window_width);
     dst->struct_size = (uint32_t)sizeof *dst;
     /* A zeroed limit means the default, so that `{sizeof p}` works. */
     if (!dst->max_pixels) dst->max_pixels = d.max_pixels;
@@ -77,6 +84,17 @@ mg_status mg__image_params_get(mg_image_params *dst, const mg_image_params *src,
         return mg__err(err, errlen, MG_E_INVALID_ARG,
                        "mg_image_params.flags has unknown bits 0x%x",
                        (unsigned)dst->flags);
+    if (dst->window < MG_WINDOW_FILE || dst->window > MG_WINDOW_NONE)
+        return mg__err(err, errlen, MG_E_INVALID_ARG,
+                       "mg_image_params.window is %d; expected MG_WINDOW_*",
+                       (int)dst->window);
+    if (dst->window == MG_WINDOW_EXPLICIT &&
+        !(isfinite(dst->window_center) && isfinite(dst->window_width) &&
+          dst->window_width >= 1))
+        return mg__err(err, errlen, MG_E_INVALID_ARG,
+                       "explicit window center %g width %g: the width must "
+                       "be at least 1 and both finite",
+                       dst->window_center, dst->window_width);
     return MG_OK;
 }
 
@@ -136,6 +154,12 @@ mg_status mg__image_alloc(mg_image **out, uint32_t w, uint32_t h,
     img->source = source;
     img->bits_stored = bits_stored;
     img->size = bytes;
+    img->n_frames = 1;
+    img->bits_allocated = 8 * mg__pixel_bytes(format);
+    img->window = MG_WINDOW_NONE;
+    img->slope = 1;
+    snprintf(img->photometric, sizeof img->photometric, "%s",
+             mg__pixel_channels(format) == 1 ? "MONOCHROME2" : "RGB");
     *out = img;
     return MG_OK;
 }
@@ -226,7 +250,29 @@ MG_API mg_status mg_image_info_get(mg_image_info *out, const mg_image *image) {
     MG__INFO_FIELD(out, n, format, image->format);
     MG__INFO_FIELD(out, n, source, image->source);
     MG__INFO_FIELD(out, n, bits_stored, image->bits_stored);
+    MG__INFO_FIELD(out, n, n_frames, image->n_frames);
+    MG__INFO_FIELD(out, n, frame, image->frame);
+    MG__INFO_FIELD(out, n, bits_allocated, image->bits_allocated);
+    MG__INFO_FIELD(out, n, pixel_signed, image->pixel_signed);
+    MG__INFO_FIELD(out, n, window, image->window);
+    MG__INFO_FIELD(out, n, raw_offset, image->raw_offset);
+    MG__INFO_FIELD(out, n, rescale_slope, image->slope);
+    MG__INFO_FIELD(out, n, rescale_intercept, image->intercept);
+    MG__INFO_FIELD(out, n, window_center, image->window_center);
+    MG__INFO_FIELD(out, n, window_width, image->window_width);
     return MG_OK;
+}
+
+MG_API const char *mg_image_get_string(const mg_image *image, const char *key) {
+    if (!mg__image_ok(image) || !key) return NULL;
+    const char *v = NULL;
+    if (strcmp(key, "photometric") == 0) v = image->photometric;
+    else if (strcmp(key, "transfer_syntax") == 0) v = image->ts_name;
+    else if (strcmp(key, "transfer_syntax_uid") == 0) v = image->ts_uid;
+    else if (strcmp(key, "modality") == 0) v = image->modality;
+    else if (strcmp(key, "sop_class_uid") == 0) v = image->sop_class_uid;
+    else if (strcmp(key, "series_uid") == 0) v = image->series_uid;
+    return v && v[0] ? v : NULL;
 }
 
 MG_API mg_status mg_image_copy_pixels(void *buf, size_t size, size_t *needed,
@@ -250,8 +296,8 @@ typedef mg_status (*mg__image_decoder)(mg_image **out,
                                        size_t errlen);
 
 /* Readers, tried in order; the first whose signature matches decodes. Each
- * signature is unambiguous, so no bidding is needed yet. DICOM goes here
- * (signature: 128-byte preamble then "DICM"), ahead of the fallback below. */
+ * signature is unambiguous, so no bidding is needed yet; DICOM comes last
+ * because a bare dataset (no preamble) is recognised by a weaker test. */
 static const struct {
     const char *name;
     int (*match)(const unsigned char *data, size_t size);
@@ -259,11 +305,8 @@ static const struct {
 } mg__image_readers[] = {
     {"JPEG", mg__image_is_jpeg, mg__image_decode_jpeg},
     {"PNG", mg__image_is_png, mg__image_decode_png},
+    {"DICOM", mg__image_is_dicom, mg__image_decode_dicom},
 };
-
-static int is_dicom(const unsigned char *d, size_t n) {
-    return n >= 132 && memcmp(d + 128, "DICM", 4) == 0;
-}
 
 MG_API mg_status mg_image_load_memory(mg_image **out, const void *data,
                                       size_t size,
@@ -282,12 +325,8 @@ MG_API mg_status mg_image_load_memory(mg_image **out, const void *data,
     for (size_t i = 0; i < sizeof mg__image_readers / sizeof mg__image_readers[0]; i++)
         if (mg__image_readers[i].match(data, size))
             return mg__image_readers[i].decode(out, data, size, &p, err, errlen);
-    /* Placeholder until the DICOM reader lands: say what the file is. */
-    if (is_dicom(data, size))
-        return mg__err(err, errlen, MG_E_UNSUPPORTED,
-                       "DICOM files are not supported by this version");
     return mg__err(err, errlen, MG_E_IMAGE_FORMAT,
-                   "unrecognised image format (expected JPEG or PNG)");
+                   "unrecognised image format (expected JPEG, PNG or DICOM)");
 }
 
 /* Reads a whole regular file of at most `limit` bytes. */

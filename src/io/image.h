@@ -12,6 +12,17 @@ struct mg_image {
     int32_t source;        /* MG_IMAGE_SRC_* */
     uint32_t bits_stored;
     size_t size;           /* bytes of pixels, tightly packed */
+    /* Source description reported by mg_image_info_get; mg__image_alloc
+     * fills the neutral values (1 frame, slope 1, no window). */
+    uint32_t n_frames, frame, bits_allocated;
+    int32_t pixel_signed, window, raw_offset;
+    double slope, intercept, window_center, window_width;
+    char photometric[20];
+    char ts_name[96];
+    char ts_uid[68];
+    char modality[20];
+    char sop_class_uid[68];
+    char series_uid[68];
     void *pixels;          /* owned; row-major, no padding; allocated with
                               mg__aligned_alloc(MG__IMAGE_ALIGN, size) */
 };

@@ -21,6 +21,7 @@
  */
 #include "core/core.h"
 #include "io/image.h"
+#include "io/dicom.h"
 
 #include <limits.h>
 #include <setjmp.h>
@@ -48,6 +49,11 @@ typedef struct jpeg_state {
     char *err;
     size_t errlen;
     mg_image *img;               /* owned until handed to the caller */
+    /* DICOM frames: decode into dst (want_w x want_h x want_c) instead. */
+    unsigned char *dst;
+    uint32_t want_w, want_h, want_c;
+    int rgb_as_is;
+    int precision;
 } jpeg_state;
 
 int mg__image_is_jpeg(const unsigned char *d, size_t n) {
@@ -62,6 +68,8 @@ static void jpeg_fail(jpeg_state *st, mg_status status) {
 static void on_error_exit(j_common_ptr cinfo) {
     jpeg_state *st = cinfo->client_data;
     mg_status status;
+    if (cinfo->err->msg_code == JERR_BAD_PRECISION)
+        st->precision = cinfo->err->msg_parm.i[0];
     if (cinfo->err->msg_code == JERR_BAD_PRECISION)
         snprintf(st->msg, sizeof st->msg,
                  "%d-bit JPEG is not supported (only 8-bit samples)",
@@ -164,6 +172,7 @@ static mg_status decode(jpeg_state *const st) {
 
     jpeg_mem_src(c, st->data, (unsigned long)st->size);
     jpeg_read_header(c, TRUE); /* an image is required: errors otherwise */
+    st->precision = c->data_precision;
 
     if (c->data_precision != 8) {
         snprintf(st->msg, sizeof st->msg, "%d-bit JPEG is not supported",
@@ -177,6 +186,10 @@ static mg_status decode(jpeg_state *const st) {
         break;
     case JCS_YCbCr:
     case JCS_RGB:
+        /* DICOM RGB without an Adobe marker: components are R, G, B
+         * already (PS3.5 8.2.1); libjpeg would otherwise guess YCbCr. */
+        if (st->dst && st->rgb_as_is && !c->saw_Adobe_marker)
+            c->jpeg_color_space = JCS_RGB;
         c->out_color_space = JCS_RGB;
         format = MG_PIXEL_RGB8;
         break;
@@ -192,6 +205,17 @@ static mg_status decode(jpeg_state *const st) {
         return MG_E_UNSUPPORTED;
     }
 
+    if (st->dst && (c->image_width != st->want_w ||
+                    c->image_height != st->want_h ||
+                    mg__pixel_channels(format) != st->want_c)) {
+        snprintf(st->msg, sizeof st->msg,
+                 "frame is %ux%u with %d components; the DICOM header says "
+                 "%ux%u with %u", (unsigned)c->image_width,
+                 (unsigned)c->image_height, c->num_components,
+                 (unsigned)st->want_w, (unsigned)st->want_h,
+                 (unsigned)st->want_c);
+        return MG_E_IMAGE_FORMAT;
+    }
     /* Limits, from the header alone, before anything image-sized exists. */
     size_t bytes;
     if ((s = mg__image_check_limits(&bytes, c->image_width, c->image_height,
@@ -211,7 +235,8 @@ static mg_status decode(jpeg_state *const st) {
         }
     }
 
-    if ((s = mg__image_alloc(&st->img, c->image_width, c->image_height, format,
+    if (!st->dst &&
+        (s = mg__image_alloc(&st->img, c->image_width, c->image_height, format,
                              MG_IMAGE_SRC_JPEG, 8, st->p, st->err,
                              st->errlen))) {
         st->msg[0] = '\0';
@@ -220,18 +245,18 @@ static mg_status decode(jpeg_state *const st) {
 
     jpeg_start_decompress(c);
     uint32_t ch = mg__pixel_channels(format);
-    if (c->output_width != st->img->width ||
-        c->output_height != st->img->height ||
+    if (c->output_width != c->image_width ||
+        c->output_height != c->image_height ||
         c->output_components != (int)ch) {
         snprintf(st->msg, sizeof st->msg,
                  "libjpeg produced %ux%ux%d, expected %ux%ux%u",
                  (unsigned)c->output_width, (unsigned)c->output_height,
-                 c->output_components, (unsigned)st->img->width,
-                 (unsigned)st->img->height, (unsigned)ch);
+                 c->output_components, (unsigned)c->image_width,
+                 (unsigned)c->image_height, (unsigned)ch);
         return MG_E_INTERNAL;
     }
-    size_t row = (size_t)st->img->width * ch;
-    unsigned char *px = st->img->pixels;
+    size_t row = (size_t)c->image_width * ch;
+    unsigned char *px = st->dst ? st->dst : st->img->pixels;
     while (c->output_scanline < c->output_height) {
         JSAMPROW rows[16];
         JDIMENSION first = c->output_scanline;
@@ -278,4 +303,33 @@ mg_status mg__image_decode_jpeg(mg_image **out, const unsigned char *data,
     }
     *out = st.img;
     return MG_OK;
+}
+
+mg_status mg__jpeg_decode_into(unsigned char *dst, uint32_t w, uint32_t h,
+                               uint32_t comps, int rgb_as_is,
+                               const unsigned char *data, size_t size,
+                               const mg_image_params *p, int *precision,
+                               char *err, size_t errlen) {
+    jpeg_state st;
+    mg_status s;
+
+    if (size > ULONG_MAX)
+        return mg__err(err, errlen, MG_E_LIMIT, "JPEG data too large");
+    memset(&st, 0, sizeof st);
+    st.data = data;
+    st.size = size;
+    st.p = p;
+    st.err = err;
+    st.errlen = errlen;
+    st.dst = dst;
+    st.want_w = w;
+    st.want_h = h;
+    st.want_c = comps;
+    st.rgb_as_is = rgb_as_is;
+
+    s = decode(&st);
+    if (precision) *precision = st.precision;
+    if (st.created) jpeg_destroy_decompress(&st.cinfo);
+    if (s != MG_OK && st.msg[0]) mg__err(err, errlen, s, "JPEG: %s", st.msg);
+    return s;
 }

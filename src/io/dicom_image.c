@@ -1,0 +1,535 @@
+/* dicom_image.c - DICOM pixel data to an mg_image: frame selection, native
+ * and encapsulated (JPEG, RLE) pixel data, Bits Stored / High Bit, signed
+ * samples, the modality rescale, VOI windowing, MONOCHROME1 inversion and
+ * YBR to RGB. docs/DICOM.md states the rules this file implements. */
+#include "io/dicom.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static uint16_t rd16(const unsigned char *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static uint32_t rd32(const unsigned char *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+typedef struct job {
+    const mg__dcm_dataset *ds;
+    const mg__dcm_info *in;
+    const mg_image_params *p;
+    char *err;
+    size_t errlen;
+    size_t npx;          /* rows * cols */
+    int64_t *v;          /* npx * spp samples, interleaved */
+    int ybr;             /* samples are YCbCr (full range) */
+} job;
+
+/* Fragments [first, first+count) of the encapsulated Pixel Data that make
+ * up frame `frame` (fragment indices into ds->frag, 1-based: 0 is the Basic
+ * Offset Table). */
+static mg_status frame_span(const job *j, uint32_t frame, size_t *first,
+                            size_t *count) {
+    const mg__dcm_dataset *ds = j->ds;
+    uint32_t nfr = j->in->n_frames;
+    size_t nf = ds->n_frag ? ds->n_frag - 1 : 0;
+    if (nf == 0)
+        return mg__err(j->err, j->errlen, MG_E_IMAGE_FORMAT,
+                       "DICOM: encapsulated Pixel Data has no fragments");
+    const mg__dcm_frag *bot = &ds->frag[0];
+    if (bot->len >= 4 && bot->len % 4 == 0 && bot->len / 4 == nfr) {
+        /* Offsets from the first fragment's item tag to each frame's. */
+        size_t base = ds->frag[1].off - 8;
+        uint32_t want = rd32(ds->data + bot->off + 4 * (size_t)frame);
+        uint32_t next = frame + 1 < nfr
+                            ? rd32(ds->data + bot->off + 4 * (size_t)frame + 4)
+                            : UINT32_MAX;
+        size_t a = 0, b = 0;
+        for (size_t i = 1; i <= nf; i++) {
+            size_t rel = ds->frag[i].off - 8 - base;
+            if (rel == want) a = i;
+            if (a && rel < next) b = i;
+        }
+        if (!a || next <= want)
+            return mg__err(j->err, j->errlen, MG_E_IMAGE_FORMAT,
+                           "DICOM: Basic Offset Table entry %u (%u) does not "
+                           "point at a fragment", (unsigned)frame,
+                           (unsigned)want);
+        *first = a;
+        *count = b - a + 1;
+        return MG_OK;
+    }
+    if (nf == nfr) {
+        *first = frame + 1;
+        *count = 1;
+        return MG_OK;
+    }
+    if (nfr == 1) {
+        *first = 1;
+        *count = nf;
+        return MG_OK;
+    }
+    if (ds->ts == MG__TS_JPEG_BASELINE || ds->ts == MG__TS_JPEG_EXTENDED) {
+        /* No table: a JPEG frame starts with SOI. */
+        uint32_t k = 0;
+        size_t a = 0, b = 0;
+        for (size_t i = 1; i <= nf; i++) {
+            const unsigned char *f = ds->data + ds->frag[i].off;
+            int soi = ds->frag[i].len >= 3 && f[0] == 0xFF && f[1] == 0xD8 &&
+                      f[2] == 0xFF;
+            if (soi) {
+                if (k == frame + 1) break;
+                if (k == frame) a = i;
+                k++;
+            }
+            if (a) b = i;
+        }
+        if (a && k >= frame + 1) {
+            *first = a;
+            *count = b - a + 1;
+            return MG_OK;
+        }
+    }
+    return mg__err(j->err, j->errlen, MG_E_IMAGE_FORMAT,
+                   "DICOM: cannot tell which of %zu fragments hold frame %u of "
+                   "%u (no usable Basic Offset Table)", nf, (unsigned)frame,
+                   (unsigned)nfr);
+}
+
+/* Raw sample -> stored value: High Bit / Bits Stored, sign. */
+static int64_t stored(uint64_t u, const mg__dcm_info *in) {
+    uint32_t shift = in->high_bit + 1 - in->bits_stored;
+    uint64_t mask = in->bits_stored >= 64 ? ~(uint64_t)0
+                                          : (((uint64_t)1 << in->bits_stored) - 1);
+    u = (u >> shift) & mask;
+    if (in->pixel_rep && (u >> (in->bits_stored - 1)) & 1)
+        return (int64_t)u - ((int64_t)1 << in->bits_stored);
+    return (int64_t)u;
+}
+
+/* Samples of frame `frame` from native (uncompressed) Pixel Data. */
+static mg_status native_samples(job *j, uint32_t frame) {
+    const mg__dcm_info *in = j->in;
+    const mg__dcm_elem *pe = &j->ds->el[j->ds->pixel_el];
+    const unsigned char *d = j->ds->data + pe->off;
+    int is422 = strcmp(in->photometric, "YBR_FULL_422") == 0;
+    uint64_t per_px = is422 ? 2 : in->spp; /* samples per pixel stored */
+    uint64_t frame_bits, total_bits;
+    if (mg__mul_u64((uint64_t)j->npx * per_px, in->bits_alloc, &frame_bits) ||
+        mg__mul_u64(frame_bits, in->n_frames, &total_bits) ||
+        (total_bits + 7) / 8 > pe->len)
+        return mg__err(j->err, j->errlen, MG_E_IMAGE_FORMAT,
+                       "DICOM: Pixel Data has %u bytes; %u frame(s) of %ux%u "
+                       "with %u x %u-bit samples need more",
+                       (unsigned)pe->len, (unsigned)in->n_frames,
+                       (unsigned)in->cols, (unsigned)in->rows,
+                       (unsigned)per_px, (unsigned)in->bits_alloc);
+    uint64_t bit0 = frame_bits * frame;
+    size_t n = (size_t)(j->npx * per_px);
+    if (in->bits_alloc == 1) {
+        for (size_t i = 0; i < n; i++) {
+            uint64_t b = bit0 + i;
+            j->v[i] = (d[b >> 3] >> (b & 7)) & 1;
+        }
+        return MG_OK;
+    }
+    const unsigned char *f = d + bit0 / 8;
+    uint32_t bytes = in->bits_alloc / 8;
+    if (is422) {
+        /* Y0 Y1 Cb Cr per horizontal pair (8-bit only, checked). */
+        for (uint32_t y = 0; y < in->rows; y++) {
+            const unsigned char *r = f + (size_t)y * in->cols * 2;
+            int64_t *o = j->v + (size_t)y * in->cols * 3;
+            for (uint32_t x = 0; x + 1 < in->cols + 1u; x += 2) {
+                const unsigned char *q = r + (size_t)x * 2;
+                o[3 * x] = q[0];
+                o[3 * x + 1] = q[2];
+                o[3 * x + 2] = q[3];
+                if (x + 1 < in->cols) {
+                    o[3 * x + 3] = q[1];
+                    o[3 * x + 4] = q[2];
+                    o[3 * x + 5] = q[3];
+                }
+            }
+        }
+        return MG_OK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t src = i;
+        if (in->spp > 1 && in->planar == 1) /* RRR...GGG...BBB */
+            src = (i % in->spp) * j->npx + i / in->spp;
+        const unsigned char *q = f + src * bytes;
+        uint64_t u = bytes == 1 ? q[0] : bytes == 2 ? rd16(q) : rd32(q);
+        j->v[i] = stored(u, in);
+    }
+    return MG_OK;
+}
+
+static mg_status encapsulated_samples(job *j, uint32_t frame) {
+    const mg__dcm_dataset *ds = j->ds;
+    const mg__dcm_info *in = j->in;
+    size_t first = 0, count = 0, len = 0;
+    mg_status st;
+    if ((st = frame_span(j, frame, &first, &count))) return st;
+    for (size_t i = first; i < first + count; i++) len += ds->frag[i].len;
+    const unsigned char *src = ds->data + ds->frag[first].off;
+    unsigned char *joined = NULL;
+    if (count > 1) {
+        joined = mg__malloc(len ? len : 1);
+        if (!joined) return mg__err(j->err, j->errlen, MG_E_NOMEM, "out of memory");
+        size_t o = 0;
+        for (size_t i = first; i < first + count; i++) {
+            memcpy(joined + o, ds->data + ds->frag[i].off, ds->frag[i].len);
+            o += ds->frag[i].len;
+        }
+        src = joined;
+    }
+    size_t n = j->npx * in->spp;
+    if (ds->ts == MG__TS_RLE) {
+        uint32_t bytes = in->bits_alloc / 8;
+        void *buf = mg__malloc(n * bytes);
+        if (!buf) {
+            st = mg__err(j->err, j->errlen, MG_E_NOMEM, "out of memory");
+        } else {
+            st = mg__dcm_rle_decode(buf, src, len, in->rows, in->cols, in->spp,
+                                    bytes, j->err, j->errlen);
+            if (!st) {
+                for (size_t i = 0; i < n; i++) {
+                    uint64_t u;
+                    if (bytes == 1) u = ((const uint8_t *)buf)[i];
+                    else if (bytes == 2) u = ((const uint16_t *)buf)[i];
+                    else u = ((const uint32_t *)buf)[i];
+                    j->v[i] = stored(u, in);
+                }
+            }
+            mg__free(buf);
+        }
+    } else { /* JPEG baseline / extended */
+        unsigned char *buf = mg__malloc(n);
+        int precision = 0;
+        if (!buf) {
+            st = mg__err(j->err, j->errlen, MG_E_NOMEM, "out of memory");
+        } else {
+            st = mg__jpeg_decode_into(buf, in->cols, in->rows, in->spp,
+                                      strcmp(in->photometric, "RGB") == 0, src,
+                                      len, j->p, &precision, j->err,
+                                      j->errlen);
+            if (st == MG_E_UNSUPPORTED && precision > 8)
+                st = mg__err(j->err, j->errlen, st,
+                        "DICOM: %d-bit JPEG (%s) is not supported: the "
+                        "libjpeg-turbo API this library uses decodes 8-bit "
+                        "samples only", precision, ds->ts_name);
+            if (!st) {
+                for (size_t i = 0; i < n; i++) j->v[i] = buf[i];
+                j->ybr = 0; /* libjpeg converted YCbCr to RGB */
+            }
+            mg__free(buf);
+        }
+    }
+    mg__free(joined);
+    return st;
+}
+
+static uint8_t clamp8(double x) {
+    if (!(x > 0)) return 0;
+    if (x >= 255) return 255;
+    return (uint8_t)floor(x + 0.5);
+}
+
+/* PS3.3 C.11.2.1.2.1, the LINEAR function, to 0..255, written as
+ * (x - lower) * 255/(w-1) with lower = c - 0.5 - (w-1)/2 (the same value;
+ * this form is exact for integer x at integer grey levels), inverted for
+ * MONOCHROME1, then truncated to an integer as dcmtk does, so that both
+ * agree exactly on integer modality values. */
+static uint8_t window8(double x, double c, double w, int invert) {
+    double lower = c - 0.5 - (w - 1) / 2, y;
+    if (x <= lower) y = 0;
+    else if (x > c - 0.5 + (w - 1) / 2 || w <= 1) y = 255;
+    else y = (x - lower) * (255.0 / (w - 1));
+    if (invert) y = 255 - y;
+    if (!(y > 0)) return 0;
+    return y >= 255 ? 255 : (uint8_t)y;
+}
+
+static double round_half_up(double x) { return floor(x + 0.5); }
+
+static void copy_text(mg_image *img, const mg__dcm_dataset *ds,
+                      const mg__dcm_info *in) {
+    snprintf(img->photometric, sizeof img->photometric, "%s", in->photometric);
+    snprintf(img->ts_name, sizeof img->ts_name, "%s", ds->ts_name);
+    snprintf(img->ts_uid, sizeof img->ts_uid, "%s", ds->ts_uid);
+    snprintf(img->modality, sizeof img->modality, "%s", in->modality);
+    snprintf(img->sop_class_uid, sizeof img->sop_class_uid, "%s",
+             in->sop_class_uid);
+    snprintf(img->series_uid, sizeof img->series_uid, "%s", in->series_uid);
+}
+
+static mg_status check_image(const mg__dcm_dataset *ds, const mg__dcm_info *in,
+                             const mg_image_params *p, int *color,
+                             char *err, size_t errlen) {
+    const char *ph = in->photometric;
+    int mono = strcmp(ph, "MONOCHROME1") == 0 || strcmp(ph, "MONOCHROME2") == 0;
+    int rgb = strcmp(ph, "RGB") == 0;
+    int ybr = strcmp(ph, "YBR_FULL") == 0 || strcmp(ph, "YBR_FULL_422") == 0;
+    if (in->rows == 0 || in->cols == 0)
+        return mg__err(err, errlen, MG_E_IMAGE_FORMAT,
+                       "DICOM: image is %ux%u (empty)", (unsigned)in->cols,
+                       (unsigned)in->rows);
+    if (!mono && !rgb && !ybr)
+        return mg__err(err, errlen, MG_E_UNSUPPORTED,
+                       "DICOM: Photometric Interpretation '%s' is not "
+                       "supported", ph);
+    if ((mono && in->spp != 1) || (!mono && in->spp != 3))
+        return mg__err(err, errlen, MG_E_IMAGE_FORMAT,
+                       "DICOM: Samples per Pixel is %u for %s",
+                       (unsigned)in->spp, ph);
+    if (in->bits_alloc != 1 && in->bits_alloc != 8 && in->bits_alloc != 16 &&
+        in->bits_alloc != 32)
+        return mg__err(err, errlen, MG_E_UNSUPPORTED,
+                       "DICOM: Bits Allocated %u is not supported (1, 8, 16, "
+                       "32)", (unsigned)in->bits_alloc);
+    if (in->bits_stored < 1 || in->bits_stored > in->bits_alloc ||
+        in->high_bit >= in->bits_alloc ||
+        in->high_bit + 1 < in->bits_stored)
+        return mg__err(err, errlen, MG_E_IMAGE_FORMAT,
+                       "DICOM: Bits Stored %u / High Bit %u do not fit Bits "
+                       "Allocated %u", (unsigned)in->bits_stored,
+                       (unsigned)in->high_bit, (unsigned)in->bits_alloc);
+    if (in->pixel_rep > 1 || in->planar > 1)
+        return mg__err(err, errlen, MG_E_IMAGE_FORMAT,
+                       "DICOM: Pixel Representation %u / Planar "
+                       "Configuration %u out of range",
+                       (unsigned)in->pixel_rep, (unsigned)in->planar);
+    if (in->bits_alloc == 1 && (!mono || ds->pixel_el < 0 ||
+                                ds->el[ds->pixel_el].len == MG__DCM_UNDEF))
+        return mg__err(err, errlen, MG_E_UNSUPPORTED,
+                       "DICOM: 1-bit pixels are supported for native "
+                       "monochrome data only");
+    if (strcmp(ph, "YBR_FULL_422") == 0 && in->cols % 2 &&
+        ds->pixel_el >= 0 && ds->el[ds->pixel_el].len != MG__DCM_UNDEF)
+        return mg__err(err, errlen, MG_E_UNSUPPORTED,
+                       "DICOM: uncompressed YBR_FULL_422 with an odd width "
+                       "(%u) is not supported", (unsigned)in->cols);
+    if (ybr && in->bits_alloc != 8)
+        return mg__err(err, errlen, MG_E_UNSUPPORTED,
+                       "DICOM: %s with %u-bit samples is not supported", ph,
+                       (unsigned)in->bits_alloc);
+    if (!mono && in->bits_alloc == 32 && p->window == MG_WINDOW_NONE)
+        return mg__err(err, errlen, MG_E_UNSUPPORTED,
+                       "DICOM: 32-bit colour samples do not fit RGB16; use a "
+                       "windowed mode");
+    if (p->frame >= in->n_frames)
+        return mg__err(err, errlen, MG_E_INVALID_ARG,
+                       "DICOM: frame %u requested; the file has %u frame%s "
+                       "(0..%u)", (unsigned)p->frame, (unsigned)in->n_frames,
+                       in->n_frames == 1 ? "" : "s",
+                       (unsigned)(in->n_frames - 1));
+    *color = !mono;
+    return MG_OK;
+}
+
+static mg_status decode(mg_image **out, const mg__dcm_dataset *ds,
+                        const mg_image_params *p, char *err, size_t errlen) {
+    mg__dcm_info in;
+    mg_status st;
+    int color = 0;
+    job j;
+
+    if ((st = mg__dcm_read_info(&in, ds, p->frame, err, errlen))) return st;
+    const mg__dcm_elem *pe = &ds->el[ds->pixel_el];
+    int encaps = pe->len == MG__DCM_UNDEF;
+    switch (ds->ts) {
+    case MG__TS_IMPLICIT_LE: case MG__TS_EXPLICIT_LE: case MG__TS_DEFLATED_LE:
+        if (encaps)
+            return mg__err(err, errlen, MG_E_IMAGE_FORMAT,
+                           "DICOM: encapsulated Pixel Data under the native "
+                           "transfer syntax %s", ds->ts_name);
+        break;
+    case MG__TS_JPEG_BASELINE: case MG__TS_JPEG_EXTENDED: case MG__TS_RLE:
+        if (!encaps)
+            return mg__err(err, errlen, MG_E_IMAGE_FORMAT,
+                           "DICOM: Pixel Data is not encapsulated under %s",
+                           ds->ts_name);
+        break;
+    default:
+        return mg__err(err, errlen, MG_E_UNSUPPORTED,
+                       "DICOM: transfer syntax %s (%s) is not supported: no "
+                       "decoder for it in this build", ds->ts_name,
+                       ds->ts_uid);
+    }
+    if ((st = check_image(ds, &in, p, &color, err, errlen))) return st;
+    if (ds->ts == MG__TS_RLE && in.bits_alloc == 1)
+        return mg__err(err, errlen, MG_E_UNSUPPORTED,
+                       "DICOM: 1-bit RLE is not supported");
+
+    /* Output format and limits before anything image-sized is allocated;
+     * the working samples (8 bytes each) are held to max_memory too. */
+    int raw = p->window == MG_WINDOW_NONE;
+    int32_t fmt = color ? (raw && in.bits_alloc > 8 ? MG_PIXEL_RGB16
+                                                    : MG_PIXEL_RGB8)
+                        : (raw ? MG_PIXEL_GRAY16 : MG_PIXEL_GRAY8);
+    size_t bytes;
+    uint64_t work;
+    if ((st = mg__image_check_limits(&bytes, in.cols, in.rows, fmt, p, err,
+                                     errlen)))
+        return st;
+    if (mg__mul_u64((uint64_t)in.rows * in.cols, (uint64_t)in.spp * 8, &work) ||
+        work > p->max_memory || work > SIZE_MAX)
+        return mg__err(err, errlen, MG_E_LIMIT,
+                       "DICOM: decoding %ux%u x %u samples needs more than "
+                       "the %llu bytes allowed", (unsigned)in.cols,
+                       (unsigned)in.rows, (unsigned)in.spp,
+                       (unsigned long long)p->max_memory);
+
+    memset(&j, 0, sizeof j);
+    j.ds = ds;
+    j.in = &in;
+    j.p = p;
+    j.err = err;
+    j.errlen = errlen;
+    j.npx = (size_t)in.rows * in.cols;
+    j.ybr = strncmp(in.photometric, "YBR_FULL", 8) == 0;
+    j.v = mg__malloc((size_t)work);
+    if (!j.v) return mg__err(err, errlen, MG_E_NOMEM, "out of memory");
+    st = encaps ? encapsulated_samples(&j, p->frame)
+                : native_samples(&j, p->frame);
+    if (st) {
+        mg__free(j.v);
+        return st;
+    }
+
+    mg_image *img = NULL;
+    const size_t n = j.npx;
+    if (color) {
+        if ((st = mg__image_alloc(&img, in.cols, in.rows, fmt,
+                                  MG_IMAGE_SRC_DICOM, in.bits_stored, p, err,
+                                  errlen)))
+            goto done;
+        uint32_t down = (!raw && in.bits_stored > 8) ? in.bits_stored - 8 : 0;
+        for (size_t i = 0; i < n; i++) {
+            int64_t *s = j.v + 3 * i;
+            int64_t r = s[0], g = s[1], b = s[2];
+            if (j.ybr) { /* PS3.3 C.7.6.3.1.2, YBR_FULL */
+                double yy = (double)s[0], cb = (double)s[1] - 128,
+                       cr = (double)s[2] - 128;
+                r = clamp8(yy + 1.402 * cr);
+                g = clamp8(yy - 0.344136 * cb - 0.714136 * cr);
+                b = clamp8(yy + 1.772 * cb);
+            }
+            if (fmt == MG_PIXEL_RGB16) {
+                uint16_t *o = (uint16_t *)img->pixels + 3 * i;
+                o[0] = (uint16_t)r; o[1] = (uint16_t)g; o[2] = (uint16_t)b;
+            } else {
+                uint8_t *o = (uint8_t *)img->pixels + 3 * i;
+                o[0] = (uint8_t)((uint64_t)r >> down);
+                o[1] = (uint8_t)((uint64_t)g >> down);
+                o[2] = (uint8_t)((uint64_t)b >> down);
+            }
+        }
+        img->window = MG_WINDOW_NONE;
+    } else if (raw) {
+        /* Header range of the modality values; else the frame's. */
+        double smin = in.pixel_rep ? -ldexp(1, (int)in.bits_stored - 1) : 0;
+        double smax = in.pixel_rep ? ldexp(1, (int)in.bits_stored - 1) - 1
+                                   : ldexp(1, (int)in.bits_stored) - 1;
+        double a = round_half_up(smin * in.slope + in.intercept);
+        double b = round_half_up(smax * in.slope + in.intercept);
+        double lo = a < b ? a : b, hi = a < b ? b : a;
+        double off = 0;
+        if (lo >= 0 && hi <= 65535) off = 0;
+        else if (hi - lo <= 65535) off = lo;
+        else {
+            double fmin = INFINITY, fmax = -INFINITY;
+            for (size_t i = 0; i < n; i++) {
+                double m = round_half_up((double)j.v[i] * in.slope + in.intercept);
+                if (m < fmin) fmin = m;
+                if (m > fmax) fmax = m;
+            }
+            if (fmin >= 0 && fmax <= 65535) off = 0;
+            else if (fmax - fmin <= 65535) off = fmin;
+            else {
+                st = mg__err(err, errlen, MG_E_UNSUPPORTED,
+                             "DICOM: modality values span %.0f..%.0f, more "
+                             "than 16 bits; use a windowed mode", fmin, fmax);
+                goto done;
+            }
+            lo = fmin;
+            hi = fmax;
+        }
+        if (off == 0 && hi <= 255) fmt = MG_PIXEL_GRAY8;
+        if ((st = mg__image_alloc(&img, in.cols, in.rows, fmt,
+                                  MG_IMAGE_SRC_DICOM, in.bits_stored, p, err,
+                                  errlen)))
+            goto done;
+        for (size_t i = 0; i < n; i++) {
+            double m = round_half_up((double)j.v[i] * in.slope + in.intercept) - off;
+            if (m < 0) m = 0; /* cannot happen: inside the range */
+            if (fmt == MG_PIXEL_GRAY8)
+                ((uint8_t *)img->pixels)[i] = (uint8_t)(m > 255 ? 255 : m);
+            else
+                ((uint16_t *)img->pixels)[i] = (uint16_t)(m > 65535 ? 65535 : m);
+        }
+        img->raw_offset = (int32_t)off;
+        img->window = MG_WINDOW_NONE;
+    } else {
+        double c = 0, w = 0;
+        int32_t mode = p->window;
+        if (mode == MG_WINDOW_EXPLICIT) {
+            c = p->window_center;
+            w = p->window_width;
+        } else if (mode == MG_WINDOW_FILE && in.has_window) {
+            c = in.window_center;
+            w = in.window_width;
+        } else {
+            double mn = INFINITY, mx = -INFINITY;
+            for (size_t i = 0; i < n; i++) {
+                double m = (double)j.v[i] * in.slope + in.intercept;
+                if (m < mn) mn = m;
+                if (m > mx) mx = m;
+            }
+            /* min maps to 0 and max to 255 under the linear function. */
+            w = mx - mn + 1;
+            c = mn + (mx - mn) / 2 + 0.5;
+            mode = MG_WINDOW_AUTO;
+        }
+        if ((st = mg__image_alloc(&img, in.cols, in.rows, fmt,
+                                  MG_IMAGE_SRC_DICOM, in.bits_stored, p, err,
+                                  errlen)))
+            goto done;
+        int inv = strcmp(in.photometric, "MONOCHROME1") == 0;
+        uint8_t *o = img->pixels;
+        for (size_t i = 0; i < n; i++) {
+            o[i] = window8((double)j.v[i] * in.slope + in.intercept, c, w, inv);
+        }
+        img->window = mode;
+        img->window_center = c;
+        img->window_width = w;
+    }
+    img->n_frames = in.n_frames;
+    img->frame = p->frame;
+    img->bits_allocated = in.bits_alloc;
+    img->pixel_signed = (int32_t)in.pixel_rep;
+    img->slope = color ? 1 : in.slope;
+    img->intercept = color ? 0 : in.intercept;
+    copy_text(img, ds, &in);
+    *out = img;
+    img = NULL;
+done:
+    mg_image_free(img);
+    mg__free(j.v);
+    return st;
+}
+
+mg_status mg__image_decode_dicom(mg_image **out, const unsigned char *data,
+                                 size_t size, const mg_image_params *p,
+                                 char *err, size_t errlen) {
+    mg__dcm_dataset ds;
+    mg_status st;
+    *out = NULL;
+    if ((st = mg__dcm_parse(&ds, data, size, p, err, errlen))) return st;
+    st = decode(out, &ds, p, err, errlen);
+    mg__dcm_free(&ds);
+    return st;
+}

@@ -1,0 +1,993 @@
+/* check_dicom.c - the DICOM reader: every file of the shared DICOM corpus
+ * against pydicom (tests/dicom/reference.py) and dcmtk (dcmj2pnm/dcm2pnm),
+ * hand-built files with hand-computed expectations (windowing, MONOCHROME1,
+ * masking, signed samples, planar configuration, RLE, raw offsets), the
+ * parameter ABI, and a hostile corpus (every prefix of small files, seeded
+ * byte flips, crafted lies) that must fail cleanly.
+ *
+ * Expectations come from outside the reader: pydicom's pixel_array (with
+ * the modality rescale done in Python), dcmtk's rendering with the same
+ * window, or values worked out by hand below. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <limits.h>
+#include <zlib.h>
+
+#include "medgemini.h"
+#include "testutil.h"
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static mg_image_info info_of(const mg_image *img) {
+    mg_image_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    ck_assert_int_eq(mg_image_info_get(&info, img), MG_OK);
+    return info;
+}
+
+static unsigned char *pixels_of(const mg_image *img, size_t *size) {
+    size_t need = 0;
+    mg_image_copy_pixels(NULL, 0, &need, img);
+    unsigned char *p = malloc(need ? need : 1);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(mg_image_copy_pixels(p, need, NULL, img), MG_OK);
+    *size = need;
+    return p;
+}
+
+static mg_status load_mem(mg_image **img, const void *d, size_t n, int32_t window,
+                          uint32_t frame, char *err, size_t errlen) {
+    mg_image_params p;
+    mg_image_params_init(&p);
+    p.window = window;
+    p.frame = frame;
+    return mg_image_load_memory(img, d, n, &p, err, errlen);
+}
+
+/* ---- a tiny DICOM writer (explicit VR little endian) ----------------------- */
+
+typedef struct dbuf {
+    unsigned char *d;
+    size_t n, cap;
+} dbuf;
+
+static void put(dbuf *b, const void *p, size_t n) {
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 256;
+        b->d = realloc(b->d, b->cap);
+        ck_assert_ptr_nonnull(b->d);
+    }
+    memcpy(b->d + b->n, p, n);
+    b->n += n;
+}
+static void put16(dbuf *b, unsigned v) {
+    unsigned char c[2] = {(unsigned char)v, (unsigned char)(v >> 8)};
+    put(b, c, 2);
+}
+static void put32(dbuf *b, uint32_t v) {
+    unsigned char c[4] = {(unsigned char)v, (unsigned char)(v >> 8),
+                          (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+    put(b, c, 4);
+}
+/* Element header; long-form VRs get the reserved field and 32-bit length. */
+static void elh(dbuf *b, unsigned g, unsigned e, const char *vr, uint32_t len) {
+    put16(b, g);
+    put16(b, e);
+    put(b, vr, 2);
+    if (!strcmp(vr, "OB") || !strcmp(vr, "OW") || !strcmp(vr, "SQ") ||
+        !strcmp(vr, "UN") || !strcmp(vr, "UT")) {
+        put16(b, 0);
+        put32(b, len);
+    } else {
+        put16(b, len);
+    }
+}
+static void el_str(dbuf *b, unsigned g, unsigned e, const char *vr, const char *s) {
+    size_t n = strlen(s);
+    elh(b, g, e, vr, (uint32_t)(n + (n & 1)));
+    put(b, s, n);
+    if (n & 1) put(b, !strcmp(vr, "UI") ? "\0" : " ", 1);
+}
+static void el_us(dbuf *b, unsigned g, unsigned e, unsigned v) {
+    elh(b, g, e, "US", 2);
+    put16(b, v);
+}
+/* Preamble, DICM and a meta group naming the transfer syntax. */
+static void header(dbuf *b, const char *ts) {
+    unsigned char pre[128] = {0};
+    put(b, pre, 128);
+    put(b, "DICM", 4);
+    el_str(b, 0x0002, 0x0010, "UI", ts);
+}
+#define TS_EXPLICIT "1.2.840.10008.1.2.1"
+#define TS_RLE "1.2.840.10008.1.2.5"
+
+typedef struct imgdesc {
+    unsigned rows, cols, spp, bits_alloc, bits_stored, high_bit, pixel_rep, planar;
+    const char *photometric, *frames, *slope, *intercept, *wc, *ww;
+} imgdesc;
+
+static void image_attrs(dbuf *b, const imgdesc *im) {
+    el_str(b, 0x0008, 0x0016, "UI", "1.2.840.10008.5.1.4.1.1.7");
+    el_us(b, 0x0028, 0x0002, im->spp);
+    el_str(b, 0x0028, 0x0004, "CS", im->photometric);
+    if (im->spp > 1) el_us(b, 0x0028, 0x0006, im->planar);
+    if (im->frames) el_str(b, 0x0028, 0x0008, "IS", im->frames);
+    el_us(b, 0x0028, 0x0010, im->rows);
+    el_us(b, 0x0028, 0x0011, im->cols);
+    el_us(b, 0x0028, 0x0100, im->bits_alloc);
+    el_us(b, 0x0028, 0x0101, im->bits_stored);
+    el_us(b, 0x0028, 0x0102, im->high_bit);
+    el_us(b, 0x0028, 0x0103, im->pixel_rep);
+    if (im->wc) el_str(b, 0x0028, 0x1050, "DS", im->wc);
+    if (im->ww) el_str(b, 0x0028, 0x1051, "DS", im->ww);
+    if (im->intercept) el_str(b, 0x0028, 0x1052, "DS", im->intercept);
+    if (im->slope) el_str(b, 0x0028, 0x1053, "DS", im->slope);
+}
+
+/* A native explicit VR LE file with the given pixel bytes. */
+static dbuf native_file(const imgdesc *im, const void *px, size_t n) {
+    dbuf b = {0};
+    header(&b, TS_EXPLICIT);
+    image_attrs(&b, im);
+    elh(&b, 0x7FE0, 0x0010, im->bits_alloc > 8 ? "OW" : "OB", (uint32_t)(n + (n & 1)));
+    put(&b, px, n);
+    if (n & 1) put(&b, "\0", 1);
+    return b;
+}
+
+/* Encapsulated Pixel Data: BOT (n_bot entries given) then fragments. */
+static void encapsulated(dbuf *b, const uint32_t *bot, size_t n_bot,
+                         const unsigned char *const *frag, const size_t *flen,
+                         size_t n_frag) {
+    elh(b, 0x7FE0, 0x0010, "OB", 0xFFFFFFFFu);
+    put16(b, 0xFFFE); put16(b, 0xE000); put32(b, (uint32_t)(4 * n_bot));
+    for (size_t i = 0; i < n_bot; i++) put32(b, bot[i]);
+    for (size_t i = 0; i < n_frag; i++) {
+        put16(b, 0xFFFE); put16(b, 0xE000); put32(b, (uint32_t)flen[i]);
+        put(b, frag[i], flen[i]);
+    }
+    put16(b, 0xFFFE); put16(b, 0xE0DD); put32(b, 0);
+}
+
+/* ---- hand-computed expectations ------------------------------------------- */
+
+/* PS3.3 C.11.2.1.2.1 LINEAR, worked by hand for c=100, w=51:
+ * x <= 100-0.5-25 = 74.5 -> 0; x > 124.5 -> 255;
+ * else ((x-99.5)/50 + 0.5)*255. */
+START_TEST(test_window_by_hand) {
+    uint16_t px[6] = {74, 75, 100, 124, 125, 4000};
+    /* truncated, as dcmtk does: 2.55 -> 2, 130.05 -> 130, 252.45 -> 252 */
+    const uint8_t want[6] = {0, 2, 130, 252, 255, 255};
+    imgdesc im = {1, 6, 1, 16, 12, 11, 0, 0, "MONOCHROME2", NULL, NULL, NULL,
+                  "100", "51"};
+    dbuf b = native_file(&im, px, sizeof px);
+    char err[256];
+    mg_image *img;
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_FILE, 0, err, sizeof err), MG_OK);
+    mg_image_info in = info_of(img);
+    ck_assert_int_eq(in.format, MG_PIXEL_GRAY8);
+    ck_assert_int_eq(in.source, MG_IMAGE_SRC_DICOM);
+    ck_assert_int_eq(in.window, MG_WINDOW_FILE);
+    ck_assert(in.window_center == 100 && in.window_width == 51);
+    ck_assert_uint_eq(in.bits_stored, 12);
+    ck_assert_uint_eq(in.bits_allocated, 16);
+    size_t n;
+    unsigned char *o = pixels_of(img, &n);
+    ck_assert_uint_eq(n, 6);
+    for (int i = 0; i < 6; i++) ck_assert_uint_eq(o[i], want[i]);
+    free(o);
+    ck_assert_str_eq(mg_image_get_string(img, "photometric"), "MONOCHROME2");
+    ck_assert_str_eq(mg_image_get_string(img, "transfer_syntax"), "Explicit VR Little Endian");
+    ck_assert_str_eq(mg_image_get_string(img, "transfer_syntax_uid"), TS_EXPLICIT);
+    ck_assert_ptr_null(mg_image_get_string(img, "no such key"));
+    ck_assert_ptr_null(mg_image_get_string(img, "modality")); /* absent */
+    ck_assert_ptr_null(mg_image_get_string(NULL, "photometric"));
+    mg_image_free(img);
+
+    /* High Bit 11 with junk in bits 12..15: masked away (4000 = 0xFA0). */
+    uint16_t junk[6];
+    for (int i = 0; i < 6; i++) junk[i] = (uint16_t)(px[i] | 0xF000);
+    dbuf b2 = native_file(&im, junk, sizeof junk);
+    ck_assert_int_eq(load_mem(&img, b2.d, b2.n, MG_WINDOW_FILE, 0, err, sizeof err), MG_OK);
+    o = pixels_of(img, &n);
+    for (int i = 0; i < 6; i++) ck_assert_uint_eq(o[i], want[i]);
+    free(o);
+    mg_image_free(img);
+
+    /* Explicit window overrides the file's: c=2037.5 w=3928 puts 74 at 0
+     * and 4000 at the top: 74 > 2037-1963.5 = 73.5 lies inside, near 0. */
+    mg_image_params p;
+    mg_image_params_init(&p);
+    p.window = MG_WINDOW_EXPLICIT;
+    p.window_center = 2037.5;
+    p.window_width = 3928;
+    ck_assert_int_eq(mg_image_load_memory(&img, b.d, b.n, &p, err, sizeof err), MG_OK);
+    o = pixels_of(img, &n);
+    /* ((74-2037)/3927+.5)*255 = 0.0649 -> 0; 4000: (1963/3927+.5)*255=254.97 */
+    ck_assert_uint_eq(o[0], 0);
+    ck_assert_uint_eq(o[5], 254); /* 254.97, truncated */
+    ck_assert_uint_eq(o[2], (unsigned)floor(((100 - 2037.0) / 3927 + 0.5) * 255));
+    ck_assert_int_eq(info_of(img).window, MG_WINDOW_EXPLICIT);
+    free(o);
+    mg_image_free(img);
+
+    /* Automatic: min 74 -> 0, max 4000 -> 255. */
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_AUTO, 0, err, sizeof err), MG_OK);
+    o = pixels_of(img, &n);
+    ck_assert_uint_eq(o[0], 0);
+    ck_assert_uint_eq(o[5], 255);
+    in = info_of(img);
+    ck_assert_int_eq(in.window, MG_WINDOW_AUTO);
+    ck_assert(in.window_width == 4000 - 74 + 1);
+    free(o);
+    mg_image_free(img);
+    free(b.d);
+    free(b2.d);
+}
+END_TEST
+
+/* Signed 12-bit, MONOCHROME1, rescale: raw offsets and inversion. */
+START_TEST(test_signed_mono1_raw) {
+    /* 12-bit two's complement in 16 bits: -2048, -1, 0, 2047. */
+    uint16_t px[4] = {0x800, 0xFFF, 0x000, 0x7FF};
+    imgdesc im = {2, 2, 1, 16, 12, 11, 1, 0, "MONOCHROME1", NULL, "2", "-1000",
+                  NULL, NULL};
+    dbuf b = native_file(&im, px, sizeof px);
+    char err[256];
+    mg_image *img;
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_NONE, 0, err, sizeof err), MG_OK);
+    mg_image_info in = info_of(img);
+    /* values 2*s-1000: -5096, -1002, -1000, 3094; header range -5096..3094
+     * does not fit 0..65535 but spans < 65536: offset = -5096. */
+    ck_assert_int_eq(in.format, MG_PIXEL_GRAY16);
+    ck_assert_int_eq(in.raw_offset, -5096);
+    ck_assert_int_eq(in.window, MG_WINDOW_NONE);
+    ck_assert_int_eq(in.pixel_signed, 1);
+    ck_assert(in.rescale_slope == 2 && in.rescale_intercept == -1000);
+    size_t n;
+    uint16_t *o = (uint16_t *)pixels_of(img, &n);
+    const int want[4] = {-5096, -1002, -1000, 3094};
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(o[i] + in.raw_offset, want[i]);
+    free(o);
+    mg_image_free(img);
+    /* Windowed: auto window over -5096..3094, then inverted. */
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_FILE, 0, err, sizeof err), MG_OK);
+    unsigned char *g = pixels_of(img, &n);
+    ck_assert_uint_eq(g[0], 255); /* minimum, inverted */
+    ck_assert_uint_eq(g[3], 0);
+    /* -1000: ((-1000 - (c-0.5))/(w-1)+0.5)*255, c-0.5 = -5096+4095, w-1 = 8190 */
+    double y = ((-1000.0 - (-5096 + 4095.0)) / 8190 + 0.5) * 255;
+    ck_assert_uint_eq(g[2], (unsigned)floor(255 - y)); /* inverted, then truncated */
+    free(g);
+    mg_image_free(img);
+    free(b.d);
+
+    /* Unsigned 8-bit without rescale: raw is GRAY8, offset 0. */
+    uint8_t p8[4] = {0, 1, 254, 255};
+    imgdesc i8 = {2, 2, 1, 8, 8, 7, 0, 0, "MONOCHROME2", NULL, NULL, NULL, NULL, NULL};
+    dbuf b8 = native_file(&i8, p8, 4);
+    ck_assert_int_eq(load_mem(&img, b8.d, b8.n, MG_WINDOW_NONE, 0, err, sizeof err), MG_OK);
+    in = info_of(img);
+    ck_assert_int_eq(in.format, MG_PIXEL_GRAY8);
+    ck_assert_int_eq(in.raw_offset, 0);
+    unsigned char *q = pixels_of(img, &n);
+    ck_assert_int_eq(memcmp(q, p8, 4), 0);
+    free(q);
+    mg_image_free(img);
+    free(b8.d);
+}
+END_TEST
+
+/* Planar configuration 1, multi-frame selection, frame out of range. */
+START_TEST(test_planar_frames) {
+    /* 2 frames of 1x2 RGB, planar: frame k has R=(10k+1,10k+2) G=.. B=.. */
+    uint8_t px[12];
+    for (int k = 0; k < 2; k++)
+        for (int c = 0; c < 3; c++)
+            for (int x = 0; x < 2; x++) px[k * 6 + c * 2 + x] = (uint8_t)(100 * c + 10 * k + x + 1);
+    imgdesc im = {1, 2, 3, 8, 8, 7, 0, 1, "RGB", "2", NULL, NULL, NULL, NULL};
+    dbuf b = native_file(&im, px, sizeof px);
+    char err[256];
+    mg_image *img;
+    for (uint32_t k = 0; k < 2; k++) {
+        ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_FILE, k, err, sizeof err), MG_OK);
+        mg_image_info in = info_of(img);
+        ck_assert_int_eq(in.format, MG_PIXEL_RGB8);
+        ck_assert_uint_eq(in.n_frames, 2);
+        ck_assert_uint_eq(in.frame, k);
+        size_t n;
+        unsigned char *o = pixels_of(img, &n);
+        ck_assert_uint_eq(n, 6);
+        for (int x = 0; x < 2; x++)
+            for (int c = 0; c < 3; c++)
+                ck_assert_uint_eq(o[x * 3 + c], 100 * c + 10 * k + x + 1);
+        free(o);
+        mg_image_free(img);
+    }
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_FILE, 2, err, sizeof err),
+                     MG_E_INVALID_ARG);
+    ck_assert_ptr_null(img);
+    ck_assert_ptr_nonnull(strstr(err, "frame 2"));
+    ck_assert_ptr_nonnull(strstr(err, "2 frames"));
+    free(b.d);
+}
+END_TEST
+
+/* PackBits as PS3.5 G.3.1 describes it, written by hand. */
+START_TEST(test_rle_by_hand) {
+    /* 2x3 16-bit grey: values 0x0102 0x0102 0x0102 0xA0B0 0x00FF 0x1234.
+     * MSB plane: 01 01 01 A0 00 12 -> run of 3 x 01 (-2,01), literal 3
+     * (02, A0 00 12). LSB plane: 02 02 02 B0 FF 34 -> (-2,02), (2,B0 FF 34). */
+    const unsigned char seg0[] = {0xFE, 0x01, 0x02, 0xA0, 0x00, 0x12};
+    const unsigned char seg1[] = {0xFE, 0x02, 0x02, 0xB0, 0xFF, 0x34};
+    unsigned char frame[64 + 12];
+    memset(frame, 0, sizeof frame);
+    frame[0] = 2;
+    frame[4] = 64;
+    frame[8] = 64 + 6;
+    memcpy(frame + 64, seg0, 6);
+    memcpy(frame + 70, seg1, 6);
+    imgdesc im = {2, 3, 1, 16, 16, 15, 0, 0, "MONOCHROME2", NULL, NULL, NULL, NULL, NULL};
+    dbuf b = {0};
+    header(&b, TS_RLE);
+    image_attrs(&b, &im);
+    const unsigned char *fr[1] = {frame};
+    size_t fl[1] = {sizeof frame};
+    encapsulated(&b, NULL, 0, fr, fl, 1);
+    char err[256];
+    mg_image *img;
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_NONE, 0, err, sizeof err), MG_OK);
+    size_t n;
+    uint16_t *o = (uint16_t *)pixels_of(img, &n);
+    const uint16_t want[6] = {0x0102, 0x0102, 0x0102, 0xA0B0, 0x00FF, 0x1234};
+    for (int i = 0; i < 6; i++) ck_assert_uint_eq(o[i], want[i]);
+    free(o);
+    ck_assert_str_eq(mg_image_get_string(img, "transfer_syntax"), "RLE Lossless");
+    mg_image_free(img);
+
+    /* Hostile headers: each must fail with a message, never read outside. */
+    static const struct { uint32_t nseg, off0, off1; } bad[] = {
+        {0, 64, 70}, {16, 64, 70}, {1, 64, 70}, {2, 63, 70}, {2, 64, 200},
+        {2, 70, 64}, {2, 0xFFFFFFF0u, 70}, {2, 64, 76}, {3, 64, 70},
+    };
+    for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
+        unsigned char f2[sizeof frame];
+        memcpy(f2, frame, sizeof frame);
+        memset(f2, 0, 64);
+        f2[0] = (unsigned char)bad[t].nseg;
+        for (int k = 0; k < 4; k++) {
+            f2[4 + k] = (unsigned char)(bad[t].off0 >> (8 * k));
+            f2[8 + k] = (unsigned char)(bad[t].off1 >> (8 * k));
+        }
+        dbuf c = {0};
+        header(&c, TS_RLE);
+        image_attrs(&c, &im);
+        const unsigned char *fr2[1] = {f2};
+        encapsulated(&c, NULL, 0, fr2, fl, 1);
+        ck_assert_int_eq(load_mem(&img, c.d, c.n, MG_WINDOW_NONE, 0, err, sizeof err),
+                         MG_E_IMAGE_FORMAT);
+        ck_assert_ptr_nonnull(strstr(err, "RLE"));
+        free(c.d);
+    }
+    free(b.d);
+}
+END_TEST
+
+/* Crafted lies: lengths, nesting, dimensions, fragments, deflate bombs. */
+START_TEST(test_crafted_hostile) {
+    char err[256];
+    mg_image *img;
+
+    /* Sequences nested 100 deep (undefined lengths). */
+    dbuf b = {0};
+    header(&b, TS_EXPLICIT);
+    for (int i = 0; i < 100; i++) {
+        elh(&b, 0x0009, 0x1010, "SQ", 0xFFFFFFFFu);
+        put16(&b, 0xFFFE); put16(&b, 0xE000); put32(&b, 0xFFFFFFFFu);
+    }
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_FILE, 0, err, sizeof err),
+                     MG_E_IMAGE_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "nested"));
+    free(b.d);
+
+    /* Absurd dimensions: refused by the pixel limit before any allocation. */
+    imgdesc huge = {65535, 65535, 1, 16, 16, 15, 0, 0, "MONOCHROME2", "4294967295",
+                    NULL, NULL, NULL, NULL};
+    uint16_t two[2] = {1, 2};
+    b = native_file(&huge, two, sizeof two);
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_FILE, 0, err, sizeof err), MG_E_LIMIT);
+    free(b.d);
+    /* rows*cols*frames*spp*bits overflows 64 bits: a clear format error. */
+    imgdesc ovf = {8192, 8192, 3, 32, 32, 31, 0, 0, "RGB", "4294967295",
+                   NULL, NULL, NULL, NULL};
+    b = native_file(&ovf, two, sizeof two);
+    mg_image_params p;
+    mg_image_params_init(&p);
+    p.max_memory = (uint64_t)1 << 40;
+    p.max_pixels = (uint64_t)1 << 30;
+    ck_assert_int_eq(mg_image_load_memory(&img, b.d, b.n, &p, err, sizeof err),
+                     MG_E_IMAGE_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "Pixel Data has"));
+    free(b.d);
+    /* A frame count that is not a number. */
+    imgdesc badnf = {2, 2, 1, 8, 8, 7, 0, 0, "MONOCHROME2", "1A", NULL, NULL, NULL, NULL};
+    b = native_file(&badnf, two, 4);
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_FILE, 0, err, sizeof err),
+                     MG_E_IMAGE_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "Number of Frames"));
+    free(b.d);
+
+    /* Element length past the end. */
+    b = (dbuf){0};
+    header(&b, TS_EXPLICIT);
+    elh(&b, 0x0010, 0x0010, "UT", 0x7FFFFFF0u);
+    put(&b, "abc", 3);
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_FILE, 0, err, sizeof err),
+                     MG_E_IMAGE_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "claims"));
+    free(b.d);
+
+    /* Fragment length lying, and a Basic Offset Table pointing nowhere. */
+    imgdesc im = {1, 1, 1, 8, 8, 7, 0, 0, "MONOCHROME2", "2", NULL, NULL, NULL, NULL};
+    b = (dbuf){0};
+    header(&b, "1.2.840.10008.1.2.4.50");
+    image_attrs(&b, &im);
+    elh(&b, 0x7FE0, 0x0010, "OB", 0xFFFFFFFFu);
+    put16(&b, 0xFFFE); put16(&b, 0xE000); put32(&b, 0);
+    put16(&b, 0xFFFE); put16(&b, 0xE000); put32(&b, 1000000);
+    put(&b, "\xFF\xD8\xFF", 3);
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_FILE, 0, err, sizeof err),
+                     MG_E_IMAGE_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "fragment"));
+    free(b.d);
+    const unsigned char f1[4] = {0xFF, 0xD8, 0xFF, 0xD9};
+    const unsigned char *fr[2] = {f1, f1};
+    size_t fl[2] = {4, 4};
+    uint32_t bot[2] = {0, 7}; /* 7 is not a fragment start (12 is) */
+    b = (dbuf){0};
+    header(&b, "1.2.840.10008.1.2.4.50");
+    image_attrs(&b, &im);
+    encapsulated(&b, bot, 2, fr, fl, 2);
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_FILE, 1, err, sizeof err),
+                     MG_E_IMAGE_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "Offset Table"));
+    free(b.d);
+
+    /* Deflate bomb: 64 MiB of zero elements from a few KiB, 1 MiB allowed. */
+    {
+        size_t raw_n = (size_t)64 << 20;
+        unsigned char *raw = calloc(raw_n, 1);
+        ck_assert_ptr_nonnull(raw);
+        z_stream zs;
+        memset(&zs, 0, sizeof zs);
+        ck_assert_int_eq(deflateInit2(&zs, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY), Z_OK);
+        size_t cap = deflateBound(&zs, raw_n);
+        unsigned char *z = malloc(cap);
+        zs.next_in = raw;
+        zs.avail_in = (uInt)raw_n;
+        zs.next_out = z;
+        zs.avail_out = (uInt)cap;
+        ck_assert_int_eq(deflate(&zs, Z_FINISH), Z_STREAM_END);
+        size_t zn = cap - zs.avail_out;
+        deflateEnd(&zs);
+        free(raw);
+        b = (dbuf){0};
+        header(&b, "1.2.840.10008.1.2.1.99");
+        put(&b, z, zn);
+        free(z);
+        mg_image_params_init(&p);
+        p.max_memory = 1 << 20;
+        ck_assert_int_eq(mg_image_load_memory(&img, b.d, b.n, &p, err, sizeof err),
+                         MG_E_LIMIT);
+        ck_assert_ptr_nonnull(strstr(err, "deflated"));
+        free(b.d);
+    }
+
+    /* Unsupported and unknown transfer syntaxes are named. */
+    b = (dbuf){0};
+    header(&b, "1.2.840.10008.1.2.4.80");
+    image_attrs(&b, &im);
+    encapsulated(&b, NULL, 0, fr, fl, 2);
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_FILE, 0, err, sizeof err),
+                     MG_E_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err, "JPEG-LS Lossless"));
+    ck_assert_ptr_nonnull(strstr(err, "1.2.840.10008.1.2.4.80"));
+    free(b.d);
+    b = (dbuf){0};
+    header(&b, "1.2.3.4.5.6");
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_FILE, 0, err, sizeof err),
+                     MG_E_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err, "1.2.3.4.5.6"));
+    free(b.d);
+    /* Not an image: a dataset without Pixel Data. */
+    b = (dbuf){0};
+    header(&b, TS_EXPLICIT);
+    el_str(&b, 0x0008, 0x0016, "UI", "1.2.840.10008.5.1.4.1.1.481.5");
+    ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_FILE, 0, err, sizeof err),
+                     MG_E_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err, "RT Plan"));
+    free(b.d);
+}
+END_TEST
+
+/* Parameters: struct_size of the pre-DICOM struct, bad window values,
+ * and the info defaults of non-DICOM images. */
+START_TEST(test_params_abi) {
+    uint16_t px[4] = {0, 10, 20, 30};
+    imgdesc im = {2, 2, 1, 16, 16, 15, 0, 0, "MONOCHROME2", "1", NULL, NULL, NULL, NULL};
+    dbuf b = native_file(&im, px, sizeof px);
+    char err[256];
+    mg_image *img;
+    /* An old caller: struct ends before `frame`; garbage after it is not
+     * read, so the defaults (frame 0, file window) apply. */
+    mg_image_params p;
+    memset(&p, 0x5A, sizeof p);
+    mg_image_params_init(&p);
+    p.struct_size = (uint32_t)offsetof(mg_image_params, frame);
+    p.frame = 77;
+    p.window = 1234;
+    ck_assert_int_eq(mg_image_load_memory(&img, b.d, b.n, &p, err, sizeof err), MG_OK);
+    mg_image_info in = info_of(img);
+    ck_assert_uint_eq(in.frame, 0);
+    ck_assert_int_eq(in.window, MG_WINDOW_AUTO);
+    mg_image_free(img);
+    /* An old info struct: fields past its size stay untouched. */
+    mg_image_info old;
+    memset(&old, 0x77, sizeof old);
+    old.struct_size = (uint32_t)offsetof(mg_image_info, n_frames);
+    ck_assert_int_eq(mg_image_load_memory(&img, b.d, b.n, NULL, err, sizeof err), MG_OK);
+    ck_assert_int_eq(mg_image_info_get(&old, img), MG_OK);
+    ck_assert_uint_eq(old.width, 2);
+    ck_assert_uint_eq(old.n_frames, 0x77777777u);
+    mg_image_free(img);
+
+    mg_image_params_init(&p);
+    p.window = 7;
+    ck_assert_int_eq(mg_image_load_memory(&img, b.d, b.n, &p, err, sizeof err), MG_E_INVALID_ARG);
+    p.window = MG_WINDOW_EXPLICIT;
+    p.window_center = 10;
+    p.window_width = 0.5;
+    ck_assert_int_eq(mg_image_load_memory(&img, b.d, b.n, &p, err, sizeof err), MG_E_INVALID_ARG);
+    p.window_width = NAN;
+    ck_assert_int_eq(mg_image_load_memory(&img, b.d, b.n, &p, err, sizeof err), MG_E_INVALID_ARG);
+    free(b.d);
+
+    /* Caller pixels report the neutral DICOM fields. */
+    const uint8_t g[4] = {1, 2, 3, 4};
+    ck_assert_int_eq(mg_image_from_pixels(&img, g, 2, 2, 0, MG_PIXEL_GRAY8, NULL, err, sizeof err), MG_OK);
+    in = info_of(img);
+    ck_assert_uint_eq(in.n_frames, 1);
+    ck_assert(in.rescale_slope == 1 && in.rescale_intercept == 0);
+    ck_assert_int_eq(in.window, MG_WINDOW_NONE);
+    ck_assert_uint_eq(in.bits_allocated, 8);
+    ck_assert_str_eq(mg_image_get_string(img, "photometric"), "MONOCHROME2");
+    ck_assert_ptr_null(mg_image_get_string(img, "transfer_syntax"));
+    mg_image_free(img);
+}
+END_TEST
+
+/* ---- the shared corpus ----------------------------------------------------- */
+
+static const char *dicom_dir(void) {
+    static char buf[4096];
+    const char *root = tu_shared_data();
+    struct stat st;
+    if (!root) return NULL;
+    snprintf(buf, sizeof buf, "%s/dicom", root);
+    return stat(buf, &st) == 0 && S_ISDIR(st.st_mode) ? buf : NULL;
+}
+
+static int have_pydicom(void) {
+    return system("/usr/bin/python3 -c 'import pydicom, numpy' >/dev/null 2>&1") == 0;
+}
+
+static const char *dcmtk_tool(void) {
+    if (system("command -v dcmj2pnm >/dev/null 2>&1") == 0) return "dcmj2pnm";
+    if (system("command -v dcm2pnm >/dev/null 2>&1") == 0) return "dcm2pnm";
+    return NULL;
+}
+
+/* Reads a binary PGM/PPM (maxval < 256). Returns pixels or NULL. */
+static unsigned char *read_pnm(const char *path, unsigned *w, unsigned *h, unsigned *ch) {
+    size_t n;
+    unsigned char *d = tu_read_file(path, &n);
+    if (!d) return NULL;
+    size_t i = 2;
+    unsigned v[3];
+    if (n < 2 || d[0] != 'P' || (d[1] != '5' && d[1] != '6')) { free(d); return NULL; }
+    for (int k = 0; k < 3; k++) {
+        while (i < n && (d[i] == ' ' || d[i] == '\n' || d[i] == '\r' || d[i] == '\t' || d[i] == '#')) {
+            if (d[i] == '#') while (i < n && d[i] != '\n') i++;
+            else i++;
+        }
+        v[k] = 0;
+        while (i < n && d[i] >= '0' && d[i] <= '9') v[k] = v[k] * 10 + (unsigned)(d[i++] - '0');
+    }
+    i++;
+    *w = v[0];
+    *h = v[1];
+    *ch = d[1] == '5' ? 1 : 3;
+    size_t need = (size_t)v[0] * v[1] * *ch;
+    if (v[2] > 255 || n - i < need) { free(d); return NULL; }
+    unsigned char *o = malloc(need ? need : 1);
+    memcpy(o, d + i, need);
+    free(d);
+    return o;
+}
+
+typedef struct row {
+    char rel[256], status[8], kind[8], bin[32], msg[160];
+    unsigned frame, rows, cols, n_frames;
+} row;
+
+static int parse_row(char *line, row *r) {
+    char *f[9];
+    int k = 0;
+    for (char *s = line; k < 9; k++) {
+        f[k] = s;
+        char *t = strchr(s, '\t');
+        if (!t) { k++; break; }
+        *t = '\0';
+        s = t + 1;
+    }
+    if (k < 9) return 0;
+    char *nl = strchr(f[8], '\n');
+    if (nl) *nl = '\0';
+    snprintf(r->rel, sizeof r->rel, "%s", f[0]);
+    r->frame = (unsigned)atoi(f[1]);
+    snprintf(r->status, sizeof r->status, "%s", f[2]);
+    snprintf(r->kind, sizeof r->kind, "%s", f[3]);
+    r->rows = (unsigned)atoi(f[4]);
+    r->cols = (unsigned)atoi(f[5]);
+    r->n_frames = (unsigned)atoi(f[6]);
+    snprintf(r->bin, sizeof r->bin, "%s", f[7]);
+    snprintf(r->msg, sizeof r->msg, "%s", f[8]);
+    return 1;
+}
+
+/* Compares our raw decode with pydicom's values; returns the max abs diff
+ * or -1 on a shape mismatch. */
+static long compare_raw(const mg_image *img, const char *binpath, const row *r) {
+    size_t bn, n;
+    unsigned char *bd = tu_read_file(binpath, &bn);
+    ck_assert_ptr_nonnull(bd);
+    mg_image_info in = info_of(img);
+    unsigned ch = (in.format == MG_PIXEL_RGB8 || in.format == MG_PIXEL_RGB16) ? 3 : 1;
+    int wide = in.format == MG_PIXEL_GRAY16 || in.format == MG_PIXEL_RGB16;
+    size_t count = (size_t)in.width * in.height * ch;
+    if (in.width != r->cols || in.height != r->rows || bn != count * 8) {
+        free(bd);
+        return -1;
+    }
+    unsigned char *px = pixels_of(img, &n);
+    long maxd = 0;
+    for (size_t i = 0; i < count; i++) {
+        int64_t want;
+        memcpy(&want, bd + 8 * i, 8);
+        int64_t got = wide ? ((uint16_t *)(void *)px)[i] : px[i];
+        if (ch == 1) got += in.raw_offset;
+        int64_t d = got > want ? got - want : want - got;
+        if (d > maxd) maxd = d;
+    }
+    free(px);
+    free(bd);
+    return maxd;
+}
+
+/* Our windowed decode against dcmtk's rendering with the same window.
+ * Returns max abs diff, or -2 when dcmtk could not render the file. */
+static long compare_dcmtk(const char *tool, const char *path, const mg_image *img, char *note,
+                          size_t notelen) {
+    mg_image_info in = info_of(img);
+    char cmd[16384];
+    const char *out = tu_tmp_path("dcmtk_out.pnm");
+    remove(out);
+    if (in.format == MG_PIXEL_GRAY8)
+        snprintf(cmd, sizeof cmd, "%s -q -O +F %u +Ww %.17g %.17g +op '%s' '%s' >/dev/null 2>&1",
+                 tool, (unsigned)in.frame + 1, in.window_center, in.window_width, path, out);
+    else
+        snprintf(cmd, sizeof cmd, "%s -q -O +F %u +op '%s' '%s' >/dev/null 2>&1", tool,
+                 (unsigned)in.frame + 1, path, out);
+    if (system(cmd) != 0) return -2;
+    unsigned w, h, ch;
+    unsigned char *ref = read_pnm(out, &w, &h, &ch);
+    if (!ref) return -2;
+    size_t n;
+    unsigned char *px = pixels_of(img, &n);
+    long maxd = -1;
+    if (w == in.width && h == in.height && (size_t)w * h * ch == n) {
+        maxd = 0;
+        size_t diff = 0;
+        for (size_t i = 0; i < n; i++) {
+            long d = labs((long)px[i] - (long)ref[i]);
+            if (d) diff++;
+            if (d > maxd) maxd = d;
+        }
+        snprintf(note, notelen, "%zu of %zu samples differ", diff, n);
+    }
+    free(px);
+    free(ref);
+    return maxd;
+}
+
+START_TEST(test_corpus) {
+    const char *dir = dicom_dir();
+    if (!dir) { fprintf(stderr, "  skipped: shared DICOM data absent\n"); return; }
+    if (!have_pydicom()) { fprintf(stderr, "  skipped: python3-pydicom absent\n"); return; }
+    const char *tool = dcmtk_tool();
+    if (!tool) fprintf(stderr, "  note: dcmtk absent; windowed output not cross-checked\n");
+    char refdir_c[2048], cwd[2048], cmd[8192];
+    mkdir(tu_tmp_path("dicom_ref"), 0755);
+    ck_assert_ptr_nonnull(realpath(tu_tmp_path("dicom_ref"), refdir_c));
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    /* Under valgrind, only the files of at most 64 KiB (most of the
+     * transfer-syntax variants). */
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && /usr/bin/python3 '%s/tests/dicom/reference.py' . '%s' %s", dir, cwd,
+             refdir_c,
+             tu_under_valgrind() ? "$(find . -name '*.dcm' -size -65k | sed 's|^\\./||')" : "");
+    ck_assert_msg(system(cmd) == 0, "reference.py failed: %s", cmd);
+
+    char manpath[4200];
+    snprintf(manpath, sizeof manpath, "%s/manifest.tsv", refdir_c);
+    FILE *man = fopen(manpath, "r");
+    ck_assert_ptr_nonnull(man);
+    FILE *table = fopen(tu_tmp_path("dicom_table.md"), "w");
+    ck_assert_ptr_nonnull(table);
+    fprintf(table, "| file | frame | transfer syntax | result |\n|---|---|---|---|\n");
+    char line[1024];
+    int n_equal = 0, n_refused = 0, n_rows = 0;
+    while (fgets(line, sizeof line, man)) {
+        row r;
+        ck_assert(parse_row(line, &r));
+        n_rows++;
+        char path[6000], err[512], res[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, r.rel);
+        mg_image *raw = NULL, *win = NULL;
+        mg_image_params p;
+        mg_image_params_init(&p);
+        p.frame = r.frame;
+        p.window = MG_WINDOW_NONE;
+        mg_status st = mg_image_load_file(&raw, path, &p, err, sizeof err);
+        /* 32-bit colour, and grey values spanning more than 16 bits, have
+         * no raw form: compare the windowed one. */
+        int wide_span = 0;
+        if (st == MG_E_UNSUPPORTED &&
+            (strstr(err, "32-bit colour") || strstr(err, "more than 16 bits"))) {
+            wide_span = strstr(err, "more than 16 bits") != NULL;
+            p.window = MG_WINDOW_FILE;
+            st = mg_image_load_file(&raw, path, &p, err, sizeof err);
+        }
+        char ts[160] = "-";
+        if (st == MG_OK) {
+            const char *t = mg_image_get_string(raw, "transfer_syntax");
+            snprintf(ts, sizeof ts, "%s", t ? t : "-");
+            ck_assert_msg(!strcmp(r.status, "ok"),
+                          "%s: we decode it but pydicom does not (%s)", r.rel, r.msg);
+            mg_image_info in = info_of(raw);
+            long d;
+            if (in.format == MG_PIXEL_RGB8 && in.bits_allocated == 32) {
+                /* windowed 32-bit colour: top byte of each sample */
+                size_t bn, n;
+                unsigned char *bd;
+                char bp[4200];
+                snprintf(bp, sizeof bp, "%s/%s", refdir_c, r.bin);
+                bd = tu_read_file(bp, &bn);
+                unsigned char *px = pixels_of(raw, &n);
+                ck_assert_uint_eq(bn, n * 8);
+                d = 0;
+                for (size_t i = 0; i < n; i++) {
+                    int64_t w;
+                    memcpy(&w, bd + 8 * i, 8);
+                    long dd = labs((long)px[i] - (long)(w >> 24));
+                    if (dd > d) d = dd;
+                }
+                free(bd);
+                free(px);
+            } else if (wide_span) {
+                /* windowed grey: the linear function (written out here
+                 * again) over pydicom's modality values */
+                size_t bn, n;
+                char bp[4200];
+                snprintf(bp, sizeof bp, "%s/%s", refdir_c, r.bin);
+                unsigned char *bd = tu_read_file(bp, &bn);
+                unsigned char *px = pixels_of(raw, &n);
+                ck_assert_uint_eq(bn, n * 8);
+                double c = in.window_center, w = in.window_width;
+                d = 0;
+                for (size_t i = 0; i < n; i++) {
+                    int64_t v;
+                    memcpy(&v, bd + 8 * i, 8);
+                    double x = (double)v, y;
+                    if (x <= c - 0.5 - (w - 1) / 2) y = 0;
+                    else if (x > c - 0.5 + (w - 1) / 2) y = 255;
+                    else y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255;
+                    long dd = labs((long)px[i] - (long)floor(y));
+                    if (dd > d) d = dd;
+                }
+                ck_assert_msg(d <= 1, "%s: windowed output off by %ld", r.rel, d);
+                d = 0;
+                free(bd);
+                free(px);
+            } else {
+                char bp[4200];
+                snprintf(bp, sizeof bp, "%s/%s", refdir_c, r.bin);
+                d = compare_raw(raw, bp, &r);
+            }
+            const char *photo = mg_image_get_string(raw, "photometric");
+            /* Colour conversions we do ourselves (YBR -> RGB) may round
+             * differently from pydicom's by one; everything else is exact. */
+            long tol = (photo && !strncmp(photo, "YBR", 3) && in.format == MG_PIXEL_RGB8) ? 1 : 0;
+            ck_assert_msg(d >= 0 && d <= tol, "%s frame %u: differs from pydicom by %ld",
+                          r.rel, r.frame, d);
+            int n_res = snprintf(res, sizeof res, "%s pydicom (%s)",
+                                 d == 0 ? "equal to" : "within 1 of",
+                                 wide_span ? "windowed, values span more than 16 bits"
+                                 : in.format == MG_PIXEL_GRAY16 || in.format == MG_PIXEL_GRAY8
+                                     ? "modality values" : "RGB");
+            /* Windowed 8-bit output against dcmtk with the same window. */
+            if (tool) {
+                p.window = MG_WINDOW_FILE;
+                ck_assert_int_eq(mg_image_load_file(&win, path, &p, err, sizeof err), MG_OK);
+                mg_image_info wi = info_of(win);
+                char note[128] = "";
+                long dd = compare_dcmtk(tool, path, win, note, sizeof note);
+                if (dd >= 0 && wi.format == MG_PIXEL_GRAY8) {
+                    ck_assert_msg(dd <= 1, "%s frame %u: windowed output differs from %s by %ld",
+                                  r.rel, r.frame, tool, dd);
+                    snprintf(res + n_res, sizeof res - (size_t)n_res,
+                             "; window %g/%g (%s) vs dcmtk: max diff %ld (%s)", wi.window_center,
+                             wi.window_width, wi.window == MG_WINDOW_AUTO ? "auto" : "file", dd,
+                             note);
+                } else if (dd >= 0) {
+                    snprintf(res + n_res, sizeof res - (size_t)n_res,
+                             "; RGB8 vs dcmtk: max diff %ld (%s)", dd, note);
+                } else {
+                    snprintf(res + n_res, sizeof res - (size_t)n_res, "; dcmtk: %s",
+                             dd == -2 ? "cannot render" : "different shape");
+                }
+                mg_image_free(win);
+            }
+            n_equal++;
+        } else {
+            ck_assert_ptr_null(raw);
+            ck_assert_msg(err[0] != '\0', "%s: error without a message", r.rel);
+            /* A file pydicom decodes may only be refused as unsupported. */
+            if (!strcmp(r.status, "ok"))
+                ck_assert_msg(st == MG_E_UNSUPPORTED, "%s: pydicom decodes it, we fail: %s",
+                              r.rel, err);
+            snprintf(res, sizeof res, "refused (%s): %s%s", mg_status_str(st), err,
+                     !strcmp(r.status, "ok") ? "" : "; pydicom cannot decode it either");
+            n_refused++;
+        }
+        /* markdown-safe */
+        for (char *c = res; *c; c++) if (*c == '|') *c = '/';
+        fprintf(table, "| %s | %u | %s | %s |\n", r.rel, r.frame, ts, res);
+        mg_image_free(raw);
+    }
+    fclose(man);
+    fclose(table);
+    fprintf(stderr, "  DICOM corpus: %d rows, %d decoded and matched, %d refused (table: %s)\n",
+            n_rows, n_equal, n_refused, tu_tmp_path("dicom_table.md"));
+    ck_assert_int_gt(n_rows, 0);
+}
+END_TEST
+
+/* Every prefix of small files, and seeded random byte flips of a few more:
+ * no crash, leak or read past the buffer (ASan/valgrind), and a message
+ * with every failure. */
+static void hostile_file(const char *rel, size_t step_valgrind, int flips) {
+    const char *dir = dicom_dir();
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    size_t n;
+    unsigned char *d = tu_read_file(path, &n);
+    if (!d) { fprintf(stderr, "  skipped: %s absent\n", rel); return; }
+    char err[512];
+    mg_image *img;
+    mg_image_params p;
+    mg_image_params_init(&p);
+    p.max_memory = 64u << 20;
+    size_t step = tu_under_valgrind() ? step_valgrind : 1;
+    size_t ok = 0;
+    for (size_t len = 0; len < n; len += step) {
+        /* an exact-size heap copy so that ASan/valgrind see overreads */
+        unsigned char *c = malloc(len ? len : 1);
+        memcpy(c, d, len);
+        err[0] = '\0';
+        mg_status st = mg_image_load_memory(&img, c, len, &p, err, sizeof err);
+        if (st == MG_OK) { ok++; mg_image_free(img); }
+        else ck_assert_msg(err[0] != '\0', "%s prefix %zu: no message", rel, len);
+        free(c);
+    }
+    uint64_t seed = 0x9E3779B97F4A7C15ull ^ n;
+    int rounds = tu_under_valgrind() ? flips / 10 : flips;
+    for (int r = 0; r < rounds; r++) {
+        unsigned char *c = malloc(n);
+        memcpy(c, d, n);
+        int k = 1 + (int)(tu_rand_u64(&seed) % 8);
+        for (int i = 0; i < k; i++) {
+            /* Mostly in the header (where lengths live), sometimes anywhere. */
+            size_t span = (tu_rand_u64(&seed) & 1) ? (n < 2048 ? n : 2048) : n;
+            c[tu_rand_u64(&seed) % span] ^= (unsigned char)(1u << (tu_rand_u64(&seed) % 8));
+        }
+        for (int w = 0; w < 2; w++) {
+            p.window = w ? MG_WINDOW_NONE : MG_WINDOW_FILE;
+            err[0] = '\0';
+            mg_status st = mg_image_load_memory(&img, c, n, &p, err, sizeof err);
+            if (st == MG_OK) mg_image_free(img);
+            else ck_assert_msg(err[0] != '\0', "%s flip round %d: no message", rel, r);
+        }
+        p.window = MG_WINDOW_FILE;
+        free(c);
+    }
+    (void)ok;
+    free(d);
+}
+
+START_TEST(test_hostile_corpus) {
+    if (!dicom_dir()) { fprintf(stderr, "  skipped: shared DICOM data absent\n"); return; }
+    hostile_file("transfer_syntax_variants/MR_small_RLE.dcm", 7, 400);
+    hostile_file("transfer_syntax_variants/SC_rgb_small_odd_jpeg.dcm", 3, 400);
+    hostile_file("transfer_syntax_variants/image_dfl.dcm", 11, 300);
+    hostile_file("transfer_syntax_variants/SC_rgb_rle_16bit_2frame.dcm", 13, 300);
+    hostile_file("transfer_syntax_variants/rtplan.dcm", 5, 300);
+    hostile_file("transfer_syntax_variants/SC_ybr_full_422_uncompressed.dcm", 53, 200);
+    hostile_file("transfer_syntax_variants/UN_sequence.dcm", 1, 200);
+    hostile_file("mr/emri_small.dcm", 97, 200);
+}
+END_TEST
+
+/* The files the issue names: clear errors. */
+START_TEST(test_named_refusals) {
+    const char *dir = dicom_dir();
+    if (!dir) { fprintf(stderr, "  skipped: shared DICOM data absent\n"); return; }
+    static const struct { const char *rel; mg_status st; const char *needle; } t[] = {
+        {"transfer_syntax_variants/MR_truncated.dcm", MG_E_IMAGE_FORMAT, "(7FE0,0010)"},
+        {"transfer_syntax_variants/rtplan_truncated.dcm", MG_E_IMAGE_FORMAT, "claims"},
+        {"transfer_syntax_variants/badVR.dcm", MG_E_IMAGE_FORMAT, "Number of Frames"},
+        {"transfer_syntax_variants/rtplan.dcm", MG_E_UNSUPPORTED, "RT Plan"},
+        {"transfer_syntax_variants/test-SR.dcm", MG_E_UNSUPPORTED, "SR"},
+        {"transfer_syntax_variants/waveform_ecg.dcm", MG_E_UNSUPPORTED, "Waveform"},
+        {"transfer_syntax_variants/MR_small_bigendian.dcm", MG_E_UNSUPPORTED, "Explicit VR Big Endian (1.2.840.10008.1.2.2)"},
+        {"transfer_syntax_variants/ExplVR_BigEndNoMeta.dcm", MG_E_UNSUPPORTED, "Big Endian"},
+        {"transfer_syntax_variants/JPEG2000.dcm", MG_E_UNSUPPORTED, "JPEG 2000 (1.2.840.10008.1.2.4.91)"},
+        {"transfer_syntax_variants/MR_small_jpeg_ls_lossless.dcm", MG_E_UNSUPPORTED, "JPEG-LS"},
+        {"transfer_syntax_variants/SC_rgb_jpeg_gdcm.dcm", MG_E_UNSUPPORTED, "Process 14"},
+        {"transfer_syntax_variants/JPGExtended.dcm", MG_E_UNSUPPORTED, "12-bit JPEG"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char path[4200], err[512];
+        snprintf(path, sizeof path, "%s/%s", dir, t[i].rel);
+        mg_image *img = (mg_image *)1;
+        mg_status st = mg_image_load_file(&img, path, NULL, err, sizeof err);
+        ck_assert_msg(st == t[i].st, "%s: status %d (%s)", t[i].rel, (int)st, err);
+        ck_assert_ptr_null(img);
+        ck_assert_msg(strstr(err, t[i].needle) != NULL, "%s: message '%s' lacks '%s'", t[i].rel,
+                      err, t[i].needle);
+    }
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("dicom");
+    TCase *tc = tcase_create("dicom");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_window_by_hand);
+    tcase_add_test(tc, test_signed_mono1_raw);
+    tcase_add_test(tc, test_planar_frames);
+    tcase_add_test(tc, test_rle_by_hand);
+    tcase_add_test(tc, test_crafted_hostile);
+    tcase_add_test(tc, test_params_abi);
+    tcase_add_test(tc, test_named_refusals);
+    tcase_add_test(tc, test_corpus);
+    tcase_add_test(tc, test_hostile_corpus);
+    suite_add_tcase(s, tc);
+    return tu_run_suite(s);
+}
