@@ -281,6 +281,16 @@ START_TEST(test_signed_mono1_raw) {
     free(q);
     mg_image_free(img);
     free(b8.d);
+
+    /* An intercept no 32-bit offset can carry: refused in raw mode only. */
+    imgdesc far = {2, 2, 1, 8, 8, 7, 0, 0, "MONOCHROME2", NULL, NULL, "-1e12", NULL, NULL};
+    dbuf bf = native_file(&far, p8, 4);
+    ck_assert_int_eq(load_mem(&img, bf.d, bf.n, MG_WINDOW_NONE, 0, err, sizeof err),
+                     MG_E_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(err, "raw offset"));
+    ck_assert_int_eq(load_mem(&img, bf.d, bf.n, MG_WINDOW_FILE, 0, err, sizeof err), MG_OK);
+    mg_image_free(img);
+    free(bf.d);
 }
 END_TEST
 

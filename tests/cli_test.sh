@@ -94,6 +94,53 @@ expect "unknown dtype exits 2" test $? -eq 2
 "$CLI" nosuchcommand 2>/dev/null
 expect "unknown command exits 2" test $? -eq 2
 
+
+# image: JPEG/PNG decode as PNM; DICOM against dcmtk when both are at hand.
+"$CLI" image tests/data/images/gray.jpg -o "$TMP/gray.pgm" 2>"$TMP/img.err"
+expect "image JPEG exits 0" test $? -eq 0
+expect "image JPEG equals Pillow's decode" cmp -s "$TMP/gray.pgm" tests/data/images/gray.pgm
+"$CLI" image tests/data/images/gray16.png --info > "$TMP/png.txt" 2>&1
+expect "image --info PNG" grep -q '^source: PNG$' "$TMP/png.txt"
+expect "image --info 16-bit" grep -q '^format: gray16$' "$TMP/png.txt"
+"$CLI" image tests/data/images/gray.jpg -o "$TMP/gray.ppm" >"$TMP/o.txt" 2>"$TMP/e.txt"
+expect "grey image to .ppm exits 1" test $? -eq 1
+expect "grey image to .ppm says why" grep -q 'use a .pgm name' "$TMP/e.txt"
+SHARED=${MG_SHARED_DATA:-../shared/data}
+DCM=$SHARED/dicom
+if [ -d "$DCM" ]; then
+  "$CLI" image "$DCM/ct_single/CT_small.dcm" --info > "$TMP/ct.txt" 2>&1
+  expect "image --info DICOM exits 0" test $? -eq 0
+  expect "info names the syntax" grep -q '^transfer syntax: Explicit VR Little Endian (1.2.840.10008.1.2.1)$' "$TMP/ct.txt"
+  expect "info shows the rescale" grep -q '^rescale: slope 1 intercept -1024$' "$TMP/ct.txt"
+  expect "info shows the window" grep -q '^window: auto (min..max) center 136 width 2064$' "$TMP/ct.txt"
+  "$CLI" image "$DCM/ct_series_3slice/01.dcm" --raw -o "$TMP/raw.pgm" 2>/dev/null
+  expect "image --raw exits 0" test $? -eq 0
+  expect "raw CT is a 16-bit PGM" sh -c "head -c 16 '$TMP/raw.pgm' | grep -q '^65535$'"
+  "$CLI" image "$DCM/mr/emri_small.dcm" --frame 10 -o "$TMP/x.pgm" >"$TMP/o.txt" 2>"$TMP/e.txt"
+  expect "frame past the end exits 1" test $? -eq 1
+  expect "frame past the end says how many" grep -q 'the file has 10 frames' "$TMP/e.txt"
+  expect "frame error prints nothing on stdout" test ! -s "$TMP/o.txt"
+  "$CLI" image "$DCM/transfer_syntax_variants/JPEG2000.dcm" -o "$TMP/x.pgm" 2>"$TMP/e.txt"
+  expect "JPEG 2000 refused" test $? -eq 1
+  expect "refusal names the syntax" grep -q 'JPEG 2000 (1.2.840.10008.1.2.4.91)' "$TMP/e.txt"
+  if command -v dcm2pnm >/dev/null 2>&1; then
+    # The same window and the min-max window give dcmtk's bytes exactly.
+    "$CLI" image "$DCM/ct_series_3slice/01.dcm" --window 40,400 -o "$TMP/w.pgm" 2>/dev/null
+    dcm2pnm -q -O +Ww 40 400 +op "$DCM/ct_series_3slice/01.dcm" "$TMP/w_dcmtk.pgm"
+    expect "--window equals dcm2pnm +Ww" cmp -s "$TMP/w.pgm" "$TMP/w_dcmtk.pgm"
+    "$CLI" image "$DCM/ct_single/CT_small.dcm" -o "$TMP/a.pgm" 2>/dev/null
+    dcm2pnm -q -O +Wm +op "$DCM/ct_single/CT_small.dcm" "$TMP/a_dcmtk.pgm"
+    expect "automatic window equals dcm2pnm +Wm" cmp -s "$TMP/a.pgm" "$TMP/a_dcmtk.pgm"
+    "$CLI" image "$DCM/transfer_syntax_variants/SC_rgb_rle_2frame.dcm" --frame 1 -o "$TMP/f.ppm" 2>/dev/null
+    dcm2pnm -q -O +F 2 +op "$DCM/transfer_syntax_variants/SC_rgb_rle_2frame.dcm" "$TMP/f_dcmtk.ppm"
+    expect "RLE colour frame 1 equals dcm2pnm" cmp -s "$TMP/f.ppm" "$TMP/f_dcmtk.ppm"
+  else
+    echo "cli: dcmtk absent; DICOM comparisons skipped"
+  fi
+else
+  echo "cli: shared DICOM data absent; DICOM checks skipped"
+fi
+
 rm -rf "$TMP"
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -173,6 +173,7 @@ typedef struct parser {
     mg__dcm_dataset *ds;
     const unsigned char *d;
     size_t n;
+    uint64_t max_memory;   /* bound on the element table */
     char *err;
     size_t errlen;
 } parser;
@@ -182,7 +183,11 @@ static mg_status add_elem(parser *ps, const mg__dcm_elem *e) {
     if (ds->n_el == ds->cap_el) {
         size_t cap = ds->cap_el ? ds->cap_el * 2 : 64;
         /* Each element takes 8 bytes of input at least, so cap stays
-         * below size/4 entries. */
+         * below size/4 entries; the table is held to max_memory too. */
+        if ((uint64_t)cap * sizeof *ds->el > ps->max_memory)
+            return mg__err(ps->err, ps->errlen, MG_E_LIMIT,
+                           "DICOM: more elements than the %llu bytes allowed "
+                           "can index", (unsigned long long)ps->max_memory);
         void *q = mg__realloc(ds->el, cap * sizeof *ds->el);
         if (!q) return mg__err(ps->err, ps->errlen, MG_E_NOMEM, "out of memory");
         ds->el = q;
@@ -638,6 +643,7 @@ mg_status mg__dcm_parse(mg__dcm_dataset *ds, const unsigned char *d, size_t n,
     }
 
     ps.ds = ds;
+    ps.max_memory = p->max_memory;
     ps.d = body;
     ps.n = body_n;
     ps.err = err;

@@ -458,6 +458,12 @@ static mg_status decode(mg_image **out, const mg__dcm_dataset *ds,
             lo = fmin;
             hi = fmax;
         }
+        if (off < -2147483648.0 || off > 2147483647.0 - 65535) {
+            st = mg__err(err, errlen, MG_E_UNSUPPORTED,
+                         "DICOM: modality values from %.17g do not fit a "
+                         "32-bit raw offset; use a windowed mode", off);
+            goto done;
+        }
         if (off == 0 && hi <= 255) fmt = MG_PIXEL_GRAY8;
         if ((st = mg__image_alloc(&img, in.cols, in.rows, fmt,
                                   MG_IMAGE_SRC_DICOM, in.bits_stored, p, err,
