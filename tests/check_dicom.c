@@ -17,6 +17,8 @@
 #include <limits.h>
 #include <zlib.h>
 
+#include <jpeglib.h>
+
 #include "medgemini.h"
 #include "testutil.h"
 
@@ -661,6 +663,118 @@ static int parse_row(char *line, row *r) {
     return 1;
 }
 
+/* A w x h grey JPEG of a pattern depending on k, via libjpeg. */
+static unsigned char *make_jpeg(unsigned w, unsigned h, int k, size_t *n) {
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    unsigned char *out = NULL;
+    unsigned long outn = 0;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &out, &outn);
+    c.image_width = w;
+    c.image_height = h;
+    c.input_components = 1;
+    c.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 90, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    unsigned char *line = malloc(w);
+    while (c.next_scanline < h) {
+        for (unsigned x = 0; x < w; x++) line[x] = (unsigned char)((x * 7 + c.next_scanline * 3 + (unsigned)k * 60) & 0xFF);
+        JSAMPROW r = line;
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    free(line);
+    *n = outn;
+    return out;
+}
+
+/* Encapsulated multi-frame JPEG: one fragment per frame without a table,
+ * and frames split over fragments with a Basic Offset Table; each frame
+ * must equal the same JPEG decoded on its own. */
+START_TEST(test_jpeg_frames) {
+    size_t n0, n1;
+    unsigned char *j0 = make_jpeg(24, 16, 0, &n0), *j1 = make_jpeg(24, 16, 1, &n1);
+    char err[256];
+    mg_image *ref[2], *img;
+    ck_assert_int_eq(mg_image_load_memory(&ref[0], j0, n0, NULL, err, sizeof err), MG_OK);
+    ck_assert_int_eq(mg_image_load_memory(&ref[1], j1, n1, NULL, err, sizeof err), MG_OK);
+    imgdesc im = {16, 24, 1, 8, 8, 7, 0, 0, "MONOCHROME2", "2", NULL, NULL, NULL, NULL};
+    for (int layout = 0; layout < 2; layout++) {
+        dbuf b = {0};
+        header(&b, "1.2.840.10008.1.2.4.50");
+        image_attrs(&b, &im);
+        if (layout == 0) {
+            const unsigned char *fr[2] = {j0, j1};
+            size_t fl[2] = {n0, n1};
+            encapsulated(&b, NULL, 0, fr, fl, 2);
+        } else {
+            /* frame 0 in fragments of 10 and n0-10 bytes, frame 1 in 3 */
+            size_t a = 10, c = n1 / 3;
+            const unsigned char *fr[5] = {j0, j0 + a, j1, j1 + c, j1 + 2 * c};
+            size_t fl[5] = {a, n0 - a, c, c, n1 - 2 * c};
+            uint32_t bot[2] = {0, (uint32_t)(8 + a + 8 + (n0 - a))};
+            encapsulated(&b, bot, 2, fr, fl, 5);
+        }
+        for (uint32_t k = 0; k < 2; k++) {
+            ck_assert_int_eq(load_mem(&img, b.d, b.n, MG_WINDOW_NONE, k, err, sizeof err), MG_OK);
+            size_t na, nb;
+            unsigned char *pa = pixels_of(img, &na), *pb = pixels_of(ref[k], &nb);
+            ck_assert_uint_eq(na, nb);
+            ck_assert_int_eq(memcmp(pa, pb, na), 0);
+            free(pa);
+            free(pb);
+            mg_image_free(img);
+        }
+        free(b.d);
+    }
+    mg_image_free(ref[0]);
+    mg_image_free(ref[1]);
+    free(j0);
+    free(j1);
+}
+END_TEST
+
+/* The same dataset without preamble, and without meta information (a bare
+ * implicit VR dataset): identical pixels. */
+START_TEST(test_bare_dataset) {
+    const char *dir = dicom_dir();
+    if (!dir) { fprintf(stderr, "  skipped: shared DICOM data absent\n"); return; }
+    char path[4200], err[256];
+    snprintf(path, sizeof path, "%s/transfer_syntax_variants/MR_small_implicit.dcm", dir);
+    size_t n;
+    unsigned char *d = tu_read_file(path, &n);
+    if (!d) { fprintf(stderr, "  skipped: MR_small_implicit.dcm absent\n"); return; }
+    ck_assert_int_eq(memcmp(d + 128, "DICM", 4), 0);
+    /* (0002,0000) UL 4 = group length, right after DICM */
+    ck_assert_int_eq(d[132], 2);
+    uint32_t gl = (uint32_t)d[140] | ((uint32_t)d[141] << 8) | ((uint32_t)d[142] << 16) |
+                  ((uint32_t)d[143] << 24);
+    size_t body = 132 + 12 + gl;
+    ck_assert_uint_lt(body, n);
+    mg_image *full, *a, *b2;
+    ck_assert_int_eq(load_mem(&full, d, n, MG_WINDOW_NONE, 0, err, sizeof err), MG_OK);
+    ck_assert_int_eq(load_mem(&a, d + 128, n - 128, MG_WINDOW_NONE, 0, err, sizeof err), MG_OK);
+    unsigned char *bare = malloc(n - body);
+    memcpy(bare, d + body, n - body);
+    ck_assert_int_eq(load_mem(&b2, bare, n - body, MG_WINDOW_NONE, 0, err, sizeof err), MG_OK);
+    ck_assert_str_eq(mg_image_get_string(b2, "transfer_syntax"), "Implicit VR Little Endian");
+    size_t n1, n2, n3;
+    unsigned char *p1 = pixels_of(full, &n1), *p2 = pixels_of(a, &n2), *p3 = pixels_of(b2, &n3);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert_uint_eq(n1, n3);
+    ck_assert_int_eq(memcmp(p1, p2, n1), 0);
+    ck_assert_int_eq(memcmp(p1, p3, n1), 0);
+    free(p1); free(p2); free(p3);
+    mg_image_free(full); mg_image_free(a); mg_image_free(b2);
+    free(bare);
+    free(d);
+}
+END_TEST
+
 /* Compares our raw decode with pydicom's values; returns the max abs diff
  * or -1 on a shape mismatch. */
 static long compare_raw(const mg_image *img, const char *binpath, const row *r) {
@@ -996,6 +1110,8 @@ int main(void) {
     tcase_add_test(tc, test_crafted_hostile);
     tcase_add_test(tc, test_params_abi);
     tcase_add_test(tc, test_named_refusals);
+    tcase_add_test(tc, test_jpeg_frames);
+    tcase_add_test(tc, test_bare_dataset);
     tcase_add_test(tc, test_corpus);
     tcase_add_test(tc, test_hostile_corpus);
     suite_add_tcase(s, tc);
