@@ -411,10 +411,13 @@ typedef struct mg_image mg_image;
  *  NONE      no windowing: the modality values (stored values after Rescale
  *            Slope/Intercept, rounded) as GRAY16, shifted by
  *            mg_image_info.raw_offset (value = pixel + raw_offset); GRAY8
- *            when every possible value fits 0..255. Colour images keep their
- *            stored samples (RGB8 or RGB16).
+ *            when every possible value fits 0..255. Colour images stay RGB
+ *            at their own depth (RGB8, or RGB16 when Bits Allocated is 16;
+ *            32-bit colour is refused in this mode).
  * The first three produce GRAY8 (PS3.3 C.11.2.1.2 linear function, then
- * MONOCHROME1 inverted) or RGB8 for colour. Ignored for JPEG and PNG. */
+ * MONOCHROME1 inverted, truncated to an integer as dcmtk does) or RGB8 for
+ * colour (YBR converted to RGB; samples above 8 bits shifted down). All of
+ * this is ignored for JPEG and PNG. */
 #define MG_WINDOW_FILE     0
 #define MG_WINDOW_AUTO     1
 #define MG_WINDOW_EXPLICIT 2
