@@ -3,6 +3,7 @@
  * files always; live runs of Debian's plink2/plink1.9 when installed). */
 #include "medgemini.h"
 #include "testutil.h"
+#include "prs/prs_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -1054,6 +1055,51 @@ START_TEST(test_misuse) {
 }
 END_TEST
 
+/* The weight parser must give strtod's double bit for bit (its fast path is
+ * only taken where one rounding is exact) and refuse what strtod cannot
+ * read completely or reads as infinite/NaN. */
+START_TEST(test_parse_double) {
+    static const char *ok[] = {
+        "0", "-0", "+0", "0.0", "1", "-1", ".5", "5.", "0.1", "0.3", "-0.000123", "1e22", "1e23",
+        "1e-22", "1e-23", "9007199254740992", "9007199254740993", "123456789012345678",
+        "1234567890123456789", "12345678901234567890", "0.12345678901234567890123",
+        "3.607986528e-06", "6.02214076E23", "-2.2250738585072014e-308", "4.9e-324",
+        "1.7976931348623157e308", "00000123.4500000", "1e+5", "1E-5", "0e999999",
+        "0x1p3", "  7", "0.00000000000000000000000000000000001",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        double a = 0, b = strtod(ok[i], NULL);
+        ck_assert_msg(mg__parse_double(ok[i], &a) == 0, "%s refused", ok[i]);
+        ck_assert_msg(memcmp(&a, &b, sizeof a) == 0, "%s: %.17g vs strtod %.17g", ok[i], a, b);
+    }
+    static const char *bad[] = { "", "-", "+", ".", "e5", "1e", "1e+", "1.2.3", "1x", "nan",
+                                 "inf", "-inf", "1e400", "--1", "1 ", "0x" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        double a;
+        ck_assert_msg(mg__parse_double(bad[i], &a) != 0, "\"%s\" accepted", bad[i]);
+    }
+    /* random decimals of every length and exponent, as score files hold them */
+    uint64_t x = 88172645463325252ull;
+    char buf[64];
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        int nd = 1 + (int)(x % 20), dot = (int)((x >> 8) % (uint64_t)(nd + 1)), n = 0;
+        if ((x >> 16) & 1) buf[n++] = '-';
+        uint64_t y = x;
+        for (int d = 0; d < nd; d++) {
+            if (d == dot && d) buf[n++] = '.';
+            y = y * 6364136223846793005ull + 1442695040888963407ull;
+            buf[n++] = (char)('0' + (y >> 60) % 10);
+        }
+        if ((x >> 20) % 3 == 0) n += snprintf(buf + n, sizeof buf - (size_t)n, "e%d", (int)((x >> 24) % 61) - 30);
+        buf[n] = '\0';
+        double a = 0, b = strtod(buf, NULL);
+        ck_assert_msg(mg__parse_double(buf, &a) == 0, "%s refused", buf);
+        ck_assert_msg(memcmp(&a, &b, sizeof a) == 0, "%s: %.17g vs strtod %.17g", buf, a, b);
+    }
+}
+END_TEST
+
 static Suite *prs_suite(void) {
     Suite *s = suite_create("prs");
     TCase *tc = tcase_create("prs");
@@ -1070,6 +1116,7 @@ static Suite *prs_suite(void) {
     tcase_add_test(tc, test_vcf_tiny1000g);
     tcase_add_test(tc, test_vcf_malformed);
     tcase_add_test(tc, test_vcf_dosage);
+    tcase_add_test(tc, test_parse_double);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -182,6 +182,11 @@ MG_API void mg_prs_free(mg_prs *prs) {
     mg__free(prs->id_hash); mg__free(prs->by_pos); mg__free(prs->ext_freq);
     for (uint32_t k = 0; k < prs->n_scores; k++) mg__free(prs->scores[k].name);
     mg__free(prs->scores); mg__free(prs->rows); mg__free(prs->row_of); mg__free(prs->ent);
+    for (uint32_t i = 0; i < prs->n_wide; i++) {
+        mg__free(prs->wide[i].row);
+        mg__free(prs->wide[i].w);
+    }
+    mg__free(prs->wide);
     mg__free(prs->r_act); mg__free(prs->r_den); mg__free(prs->r_named); mg__free(prs->r_sum);
     prs->tag = MG__TAG_DEAD;
     mg__free(prs);

@@ -39,6 +39,12 @@ void mg__lines_close(mg__lines *lr);
  * Returns the number of fields found (which may exceed max: the rest are
  * not stored). */
 size_t mg__split(char *s, int sep, char **fields, size_t max);
+/* A decimal number filling all of s, as strtod reads it (the same double:
+ * plain decimals of up to 19 digits whose value is exact with one
+ * multiplication or division by a power of ten take a fast path, the rest
+ * go through strtod). 0 on success; -1 for an empty, partial, infinite or
+ * NaN value. */
+int mg__parse_double(const char *s, double *out);
 
 /* Chromosome name -> code 1..22, 23 X, 24 Y, 25 XY, 26 MT (with or
  * without a "chr" prefix, numbers or letters); 0 for anything else. */
@@ -74,6 +80,16 @@ typedef struct mg__prs_entry {
     double w;
 } mg__prs_entry;
 
+/* The matched lines of one wide file (ID, allele, nk weight columns) kept
+ * dense: line i gives row[i] the weights w[i * nk .. + nk) of scores first
+ * .. first + nk - 1. */
+typedef struct mg__prs_wide {
+    uint32_t first, nk;
+    uint64_t n, cap;
+    uint32_t *row;
+    double *w;
+} mg__prs_wide;
+
 struct mg_prs {
     uint32_t tag;                 /* MG__TAG_PRS */
     mg_status status;
@@ -105,6 +121,7 @@ struct mg_prs {
     mg__prs_row *rows; uint32_t n_rows, cap_rows;
     uint32_t *row_of;             /* 2 * n_variants, UINT32_MAX = none    */
     mg__prs_entry *ent; uint64_t n_ent, cap_ent;
+    mg__prs_wide *wide; uint32_t n_wide, cap_wide;
     uint32_t file_serial;
 
     /* results (after compute) */

@@ -2,6 +2,7 @@
  * with PLINK 2 --score semantics (docs/PRS.md); writes .sscore files. */
 #include "prs/prs_internal.h"
 #include "core/pool.h"
+#include "prs/quad.h"
 
 #include <cblas.h>
 
@@ -32,10 +33,14 @@ typedef struct pair_tab {
 } pair_tab;
 
 /* One score is summed straight from the .bed bytes through a table that
- * holds weight x dosage; with more, a block of decoded dosages is multiplied
- * by the weight matrix (dgemm). A direct K-wide multiply-add per sample was
- * measured 2x slower than dgemm at K = 10. */
+ * holds weight x dosage; with more, rows that do not depend on sex go
+ * through the quad tables (quad.h) when there are enough samples to pay for
+ * building them, and the rest (chrY, VCF dosages, few samples) through a
+ * block of decoded dosages times the weight matrix (dgemm). A direct K-wide
+ * multiply-add per sample was measured 2x slower than dgemm at K = 10. */
 #define FEW_SCORES 1
+#define QUAD_MIN_SAMPLES 256
+#define QUAD_SUB 4096          /* samples per quad call (scratch size)     */
 
 typedef struct job {
     const mg_prs *p;
@@ -46,6 +51,7 @@ typedef struct job {
     const uint16_t *ds;          /* block: n_blk_vars x n_samples dosages      */
     const double *w;             /* per row: K weights                         */
     uint32_t r0, r1, k;          /* rows of this step                          */
+    uint32_t ks;                 /* row stride of sum (>= k)                   */
     double *act, *den, *named, *sum;
     int64_t *ipack;              /* per sample packed integers (fast rows)     */
     double *dmat;                /* GEMM path: (r1 - r0) x ld dosages of the
@@ -129,7 +135,7 @@ static void run_range(void *arg, uint32_t t, uint32_t nt) {
                 }
                 if (dm) dm[s - j->s0] = d;
                 else if (d != 0.0) {
-                    double *acc = j->sum + s * K;
+                    double *acc = j->sum + s * j->ks;
                     for (uint32_t k = 0; k < K; k++) acc[k] += w[k] * d;
                 }
             }
@@ -146,7 +152,7 @@ static void run_range(void *arg, uint32_t t, uint32_t nt) {
                 j->named[s] += tb->nd[i];
                 if (dm) dm[s - j->s0] = d;
                 else if (d != 0.0) {
-                    double *acc = j->sum + s * K;
+                    double *acc = j->sum + s * j->ks;
                     for (uint32_t k = 0; k < K; k++) acc[k] += w[k] * d;
                 }
             }
@@ -183,6 +189,31 @@ static void run_range(void *arg, uint32_t t, uint32_t nt) {
         }
     }
     (void)bhi;
+}
+
+/* The quad path for one step of quads: each task takes whole .bed bytes of
+ * samples and its own scratch, in calls of at most QUAD_SUB samples. */
+typedef struct quad_job {
+    mg__quad_step base;   /* everything but lo, hi and the scratch */
+    uint64_t n;
+    double *tab;          /* per task: MAXG x 256 x WIDTH */
+    int64_t *itab;        /* per task: MAXG x 256         */
+    uint8_t *codes;       /* per task: MAXG x QUAD_SUB    */
+} quad_job;
+
+static void quad_task(void *arg, uint32_t t, uint32_t nt) {
+    const quad_job *qj = arg;
+    uint64_t lo, hi;
+    task_range(qj->n, t, nt, &lo, &hi);
+    mg__quad_step q = qj->base;
+    q.tab = qj->tab + (uint64_t)t * MG__QUAD_MAXG * 256 * MG__QUAD_WIDTH;
+    q.itab = qj->itab + (uint64_t)t * MG__QUAD_MAXG * 256;
+    q.codes = qj->codes + (uint64_t)t * QUAD_SUB * MG__QUAD_MAXG;
+    for (uint64_t s = lo; s < hi; s += QUAD_SUB) {
+        q.lo = s;
+        q.hi = hi - s > QUAD_SUB ? s + QUAD_SUB : hi;
+        mg__quad_run(&q);
+    }
 }
 
 /* Named-allele frequency over founders with calls, from the block bytes:
@@ -346,11 +377,32 @@ mg_status mg__prs_compute(mg_prs *p) {
     int64_t *ipack = NULL;
     uint64_t *masks = NULL;
     uint16_t *dsb = NULL;
+    /* quad path */
+    double *qtab = NULL, *cW = NULL;
+    int64_t *qitab = NULL;
+    uint8_t *qcodes = NULL;
+    uint8_t *cslow = NULL;
+    unsigned char *zeros = NULL;
+    row_tab *ctab = NULL;
+    uint32_t *cblk = NULL, *frow = NULL;
+    const unsigned char **qgeno = NULL;
+    const double **qw = NULL;
+    double *qdose = NULL;
+    int64_t *qipk = NULL;
+    int quad = K > FEW_SCORES && N >= QUAD_MIN_SAMPLES;
+    uint32_t KS = quad ? (K + MG__QUAD_LANES - 1) / MG__QUAD_LANES * MG__QUAD_LANES : K;
     /* active rows: those holding a weight of a kept score */
     uint8_t *active = mg__calloc(p->n_rows ? p->n_rows : 1, 1);
     if (!active) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
     for (uint64_t e = 0; e < p->n_ent; e++)
         if (col[p->ent[e].score] >= 0) active[p->ent[e].row] = 1;
+    for (uint32_t b = 0; b < p->n_wide; b++) {
+        const mg__prs_wide *wb = &p->wide[b];
+        int any = 0;
+        for (uint32_t c = 0; c < wb->nk; c++) any |= col[wb->first + c] >= 0;
+        if (any)
+            for (uint64_t i = 0; i < wb->n; i++) active[wb->row[i]] = 1;
+    }
     uint32_t n_act = 0;
     order = mg__malloc((p->n_rows ? p->n_rows : 1) * sizeof *order);
     rowpos = mg__malloc((p->n_rows ? p->n_rows : 1) * sizeof *rowpos);
@@ -378,11 +430,22 @@ mg_status mg__prs_compute(mg_prs *p) {
     act = mg__calloc(N, sizeof *act);
     den = mg__calloc(N, sizeof *den);
     named = mg__calloc(N, sizeof *named);
-    sum = mg__calloc(N * K, sizeof *sum);
+    sum = mg__calloc(N * KS, sizeof *sum);
     if (!W || !act || !den || !named || !sum) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
     for (uint64_t e = 0; e < p->n_ent; e++) {
         int32_t c = col[p->ent[e].score];
         if (c >= 0) W[(uint64_t)rowpos[p->ent[e].row] * K + (uint32_t)c] += p->ent[e].w;
+    }
+    for (uint32_t b = 0; b < p->n_wide; b++) {
+        const mg__prs_wide *wb = &p->wide[b];
+        for (uint64_t i = 0; i < wb->n; i++) {
+            double *dst = W + (uint64_t)rowpos[wb->row[i]] * K;
+            const double *src = wb->w + i * wb->nk;
+            for (uint32_t c = 0; c < wb->nk; c++) {
+                int32_t cc = col[wb->first + c];
+                if (cc >= 0) dst[cc] += src[c];
+            }
+        }
     }
 
     uint32_t B = p->params.block_variants ? p->params.block_variants : 4096;
@@ -394,6 +457,29 @@ mg_status mg__prs_compute(mg_prs *p) {
     if (nthr > 1 && N >= 256) {
         pool = mg__pool_new(nthr);
         if (!pool) { st = mg__prs_set(p, MG_E_NOMEM, "cannot start threads"); goto done; }
+    }
+    uint32_t nt = pool ? mg__pool_size(pool) : 1;
+    if (quad) {
+        size_t rows2 = (size_t)B * 2, cwb;
+        if (mg__mul_size(rows2 * sizeof(double), (size_t)K, &cwb)) { st = mg__prs_set(p, MG_E_NOMEM, "block too large"); goto done; }
+        qtab = mg__malloc((size_t)nt * MG__QUAD_MAXG * 256 * MG__QUAD_WIDTH * sizeof *qtab);
+        qitab = mg__malloc((size_t)nt * MG__QUAD_MAXG * 256 * sizeof *qitab);
+        qcodes = mg__malloc((size_t)nt * QUAD_SUB * MG__QUAD_MAXG);
+        zeros = mg__calloc(p->bytes_per_var ? p->bytes_per_var : 1, 1);
+        ctab = mg__malloc(rows2 * sizeof *ctab);
+        cblk = mg__malloc(rows2 * sizeof *cblk);
+        cslow = mg__malloc(rows2);
+        frow = mg__malloc(rows2 * sizeof *frow);
+        cW = mg__malloc(cwb);
+        qgeno = mg__malloc(4 * MG__QUAD_MAXG * sizeof *qgeno);
+        qw = mg__malloc(4 * MG__QUAD_MAXG * sizeof *qw);
+        qdose = mg__malloc(16 * MG__QUAD_MAXG * sizeof *qdose);
+        qipk = mg__malloc(16 * MG__QUAD_MAXG * sizeof *qipk);
+        if (!qtab || !qitab || !qcodes || !zeros || !ctab || !cblk || !cslow || !frow || !cW ||
+            !qgeno || !qw || !qdose || !qipk) {
+            st = mg__prs_set(p, MG_E_NOMEM, "out of memory");
+            goto done;
+        }
     }
     if (n_act >= (1u << 30)) { st = mg__prs_set(p, MG_E_LIMIT, "too many score rows"); goto done; }
     if (K > FEW_SCORES && (N > INT32_MAX || K > INT32_MAX / 2)) {
@@ -500,19 +586,64 @@ mg_status mg__prs_compute(mg_prs *p) {
             i++;
         }
         uint32_t nr = i - start;
-        uint32_t nt = pool ? mg__pool_size(pool) : 1;
+        const double *Wb = W + (uint64_t)start * K;
+        const row_tab *btab = tab;
+        const uint32_t *bblk = blkvar;
+        const uint8_t *bslow = slow;
+        if (quad) { /* sex-independent .bed rows by quads, the rest below */
+            uint32_t nf = 0, nsl = 0;
+            for (uint32_t r = 0; r < nr; r++) {
+                if (!slow[r]) { frow[nf++] = r; continue; }
+                ctab[nsl] = tab[r];
+                cblk[nsl] = blkvar[r];
+                cslow[nsl] = slow[r];
+                memcpy(cW + (uint64_t)nsl * K, Wb + (uint64_t)r * K, (size_t)K * sizeof *cW);
+                nsl++;
+            }
+            for (uint32_t f0 = 0; f0 < nf; f0 += 4 * MG__QUAD_MAXG) {
+                uint32_t nq = nf - f0 < 4 * MG__QUAD_MAXG ? nf - f0 : 4 * MG__QUAD_MAXG;
+                uint32_t nqd = (nq + 3) / 4;
+                for (uint32_t x = 0; x < 4 * nqd; x++) {
+                    if (x < nq) {
+                        uint32_t r = frow[f0 + x];
+                        qgeno[x] = geno + (uint64_t)blkvar[r] * p->bytes_per_var;
+                        qw[x] = Wb + (uint64_t)r * K;
+                        for (int c = 0; c < 4; c++) {
+                            qdose[4 * x + (uint32_t)c] = tab[r].d[c];
+                            qipk[4 * x + (uint32_t)c] = tab[r].ip[c];
+                        }
+                    } else { /* padding: code 0 everywhere, adds nothing */
+                        qgeno[x] = zeros;
+                        qw[x] = NULL;
+                        for (int c = 0; c < 4; c++) {
+                            qdose[4 * x + (uint32_t)c] = 0;
+                            qipk[4 * x + (uint32_t)c] = 0;
+                        }
+                    }
+                }
+                quad_job qj = { { nqd, K, KS, qgeno, qdose, qipk, qw, 0, 0, sum, ipack,
+                                  NULL, NULL, NULL },
+                                N, qtab, qitab, qcodes };
+                mg__pool_run(pool, quad_task, &qj, nt);
+            }
+            nr = nsl;
+            Wb = cW;
+            btab = ctab;
+            bblk = cblk;
+            bslow = cslow;
+        }
         for (uint32_t r0 = 0; r0 < nr;) {
             uint32_t r1 = K <= FEW_SCORES ? nr : (nr - r0 > G ? r0 + G : nr);
             uint64_t step = dmat ? NS : N;
             for (uint64_t s0 = 0; s0 < N; s0 += step) {
                 uint64_t s1 = N - s0 > step ? s0 + step : N;
-                job j = { p, geno, blkvar, tab, slow, dsb, W + (uint64_t)start * K, r0, r1, K,
+                job j = { p, geno, bblk, btab, bslow, dsb, Wb, r0, r1, K, KS,
                           act, den, named, sum, ipack, dmat, N, s0, s1, NS };
                 mg__pool_run(pool, run_range, &j, nt);
                 if (dmat) /* SUM[s0..s1) (ns x K) += D^T (ns x rows) . W (rows x K) */
                     cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(s1 - s0), (int)K,
                                 (int)(r1 - r0), 1.0, dmat, (int)NS,
-                                W + ((uint64_t)start + r0) * K, (int)K, 1.0, sum + s0 * K, (int)K);
+                                Wb + (uint64_t)r0 * K, (int)K, 1.0, sum + s0 * KS, (int)KS);
             }
             r0 = r1;
         }
@@ -536,7 +667,7 @@ mg_status mg__prs_compute(mg_prs *p) {
     if (!p->r_sum) { p->computed = 0; st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
     for (uint64_t s = 0; s < N; s++)
         for (uint32_t k = 0; k < p->n_scores; k++)
-            p->r_sum[s * p->n_scores + k] = col[k] >= 0 ? sum[s * K + (uint32_t)col[k]] : NAN;
+            p->r_sum[s * p->n_scores + k] = col[k] >= 0 ? sum[s * KS + (uint32_t)col[k]] : NAN;
     p->computed = 1;
 done:
     mg__pool_free(pool);
@@ -544,6 +675,9 @@ done:
     mg__free(act); mg__free(den); mg__free(named); mg__free(sum);
     mg__free(geno); mg__free(tab); mg__free(blkvar); mg__free(col);
     mg__free(dmat); mg__free(slow); mg__free(ipack); mg__free(masks); mg__free(dsb);
+    mg__free(qtab); mg__free(qitab); mg__free(qcodes); mg__free(zeros); mg__free(ctab);
+    mg__free(cblk); mg__free(cslow); mg__free(frow); mg__free(cW); mg__free(qgeno);
+    mg__free(qw); mg__free(qdose); mg__free(qipk);
     return st;
 }
 

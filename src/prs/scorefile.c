@@ -9,14 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-static int parse_weight(const char *s, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || !isfinite(v)) return -1;
-    *out = v;
-    return 0;
-}
+static int parse_weight(const char *s, double *out) { return mg__parse_double(s, out); }
 
 /* ---- frequencies --------------------------------------------------------- */
 
@@ -156,8 +149,15 @@ static int add_entry(mg_prs *p, uint32_t row, uint32_t score, double w) {
     return 0;
 }
 
-/* Undoes a failed file: drops the scores, rows and entries it added. */
-static void rollback(mg_prs *p, uint32_t n_scores, uint32_t n_rows, uint64_t n_ent) {
+/* Undoes a failed file: drops the scores, rows, entries and wide blocks it
+ * added. */
+static void rollback(mg_prs *p, uint32_t n_scores, uint32_t n_rows, uint64_t n_ent,
+                     uint32_t n_wide) {
+    for (uint32_t i = n_wide; i < p->n_wide; i++) {
+        mg__free(p->wide[i].row);
+        mg__free(p->wide[i].w);
+    }
+    p->n_wide = n_wide;
     for (uint32_t k = n_scores; k < p->n_scores; k++) mg__free(p->scores[k].name);
     p->n_scores = n_scores;
     for (uint32_t r = n_rows; r < p->n_rows; r++)
@@ -189,6 +189,18 @@ static mg_status read_wide(mg_prs *p, mg__lines *lr, const char *path, char **f,
         if (st != MG_OK) return st;
     }
     uint32_t nk = (uint32_t)(nh - 2);
+    if (p->n_wide == p->cap_wide) {
+        uint64_t cap = p->cap_wide;
+        void *arr = p->wide;
+        if (mg__prs_grow(&arr, &cap, (uint64_t)p->n_wide + 1, sizeof *p->wide) != 0 || cap > UINT32_MAX)
+            return mg__prs_set(p, MG_E_NOMEM, "out of memory");
+        p->wide = arr;
+        p->cap_wide = (uint32_t)cap;
+    }
+    mg__prs_wide *wb = &p->wide[p->n_wide++];
+    memset(wb, 0, sizeof *wb);
+    wb->first = first;
+    wb->nk = nk;
     double *w = mg__malloc(nk * sizeof *w);
     if (!w) return mg__prs_set(p, MG_E_NOMEM, "out of memory");
     uint32_t serial = ++p->file_serial;
@@ -227,13 +239,17 @@ static mg_status read_wide(mg_prs *p, mg__lines *lr, const char *path, char **f,
             break;
         }
         p->rows[row].stamp = serial;
-        for (uint32_t c = 0; c < nk; c++) {
-            if (add_entry(p, row, first + c, w[c]) != 0) {
-                st = mg__prs_set(p, MG_E_NOMEM, "out of memory");
-                break;
-            }
+        uint64_t cap = wb->cap;
+        void *rows = wb->row, *ws = wb->w;
+        if (mg__prs_grow(&rows, &cap, wb->n + 1, sizeof *wb->row) != 0 ||
+            (wb->row = rows, mg__prs_grow(&ws, &wb->cap, wb->n + 1, (size_t)nk * sizeof *wb->w) != 0)) {
+            st = mg__prs_set(p, MG_E_NOMEM, "out of memory");
+            break;
         }
-        if (st != MG_OK) break;
+        wb->w = ws;
+        wb->row[wb->n] = row;
+        memcpy(wb->w + wb->n * nk, w, (size_t)nk * sizeof *w);
+        wb->n++;
         n_match++;
     }
     if (st == MG_OK && r < 0)
@@ -475,6 +491,7 @@ mg_status mg__prs_add_file(mg_prs *p, const char *path, uint32_t *n_added) {
     char pgs_name[256] = "";
     uint32_t n_scores = p->n_scores, n_rows = p->n_rows;
     uint64_t n_ent = p->n_ent;
+    uint32_t n_wide = p->n_wide;
     mg_status st = MG_OK;
     int r, meta = 0;
     if (!f) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
@@ -503,7 +520,7 @@ mg_status mg__prs_add_file(mg_prs *p, const char *path, uint32_t *n_added) {
     }
 done:
     if (st != MG_OK) {
-        rollback(p, n_scores, n_rows, n_ent);
+        rollback(p, n_scores, n_rows, n_ent, n_wide);
         *n_added = 0;
     }
     mg__free(f);

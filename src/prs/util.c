@@ -2,6 +2,9 @@
 #include "prs/prs_internal.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <zlib.h>
@@ -49,6 +52,63 @@ void mg__lines_close(mg__lines *lr) {
     if (lr->gz) gzclose((gzFile)lr->gz);
     mg__free(lr->buf);
     memset(lr, 0, sizeof *lr);
+}
+
+static int parse_double_slow(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+int mg__parse_double(const char *s, double *out) {
+    /* Clinger's fast path: m and 10^|e| are exact doubles (m <= 2^53,
+     * |e| <= 22), so one correctly rounded multiplication or division gives
+     * the correctly rounded value, which is what strtod returns. */
+    static const double p10[23] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+                                    1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+                                    1e20, 1e21, 1e22 };
+    const char *p = s;
+    int neg = 0, nd = 0, any = 0;
+    int64_t e10 = 0;
+    uint64_t m = 0;
+    if (*p == '-' || *p == '+') neg = *p++ == '-';
+    for (; *p >= '0' && *p <= '9'; p++) {
+        any = 1;
+        if (m == 0 && *p == '0') continue;
+        if (nd++ == 19) return parse_double_slow(s, out);
+        m = m * 10 + (uint64_t)(*p - '0');
+    }
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+            any = 1;
+            e10--;
+            if (m == 0 && *p == '0') continue;
+            if (nd++ == 19) return parse_double_slow(s, out);
+            m = m * 10 + (uint64_t)(*p - '0');
+        }
+    if (!any) return parse_double_slow(s, out);
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        int eneg = 0;
+        int64_t en = 0;
+        if (*p == '-' || *p == '+') eneg = *p++ == '-';
+        if (!(*p >= '0' && *p <= '9')) return parse_double_slow(s, out);
+        for (; *p >= '0' && *p <= '9'; p++)
+            if (en < 100000) en = en * 10 + (*p - '0');
+        e10 += eneg ? -en : en;
+    }
+    if (*p || m > ((uint64_t)1 << 53)) return parse_double_slow(s, out);
+    double v = (double)m;
+    if (m != 0) {
+        if (e10 < -22 || e10 > 22) return parse_double_slow(s, out);
+        if (e10 < 0) v /= p10[-e10];
+        else v *= p10[e10];
+    }
+    *out = neg ? -v : v;
+    return 0;
 }
 
 size_t mg__split(char *s, int sep, char **fields, size_t max) {

@@ -1,0 +1,13 @@
+/* quad.c - portable variant of the quad kernel and the dispatcher. */
+#include "core/core.h"
+#include "medgemini.h"
+
+#define QUAD_FN mg__quad_run_scalar
+#include "prs/quad_impl.h"
+
+void mg__quad_run(const mg__quad_step *q) {
+    int32_t lvl = mg_simd_level();
+    if (lvl >= MG_SIMD_AVX512) mg__quad_run_avx512(q);
+    else if (lvl >= MG_SIMD_AVX2) mg__quad_run_avx2(q);
+    else mg__quad_run_scalar(q);
+}
