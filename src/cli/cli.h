@@ -11,5 +11,6 @@ int cli_mkmodel(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_prs(int argc, char **argv);
 int cli_generate(int argc, char **argv);
+int cli_convert(int argc, char **argv);
 
 #endif
