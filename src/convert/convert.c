@@ -72,6 +72,10 @@ static mg_status add(conv *cv, const char *ours, const char *sname, int xform, i
     }
     if (t->used)
         return FAILC(cv, MG_E_MODEL_FORMAT, "tensor '%.200s' is mapped twice", sname);
+    if (t->dtype < 0)
+        return FAILC(cv, MG_E_UNSUPPORTED,
+                     "tensor '%.200s' has type %s, which the converter does not decode "
+                     "(supported: F32, F16, BF16, Q8_0, Q4_0)", sname, t->type_name);
     t->used = 1;
     if (cv->n_p == cv->cap_p) {
         size_t cap = cv->cap_p ? cv->cap_p * 2 : 256;
@@ -443,6 +447,17 @@ static mg_status write_tokenizer(conv *cv, mg_writer *w, const char *src,
         if (st) return st;
         tok = pad;
     }
+    const int64_t cfg_ids[3] = {cv->cfg.boi_id, cv->cfg.eoi_id, cv->cfg.image_id};
+    const int32_t roles[3] = {MG_TOKEN_START_OF_IMAGE, MG_TOKEN_END_OF_IMAGE, MG_TOKEN_IMAGE};
+    for (int i = 0; i < 3; i++) {
+        int32_t r = mg_tokenizer_special(tok, roles[i]);
+        if (cv->cfg.has_vision && cfg_ids[i] >= 0 && r >= 0 && r != cfg_ids[i]) {
+            mg_tokenizer_free(tok);
+            return FAILC(cv, MG_E_MODEL_FORMAT,
+                         "config.json gives image token id %" PRId64 " where the tokenizer "
+                         "has %d", cfg_ids[i], (int)r);
+        }
+    }
     if ((st = mg__tokenizer_write_meta(tok, w))) {
         mg_tokenizer_free(tok);
         return mg__err(cv->err, cv->errlen, st, "%s", mg_writer_errmsg(w));
@@ -658,13 +673,6 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
     if ((st = check_unused(&cv))) goto done;
     for (size_t i = 0; i < cv.n_p; i++) {
         cv.p[i].dtype = choose_dtype(&cv.p[i], p.dtype);
-        if (cv.p[i].src->dtype < 0) {
-            st = mg__err(err, errlen, MG_E_UNSUPPORTED,
-                         "tensor '%.200s' has type %s, which the converter does not decode "
-                         "(supported: F32, F16, BF16, Q8_0, Q4_0)", cv.p[i].src->name,
-                         cv.p[i].src->type_name);
-            goto done;
-        }
     }
     if ((st = mg_writer_open(&w, out_path, (p.flags & MG_CONVERT_COMPRESS) ? MG_WRITE_COMPRESS : 0,
                              err, errlen)))
