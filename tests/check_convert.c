@@ -594,6 +594,12 @@ START_TEST(test_real_tokenizer) {
         "Cardiomegaly with bilateral interstitial opacities, café au lait, 12.5 mm nodule; "
         "日本語のテキスト 😀\ttab  double  space\n\nnew paragraph",
         "   leading spaces and trailing   ",
+        "The patient is a 67-year-old man with a history of COPD, presenting with dyspnea. "
+        "Comparison: PA and lateral views from 2021-03-04. Impression: no acute "
+        "cardiopulmonary process; stable mild cardiomegaly; degenerative changes of the "
+        "thoracic spine. Recommend follow-up CT if clinically indicated.",
+        "def f(x):\n    return {'a': [1, 2, 3]}  # code & <html> tags </html>",
+        "Überprüfung der Lunge: unauffällig. Радиография грудной клетки. الأشعة السينية",
     };
     for (size_t k = 0; k < sizeof corpus / sizeof corpus[0]; k++) {
         int32_t a[512], b[512];
@@ -607,6 +613,41 @@ START_TEST(test_real_tokenizer) {
     }
     fprintf(stderr, "check_convert: real Gemma 3 tokenizer: %u tokens, %llu merges intact; "
             "padded to 262208\n", n, (unsigned long long)n_merges);
+    /* The same vocabulary as a llama.cpp-style GGUF (pieces, scores, types,
+     * no merges): the merges derived from the scores tokenize alike. */
+    if (have_numpy()) {
+        char gg[700], cmd[1600], out2[760];
+        fmt(gg, sizeof gg, "%s.gguf", dir);
+        fmt(cmd, sizeof cmd, "%s tests/convert/make_fixtures.py tokgguf " REAL_TOK " '%s'", g_py,
+            gg);
+        run(cmd);
+        fmt(out2, sizeof out2, "%s.gguf.mgm", dir);
+        ck_assert_msg(conv(gg, out2, MG_CONVERT_DTYPE_SOURCE, NULL, MG_CONVERT_NO_CHECKSUMS, err,
+                           sizeof err) == MG_OK, "%s", err);
+        mg_model *g = load(out2);
+        const mg_tokenizer *tg = mg_model_tokenizer(g);
+        ck_assert_uint_eq(mg_tokenizer_vocab_size(tg), n);
+        uint64_t gm = 0;
+        while (mg_model_meta_array_string(&ms, g, "tokenizer.merges", gm) == MG_OK) gm++;
+        ck_assert_uint_eq(gm, n_merges);
+        for (int r = 0; r <= MG_TOKEN_IMAGE; r++)
+            ck_assert_int_eq(mg_tokenizer_special(tg, r), mg_tokenizer_special(ref, r));
+        size_t total = 0;
+        for (size_t k = 0; k < sizeof corpus / sizeof corpus[0]; k++) {
+            int32_t a[512], b[512];
+            size_t na = 0, nb = 0;
+            ck_assert_int_eq(mg_tokenize(a, 512, &na, tg, corpus[k], strlen(corpus[k]),
+                                         MG_TOKENIZE_PARSE_SPECIAL), MG_OK);
+            ck_assert_int_eq(mg_tokenize(b, 512, &nb, ref, corpus[k], strlen(corpus[k]),
+                                         MG_TOKENIZE_PARSE_SPECIAL), MG_OK);
+            ck_assert_msg(na == nb && !memcmp(a, b, na * sizeof *a),
+                          "GGUF-derived merges tokenize corpus line %zu differently", k);
+            total += na;
+        }
+        fprintf(stderr, "check_convert: GGUF vocabulary: %llu merges derived from scores; "
+                "corpus (%zu tokens) tokenized identically\n", (unsigned long long)gm, total);
+        mg_model_free(g);
+    }
     mg_tokenizer_free(ref);
     mg_model_free(m);
 }

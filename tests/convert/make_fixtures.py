@@ -6,6 +6,10 @@
       model.safetensors, as tests/reference/gemma3_reference.py writes them)
       written as a llama.cpp-style GGUF: llama.cpp tensor names, gemma3.* keys,
       norm weights stored as 1 + w (float32), as convert_hf_to_gguf.py does.
+  make_fixtures.py tokgguf TOKENIZER_JSON OUT.gguf
+      A one-layer gemma3 GGUF whose tokenizer.ggml.* keys hold the given
+      tokenizer.json as llama.cpp stores SentencePiece vocabularies (pieces,
+      scores, token types; no merges).
   make_fixtures.py multimodal OUT_DIR [--old-names]
       A tiny random Gemma3ForConditionalGeneration folder: config.json
       leaning on transformers' defaults, two safetensors shards and their
@@ -338,7 +342,52 @@ def cmd_multimodal(out, old_names):
               open(os.path.join(out, "expect.json"), "w"))
 
 
+def cmd_tokgguf(tok_path, out):
+    """A one-layer gemma3 GGUF (zero weights) whose tokenizer is tokenizer.json
+    recast the way llama.cpp stores a SentencePiece vocabulary: pieces,
+    scores (0 for control, user-defined and byte pieces; minus the id for
+    normal ones, the order of a SentencePiece BPE model) and token types."""
+    tj = json.load(open(tok_path, encoding="utf-8"))
+    vocab = tj["model"]["vocab"]
+    n = max(max(vocab.values()), max(a["id"] for a in tj["added_tokens"])) + 1
+    tokens = [None] * n
+    for s, i in vocab.items():
+        tokens[i] = s
+    types = [1] * n
+    unk = tj["model"].get("unk_token")
+    for a in tj["added_tokens"]:
+        tokens[a["id"]] = a["content"]
+        types[a["id"]] = (2 if a["content"] == unk else 3) if a["special"] else 4
+    for i, s in enumerate(tokens):
+        if types[i] == 1 and len(s) == 6 and s.startswith("<0x") and s.endswith(">"):
+            types[i] = 6
+    scores = [-float(i) if t == 1 else 0.0 for i, t in enumerate(types)]
+    ids = {s: i for i, s in enumerate(tokens)}
+    tok = [("tokenizer.ggml.model", T_STR, "llama"),
+           ("tokenizer.ggml.tokens", (T_ARR, T_STR), tokens),
+           ("tokenizer.ggml.scores", (T_ARR, T_F32), scores),
+           ("tokenizer.ggml.token_type", (T_ARR, T_I32), types),
+           ("tokenizer.ggml.bos_token_id", T_U32, ids["<bos>"]),
+           ("tokenizer.ggml.eos_token_id", T_U32, ids["<eos>"]),
+           ("tokenizer.ggml.unknown_token_id", T_U32, ids[unk]),
+           ("tokenizer.ggml.padding_token_id", T_U32, ids["<pad>"])]
+    H = 32
+    cfg = {"max_position_embeddings": 64, "hidden_size": H, "num_hidden_layers": 1,
+           "intermediate_size": H, "num_attention_heads": 1, "num_key_value_heads": 1,
+           "head_dim": H, "sliding_window": 16}
+    w = {"model.embed_tokens.weight": np.zeros((n, H), np.float16),
+         "model.norm.weight": np.zeros(H, np.float32)}
+    for hf, _ in TEXT_MAP:
+        w["model.layers.0.%s.weight" % hf] = np.zeros(H if hf.endswith("norm") else (H, H),
+                                                      np.float32)
+    kv, t = text_gguf(cfg, w, "model.", tok)
+    write_gguf(out, kv, t)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "tokgguf":
+        cmd_tokgguf(sys.argv[2], sys.argv[3])
+        sys.exit(0)
     if len(sys.argv) == 4 and sys.argv[1] == "gguf":
         cmd_gguf(sys.argv[2], sys.argv[3])
     elif len(sys.argv) in (3, 4) and sys.argv[1] == "multimodal":
