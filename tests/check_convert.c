@@ -24,6 +24,7 @@
 #include "testutil.h"
 
 #include "medgemini.h"
+#include "convert/convert.h"
 #include "core/sha256.h"
 
 #include <cjson/cJSON.h>
@@ -187,6 +188,57 @@ START_TEST(test_sha256) {
     mg__sha256_final(&s, dg);
     mg__sha256_hex(dg, h);
     ck_assert_str_eq(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+END_TEST
+
+/* ============================================================ K-quants */
+
+/* Expected values from the block layouts as documented (GGML k_quants):
+ * derived per element here, independently of the decoders' loops. */
+START_TEST(test_kquants) {
+    uint64_t rng = 99;
+    uint8_t b[2 * 210];
+    float got[512];
+    /* Q4_K: two blocks; d = 0.5 (f16 0x3800), dmin = 0.25 (0x3400) */
+    for (int k = 0; k < 2; k++) {
+        uint8_t *q = b + 144 * k;
+        for (int i = 0; i < 144; i++) q[i] = (uint8_t)tu_rand_u64(&rng);
+        q[0] = 0x00, q[1] = 0x38, q[2] = 0x00, q[3] = 0x34;
+    }
+    mg__dequant_q4_k(got, b, 512);
+    for (int e = 0; e < 512; e++) {
+        const uint8_t *q = b + 144 * (e / 256);
+        int r = e % 256, c = r / 64, h = (r % 64) / 32, l = r % 32, j = 2 * c + h;
+        const uint8_t *sb = q + 4;
+        int sc, m;
+        if (j < 4) sc = sb[j] & 63, m = sb[j + 4] & 63;
+        else sc = (sb[j + 4] & 15) | ((sb[j - 4] >> 6) << 4), m = (sb[j + 4] >> 4) | ((sb[j] >> 6) << 4);
+        int nib = h ? q[16 + 32 * c + l] >> 4 : q[16 + 32 * c + l] & 15;
+        float want = 0.5f * (float)sc * (float)nib - 0.25f * (float)m;
+        ck_assert_msg(got[e] == want, "q4_K[%d] %g != %g", e, got[e], want);
+    }
+    /* Q6_K: d = 2^-6 (f16 0x2400) */
+    for (int k = 0; k < 2; k++) {
+        uint8_t *q = b + 210 * k;
+        for (int i = 0; i < 210; i++) q[i] = (uint8_t)tu_rand_u64(&rng);
+        q[208] = 0x00, q[209] = 0x24;
+    }
+    mg__dequant_q6_k(got, b, 512);
+    for (int e = 0; e < 512; e++) {
+        const uint8_t *q = b + 210 * (e / 256);
+        int r = e % 256, half = r / 128, k = (r % 128) / 32, l = r % 32;
+        uint8_t lo = q[64 * half + l + (k & 1) * 32];
+        int low = k < 2 ? lo & 15 : lo >> 4;
+        int high = (q[128 + 32 * half + l] >> (2 * k)) & 3;
+        int sc = (int8_t)q[192 + 8 * half + l / 16 + 2 * k];
+        float want = (1.0f / 64) * (float)sc * (float)((low | high << 4) - 32);
+        ck_assert_msg(got[e] == want, "q6_K[%d] %g != %g", e, got[e], want);
+    }
+    int ok = 0;
+    ck_assert_uint_eq(mg__csrc_bytes(MG__SRC_Q4_K, 512, &ok), 288);
+    ck_assert(ok);
+    ck_assert_uint_eq(mg__csrc_bytes(MG__SRC_Q6_K, 100, &ok), 0);
+    ck_assert(!ok);
 }
 END_TEST
 
@@ -855,12 +907,12 @@ START_TEST(test_hostile_gguf) {
     gb *g = malloc(sizeof *g);
     ck_assert_ptr_nonnull(g);
     (void)write_gguf;
-    /* a good base: token_embd as Q4_K, which is then rejected by name */
+    /* a good base: token_embd as Q5_K, which is then rejected by name */
     g_head(g, 3, 1);
-    g_tensor(g, "token_embd.weight", 256, 4, 12, 0);
+    g_tensor(g, "token_embd.weight", 256, 4, 13, 0);
     g_pad(g);
-    for (int i = 0; i < 4 * 144; i++) g->b[g->n++] = 0;
-    expect_gguf(g, MG_E_UNSUPPORTED, "Q4_K");
+    for (int i = 0; i < 4 * 176; i++) g->b[g->n++] = 0;
+    expect_gguf(g, MG_E_UNSUPPORTED, "Q5_K");
     size_t good_n = g->n;
     uint8_t *good = malloc(good_n);
     memcpy(good, g->b, good_n);
@@ -1020,6 +1072,7 @@ int main(void) {
     TCase *tc = tcase_create("convert");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_sha256);
+    tcase_add_test(tc, test_kquants);
     tcase_add_test(tc, test_api_misuse);
     tcase_add_test(tc, test_hostile_safetensors);
     tcase_add_test(tc, test_hostile_config);

@@ -75,7 +75,8 @@ static mg_status add(conv *cv, const char *ours, const char *sname, int xform, i
     if (t->dtype < 0)
         return FAILC(cv, MG_E_UNSUPPORTED,
                      "tensor '%.200s' has type %s, which the converter does not decode "
-                     "(supported: F32, F16, BF16, Q8_0, Q4_0)", sname, t->type_name);
+                     "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)", sname,
+                     t->type_name);
     t->used = 1;
     if (cv->n_p == cv->cap_p) {
         size_t cap = cv->cap_p ? cv->cap_p * 2 : 256;
@@ -257,7 +258,10 @@ static mg_status check_unused(conv *cv) {
 static int32_t choose_dtype(const plan *p, int32_t want) {
     if (p->kind == K_VEC || p->kind == K_F32) return MG_DTYPE_F32;
     int32_t dt = want;
-    if (dt == MG_CONVERT_DTYPE_SOURCE) dt = p->src->dtype >= 0 ? p->src->dtype : MG_DTYPE_F16;
+    if (dt == MG_CONVERT_DTYPE_SOURCE) dt = p->src->dtype;
+    /* K-quants have no .mgm type: the block type of the same class */
+    if (dt == MG__SRC_Q4_K) dt = MG_DTYPE_Q4_0;
+    if (dt == MG__SRC_Q6_K) dt = MG_DTYPE_Q8_0;
     if (p->kind == K_EMBD && want == MG_DTYPE_Q4_0) dt = MG_DTYPE_Q8_0;
     if ((dt == MG_DTYPE_Q8_0 || dt == MG_DTYPE_Q4_0) && p->dims[0] % 32) dt = MG_DTYPE_F16;
     return dt;
@@ -531,7 +535,7 @@ static mg_status stream_one(conv *cv, mg_writer *w, const plan *p, double *rms, 
     int ok = 0;
     uint64_t out_bytes = mg__dtype_bytes(p->dtype, n, &ok);
     uint64_t out_row = mg__dtype_bytes(p->dtype, cols, &ok);
-    uint64_t src_row = mg__dtype_bytes(t->dtype < 0 ? MG_DTYPE_F32 : t->dtype, t->dims[0], &ok);
+    uint64_t src_row = mg__csrc_bytes(t->dtype, t->dims[0], &ok);
     if (!ok || out_bytes > SIZE_MAX) return FAILC(cv, MG_E_INTERNAL, "bad tensor size");
     uint64_t chunk = p->xform == XF_TRANSPOSE ? rows : CHUNK_ELEMS / cols;
     if (chunk < 1) chunk = 1;

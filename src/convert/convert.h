@@ -10,6 +10,16 @@
 
 #define MG__CONV_MAX_DIMS 4
 
+/* Source-only element types (GGML K-quants), beside the MG_DTYPE_* codes. */
+#define MG__SRC_Q4_K 100
+#define MG__SRC_Q6_K 101
+/* Bytes of n elements of a source type (MG_DTYPE_* or MG__SRC_*); 0 with
+ * *ok = 0 when n is not whole blocks or the type is unknown. */
+uint64_t mg__csrc_bytes(int32_t type, uint64_t n, int *ok);
+/* n (a multiple of 256) values of Q4_K / Q6_K blocks into f32 (kquant.c). */
+void mg__dequant_q4_k(float *dst, const void *src, uint64_t n);
+void mg__dequant_q6_k(float *dst, const void *src, uint64_t n);
+
 /* GGUF value types */
 enum {
     MG__GV_U8 = 0, MG__GV_I8, MG__GV_U16, MG__GV_I16, MG__GV_U32, MG__GV_I32,

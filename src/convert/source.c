@@ -159,6 +159,14 @@ static mg_status pread_all(const mg__cfile *f, void *dst, uint64_t n, uint64_t o
     return MG_OK;
 }
 
+uint64_t mg__csrc_bytes(int32_t type, uint64_t n, int *ok) {
+    if (type == MG__SRC_Q4_K || type == MG__SRC_Q6_K) {
+        *ok = n % 256 == 0;
+        return *ok ? n / 256 * (type == MG__SRC_Q4_K ? 144 : 210) : 0;
+    }
+    return mg__dtype_bytes(type, n, ok);
+}
+
 mg_status mg__csrc_read_rows(const mg__csrc *s, const mg__ctensor *t,
                              uint64_t row0, uint64_t n_rows, float *out,
                              void *scratch, char *err, size_t errlen) {
@@ -167,13 +175,15 @@ mg_status mg__csrc_read_rows(const mg__csrc *s, const mg__ctensor *t,
                        "tensor '%.200s' has type %s, which cannot be converted", t->name,
                        t->type_name ? t->type_name : "?");
     int ok = 0;
-    uint64_t row_bytes = mg__dtype_bytes(t->dtype, t->dims[0], &ok);
+    uint64_t row_bytes = mg__csrc_bytes(t->dtype, t->dims[0], &ok);
     if (!ok) return mg__err(err, errlen, MG_E_INTERNAL, "bad row size");
     uint64_t n = n_rows * t->dims[0];
     mg_status st = pread_all(&s->files[t->file], scratch, row_bytes * n_rows,
                              t->offset + row0 * row_bytes, err, errlen);
     if (st) return st;
     if (t->dtype == MG_DTYPE_F32) memcpy(out, scratch, (size_t)n * sizeof(float));
+    else if (t->dtype == MG__SRC_Q4_K) mg__dequant_q4_k(out, scratch, n);
+    else if (t->dtype == MG__SRC_Q6_K) mg__dequant_q6_k(out, scratch, n);
     else if (mg__dequantize(t->dtype, out, scratch, n) != 0)
         return mg__err(err, errlen, MG_E_INTERNAL, "cannot decode tensor '%.200s'", t->name);
     return MG_OK;
