@@ -421,17 +421,15 @@ static mg_status write_general(conv *cv, mg_writer *w, const char *src, uint32_t
 
 /* Tokenizer, chat template and turn markers, generation eos ids. */
 static mg_status write_tokenizer(conv *cv, mg_writer *w, const char *src,
-                                 const char *override, const char **tok_path) {
+                                 const char *override) {
     mg_tokenizer *tok = NULL, *pad = NULL;
     mg_status st = MG_OK;
     char path[4608];
-    *tok_path = NULL;
     if (override || !cv->gguf) {
         if (override) snprintf(path, sizeof path, "%s", override);
         else snprintf(path, sizeof path, "%s/tokenizer.json", src);
         if (override || access(path, F_OK) == 0) {
             st = mg_tokenizer_load_json(&tok, path, cv->err, cv->errlen);
-            *tok_path = override;
         }
     } else {
         st = mg__tokenizer_from_gguf(&tok, &cv->src, cv->err, cv->errlen);
@@ -642,7 +640,6 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
     cv.errlen = errlen;
     mg_writer *w = NULL;
     mg_status st;
-    const char *tok_path = NULL;
     if (S_ISDIR(sb.st_mode)) {
         if (p.mmproj) {
             st = mg__err(err, errlen, MG_E_INVALID_ARG,
@@ -698,7 +695,7 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
     if (p.tokenizer) extra[n_extra++] = p.tokenizer;
     if ((st = write_general(&cv, w, src, p.flags, extra, n_extra)) ||
         (st = write_config(&cv, w)) ||
-        (st = write_tokenizer(&cv, w, src, p.tokenizer, &tok_path)))
+        (st = write_tokenizer(&cv, w, src, p.tokenizer)))
         goto done;
     for (size_t i = 0; i < cv.n_p; i++)
         if ((st = mg_writer_add_tensor(w, cv.p[i].name, cv.p[i].dtype, cv.p[i].n_dims,
@@ -719,6 +716,5 @@ done:
     mg_writer_free(w); /* removes an unfinished file */
     mg__csrc_free(&cv.src);
     mg__free(cv.p);
-    (void)tok_path;
     return st;
 }
