@@ -191,6 +191,93 @@ START_TEST(test_sha256) {
 }
 END_TEST
 
+/* ====================================================== config defaults */
+
+/* MedGemma 4B's config.json (the fields it really lists): the rest must come
+ * from transformers' Gemma3TextConfig / SiglipVisionConfig / Gemma3Config
+ * defaults, as documented in docs/CONVERT.md. */
+START_TEST(test_config_defaults) {
+    char dir[512], p[700], err[512];
+    fmt(dir, sizeof dir, "%s", tu_tmp_path("cfgdef"));
+    fmt(p, sizeof p, "mkdir -p '%s'", dir);
+    run(p);
+    const char *medgemma =
+        "{\"architectures\": [\"Gemma3ForConditionalGeneration\"], \"boi_token_index\": 255999,"
+        " \"eoi_token_index\": 256000, \"eos_token_id\": [1, 106], \"image_token_index\": 262144,"
+        " \"initializer_range\": 0.02, \"mm_tokens_per_image\": 256, \"model_type\": \"gemma3\","
+        " \"text_config\": {\"attention_bias\": false, \"attention_dropout\": 0.0,"
+        " \"attn_logit_softcapping\": null, \"cache_implementation\": \"hybrid\","
+        " \"final_logit_softcapping\": null, \"hidden_activation\": \"gelu_pytorch_tanh\","
+        " \"hidden_size\": 2560, \"intermediate_size\": 10240, \"model_type\": \"gemma3_text\","
+        " \"num_hidden_layers\": 34, \"rope_scaling\": {\"factor\": 8.0, \"rope_type\": \"linear\"},"
+        " \"sliding_window\": 1024}, \"torch_dtype\": \"bfloat16\","
+        " \"vision_config\": {\"hidden_size\": 1152, \"image_size\": 896,"
+        " \"intermediate_size\": 4304, \"model_type\": \"siglip_vision_model\","
+        " \"num_attention_heads\": 16, \"num_hidden_layers\": 27, \"patch_size\": 14,"
+        " \"vision_use_head\": false}}";
+    fmt(p, sizeof p, "%s/config.json", dir);
+    ck_assert_int_eq(tu_write_file(p, medgemma, strlen(medgemma)), 0);
+    mg__ccfg c;
+    ck_assert_msg(mg__cfg_from_hf(&c, dir, err, sizeof err) == MG_OK, "%s", err);
+    ck_assert_int_eq(c.vocab, 262208);
+    ck_assert_int_eq(c.hidden, 2560);
+    ck_assert_int_eq(c.ffn, 10240);
+    ck_assert_int_eq(c.layers, 34);
+    ck_assert_int_eq(c.heads, 8);
+    ck_assert_int_eq(c.kv_heads, 4);
+    ck_assert_int_eq(c.head_dim, 256);
+    ck_assert_int_eq(c.qpas, 256);
+    ck_assert_int_eq(c.ctx, 131072);
+    ck_assert_int_eq(c.window, 1024);
+    ck_assert_int_eq(c.pattern, 6);
+    ck_assert(c.theta_global == 1e6 && c.theta_local == 1e4 && c.rope_factor == 8);
+    ck_assert(c.eps == 1e-6 && c.attn_softcap == 0 && c.final_softcap == 0 && c.tied);
+    ck_assert_int_eq(c.has_vision, 1);
+    ck_assert_int_eq(c.v_hidden, 1152);
+    ck_assert_int_eq(c.v_ffn, 4304);
+    ck_assert_int_eq(c.v_layers, 27);
+    ck_assert_int_eq(c.v_heads, 16);
+    ck_assert_int_eq(c.v_image, 896);
+    ck_assert_int_eq(c.v_patch, 14);
+    ck_assert(c.v_eps == 1e-6);
+    ck_assert_int_eq(c.mm_tokens, 256);
+    ck_assert_int_eq(c.boi_id, 255999);
+    ck_assert_int_eq(c.eoi_id, 256000);
+    ck_assert_int_eq(c.image_id, 262144);
+    ck_assert_int_eq(c.img_size, 896);
+    ck_assert(c.img_mean[1] == 0.5 && c.img_std[2] == 0.5 && c.img_rescale == 1.0 / 255.0);
+    ck_assert_str_eq(c.img_resample, "bilinear");
+    /* A bare Gemma3ForConditionalGeneration: every default but the image
+     * tokens (256 = 16x16 does not divide SiglipVisionConfig's default 14x14
+     * grid, which transformers would not run either) */
+    const char *bare = "{\"model_type\": \"gemma3\", \"mm_tokens_per_image\": 49}";
+    ck_assert_int_eq(tu_write_file(p, bare, strlen(bare)), 0);
+    ck_assert_msg(mg__cfg_from_hf(&c, dir, err, sizeof err) == MG_OK, "%s", err);
+    ck_assert_int_eq(c.hidden, 2304);
+    ck_assert_int_eq(c.ffn, 9216);
+    ck_assert_int_eq(c.layers, 26);
+    ck_assert_int_eq(c.window, 4096);
+    ck_assert(c.rope_factor == 1);
+    ck_assert_int_eq(c.v_hidden, 768);
+    ck_assert_int_eq(c.v_ffn, 3072);
+    ck_assert_int_eq(c.v_layers, 12);
+    ck_assert_int_eq(c.v_heads, 12);
+    ck_assert_int_eq(c.v_image, 224);
+    ck_assert_int_eq(c.v_patch, 16);
+    /* Gemma3ForCausalLM, newer style: layer_types, no sliding_window_pattern */
+    const char *flat = "{\"architectures\": [\"Gemma3ForCausalLM\"], \"model_type\": \"gemma3_text\","
+        " \"num_hidden_layers\": 4, \"layer_types\": [\"sliding_attention\", \"sliding_attention\","
+        " \"sliding_attention\", \"full_attention\"], \"rope_scaling\": null,"
+        " \"query_pre_attn_scalar\": 168, \"final_logit_softcapping\": 30.0}";
+    ck_assert_int_eq(tu_write_file(p, flat, strlen(flat)), 0);
+    ck_assert_msg(mg__cfg_from_hf(&c, dir, err, sizeof err) == MG_OK, "%s", err);
+    ck_assert_int_eq(c.has_vision, 0);
+    ck_assert_int_eq(c.pattern, 4);
+    ck_assert_int_eq(c.qpas, 168);
+    ck_assert(c.final_softcap == 30 && c.rope_factor == 1);
+}
+END_TEST
+
 /* ============================================================ K-quants */
 
 /* Expected values from the block layouts as documented (GGML k_quants):
@@ -1073,6 +1160,7 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_sha256);
     tcase_add_test(tc, test_kquants);
+    tcase_add_test(tc, test_config_defaults);
     tcase_add_test(tc, test_api_misuse);
     tcase_add_test(tc, test_hostile_safetensors);
     tcase_add_test(tc, test_hostile_config);
