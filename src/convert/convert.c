@@ -632,8 +632,11 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
     if (p.flags & ~(uint32_t)(MG_CONVERT_COMPRESS | MG_CONVERT_NO_CHECKSUMS))
         return mg__err(err, errlen, MG_E_INVALID_ARG, "unknown flags 0x%x", p.flags);
     struct stat sb;
-    if (stat(src, &sb) != 0)
-        return mg__err(err, errlen, MG_E_IO, "cannot open '%s': %s", src, strerror(errno));
+    if (stat(src, &sb) != 0) {
+        char eb[128];
+        return mg__err(err, errlen, MG_E_IO, "cannot open '%s': %s", src,
+                       strerror_r(errno, eb, sizeof eb));
+    }
     conv cv;
     memset(&cv, 0, sizeof cv);
     cv.err = err;
