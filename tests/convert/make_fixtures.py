@@ -10,6 +10,10 @@
       A one-layer gemma3 GGUF whose tokenizer.ggml.* keys hold the given
       tokenizer.json as llama.cpp stores SentencePiece vocabularies (pieces,
       scores, token types; no merges).
+  make_fixtures.py kquant OUT_DIR
+      OUT_DIR/text.gguf, a one-layer gemma3 GGUF (hidden 256) whose token
+      embedding is Q6_K and ffn_gate/ffn_up Q4_K (random blocks), and
+      OUT_DIR/expect.json with element values computed from the block layouts.
   make_fixtures.py multimodal OUT_DIR [--old-names]
       A tiny random Gemma3ForConditionalGeneration folder: config.json
       leaning on transformers' defaults, two safetensors shards and their
@@ -67,12 +71,16 @@ def write_gguf(path, kvs, tensors):
     off = 0
     blobs = []
     for name, a in tensors:
-        gt = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}[a.dtype]
-        out += gstr(name) + struct.pack("<I", a.ndim)
-        for d in reversed(a.shape):
+        if isinstance(a, tuple):  # (ggml type, shape, raw bytes)
+            gt, shape, b = a
+        else:
+            gt = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}[a.dtype]
+            shape = a.shape
+            b = np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()
+        out += gstr(name) + struct.pack("<I", len(shape))
+        for d in reversed(shape):
             out += struct.pack("<Q", d)
         out += struct.pack("<IQ", gt, off)
-        b = np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()
         blobs.append(b)
         off += (len(b) + ALIGN - 1) // ALIGN * ALIGN
     out += b"\0" * ((-len(out)) % ALIGN)
@@ -342,6 +350,81 @@ def cmd_multimodal(out, old_names):
               open(os.path.join(out, "expect.json"), "w"))
 
 
+def f16(b, o):
+    return float(np.frombuffer(b[o:o + 2], dtype="<f2")[0])
+
+
+def q4k_value(b, e):
+    """Element e of Q4_K data b, from the block layout (GGML k_quants)."""
+    blk = b[144 * (e // 256):144 * (e // 256 + 1)]
+    r = e % 256
+    c, h, l = r // 64, (r % 64) // 32, r % 32
+    j = 2 * c + h
+    sb = blk[4:16]
+    if j < 4:
+        sc, m = sb[j] & 63, sb[j + 4] & 63
+    else:
+        sc = (sb[j + 4] & 15) | ((sb[j - 4] >> 6) << 4)
+        m = (sb[j + 4] >> 4) | ((sb[j] >> 6) << 4)
+    q = blk[16 + 32 * c + l]
+    q = q >> 4 if h else q & 15
+    return np.float32(np.float32(f16(blk, 0)) * np.float32(sc)) * np.float32(q) - \
+        np.float32(np.float32(f16(blk, 2)) * np.float32(m))
+
+
+def q6k_value(b, e):
+    blk = b[210 * (e // 256):210 * (e // 256 + 1)]
+    r = e % 256
+    half, k, l = r // 128, (r % 128) // 32, r % 32
+    lo = blk[64 * half + l + (k & 1) * 32]
+    lo = lo & 15 if k < 2 else lo >> 4
+    hi = (blk[128 + 32 * half + l] >> (2 * k)) & 3
+    sc = np.int8(blk[192 + 8 * half + l // 16 + 2 * k].astype(np.int8))
+    return np.float32(np.float32(f16(blk, 208)) * np.float32(sc)) * np.float32(((hi << 4) | lo) - 32)
+
+
+def cmd_kquant(out_dir):
+    """text.gguf with Q6_K token_embd and Q4_K ffn_gate/ffn_up (random blocks,
+    small scales), hidden 256; expect.json: element values from the layouts."""
+    rng = np.random.default_rng(5)
+    os.makedirs(out_dir, exist_ok=True)
+    H, F, V = 256, 512, 64
+    cfg = {"max_position_embeddings": 64, "hidden_size": H, "num_hidden_layers": 1,
+           "intermediate_size": F, "num_attention_heads": 2, "num_key_value_heads": 1,
+           "head_dim": 128, "sliding_window": 16}
+
+    def blocks(n_elems, size, d_at):
+        b = rng.integers(0, 256, size=(n_elems // 256, size), dtype=np.uint8)
+        for o in d_at:  # f16 scales in [2^-10, 2^-8)
+            v = rng.uniform(2 ** -10, 2 ** -8, size=b.shape[0]).astype("<f2")
+            b[:, o:o + 2] = v.view(np.uint8).reshape(-1, 2)
+        return b.reshape(-1)
+
+    w = {"model.embed_tokens.weight": np.zeros((V, H), np.float32),
+         "model.norm.weight": (rng.standard_normal(H) * 0.1).astype(np.float32)}
+    for hf, _ in TEXT_MAP:
+        shape = {"q_proj": (256, H), "k_proj": (128, H), "v_proj": (128, H), "o_proj": (H, 256),
+                 "gate_proj": (F, H), "up_proj": (F, H), "down_proj": (H, F),
+                 "q_norm": (128,), "k_norm": (128,)}.get(hf.split(".")[-1], (H,))
+        w["model.layers.0.%s.weight" % hf] = (rng.standard_normal(shape) * 0.05).astype(np.float32)
+    kv, t = text_gguf(cfg, w, "model.")
+    emb = blocks(V * H, 210, [208])
+    gate = blocks(F * H, 144, [0, 2])
+    up = blocks(F * H, 144, [0, 2])
+    raw = {"token_embd.weight": (14, (V, H), emb.tobytes()),
+           "blk.0.ffn_gate.weight": (12, (F, H), gate.tobytes()),
+           "blk.0.ffn_up.weight": (12, (F, H), up.tobytes())}
+    t = [(n, raw.get(n, a)) for n, a in t]
+    write_gguf(os.path.join(out_dir, "text.gguf"), kv, t)
+    ex = []
+    for name, b, fn in (("text.token_embd", emb, q6k_value), ("text.blk.0.ffn_gate", gate, q4k_value),
+                        ("text.blk.0.ffn_up", up, q4k_value)):
+        n = b.size // (210 if fn is q6k_value else 144) * 256
+        for e in list(range(0, 300, 7)) + list(rng.integers(0, n, 40)):
+            ex.append([name, int(e), float(fn(b, int(e)))])
+    json.dump({"checks": ex}, open(os.path.join(out_dir, "expect.json"), "w"))
+
+
 def cmd_tokgguf(tok_path, out):
     """A one-layer gemma3 GGUF (zero weights) whose tokenizer is tokenizer.json
     recast the way llama.cpp stores a SentencePiece vocabulary: pieces,
@@ -385,6 +468,9 @@ def cmd_tokgguf(tok_path, out):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "kquant":
+        cmd_kquant(sys.argv[2])
+        sys.exit(0)
     if len(sys.argv) == 4 and sys.argv[1] == "tokgguf":
         cmd_tokgguf(sys.argv[2], sys.argv[3])
         sys.exit(0)
