@@ -354,6 +354,61 @@ MG_API const char *mg_writer_errmsg(const mg_writer *w);
 /* Frees the writer; an unfinished file is removed. NULL is ignored. */
 MG_API void mg_writer_free(mg_writer *w);
 
+/* ------------------------------------------------------------- conversion */
+
+/* Converts a checkpoint into an .mgm file (docs/CONVERT.md): a Hugging Face
+ * folder (config.json, model.safetensors or sharded model-*.safetensors with
+ * model.safetensors.index.json, tokenizer.json, tokenizer_config.json,
+ * generation_config.json, preprocessor_config.json) or a GGUF file (with its
+ * vision part as a separate "mmproj" GGUF). Tensors are streamed one at a
+ * time (memory: about one tensor in the output type plus a block of rows). */
+
+/* Called after each tensor is written: its name in the .mgm, the dtype it
+ * was stored in, its index (0-based) of count, and the quantization error
+ * against the source values (root mean square of the difference, and that
+ * divided by the RMS of the values; 0 for lossless). Return non-zero to stop
+ * (mg_convert then returns MG_E_INTERRUPTED and removes the output). */
+typedef int32_t (*mg_convert_progress)(void *user_data, const char *name,
+                                       int32_t dtype, uint64_t index,
+                                       uint64_t count, double rms_error,
+                                       double rel_error);
+
+#define MG_CONVERT_COMPRESS     0x1u /* store tensors zstd-compressed        */
+#define MG_CONVERT_NO_CHECKSUMS 0x2u /* skip the SHA-256 of the source files */
+
+#define MG_CONVERT_DTYPE_SOURCE (-1) /* keep each matrix's source type     */
+
+typedef struct mg_convert_params {
+    uint32_t struct_size;     /* sizeof(mg_convert_params)                  */
+    int32_t dtype;            /* MG_DTYPE_* for matrices (the policy in
+                                 docs/CONVERT.md keeps some in f32/f16), or
+                                 MG_CONVERT_DTYPE_SOURCE (default)          */
+    uint32_t flags;           /* MG_CONVERT_* bits; default 0               */
+    uint32_t reserved;        /* 0                                          */
+    const char *mmproj;       /* GGUF source: the vision GGUF, or NULL      */
+    const char *tokenizer;    /* a tokenizer.json to use instead of the
+                                 source's own, or NULL                      */
+    mg_convert_progress progress; /* may be NULL                            */
+    void *user_data;
+} mg_convert_params;
+
+#define MG_CONVERT_PARAMS_INIT \
+    { sizeof(mg_convert_params), MG_CONVERT_DTYPE_SOURCE, 0, 0, NULL, NULL, \
+      NULL, NULL }
+/* Fills *params with defaults and sets struct_size. */
+MG_API void mg_convert_params_init(mg_convert_params *params);
+
+/* Converts src (a folder or a .gguf file) into out_path. params may be NULL
+ * for defaults. On failure the output is removed and err (if not NULL)
+ * receives a NUL-terminated message of at most errlen bytes.
+ * Errors: MG_E_INVALID_ARG, MG_E_IO (missing or unreadable file, missing
+ * shard), MG_E_MODEL_FORMAT (malformed or inconsistent source),
+ * MG_E_UNSUPPORTED (a model, option or tensor type the converter does not
+ * handle, named in the message), MG_E_INTERRUPTED, MG_E_NOMEM. */
+MG_API mg_status mg_convert(const char *src, const char *out_path,
+                            const mg_convert_params *params, char *err,
+                            size_t errlen);
+
 /* ----------------------------------------------------------------- context */
 
 typedef struct mg_context mg_context;

@@ -8,11 +8,8 @@
  * 100-token prompt and its 64-token greedy continuation (reference.json,
  * logits.f32; see the script's header).
  *
- * A test-side converter (until the real one lands) reads config.json with
- * cJSON and model.safetensors by hand and writes an .mgm with the public
- * mg_writer_* API (docs/MODEL_KEYS.md names; HF's [out, in] row-major
- * matrices are our dims = [in, out] as they are; norm weights copied as w)
- * plus a minimal tokenizer.
+ * The folders are converted with the library's converter (mg_convert,
+ * src/convert/), the path users take for real checkpoints.
  *
  * Checks, for every fixture:
  *  - f32: mg_context_eval of the prompt with all logits; at every position
@@ -48,18 +45,6 @@ static int g_n_fixtures;
 
 /* ============================================================ converter */
 
-typedef struct hf_cfg {
-    int64_t vocab, hidden, ffn, layers, heads, kv, hd, ctx, window, pattern;
-    double qpas, theta, theta_local, factor, eps, acap, fcap;
-} hf_cfg;
-
-typedef struct st_file {
-    unsigned char *buf;
-    size_t size;
-    cJSON *hdr;
-    size_t data_off; /* start of the data section */
-} st_file;
-
 /* vsnprintf: truncating a message or an over-long path is fine here. */
 static void fmt(char *buf, size_t cap, const char *f, ...) __attribute__((format(printf, 3, 4)));
 static void fmt(char *buf, size_t cap, const char *f, ...) {
@@ -69,351 +54,15 @@ static void fmt(char *buf, size_t cap, const char *f, ...) {
     va_end(ap);
 }
 
-#define FAIL(...) do { fmt(err, errlen, __VA_ARGS__); goto fail; } while (0)
-
-static int json_int(const cJSON *o, const char *k, int64_t lo, int64_t hi, int64_t *out,
-                    char *err, size_t errlen) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
-        v->valuedouble < (double)lo || v->valuedouble > (double)hi) {
-        fmt(err, errlen, "config.json: %s missing or out of range", k);
-        return -1;
-    }
-    *out = (int64_t)v->valuedouble;
-    return 0;
-}
-
-/* A float field; absent or null gives def (null_ok) or an error. */
-static int json_num(const cJSON *o, const char *k, double def, int null_ok, double *out,
-                    char *err, size_t errlen) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if ((!v || cJSON_IsNull(v)) && null_ok) {
-        *out = def;
-        return 0;
-    }
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0) {
-        fmt(err, errlen, "config.json: %s missing or not a number >= 0", k);
-        return -1;
-    }
-    *out = v->valuedouble;
-    return 0;
-}
-
-static int read_config(hf_cfg *c, const char *dir, char *err, size_t errlen) {
-    char path[4200];
-    fmt(path, sizeof path, "%s/config.json", dir);
-    size_t n = 0;
-    char *txt = (char *)tu_read_file(path, &n);
-    cJSON *j = NULL;
-    if (!txt) FAIL("cannot read %s", path);
-    j = cJSON_ParseWithLength(txt, n);
-    if (!cJSON_IsObject(j)) FAIL("config.json is not a JSON object");
-    if (json_int(j, "vocab_size", 1, 1 << 24, &c->vocab, err, errlen) ||
-        json_int(j, "hidden_size", 1, 1 << 16, &c->hidden, err, errlen) ||
-        json_int(j, "intermediate_size", 1, 1 << 20, &c->ffn, err, errlen) ||
-        json_int(j, "num_hidden_layers", 1, 1024, &c->layers, err, errlen) ||
-        json_int(j, "num_attention_heads", 1, 1024, &c->heads, err, errlen) ||
-        json_int(j, "num_key_value_heads", 1, 1024, &c->kv, err, errlen) ||
-        json_int(j, "head_dim", 2, 4096, &c->hd, err, errlen) ||
-        json_int(j, "max_position_embeddings", 1, 1 << 24, &c->ctx, err, errlen) ||
-        json_int(j, "sliding_window", 1, INT32_MAX, &c->window, err, errlen))
-        goto fail;
-    if (c->heads % c->kv) FAIL("config.json: heads not a multiple of kv heads");
-    /* Layer pattern: sliding_window_pattern, else from layer_types (which
-     * must then be periodic with one global layer at the end of a period). */
-    if (cJSON_GetObjectItemCaseSensitive(j, "sliding_window_pattern")) {
-        if (json_int(j, "sliding_window_pattern", 1, 1024, &c->pattern, err, errlen)) goto fail;
-    } else {
-        const cJSON *lt = cJSON_GetObjectItemCaseSensitive(j, "layer_types");
-        if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->layers)
-            FAIL("config.json: neither sliding_window_pattern nor a layer_types array "
-                 "of num_hidden_layers entries");
-        int64_t first = 0;
-        for (int64_t i = 0; i < c->layers && !first; i++) {
-            const cJSON *e = cJSON_GetArrayItem(lt, (int)i);
-            if (cJSON_IsString(e) && !strcmp(e->valuestring, "full_attention")) first = i + 1;
-        }
-        c->pattern = first ? first : c->layers + 1;
-        for (int64_t i = 0; i < c->layers; i++) {
-            const cJSON *e = cJSON_GetArrayItem(lt, (int)i);
-            const char *want = (i + 1) % c->pattern ? "sliding_attention" : "full_attention";
-            if (!cJSON_IsString(e) || strcmp(e->valuestring, want))
-                FAIL("config.json: layer_types[%d] does not fit a periodic pattern", (int)i);
-        }
-    }
-    double qpas;
-    if (json_num(j, "query_pre_attn_scalar", (double)c->hd, 1, &qpas, err, errlen) ||
-        json_num(j, "rope_theta", 1e6, 1, &c->theta, err, errlen) ||
-        json_num(j, "rope_local_base_freq", 1e4, 1, &c->theta_local, err, errlen) ||
-        json_num(j, "rms_norm_eps", 1e-6, 1, &c->eps, err, errlen) ||
-        json_num(j, "attn_logit_softcapping", 0, 1, &c->acap, err, errlen) ||
-        json_num(j, "final_logit_softcapping", 0, 1, &c->fcap, err, errlen))
-        goto fail;
-    if (qpas < 1 || qpas != floor(qpas) || qpas > 1e9)
-        FAIL("config.json: query_pre_attn_scalar must be a positive integer");
-    c->qpas = qpas;
-    c->factor = 1;
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "rope_scaling");
-    if (rs && !cJSON_IsNull(rs)) {
-        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
-        if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "linear"))
-            FAIL("config.json: only linear rope_scaling is supported");
-        if (json_num(rs, "factor", 1, 0, &c->factor, err, errlen)) goto fail;
-        if (c->factor <= 0) FAIL("config.json: rope_scaling.factor must be > 0");
-    }
-    cJSON_Delete(j);
-    free(txt);
-    return 0;
-fail:
-    cJSON_Delete(j);
-    free(txt);
-    return -1;
-}
-
-static int read_safetensors(st_file *s, const char *path, char *err, size_t errlen) {
-    memset(s, 0, sizeof *s);
-    s->buf = tu_read_file(path, &s->size);
-    if (!s->buf) FAIL("cannot read %s", path);
-    if (s->size < 8) FAIL("safetensors: file shorter than its header length");
-    uint64_t hl = 0;
-    for (int i = 7; i >= 0; i--) hl = (hl << 8) | s->buf[i];
-    if (hl > s->size - 8) FAIL("safetensors: header length %llu past the end of the file",
-                               (unsigned long long)hl);
-    s->hdr = cJSON_ParseWithLength((const char *)s->buf + 8, (size_t)hl);
-    if (!cJSON_IsObject(s->hdr)) FAIL("safetensors: header is not a JSON object");
-    s->data_off = 8 + (size_t)hl;
-    return 0;
-fail:
-    return -1;
-}
-
-static void free_safetensors(st_file *s) {
-    cJSON_Delete(s->hdr);
-    free(s->buf);
-    memset(s, 0, sizeof *s);
-}
-
-/* Finds an F32 tensor of the expected HF shape ([d0] or [d0, d1]); returns a
- * malloc'ed copy of its data (the file's data may be unaligned) or NULL. */
-static float *st_get(const st_file *s, const char *name, int n_dims, int64_t d0, int64_t d1,
-                     char *err, size_t errlen) {
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(s->hdr, name);
-    if (!cJSON_IsObject(e)) {
-        fmt(err, errlen, "safetensors: no tensor %s", name);
-        return NULL;
-    }
-    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
-    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
-    const cJSON *of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-    if (!cJSON_IsString(dt) || strcmp(dt->valuestring, "F32")) {
-        fmt(err, errlen, "safetensors: %s: only F32 is supported", name);
-        return NULL;
-    }
-    int64_t want[2] = {d0, d1};
-    if (!cJSON_IsArray(sh) || cJSON_GetArraySize(sh) != n_dims) goto bad_shape;
-    for (int i = 0; i < n_dims; i++) {
-        const cJSON *v = cJSON_GetArrayItem(sh, i);
-        if (!cJSON_IsNumber(v) || v->valuedouble != (double)want[i]) goto bad_shape;
-    }
-    if (!cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2) goto bad_offsets;
-    const cJSON *b = cJSON_GetArrayItem(of, 0), *en = cJSON_GetArrayItem(of, 1);
-    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 ||
-        en->valuedouble < b->valuedouble || b->valuedouble != floor(b->valuedouble) ||
-        en->valuedouble != floor(en->valuedouble) ||
-        en->valuedouble > (double)(s->size - s->data_off))
-        goto bad_offsets;
-    size_t ob = (size_t)b->valuedouble, oe = (size_t)en->valuedouble;
-    /* d0, d1 come from the checked config: no overflow below 2^60. */
-    uint64_t ne = (uint64_t)d0 * (uint64_t)(n_dims == 2 ? d1 : 1);
-    if (oe - ob != ne * sizeof(float)) goto bad_offsets;
-    float *out = malloc(ne * sizeof *out);
-    if (!out) {
-        fmt(err, errlen, "out of memory");
-        return NULL;
-    }
-    memcpy(out, s->buf + s->data_off + ob, ne * sizeof *out);
-    return out;
-bad_shape:
-    fmt(err, errlen, "safetensors: %s: shape is not [%lld%s%lld]", name, (long long)d0,
-             n_dims == 2 ? ", " : "", n_dims == 2 ? (long long)d1 : 0LL);
-    return NULL;
-bad_offsets:
-    fmt(err, errlen, "safetensors: %s: bad data_offsets", name);
-    return NULL;
-}
-
-/* HF suffix -> our suffix, with HF shape [rows, cols] (cols 0 = 1-D). */
-typedef struct tmap {
-    const char *hf, *ours;
-    int rows, cols; /* codes: 1 hidden, 2 q width, 3 kv width, 4 ffn, 5 head_dim */
-} tmap;
-
-static const tmap k_layer_map[] = {
-    {"input_layernorm.weight", "attn_norm", 1, 0},
-    {"self_attn.q_proj.weight", "attn_q", 2, 1},
-    {"self_attn.k_proj.weight", "attn_k", 3, 1},
-    {"self_attn.v_proj.weight", "attn_v", 3, 1},
-    {"self_attn.q_norm.weight", "attn_q_norm", 5, 0},
-    {"self_attn.k_norm.weight", "attn_k_norm", 5, 0},
-    {"self_attn.o_proj.weight", "attn_output", 1, 2},
-    {"post_attention_layernorm.weight", "post_attn_norm", 1, 0},
-    {"pre_feedforward_layernorm.weight", "ffn_norm", 1, 0},
-    {"mlp.gate_proj.weight", "ffn_gate", 4, 1},
-    {"mlp.up_proj.weight", "ffn_up", 4, 1},
-    {"mlp.down_proj.weight", "ffn_down", 1, 4},
-    {"post_feedforward_layernorm.weight", "post_ffn_norm", 1, 0},
-};
-#define N_LAYER_MAP (sizeof k_layer_map / sizeof k_layer_map[0])
-
-static int64_t code_dim(const hf_cfg *c, int code) {
-    switch (code) {
-    case 1: return c->hidden;
-    case 2: return c->heads * c->hd;
-    case 3: return c->kv * c->hd;
-    case 4: return c->ffn;
-    case 5: return c->hd;
-    default: return 1;
-    }
-}
-
-typedef struct conv_tensor {
-    char hf[160], ours[96];
-    int n_dims;
-    int64_t rows, cols; /* HF shape; cols = 0 for 1-D */
-} conv_tensor;
-
-static int list_conv(const hf_cfg *c, conv_tensor *t) {
-    int n = 0;
-    fmt(t[n].hf, sizeof t[n].hf, "model.embed_tokens.weight");
-    fmt(t[n].ours, sizeof t[n].ours, "text.token_embd");
-    t[n].n_dims = 2, t[n].rows = c->vocab, t[n].cols = c->hidden, n++;
-    for (int64_t l = 0; l < c->layers; l++)
-        for (size_t k = 0; k < N_LAYER_MAP; k++) {
-            const tmap *m = &k_layer_map[k];
-            fmt(t[n].hf, sizeof t[n].hf, "model.layers.%lld.%s", (long long)l, m->hf);
-            fmt(t[n].ours, sizeof t[n].ours, "text.blk.%lld.%s", (long long)l, m->ours);
-            t[n].n_dims = m->cols ? 2 : 1;
-            t[n].rows = code_dim(c, m->rows);
-            t[n].cols = m->cols ? code_dim(c, m->cols) : 0;
-            n++;
-        }
-    fmt(t[n].hf, sizeof t[n].hf, "model.norm.weight");
-    fmt(t[n].ours, sizeof t[n].ours, "text.output_norm");
-    t[n].n_dims = 1, t[n].rows = c->hidden, t[n].cols = 0, n++;
-    return n;
-}
-
-#define WCHK(call) do { mg_status st_ = (call); \
-        if (st_ != MG_OK) FAIL("writer: %s: %s", #call, mg_writer_errmsg(w)); } while (0)
-
-/* Minimal tokenizer: <pad> <eos> <bos> <unk>, then "<tN>" pieces (normal). */
-static int write_tokenizer(mg_writer *w, int64_t vocab, char *err, size_t errlen) {
-    char **tok = calloc((size_t)vocab, sizeof *tok);
-    int64_t *ty = calloc((size_t)vocab, sizeof *ty);
-    int rc = -1;
-    if (!tok || !ty) FAIL("out of memory");
-    static const char *sp[4] = {"<pad>", "<eos>", "<bos>", "<unk>"};
-    static const int64_t spt[4] = {3, 3, 3, 2};
-    for (int64_t i = 0; i < vocab; i++) {
-        char b[32];
-        fmt(b, sizeof b, "<t%lld>", (long long)i);
-        tok[i] = strdup(i < 4 ? sp[i] : b);
-        if (!tok[i]) FAIL("out of memory");
-        ty[i] = i < 4 ? spt[i] : 1;
-    }
-    WCHK(mg_writer_set_string(w, "tokenizer.model", "bpe"));
-    WCHK(mg_writer_set_string_array(w, "tokenizer.tokens", (const char *const *)tok,
-                                    (uint64_t)vocab));
-    WCHK(mg_writer_set_int_array(w, "tokenizer.token_type", ty, (uint64_t)vocab));
-    WCHK(mg_writer_set_int(w, "tokenizer.pad_id", 0));
-    WCHK(mg_writer_set_int(w, "tokenizer.eos_id", 1));
-    WCHK(mg_writer_set_int(w, "tokenizer.bos_id", 2));
-    WCHK(mg_writer_set_int(w, "tokenizer.unk_id", 3));
-    rc = 0;
-fail:
-    for (int64_t i = 0; tok && i < vocab; i++) free(tok[i]);
-    free(tok);
-    free(ty);
-    return rc;
-}
-
-/* Converts the HF folder `dir` to an .mgm at `out` with matrices in dtype
- * (1-D norms f32; block types fall back to f16 for rows not a multiple of
- * 32, as docs/MODEL_KEYS.md says). 0 on success, -1 with a message. */
+/* Converts the HF folder `dir` to an .mgm at `out` with the library's
+ * converter (mg_convert), matrices in dtype. 0 on success, -1 with a
+ * message. */
 static int convert(const char *dir, const char *out, int32_t dtype, char *err, size_t errlen) {
-    hf_cfg c;
-    st_file s;
-    memset(&s, 0, sizeof s);
-    mg_writer *w = NULL;
-    conv_tensor *t = NULL;
-    float *data = NULL;
-    int rc = -1;
-    char path[4200];
-    if (read_config(&c, dir, err, errlen)) return -1;
-    if (c.vocab < 4) FAIL("config.json: vocab_size < 4");
-    fmt(path, sizeof path, "%s/model.safetensors", dir);
-    if (read_safetensors(&s, path, err, errlen)) goto fail;
-    int n_max = 2 + (int)N_LAYER_MAP * (int)c.layers;
-    t = calloc((size_t)n_max, sizeof *t);
-    if (!t) FAIL("out of memory");
-    int n = list_conv(&c, t);
-    /* Every tensor in the file must be one we map (a stray lm_head, for one,
-     * would mean the output is not tied). */
-    int n_file = 0;
-    for (const cJSON *e = s.hdr->child; e; e = e->next) {
-        if (!strcmp(e->string, "__metadata__")) continue;
-        n_file++;
-        int known = 0;
-        for (int i = 0; i < n && !known; i++) known = !strcmp(t[i].hf, e->string);
-        if (!known) FAIL("safetensors: unexpected tensor %s", e->string);
-    }
-    if (n_file != n) FAIL("safetensors: %d tensors, expected %d", n_file, n);
-
-    char werr[256];
-    if (mg_writer_open(&w, out, 0, werr, sizeof werr) != MG_OK) FAIL("writer: %s", werr);
-    WCHK(mg_writer_set_string(w, "general.architecture", "gemma3"));
-    WCHK(mg_writer_set_string(w, "general.name", "check_reference fixture"));
-    WCHK(mg_writer_set_int(w, "text.vocab_size", c.vocab));
-    WCHK(mg_writer_set_int(w, "text.hidden_size", c.hidden));
-    WCHK(mg_writer_set_int(w, "text.n_layers", c.layers));
-    WCHK(mg_writer_set_int(w, "text.n_heads", c.heads));
-    WCHK(mg_writer_set_int(w, "text.n_kv_heads", c.kv));
-    WCHK(mg_writer_set_int(w, "text.head_dim", c.hd));
-    WCHK(mg_writer_set_int(w, "text.ffn_size", c.ffn));
-    WCHK(mg_writer_set_int(w, "text.context_length", c.ctx));
-    WCHK(mg_writer_set_int(w, "text.sliding_window", c.window));
-    WCHK(mg_writer_set_int(w, "text.sliding_window_pattern", c.pattern));
-    WCHK(mg_writer_set_int(w, "text.query_pre_attn_scalar", (int64_t)c.qpas));
-    WCHK(mg_writer_set_float(w, "text.rope_theta_local", c.theta_local));
-    WCHK(mg_writer_set_float(w, "text.rope_theta_global", c.theta));
-    WCHK(mg_writer_set_float(w, "text.rope_scaling_factor", c.factor));
-    WCHK(mg_writer_set_float(w, "text.rms_norm_eps", c.eps));
-    WCHK(mg_writer_set_float(w, "text.attn_logit_softcap", c.acap));
-    WCHK(mg_writer_set_float(w, "text.final_logit_softcap", c.fcap));
-    if (write_tokenizer(w, c.vocab, err, errlen)) goto fail;
-    for (int i = 0; i < n; i++) {
-        uint64_t dims[2] = {(uint64_t)(t[i].n_dims == 2 ? t[i].cols : t[i].rows),
-                            (uint64_t)t[i].rows};
-        int32_t dt = t[i].n_dims == 2 ? dtype : MG_DTYPE_F32;
-        if ((dt == MG_DTYPE_Q8_0 || dt == MG_DTYPE_Q4_0) && dims[0] % 32) dt = MG_DTYPE_F16;
-        WCHK(mg_writer_add_tensor(w, t[i].ours, dt, (uint32_t)t[i].n_dims, dims, 0));
-    }
-    for (int i = 0; i < n; i++) {
-        data = st_get(&s, t[i].hf, t[i].n_dims, t[i].rows, t[i].cols, err, errlen);
-        if (!data) goto fail;
-        uint64_t ne = (uint64_t)t[i].rows * (uint64_t)(t[i].cols ? t[i].cols : 1);
-        WCHK(mg_writer_write_tensor_f32(w, t[i].ours, data, ne));
-        free(data);
-        data = NULL;
-    }
-    WCHK(mg_writer_finish(w));
-    rc = 0;
-fail:
-    free(data);
-    mg_writer_free(w);
-    free(t);
-    free_safetensors(&s);
-    return rc;
+    mg_convert_params p;
+    mg_convert_params_init(&p);
+    p.dtype = dtype;
+    p.flags = MG_CONVERT_NO_CHECKSUMS;
+    return mg_convert(dir, out, &p, err, errlen) == MG_OK ? 0 : -1;
 }
 
 /* ============================================================ fixtures */
@@ -572,7 +221,8 @@ static void softmax(const float *v, size_t n, double *p) {
 static const int32_t k_qtypes[3] = {MG_DTYPE_BF16, MG_DTYPE_Q8_0, MG_DTYPE_Q4_0};
 /* Loose sanity bounds: minimum top-1 agreement, maximum mean KL (nats). */
 /* Seen (4 fixtures): bf16 top-1 >= 0.988, KL <= 5.6e-4; q8_0 >= 0.963,
- * <= 4.9e-3; q4_0 >= 0.577, <= 1.4 (random Gaussian weights and logits of
+ * <= 4.9e-3; q4_0 >= 0.638, <= 0.93 with the token embedding kept in q8_0
+ * by the converter's policy (random Gaussian weights and logits of
  * magnitude 20-80 make q4_0's ~8% weight error show strongly). */
 static const double k_min_top1[3] = {0.95, 0.9, 0.5};
 static const double k_max_kl[3] = {0.005, 0.05, 3.0};

@@ -79,6 +79,43 @@ expect "bad token id: message" grep -q 'out of range' "$TMP/e.err"
 "$CLI" generate -m "$TMP/tiny.mgm" --ids 2,x > /dev/null 2>&1
 expect "malformed --ids exits 2" test $? -eq 2
 
+# convert: a Hugging Face folder (the decoder's reference fixture) to q8_0,
+# with a small tokenizer.json given by --tokenizer, and --eval on prompts.
+FX=tests/reference/fixtures/gqa1_full
+cat > "$TMP/tok.json" <<'EOF'
+{"added_tokens": [
+ {"id": 0, "content": "<pad>", "special": true}, {"id": 1, "content": "<eos>", "special": true},
+ {"id": 2, "content": "<bos>", "special": true}, {"id": 3, "content": "<unk>", "special": true}],
+ "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+ "pre_tokenizer": null,
+ "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": true,
+  "vocab": {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "\u2581": 4, "a": 5, "e": 6,
+            "h": 7, "r": 8, "t": 9, "s": 10, "i": 11, "n": 12, "o": 13, "th": 14, "\u2581th": 15},
+  "merges": [["t", "h"], ["\u2581", "th"]]}}
+EOF
+printf 'the heart is normal\nno effusion there\n' > "$TMP/prompts.txt"
+"$CLI" convert "$FX" -o "$TMP/conv.mgm" --type q8_0 --tokenizer "$TMP/tok.json" \
+  --eval "$TMP/prompts.txt" > "$TMP/conv.out" 2> "$TMP/conv.err"
+expect "convert exits 0" test $? -eq 0
+expect "convert prints per-tensor error" grep -q 'text.blk.0.attn_q .*q8_0 .*rms err' "$TMP/conv.err"
+expect "convert --eval prints agreement" grep -q 'top-1 agreement .* KL' "$TMP/conv.out"
+"$CLI" info "$TMP/conv.mgm" > "$TMP/conv.txt" 2>&1
+expect "converted model loads" test $? -eq 0
+expect "converted: q8_0 matrices" grep -q 'text.blk.1.ffn_down .*q8_0' "$TMP/conv.txt"
+expect "converted: tokenizer padded" grep -q 'tokenizer.tokens = .*(512 elements)' "$TMP/conv.txt"
+expect "converted: checksums recorded" grep -q 'general.source_sha256' "$TMP/conv.txt"
+expect "no eval scratch file left" test ! -e "$TMP/conv.mgm.eval-f32.tmp"
+"$CLI" convert "$FX" -o "$TMP/convz.mgm" --compress --quiet 2>/dev/null
+expect "convert --compress exits 0" test $? -eq 0
+"$CLI" convert "$TMP/missing_dir" -o "$TMP/x.mgm" > "$TMP/e.out" 2> "$TMP/e.err"
+expect "convert of a missing source fails" test $? -eq 1
+expect "convert error: message" grep -q 'medgemini convert: ' "$TMP/e.err"
+expect "convert error: stdout empty" test ! -s "$TMP/e.out"
+"$CLI" convert "$FX" -o "$TMP/x.mgm" --type q5 2>/dev/null
+expect "convert unknown type exits 2" test $? -eq 2
+"$CLI" convert "$TMP/tiny.mgm" -o "$TMP/x.mgm" 2> "$TMP/e.err"
+expect "convert of a non-GGUF file fails" grep -q 'not a GGUF file' "$TMP/e.err"
+
 # Errors: exit code, message on stderr, nothing on stdout.
 head -c 1000 "$TMP/tiny.mgm" > "$TMP/trunc.mgm"
 "$CLI" info "$TMP/trunc.mgm" > "$TMP/e.out" 2> "$TMP/e.err"

@@ -12,5 +12,6 @@ int cli_tokenize(int argc, char **argv);
 int cli_prs(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 int cli_image(int argc, char **argv);
+int cli_convert(int argc, char **argv);
 
 #endif

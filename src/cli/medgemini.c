@@ -21,6 +21,8 @@ static void usage(FILE *f) {
         "  tokenize (-m MODEL.mgm | --tokenizer tokenizer.json) [--bos] [--special] [--decode]\n"
         "                                      token ids of stdin lines (or text of ids)\n"
         "  generate -m MODEL.mgm [PROMPT]      generate text (see generate --help)\n"
+        "  convert SRC -o OUT.mgm [--type T] [--mmproj F] [--tokenizer F] [--compress] [--eval F]\n"
+        "                                      convert a Hugging Face folder or GGUF file\n"
         "  prs score --bfile P --score F --out O   polygenic scores (plink2 --score compatible)\n"
         "  image FILE (-o OUT.pgm|.ppm | --info) [--frame N] [--raw] [--window C,W]\n"
         "                                      decode a JPEG/PNG/DICOM image (see image --help)\n"
@@ -154,6 +156,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "prs")) return cli_prs(argc - 2, argv + 2);
     if (!strcmp(cmd, "generate")) return cli_generate(argc - 2, argv + 2);
     if (!strcmp(cmd, "image")) return cli_image(argc - 2, argv + 2);
+    if (!strcmp(cmd, "convert")) return cli_convert(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return cmd_version();
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);

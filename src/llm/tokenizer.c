@@ -380,6 +380,12 @@ int32_t mg__tok_type(const mg_tokenizer *t, int32_t id) {
     return t->type[id];
 }
 
+void mg__tok_options(const mg_tokenizer *t, int32_t *normalizer,
+                     int32_t *pre_tokenizer) {
+    *normalizer = tok_ok(t) ? t->normalizer : MG__TOK_NORM_NONE;
+    *pre_tokenizer = tok_ok(t) ? t->pre_tokenizer : MG__TOK_PRE_NONE;
+}
+
 uint32_t mg__tok_n_merges(const mg_tokenizer *t) {
     return tok_ok(t) ? t->n_merges : 0;
 }

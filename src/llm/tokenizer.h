@@ -78,5 +78,8 @@ int32_t mg__tok_type(const mg_tokenizer *t, int32_t id);
 uint32_t mg__tok_n_merges(const mg_tokenizer *t);
 int mg__tok_merge(const mg_tokenizer *t, uint32_t rank, int32_t *left,
                   int32_t *right);
+/* The normalizer and pre-tokenizer (MG__TOK_NORM_*, MG__TOK_PRE_*). */
+void mg__tok_options(const mg_tokenizer *t, int32_t *normalizer,
+                     int32_t *pre_tokenizer);
 
 #endif
