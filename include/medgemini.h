@@ -677,9 +677,18 @@ typedef struct mg_prs_params {
     uint32_t n_threads;    /* threads for mg_prs_compute; 0 = one per
                               online CPU (default)                         */
     uint32_t block_variants; /* variants decoded per block; 0 = 4096       */
+    uint32_t vcf_dosage;   /* MG_PRS_DOSAGE_*: the VCF field dosages come
+                              from; default MG_PRS_DOSAGE_DS               */
 } mg_prs_params;
 
-#define MG_PRS_PARAMS_INIT { sizeof(mg_prs_params), 0, 0.75, 0, 0 }
+/* Dosage sources of mg_prs_open_vcf(), as plink2 --vcf FILE dosage=FIELD. */
+#define MG_PRS_DOSAGE_DS   0  /* FORMAT/DS: ALT dosage (summed over ALTs)    */
+#define MG_PRS_DOSAGE_GP   1  /* FORMAT/GP: genotype probabilities; dosage =
+                                 sum of P(g) x ALT count of g / sum of P(g)  */
+#define MG_PRS_DOSAGE_HDS  2  /* FORMAT/HDS: haplotype ALT dosages, summed   */
+#define MG_PRS_DOSAGE_NONE 3  /* GT hard calls only                          */
+
+#define MG_PRS_PARAMS_INIT { sizeof(mg_prs_params), 0, 0.75, 0, 0, MG_PRS_DOSAGE_DS }
 /* Fills *params with defaults and sets struct_size. */
 MG_API void mg_prs_params_init(mg_prs_params *params);
 
@@ -697,7 +706,10 @@ MG_API mg_status mg_prs_open_plink(mg_prs **out, const char *prefix,
 /* Opens a VCF or BCF file (plain or bgzip-compressed; htslib reads it), as
  * plink2 --vcf FILE dosage=DS does: a record with a FORMAT/DS value (ALT
  * dosage, summed over ALTs, quantised to 1/16384; must lie in [0, 2]) is
- * scored on it, otherwise on its GT hard calls; A1 = ALT and A2 = REF, a multiallelic record one variant whose
+ * scored on it, otherwise on its GT hard calls; params.vcf_dosage picks GP
+ * (normalized by the probabilities' sum, as plink2 dosage=GP), HDS or no
+ * dosage field instead, and a sample whose field is "." has a missing
+ * dosage; A1 = ALT and A2 = REF, a multiallelic record one variant whose
  * A1 lists every ALT (excluded from matching unless
  * MG_PRS_KEEP_MULTIALLELIC), a haploid call counted as homozygous, every
  * sample a founder of unknown sex (diploid on chrX, no chrY contribution)

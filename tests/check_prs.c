@@ -845,9 +845,11 @@ START_TEST(test_vcf_tiny1000g) {
 END_TEST
 
 
-/* FORMAT/DS dosages (records with GT:DS, DS only, GT only, missing values),
- * 80 samples on chr1-2, two scores naming ALT or REF, vs plink2 --vcf
- * dosage=DS with and without mean imputation. */
+/* FORMAT/DS, GP and HDS dosages of the same values (records with GT and the
+ * dosage fields, the dosage fields only, GT only, missing values; GP written
+ * to 4 decimals, so that its sum is not exactly 1 and gets normalized), 80
+ * samples on chr1-2, two scores naming ALT or REF, vs plink2 --vcf
+ * dosage=DS|GP|HDS with and without mean imputation. */
 START_TEST(test_vcf_dosage) {
     char vcf[4300], sc[4300], ours[4300], pl[4300], cmd[30000];
     snprintf(vcf, sizeof vcf, "%s", tu_tmp_path("ds.vcf"));
@@ -860,11 +862,13 @@ START_TEST(test_vcf_dosage) {
     fprintf(f, "##fileformat=VCFv4.2\n##contig=<ID=1>\n##contig=<ID=2>\n"
                "##FORMAT=<ID=GT,Number=1,Type=String,Description=\"G\">\n"
                "##FORMAT=<ID=DS,Number=A,Type=Float,Description=\"D\">\n"
+               "##FORMAT=<ID=GP,Number=G,Type=Float,Description=\"P\">\n"
+               "##FORMAT=<ID=HDS,Number=2,Type=Float,Description=\"H\">\n"
                "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT");
     for (int s2 = 0; s2 < N; s2++) fprintf(f, "\ts%d", s2);
     fprintf(f, "\n");
     fprintf(g, "ID\tA1\tS1\tS2\n");
-    static const char *const fmts[] = {"GT:DS", "DS", "GT", "GT:DS"};
+    static const char *const fmts[] = {"GT:DS:GP:HDS", "DS:GP:HDS", "GT", "GT:DS:GP:HDS"};
     for (int v = 0; v < 40; v++) {
         int kind = v % 4;
         fprintf(f, "%s\t%d\tv%d\tA\tG\t.\t.\t.\t%s", v < 25 ? "1" : "2", 100 + 10 * v, v, fmts[kind]);
@@ -874,9 +878,10 @@ START_TEST(test_vcf_dosage) {
             int gi = (int)(d + 0.5);
             const char *gt = gi == 0 ? "0/0" : gi == 1 ? "0/1" : "1/1";
             int miss = kind == 3 && tu_rand_u64(&rs) % 7 == 0;
-            char dd[32];
-            snprintf(dd, sizeof dd, "%.3f", d);
-            if (miss) { gt = "./."; strcpy(dd, "."); }
+            char dd[128];
+            double h1 = d > 1 ? 1 : d, p1 = d * (1 - d / 2), p2 = d * d / 4;
+            snprintf(dd, sizeof dd, "%.3f:%.4f,%.4f,%.4f:%.3f,%.3f", d, 1 - p1 - p2, p1, p2, h1, d - h1);
+            if (miss) { gt = "./."; strcpy(dd, ".:.:."); }
             if (kind == 0 || kind == 3) fprintf(f, "\t%s:%s", gt, dd);
             else if (kind == 1) fprintf(f, "\t%s", dd);
             else fprintf(f, "\t%s", gt);
@@ -888,29 +893,53 @@ START_TEST(test_vcf_dosage) {
     }
     fclose(f);
     fclose(g);
-    for (int nmi = 0; nmi < 2; nmi++) {
+    /* GP-force: plink2 asks for it when a file also has DS */
+    static const char *const field[] = {"DS", "GP", "HDS"};
+    for (int mode = 0; mode < 6; mode++) {
+        int nmi = mode & 1, fi = mode / 2;
         mg_prs_params pp;
         mg_prs_params_init(&pp);
         pp.flags = nmi ? MG_PRS_NO_MEAN_IMPUTATION : 0;
+        pp.vcf_dosage = fi == 0 ? MG_PRS_DOSAGE_DS : fi == 1 ? MG_PRS_DOSAGE_GP : MG_PRS_DOSAGE_HDS;
         mg_prs *p = NULL;
         char err[512];
         ck_assert_msg(mg_prs_open_vcf(&p, vcf, &pp, err, sizeof err) == MG_OK, "%s", err);
         ck_assert_msg(mg_prs_add_scores(p, NULL, sc) == MG_OK, "%s", mg_prs_errmsg(p));
         ck_assert_msg(mg_prs_compute(p) == MG_OK, "%s", mg_prs_errmsg(p));
         snprintf(ours, sizeof ours, "%s", tu_tmp_path(nmi ? "ds_ours_nmi.sscore" : "ds_ours.sscore"));
+        char what[128];
+        snprintf(what, sizeof what, "VCF %s vs plink2 dosage=%s [%s]", field[fi], field[fi],
+                 nmi ? "no-mean-imputation" : "");
         ck_assert_msg(mg_prs_write_sscore(p, ours) == MG_OK, "%s", mg_prs_errmsg(p));
         mg_prs_free(p);
         if (!have_tool("plink2")) { fprintf(stderr, "  skipped: plink2 not installed\n"); return; }
         snprintf(pl, sizeof pl, "%s", tu_tmp_path(nmi ? "ds_pl_nmi" : "ds_pl"));
         snprintf(cmd, sizeof cmd,
-                 "plink2 --threads 1 --seed 31 --vcf '%s' dosage=DS --extract '%s' --score '%s' header-read "
+                 "plink2 --threads 1 --seed 31 --vcf '%s' dosage=%s --extract '%s' --score '%s' header-read "
                  "cols=+scoresums,+denom,+fid list-variants %s --score-col-nums 3-4 --out '%s' >'%s.stdout' 2>&1",
-                 vcf, sc, sc, nmi ? "no-mean-imputation" : "", pl, pl);
+                 vcf, fi == 1 ? "GP-force" : field[fi], sc, sc, nmi ? "no-mean-imputation" : "", pl, pl);
         int rc = system(cmd);
         ck_assert_msg(rc == 0, "plink2 failed (%d): %s", rc, cmd);
         strcat(pl, ".sscore");
-        sscore_compare(ours, pl, nmi ? "VCF DS vs plink2 dosage=DS [no-mean-imputation]"
-                                     : "VCF DS vs plink2 dosage=DS []");
+        sscore_compare(ours, pl, what);
+    }
+    static const char *const badgp[] = {"0.2,0.3,0.4,0.1", "0.5,1.5,0", "-0.1,0.6,0.5"};
+    for (int b = 0; b < 3; b++) {
+        f = fopen(vcf, "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "##fileformat=VCFv4.2\n##contig=<ID=1>\n"
+                   "##FORMAT=<ID=GP,Number=G,Type=Float,Description=\"P\">\n"
+                   "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ts1\n"
+                   "1\t100\tv1\tA\tG\t.\t.\t.\tGP\t%s\n", badgp[b]);
+        fclose(f);
+        mg_prs_params pp;
+        mg_prs_params_init(&pp);
+        pp.vcf_dosage = MG_PRS_DOSAGE_GP;
+        mg_prs *p = NULL;
+        char err[512];
+        ck_assert_int_eq(mg_prs_open_vcf(&p, vcf, &pp, err, sizeof err), MG_E_DATA_FORMAT);
+        ck_assert_ptr_nonnull(strstr(err, "GP"));
+        ck_assert_ptr_null(p);
     }
 }
 END_TEST
@@ -981,6 +1010,10 @@ START_TEST(test_misuse) {
     mg_prs_params pp;
     mg_prs_params_init(&pp);
     ck_assert_uint_eq(pp.struct_size, sizeof pp);
+    pp.vcf_dosage = MG_PRS_DOSAGE_NONE + 1;
+    ck_assert_int_eq(mg_prs_open_vcf(&p, prefix, &pp, err, sizeof err), MG_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(err, "vcf_dosage"));
+    pp.vcf_dosage = MG_PRS_DOSAGE_DS;
     ck_assert(pp.min_overlap == 0.75);
     mg_prs_params_init(NULL);
     pp.struct_size = 2;

@@ -13,6 +13,7 @@ static void prs_usage(FILE *f) {
         "usage: medgemini prs score {--bfile PREFIX | --vcf FILE} --score FILE [--score FILE...] --out PREFIX\n"
         "         [--no-mean-imputation] [--read-freq FILE] [--dominant | --recessive]\n"
         "         [--keep-ambiguous] [--keep-multiallelic] [--min-overlap F] [--threads N]\n"
+        "         [--vcf-dosage DS|GP|HDS|none]\n"
         "  Writes PREFIX.sscore (columns as plink2 --score cols=+scoresums,+denom,+fid)\n"
         "  and prints each score's match report on stderr.\n");
 }
@@ -47,6 +48,14 @@ int cli_prs(int argc, char **argv) {
             long t = strtol(v, &end, 10);
             if (end == v || *end || t < 0 || t > 1024) { fprintf(stderr, "prs: bad --threads %s\n", v); goto done; }
             pp.n_threads = (uint32_t)t;
+            i++;
+        }
+        else if (!strcmp(a, "--vcf-dosage") && v) {
+            if (!strcmp(v, "DS")) pp.vcf_dosage = MG_PRS_DOSAGE_DS;
+            else if (!strcmp(v, "GP")) pp.vcf_dosage = MG_PRS_DOSAGE_GP;
+            else if (!strcmp(v, "HDS")) pp.vcf_dosage = MG_PRS_DOSAGE_HDS;
+            else if (!strcmp(v, "none")) pp.vcf_dosage = MG_PRS_DOSAGE_NONE;
+            else { fprintf(stderr, "prs: bad --vcf-dosage %s (DS, GP, HDS or none)\n", v); goto done; }
             i++;
         }
         else if (!strcmp(a, "--no-mean-imputation")) pp.flags |= MG_PRS_NO_MEAN_IMPUTATION;

@@ -101,7 +101,10 @@ mg_status mg__prs_load_vcf(mg_prs *p, const char *path) {
     static const unsigned char hdrb[3] = {0x6c, 0x1b, 0x01};
     if (write_all(p->bed_fd, hdrb, 3)) { st = mg__prs_set(p, MG_E_IO, "temporary file: %s", strerror(errno)); goto done; }
 
-    int dsid = bcf_hdr_id2int(hdr, BCF_DT_ID, "DS");
+    static const char *const dfield[] = {"DS", "GP", "HDS"};
+    const uint32_t dmode = p->params.vcf_dosage;
+    const char *dname = dmode < MG_PRS_DOSAGE_NONE ? dfield[dmode] : NULL;
+    int dsid = dname ? bcf_hdr_id2int(hdr, BCF_DT_ID, dname) : -1;
     int has_ds = dsid >= 0 && bcf_hdr_idinfo_exists(hdr, BCF_HL_FMT, dsid);
     if (has_ds) {
         dsrow = mg__malloc((size_t)N * sizeof *dsrow);
@@ -187,29 +190,69 @@ mg_status mg__prs_load_vcf(mg_prs *p, const char *path) {
                 row[s >> 2] = (unsigned char)((row[s >> 2] & ~(3u << sh)) | (code << sh));
             }
         }
-        /* FORMAT/DS (Minimac-style ALT dosage, one value per ALT, summed):
-         * read like plink2 --vcf dosage=DS, quantised to 1/16384; a record
-         * without DS keeps its GT calls. */
-        int gotds = has_ds ? bcf_get_format_float(hdr, rec, "DS", &ds, &nds) : -3;
+        /* The dosage field, read like plink2 --vcf dosage=FIELD and
+         * quantised to 1/16384; a record without it keeps its GT calls.
+         * DS: ALT dosage, one value per ALT, summed. HDS: ALT dosage per
+         * haplotype, summed. GP: probabilities of the genotypes in VCF
+         * order; dosage = sum P(g) x (ALT alleles in g) / sum P(g). */
+        int gotds = has_ds ? bcf_get_format_float(hdr, rec, dname, &ds, &nds) : -3;
         if (gotds == -4) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
         if (gotds > 0 && rec->n_allele >= 2) {
             int per = gotds / ns;
             if (gotds % ns || per < 1) {
-                st = mg__prs_set(p, MG_E_DATA_FORMAT, "%s: record %llu: bad DS field", path, ln);
+                st = mg__prs_set(p, MG_E_DATA_FORMAT, "%s: record %llu: bad %s field", path, ln, dname);
                 goto done;
             }
             for (uint64_t s = 0; s < N; s++) {
                 const float *x = ds + s * (uint64_t)per;
-                double t = 0;
-                int miss = 0;
-                for (int k = 0; k < per; k++) {
-                    if (bcf_float_is_vector_end(x[k])) break;
-                    if (bcf_float_is_missing(x[k])) { miss = 1; break; }
-                    t += (double)x[k];
+                int nv = 0, miss = 0;
+                for (; nv < per; nv++) {
+                    if (bcf_float_is_vector_end(x[nv])) break;
+                    if (bcf_float_is_missing(x[nv])) { miss = 1; break; }
                 }
-                if (miss) { dsrow[s] = MG__DS_MISSING; continue; }
+                if (miss || nv == 0) { dsrow[s] = MG__DS_MISSING; continue; }
+                double t = 0;
+                if (dmode == MG_PRS_DOSAGE_GP) {
+                    /* diploid genotype (j, k), j <= k, sits at k(k+1)/2 + j;
+                     * haploid genotype k at k (counted as homozygous) */
+                    int A = rec->n_allele;
+                    double psum = 0, acc = 0;
+                    int ok;
+                    if (nv == A) {
+                        ok = 1;
+                        for (int k = 0; k < A; k++) {
+                            psum += (double)x[k];
+                            acc += (double)x[k] * (k > 0 ? 2.0 : 0.0);
+                        }
+                    } else {
+                        ok = nv == A * (A + 1) / 2;
+                        for (int k = 0; ok && k < A; k++)
+                            for (int j = 0; j <= k; j++) {
+                                double pr = (double)x[k * (k + 1) / 2 + j];
+                                psum += pr;
+                                acc += pr * (double)((j > 0) + (k > 0));
+                            }
+                    }
+                    if (!ok) {
+                        st = mg__prs_set(p, MG_E_DATA_FORMAT,
+                                         "%s: record %llu: GP has %d values for %d alleles", path, ln, nv, A);
+                        goto done;
+                    }
+                    for (int k = 0; k < nv; k++)
+                        if (!(x[k] >= 0.0f && x[k] <= 1.0f + 1e-3f)) {
+                            st = mg__prs_set(p, MG_E_DATA_FORMAT, "%s: record %llu: GP value %g outside [0, 1]",
+                                             path, ln, (double)x[k]);
+                            goto done;
+                        }
+                    if (!(psum > 0)) { dsrow[s] = MG__DS_MISSING; continue; }
+                    t = acc / psum;
+                } else {
+                    for (int k = 0; k < nv; k++) t += (double)x[k];
+                    if (dmode == MG_PRS_DOSAGE_HDS && nv == 1) t *= 2; /* haploid: homozygous */
+                }
                 if (!(t >= 0.0 && t <= 2.0)) {
-                    st = mg__prs_set(p, MG_E_DATA_FORMAT, "%s: record %llu: DS %g outside [0, 2]", path, ln, t);
+                    st = mg__prs_set(p, MG_E_DATA_FORMAT, "%s: record %llu: %s dosage %g outside [0, 2]",
+                                     path, ln, dname, t);
                     goto done;
                 }
                 dsrow[s] = (uint16_t)llround(t * MG__DS_ONE);
