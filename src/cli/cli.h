@@ -11,5 +11,7 @@ int cli_mkmodel(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_prs(int argc, char **argv);
 int cli_generate(int argc, char **argv);
+int cli_report(int argc, char **argv);
+int cli_vqa(int argc, char **argv);
 
 #endif

@@ -21,6 +21,8 @@ static void usage(FILE *f) {
         "  tokenize (-m MODEL.mgm | --tokenizer tokenizer.json) [--bos] [--special] [--decode]\n"
         "                                      token ids of stdin lines (or text of ids)\n"
         "  generate -m MODEL.mgm [PROMPT]      generate text (see generate --help)\n"
+        "  report IMAGE... -m MODEL.mgm        write a report for one study\n"
+        "  vqa IMAGE... -q QUESTION -m MODEL   answer a question about images\n"
         "  prs score --bfile P --score F --out O   polygenic scores (plink2 --score compatible)\n"
         "  version                             print version and build information\n"
         "\n"
@@ -151,6 +153,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cli_tokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "prs")) return cli_prs(argc - 2, argv + 2);
     if (!strcmp(cmd, "generate")) return cli_generate(argc - 2, argv + 2);
+    if (!strcmp(cmd, "report")) return cli_report(argc - 2, argv + 2);
+    if (!strcmp(cmd, "vqa")) return cli_vqa(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return cmd_version();
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
