@@ -160,7 +160,8 @@ static void axpy_scalar(float *y, float a, const float *x, uint64_t n) {
 static float expsum_scalar(float *x, float m, uint64_t n) {
     float s = 0.0f;
     for (uint64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - m);
+        float d = x[i] - m;
+        x[i] = d < -87.0f ? 0.0f : expf(d); /* as the SIMD versions */
         s += x[i];
     }
     return s;

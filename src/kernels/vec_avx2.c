@@ -70,10 +70,11 @@ static void gelu(float *y, const float *x, uint64_t n) {
 }
 
 static float expsum(float *x, float m, uint64_t n) {
-    __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+    __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps(), lo = _mm256_set1_ps(-87.0f);
     uint64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+        __m256 e = _mm256_and_ps(_mm256_cmp_ps(d, lo, _CMP_GE_OQ), exp256(d));
         _mm256_storeu_ps(x + i, e);
         acc = _mm256_add_ps(acc, e);
     }
@@ -81,7 +82,8 @@ static float expsum(float *x, float m, uint64_t n) {
     _mm256_storeu_ps(t, acc);
     float s = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
     for (; i < n; i++) {
-        x[i] = expf(x[i] - m);
+        float d = x[i] - m;
+        x[i] = d < -87.0f ? 0.0f : expf(d);
         s += x[i];
     }
     return s;

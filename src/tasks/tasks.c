@@ -80,8 +80,6 @@ static mg_status multimodal(char **out, mg_context *c, const mg_image *const *im
         return mg__ctx_leave(c, MG_E_INVALID_ARG, "generation parameters out of range");
     const mg_model *m = c->model;
     const mg_tokenizer *tok = mg_model_tokenizer(m);
-    if (!c->dstate || !tok)
-        return mg__ctx_leave(c, MG_E_UNSUPPORTED, "the model has no text decoder or tokenizer");
     mg__gen_block *blocks = mg__calloc(n_images, sizeof *blocks);
     if (!blocks) return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n_images; i++) {
@@ -94,6 +92,10 @@ static mg_status multimodal(char **out, mg_context *c, const mg_image *const *im
                                  "the model has no image encoder (no vision tensors): "
                                  "it cannot read images");
         }
+    }
+    if (!c->dstate || !tok) {
+        mg__free(blocks);
+        return mg__ctx_leave(c, MG_E_UNSUPPORTED, "the model has no text decoder or tokenizer");
     }
     int32_t boi = mg_tokenizer_special(tok, MG_TOKEN_START_OF_IMAGE);
     int32_t eoi = mg_tokenizer_special(tok, MG_TOKEN_END_OF_IMAGE);
