@@ -18,6 +18,7 @@
 #include "encoders/preprocess.h"
 #include "io/image.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -266,15 +267,20 @@ END_TEST
 
 /* ================================================================ encoder */
 
-static void encoder_case(const char *dtype, uint32_t threads) {
+/* blas: OpenBLAS threads for the call (1 selects the pool-split schedule,
+ * 2 the threaded-BLAS one); big: 160 px / patch 8 = 400 patches, so the
+ * attention runs over several query blocks with a partial last one. */
+static void encoder_case(const char *dtype, uint32_t threads, int blas, int big) {
     char args[256];
-    snprintf(args, sizeof args, "--shape tiny --dtype %s --seed 5", dtype);
+    snprintf(args, sizeof args, "--shape tiny --dtype %s --seed 5%s", dtype,
+             big ? " --image-size 160 --image-tokens 25" : "");
     const char *path = make_model("vis_enc.mgm", args);
     mg_model *m = load(path);
     mg_context *c = ctx_new(m, threads, 0);
+    openblas_set_num_threads(blas);
     ck_assert_uint_eq(m->encoders.n, 1);
     const mg__enc_geometry *g = &m->encoders.e[0].geo;
-    ck_assert_uint_eq(g->n_tokens, 16);
+    ck_assert_uint_eq(g->n_tokens, big ? 25 : 16);
     ck_assert_uint_eq(g->width, 64);
     mg_image *imgs[2] = {synth(97, 61, MG_PIXEL_RGB8, 3), synth(40, 90, MG_PIXEL_GRAY8, 4)};
     size_t per = (size_t)g->n_tokens * g->width;
@@ -286,7 +292,8 @@ static void encoder_case(const char *dtype, uint32_t threads) {
     if (ref) {
         ck_assert_uint_eq(rs, 2 * per * sizeof(float));
         double e = rel_max(ours, ref, 2 * per);
-        fprintf(stderr, "check_vision: encoder %s, %u threads: rel err %.3g\n", dtype, threads, e);
+        fprintf(stderr, "check_vision: encoder %s, %u patches, %u threads, BLAS %d: rel err %.3g\n",
+                dtype, big ? 400 : 64, threads, blas, e);
         ck_assert_msg(e <= 1e-4, "encoder features differ from the reference: %g", e);
         free(ref);
     }
@@ -297,13 +304,15 @@ static void encoder_case(const char *dtype, uint32_t threads) {
     mg_model_free(m);
 }
 
-START_TEST(test_encoder_f32) { encoder_case("f32", 1); }
+START_TEST(test_encoder_f32) { encoder_case("f32", 1, 1, 0); }
 END_TEST
-START_TEST(test_encoder_f32_threads) { encoder_case("f32", 2); }
+START_TEST(test_encoder_f32_threads) { encoder_case("f32", 2, 1, _i); }
 END_TEST
-START_TEST(test_encoder_bf16) { encoder_case("bf16", 2); }
+START_TEST(test_encoder_f32_blas) { encoder_case("f32", 2, 2, _i); }
 END_TEST
-START_TEST(test_encoder_q8_0) { encoder_case("q8_0", 2); }
+START_TEST(test_encoder_bf16) { encoder_case("bf16", 2, 1, 1); }
+END_TEST
+START_TEST(test_encoder_q8_0) { encoder_case("q8_0", 2, 2, 0); }
 END_TEST
 
 /* ================================================================ report */
@@ -796,7 +805,8 @@ static Suite *suite(void) {
     tcase_add_loop_test(tc, test_preprocess_vs_pil, 0, (int)(sizeof k_pcases / sizeof k_pcases[0]));
     tcase_add_test(tc, test_normalize_lut);
     tcase_add_test(tc, test_encoder_f32);
-    tcase_add_test(tc, test_encoder_f32_threads);
+    tcase_add_loop_test(tc, test_encoder_f32_threads, 0, 2);
+    tcase_add_loop_test(tc, test_encoder_f32_blas, 0, 2);
     tcase_add_test(tc, test_encoder_bf16);
     tcase_add_test(tc, test_encoder_q8_0);
     tcase_add_test(tc, test_report_vs_reference);

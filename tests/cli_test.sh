@@ -97,6 +97,11 @@ expect "report on a missing image fails" test $? -eq 1
 expect "report without an image encoder fails" test $? -eq 1
 expect "report without an image encoder: message" grep -q 'no image encoder' "$TMP/e.err"
 
+"$CLI" mkmodel --shape tiny --image-size 60 -o "$TMP/x.mgm" 2>/dev/null
+expect "image size not a multiple of the patch exits 2" test $? -eq 2
+"$CLI" mkmodel --shape tiny --image-tokens 15 -o "$TMP/x.mgm" 2>/dev/null
+expect "non-square image tokens exit 2" test $? -eq 2
+
 # Errors: exit code, message on stderr, nothing on stdout.
 head -c 1000 "$TMP/tiny.mgm" > "$TMP/trunc.mgm"
 "$CLI" info "$TMP/trunc.mgm" > "$TMP/e.out" 2> "$TMP/e.err"

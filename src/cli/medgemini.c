@@ -33,6 +33,7 @@ static void usage(FILE *f) {
         "  --seed N          random seed (default 1)\n"
         "  --layers N        override the text decoder's layer count\n"
         "  --vision-layers N override the image encoder's layer count\n"
+        "  --image-size N --patch N --image-tokens N   image encoder geometry\n"
         "  --no-vision       text decoder only\n"
         "  --hidden N, --heads N, --kv-heads N, --head-dim N, --ffn N, --vocab N, --context N\n"
         "                    override one dimension of the text decoder's shape\n"

@@ -18,13 +18,13 @@
  *    then x @ mm.input_proj to the text width.
  *
  * Speed: every matrix product is an sgemm (mg__matmul for weights of any
- * dtype; attention QK^T and PV per head as cblas_sgemm over blocks of
- * MG__ATT_QBLOCK queries, so the score memory is QBLOCK x n_patches per
- * thread, not n_patches^2 x heads). When OpenBLAS runs single-threaded and
- * the context has several threads, the GEMMs are split over the pool by
- * tokens (weights) or by (head, query block) (attention); otherwise each
- * GEMM uses OpenBLAS's own threads and the row kernels (LayerNorm, GELU,
- * softmax) run on the pool. */
+ * dtype; attention QK^T and PV per head as cblas_sgemm over blocks of 64 or
+ * 256 queries, so the score memory is a block x n_patches, not n_patches^2
+ * x heads; the softmax normalization is applied to the hd-wide output rows
+ * after PV). When OpenBLAS runs single-threaded and the context has several
+ * threads, the GEMMs are split over the pool by tokens (weights) or by
+ * (head, query block) (attention); otherwise each GEMM uses OpenBLAS's own
+ * threads and the row kernels (LayerNorm, GELU, softmax) run on the pool. */
 #include "encoders/encoder.h"
 
 #include <cblas.h>
@@ -36,7 +36,8 @@
 #include "io/image.h"
 #include "kernels/kernels.h"
 
-#define MG__ATT_QBLOCK 256u
+#define MG__ATT_QBLOCK_POOL 64u  /* queries per block, parallel items */
+#define MG__ATT_QBLOCK_BLAS 256u /* queries per block, threaded OpenBLAS */
 #define MG__VIS_MAX_SIZE 8192u
 #define MG__VIS_MAX_WIDTH (1u << 16)
 #define MG__VIS_MAX_LAYERS 1024u
@@ -71,7 +72,8 @@ typedef struct istate {
     const image2d *e;
     uint32_t n_threads;
     float *patches, *x, *xn, *q, *k, *v, *h, *pooled;
-    float *scores;         /* n_threads x QBLOCK x N */
+    float *scores;         /* max(n_threads x 64, 256) x N */
+    float *inv;            /* n_threads x 256: 1 / softmax sums */
     float *mm;             /* n_threads x mm_scratch */
     uint8_t *rgb;          /* S x S x 3 */
     void *resize;
@@ -374,7 +376,10 @@ static int state_sizes(const image2d *e, uint32_t nt, uint64_t z[10], uint64_t *
     z[1] = z[2] = z[3] = z[4] = z[5] = nd;              /* x xn q k v */
     of |= mg__mul_u64(N, e->F, &z[6]);                  /* h */
     z[7] = (uint64_t)e->T * (D > e->text_hidden ? D : e->text_hidden) * 2; /* pooled + proj */
-    of |= mg__mul_u64((uint64_t)nt * MG__ATT_QBLOCK, N, &z[8]); /* scores */
+    uint64_t qrows = (uint64_t)nt * MG__ATT_QBLOCK_POOL;
+    if (qrows < MG__ATT_QBLOCK_BLAS) qrows = MG__ATT_QBLOCK_BLAS;
+    of |= mg__mul_u64(qrows, N, &z[8]);                 /* scores */
+    of |= mg__add_u64(z[8], (uint64_t)nt * MG__ATT_QBLOCK_BLAS, &z[8]); /* + inv */
     of |= mg__mul_u64((uint64_t)nt, (e->mm_scratch + 63) / 4, &z[9]); /* mm */
     for (int i = 0; i < 10; i++) of |= mg__mul_u64(z[i], 4, &t) || mg__add_u64(acc, t, &acc);
     of |= mg__add_u64(acc, 3ull * e->S * e->S, &acc);
@@ -419,6 +424,11 @@ static mg_status state_new(void **out, const void *impl, uint32_t n_threads) {
     s->h = falloc(z[6], &fail);
     s->pooled = falloc(z[7], &fail);
     s->scores = falloc(z[8], &fail);
+    if (s->scores) {
+        uint64_t qrows = (uint64_t)n_threads * MG__ATT_QBLOCK_POOL;
+        if (qrows < MG__ATT_QBLOCK_BLAS) qrows = MG__ATT_QBLOCK_BLAS;
+        s->inv = s->scores + qrows * e->N;
+    }
     s->mm = falloc(z[9], &fail);
     s->rgb = mg__aligned_alloc(64, 3ull * e->S * e->S);
     s->resize = mg__aligned_alloc(64, (size_t)e->resize_bytes);
@@ -507,76 +517,83 @@ static void rows(mg__pool *pool, uint32_t op, float *y, const float *x,
     mg__pool_run(pool, rows_task, &j, mg__pool_size(pool));
 }
 
-/* Attention: work item = (head, query block). */
+/* Attention: work item = (head, query block of qb queries). Scores are
+ * left unnormalized (exp(s - max)); the output rows are scaled by 1 / sum
+ * after the PV product (hd values per row instead of N). */
 typedef struct att_job {
     istate *s;
     float *out;          /* N x D */
-    uint32_t nqb, n_items, parts;
-    float *sc;           /* blas-threaded mode: the block's scores */
-    uint32_t rows;       /* blas-threaded mode: rows in sc */
+    uint32_t qb, nqb, n_items, parts;
 } att_job;
 
-static void softmax_rows(float *sc, uint32_t n_rows, uint32_t N) {
-    for (uint32_t r = 0; r < n_rows; r++) {
-        float *row = sc + (size_t)r * N, m = row[0];
-        for (uint32_t k = 1; k < N; k++) m = row[k] > m ? row[k] : m;
-        float inv = 1.0f / mg__expsum_f32(row, m, N);
-        for (uint32_t k = 0; k < N; k++) row[k] *= inv;
+typedef struct smax_job { float *sc, *inv; uint32_t rows, N; } smax_job;
+
+static void smax_rows(float *sc, float *inv, uint32_t a, uint32_t b, uint32_t N) {
+    for (uint32_t r = a; r < b; r++) {
+        float *row = sc + (size_t)r * N;
+        inv[r] = 1.0f / mg__expsum_f32(row, mg__max_f32(row, N), N);
     }
 }
-
-static void att_item(istate *s, float *out, uint32_t item, uint32_t nqb, float *sc,
-                     mg__pool *pool);
-
-static void att_task(void *arg, uint32_t i, uint32_t n_tasks) {
-    const att_job *j = arg;
-    (void)n_tasks;
-    float *sc = j->s->scores + (size_t)i * MG__ATT_QBLOCK * j->s->e->N;
-    for (uint32_t it = i; it < j->n_items; it += j->parts)
-        att_item(j->s, j->out, it, j->nqb, sc, NULL);
-}
-
-typedef struct smax_job { float *sc; uint32_t rows, N; } smax_job;
 
 static void smax_task(void *arg, uint32_t i, uint32_t n_tasks) {
     const smax_job *j = arg;
     uint32_t per = (j->rows + n_tasks - 1) / n_tasks;
     uint32_t a = i * per, b = a + per < j->rows ? a + per : j->rows;
-    if (a < b) softmax_rows(j->sc + (size_t)a * j->N, b - a, j->N);
+    if (a < b) smax_rows(j->sc, j->inv, a, b, j->N);
 }
 
-static void att_item(istate *s, float *out, uint32_t item, uint32_t nqb, float *sc,
-                     mg__pool *pool) {
+/* sc: qb x N scores, inv: qb floats; pool: softmax rows on the pool (NULL:
+ * inline). */
+static void att_item(istate *s, float *out, uint32_t item, uint32_t qb, uint32_t nqb,
+                     float *sc, float *inv, mg__pool *pool) {
     const image2d *e = s->e;
     const uint32_t N = e->N, D = e->D, hd = e->hd;
-    uint32_t h = item / nqb, q0 = (item % nqb) * MG__ATT_QBLOCK;
-    uint32_t nq = N - q0 < MG__ATT_QBLOCK ? N - q0 : MG__ATT_QBLOCK;
+    uint32_t h = item / nqb, q0 = (item % nqb) * qb;
+    uint32_t nq = N - q0 < qb ? N - q0 : qb;
     const float scale = 1.0f / sqrtf((float)hd);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)N, (int)hd, scale,
                 s->q + (size_t)q0 * D + (size_t)h * hd, (int)D, s->k + (size_t)h * hd, (int)D,
                 0.0f, sc, (int)N);
     if (pool) {
-        smax_job sj = {sc, nq, N};
+        smax_job sj = {sc, inv, nq, N};
         mg__pool_run(pool, smax_task, &sj, mg__pool_size(pool));
     } else {
-        softmax_rows(sc, nq, N);
+        smax_rows(sc, inv, 0, nq, N);
     }
+    float *o = out + (size_t)q0 * D + (size_t)h * hd;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)hd, (int)N, 1.0f, sc,
-                (int)N, s->v + (size_t)h * hd, (int)D, 0.0f,
-                out + (size_t)q0 * D + (size_t)h * hd, (int)D);
+                (int)N, s->v + (size_t)h * hd, (int)D, 0.0f, o, (int)D);
+    for (uint32_t r = 0; r < nq; r++)
+        for (uint32_t c = 0; c < hd; c++) o[(size_t)r * D + c] *= inv[r];
 }
 
+static void att_task(void *arg, uint32_t i, uint32_t n_tasks) {
+    const att_job *j = arg;
+    (void)n_tasks;
+    float *sc = j->s->scores + (size_t)i * MG__ATT_QBLOCK_POOL * j->s->e->N;
+    float *inv = j->s->inv + (size_t)i * MG__ATT_QBLOCK_BLAS;
+    for (uint32_t it = i; it < j->n_items; it += j->parts)
+        att_item(j->s, j->out, it, j->qb, j->nqb, sc, inv, NULL);
+}
+
+/* Two schedules: with single-threaded OpenBLAS, items run in parallel on
+ * the pool with 64-query blocks (64 x N floats = 1 MiB of scores at
+ * N = 4096, resident in L2); with multi-threaded OpenBLAS, items run one
+ * after the other with 256-query blocks (bigger GEMMs that split well over
+ * OpenBLAS's threads) and the softmax rows go to the pool. */
 static void attention(istate *s, float *out, mg__pool *pool) {
     const image2d *e = s->e;
-    uint32_t nqb = (e->N + MG__ATT_QBLOCK - 1) / MG__ATT_QBLOCK;
-    uint32_t n_items = nqb * e->NH;
     uint32_t np = mg__pool_size(pool);
     if (np > s->n_threads) np = s->n_threads;
-    if (np > 1 && !blas_threaded()) {
-        att_job j = {s, out, nqb, n_items, np, NULL, 0};
+    int par = np > 1 && !blas_threaded();
+    uint32_t qb = par || np == 1 ? MG__ATT_QBLOCK_POOL : MG__ATT_QBLOCK_BLAS;
+    uint32_t nqb = (e->N + qb - 1) / qb, n_items = nqb * e->NH;
+    if (par) {
+        att_job j = {s, out, qb, nqb, n_items, np};
         mg__pool_run(pool, att_task, &j, np);
     } else {
-        for (uint32_t it = 0; it < n_items; it++) att_item(s, out, it, nqb, s->scores, pool);
+        for (uint32_t it = 0; it < n_items; it++)
+            att_item(s, out, it, qb, nqb, s->scores, s->inv, np > 1 ? pool : NULL);
     }
 }
 

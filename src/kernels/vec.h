@@ -11,6 +11,8 @@ typedef struct mg__vec_fns {
     void (*gelu)(float *y, const float *x, uint64_t n);
     /* x[i] = exp(x[i] - m) in place; returns the sum (softmax numerator). */
     float (*expsum)(float *x, float m, uint64_t n);
+    /* max of x[0..n), n >= 1 (NaN-free input) */
+    float (*max)(const float *x, uint64_t n);
 } mg__vec_fns;
 
 extern const mg__vec_fns mg__vec_avx2;

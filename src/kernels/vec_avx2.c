@@ -89,4 +89,16 @@ static float expsum(float *x, float m, uint64_t n) {
     return s;
 }
 
-const mg__vec_fns mg__vec_avx2 = {dot, axpy, gelu, expsum};
+static float vmax(const float *x, uint64_t n) {
+    __m256 m = _mm256_set1_ps(x[0]);
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    float t[8], r;
+    _mm256_storeu_ps(t, m);
+    r = t[0];
+    for (int j = 1; j < 8; j++) r = t[j] > r ? t[j] : r;
+    for (; i < n; i++) r = x[i] > r ? x[i] : r;
+    return r;
+}
+
+const mg__vec_fns mg__vec_avx2 = {dot, axpy, gelu, expsum, vmax};

@@ -86,4 +86,15 @@ static float expsum(float *x, float m, uint64_t n) {
     return _mm512_reduce_add_ps(acc);
 }
 
-const mg__vec_fns mg__vec_avx512 = {dot, axpy, gelu, expsum};
+static float vmax(const float *x, uint64_t n) {
+    __m512 m = _mm512_set1_ps(x[0]);
+    uint64_t i = 0;
+    for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + i));
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, x + i));
+    }
+    return _mm512_reduce_max_ps(m);
+}
+
+const mg__vec_fns mg__vec_avx512 = {dot, axpy, gelu, expsum, vmax};
