@@ -218,6 +218,7 @@ static const pcase k_pcases[] = {
 
 START_TEST(test_preprocess_vs_pil) {
     const pcase *pc = &k_pcases[_i];
+    if (tu_under_valgrind() && (pc->file || pc->size > 100)) return; /* keep valgrind short */
     mg_image *img = pc->file ? load_image(pc->file) : synth(pc->w, pc->h, pc->fmt, 7 + (uint64_t)_i);
     if (!img) {
         fprintf(stderr, "check_vision: note: %s absent, case skipped\n", pc->file);
@@ -447,6 +448,7 @@ END_TEST
 /* Reports with quantized weights run and are deterministic. */
 START_TEST(test_report_dtypes) {
     const char *dts[] = {"bf16", "q8_0", "q4_0", "f16"};
+    if (tu_under_valgrind() && _i > 1) return;
     char args[128];
     snprintf(args, sizeof args, "--shape tiny --dtype %s", dts[_i]);
     mg_model *m = load(make_model("vis_dt.mgm", args));
@@ -765,7 +767,8 @@ static void *report_thread(void *p) {
     if (t->st != MG_OK) return NULL;
     mg_gen_params gp = MG_GEN_PARAMS_INIT;
     gp.max_tokens = 12;
-    for (int i = 0; i < 3 && t->st == MG_OK; i++) {
+    int reps = tu_under_valgrind() ? 1 : 3;
+    for (int i = 0; i < reps && t->st == MG_OK; i++) {
         mg_string_free(t->text);
         t->text = NULL;
         t->st = mg_generate_report(&t->text, c, (const mg_image *const *)&t->img, 1, &gp);
