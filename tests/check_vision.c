@@ -353,8 +353,6 @@ static int32_t *expected_prompt(const mg_model *m, const char *system, const cha
 START_TEST(test_report_vs_reference) {
     const char *path = make_model("vis_rep.mgm", "--shape tiny --seed 9");
     mg_model *m = load(path);
-    /* max batch 24 < a 16-token block + text: text goes in chunks, each
-     * image block in one call */
     mg_context *c = ctx_new(m, 2, 256);
     mg_image *imgs[2] = {synth(120, 100, MG_PIXEL_GRAY8, 21), synth(64, 80, MG_PIXEL_RGB8, 22)};
     const uint32_t K = 6;
@@ -469,6 +467,36 @@ START_TEST(test_report_dtypes) {
     mg_string_free(b);
     mg_image_free(img);
     mg_context_free(c);
+    mg_model_free(m);
+}
+END_TEST
+
+/* A block longer than the context's default batch (512): 200 px / patch 8
+ * = 625 patches, pooled 1 x 1, so 625 image tokens fed in one call; and a
+ * real radiograph through the public API when the shared data is there. */
+START_TEST(test_big_block_and_real_image) {
+    mg_model *m = load(make_model("vis_big.mgm",
+                                  "--shape tiny --image-size 200 --image-tokens 625 --context 2048"));
+    mg_context *c = ctx_new(m, 2, 0);
+    ck_assert_uint_ge(c->max_batch, 625);
+    mg_image *img = tu_under_valgrind() ? NULL
+                                        : load_image("nih_cxr14_samples/00006585_008_NoFinding.png");
+    if (!img) img = synth(256, 256, MG_PIXEL_GRAY8, 4);
+    mg_gen_params gp = MG_GEN_PARAMS_INIT;
+    gp.max_tokens = 4;
+    char *out = NULL;
+    ck_assert_int_eq(mg_generate_report(&out, c, (const mg_image *const *)&img, 1, &gp), MG_OK);
+    uint32_t n_img = 0;
+    for (uint32_t i = 0; i < mg_context_n_tokens(c); i++) n_img += c->history[i] == 8;
+    ck_assert_uint_eq(n_img, 625);
+    mg_string_free(out);
+    mg_context_free(c);
+    /* a context too small for the block */
+    c = ctx_new(m, 1, 600);
+    ck_assert_int_eq(mg_generate_report(&out, c, (const mg_image *const *)&img, 1, &gp),
+                     MG_E_CONTEXT_FULL);
+    mg_context_free(c);
+    mg_image_free(img);
     mg_model_free(m);
 }
 END_TEST
@@ -814,6 +842,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_encoder_q8_0);
     tcase_add_test(tc, test_report_vs_reference);
     tcase_add_loop_test(tc, test_report_dtypes, 0, 4);
+    tcase_add_test(tc, test_big_block_and_real_image);
     tcase_add_test(tc, test_misuse);
     tcase_add_test(tc, test_registry);
     tcase_add_loop_test(tc, test_hostile_model, 0, (int)(sizeof k_hostile / sizeof k_hostile[0]));
