@@ -592,7 +592,8 @@ typedef struct mg_gen_params {
     mg_token_callback on_token;  /* may be NULL                              */
     void *user_data;
     const char *system_prompt;   /* NULL = the model's default for reports
-                                    and VQA; mg_generate uses none          */
+                                    and VQA ("" = none); mg_generate uses
+                                    none                                    */
     const char *instruction;     /* NULL = the model's default report prompt */
 } mg_gen_params;
 
@@ -812,17 +813,31 @@ MG_API void mg_prs_free(mg_prs *prs);
 
 /* ------------------------------------------------------------------- tasks */
 
-/* Writes a radiology report for one study (n_images >= 1 images, e.g. frontal
- * and lateral views, or a prior study). *out receives the report text (free
- * it with mg_string_free). params may be NULL for defaults.
- * Not implemented yet in this version: returns MG_E_UNSUPPORTED. */
+/* Writes a radiology report for one study (n_images >= 1 images, at most 64,
+ * e.g. frontal and lateral views, or a prior study). Each image is converted
+ * to RGB, resized and normalized as the model's image processor does it,
+ * encoded by the model's image encoder and placed in MedGemma's chat prompt
+ * (docs/VISION.md): the system text is params->system_prompt (NULL: metadata
+ * prompt.system_default; "": none), the instruction params->instruction
+ * (NULL: metadata prompt.report_instruction). Generation then works as in
+ * mg_generate (greedy or sampled, stop strings, streaming, interrupt, the
+ * context's sequence reset first); *out receives the report text (free it
+ * with mg_string_free), also on MG_E_INTERRUPTED and MG_E_CONTEXT_FULL.
+ * params may be NULL for defaults.
+ * Errors: MG_E_MISUSE, MG_E_INVALID_ARG (also: image marker tokens in the
+ * caller's text), MG_E_LIMIT (too many images; an image larger than 65535
+ * px a side), MG_E_UNSUPPORTED (no image encoder, text decoder, tokenizer or
+ * image marker tokens in the model), MG_E_CONTEXT_FULL (the prompt with its
+ * image tokens does not fit n_ctx: checked before any encoding),
+ * MG_E_INTERRUPTED, MG_E_NOMEM. */
 MG_API mg_status mg_generate_report(char **out, mg_context *ctx,
                                     const mg_image *const *images,
                                     size_t n_images,
                                     const mg_gen_params *params);
 
-/* Answers a question about one or more images. *out as above.
- * Not implemented yet in this version: returns MG_E_UNSUPPORTED. */
+/* Answers a question about one or more images: as mg_generate_report with
+ * the question in place of the instruction (params->instruction is
+ * ignored). *out and errors as above. */
 MG_API mg_status mg_vqa(char **out, mg_context *ctx,
                         const mg_image *const *images, size_t n_images,
                         const char *question, const mg_gen_params *params);

@@ -538,6 +538,20 @@ START_TEST(test_vec_levels) {
             v->gelu(out, g, n);
             ck_assert(out[n] == 12345.0f);
             assert_close(out, gr, n, 2e-6, 1e-7, "gelu level");
+            /* expsum: exp(x - m) in place and its sum; arguments below
+             * -87 give exactly 0 */
+            float ex[N + 1];
+            memcpy(ex, g, sizeof(float) * n);
+            ex[n] = 12345.0f;
+            double wsum = 0;
+            float got_sum = v->expsum(ex, 100.0f, n); /* 100 = max(g) */
+            for (uint64_t i = 0; i < n; i++) {
+                double w = (double)g[i] - 100.0 < -87.0 ? 0.0 : exp((double)g[i] - 100.0);
+                wsum += w;
+                ck_assert_msg(fabs(ex[i] - w) <= 1e-6 * w + 1e-30, "expsum level %d", lvl);
+            }
+            ck_assert(ex[n] == 12345.0f);
+            ck_assert_msg(fabs(got_sum - wsum) <= 1e-5 * wsum + 1e-30, "expsum sum level %d", lvl);
         }
     }
 }

@@ -116,6 +116,29 @@ expect "convert unknown type exits 2" test $? -eq 2
 "$CLI" convert "$TMP/tiny.mgm" -o "$TMP/x.mgm" 2> "$TMP/e.err"
 expect "convert of a non-GGUF file fails" grep -q 'not a GGUF file' "$TMP/e.err"
 
+# Report and VQA from image files (tiny random model: the text is noise).
+"$CLI" mkmodel --shape tiny -o "$TMP/img.mgm" 2>/dev/null
+"$CLI" report "tests/data/vision/gray_odd.png" "tests/data/vision/rgb.jpg" -m "$TMP/img.mgm" -n 5 > "$TMP/r1.txt" 2> "$TMP/r.err"
+expect "report exits 0" test $? -eq 0
+"$CLI" report "tests/data/vision/gray_odd.png" "tests/data/vision/rgb.jpg" -m "$TMP/img.mgm" -n 5 > "$TMP/r2.txt" 2>/dev/null
+expect "greedy report repeats" cmp -s "$TMP/r1.txt" "$TMP/r2.txt"
+"$CLI" report "tests/data/vision/rgb.jpg" -m "$TMP/img.mgm" -n 5 --instruction "Findings?" --seed 3 --temp 0.8 > /dev/null 2>&1
+expect "report with options exits 0" test $? -eq 0
+"$CLI" vqa "tests/data/vision/rgb.jpg" -q "Is there a fracture?" -m "$TMP/img.mgm" -n 5 > /dev/null 2>&1
+expect "vqa exits 0" test $? -eq 0
+"$CLI" vqa "tests/data/vision/rgb.jpg" -m "$TMP/img.mgm" > /dev/null 2>&1
+expect "vqa without -q exits 2" test $? -eq 2
+"$CLI" report "$TMP/missing.png" -m "$TMP/img.mgm" > /dev/null 2> "$TMP/e.err"
+expect "report on a missing image fails" test $? -eq 1
+"$CLI" report "tests/data/vision/rgb.jpg" -m "$TMP/g.mgm" > /dev/null 2> "$TMP/e.err"
+expect "report without an image encoder fails" test $? -eq 1
+expect "report without an image encoder: message" grep -q 'no image encoder' "$TMP/e.err"
+
+"$CLI" mkmodel --shape tiny --image-size 60 -o "$TMP/x.mgm" 2>/dev/null
+expect "image size not a multiple of the patch exits 2" test $? -eq 2
+"$CLI" mkmodel --shape tiny --image-tokens 15 -o "$TMP/x.mgm" 2>/dev/null
+expect "non-square image tokens exit 2" test $? -eq 2
+
 # Errors: exit code, message on stderr, nothing on stdout.
 head -c 1000 "$TMP/tiny.mgm" > "$TMP/trunc.mgm"
 "$CLI" info "$TMP/trunc.mgm" > "$TMP/e.out" 2> "$TMP/e.err"

@@ -6,6 +6,7 @@
 
 #include "core/core.h"
 #include "core/pool.h"
+#include "encoders/encoder.h"
 #include "io/mgm.h"
 #include "llm/decoder.h"
 #include "llm/sampler.h"
@@ -21,6 +22,7 @@ struct mg_model {
     uint32_t context_length;   /* text.context_length or 0 */
     mg_tokenizer *tokenizer;   /* NULL when the file has none */
     mg__decoder *decoder;      /* NULL when the file has no text.n_layers */
+    mg__encoders encoders;     /* per-modality encoders (may be empty) */
 };
 
 struct mg_context {
@@ -39,12 +41,43 @@ struct mg_context {
     void *sampler_scratch;
     int32_t *history;          /* the sequence's tokens, n_ctx */
     mg__rng rng;
+    /* encoders: one state per model encoder, and one output block */
+    void *enc_state[MG__MAX_ENCODERS];
+    float *enc_out;            /* max n_tokens * width over the encoders */
+    uint64_t enc_bytes;        /* bytes the encoder states hold */
+    const float **enc_rows;    /* max_batch row pointers into enc_out */
+    int32_t *enc_blk;          /* max_batch block ids */
 };
+
+/* A prompt block filled by an encoder: positions [at, at + n_tokens) of the
+ * prompt's ids hold placeholders (the image token) whose rows come from
+ * encoder `enc` run on `in`. */
+typedef struct mg__gen_block {
+    size_t at;
+    int enc;
+    mg__enc_input in;
+} mg__gen_block;
+
+/* Resets the sequence, feeds ids with the blocks' encoder outputs (each block
+ * in one decoder call, bidirectional), generates with gp (already checked)
+ * and leaves the context (mg__ctx_leave) with the result. */
+mg_status mg__generate_with_blocks(char **out, mg_context *c, const int32_t *ids,
+                                   size_t n, const mg__gen_block *blocks,
+                                   size_t n_blocks, const mg_gen_params *gp);
+/* Validates params into *gp (defaults for NULL). */
+mg_status mg__gen_params_check(mg_gen_params *gp, const mg_gen_params *params);
 
 /* A live (not freed) model, for functions taking one. */
 int mg__model_ok(const mg_model *m);
 void mg__model_retain(mg_model *m);
 void mg__model_release(mg_model *m);
+
+/* Registers an extra encoder on a model that has no context yet (see
+ * encoders/encoder.h; the internal path to a public plugin API).
+ * Errors: MG_E_MISUSE (bad model, or contexts exist), those of
+ * mg__encoders_add. */
+mg_status mg__model_register_encoder(mg_model *m, const mg__encoder_vtable *vt,
+                                     char *err, size_t errlen);
 
 /* Copies an options struct from the caller over defaults, honouring the
  * caller's struct_size. Returns MG_E_INVALID_ARG when struct_size is smaller

@@ -11,6 +11,11 @@
 
 /* Frees what a context owns except its model reference. */
 static void context_destroy(mg_context *c) {
+    for (uint32_t i = 0; c->model && i < c->model->encoders.n; i++)
+        c->model->encoders.e[i].vt->state_free(c->enc_state[i]);
+    mg__aligned_free(c->enc_out);
+    mg__free(c->enc_rows);
+    mg__free(c->enc_blk);
     mg__pool_free(c->pool);
     mg__dstate_free(c->dstate);
     mg__aligned_free(c->logits);
@@ -45,16 +50,39 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
         mg__free(c);
         return MG_E_NOMEM;
     }
+    /* Encoders: a state each, and the largest token block; an encoder's
+     * block is fed to the decoder in one call, so the batch covers it. */
+    c->model = model;
+    uint64_t enc_out = 0, enc_tokens = 0;
+    for (uint32_t i = 0; i < model->encoders.n; i++) {
+        const mg__encoder *e = &model->encoders.e[i];
+        uint64_t n = (uint64_t)e->geo.n_tokens * e->geo.width;
+        if (n > enc_out) enc_out = n;
+        if (e->geo.n_tokens > enc_tokens) enc_tokens = e->geo.n_tokens;
+        if (e->vt->state_new(&c->enc_state[i], e->impl, p.n_threads) != MG_OK) {
+            context_destroy(c);
+            return MG_E_NOMEM;
+        }
+        c->enc_bytes += e->geo.state_bytes;
+    }
+    if (enc_out && !(c->enc_out = mg__aligned_alloc(64, (size_t)enc_out * sizeof(float)))) {
+        context_destroy(c);
+        return MG_E_NOMEM;
+    }
     if (model->decoder) {
         const mg__dconfig *dc = mg__decoder_config(model->decoder);
         c->n_vocab = dc->vocab;
         c->max_batch = p.n_ctx < MG__MAX_BATCH ? p.n_ctx : MG__MAX_BATCH;
+        if (enc_tokens > c->max_batch)
+            c->max_batch = enc_tokens < p.n_ctx ? (uint32_t)enc_tokens : p.n_ctx;
         size_t nl;
         if (mg__mul_size((size_t)c->max_batch, c->n_vocab, &nl) ||
             mg__dstate_new(&c->dstate, model->decoder, p.n_ctx, c->max_batch) != MG_OK ||
             !(c->logits = mg__aligned_alloc(64, nl * sizeof(float))) ||
             !(c->sampler_scratch = mg__malloc(mg__sampler_scratch_bytes(c->n_vocab))) ||
-            !(c->history = mg__calloc(p.n_ctx, sizeof(int32_t)))) {
+            !(c->history = mg__calloc(p.n_ctx, sizeof(int32_t))) ||
+            !(c->enc_rows = mg__calloc(c->max_batch, sizeof *c->enc_rows)) ||
+            !(c->enc_blk = mg__calloc(c->max_batch, sizeof *c->enc_blk))) {
             context_destroy(c);
             return MG_E_NOMEM;
         }
@@ -73,8 +101,9 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
 MG_API void mg_context_free(mg_context *c) {
     if (!c || c->tag != MG__TAG_CONTEXT) return;
     c->tag = MG__TAG_DEAD;
-    mg__model_release(c->model);
-    context_destroy(c);
+    mg_model *m = c->model;
+    context_destroy(c); /* uses the model's encoder table: release after */
+    mg__model_release(m);
 }
 
 MG_API mg_status mg_context_interrupt(mg_context *c) {

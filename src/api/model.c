@@ -30,6 +30,7 @@ void mg__model_release(mg_model *m) {
     m->tag = MG__TAG_DEAD;
     mg_tokenizer_free(m->tokenizer);
     mg__decoder_free(m->decoder);
+    mg__encoders_free(&m->encoders);
     mg__mgm_close(m->file);
     mg__free(m);
 }
@@ -90,6 +91,16 @@ MG_API mg_status mg_model_load(mg_model **out, const char *path,
         m->context_length = dc->context_length;
         m->has_text = 1;
     }
+    st = mg__encoders_build(&m->encoders, f,
+                            m->decoder ? mg__decoder_config(m->decoder)->hidden : 0,
+                            err, errlen);
+    if (st != MG_OK) {
+        mg__model_release(m);
+        return st;
+    }
+    m->has_vision = 0;
+    for (uint32_t i = 0; i < m->encoders.n; i++)
+        if (m->encoders.e[i].vt->input_kind == MG__INPUT_IMAGE) m->has_vision = 1;
     st = mg__tokenizer_from_mgm(&m->tokenizer, f, err, errlen);
     if (st == MG_E_NOT_FOUND) {
         st = MG_OK;
@@ -101,6 +112,20 @@ MG_API mg_status mg_model_load(mg_model **out, const char *path,
     }
     *out = m;
     return MG_OK;
+}
+
+mg_status mg__model_register_encoder(mg_model *m, const mg__encoder_vtable *vt,
+                                     char *err, size_t errlen) {
+    if (!mg__model_ok(m))
+        return mg__err(err, errlen, MG_E_MISUSE, "invalid model handle");
+    if (atomic_load(&m->refs) != 1)
+        return mg__err(err, errlen, MG_E_MISUSE,
+                       "encoders must be registered before the first context is created");
+    mg_status st = mg__encoders_add(&m->encoders, vt, m->file,
+                                    m->decoder ? mg__decoder_config(m->decoder)->hidden : 0,
+                                    err, errlen);
+    if (st == MG_OK && vt->input_kind == MG__INPUT_IMAGE) m->has_vision = 1;
+    return st;
 }
 
 MG_API const mg_tokenizer *mg_model_tokenizer(const mg_model *m) {

@@ -13,5 +13,7 @@ int cli_prs(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 int cli_image(int argc, char **argv);
 int cli_convert(int argc, char **argv);
+int cli_report(int argc, char **argv);
+int cli_vqa(int argc, char **argv);
 
 #endif

@@ -23,6 +23,8 @@ static void usage(FILE *f) {
         "  generate -m MODEL.mgm [PROMPT]      generate text (see generate --help)\n"
         "  convert SRC -o OUT.mgm [--type T] [--mmproj F] [--tokenizer F] [--compress] [--eval F]\n"
         "                                      convert a Hugging Face folder or GGUF file\n"
+        "  report IMAGE... -m MODEL.mgm        write a report for one study\n"
+        "  vqa IMAGE... -q QUESTION -m MODEL   answer a question about images\n"
         "  prs score --bfile P --score F --out O   polygenic scores (plink2 --score compatible)\n"
         "  image FILE (-o OUT.pgm|.ppm | --info) [--frame N] [--raw] [--window C,W]\n"
         "                                      decode a JPEG/PNG/DICOM image (see image --help)\n"
@@ -35,6 +37,7 @@ static void usage(FILE *f) {
         "  --seed N          random seed (default 1)\n"
         "  --layers N        override the text decoder's layer count\n"
         "  --vision-layers N override the image encoder's layer count\n"
+        "  --image-size N --patch N --image-tokens N   image encoder geometry\n"
         "  --no-vision       text decoder only\n"
         "  --hidden N, --heads N, --kv-heads N, --head-dim N, --ffn N, --vocab N, --context N\n"
         "                    override one dimension of the text decoder's shape\n"
@@ -157,6 +160,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return cli_generate(argc - 2, argv + 2);
     if (!strcmp(cmd, "image")) return cli_image(argc - 2, argv + 2);
     if (!strcmp(cmd, "convert")) return cli_convert(argc - 2, argv + 2);
+    if (!strcmp(cmd, "report")) return cli_report(argc - 2, argv + 2);
+    if (!strcmp(cmd, "vqa")) return cli_vqa(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return cmd_version();
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);

@@ -351,6 +351,7 @@ int cli_mkmodel(int argc, char **argv) {
     const char *out = NULL, *shape_name = "tiny", *dtype_name = "f32";
     int compress = 0, vision = 1;
     int64_t seed = 1, layers = -1, vlayers = -1, window = -1, pattern = -1;
+    int64_t vimage = -1, vpatch = -1, vtokens = -1;
     double acap = -1, fcap = -1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -362,6 +363,9 @@ int cli_mkmodel(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) { NEED_ARG(); if (parse_i64(v, 0, INT64_MAX, &seed)) goto bad; }
         else if (!strcmp(a, "--layers")) { NEED_ARG(); if (parse_i64(v, 1, 1000, &layers)) goto bad; }
         else if (!strcmp(a, "--vision-layers")) { NEED_ARG(); if (parse_i64(v, 1, 1000, &vlayers)) goto bad; }
+        else if (!strcmp(a, "--image-size")) { NEED_ARG(); if (parse_i64(v, 1, 8192, &vimage)) goto bad; }
+        else if (!strcmp(a, "--patch")) { NEED_ARG(); if (parse_i64(v, 1, 8192, &vpatch)) goto bad; }
+        else if (!strcmp(a, "--image-tokens")) { NEED_ARG(); if (parse_i64(v, 1, 65536, &vtokens)) goto bad; }
         else if (find_dim(a)) { NEED_ARG(); if (parse_i64(v, 1, 1 << 24, &dim_val[find_dim(a) - k_dims])) goto bad; }
         else if (!strcmp(a, "--window")) { NEED_ARG(); if (parse_i64(v, 1, INT32_MAX, &window)) goto bad; }
         else if (!strcmp(a, "--pattern")) { NEED_ARG(); if (parse_i64(v, 1, 1000, &pattern)) goto bad; }
@@ -396,6 +400,19 @@ int cli_mkmodel(int argc, char **argv) {
     shape s = *sp;
     if (layers > 0) s.layers = layers;
     if (vlayers > 0) s.v_layers = vlayers;
+    if (vimage > 0) s.v_image = vimage;
+    if (vpatch > 0) s.v_patch = vpatch;
+    if (vtokens > 0) s.v_tokens = vtokens;
+    if (s.v_layers) {
+        int64_t g = s.v_patch ? s.v_image / s.v_patch : 0, side = 0;
+        while ((side + 1) * (side + 1) <= s.v_tokens) side++;
+        if (!g || s.v_image % s.v_patch || side * side != s.v_tokens || g % side ||
+            s.v_hidden % s.v_heads) {
+            fprintf(stderr, "medgemini mkmodel: inconsistent image encoder shape (image size a "
+                    "multiple of the patch, image tokens a square dividing the patch grid)\n");
+            return 2;
+        }
+    }
     if (window > 0) s.window = window;
     if (pattern > 0) s.pattern = pattern;
     if (acap >= 0) s.attn_softcap = acap;

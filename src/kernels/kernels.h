@@ -85,6 +85,11 @@ void mg__gelu_tanh_ref(float *y, const float *x, uint64_t n);
 /* Dot product and y += a*x, SIMD-dispatched (attention's inner loops). */
 float mg__dot_f32(const float *a, const float *b, uint64_t n);
 void mg__axpy_f32(float *y, float a, const float *x, uint64_t n);
+/* x[i] = exp(x[i] - m) in place, returns the sum (a softmax numerator;
+ * SIMD exp with relative error < 3e-7 for arguments in [-87, 87]). */
+float mg__expsum_f32(float *x, float m, uint64_t n);
+/* max of x[0..n) (-inf for n = 0), SIMD-dispatched; input without NaN. */
+float mg__max_f32(const float *x, uint64_t n);
 /* The vector kernels of one SIMD level (tests; capped at the CPU's). */
 struct mg__vec_fns;
 const struct mg__vec_fns *mg__vec_for(int32_t level);

@@ -126,16 +126,13 @@ void mg__layernorm(float *y, const float *x, const float *w, const float *b,
     }
 }
 
+static inline const mg__vec_fns *vec(void);
+
 void mg__softmax(float *x, uint64_t n) {
     if (n == 0) return;
     float m = x[0];
     for (uint64_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
-    float s = 0.0f;
-    for (uint64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - m);
-        s += x[i];
-    }
-    float inv = 1.0f / s;
+    float inv = 1.0f / vec()->expsum(x, m, n);
     for (uint64_t i = 0; i < n; i++) x[i] *= inv;
 }
 
@@ -160,7 +157,24 @@ static void axpy_scalar(float *y, float a, const float *x, uint64_t n) {
     for (uint64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-static const mg__vec_fns vec_scalar = {dot_scalar, axpy_scalar, gelu_scalar};
+static float expsum_scalar(float *x, float m, uint64_t n) {
+    float s = 0.0f;
+    for (uint64_t i = 0; i < n; i++) {
+        float d = x[i] - m;
+        x[i] = d < -87.0f ? 0.0f : expf(d); /* as the SIMD versions */
+        s += x[i];
+    }
+    return s;
+}
+
+static float max_scalar(const float *x, uint64_t n) {
+    float m = x[0];
+    for (uint64_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+static const mg__vec_fns vec_scalar = {dot_scalar, axpy_scalar, gelu_scalar,
+                                       expsum_scalar, max_scalar};
 
 const mg__vec_fns *mg__vec_for(int32_t level) {
     int32_t cpu = mg__cpu_simd_level();
@@ -178,6 +192,8 @@ static inline const mg__vec_fns *vec(void) {
 }
 
 void mg__gelu_tanh(float *y, const float *x, uint64_t n) { vec()->gelu(y, x, n); }
+float mg__expsum_f32(float *x, float m, uint64_t n) { return vec()->expsum(x, m, n); }
+float mg__max_f32(const float *x, uint64_t n) { return n ? vec()->max(x, n) : -INFINITY; }
 float mg__dot_f32(const float *a, const float *b, uint64_t n) { return vec()->dot(a, b, n); }
 void mg__axpy_f32(float *y, float a, const float *x, uint64_t n) { vec()->axpy(y, a, x, n); }
 

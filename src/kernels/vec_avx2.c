@@ -1,5 +1,6 @@
 /* vec_avx2.c - dot, axpy and tanh-GELU with AVX2 + FMA. */
 #include <immintrin.h>
+#include <math.h>
 
 #include "kernels/vec.h"
 
@@ -68,4 +69,36 @@ static void gelu(float *y, const float *x, uint64_t n) {
     }
 }
 
-const mg__vec_fns mg__vec_avx2 = {dot, axpy, gelu};
+static float expsum(float *x, float m, uint64_t n) {
+    __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps(), lo = _mm256_set1_ps(-87.0f);
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+        __m256 e = _mm256_and_ps(_mm256_cmp_ps(d, lo, _CMP_GE_OQ), exp256(d));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float t[8];
+    _mm256_storeu_ps(t, acc);
+    float s = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+    for (; i < n; i++) {
+        float d = x[i] - m;
+        x[i] = d < -87.0f ? 0.0f : expf(d);
+        s += x[i];
+    }
+    return s;
+}
+
+static float vmax(const float *x, uint64_t n) {
+    __m256 m = _mm256_set1_ps(x[0]);
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + i));
+    float t[8], r;
+    _mm256_storeu_ps(t, m);
+    r = t[0];
+    for (int j = 1; j < 8; j++) r = t[j] > r ? t[j] : r;
+    for (; i < n; i++) r = x[i] > r ? x[i] : r;
+    return r;
+}
+
+const mg__vec_fns mg__vec_avx2 = {dot, axpy, gelu, expsum, vmax};

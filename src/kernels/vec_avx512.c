@@ -66,4 +66,35 @@ static void gelu(float *y, const float *x, uint64_t n) {
     }
 }
 
-const mg__vec_fns mg__vec_avx512 = {dot, axpy, gelu};
+static float expsum(float *x, float m, uint64_t n) {
+    /* below -87 the clamped exp512 would give 1.6e-38 instead of 0 */
+    __m512 vm = _mm512_set1_ps(m), acc = _mm512_setzero_ps(), lo = _mm512_set1_ps(-87.0f);
+    uint64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), vm);
+        __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, lo, _CMP_GE_OQ), exp512(d));
+        _mm512_storeu_ps(x + i, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm);
+        __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, lo, _CMP_GE_OQ), exp512(d));
+        _mm512_mask_storeu_ps(x + i, k, e);
+        acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(k, e));
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+static float vmax(const float *x, uint64_t n) {
+    __m512 m = _mm512_set1_ps(x[0]);
+    uint64_t i = 0;
+    for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(x + i));
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, x + i));
+    }
+    return _mm512_reduce_max_ps(m);
+}
+
+const mg__vec_fns mg__vec_avx512 = {dot, axpy, gelu, expsum, vmax};

@@ -211,11 +211,48 @@ static mg_status check_gen_params(mg_gen_params *gp, const mg_gen_params *params
     return MG_OK;
 }
 
-static mg_status run(char **out, mg_context *c, const int32_t *ids, size_t n,
-                     const mg_gen_params *gp) {
+/* Feeds the prompt: text runs through feed(), each block is encoded and
+ * fed in one decoder call with its own block id. */
+static mg_status feed_prompt(mg_context *c, const int32_t *ids, size_t n,
+                             const mg__gen_block *blocks, size_t n_blocks,
+                             char *err, size_t errlen) {
+    if (n > c->params.n_ctx) return MG_E_CONTEXT_FULL;
+    size_t at = 0;
+    for (size_t b = 0; b < n_blocks; b++) {
+        const mg__gen_block *bl = &blocks[b];
+        const mg__encoder *e = &c->model->encoders.e[bl->enc];
+        uint32_t nt = e->geo.n_tokens;
+        if (bl->at < at || bl->at + nt > n) return MG_E_INTERNAL;
+        mg_status st = feed(c, ids + at, bl->at - at, NULL);
+        if (st != MG_OK) return st;
+        if (nt > c->max_batch) return MG_E_CONTEXT_FULL;
+        if (atomic_load(&c->interrupt)) return MG_E_INTERRUPTED;
+        st = e->vt->encode(c->enc_state[bl->enc], &bl->in, c->enc_out, c->pool,
+                           &c->interrupt, err, errlen);
+        if (st != MG_OK) return st;
+        uint32_t pos = mg__dstate_pos(c->dstate);
+        for (uint32_t t = 0; t < nt; t++) {
+            c->enc_rows[t] = c->enc_out + (size_t)t * e->geo.width;
+            c->enc_blk[t] = (int32_t)(b + 1);
+        }
+        st = mg__decoder_forward(c->dstate, ids + bl->at, c->enc_rows, c->enc_blk, nt,
+                                 c->logits, 0, c->pool);
+        if (st != MG_OK) return st;
+        memcpy(c->history + pos, ids + bl->at, nt * sizeof(int32_t));
+        at = bl->at + nt;
+    }
+    return feed(c, ids + at, n - at, NULL);
+}
+
+static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_t n,
+                            const mg__gen_block *blocks, size_t n_blocks,
+                            const mg_gen_params *gp) {
     obuf b = {0};
+    char err[256] = "";
     mg__dstate_reset(c->dstate);
-    mg_status st = n ? feed(c, ids, n, NULL) : MG_E_INVALID_ARG;
+    mg_status st = n ? feed_prompt(c, ids, n, blocks, n_blocks, err, sizeof err)
+                     : MG_E_INVALID_ARG;
+    int in_prompt = st != MG_OK;
     if (st == MG_OK) st = gen_loop(c, gp, &b);
     if (st == MG_OK || st == MG_E_INTERRUPTED || st == MG_E_CONTEXT_FULL) {
         if (!b.p && obuf_add(&b, "", 0)) st = MG_E_NOMEM;
@@ -224,13 +261,33 @@ static mg_status run(char **out, mg_context *c, const int32_t *ids, size_t n,
     if (!*out) mg__free(b.p);
     switch (st) {
     case MG_OK: return mg__ctx_leave(c, st, NULL);
-    case MG_E_INTERRUPTED: return mg__ctx_leave(c, st, "generation was interrupted");
+    case MG_E_INTERRUPTED:
+        return mg__ctx_leave(c, st, in_prompt ? "interrupted while reading the prompt"
+                                              : "generation was interrupted");
     case MG_E_CONTEXT_FULL:
-        return mg__ctx_leave(c, st, "the context holds %u tokens", c->params.n_ctx);
-    case MG_E_UNSUPPORTED: return mg__ctx_leave(c, st, "the model has no tokenizer");
-    case MG_E_INVALID_ARG: return mg__ctx_leave(c, st, "the prompt is empty");
-    default: return mg__ctx_leave(c, st, NULL);
+        return mg__ctx_leave(c, st, "the context holds %u tokens%s", c->params.n_ctx,
+                             in_prompt ? " and the prompt does not fit" : "");
+    case MG_E_UNSUPPORTED:
+        return mg__ctx_leave(c, st, "%s", err[0] ? err : "the model has no tokenizer");
+    case MG_E_INVALID_ARG:
+        return mg__ctx_leave(c, st, "%s", err[0] ? err : "the prompt is empty");
+    default: return mg__ctx_leave(c, st, err[0] ? "%s" : NULL, err);
     }
+}
+
+static mg_status run(char **out, mg_context *c, const int32_t *ids, size_t n,
+                     const mg_gen_params *gp) {
+    return run_blocks(out, c, ids, n, NULL, 0, gp);
+}
+
+mg_status mg__generate_with_blocks(char **out, mg_context *c, const int32_t *ids,
+                                   size_t n, const mg__gen_block *blocks,
+                                   size_t n_blocks, const mg_gen_params *gp) {
+    return run_blocks(out, c, ids, n, blocks, n_blocks, gp);
+}
+
+mg_status mg__gen_params_check(mg_gen_params *gp, const mg_gen_params *params) {
+    return check_gen_params(gp, params);
 }
 
 MG_API mg_status mg_generate_ids(char **out, mg_context *c, const int32_t *ids,

@@ -1,10 +1,16 @@
-/* tasks.c - the task entry points: report generation, visual question
- * answering and polygenic-risk prediction. Argument checks are complete; the
- * model paths land with the decoder, vision and genomics modules, and until
- * then each returns MG_E_UNSUPPORTED with a message saying so. */
+/* tasks.c - the task entry points: report generation and visual question
+ * answering over images (prompt layout in docs/VISION.md), and
+ * polygenic-risk prediction (MG_E_UNSUPPORTED until the genomics encoder
+ * lands). */
 #include "api/api.h"
 
 #include "io/image.h"
+
+#include <ctype.h>
+#include <string.h>
+
+/* Used when neither the caller nor the model's metadata gives one. */
+#define MG__DEFAULT_REPORT_INSTRUCTION "Describe this X-ray."
 
 static mg_status check_images(mg_context *ctx, const mg_image *const *images,
                               size_t n_images) {
@@ -28,6 +34,166 @@ static mg_status check_gen(mg_context *ctx, const mg_gen_params *params) {
     return MG_OK;
 }
 
+/* A growing string for the prompt text. */
+typedef struct sbuf { char *p; size_t len, cap; int bad; } sbuf;
+
+static void sadd(sbuf *b, const char *s, size_t n) {
+    if (b->bad) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 512;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = mg__realloc(b->p, cap);
+        if (!p) {
+            b->bad = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+static void sadds(sbuf *b, const char *s) { sadd(b, s, strlen(s)); }
+
+/* Appends s without leading and trailing whitespace (Jinja's trim, which
+ * MedGemma's chat template applies to each user text item). */
+static void sadd_trim(sbuf *b, const char *s) {
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)*s)) s++, n--;
+    while (n && isspace((unsigned char)s[n - 1])) n--;
+    sadd(b, s, n);
+}
+
+static const char *meta_str(const mg_model *m, const char *key, const char *dflt) {
+    const char *s = NULL;
+    return mg_model_meta_string(&s, m, key) == MG_OK ? s : dflt;
+}
+
+/* Report (question == NULL) or VQA over images, with the prompt laid out as
+ * Hugging Face's Gemma 3 chat template and processor produce it. */
+static mg_status multimodal(char **out, mg_context *c, const mg_image *const *images,
+                            size_t n_images, const char *question,
+                            const mg_gen_params *params) {
+    mg_gen_params gp;
+    if (mg__gen_params_check(&gp, params))
+        return mg__ctx_leave(c, MG_E_INVALID_ARG, "generation parameters out of range");
+    const mg_model *m = c->model;
+    const mg_tokenizer *tok = mg_model_tokenizer(m);
+    mg__gen_block *blocks = mg__calloc(n_images, sizeof *blocks);
+    if (!blocks) return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n_images; i++) {
+        blocks[i].in.kind = MG__INPUT_IMAGE;
+        blocks[i].in.image = images[i];
+        blocks[i].enc = mg__encoders_pick(&m->encoders, &blocks[i].in);
+        if (blocks[i].enc < 0) {
+            mg__free(blocks);
+            return mg__ctx_leave(c, MG_E_UNSUPPORTED,
+                                 "the model has no image encoder (no vision tensors): "
+                                 "it cannot read images");
+        }
+    }
+    if (!c->dstate || !tok) {
+        mg__free(blocks);
+        return mg__ctx_leave(c, MG_E_UNSUPPORTED, "the model has no text decoder or tokenizer");
+    }
+    int32_t boi = mg_tokenizer_special(tok, MG_TOKEN_START_OF_IMAGE);
+    int32_t eoi = mg_tokenizer_special(tok, MG_TOKEN_END_OF_IMAGE);
+    int32_t img = mg_tokenizer_special(tok, MG_TOKEN_IMAGE);
+    if (boi < 0 || eoi < 0 || img < 0) {
+        mg__free(blocks);
+        return mg__ctx_leave(c, MG_E_UNSUPPORTED,
+                             "the model's tokenizer has no image markers "
+                             "(tokenizer.start_of_image_id, end_of_image_id, image_token_id)");
+    }
+    /* <bos><start_of_turn>user\n{system}\n\n{text}(\n\n<boi><eoi>\n\n)*n
+     * <end_of_turn>\n<start_of_turn>model\n; the image token runs are
+     * inserted after tokenization. */
+    const char *sys = gp.system_prompt ? gp.system_prompt
+                                       : meta_str(m, "prompt.system_default", "");
+    const char *text = question ? question
+                     : gp.instruction ? gp.instruction
+                     : meta_str(m, "prompt.report_instruction", MG__DEFAULT_REPORT_INSTRUCTION);
+    sbuf sb = {0};
+    sadds(&sb, meta_str(m, "prompt.turn_user", "<start_of_turn>user\n"));
+    if (*sys) {
+        sadds(&sb, sys);
+        sadds(&sb, "\n\n");
+    }
+    sadd_trim(&sb, text);
+    for (size_t i = 0; i < n_images; i++) {
+        sadds(&sb, "\n\n");
+        sadds(&sb, mg_tokenizer_piece(tok, boi));
+        sadds(&sb, mg_tokenizer_piece(tok, eoi));
+        sadds(&sb, "\n\n");
+    }
+    sadds(&sb, meta_str(m, "prompt.turn_end", "<end_of_turn>\n"));
+    sadds(&sb, meta_str(m, "prompt.turn_model", "<start_of_turn>model\n"));
+    if (sb.bad) {
+        mg__free(sb.p);
+        mg__free(blocks);
+        return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
+    }
+    const uint32_t flags = MG_TOKENIZE_ADD_BOS | MG_TOKENIZE_PARSE_SPECIAL;
+    size_t n = 0;
+    mg_status st = mg_tokenize(NULL, 0, &n, tok, sb.p, sb.len, flags);
+    int32_t *ids = NULL, *all = NULL;
+    if (st == MG_OK || st == MG_E_BUFFER_TOO_SMALL) {
+        ids = mg__calloc(n ? n : 1, sizeof *ids);
+        st = ids ? mg_tokenize(ids, n, &n, tok, sb.p, sb.len, flags) : MG_E_NOMEM;
+    }
+    mg__free(sb.p);
+    if (st != MG_OK) {
+        mg__free(ids);
+        mg__free(blocks);
+        return mg__ctx_leave(c, st, "tokenizing the prompt failed");
+    }
+    /* Exactly one <boi><eoi> pair per image: marker text inside the
+     * caller's strings would shift the images, so it is refused. */
+    size_t nb = 0, total = n;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] == img || ids[i] == eoi) bad |= i == 0 || ids[i - 1] != boi || ids[i] == img;
+        if (ids[i] != boi) continue;
+        if (i + 1 >= n || ids[i + 1] != eoi || nb >= n_images) bad = 1;
+        else total += m->encoders.e[blocks[nb++].enc].geo.n_tokens;
+    }
+    if (bad || nb != n_images) {
+        mg__free(ids);
+        mg__free(blocks);
+        return mg__ctx_leave(c, MG_E_INVALID_ARG,
+                             "the instruction, question or system text contains image "
+                             "marker tokens");
+    }
+    if (total > c->params.n_ctx) {
+        mg__free(ids);
+        mg__free(blocks);
+        return mg__ctx_leave(c, MG_E_CONTEXT_FULL,
+                             "the prompt with %zu image(s) needs %zu tokens; the context "
+                             "holds %u", n_images, total, c->params.n_ctx);
+    }
+    all = mg__calloc(total, sizeof *all);
+    if (!all) {
+        mg__free(ids);
+        mg__free(blocks);
+        return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
+    }
+    size_t o = 0;
+    nb = 0;
+    for (size_t i = 0; i < n; i++) {
+        all[o++] = ids[i];
+        if (ids[i] != boi) continue;
+        uint32_t nt = m->encoders.e[blocks[nb].enc].geo.n_tokens;
+        blocks[nb++].at = o;
+        for (uint32_t t = 0; t < nt; t++) all[o++] = img;
+    }
+    mg__free(ids);
+    st = mg__generate_with_blocks(out, c, all, total, blocks, n_images, &gp);
+    mg__free(all);
+    mg__free(blocks);
+    return st;
+}
+
 MG_API mg_status mg_generate_report(char **out, mg_context *ctx,
                                     const mg_image *const *images,
                                     size_t n_images,
@@ -38,10 +204,7 @@ MG_API mg_status mg_generate_report(char **out, mg_context *ctx,
     if (!out) return mg__ctx_leave(ctx, MG_E_INVALID_ARG, "out is NULL");
     if ((st = check_images(ctx, images, n_images))) return st;
     if ((st = check_gen(ctx, params))) return st;
-    return mg__ctx_leave(ctx, MG_E_UNSUPPORTED,
-                         "report generation is not available in libmedgemini %s "
-                         "(the image encoder and text decoder are not built yet)",
-                         MG_VERSION_STRING);
+    return multimodal(out, ctx, images, n_images, NULL, params);
 }
 
 MG_API mg_status mg_vqa(char **out, mg_context *ctx,
@@ -54,10 +217,7 @@ MG_API mg_status mg_vqa(char **out, mg_context *ctx,
         return mg__ctx_leave(ctx, MG_E_INVALID_ARG, "out or question is NULL");
     if ((st = check_images(ctx, images, n_images))) return st;
     if ((st = check_gen(ctx, params))) return st;
-    return mg__ctx_leave(ctx, MG_E_UNSUPPORTED,
-                         "visual question answering is not available in libmedgemini %s "
-                         "(the image encoder and text decoder are not built yet)",
-                         MG_VERSION_STRING);
+    return multimodal(out, ctx, images, n_images, question, params);
 }
 
 MG_API mg_status mg_prs_predict(char **out, mg_context *ctx,
