@@ -133,13 +133,22 @@ test:
 	$(MAKE) check-asan
 	$(MAKE) check-valgrind
 
-# The main job. Until the report path lands: make a random-weight model and
-# print what the library reads from it.
+# The main job: a report for a real chest X-ray (examples/data) from a small
+# model made on the spot. Until a trained demo model exists its weights are
+# random, so the text is meaningless; every step (PNG decoding, the image
+# processor, the SigLIP encoder, the projector, the image block in the Gemma 3
+# decoder, sampling) is the real one. With the shared data tree present, the
+# same for a CR chest radiograph in DICOM.
+DEMO_DICOM ?= ../shared/data/dicom/cr_chest/RG1_J2KI_decoded_ExplicitVRLittleEndian.dcm
 demo: $(CLI)
 	$(CLI) mkmodel --shape tiny --dtype q8_0 -o $(BUILD)/demo.mgm
 	$(CLI) info --verify $(BUILD)/demo.mgm
-	@echo "== generation through the whole text path (random weights: the text is meaningless)"
-	$(CLI) generate -m $(BUILD)/demo.mgm -n 24 --seed 1 --temp 0.7 "Describe this chest X-ray."
+	@echo "== report for examples/data/cxr_nih_00006585_008.png (random weights: the text is meaningless)"
+	$(CLI) report examples/data/cxr_nih_00006585_008.png -m $(BUILD)/demo.mgm -n 32 --seed 1
+	@if [ -f "$(DEMO_DICOM)" ]; then \
+	  echo "== the same from a DICOM CR chest radiograph"; \
+	  $(CLI) image "$(DEMO_DICOM)" --info && \
+	  $(CLI) report "$(DEMO_DICOM)" -m $(BUILD)/demo.mgm -n 32 --seed 1; fi
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done

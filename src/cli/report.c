@@ -30,7 +30,7 @@ static void usage(const char *cmd) {
         "  -n N                 at most N new tokens (default 256)\n"
         "  --temp T --top-k K --top-p P --repeat-penalty R --seed S   sampling\n"
         "  --threads N --ctx N  context settings\n"
-        "Images: JPEG or PNG files (several: one study, e.g. frontal and lateral).\n");
+        "Images: JPEG, PNG or DICOM files (several: one study, e.g. frontal and lateral).\n");
 }
 
 /* cmd: "report" or "vqa". */
