@@ -6,14 +6,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
 #define MAX_IMAGES 64
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* --stats: when the first and the last token arrived, and how many. */
+typedef struct stats {
+    double first, last;
+    uint64_t n;
+} stats;
+
 static int32_t stream(void *user, const char *piece, size_t len, int32_t token) {
-    (void)user;
+    stats *s = user;
     (void)token;
+    double t = now_s();
+    if (s->n++ == 0) s->first = t;
+    s->last = t;
     fwrite(piece, 1, len, stdout);
     fflush(stdout);
     return 0;
@@ -30,6 +46,7 @@ static void usage(const char *cmd) {
         "  -n N                 at most N new tokens (default 256)\n"
         "  --temp T --top-k K --top-p P --repeat-penalty R --seed S   sampling\n"
         "  --threads N --ctx N  context settings\n"
+        "  --stats              print timings on stderr (load, first token, tokens/s)\n"
         "Images: JPEG, PNG or DICOM files (several: one study, e.g. frontal and lateral).\n");
 }
 
@@ -41,10 +58,12 @@ static int run(const char *cmd, int argc, char **argv) {
     mg_gen_params_init(&gp);
     mg_context_params cp;
     mg_context_params_init(&cp);
-    int vqa = !strcmp(cmd, "vqa");
+    int vqa = !strcmp(cmd, "vqa"), want_stats = 0;
+    stats ts = {0, 0, 0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(cmd); return 0; }
+        if (!strcmp(a, "--stats")) { want_stats = 1; continue; }
         if (a[0] != '-' || !a[1]) {
             if (n_paths == MAX_IMAGES) {
                 fprintf(stderr, "medgemini %s: at most %d images\n", cmd, MAX_IMAGES);
@@ -80,6 +99,8 @@ static int run(const char *cmd, int argc, char **argv) {
         return 2;
     }
     gp.on_token = stream;
+    gp.user_data = &ts;
+    double t0 = now_s(), t_loaded = 0, t_start = 0;
     char err[512];
     mg_model *m = NULL;
     mg_context *ctx = NULL;
@@ -100,9 +121,20 @@ static int run(const char *cmd, int argc, char **argv) {
         goto done;
     }
     char *text = NULL;
+    t_loaded = now_s();
+    t_start = t_loaded;
     st = vqa ? mg_vqa(&text, ctx, (const mg_image *const *)imgs, n_paths, question, &gp)
              : mg_generate_report(&text, ctx, (const mg_image *const *)imgs, n_paths, &gp);
     if (text) fputc('\n', stdout);
+    if (want_stats) {
+        double t_end = now_s();
+        fprintf(stderr, "stats: images + model load %.2f s, first token after %.2f s (image encoding "
+                        "and prompt), %llu tokens",
+                t_loaded - t0, ts.n ? ts.first - t_start : t_end - t_start, (unsigned long long)ts.n);
+        if (ts.n > 1)
+            fprintf(stderr, ", %.2f tokens/s after the first", (double)(ts.n - 1) / (ts.last - ts.first));
+        fputc('\n', stderr);
+    }
     mg_string_free(text);
     if (st != MG_OK && st != MG_E_CONTEXT_FULL) {
         fprintf(stderr, "medgemini %s: %s\n", cmd, mg_context_errmsg(ctx));
