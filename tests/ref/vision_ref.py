@@ -42,14 +42,10 @@ import os
 import sys
 
 import numpy as np
-import torch
-import torch.nn.functional as Fn
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mgm import MgmFile  # noqa: E402
-
-DT = torch.float64
 
 
 def to8(arr, bits):
@@ -97,6 +93,9 @@ def main():
         np.concatenate([r.reshape(-1) for r in rgbs]).tofile(req["rgb_out"])
     if not req.get("out"):
         return
+    import torch  # only for the model (preprocessing-only runs stay quick)
+    import torch.nn.functional as Fn
+    DT = torch.float64
 
     def T(name):
         return torch.from_numpy(f.tensor(name)).to(DT)
