@@ -12,8 +12,8 @@ What each binding declares:
   - go:     cgo call sites `C.mg_name(...)` in bindings/go/**/*.go, and calls
     `mg_name(...)` in cgo preambles and .c files there (every call site must
     have the right argument count);
-  - rust:   `fn mg_name(...)` in the extern blocks of
-    bindings/rust/medgemini-sys/src/**/*.rs.
+  - rust:   `fn mg_name(...)` in the `extern "C" { }` blocks of
+    bindings/rust/**/*.rs (the medgemini-sys crate; target/ is skipped).
 A binding directory that does not exist is reported as skipped (unless
 --require names it). Exit status: 0 when everything matches, 1 on drift,
 2 on a usage or setup error.
@@ -232,7 +232,8 @@ def _go_preambles(text):
 
 def go_decls(root):
     decls = {}
-    for dirpath, _, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in ("vendor", "testdata", ".git"))
         for fn in sorted(files):
             path = os.path.join(dirpath, fn)
             if fn.endswith(".go"):
@@ -268,9 +269,8 @@ def _c_calls(code, path, line0, decls):
 
 def rust_decls(root):
     decls = {}
-    for dirpath, _, files in os.walk(root):
-        if "target" in dirpath.split(os.sep):
-            continue
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in ("target", ".git"))
         for fn in sorted(files):
             if not fn.endswith(".rs"):
                 continue
@@ -299,7 +299,7 @@ def rust_decls(root):
 BINDINGS = {
     "python": ("bindings/python/medgemini", python_decls),
     "go": ("bindings/go", go_decls),
-    "rust": ("bindings/rust/medgemini-sys", rust_decls),
+    "rust": ("bindings/rust", rust_decls),
 }
 
 

@@ -166,6 +166,10 @@ class BrokenCopies(unittest.TestCase):
         self.assertEqual(n, 2, out)
         self.assertIn("rust: mg_writer_finish is not bound", out)
         self.assertRegex(out, r"mg_convert at .*lib.rs:\d+ has 6 parameters, the header 5")
+        # cargo's target/ folder is not read
+        self.write("bindings/rust/target/debug/build/out.rs", 'extern "C" { fn mg_vqa(); }\n')
+        n2, out2 = run(self.tmp, only=["rust"])
+        self.assertEqual(n2, 2, out2)
 
 
 class HeaderParsing(unittest.TestCase):
