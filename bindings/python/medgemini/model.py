@@ -138,7 +138,10 @@ class Cancel:
     """A cancellation token: pass it as cancel=... to any generation call and
     call cancel() from any thread to stop that call (it raises Interrupted,
     whose .partial holds the text made so far). Once cancelled it stays
-    cancelled; calls started with it fail at once."""
+    cancelled; calls started with it fail at once. The running call is
+    stopped through mg_context_interrupt and, should the request land just
+    before the C call starts (when the library drops it), at the next token
+    by the token callback, which checks the token too."""
 
     def __init__(self):
         self._lock = threading.Lock()
