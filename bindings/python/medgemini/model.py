@@ -1,0 +1,686 @@
+"""Models, contexts, tokenizers, generation, reports and VQA."""
+import codecs
+import contextlib
+import ctypes
+import os
+import queue
+import threading
+from ctypes import byref, c_char_p, c_double, c_int32, c_int64, c_size_t, c_uint64, c_void_p
+from dataclasses import dataclass
+
+from . import _lib
+from ._handle import HandleState, Owned
+from .errors import (E_BUFFER_TOO_SMALL, E_INTERRUPTED, E_MISUSE, Interrupted,
+                     InvalidArgumentError, MisuseError, UnsupportedError,
+                     make_error)
+from .image import as_image
+
+try:
+    import numpy as _np
+except ImportError:  # pragma: no cover
+    _np = None
+
+LOAD_VERIFY_CHECKSUMS = 0x1
+LOAD_NO_MMAP = 0x2
+TOKENIZE_ADD_BOS = 0x1
+TOKENIZE_PARSE_SPECIAL = 0x2
+DETOKENIZE_SKIP_SPECIAL = 0x1
+GEN_RAW_PROMPT = 0x1
+SPECIAL_TOKENS = {"bos": 0, "eos": 1, "pad": 2, "unk": 3, "start_of_turn": 4,
+                  "end_of_turn": 5, "start_of_image": 6, "end_of_image": 7,
+                  "image": 8}
+
+
+def _enc(s):
+    return None if s is None else (s if isinstance(s, bytes) else str(s).encode("utf-8"))
+
+
+# ---------------------------------------------------------------- tokenizer
+
+class Tokenizer(Owned):
+    """A byte-pair tokenizer: model.tokenizer (borrowed from the model, which
+    it keeps open) or Tokenizer.load_json(path) for a Hugging Face
+    tokenizer.json. Immutable and usable from any number of threads."""
+
+    def __init__(self, handle=None, model=None):
+        self._model = model
+        if handle is not None:
+            self._own(HandleState(handle, _lib.mg_tokenizer_free, "tokenizer"))
+
+    @classmethod
+    def load_json(cls, path):
+        out, err = c_void_p(), ctypes.create_string_buffer(_lib.ERRBUF)
+        st = _lib.mg_tokenizer_load_json(byref(out), os.fsencode(path), err, _lib.ERRBUF)
+        if st:
+            raise make_error(st, err.value.decode("utf-8", "replace"))
+        return cls(handle=out.value)
+
+    def close(self):
+        if self._model is None:
+            super().close()
+
+    @property
+    def closed(self):
+        return self._model.closed if self._model is not None else super().closed
+
+    @contextlib.contextmanager
+    def _tok(self):
+        if self._model is None:
+            with self._borrow() as h:
+                yield h
+            return
+        with self._model._borrow() as mh:
+            t = _lib.mg_model_tokenizer(mh)
+            if not t:
+                raise UnsupportedError("the model has no tokenizer")
+            yield t
+
+    @property
+    def vocab_size(self):
+        with self._tok() as t:
+            return _lib.mg_tokenizer_vocab_size(t)
+
+    def piece(self, token_id):
+        """The stored piece of a token id (bytes), or None when out of range."""
+        with self._tok() as t:
+            return _lib.mg_tokenizer_piece(t, int(token_id))
+
+    def special(self, role):
+        """The id of a special token ('bos', 'eos', 'end_of_turn', 'image',
+        ...), or None when the tokenizer has none."""
+        if role not in SPECIAL_TOKENS:
+            raise InvalidArgumentError("unknown special token role %r" % (role,))
+        with self._tok() as t:
+            v = _lib.mg_tokenizer_special(t, SPECIAL_TOKENS[role])
+        return None if v < 0 else v
+
+    def tokenize(self, text, bos=False, special=False):
+        """Token ids of text (str or bytes), as a list of ints."""
+        data = _enc(text)
+        flags = (TOKENIZE_ADD_BOS if bos else 0) | (TOKENIZE_PARSE_SPECIAL if special else 0)
+        n = c_size_t()
+        cap = len(data) + 2
+        with self._tok() as t:
+            while True:
+                ids = (c_int32 * cap)()
+                st = _lib.mg_tokenize(ids, cap, byref(n), t, data, len(data), flags)
+                if st == E_BUFFER_TOO_SMALL and n.value > cap:
+                    cap = n.value
+                    continue
+                break
+        if st:
+            raise make_error(st, "tokenize failed")
+        return list(ids[:n.value])
+
+    def detokenize_bytes(self, ids, skip_special=False):
+        ids = list(ids)
+        arr = (c_int32 * max(len(ids), 1))(*ids)
+        flags = DETOKENIZE_SKIP_SPECIAL if skip_special else 0
+        n = c_size_t()
+        with self._tok() as t:
+            st = _lib.mg_detokenize(None, 0, byref(n), t, arr, len(ids), flags)
+            if st not in (0, E_BUFFER_TOO_SMALL):
+                raise make_error(st, "detokenize failed")
+            buf = ctypes.create_string_buffer(n.value + 1)
+            st = _lib.mg_detokenize(buf, n.value + 1, byref(n), t, arr, len(ids), flags)
+        if st:
+            raise make_error(st, "detokenize failed")
+        return buf.raw[:n.value]
+
+    def detokenize(self, ids, skip_special=False):
+        """Text of token ids (invalid UTF-8 replaced by U+FFFD)."""
+        return self.detokenize_bytes(ids, skip_special).decode("utf-8", "replace")
+
+
+# ------------------------------------------------------------- cancellation
+
+class Cancel:
+    """A cancellation token: pass it as cancel=... to any generation call and
+    call cancel() from any thread to stop that call (it raises Interrupted,
+    whose .partial holds the text made so far). Once cancelled it stays
+    cancelled; calls started with it fail at once. The running call is
+    stopped through mg_context_interrupt and, should the request land just
+    before the C call starts (when the library drops it), at the next token
+    by the token callback, which checks the token too."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._ctxs = set()
+
+    def cancel(self):
+        with self._lock:
+            self._cancelled = True
+            for h in self._ctxs:
+                _lib.mg_context_interrupt(h)
+
+    @property
+    def cancelled(self):
+        return self._cancelled
+
+    def _attach(self, h):
+        with self._lock:
+            self._ctxs.add(h)
+            return self._cancelled
+
+    def _detach(self, h):
+        with self._lock:
+            self._ctxs.discard(h)
+
+
+_GEN_FIELDS = ("max_tokens", "temperature", "top_k", "top_p",
+               "repetition_penalty", "seed", "system_prompt", "instruction")
+
+
+class _GenCall:
+    """mg_gen_params for one call plus everything it must keep alive."""
+
+    def __init__(self, params, on_token=None, cancels=()):
+        p = _lib.mg_gen_params()
+        _lib.mg_gen_params_init(byref(p))
+        self._keep = []
+        for key, value in params.items():
+            if key in ("system_prompt", "instruction"):
+                if value is not None:
+                    v = _enc(value)
+                    self._keep.append(v)
+                    setattr(p, key, v)
+            elif key in _GEN_FIELDS:
+                if value is not None:
+                    setattr(p, key, value)
+            elif key == "stop":
+                if value:
+                    if isinstance(value, (str, bytes)):
+                        value = [value]
+                    arr = (c_char_p * len(value))(*[_enc(s) for s in value])
+                    self._keep.append(arr)
+                    p.stop, p.n_stop = arr, len(value)
+            elif key == "raw_prompt":
+                if value:
+                    p.flags |= GEN_RAW_PROMPT
+            else:
+                raise TypeError("unknown generation parameter %r" % key)
+        self.on_token = on_token
+        self.cancels = [c for c in cancels if c is not None]
+        self.exc = None
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        if on_token is not None or self.cancels:
+            self._cb = _lib.mg_token_callback(self._callback)
+            p.on_token = self._cb
+        self.params = p
+
+    def _callback(self, _user, piece, n, _token):
+        try:
+            if any(c.cancelled for c in self.cancels):
+                return 1
+            if self.on_token is not None:
+                text = self._decoder.decode(ctypes.string_at(piece, n) if n else b"")
+                if text and self.on_token(text):
+                    return 1
+            return 0
+        except BaseException as exc:  # re-raised after the C call returns
+            self.exc = exc
+            return 1
+
+    def flush(self):
+        rest = self._decoder.decode(b"", final=True)
+        if rest and self.on_token is not None:
+            self.on_token(rest)
+
+    def run(self, ctx, fn, *args):
+        """Calls fn(&out, ctx, *args, &params); returns the text or raises."""
+        for c in self.cancels:
+            if c._attach(ctx):
+                for d in self.cancels:
+                    d._detach(ctx)
+                raise Interrupted("cancelled before the call started", E_INTERRUPTED, "")
+        out = c_void_p()
+        try:
+            st = fn(byref(out), ctx, *args, byref(self.params))
+        finally:
+            for c in self.cancels:
+                c._detach(ctx)
+        text = _lib.take_string(out)
+        if self.exc is not None:
+            raise self.exc
+        if st:
+            msg = _lib.mg_context_errmsg(ctx)
+            raise make_error(st, msg.decode("utf-8", "replace") if msg else "", partial=text)
+        try:
+            self.flush()
+        except BaseException:
+            raise
+        return text
+
+
+_DONE = object()
+
+
+def _stream(acquire, fn, prepare, params, cancel):
+    """Runs a generation call in a worker thread and yields its text pieces.
+    Closing the generator interrupts the call; its return value is the text."""
+    q = queue.SimpleQueue()
+    own = Cancel()
+    result = {}
+
+    def on_token(piece):
+        q.put(piece)
+
+    call = _GenCall(params, on_token=on_token, cancels=(cancel, own))
+
+    def worker():
+        try:
+            with prepare() as args, acquire() as ctx:
+                result["text"] = call.run(ctx, fn, *args)
+        except BaseException as exc:
+            result["exc"] = exc
+        finally:
+            q.put(_DONE)
+
+    t = threading.Thread(target=worker, name="medgemini-stream", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                break
+            yield item
+    finally:
+        if t.is_alive():
+            own.cancel()
+        t.join()
+    if "exc" in result:
+        raise result["exc"]
+    return result["text"]
+
+
+# ------------------------------------------------------------------ images
+
+@contextlib.contextmanager
+def _image_array(images):
+    """Borrows the handles of images (one or a sequence of Images, paths,
+    bytes or arrays) as an mg_image* array for the length of a call."""
+    if not isinstance(images, (list, tuple)):
+        images = [images]
+    made, held = [], []
+    with contextlib.ExitStack() as stack:
+        try:
+            for obj in images:
+                img, owned = as_image(obj)
+                if owned:
+                    made.append(img)
+                held.append(stack.enter_context(img._borrow()))
+            arr = (c_void_p * max(len(held), 1))(*held)
+            yield arr, len(held)
+        finally:
+            stack.close()
+            for img in made:
+                img.close()
+
+
+# ----------------------------------------------------------------- contexts
+
+def _context_params(threads, n_ctx, seed):
+    p = _lib.mg_context_params()
+    _lib.mg_context_params_init(byref(p))
+    p.n_threads = int(threads or 0)
+    p.n_ctx = int(n_ctx or 0)
+    p.seed = int(seed or 0)
+    return p
+
+
+def _new_context(model_handle, threads, n_ctx, seed):
+    out = c_void_p()
+    p = _context_params(threads, n_ctx, seed)
+    st = _lib.mg_context_new(byref(out), model_handle, byref(p))
+    if st:
+        raise make_error(st, "cannot create a context")
+    return out.value
+
+
+class _Generating:
+    """Generation methods shared by Model (pooled contexts) and Context."""
+
+    def _acquire(self):
+        raise NotImplementedError
+
+    def _call(self, fn, args, params, on_token=None, cancel=None):
+        call = _GenCall(params, on_token=on_token, cancels=(cancel,))
+        with self._acquire() as ctx:
+            return call.run(ctx, fn, *args)
+
+    def generate(self, prompt, on_token=None, cancel=None, **params):
+        """Text generated from a prompt (wrapped in the chat turn unless
+        raw_prompt=True). Parameters: max_tokens, temperature, top_k, top_p,
+        repetition_penalty, seed, stop (a string or list of strings),
+        system_prompt, raw_prompt; on_token(piece) is called with each piece
+        of text (return True to stop); cancel is a Cancel token."""
+        return self._call(_lib.mg_generate, (_enc(prompt),), params, on_token, cancel)
+
+    def generate_stream(self, prompt, cancel=None, **params):
+        """As generate(), as a generator of text pieces."""
+        return _stream(self._acquire, _lib.mg_generate,
+                       lambda: contextlib.nullcontext((_enc(prompt),)), params, cancel)
+
+    def generate_ids(self, ids, on_token=None, cancel=None, **params):
+        """Generation from token ids used as they are."""
+        ids = list(ids)
+        arr = (c_int32 * max(len(ids), 1))(*ids)
+        return self._call(_lib.mg_generate_ids, (arr, len(ids)), params, on_token, cancel)
+
+    def report(self, images, on_token=None, cancel=None, **params):
+        """A radiology report for one study: images is one image or a list
+        (Image objects, paths, bytes or numpy arrays). Extra parameters as
+        generate(), plus instruction."""
+        with _image_array(images) as (arr, n):
+            return self._call(_lib.mg_generate_report, (arr, n), params, on_token, cancel)
+
+    def report_stream(self, images, cancel=None, **params):
+        """As report(), as a generator of text pieces; closing it stops the
+        generation. The generator's return value is the whole text."""
+        @contextlib.contextmanager
+        def prepare():
+            with _image_array(images) as (arr, n):
+                yield (arr, n)
+        return _stream(self._acquire, _lib.mg_generate_report, prepare, params, cancel)
+
+    def vqa(self, images, question, on_token=None, cancel=None, **params):
+        """The answer to a question about one or more images."""
+        with _image_array(images) as (arr, n):
+            return self._call(_lib.mg_vqa, (arr, n, _enc(question)), params, on_token, cancel)
+
+    def vqa_stream(self, images, question, cancel=None, **params):
+        """As vqa(), as a generator of text pieces."""
+        @contextlib.contextmanager
+        def prepare():
+            with _image_array(images) as (arr, n):
+                yield (arr, n, _enc(question))
+        return _stream(self._acquire, _lib.mg_vqa, prepare, params, cancel)
+
+    def predict_risk(self, scores, question, cancel=None, **params):
+        """Risk prediction from polygenic scores ({name: value}); the library
+        does not implement it yet (raises UnsupportedError)."""
+        names = list(scores)
+        vals = (c_double * max(len(names), 1))(*[float(scores[k]) for k in names])
+        arr = (c_char_p * max(len(names), 1))(*[_enc(k) for k in names])
+        return self._call(_lib.mg_prs_predict, (vals, arr, len(names), _enc(question)),
+                          params, None, cancel)
+
+
+class Context(Owned, _Generating):
+    """A generation context of its own (KV cache and scratch buffers): the
+    low-level interface (eval, reset, n_tokens) and an interrupt() that any
+    thread may call. One thread at a time: a call made while another thread
+    runs one on the same context raises MisuseError. Model.context() makes
+    one; Model's own methods use a pool of contexts instead."""
+
+    def __init__(self, model, threads=None, n_ctx=None, seed=None):
+        if threads is None:
+            threads = model._threads
+        if n_ctx is None:
+            n_ctx = model._n_ctx
+        with model._borrow() as mh:
+            h = _new_context(mh, threads, n_ctx, seed)
+        self.model = model
+        self._busy = threading.Lock()
+        self._own(HandleState(h, _lib.mg_context_free, "context"))
+
+    @contextlib.contextmanager
+    def _acquire(self):
+        if not self._busy.acquire(blocking=False):
+            raise MisuseError("the context is in use by another thread")
+        try:
+            with self._borrow() as h:
+                yield h
+        finally:
+            self._busy.release()
+
+    def interrupt(self):
+        """Asks the call running on this context (if any) to stop; it raises
+        Interrupted within one token. Callable from any thread."""
+        with self._borrow() as h:
+            _lib.mg_context_interrupt(h)
+
+    def reset(self):
+        """Empties the context's token sequence (KV cache)."""
+        with self._acquire() as h:
+            st = _lib.mg_context_reset(h)
+            if st:
+                raise make_error(st, (_lib.mg_context_errmsg(h) or b"").decode())
+
+    @property
+    def n_tokens(self):
+        with self._borrow() as h:
+            return _lib.mg_context_n_tokens(h)
+
+    def eval(self, ids, logits=True):
+        """Appends tokens to the sequence; with logits=True returns their
+        logits as a numpy float32 array of shape (len(ids), n_vocab)."""
+        ids = list(ids)
+        arr = (c_int32 * max(len(ids), 1))(*ids)
+        n_vocab = self.model.info.n_vocab
+        with self._acquire() as h:
+            if logits:
+                if _np is None:  # pragma: no cover
+                    raise ImportError("Context.eval(logits=True) needs numpy")
+                out = _np.empty((len(ids), n_vocab), dtype=_np.float32)
+                st = _lib.mg_context_eval(h, arr, len(ids), out.ctypes.data_as(c_void_p), out.size)
+            else:
+                out = None
+                st = _lib.mg_context_eval(h, arr, len(ids), None, 0)
+            if st:
+                raise make_error(st, (_lib.mg_context_errmsg(h) or b"").decode())
+        return out
+
+    @property
+    def last_error(self):
+        """(status, message) of the last call on the context."""
+        with self._borrow() as h:
+            return _lib.mg_context_errcode(h), (_lib.mg_context_errmsg(h) or b"").decode()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    format_version: int
+    n_tensors: int
+    n_params: int
+    n_bytes: int
+    n_metadata: int
+    name: str
+    architecture: str
+    has_vision: bool
+    has_text: bool
+    n_vocab: int
+    n_ctx_train: int
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    dtype: str
+    shape: tuple        # dims[0] (fastest varying) first, as in the file
+    n_elems: int
+    n_bytes: int
+    compressed: bool
+    file_offset: int
+    stored_bytes: int
+    crc32c: int
+
+
+class _ModelState(HandleState):
+    """The model handle plus a pool of idle contexts, freed with it."""
+
+    def __init__(self, handle):
+        super().__init__(handle, _lib.mg_model_free, "model")
+        self.idle = []
+
+    def free_extra(self):
+        while self.idle:
+            _lib.mg_context_free(self.idle.pop())
+
+
+class Model(Owned, _Generating):
+    """A loaded .mgm model. Use it as a context manager or close() it; a
+    finalizer frees it otherwise. A Model may be shared by any number of
+    threads: each generation call takes a context from a small pool (or
+    makes one), so concurrent calls never share a context.
+
+    Model.load(path, threads=0, n_ctx=0, seed=0, verify=False, mmap=True,
+    max_memory=0, pool_size=4): threads and n_ctx apply to the contexts it
+    makes (0 = the library's defaults)."""
+
+    def __init__(self, path, threads=0, n_ctx=0, seed=0, verify=False,
+                 mmap=True, max_memory=0, pool_size=4):
+        p = _lib.mg_model_params()
+        _lib.mg_model_params_init(byref(p))
+        p.flags = (LOAD_VERIFY_CHECKSUMS if verify else 0) | (0 if mmap else LOAD_NO_MMAP)
+        p.max_memory = int(max_memory or 0)
+        out, err = c_void_p(), ctypes.create_string_buffer(_lib.ERRBUF)
+        st = _lib.mg_model_load(byref(out), os.fsencode(path), byref(p), err, _lib.ERRBUF)
+        if st:
+            raise make_error(st, err.value.decode("utf-8", "replace"))
+        self.path = os.fspath(path)
+        self._threads, self._n_ctx, self._seed = threads, n_ctx, seed
+        self._pool_size = max(0, int(pool_size))
+        self._own(_ModelState(out.value))
+        self.info = self._read_info()
+
+    @classmethod
+    def load(cls, path, **options):
+        return cls(path, **options)
+
+    def _read_info(self):
+        i = _lib.mg_model_info()
+        i.struct_size = ctypes.sizeof(i)
+        with self._borrow() as h:
+            st = _lib.mg_model_info_get(byref(i), h)
+        if st:
+            raise make_error(st, "")
+        dec = (lambda b: (b or b"").decode("utf-8", "replace"))
+        return ModelInfo(i.format_version, i.n_tensors, i.n_params, i.n_bytes,
+                         i.n_metadata, dec(i.name), dec(i.architecture),
+                         bool(i.has_vision), bool(i.has_text), i.n_vocab, i.n_ctx_train)
+
+    @contextlib.contextmanager
+    def _acquire(self):
+        state = self._state
+        with self._borrow() as mh:
+            with state.lock:
+                h = state.idle.pop() if state.idle else None
+            if h is None:
+                h = _new_context(mh, self._threads, self._n_ctx, self._seed)
+            try:
+                yield h
+            finally:
+                with state.lock:
+                    keep = not state.closed and len(state.idle) < self._pool_size
+                    if keep:
+                        state.idle.append(h)
+                if not keep:
+                    _lib.mg_context_free(h)
+
+    def context(self, threads=None, n_ctx=None, seed=None):
+        """A Context of its own (for interrupt(), eval() and a KV cache that
+        persists between calls)."""
+        return Context(self, threads, n_ctx, seed)
+
+    @property
+    def tokenizer(self):
+        return Tokenizer(model=self)
+
+    def tokenize(self, text, bos=False, special=False):
+        return self.tokenizer.tokenize(text, bos=bos, special=special)
+
+    def detokenize(self, ids, skip_special=False):
+        return self.tokenizer.detokenize(ids, skip_special=skip_special)
+
+    # metadata
+    def meta(self, key, default=KeyError):
+        """The value of one metadata key (int, float, str or list)."""
+        with self._borrow() as h:
+            n = _lib.mg_model_meta_count(h)
+            for i in range(n):
+                k, t, et, ne = c_char_p(), c_int32(), c_int32(), c_uint64()
+                _lib.mg_model_meta_entry(byref(k), byref(t), byref(et), byref(ne), h, i)
+                if k.value.decode("utf-8", "replace") == key:
+                    return self._value(h, k.value, t.value, et.value, ne.value)
+        if default is KeyError:
+            raise KeyError(key)
+        return default
+
+    @property
+    def metadata(self):
+        """Every metadata entry as a dict, in file order."""
+        out = {}
+        with self._borrow() as h:
+            for i in range(_lib.mg_model_meta_count(h)):
+                k, t, et, ne = c_char_p(), c_int32(), c_int32(), c_uint64()
+                st = _lib.mg_model_meta_entry(byref(k), byref(t), byref(et), byref(ne), h, i)
+                if st:
+                    raise make_error(st, "")
+                out[k.value.decode("utf-8", "replace")] = self._value(h, k.value, t.value, et.value, ne.value)
+        return out
+
+    @staticmethod
+    def _value(h, key, typ, elem, n):
+        def one(t, i=None):
+            if t == 1:
+                v, f = c_int64(), (_lib.mg_model_meta_int if i is None else _lib.mg_model_meta_array_int)
+            elif t == 2:
+                v, f = c_double(), (_lib.mg_model_meta_float if i is None else _lib.mg_model_meta_array_float)
+            elif t == 3:
+                v, f = c_char_p(), (_lib.mg_model_meta_string if i is None else _lib.mg_model_meta_array_string)
+            else:
+                raise UnsupportedError("metadata type %d" % t)
+            st = f(byref(v), h, key) if i is None else f(byref(v), h, key, i)
+            if st:
+                raise make_error(st, "metadata %r" % key)
+            return v.value.decode("utf-8", "replace") if t == 3 else v.value
+        if typ == 4:
+            return [one(elem, i) for i in range(n)]
+        return one(typ)
+
+    def tensors(self):
+        """TensorInfo of every tensor, in file order."""
+        with self._borrow() as h:
+            out = []
+            for i in range(_lib.mg_model_tensor_count(h)):
+                t = _lib.mg_tensor_info()
+                t.struct_size = ctypes.sizeof(t)
+                st = _lib.mg_model_tensor_at(byref(t), h, i)
+                if st:
+                    raise make_error(st, "")
+                out.append(self._tinfo(t))
+            return out
+
+    def tensor_info(self, name):
+        t = _lib.mg_tensor_info()
+        t.struct_size = ctypes.sizeof(t)
+        with self._borrow() as h:
+            st = _lib.mg_model_tensor_find(byref(t), h, _enc(name))
+        if st:
+            raise make_error(st, "no tensor %r" % name)
+        return self._tinfo(t)
+
+    def tensor_bytes(self, name):
+        """A copy of a tensor's (decompressed) bytes."""
+        t = _lib.mg_tensor_info()
+        t.struct_size = ctypes.sizeof(t)
+        with self._borrow() as h:
+            st = _lib.mg_model_tensor_find(byref(t), h, _enc(name))
+            if st:
+                raise make_error(st, "no tensor %r" % name)
+            return ctypes.string_at(t.data, t.n_bytes)
+
+    @staticmethod
+    def _tinfo(t):
+        name = _lib.mg_dtype_name(t.dtype)
+        return TensorInfo(t.name.decode("utf-8", "replace"),
+                          name.decode() if name else str(t.dtype),
+                          tuple(t.dims[:t.n_dims]), t.n_elems, t.n_bytes,
+                          bool(t.compressed), t.file_offset, t.stored_bytes, t.crc32c)
+
+    def __repr__(self):
+        if self.closed:
+            return "<medgemini.Model closed>"
+        return "<medgemini.Model %r %s>" % (self.info.name, self.path)
