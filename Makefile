@@ -51,7 +51,7 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all clean check check-asan check-valgrind install uninstall \
-        test-install bench demo test check-reference
+        test-install bench demo test check-reference bindings-test
 all: $(STATIC) $(SHARED) $(CLI)
 
 $(OBJDIR)/%_avx2.o: src/%_avx2.c
@@ -126,12 +126,26 @@ check-valgrind:
 	  TEST_RUNNER="env CK_FORK=no CK_DEFAULT_TIMEOUT=600 MG_VALGRIND=1 valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect" \
 	  check
 
+# The language bindings against the in-tree library: the drift check (every
+# exported function declared by every binding, with the header's arity),
+# then each binding's own tests (bindings/<lang>/run_tests.sh).
+BINDINGS := python go rust
+bindings-test: $(SHARED) $(CLI)
+	/usr/bin/python3 bindings/check_drift.py --lib $(SHARED) --require $(shell for b in $(BINDINGS); do [ -d bindings/$$b ] && printf '%s,' $$b; done | sed 's/,$$//')
+	/usr/bin/python3 -m unittest discover -s bindings/tests
+	@fail=0; for b in $(BINDINGS); do \
+	  if [ -x bindings/$$b/run_tests.sh ]; then echo "== bindings/$$b"; \
+	    MG_LIB=$(abspath $(BUILD))/$(SONAME) MG_LIB_DIR=$(abspath $(BUILD)) MG_CLI=$(abspath $(CLI)) \
+	    LD_LIBRARY_PATH=$(abspath $(BUILD)) bindings/$$b/run_tests.sh || fail=1; fi; \
+	done; exit $$fail
+
 # Everything CI runs: the plain suite (with the install test), then the
-# same suites under ASan+UBSan and under valgrind.
+# same suites under ASan+UBSan and under valgrind, then the bindings.
 test:
 	$(MAKE) check
 	$(MAKE) check-asan
 	$(MAKE) check-valgrind
+	$(MAKE) bindings-test
 
 # The main job: a report for a real chest X-ray (examples/data) from a small
 # model made on the spot. Until a trained demo model exists its weights are

@@ -29,6 +29,11 @@ import sys
 # ------------------------------------------------------------ C/Go/Rust text
 
 
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 def strip_c_comments(text, keep_strings=True):
     """Removes // and /* */ comments (keeping newlines), leaving string and
     character literals intact (or blanked when keep_strings is False)."""
@@ -117,7 +122,7 @@ def _split(text, start, angle):
 
 def header_prototypes(path):
     """{name: arity} of the mg_* functions declared in a C header."""
-    text = strip_c_comments(open(path, encoding="utf-8").read(), keep_strings=False)
+    text = strip_c_comments(_read(path), keep_strings=False)
     # drop preprocessor lines (with continuations)
     text = re.sub(r"(?m)^[ \t]*#(?:[^\n]*\\\n)*[^\n]*", "", text)
     protos = {}
@@ -189,7 +194,7 @@ def python_decls(root):
             if not fn.endswith(".py"):
                 continue
             path = os.path.join(dirpath, fn)
-            tree = ast.parse(open(path, encoding="utf-8").read(), path)
+            tree = ast.parse(_read(path), path)
             for node in ast.walk(tree):
                 if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
                         and node.func.id == "_fn" and node.args):
@@ -237,7 +242,7 @@ def go_decls(root):
         for fn in sorted(files):
             path = os.path.join(dirpath, fn)
             if fn.endswith(".go"):
-                raw = open(path, encoding="utf-8").read()
+                raw = _read(path)
                 for off, pre in _go_preambles(raw):
                     _c_calls(pre, path, raw[:off].count("\n"), decls)
                 text = strip_c_comments(raw, keep_strings=False)
@@ -246,7 +251,7 @@ def go_decls(root):
                     decls.setdefault(m.group(1), []).append(
                         ("%s:%d" % (path, _line(text, m.start())), len(args)))
             elif fn.endswith((".c", ".h")):
-                _c_calls(open(path, encoding="utf-8").read(), path, 0, decls)
+                _c_calls(_read(path), path, 0, decls)
     return decls
 
 
@@ -275,7 +280,7 @@ def rust_decls(root):
             if not fn.endswith(".rs"):
                 continue
             path = os.path.join(dirpath, fn)
-            text = strip_c_comments(open(path, encoding="utf-8").read())
+            text = strip_c_comments(_read(path))
             for block in re.finditer(r'extern\s+"C"\s*\{', text):
                 # find the matching brace of the extern block
                 depth, i = 0, block.end() - 1

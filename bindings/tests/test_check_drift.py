@@ -77,12 +77,14 @@ class BrokenCopies(unittest.TestCase):
         dst = os.path.join(self.tmp, "bindings", "python", "medgemini")
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
         lib_py = os.path.join(dst, "_lib.py")
-        text = open(lib_py).read()
+        with open(lib_py) as f:
+            text = f.read()
         text = re.sub(r'(?m)^mg_vqa = _fn\("mg_vqa".*\n', "", text)          # missing
         text = text.replace('_fn("mg_tokenizer_piece", c_char_p, [P, c_int32])',
                             '_fn("mg_tokenizer_piece", c_char_p, [P])')       # arity 1
         text += '\nmg_gone = _fn("mg_gone", None, [])\n'                      # stale
-        open(lib_py, "w").write(text)
+        with open(lib_py, "w") as f:
+            f.write(text)
         n, out = run(self.tmp, only=["python"])
         self.assertEqual(n, 3, out)
         self.assertIn("python: mg_vqa is not bound", out)
