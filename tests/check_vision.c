@@ -306,7 +306,7 @@ static void encoder_case(const char *dtype, uint32_t threads, int blas, int big)
     mg_model_free(m);
 }
 
-START_TEST(test_encoder_f32) { encoder_case("f32", 1, 1, 0); }
+START_TEST(test_encoder_f32) { encoder_case("f32", 1, 1 + _i, _i); }
 END_TEST
 START_TEST(test_encoder_f32_threads) { encoder_case("f32", 2, 1, _i); }
 END_TEST
@@ -844,7 +844,7 @@ static Suite *suite(void) {
     tcase_add_loop_test(tc, test_preprocess_vs_pil, 0, (int)(sizeof k_pcases / sizeof k_pcases[0]));
     tcase_add_test(tc, test_normalize_lut);
     tc = tcase(s, "encoder");
-    tcase_add_test(tc, test_encoder_f32);
+    tcase_add_loop_test(tc, test_encoder_f32, 0, 2);
     tcase_add_loop_test(tc, test_encoder_f32_threads, 0, 2);
     tcase_add_loop_test(tc, test_encoder_f32_blas, 0, 2);
     tcase_add_test(tc, test_encoder_bf16);

@@ -585,8 +585,8 @@ static void attention(istate *s, float *out, mg__pool *pool) {
     const image2d *e = s->e;
     uint32_t np = mg__pool_size(pool);
     if (np > s->n_threads) np = s->n_threads;
-    int par = np > 1 && !blas_threaded();
-    uint32_t qb = par || np == 1 ? MG__ATT_QBLOCK_POOL : MG__ATT_QBLOCK_BLAS;
+    int bt = blas_threaded(), par = np > 1 && !bt;
+    uint32_t qb = bt ? MG__ATT_QBLOCK_BLAS : MG__ATT_QBLOCK_POOL;
     uint32_t nqb = (e->N + qb - 1) / qb, n_items = nqb * e->NH;
     if (par) {
         att_job j = {s, out, qb, nqb, n_items, np};
