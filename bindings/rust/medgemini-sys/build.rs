@@ -5,6 +5,7 @@
 //!     and lib/libmedgemini.so);
 //!  3. `pkg-config --libs medgemini` (an installed copy; PKG_CONFIG_PATH is
 //!     honoured by pkg-config itself).
+//!
 //! The directory found is passed on to dependants as DEP_MEDGEMINI_LIB_DIR.
 use std::env;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,7 @@ fn main() {
         println!("cargo:rustc-link-lib=dylib=medgemini");
         println!("cargo:lib_dir={}", dir.display());
         // this crate's own unit tests run without LD_LIBRARY_PATH
-        println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{}", dir.display());
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
         return;
     }
     match pkg_config() {
