@@ -19,12 +19,12 @@
 //!
 //! A [`Context`] cannot be shared between threads:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0277
 //! fn needs_sync<T: Sync>() {}
 //! needs_sync::<medgemini::Context>();
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0277
 //! fn needs_sync<T: Sync>() {}
 //! needs_sync::<medgemini::Prs>();
 //! ```
