@@ -63,6 +63,7 @@ fn main() {
                 if let Some(d) = f.strip_prefix("-L") {
                     println!("cargo:rustc-link-search=native={d}");
                     println!("cargo:lib_dir={d}");
+                    println!("cargo:rustc-link-arg=-Wl,-rpath,{d}");
                 } else if let Some(l) = f.strip_prefix("-l") {
                     println!("cargo:rustc-link-lib={l}");
                 }

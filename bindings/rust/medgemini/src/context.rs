@@ -296,6 +296,14 @@ impl Context {
         unsafe { sys::mg_context_n_tokens(self.ptr()) }
     }
 
+    /// The status of the last call on this context (None after success).
+    pub fn last_status(&self) -> Option<Status> {
+        match unsafe { sys::mg_context_errcode(self.ptr()) } {
+            sys::MG_OK => None,
+            rc => Some(Status::from_code(rc)),
+        }
+    }
+
     /// The error of the last failed call on this context.
     fn last_error(&self, rc: i32) -> Error {
         let msg = unsafe { static_str(sys::mg_context_errmsg(self.ptr())) };

@@ -423,6 +423,7 @@ fn context_errors_and_eval() {
     let e = ctx.generate_ids(&[2, 99999], &o).unwrap_err();
     assert_eq!(e.status(), Status::InvalidArg);
     assert!(e.message().contains("out of range"), "{e}");
+    assert_eq!(ctx.last_status(), Some(Status::InvalidArg));
     assert_eq!(ctx.report(&[], &o).unwrap_err().status(), Status::InvalidArg);
     assert_eq!(ctx.generate("a\0b", &o).unwrap_err().status(), Status::InvalidArg);
     assert_eq!(
@@ -434,6 +435,7 @@ fn context_errors_and_eval() {
     assert_eq!(small.report(&[&img], &o).unwrap_err().status(), Status::ContextFull);
     // low level: eval with logits
     ctx.reset().unwrap();
+    assert_eq!(ctx.last_status(), None);
     assert_eq!(ctx.n_tokens(), 0);
     let logits = ctx.eval_logits(&[2, 10, 20]).unwrap();
     assert_eq!(logits.len(), 3 * 512);
