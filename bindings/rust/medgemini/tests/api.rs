@@ -8,7 +8,7 @@ use medgemini::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, OnceLock};
+use std::sync::mpsc;
 
 fn repo_root() -> PathBuf {
     // bindings/rust/medgemini -> repository root
@@ -40,25 +40,24 @@ impl Drop for TempDir {
     }
 }
 
-/// The tiny model, made once per test run (kept in its own temp dir,
-/// removed by the OS's temp cleaning; it is 230 KB).
-fn tiny_path() -> &'static Path {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        let d = temp_dir("model");
-        let p = d.join("tiny.mgm");
-        let st = Command::new(cli())
-            .args(["mkmodel", "--shape", "tiny", "--dtype", "q8_0", "-o"])
-            .arg(&p)
-            .output()
-            .expect("run medgemini mkmodel (set MG_CLI)");
-        assert!(st.status.success(), "mkmodel failed: {}", String::from_utf8_lossy(&st.stderr));
-        p
-    })
+/// A tiny random-weight model made by the CLI (12 ms, 230 KB) in a fresh
+/// directory that is removed when the guard is dropped.
+fn tiny_file() -> (TempDir, PathBuf) {
+    let d = TempDir(temp_dir("model"));
+    let p = d.0.join("tiny.mgm");
+    let st = Command::new(cli())
+        .args(["mkmodel", "--shape", "tiny", "--dtype", "q8_0", "-o"])
+        .arg(&p)
+        .output()
+        .expect("run medgemini mkmodel (set MG_CLI)");
+    assert!(st.status.success(), "mkmodel failed: {}", String::from_utf8_lossy(&st.stderr));
+    (d, p)
 }
 
+/// The tiny model, loaded (mapped) before its file is removed.
 fn tiny() -> Model {
-    Model::load(tiny_path()).expect("load tiny model")
+    let (_dir, p) = tiny_file();
+    Model::load(&p).expect("load tiny model")
 }
 
 fn cxr_path() -> PathBuf {
@@ -134,6 +133,7 @@ fn model_info_metadata_tensors() {
 
 #[test]
 fn load_errors() {
+    let (_model_dir, model_file) = tiny_file();
     let d = TempDir(temp_dir("loaderr"));
     let e = Model::load(d.0.join("missing.mgm")).unwrap_err();
     assert_eq!(e.status(), Status::Io);
@@ -144,9 +144,9 @@ fn load_errors() {
     assert_eq!(Model::load(&junk).unwrap_err().status(), Status::ModelFormat);
     assert_eq!(Model::load("a\0b").unwrap_err().status(), Status::InvalidArg);
     // verifying checksums of a good file works
-    Model::load_with(tiny_path(), &LoadOptions::default().verify_checksums(true).no_mmap(true)).unwrap();
+    Model::load_with(model_file.as_path(), &LoadOptions::default().verify_checksums(true).no_mmap(true)).unwrap();
     assert_eq!(
-        Model::load_with(tiny_path(), &LoadOptions::default().max_memory(1000)).unwrap_err().status(),
+        Model::load_with(model_file.as_path(), &LoadOptions::default().max_memory(1000)).unwrap_err().status(),
         Status::Limit
     );
     // error values behave as std errors
@@ -209,6 +209,7 @@ fn image_errors() {
 
 #[test]
 fn report_and_vqa_match_the_cli() {
+    let (_model_dir, model_file) = tiny_file();
     let m = tiny();
     let img = Image::open(cxr_path()).unwrap();
     let mut ctx = Context::new(&m, &opts1()).unwrap();
@@ -216,7 +217,7 @@ fn report_and_vqa_match_the_cli() {
     let report = ctx.report(&[&img], &o).unwrap();
     let cxr = cxr_path();
     let cxr = cxr.to_str().unwrap();
-    let model = tiny_path().to_str().unwrap();
+    let model = model_file.as_path().to_str().unwrap();
     assert_eq!(report, cli_out(&["report", cxr, "-m", model, "-n", "8", "--threads", "1"]));
     // deterministic, and the stream concatenates to the same text
     let mut pieces = Vec::new();
@@ -255,8 +256,9 @@ fn report_and_vqa_match_the_cli() {
 
 #[test]
 fn generate_tokenize_and_stop() {
+    let (_model_dir, model_file) = tiny_file();
     let m = tiny();
-    let model = tiny_path().to_str().unwrap();
+    let model = model_file.as_path().to_str().unwrap();
     let mut ctx = m.context(&opts1()).unwrap();
     let o = GenOptions::default().max_tokens(12);
     let text = ctx.generate("Hello there", &o).unwrap();
