@@ -1,0 +1,459 @@
+//! Contexts: generation, reports, VQA, streaming and interruption.
+use crate::error::{Error, Result, Status};
+use crate::image::Image;
+use crate::model::Model;
+use crate::sys;
+use crate::util::{check, cstring, static_str, take_string};
+use std::any::Any;
+use std::cell::Cell;
+use std::ffi::{c_char, c_void, CString};
+use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+/// The C context, shared by the [`Context`] and its [`Interrupter`]s; freed
+/// when the last of them is dropped, so an interrupt never reaches a freed
+/// context and the free never runs during another call.
+struct CtxInner {
+    ptr: NonNull<sys::mg_context>,
+}
+
+// SAFETY: through CtxInner shared between threads only mg_context_interrupt
+// is ever called (callable from any thread); every other call goes through
+// the single, !Sync Context that owns the first reference.
+unsafe impl Send for CtxInner {}
+unsafe impl Sync for CtxInner {}
+
+impl Drop for CtxInner {
+    fn drop(&mut self) {
+        unsafe { sys::mg_context_free(self.ptr.as_ptr()) }
+    }
+}
+
+/// Per-conversation state over a [`Model`]: the KV cache and sampler.
+/// Used by one thread at a time (`Send`, not `Sync`); create one per thread
+/// to run a shared model in parallel.
+pub struct Context {
+    inner: Arc<CtxInner>,
+    model: Model,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+/// Stops the call running on a [`Context`] from any thread. Cloneable,
+/// `Send + Sync`; it keeps the C context alive, so it may outlive the
+/// [`Context`] it came from (interrupting then does nothing).
+#[derive(Clone)]
+pub struct Interrupter {
+    inner: Arc<CtxInner>,
+}
+
+impl Interrupter {
+    /// Asks the running call (if any) to stop: it returns
+    /// [`Status::Interrupted`] within one token. A request made while no
+    /// call runs is dropped when the next call starts.
+    pub fn interrupt(&self) -> Result<()> {
+        check(unsafe { sys::mg_context_interrupt(self.inner.ptr.as_ptr()) })
+    }
+}
+
+impl std::fmt::Debug for Interrupter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interrupter")
+    }
+}
+
+/// Options of [`Context::new`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ContextOptions {
+    /// Threads of the library's own kernels; 0 = one per online CPU.
+    pub n_threads: u32,
+    /// Token capacity; 0 = the model's context length capped at 8192.
+    pub n_ctx: u32,
+    /// Seed of the context's sampler.
+    pub seed: u64,
+}
+
+impl ContextOptions {
+    pub fn n_threads(mut self, n: u32) -> Self {
+        self.n_threads = n;
+        self
+    }
+    pub fn n_ctx(mut self, n: u32) -> Self {
+        self.n_ctx = n;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+/// Generation settings (`mg_gen_params`); `Default` takes the library's
+/// defaults. Set fields directly or chain the builder methods.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct GenOptions {
+    /// Most tokens to generate (library default 256).
+    pub max_tokens: u32,
+    /// 0 = greedy (default).
+    pub temperature: f32,
+    /// 0 = off.
+    pub top_k: i32,
+    /// 1 = off.
+    pub top_p: f32,
+    /// 1 = off.
+    pub repetition_penalty: f32,
+    /// 0 = keep the context's RNG state; otherwise reseed for this call.
+    pub seed: u64,
+    /// Generation stops at any of these (left out of the text).
+    pub stop: Vec<String>,
+    /// Reports and VQA: None = the model's default system text, Some("") =
+    /// none. Plain generation uses none unless set.
+    pub system_prompt: Option<String>,
+    /// Reports: None = the model's default instruction.
+    pub instruction: Option<String>,
+    /// Plain generation: use the prompt as it is (no BOS, no chat turn).
+    pub raw_prompt: bool,
+}
+
+impl Default for GenOptions {
+    fn default() -> Self {
+        let p = gen_params_default();
+        GenOptions {
+            max_tokens: p.max_tokens,
+            temperature: p.temperature,
+            top_k: p.top_k,
+            top_p: p.top_p,
+            repetition_penalty: p.repetition_penalty,
+            seed: p.seed,
+            stop: Vec::new(),
+            system_prompt: None,
+            instruction: None,
+            raw_prompt: false,
+        }
+    }
+}
+
+impl GenOptions {
+    pub fn max_tokens(mut self, n: u32) -> Self {
+        self.max_tokens = n;
+        self
+    }
+    pub fn temperature(mut self, t: f32) -> Self {
+        self.temperature = t;
+        self
+    }
+    pub fn top_k(mut self, k: i32) -> Self {
+        self.top_k = k;
+        self
+    }
+    pub fn top_p(mut self, p: f32) -> Self {
+        self.top_p = p;
+        self
+    }
+    pub fn repetition_penalty(mut self, r: f32) -> Self {
+        self.repetition_penalty = r;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    pub fn stop(mut self, s: impl Into<String>) -> Self {
+        self.stop.push(s.into());
+        self
+    }
+    pub fn system_prompt(mut self, s: impl Into<String>) -> Self {
+        self.system_prompt = Some(s.into());
+        self
+    }
+    pub fn instruction(mut self, s: impl Into<String>) -> Self {
+        self.instruction = Some(s.into());
+        self
+    }
+    pub fn raw_prompt(mut self, on: bool) -> Self {
+        self.raw_prompt = on;
+        self
+    }
+}
+
+fn gen_params_default() -> sys::mg_gen_params {
+    unsafe {
+        let mut p = std::mem::zeroed::<sys::mg_gen_params>();
+        sys::mg_gen_params_init(&mut p);
+        p
+    }
+}
+
+/// mg_gen_params plus the C strings its pointers point into.
+struct Prepared {
+    params: sys::mg_gen_params,
+    _stop: Vec<CString>,
+    _stop_ptrs: Vec<*const c_char>,
+    _system: Option<CString>,
+    _instruction: Option<CString>,
+}
+
+impl Prepared {
+    fn new(o: &GenOptions) -> Result<Prepared> {
+        let mut p = gen_params_default();
+        p.max_tokens = o.max_tokens;
+        p.temperature = o.temperature;
+        p.top_k = o.top_k;
+        p.top_p = o.top_p;
+        p.repetition_penalty = o.repetition_penalty;
+        p.seed = o.seed;
+        if o.raw_prompt {
+            p.flags |= sys::MG_GEN_RAW_PROMPT;
+        }
+        let stop = o.stop.iter().map(|s| cstring(s, "stop string")).collect::<Result<Vec<_>>>()?;
+        let stop_ptrs: Vec<*const c_char> = stop.iter().map(|s| s.as_ptr()).collect();
+        if !stop.is_empty() {
+            p.stop = stop_ptrs.as_ptr();
+            p.n_stop = u32::try_from(stop.len())
+                .map_err(|_| Error::new(Status::InvalidArg, "too many stop strings"))?;
+        }
+        let system = o.system_prompt.as_deref().map(|s| cstring(s, "system prompt")).transpose()?;
+        let instruction = o.instruction.as_deref().map(|s| cstring(s, "instruction")).transpose()?;
+        if let Some(s) = &system {
+            p.system_prompt = s.as_ptr();
+        }
+        if let Some(s) = &instruction {
+            p.instruction = s.as_ptr();
+        }
+        Ok(Prepared { params: p, _stop: stop, _stop_ptrs: stop_ptrs, _system: system, _instruction: instruction })
+    }
+}
+
+/// What the token callback sees through user_data.
+struct Stream<'a> {
+    f: &'a mut dyn FnMut(&str) -> bool,
+    stopped: bool,
+    panic: Option<Box<dyn Any + Send>>,
+}
+
+unsafe extern "C" fn on_token(ud: *mut c_void, piece: *const c_char, len: usize, _token: i32) -> i32 {
+    // SAFETY: ud is the &mut Stream set up by Context::run for this call,
+    // and the library calls back on the calling thread only.
+    let st = &mut *(ud as *mut Stream);
+    if st.panic.is_some() || st.stopped {
+        return 1;
+    }
+    let bytes = if len == 0 { &[][..] } else { std::slice::from_raw_parts(piece as *const u8, len) };
+    let text = String::from_utf8_lossy(bytes);
+    // A panic must not unwind through C: catch it, stop, rethrow after.
+    match panic::catch_unwind(AssertUnwindSafe(|| (st.f)(&text))) {
+        Ok(true) => 0,
+        Ok(false) => {
+            st.stopped = true;
+            1
+        }
+        Err(p) => {
+            st.panic = Some(p);
+            1
+        }
+    }
+}
+
+impl Context {
+    /// Creates a context over `model` (all its buffers are sized here).
+    pub fn new(model: &Model, opts: &ContextOptions) -> Result<Context> {
+        let mut p = unsafe {
+            let mut p = std::mem::zeroed::<sys::mg_context_params>();
+            sys::mg_context_params_init(&mut p);
+            p
+        };
+        p.n_threads = opts.n_threads;
+        p.n_ctx = opts.n_ctx;
+        p.seed = opts.seed;
+        let mut out = ptr::null_mut();
+        let rc = unsafe { sys::mg_context_new(&mut out, model.as_ptr(), &p) };
+        if rc != sys::MG_OK {
+            return Err(Error::from_code(rc));
+        }
+        let ptr = NonNull::new(out).ok_or_else(|| Error::new(Status::Internal, "NULL context"))?;
+        Ok(Context { inner: Arc::new(CtxInner { ptr }), model: model.clone(), _not_sync: PhantomData })
+    }
+
+    fn ptr(&self) -> *mut sys::mg_context {
+        self.inner.ptr.as_ptr()
+    }
+
+    /// The model this context runs.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// A handle that interrupts this context's running call from any thread.
+    pub fn interrupter(&self) -> Interrupter {
+        Interrupter { inner: Arc::clone(&self.inner) }
+    }
+
+    /// Tokens in the context's sequence.
+    pub fn n_tokens(&self) -> u32 {
+        unsafe { sys::mg_context_n_tokens(self.ptr()) }
+    }
+
+    /// The status of the last call on this context (None after success).
+    pub fn last_status(&self) -> Option<Status> {
+        match unsafe { sys::mg_context_errcode(self.ptr()) } {
+            sys::MG_OK => None,
+            rc => Some(Status::from_code(rc)),
+        }
+    }
+
+    /// The error of the last failed call on this context.
+    fn last_error(&self, rc: i32) -> Error {
+        let msg = unsafe { static_str(sys::mg_context_errmsg(self.ptr())) };
+        let status = Status::from_code(rc);
+        Error::new(status, if msg.is_empty() { status.description() } else { msg })
+    }
+
+    fn check(&self, rc: i32) -> Result<()> {
+        if rc == sys::MG_OK {
+            Ok(())
+        } else {
+            Err(self.last_error(rc))
+        }
+    }
+
+    /// Empties the sequence (the KV cache).
+    pub fn reset(&mut self) -> Result<()> {
+        let rc = unsafe { sys::mg_context_reset(self.ptr()) };
+        self.check(rc)
+    }
+
+    /// Appends tokens to the sequence without computing logits.
+    pub fn eval(&mut self, ids: &[i32]) -> Result<()> {
+        let rc = unsafe { sys::mg_context_eval(self.ptr(), ids.as_ptr(), ids.len(), ptr::null_mut(), 0) };
+        self.check(rc)
+    }
+
+    /// Appends tokens and returns their logits: `ids.len()` rows of
+    /// `n_vocab` floats, row-major.
+    pub fn eval_logits(&mut self, ids: &[i32]) -> Result<Vec<f32>> {
+        let n_vocab = self.model.info().n_vocab as usize;
+        let n = ids
+            .len()
+            .checked_mul(n_vocab)
+            .ok_or_else(|| Error::new(Status::InvalidArg, "too many ids"))?;
+        let mut logits = vec![0f32; n];
+        let rc = unsafe { sys::mg_context_eval(self.ptr(), ids.as_ptr(), ids.len(), logits.as_mut_ptr(), n) };
+        self.check(rc)?;
+        Ok(logits)
+    }
+
+    /// Runs one generating call with the given options and optional stream.
+    fn run(
+        &mut self,
+        opts: &GenOptions,
+        f: Option<&mut dyn FnMut(&str) -> bool>,
+        call: impl FnOnce(*mut *mut c_char, *mut sys::mg_context, *const sys::mg_gen_params) -> i32,
+    ) -> Result<String> {
+        let mut prep = Prepared::new(opts)?;
+        let mut stream = f.map(|f| Stream { f, stopped: false, panic: None });
+        if let Some(st) = stream.as_mut() {
+            prep.params.on_token = Some(on_token);
+            prep.params.user_data = st as *mut Stream as *mut c_void;
+        }
+        let mut out: *mut c_char = ptr::null_mut();
+        let rc = call(&mut out, self.ptr(), &prep.params);
+        let text = unsafe { take_string(out) };
+        if let Some(st) = stream {
+            if let Some(p) = st.panic {
+                panic::resume_unwind(p);
+            }
+            if st.stopped && rc == sys::MG_E_INTERRUPTED {
+                // The caller's closure asked to stop: a normal, early end.
+                return Ok(text.unwrap_or_default());
+            }
+        }
+        if rc == sys::MG_OK {
+            Ok(text.unwrap_or_default())
+        } else {
+            Err(self.last_error(rc).with_partial(text))
+        }
+    }
+
+    /// Generates text from a prompt (wrapped in the model's chat turn unless
+    /// `raw_prompt`). The context's sequence is reset first.
+    pub fn generate(&mut self, prompt: &str, opts: &GenOptions) -> Result<String> {
+        let p = cstring(prompt, "prompt")?;
+        self.run(opts, None, |o, c, g| unsafe { sys::mg_generate(o, c, p.as_ptr(), g) })
+    }
+
+    /// [`generate`](Self::generate), calling `f` with each piece of text as
+    /// it is produced; `f` returns false to stop (then the text so far is
+    /// returned as Ok).
+    pub fn generate_stream(&mut self, prompt: &str, opts: &GenOptions, mut f: impl FnMut(&str) -> bool) -> Result<String> {
+        let p = cstring(prompt, "prompt")?;
+        self.run(opts, Some(&mut f), |o, c, g| unsafe { sys::mg_generate(o, c, p.as_ptr(), g) })
+    }
+
+    /// Generates from token ids used as they are (no BOS or turn added).
+    pub fn generate_ids(&mut self, ids: &[i32], opts: &GenOptions) -> Result<String> {
+        self.run(opts, None, |o, c, g| unsafe { sys::mg_generate_ids(o, c, ids.as_ptr(), ids.len(), g) })
+    }
+
+    /// [`generate_ids`](Self::generate_ids) with streaming.
+    pub fn generate_ids_stream(&mut self, ids: &[i32], opts: &GenOptions, mut f: impl FnMut(&str) -> bool) -> Result<String> {
+        self.run(opts, Some(&mut f), |o, c, g| unsafe { sys::mg_generate_ids(o, c, ids.as_ptr(), ids.len(), g) })
+    }
+
+    /// Writes a report for one study (1 to 64 images).
+    pub fn report(&mut self, images: &[&Image], opts: &GenOptions) -> Result<String> {
+        let ptrs = image_ptrs(images);
+        self.run(opts, None, |o, c, g| unsafe { sys::mg_generate_report(o, c, ptrs.as_ptr(), ptrs.len(), g) })
+    }
+
+    /// [`report`](Self::report) with streaming.
+    pub fn report_stream(&mut self, images: &[&Image], opts: &GenOptions, mut f: impl FnMut(&str) -> bool) -> Result<String> {
+        let ptrs = image_ptrs(images);
+        self.run(opts, Some(&mut f), |o, c, g| unsafe {
+            sys::mg_generate_report(o, c, ptrs.as_ptr(), ptrs.len(), g)
+        })
+    }
+
+    /// Answers a question about one or more images (`opts.instruction` is
+    /// ignored).
+    pub fn vqa(&mut self, images: &[&Image], question: &str, opts: &GenOptions) -> Result<String> {
+        let ptrs = image_ptrs(images);
+        let q = cstring(question, "question")?;
+        self.run(opts, None, |o, c, g| unsafe { sys::mg_vqa(o, c, ptrs.as_ptr(), ptrs.len(), q.as_ptr(), g) })
+    }
+
+    /// [`vqa`](Self::vqa) with streaming.
+    pub fn vqa_stream(&mut self, images: &[&Image], question: &str, opts: &GenOptions, mut f: impl FnMut(&str) -> bool) -> Result<String> {
+        let ptrs = image_ptrs(images);
+        let q = cstring(question, "question")?;
+        self.run(opts, Some(&mut f), |o, c, g| unsafe {
+            sys::mg_vqa(o, c, ptrs.as_ptr(), ptrs.len(), q.as_ptr(), g)
+        })
+    }
+
+    /// Predicts a disease-risk answer from polygenic scores. Not implemented
+    /// by this library version: returns [`Status::Unsupported`].
+    pub fn prs_predict(&mut self, scores: &[f64], names: &[&str], question: &str, opts: &GenOptions) -> Result<String> {
+        if scores.len() != names.len() {
+            return Err(Error::new(Status::InvalidArg, "scores and names differ in length"));
+        }
+        let names_c = names.iter().map(|n| cstring(n, "score name")).collect::<Result<Vec<_>>>()?;
+        let name_ptrs: Vec<*const c_char> = names_c.iter().map(|n| n.as_ptr()).collect();
+        let q = cstring(question, "question")?;
+        self.run(opts, None, |o, c, g| unsafe {
+            sys::mg_prs_predict(o, c, scores.as_ptr(), name_ptrs.as_ptr(), scores.len(), q.as_ptr(), g)
+        })
+    }
+}
+
+fn image_ptrs(images: &[&Image]) -> Vec<*const sys::mg_image> {
+    images.iter().map(|i| i.as_ptr()).collect()
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("n_tokens", &self.n_tokens()).finish()
+    }
+}

@@ -1,0 +1,640 @@
+//! Tests of the safe API against the real library: a tiny random-weight
+//! model made by the CLI (`medgemini mkmodel`), the repository's chest
+//! X-ray, a PLINK set written here with hand-computed scores, and the
+//! decoder's reference checkpoint for conversion. Expectations come from
+//! the CLI (a peer over the same C API), the PNG header, hand arithmetic,
+//! or round trips.
+use medgemini::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+fn repo_root() -> PathBuf {
+    // bindings/rust/medgemini -> repository root
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..").canonicalize().unwrap()
+}
+
+fn cli() -> PathBuf {
+    std::env::var_os("MG_CLI").map(PathBuf::from).unwrap_or_else(|| repo_root().join("bin/medgemini"))
+}
+
+/// A fresh directory under the system temp dir, unique per process and call.
+fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let d = std::env::temp_dir().join(format!(
+        "mg-rs-{tag}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Removes its directory when dropped.
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A tiny random-weight model made by the CLI (12 ms, 230 KB) in a fresh
+/// directory that is removed when the guard is dropped.
+fn tiny_file() -> (TempDir, PathBuf) {
+    let d = TempDir(temp_dir("model"));
+    let p = d.0.join("tiny.mgm");
+    let st = Command::new(cli())
+        .args(["mkmodel", "--shape", "tiny", "--dtype", "q8_0", "-o"])
+        .arg(&p)
+        .output()
+        .expect("run medgemini mkmodel (set MG_CLI)");
+    assert!(st.status.success(), "mkmodel failed: {}", String::from_utf8_lossy(&st.stderr));
+    (d, p)
+}
+
+/// The tiny model, loaded (mapped) before its file is removed.
+fn tiny() -> Model {
+    let (_dir, p) = tiny_file();
+    Model::load(&p).expect("load tiny model")
+}
+
+fn cxr_path() -> PathBuf {
+    repo_root().join("examples/data/cxr_nih_00006585_008.png")
+}
+
+fn opts1() -> ContextOptions {
+    ContextOptions::default().n_threads(1)
+}
+
+/// Runs the CLI and returns stdout without its final newline.
+fn cli_out(args: &[&str]) -> String {
+    let o = Command::new(cli()).args(args).output().unwrap();
+    assert!(o.status.success(), "cli {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+    if s.ends_with('\n') {
+        s.pop();
+    }
+    s
+}
+
+#[test]
+fn version_matches_header() {
+    assert_eq!(version_number(), sys::MG_VERSION_NUMBER);
+    assert_eq!(version(), sys::MG_VERSION_STRING);
+    assert!(build_info().contains("version=0.1.0"), "{}", build_info());
+    assert!(!matches!(simd_level(), SimdLevel::Other(_)));
+    assert_eq!(Status::from_code(4), Status::Io);
+    assert_eq!(Status::Io.code(), sys::MG_E_IO);
+    assert_eq!(Status::from_code(999), Status::Unknown(999));
+}
+
+#[test]
+fn model_info_metadata_tensors() {
+    let m = tiny();
+    let i = m.info();
+    assert_eq!(i.name, "random-tiny-q8_0");
+    assert_eq!(i.architecture, "gemma3");
+    assert!(i.has_text && i.has_vision);
+    assert_eq!(i.n_vocab, 512);
+    assert_eq!(m.meta_int("text.vocab_size").unwrap(), 512);
+    assert_eq!(m.meta_float("text.vocab_size").unwrap(), 512.0);
+    assert_eq!(m.meta_string("prompt.report_instruction").unwrap(), "Describe this X-ray.");
+    assert_eq!(m.meta_count(), i.n_metadata);
+    let entries = m.meta_entries();
+    assert_eq!(entries.len() as u64, i.n_metadata);
+    assert!(entries.iter().any(|e| e.key == "text.hidden_size" && e.kind == MetaType::Int));
+    let arr = entries.iter().find(|e| e.kind == MetaType::Array).expect("an array entry");
+    assert_eq!(m.meta_string_array(arr.key).map(|v| v.len() as u64).or_else(|_| m
+        .meta_int_array(arr.key).map(|v| v.len() as u64)).or_else(|_| m.meta_float_array(arr.key).map(|v| v.len() as u64)).unwrap(),
+        arr.n_elems);
+
+    let e = m.meta_int("no.such.key").unwrap_err();
+    assert_eq!(e.status(), Status::NotFound);
+    assert!(e.message().contains("no.such.key"), "{e}");
+    assert_eq!(m.meta_int("general.name").unwrap_err().status(), Status::Type);
+
+    assert_eq!(m.tensor_count(), i.n_tensors);
+    let mut bytes = 0;
+    for k in 0..m.tensor_count() {
+        let t = m.tensor(k).unwrap();
+        assert_eq!(t.data.len() as u64, t.n_bytes);
+        assert_eq!(t.dims.iter().product::<u64>(), t.n_elems);
+        let same = m.tensor_by_name(t.name).unwrap();
+        assert_eq!(same.file_offset, t.file_offset);
+        bytes += t.n_bytes;
+    }
+    assert_eq!(bytes, i.n_bytes);
+    assert_eq!(m.tensor(i.n_tensors).unwrap_err().status(), Status::NotFound);
+    assert_eq!(m.tensor_by_name("nope").unwrap_err().status(), Status::NotFound);
+    assert_eq!(Dtype::Q8_0.name(), Some("q8_0"));
+}
+
+#[test]
+fn load_errors() {
+    let (_model_dir, model_file) = tiny_file();
+    let d = TempDir(temp_dir("loaderr"));
+    let e = Model::load(d.0.join("missing.mgm")).unwrap_err();
+    assert_eq!(e.status(), Status::Io);
+    assert!(!e.message().is_empty());
+    assert!(e.to_string().contains("status 4"), "{e}");
+    let junk = d.0.join("junk.mgm");
+    std::fs::write(&junk, b"this is not a model file at all, just text").unwrap();
+    assert_eq!(Model::load(&junk).unwrap_err().status(), Status::ModelFormat);
+    assert_eq!(Model::load("a\0b").unwrap_err().status(), Status::InvalidArg);
+    // verifying checksums of a good file works
+    Model::load_with(model_file.as_path(), &LoadOptions::default().verify_checksums(true).no_mmap(true)).unwrap();
+    assert_eq!(
+        Model::load_with(model_file.as_path(), &LoadOptions::default().max_memory(1000)).unwrap_err().status(),
+        Status::Limit
+    );
+    // error values behave as std errors
+    let boxed: Box<dyn std::error::Error> = Box::new(e);
+    assert!(!boxed.to_string().is_empty());
+}
+
+#[test]
+fn image_loading() {
+    let bytes = std::fs::read(cxr_path()).unwrap();
+    // Independent expectation: the PNG IHDR chunk.
+    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    let (depth, color) = (bytes[24], bytes[25]);
+    assert_eq!((depth, color), (8, 0), "the sample is 8-bit greyscale");
+    let img = Image::open(cxr_path()).unwrap();
+    let info = img.info();
+    assert_eq!((info.width, info.height), (w, h));
+    assert_eq!(info.format, PixelFormat::Gray8);
+    assert_eq!(info.source, ImageSource::Png);
+    assert_eq!(img.attribute("photometric"), Some("MONOCHROME2"));
+    assert_eq!(img.attribute("no-such-key"), None);
+    let px = img.pixels().unwrap();
+    assert_eq!(px.len(), (w * h) as usize);
+    let same = Image::from_bytes(&bytes).unwrap();
+    assert_eq!(same.pixels().unwrap(), px);
+    // pixels round trip, with a stride
+    let (pw, ph) = (5u32, 3u32);
+    let stride = 8usize;
+    let mut buf = vec![0u8; stride * 2 + 5];
+    for y in 0..3 {
+        for x in 0..5 {
+            buf[y * stride + x] = (y * 10 + x) as u8;
+        }
+    }
+    let small = Image::from_pixels(&buf, pw, ph, stride, PixelFormat::Gray8).unwrap();
+    let back = small.pixels().unwrap();
+    assert_eq!(back, (0..3).flat_map(|y| (0..5).map(move |x| (y * 10 + x) as u8)).collect::<Vec<_>>());
+    assert_eq!(small.info().source, ImageSource::Pixels);
+}
+
+#[test]
+fn image_errors() {
+    let d = TempDir(temp_dir("imgerr"));
+    assert_eq!(Image::open(d.0.join("none.png")).unwrap_err().status(), Status::Io);
+    let e = Image::from_bytes(b"definitely not an image").unwrap_err();
+    assert_eq!(e.status(), Status::ImageFormat);
+    assert!(!e.message().is_empty());
+    let bytes = std::fs::read(cxr_path()).unwrap();
+    assert_eq!(Image::from_bytes(&bytes[..bytes.len() / 2]).unwrap_err().status(), Status::ImageFormat);
+    assert_eq!(
+        Image::from_bytes_with(&bytes, &ImageOptions::default().max_pixels(1000)).unwrap_err().status(),
+        Status::Limit
+    );
+    // a short buffer is refused before the library could read past it
+    let e = Image::from_pixels(&[0u8; 10], 4, 4, 0, PixelFormat::Rgb8).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArg);
+    assert_eq!(Image::from_pixels(&[0u8; 16], 4, 4, 2, PixelFormat::Gray8).unwrap_err().status(), Status::InvalidArg);
+}
+
+#[test]
+fn report_and_vqa_match_the_cli() {
+    let (_model_dir, model_file) = tiny_file();
+    let m = tiny();
+    let img = Image::open(cxr_path()).unwrap();
+    let mut ctx = Context::new(&m, &opts1()).unwrap();
+    let o = GenOptions::default().max_tokens(8);
+    let report = ctx.report(&[&img], &o).unwrap();
+    let cxr = cxr_path();
+    let cxr = cxr.to_str().unwrap();
+    let model = model_file.as_path().to_str().unwrap();
+    assert_eq!(report, cli_out(&["report", cxr, "-m", model, "-n", "8", "--threads", "1"]));
+    // deterministic, and the stream concatenates to the same text
+    let mut pieces = Vec::new();
+    let streamed = ctx.report_stream(&[&img], &o, |p| {
+        pieces.push(p.to_owned());
+        true
+    }).unwrap();
+    assert_eq!(streamed, report);
+    assert!(!pieces.is_empty());
+    assert_eq!(pieces.concat(), report);
+    // instruction and system prompt reach the prompt (same as the CLI's)
+    let o2 = o.clone().instruction("Any effusion?").system_prompt("");
+    assert_eq!(
+        ctx.report(&[&img], &o2).unwrap(),
+        cli_out(&["report", cxr, "-m", model, "-n", "8", "--threads", "1", "--instruction", "Any effusion?", "--system", ""])
+    );
+    // two images in one study
+    let two = ctx.report(&[&img, &img], &o).unwrap();
+    assert_eq!(two, cli_out(&["report", cxr, cxr, "-m", model, "-n", "8", "--threads", "1"]));
+
+    let q = "Is there a pneumothorax?";
+    let ans = ctx.vqa(&[&img], q, &o).unwrap();
+    assert_eq!(ans, cli_out(&["vqa", cxr, "-q", q, "-m", model, "-n", "8", "--threads", "1"]));
+    let mut n = 0;
+    let streamed = ctx.vqa_stream(&[&img], q, &o, |_| {
+        n += 1;
+        true
+    }).unwrap();
+    assert_eq!(streamed, ans);
+    assert!(n >= 1);
+
+    // seeded sampling repeats
+    let s = GenOptions::default().max_tokens(8).temperature(0.9).seed(7);
+    assert_eq!(ctx.report(&[&img], &s).unwrap(), ctx.report(&[&img], &s).unwrap());
+}
+
+#[test]
+fn generate_tokenize_and_stop() {
+    let (_model_dir, model_file) = tiny_file();
+    let m = tiny();
+    let model = model_file.as_path().to_str().unwrap();
+    let mut ctx = m.context(&opts1()).unwrap();
+    let o = GenOptions::default().max_tokens(12);
+    let text = ctx.generate("Hello there", &o).unwrap();
+    assert_eq!(text, cli_out(&["generate", "-m", model, "-n", "12", "--threads", "1", "Hello there"]));
+    let raw = ctx.generate("Hello there", &o.clone().raw_prompt(true)).unwrap();
+    assert_eq!(raw, cli_out(&["generate", "-m", model, "-n", "12", "--threads", "1", "--raw", "Hello there"]));
+
+    // the closure stops the stream: Ok with the text so far
+    let mut calls = 0;
+    let first = ctx.generate_stream("Hello there", &o, |_| {
+        calls += 1;
+        false
+    }).unwrap();
+    assert_eq!(calls, 1);
+    assert!(!first.is_empty() && text.starts_with(&first), "{first:?} vs {text:?}");
+
+    // tokenizer against the CLI
+    let tok = m.tokenizer().expect("model tokenizer");
+    assert_eq!(tok.vocab_size(), 512);
+    let ids = tok.tokenize("the heart", true, false).unwrap();
+    let cli_ids: Vec<i32> = {
+        let out = Command::new(cli()).args(["tokenize", "-m", model, "--bos"]).stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped()).spawn().and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(b"the heart\n")?;
+                c.wait_with_output()
+            }).unwrap();
+        String::from_utf8(out.stdout).unwrap().split_whitespace().map(|s| s.parse().unwrap()).collect()
+    };
+    assert_eq!(ids, cli_ids);
+    assert_eq!(ids[0], tok.special(SpecialToken::Bos).unwrap());
+    assert_eq!(tok.detokenize(&ids, true).unwrap(), "the heart");
+    assert!(tok.piece(ids[0]).is_some());
+    assert!(tok.piece(100_000).is_none());
+    // generating from the same ids: as the CLI's --ids
+    let ids_s = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    assert_eq!(
+        ctx.generate_ids(&ids, &o).unwrap(),
+        cli_out(&["generate", "-m", model, "-n", "12", "--threads", "1", "--ids", &ids_s])
+    );
+    // a stop string cuts the text before it
+    if let Some(pos) = text.char_indices().nth(3).map(|(i, _)| i) {
+        let stop: String = text[pos..].chars().take(2).collect();
+        let cut = ctx.generate("Hello there", &o.clone().stop(stop.clone())).unwrap();
+        assert_eq!(cut, text[..text.find(&stop).unwrap()]);
+    }
+    // bytes that are not UTF-8 round-trip through byte tokens
+    let raw_bytes = [0x66u8, 0xff, 0x6f];
+    let b = tok.tokenize_bytes(&raw_bytes, 0).unwrap();
+    assert_eq!(tok.detokenize_bytes(&b, false).unwrap(), raw_bytes);
+}
+
+#[test]
+fn tokenizer_from_json_hand_checked() {
+    let d = TempDir(temp_dir("tok"));
+    let p = d.0.join("tokenizer.json");
+    std::fs::write(&p, r#"{"added_tokens": [
+ {"id": 0, "content": "<pad>", "special": true}, {"id": 1, "content": "<eos>", "special": true},
+ {"id": 2, "content": "<bos>", "special": true}, {"id": 3, "content": "<unk>", "special": true}],
+ "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+ "pre_tokenizer": null,
+ "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": true,
+  "vocab": {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "\u2581": 4, "a": 5, "e": 6,
+            "h": 7, "r": 8, "t": 9, "s": 10, "i": 11, "n": 12, "o": 13, "th": 14, "\u2581th": 15},
+  "merges": [["t", "h"], ["\u2581", "th"]]}}"#).unwrap();
+    let tok = Tokenizer::from_json(&p).unwrap();
+    assert_eq!(tok.vocab_size(), 16);
+    // by hand: t+h merge to "th" (14); "▁"+"th" merge to "▁th" (15)
+    assert_eq!(tok.tokenize("th", false, false).unwrap(), vec![14]);
+    assert_eq!(tok.tokenize("the", false, false).unwrap(), vec![14, 6]);
+    assert_eq!(tok.tokenize("a th", true, false).unwrap(), vec![2, 5, 15]);
+    assert_eq!(tok.tokenize("<eos>a", false, true).unwrap(), vec![1, 5]);
+    assert_eq!(tok.piece(15), Some("\u{2581}th"));
+    assert_eq!(tok.special(SpecialToken::Eos), Some(1));
+    assert_eq!(tok.detokenize(&[2, 5, 15], true).unwrap(), "a th");
+    assert_eq!(tok.detokenize(&[99], false).unwrap_err().status(), Status::InvalidArg);
+    assert_eq!(Tokenizer::from_json(d.0.join("none.json")).unwrap_err().status(), Status::Io);
+    std::fs::write(&p, "{ not json").unwrap();
+    assert_eq!(Tokenizer::from_json(&p).unwrap_err().status(), Status::ModelFormat);
+}
+
+#[test]
+fn interrupt_from_another_thread() {
+    let m = tiny();
+    let mut ctx = Context::new(&m, &opts1()).unwrap();
+    let stopper = ctx.interrupter();
+    let (to_thread, from_gen) = mpsc::channel::<()>();
+    let (ack, acked) = mpsc::channel::<()>();
+    // The other thread interrupts as soon as the first piece of text exists;
+    // the generation thread waits in its callback until that happened, so
+    // the outcome does not depend on timing.
+    let t = std::thread::spawn(move || {
+        from_gen.recv().unwrap();
+        stopper.interrupt().unwrap();
+        ack.send(()).unwrap();
+    });
+    let mut pieces = 0;
+    let long = GenOptions::default().max_tokens(400);
+    let e = ctx
+        .generate_stream("Write a very long story.", &long, |_| {
+            pieces += 1;
+            if pieces == 1 {
+                to_thread.send(()).unwrap();
+                acked.recv().unwrap();
+            }
+            true
+        })
+        .unwrap_err();
+    t.join().unwrap();
+    assert_eq!(e.status(), Status::Interrupted, "{e}");
+    assert_eq!(pieces, 1, "stopped within one token");
+    let partial = e.partial_text().expect("partial text");
+    assert!(!partial.is_empty());
+    let full = ctx.generate("Write a very long story.", &GenOptions::default().max_tokens(400)).unwrap();
+    assert!(full.starts_with(partial) && full.len() > partial.len());
+
+    // An interrupt with no call running is dropped when the next call starts.
+    ctx.interrupter().interrupt().unwrap();
+    let after = ctx.generate("Hi", &GenOptions::default().max_tokens(4)).expect("not interrupted");
+    assert!(!after.is_empty());
+
+    // An interrupter may outlive its context.
+    let late = ctx.interrupter();
+    drop(ctx);
+    drop(m);
+    late.interrupt().unwrap();
+}
+
+#[test]
+fn model_shared_across_threads() {
+    let m = tiny();
+    let img = std::sync::Arc::new(Image::open(cxr_path()).unwrap());
+    let o = GenOptions::default().max_tokens(6);
+    let expect = Context::new(&m, &opts1()).unwrap().report(&[&img], &o).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (m, img, o) = (m.clone(), img.clone(), o.clone());
+            std::thread::spawn(move || {
+                let mut ctx = Context::new(&m, &opts1()).unwrap();
+                (0..2).map(|_| ctx.report(&[&img], &o).unwrap()).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    drop(m); // the threads' clones keep the model alive
+    for h in handles {
+        for r in h.join().unwrap() {
+            assert_eq!(r, expect);
+        }
+    }
+    // a context moved to another thread (Send)
+    let m = tiny();
+    let mut ctx = Context::new(&m, &opts1()).unwrap();
+    let prompt_out = ctx.generate("x", &o).unwrap();
+    let back = std::thread::spawn(move || ctx.generate("x", &GenOptions::default().max_tokens(6)).unwrap());
+    assert_eq!(back.join().unwrap(), prompt_out);
+}
+
+#[test]
+fn context_errors_and_eval() {
+    let m = tiny();
+    let img = Image::open(cxr_path()).unwrap();
+    let mut ctx = Context::new(&m, &opts1()).unwrap();
+    let o = GenOptions::default().max_tokens(4);
+    let e = ctx.generate_ids(&[2, 99999], &o).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArg);
+    assert!(e.message().contains("out of range"), "{e}");
+    assert_eq!(ctx.last_status(), Some(Status::InvalidArg));
+    assert_eq!(ctx.report(&[], &o).unwrap_err().status(), Status::InvalidArg);
+    assert_eq!(ctx.generate("a\0b", &o).unwrap_err().status(), Status::InvalidArg);
+    assert_eq!(
+        ctx.prs_predict(&[0.5], &["PGS000001"], "risk?", &o).unwrap_err().status(),
+        Status::Unsupported
+    );
+    // the image tokens do not fit a 16-token context
+    let mut small = Context::new(&m, &opts1().n_ctx(16)).unwrap();
+    assert_eq!(small.report(&[&img], &o).unwrap_err().status(), Status::ContextFull);
+    // low level: eval with logits
+    ctx.reset().unwrap();
+    assert_eq!(ctx.last_status(), None);
+    assert_eq!(ctx.n_tokens(), 0);
+    let logits = ctx.eval_logits(&[2, 10, 20]).unwrap();
+    assert_eq!(logits.len(), 3 * 512);
+    assert!(logits.iter().all(|x| x.is_finite()));
+    assert_eq!(ctx.n_tokens(), 3);
+    ctx.eval(&[30]).unwrap();
+    assert_eq!(ctx.n_tokens(), 4);
+    // the same prefix again gives the same logits
+    ctx.reset().unwrap();
+    assert_eq!(ctx.eval_logits(&[2, 10, 20]).unwrap(), logits);
+    // a panic in the stream closure reaches the caller, and the context
+    // still works afterwards
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = ctx.generate_stream("Hello", &o, |_| panic!("boom"));
+    }));
+    assert!(r.is_err());
+    assert!(ctx.generate("Hello", &o).is_ok());
+}
+
+/// Writes a PLINK 1 set of 4 founders and 2 variants, and a wide score file
+/// with two scores.
+fn write_plink(dir: &Path) -> PathBuf {
+    let prefix = dir.join("toy");
+    std::fs::write(prefix.with_extension("fam"), "f1 s1 0 0 1 -9\nf2 s2 0 0 2 -9\nf3 s3 0 0 1 -9\nf4 s4 0 0 2 -9\n").unwrap();
+    std::fs::write(prefix.with_extension("bim"), "1\trs1\t0\t100\tA\tG\n1\trs2\t0\t200\tC\tT\n").unwrap();
+    // 2-bit codes, low bits first: 00 hom A1, 01 missing, 10 het, 11 hom A2.
+    // rs1: s1 AA(00) s2 AG(10) s3 GG(11) s4 missing(01) -> 0b01_11_10_00
+    // rs2: s1 CT(10) s2 TT(11) s3 CC(00) s4 CT(10)      -> 0b10_00_11_10
+    std::fs::write(prefix.with_extension("bed"), [0x6c, 0x1b, 0x01, 0b0111_1000, 0b1000_1110]).unwrap();
+    std::fs::write(dir.join("w.score"), "ID\tA1\tw1\tw2\nrs1\tA\t0.5\t-1\nrs2\tT\t2\t0.25\n").unwrap();
+    prefix
+}
+
+#[test]
+fn prs_hand_computed() {
+    let d = TempDir(temp_dir("prs"));
+    let prefix = write_plink(&d.0);
+    let mut p = Prs::open_plink(&prefix, &PrsOptions::default().n_threads(1)).unwrap();
+    assert_eq!((p.sample_count(), p.variant_count()), (4, 2));
+    assert_eq!(p.sample_id(2).unwrap(), ("f3", "s3"));
+    assert_eq!(p.results(PrsColumn::Sum, 0).unwrap_err().status(), Status::Misuse);
+    assert_eq!(p.compute().unwrap_err().status(), Status::Misuse);
+    assert_eq!(p.add_scores(d.0.join("w.score")).unwrap(), 2);
+    assert_eq!(p.score_names(), vec!["w1", "w2"]);
+    p.compute().unwrap();
+    // Effect-allele dosages: rs1 A = 2, 1, 0, missing; rs2 T = 1, 2, 0, 1.
+    // s4's missing rs1 call is mean-imputed from the founders: freq(A) =
+    // (2+1+0)/6 = 0.5, dosage 2*0.5 = 1.
+    // w1 = 0.5*rs1 + 2*rs2;  w2 = -1*rs1 + 0.25*rs2
+    let w1 = [0.5 * 2.0 + 2.0 * 1.0, 0.5 * 1.0 + 2.0 * 2.0, 0.0, 0.5 * 1.0 + 2.0 * 1.0];
+    let w2 = [-2.0 + 0.25, -1.0 + 0.5, 0.0, -1.0 + 0.25];
+    let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9);
+    let s1 = p.sums(0).unwrap();
+    let s2 = p.sums(1).unwrap();
+    assert!(close(&s1, &w1), "{s1:?} vs {w1:?}");
+    assert!(close(&s2, &w2), "{s2:?} vs {w2:?}");
+    let denom = p.results(PrsColumn::Denom, 0).unwrap();
+    let avg = p.results(PrsColumn::Avg, 0).unwrap();
+    for k in 0..4 {
+        assert!((avg[k] * denom[k] - w1[k]).abs() < 1e-9);
+    }
+    let ct = p.results(PrsColumn::AlleleCt, 0).unwrap();
+    assert_eq!(&ct[..3], &[4.0, 4.0, 4.0]);
+    let r = p.match_report(0).unwrap();
+    assert!(r.kept);
+    assert_eq!((r.n_rows, r.n_matched), (2, 2));
+    let out = d.0.join("out.sscore");
+    p.write_sscore(&out).unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with("#FID\tIID"), "{text}");
+    assert_eq!(text.lines().count(), 5);
+    assert!(p.match_report(5).is_err());
+
+    // without mean imputation the missing call adds nothing
+    let mut q = Prs::open_plink(&prefix, &PrsOptions::default().no_mean_imputation(true).n_threads(1)).unwrap();
+    q.add_scores(d.0.join("w.score")).unwrap();
+    q.compute().unwrap();
+    let s = q.sums(0).unwrap();
+    assert!(close(&s, &[w1[0], w1[1], w1[2], 2.0 * 1.0]), "{s:?}");
+    // moved to another thread (Send)
+    let s_thread = std::thread::spawn(move || q.sums(1).unwrap()).join().unwrap();
+    assert!(close(&s_thread, &[w2[0], w2[1], w2[2], 0.25]), "{s_thread:?}");
+}
+
+#[test]
+fn prs_errors() {
+    let d = TempDir(temp_dir("prserr"));
+    let e = Prs::open_plink(d.0.join("absent"), &PrsOptions::default()).unwrap_err();
+    assert_eq!(e.status(), Status::Io);
+    assert!(!e.message().is_empty());
+    let prefix = write_plink(&d.0);
+    // a .bed one byte short does not belong to the .bim/.fam
+    std::fs::write(prefix.with_extension("bed"), [0x6c, 0x1b, 0x01, 0x78]).unwrap();
+    assert_eq!(Prs::open_plink(&prefix, &PrsOptions::default()).unwrap_err().status(), Status::DataFormat);
+    let prefix = write_plink(&d.0);
+    let mut p = Prs::open_plink(&prefix, &PrsOptions::default()).unwrap();
+    std::fs::write(d.0.join("bad.score"), "ID\tA1\tw1\nrs1\tA\tnot-a-number\n").unwrap();
+    let e = p.add_scores(d.0.join("bad.score")).unwrap_err();
+    assert_eq!(e.status(), Status::DataFormat);
+    assert!(e.message().contains("bad.score"), "{e}");
+    assert_eq!(p.score_count(), 0, "a failed add leaves the handle as it was");
+    assert_eq!(Prs::open_vcf(d.0.join("none.vcf"), &PrsOptions::default()).unwrap_err().status(), Status::Io);
+}
+
+#[test]
+fn writer_round_trip() {
+    let d = TempDir(temp_dir("writer"));
+    let path = d.0.join("w.mgm");
+    let mut w = Writer::create(&path, false).unwrap();
+    w.set_string("general.name", "written by rust").unwrap();
+    w.set_int("x.int", -7).unwrap();
+    w.set_float("x.float", 2.5).unwrap();
+    w.set_int_array("x.ints", &[1, 2, 3]).unwrap();
+    w.set_float_array("x.floats", &[0.5, -0.25]).unwrap();
+    w.set_string_array("x.strs", &["a", "bc"]).unwrap();
+    assert_eq!(w.set_int("x.int", 1).unwrap_err().status(), Status::InvalidArg, "duplicate key");
+    w.add_tensor("t.f32", Dtype::F32, &[3, 2], false).unwrap();
+    w.add_tensor("t.raw", Dtype::F32, &[2], true).unwrap();
+    let vals = [1.0f32, -2.0, 3.5, 0.0, 1e-3, 7.0];
+    w.write_tensor_f32("t.f32", &vals).unwrap();
+    assert_eq!(w.write_tensor("t.none", &[0; 4]).unwrap_err().status(), Status::NotFound);
+    let raw: Vec<u8> = [9.0f32, 10.0].iter().flat_map(|f| f.to_le_bytes()).collect();
+    w.write_tensor("t.raw", &raw).unwrap();
+    w.finish().unwrap();
+    assert_eq!(w.finish().unwrap_err().status(), Status::Misuse);
+    drop(w);
+
+    let m = Model::load_with(&path, &LoadOptions::default().verify_checksums(true)).unwrap();
+    assert_eq!(m.info().name, "written by rust");
+    assert_eq!(m.meta_int("x.int").unwrap(), -7);
+    assert_eq!(m.meta_float("x.float").unwrap(), 2.5);
+    assert_eq!(m.meta_int_array("x.ints").unwrap(), vec![1, 2, 3]);
+    assert_eq!(m.meta_float_array("x.floats").unwrap(), vec![0.5, -0.25]);
+    assert_eq!(m.meta_string_array("x.strs").unwrap(), vec!["a", "bc"]);
+    let t = m.tensor_by_name("t.f32").unwrap();
+    assert_eq!(t.dims, vec![3, 2]);
+    assert_eq!(t.dtype, Dtype::F32);
+    let back: Vec<f32> = t.data.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(back, vals);
+    assert_eq!(m.tensor_by_name("t.raw").unwrap().data, &raw[..]);
+    assert!(!m.info().has_text);
+    assert!(m.tokenizer().is_none());
+
+    // an unfinished file is removed when the writer is dropped
+    let gone = d.0.join("gone.mgm");
+    let mut w = Writer::create(&gone, false).unwrap();
+    w.set_int("a", 1).unwrap();
+    drop(w);
+    assert!(!gone.exists());
+    assert_eq!(Writer::create(d.0.join("no/such/dir/x.mgm"), false).unwrap_err().status(), Status::Io);
+}
+
+#[test]
+fn convert_reference_checkpoint() {
+    let src = repo_root().join("tests/reference/fixtures/gqa1_full");
+    if !src.join("config.json").exists() {
+        eprintln!("skipped: reference checkpoint absent");
+        return;
+    }
+    let d = TempDir(temp_dir("convert"));
+    let tokp = d.0.join("tokenizer.json");
+    std::fs::write(&tokp, r#"{"added_tokens": [
+ {"id": 0, "content": "<pad>", "special": true}, {"id": 1, "content": "<eos>", "special": true},
+ {"id": 2, "content": "<bos>", "special": true}, {"id": 3, "content": "<unk>", "special": true}],
+ "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+ "pre_tokenizer": null,
+ "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": true,
+  "vocab": {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "\u2581": 4, "a": 5},
+  "merges": []}}"#).unwrap();
+    let out = d.0.join("conv.mgm");
+    let opts = ConvertOptions::default().dtype(Dtype::Q8_0).tokenizer(&tokp);
+    let mut seen = Vec::new();
+    convert_with_progress(&src, &out, &opts, |p| {
+        assert!(p.rms_error >= 0.0 && p.index < p.count);
+        seen.push((p.index, p.count, p.name.to_owned(), p.dtype));
+        true
+    })
+    .unwrap();
+    assert!(!seen.is_empty());
+    for (k, s) in seen.iter().enumerate() {
+        assert_eq!(s.0 as usize, k);
+        assert_eq!(s.1 as usize, seen.len());
+    }
+    assert!(seen.iter().any(|s| s.3 == Dtype::Q8_0));
+    let m = Model::load(&out).unwrap();
+    assert!(m.info().has_text);
+    assert_eq!(m.tensor_count() as usize, seen.len());
+    // the converted model generates
+    let mut ctx = Context::new(&m, &opts1()).unwrap();
+    ctx.generate_ids(&[2, 5], &GenOptions::default().max_tokens(3)).unwrap();
+
+    // stopping from the closure: Interrupted, no output left behind
+    let out2 = d.0.join("stopped.mgm");
+    let e = convert_with_progress(&src, &out2, &opts, |_| false).unwrap_err();
+    assert_eq!(e.status(), Status::Interrupted);
+    assert!(!out2.exists());
+    // a missing source
+    let e = convert(d.0.join("absent"), d.0.join("x.mgm"), &ConvertOptions::default()).unwrap_err();
+    assert_eq!(e.status(), Status::Io, "{e}");
+}
