@@ -7,6 +7,11 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
+# rustup installs into ~/.cargo/bin, which a non-login shell may not have on PATH
+if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+    PATH="${HOME:-/root}/.cargo/bin:$PATH"
+    export PATH
+fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "bindings/rust: cargo not found, skipping" >&2
     exit 0
