@@ -105,10 +105,11 @@ func (s *streamState) token(piece *C.char, n C.size_t, token C.int32_t) (ret C.i
 	return 0
 }
 
-// call is the state of one generation call: its C parameters, the C
-// strings they point to and the stream handle.
+// call is the state of one generation call: its C parameters (in C memory,
+// so that no Go pointer sits next to them), the C strings they point to and
+// the stream handle.
 type call struct {
-	params C.mg_gen_params
+	params *C.mg_gen_params
 	strs   cstrs
 	stream *streamState
 	handle cgo.Handle
@@ -119,8 +120,8 @@ func newCall(opts []GenOption) *call {
 	for _, f := range opts {
 		f(&o)
 	}
-	k := &call{}
-	p := &k.params
+	k := &call{params: (*C.mg_gen_params)(C.malloc(C.sizeof_mg_gen_params))}
+	p := k.params
 	C.mg_gen_params_init(p)
 	if o.maxTokens != nil {
 		p.max_tokens = C.uint32_t(*o.maxTokens)
@@ -156,6 +157,8 @@ func newCall(opts []GenOption) *call {
 }
 
 func (k *call) free() {
+	C.free(unsafe.Pointer(k.params))
+	k.params = nil
 	k.strs.free()
 	if k.handle != 0 {
 		k.handle.Delete()
@@ -232,7 +235,7 @@ func (m *Model) generate(ctx context.Context, opts []GenOption, fn func(c *C.mg_
 	}
 	k := newCall(opts)
 	defer k.free()
-	text, err := k.run(ctx, c, func(out **C.char) C.mg_status { return fn(c, out, &k.params) })
+	text, err := k.run(ctx, c, func(out **C.char) C.mg_status { return fn(c, out, k.params) })
 	m.putContext(c)
 	return text, err
 }

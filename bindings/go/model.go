@@ -25,6 +25,8 @@ type Model struct {
 	mu       sync.Mutex
 	idle     []*C.mg_context
 	poolSize int
+	sessions int  // open Sessions; the C model is freed when the last one closes
+	closed   bool // Close was called
 	ctxOpts  contextOptions
 }
 
@@ -107,7 +109,8 @@ func LoadModel(path string, opts ...ModelOption) (*Model, error) {
 }
 
 // Close frees the model and its pooled contexts. It waits for calls in
-// progress to finish (cancel their contexts to hurry them). Closing twice
+// progress to finish (cancel their contexts to hurry them). Open Sessions
+// keep the model usable through them until they are closed. Closing twice
 // is harmless.
 func (m *Model) Close() error {
 	if m == nil || !m.life.close() {
@@ -117,13 +120,27 @@ func (m *Model) Close() error {
 	m.mu.Lock()
 	idle := m.idle
 	m.idle = nil
+	m.closed = true
+	last := m.sessions == 0
 	m.mu.Unlock()
 	for _, c := range idle {
 		C.mg_context_free(c)
 	}
-	C.mg_model_free(m.ptr)
-	m.ptr = nil
+	if last {
+		C.mg_model_free(m.ptr)
+	}
 	return nil
+}
+
+// sessionClosed frees the C model when it was the last user after Close.
+func (m *Model) sessionClosed() {
+	m.mu.Lock()
+	m.sessions--
+	last := m.closed && m.sessions == 0
+	m.mu.Unlock()
+	if last {
+		C.mg_model_free(m.ptr)
+	}
 }
 
 // newContext creates a context with the model's context options.

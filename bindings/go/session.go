@@ -17,6 +17,7 @@ import (
 // The Model's Report, VQA and Generate need no Session: they take contexts
 // from the model's pool.
 type Session struct {
+	model  *Model
 	ptr    *C.mg_context
 	life   life
 	nVocab int
@@ -35,8 +36,8 @@ func SessionContextSize(n int) SessionOption { return func(o *contextOptions) { 
 func SessionSeed(seed uint64) SessionOption { return func(o *contextOptions) { o.seed = seed } }
 
 // NewSession creates a context over the model, with the model's context
-// options changed by opts. The session keeps the model's memory alive until
-// it is closed, also after Model.Close.
+// options changed by opts. The session keeps the model alive until it is
+// closed, also after Model.Close.
 func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 	info, err := m.Info()
 	if err != nil {
@@ -54,7 +55,10 @@ func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{ptr: c, nVocab: int(info.VocabSize)}
+	m.mu.Lock()
+	m.sessions++
+	m.mu.Unlock()
+	s := &Session{model: m, ptr: c, nVocab: int(info.VocabSize)}
 	runtime.SetFinalizer(s, (*Session).Close)
 	return s, nil
 }
@@ -68,6 +72,7 @@ func (s *Session) Close() error {
 	runtime.SetFinalizer(s, nil)
 	C.mg_context_free(s.ptr)
 	s.ptr = nil
+	s.model.sessionClosed()
 	return nil
 }
 
@@ -164,7 +169,7 @@ func (s *Session) Generate(ctx context.Context, prompt string, opts ...GenOption
 	cp := strs.str(prompt)
 	k := newCall(opts)
 	defer k.free()
-	c, p := s.ptr, &k.params
+	c, p := s.ptr, k.params
 	return k.run(ctx, c, func(out **C.char) C.mg_status {
 		return C.mg_generate(out, c, cp, p)
 	})
