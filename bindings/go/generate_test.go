@@ -3,6 +3,7 @@ package medgemini
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -121,7 +122,7 @@ func TestGenerateAndTokenize(t *testing.T) {
 		}
 		var ours []string
 		for _, id := range ids {
-			ours = append(ours, itoa32(id))
+			ours = append(ours, strconv.Itoa(int(id)))
 		}
 		// the CLI encodes line by line; compare the first line only
 		first, _ := m.Tokenize(strings.SplitN(text, "\n", 2)[0], opts...)
@@ -175,20 +176,6 @@ func TestGenerateAndTokenize(t *testing.T) {
 			t.Fatalf("stop %q: %q, %v", stop, cut, err)
 		}
 	}
-}
-
-func itoa32(v int32) string {
-	return strings.TrimSpace(strings.Replace(string(rune('0')), "0", "", 1) + formatInt(int64(v)))
-}
-
-func formatInt(v int64) string {
-	if v < 0 {
-		return "-" + formatInt(-v)
-	}
-	if v < 10 {
-		return string(rune('0' + v))
-	}
-	return formatInt(v/10) + string(rune('0'+v%10))
 }
 
 func TestTokenizerJSON(t *testing.T) {
