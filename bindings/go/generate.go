@@ -79,6 +79,7 @@ func WithOnToken(fn func(piece string, token int32) error) GenOption {
 
 // streamState is what the token callback reaches through a cgo.Handle.
 type streamState struct {
+	ctx      context.Context
 	fn       func(string, int32) error
 	err      error
 	panicked bool
@@ -101,6 +102,9 @@ func (s *streamState) token(piece *C.char, n C.size_t, token C.int32_t) (ret C.i
 	if err := s.fn(text, int32(token)); err != nil {
 		s.err = err
 		return 1
+	}
+	if s.ctx != nil && s.ctx.Err() != nil {
+		return 1 // cancelled: stop now rather than when the interrupt lands
 	}
 	return 0
 }
@@ -170,6 +174,9 @@ func (k *call) free() {
 // cancellation of ctx into mg_context_interrupt. The watcher has exited
 // before run returns, so it never touches c after the call.
 func (k *call) run(ctx context.Context, c *C.mg_context, fn func(out **C.char) C.mg_status) (string, error) {
+	if k.stream != nil {
+		k.stream.ctx = ctx
+	}
 	var done, exited chan struct{}
 	if ctx.Done() != nil {
 		done, exited = make(chan struct{}), make(chan struct{})
