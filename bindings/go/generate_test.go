@@ -413,7 +413,10 @@ func TestConcurrentUse(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if n := len(m.idle); n > 2 {
+	m.mu.Lock()
+	n := len(m.idle)
+	m.mu.Unlock()
+	if n > 2 {
 		t.Fatalf("pool holds %d contexts, limit 2", n)
 	}
 }
