@@ -226,7 +226,7 @@ func TestTokenizerJSON(t *testing.T) {
 // token or so: the error matches ErrInterrupted and context.Canceled and the
 // partial text is returned.
 func TestCancelWhileStreaming(t *testing.T) {
-	m, err := LoadModel(tinyModel(t, "--context", "8192"), WithThreads(1))
+	m, err := LoadModel(tinyModel(t, slowArgs...), WithThreads(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +423,7 @@ func TestConcurrentUse(t *testing.T) {
 
 // Close waits for a call in progress; later calls get ErrClosed.
 func TestCloseWaitsForCalls(t *testing.T) {
-	m, err := LoadModel(tinyModel(t, "--context", "8192"), WithThreads(1))
+	m, err := LoadModel(tinyModel(t, slowArgs...), WithThreads(1))
 	if err != nil {
 		t.Fatal(err)
 	}

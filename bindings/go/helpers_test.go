@@ -85,6 +85,12 @@ func tinyModel(t testing.TB, extra ...string) string {
 	return p
 }
 
+// slowArgs make a model whose 8000-token generation takes many seconds even
+// on a fast CPU (8 layers of width 512, 8192 positions), so that
+// cancellation tests cannot pass by the call ending on its own.
+var slowArgs = []string{"--context", "8192", "--layers", "8", "--hidden", "512", "--ffn", "2048",
+	"--heads", "8", "--kv-heads", "2", "--head-dim", "64"}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if modelDir != "" {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"medgemini"
 )
@@ -29,21 +30,26 @@ func repoRoot(t *testing.T) string {
 
 // setup makes a tiny random-weight model, loads it and serves the handler on
 // a loopback listener.
-func setup(t *testing.T) (*medgemini.Model, *httptest.Server, []byte) {
+func setup(t *testing.T, mkmodelArgs ...string) (*medgemini.Model, *httptest.Server, []byte) {
 	root := repoRoot(t)
 	cli := os.Getenv("MG_CLI")
 	if cli == "" {
 		cli = filepath.Join(root, "bin", "medgemini")
 	}
 	path := filepath.Join(t.TempDir(), "tiny.mgm")
-	if out, err := exec.Command(cli, "mkmodel", "--shape", "tiny", "--dtype", "q8_0", "-o", path).CombinedOutput(); err != nil {
+	args := append([]string{"mkmodel", "--shape", "tiny", "--dtype", "q8_0", "-o", path}, mkmodelArgs...)
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
 		t.Fatalf("mkmodel: %v\n%s", err, out)
 	}
 	m, err := medgemini.LoadModel(path, medgemini.WithThreads(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(newHandler(m, 32, 4<<20))
+	maxTokens := 32
+	if len(mkmodelArgs) > 0 {
+		maxTokens = 8000
+	}
+	srv := httptest.NewServer(newHandler(m, maxTokens, 4<<20))
 	t.Cleanup(func() { srv.Close(); m.Close() })
 	img, err := os.ReadFile(filepath.Join(root, "examples", "data", "cxr_nih_00006585_008.png"))
 	if err != nil {
@@ -168,4 +174,22 @@ func TestReportServiceErrors(t *testing.T) {
 	big := make([]byte, 5<<20)
 	resp, _ = http.Post(srv.URL+"/report", "image/png", bytes.NewReader(big))
 	decode(t, resp, http.StatusRequestEntityTooLarge, &e)
+}
+
+// A client that gives up cancels the generation: the server's handler
+// returns soon after, instead of generating 8000 tokens.
+func TestClientDisconnectCancels(t *testing.T) {
+	_, srv, img := setup(t, "--context", "8192", "--layers", "8", "--hidden", "512", "--ffn", "2048",
+		"--heads", "8", "--kv-heads", "2", "--head-dim", "64")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/report?max_tokens=8000", bytes.NewReader(img))
+	if _, err := http.DefaultClient.Do(req); err == nil {
+		t.Fatal("an 8000-token report finished within 300 ms")
+	}
+	start := time.Now()
+	srv.Close() // waits for the handler
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("handler ran on for %v after the client left", el)
+	}
 }
