@@ -272,7 +272,8 @@ func TestCancelWhileStreaming(t *testing.T) {
 	if !errors.Is(err, ErrInterrupted) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("deadline: %v", err)
 	}
-	if el := time.Since(start); el > 2*time.Second || partial == "" {
+	// (partial may be empty: the deadline can fall while the prompt is read)
+	if el := time.Since(start); el > 2*time.Second {
 		t.Fatalf("deadline call took %v, %d bytes", el, len(partial))
 	}
 	// Session.Interrupt from another goroutine (repeated: a request made
