@@ -1,0 +1,223 @@
+// Command reportd is a small HTTP service that writes a report for an
+// uploaded image with libmedgemini.
+//
+//	reportd -model model.mgm -listen 127.0.0.1:8080
+//	curl -F image=@chest.png http://127.0.0.1:8080/report
+//	curl --data-binary @chest.png http://127.0.0.1:8080/report
+//
+// POST /report takes a multipart form (every file part is one image of the
+// study) or the raw bytes of one image (JPEG, PNG or DICOM) and answers
+// {"report": "..."}; ?question=... asks a question instead (VQA) and
+// ?max_tokens=N caps the length. GET /healthz describes the model. A client
+// that goes away cancels its generation.
+//
+// Random-weight test models produce meaningless text: this is a software
+// example, not a medical device.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"log"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"medgemini"
+)
+
+type server struct {
+	model     *medgemini.Model
+	maxTokens int
+	maxBody   int64
+}
+
+type reportResponse struct {
+	Report string `json:"report"`
+	Images int    `json:"images"`
+	Millis int64  `json:"ms"`
+}
+
+type errorResponse struct {
+	Error  string `json:"error"`
+	Status string `json:"status,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v interface{}) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// httpStatus maps a library error to an HTTP status.
+func httpStatus(err error) int {
+	switch {
+	case errors.Is(err, medgemini.ErrImageFormat), errors.Is(err, medgemini.ErrInvalidArg),
+		errors.Is(err, medgemini.ErrUnsupported):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, medgemini.ErrLimit), errors.Is(err, medgemini.ErrContextFull):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, medgemini.ErrInterrupted):
+		return 499 // client closed the request
+	}
+	return http.StatusInternalServerError
+}
+
+func fail(w http.ResponseWriter, code int, err error) {
+	resp := errorResponse{Error: err.Error()}
+	var e *medgemini.Error
+	if errors.As(err, &e) {
+		resp.Status = e.Status.String()
+	}
+	writeJSON(w, code, resp)
+}
+
+// readImages decodes the request body: multipart file parts, or raw bytes.
+func (s *server) readImages(r *http.Request) ([]*medgemini.Image, error) {
+	var blobs [][]byte
+	if mr, err := r.MultipartReader(); err == nil {
+		for {
+			part, err := mr.NextPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+			if part.FileName() == "" && part.FormName() != "image" {
+				continue
+			}
+			b, err := io.ReadAll(part)
+			if err != nil {
+				return nil, err
+			}
+			blobs = append(blobs, b)
+		}
+	} else if errors.Is(err, http.ErrNotMultipart) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		if len(b) > 0 {
+			blobs = append(blobs, b)
+		}
+	} else {
+		return nil, err
+	}
+	if len(blobs) == 0 {
+		return nil, errors.New("no image in the request")
+	}
+	var images []*medgemini.Image
+	for _, b := range blobs {
+		img, err := medgemini.ImageFromBytes(b)
+		if err != nil {
+			closeAll(images)
+			return nil, err
+		}
+		images = append(images, img)
+	}
+	return images, nil
+}
+
+func closeAll(images []*medgemini.Image) {
+	for _, img := range images {
+		img.Close()
+	}
+}
+
+func (s *server) report(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		fail(w, http.StatusMethodNotAllowed, errors.New("POST an image"))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+	maxTokens := s.maxTokens
+	if v := r.URL.Query().Get("max_tokens"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > s.maxTokens {
+			fail(w, http.StatusBadRequest, errors.New("max_tokens must be 1.."+strconv.Itoa(s.maxTokens)))
+			return
+		}
+		maxTokens = n
+	}
+	start := time.Now()
+	images, err := s.readImages(r)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			fail(w, http.StatusRequestEntityTooLarge, err)
+		case errors.Is(err, multipart.ErrMessageTooLarge):
+			fail(w, http.StatusRequestEntityTooLarge, err)
+		default:
+			var e *medgemini.Error
+			if errors.As(err, &e) {
+				fail(w, httpStatus(err), err)
+			} else {
+				fail(w, http.StatusBadRequest, err)
+			}
+		}
+		return
+	}
+	defer closeAll(images)
+	var text string
+	if q := r.URL.Query().Get("question"); q != "" {
+		text, err = s.model.VQA(r.Context(), images, q, medgemini.WithMaxTokens(maxTokens))
+	} else {
+		text, err = s.model.Report(r.Context(), images, medgemini.WithMaxTokens(maxTokens))
+	}
+	if err != nil {
+		fail(w, httpStatus(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, reportResponse{Report: text, Images: len(images), Millis: time.Since(start).Milliseconds()})
+}
+
+func (s *server) health(w http.ResponseWriter, r *http.Request) {
+	info, err := s.model.Info()
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]interface{}{
+		"model": info.Name, "vision": info.HasVision, "library": medgemini.Version(),
+	})
+}
+
+func newHandler(m *medgemini.Model, maxTokens int, maxBody int64) http.Handler {
+	s := &server{model: m, maxTokens: maxTokens, maxBody: maxBody}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/report", s.report)
+	mux.HandleFunc("/healthz", s.health)
+	return mux
+}
+
+func main() {
+	modelPath := flag.String("model", "", "the .mgm model file (required)")
+	listen := flag.String("listen", "127.0.0.1:8080", "address to listen on")
+	threads := flag.Int("threads", 0, "kernel threads per request (0: one per CPU)")
+	maxTokens := flag.Int("max-tokens", 256, "longest report, in tokens")
+	maxBody := flag.Int64("max-body", 64<<20, "largest request body, in bytes")
+	flag.Parse()
+	if *modelPath == "" {
+		flag.Usage()
+		log.Fatal("reportd: -model is required")
+	}
+	m, err := medgemini.LoadModel(*modelPath, medgemini.WithThreads(*threads))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer m.Close()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("reportd: serving %s on http://%s", *modelPath, ln.Addr())
+	srv := &http.Server{Handler: newHandler(m, *maxTokens, *maxBody), ReadHeaderTimeout: 10 * time.Second}
+	log.Fatal(srv.Serve(ln))
+}

@@ -1,0 +1,385 @@
+package medgemini
+
+/*
+#include <stdlib.h>
+#include "medgemini.h"
+
+extern int32_t medgeminiGoToken(void *user, char *piece, size_t n, int32_t token);
+
+static void mgo_set_stream(mg_gen_params *p, uintptr_t handle) {
+    p->on_token = (mg_token_callback)medgeminiGoToken;
+    p->user_data = (void *)handle;
+}
+*/
+import "C"
+
+import (
+	"context"
+	"runtime"
+	"runtime/cgo"
+	"unsafe"
+)
+
+type genOptions struct {
+	maxTokens    *int
+	temperature  *float32
+	topK         *int
+	topP         *float32
+	repPenalty   *float32
+	seed         uint64
+	stop         []string
+	systemPrompt *string
+	instruction  *string
+	raw          bool
+	onToken      func(piece string, token int32) error
+}
+
+// GenOption configures a generation call (Report, VQA, Generate, ...).
+type GenOption func(*genOptions)
+
+// WithMaxTokens caps the number of generated tokens (default 256).
+func WithMaxTokens(n int) GenOption { return func(o *genOptions) { o.maxTokens = &n } }
+
+// WithTemperature samples at temperature t (0, the default, is greedy).
+func WithTemperature(t float32) GenOption { return func(o *genOptions) { o.temperature = &t } }
+
+// WithTopK keeps the k most likely tokens when sampling (0: off).
+func WithTopK(k int) GenOption { return func(o *genOptions) { o.topK = &k } }
+
+// WithTopP keeps the smallest set of tokens with probability mass p (1: off).
+func WithTopP(p float32) GenOption { return func(o *genOptions) { o.topP = &p } }
+
+// WithRepetitionPenalty penalises tokens already in the sequence (1: off).
+func WithRepetitionPenalty(r float32) GenOption { return func(o *genOptions) { o.repPenalty = &r } }
+
+// WithGenSeed seeds sampling for this call (0 keeps the context's RNG state).
+func WithGenSeed(seed uint64) GenOption { return func(o *genOptions) { o.seed = seed } }
+
+// WithStop stops generation at any of the strings (left out of the text).
+func WithStop(stop ...string) GenOption {
+	return func(o *genOptions) { o.stop = append(o.stop, stop...) }
+}
+
+// WithSystemPrompt sets the system text ("" for none; the default for
+// reports and VQA is the model's own).
+func WithSystemPrompt(s string) GenOption { return func(o *genOptions) { o.systemPrompt = &s } }
+
+// WithInstruction replaces the model's default report instruction.
+func WithInstruction(s string) GenOption { return func(o *genOptions) { o.instruction = &s } }
+
+// WithRawPrompt makes Generate use the prompt as it is (no BOS, no turn).
+func WithRawPrompt() GenOption { return func(o *genOptions) { o.raw = true } }
+
+// WithOnToken streams: fn is called with each piece of text and its token id
+// as it is produced, on the calling goroutine. A non-nil error stops the
+// call, which then returns an *Error with StatusInterrupted wrapping it.
+func WithOnToken(fn func(piece string, token int32) error) GenOption {
+	return func(o *genOptions) { o.onToken = fn }
+}
+
+// streamState is what the token callback reaches through a cgo.Handle.
+type streamState struct {
+	ctx      context.Context
+	fn       func(string, int32) error
+	err      error
+	panicked bool
+	panicVal interface{}
+}
+
+func (s *streamState) token(piece *C.char, n C.size_t, token C.int32_t) (ret C.int32_t) {
+	if s.err != nil || s.panicked {
+		return 1
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.panicked, s.panicVal, ret = true, r, 1
+		}
+	}()
+	text := ""
+	if n > 0 {
+		text = string(unsafe.Slice((*byte)(unsafe.Pointer(piece)), int(n)))
+	}
+	if err := s.fn(text, int32(token)); err != nil {
+		s.err = err
+		return 1
+	}
+	if s.ctx != nil && s.ctx.Err() != nil {
+		return 1 // cancelled: stop now rather than when the interrupt lands
+	}
+	return 0
+}
+
+// call is the state of one generation call: its C parameters (in C memory,
+// so that no Go pointer sits next to them), the C strings they point to and
+// the stream handle.
+type call struct {
+	params *C.mg_gen_params
+	strs   cstrs
+	stream *streamState
+	handle cgo.Handle
+}
+
+func newCall(opts []GenOption) *call {
+	var o genOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	k := &call{params: (*C.mg_gen_params)(C.malloc(C.sizeof_mg_gen_params))}
+	p := k.params
+	C.mg_gen_params_init(p)
+	if o.maxTokens != nil {
+		p.max_tokens = C.uint32_t(*o.maxTokens)
+	}
+	if o.temperature != nil {
+		p.temperature = C.float(*o.temperature)
+	}
+	if o.topK != nil {
+		p.top_k = C.int32_t(*o.topK)
+	}
+	if o.topP != nil {
+		p.top_p = C.float(*o.topP)
+	}
+	if o.repPenalty != nil {
+		p.repetition_penalty = C.float(*o.repPenalty)
+	}
+	p.seed = C.uint64_t(o.seed)
+	if len(o.stop) > 0 {
+		p.stop = k.strs.array(o.stop)
+		p.n_stop = C.uint32_t(len(o.stop))
+	}
+	if o.raw {
+		p.flags |= C.MG_GEN_RAW_PROMPT
+	}
+	p.system_prompt = k.strs.optStr(o.systemPrompt)
+	p.instruction = k.strs.optStr(o.instruction)
+	if o.onToken != nil {
+		k.stream = &streamState{fn: o.onToken}
+		k.handle = cgo.NewHandle(k.stream)
+		C.mgo_set_stream(p, C.uintptr_t(k.handle))
+	}
+	return k
+}
+
+func (k *call) free() {
+	C.free(unsafe.Pointer(k.params))
+	k.params = nil
+	k.strs.free()
+	if k.handle != 0 {
+		k.handle.Delete()
+		k.handle = 0
+	}
+}
+
+// run performs fn on the C context c while a watcher goroutine turns the
+// cancellation of ctx into mg_context_interrupt. The watcher has exited
+// before run returns, so it never touches c after the call.
+func (k *call) run(ctx context.Context, c *C.mg_context, fn func(out **C.char) C.mg_status) (string, error) {
+	if k.stream != nil {
+		k.stream.ctx = ctx
+	}
+	var done, exited chan struct{}
+	if ctx.Done() != nil {
+		done, exited = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(exited)
+			select {
+			case <-ctx.Done():
+				C.mg_context_interrupt(c)
+			case <-done:
+			}
+		}()
+	}
+	var out *C.char
+	st := fn(&out)
+	if done != nil {
+		close(done)
+		<-exited
+	}
+	text := ""
+	if out != nil {
+		text = C.GoString(out)
+		C.mg_string_free(out)
+	}
+	if k.stream != nil && k.stream.panicked {
+		panic(k.stream.panicVal)
+	}
+	if st == C.MG_OK {
+		return text, nil
+	}
+	e := &Error{Status: Status(st), Message: C.GoString(C.mg_context_errmsg(c))}
+	if st == C.MG_E_INTERRUPTED {
+		if k.stream != nil && k.stream.err != nil {
+			e.Cause = k.stream.err
+		} else if ctx.Err() != nil {
+			e.Cause = ctx.Err()
+		}
+	}
+	return text, e
+}
+
+func cancelledError(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return &Error{Status: StatusInterrupted, Message: "context done before the call started", Cause: err}
+	}
+	return nil
+}
+
+// generate runs fn on a pooled context of m.
+func (m *Model) generate(ctx context.Context, opts []GenOption, fn func(c *C.mg_context, out **C.char, p *C.mg_gen_params) C.mg_status) (string, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := cancelledError(ctx); err != nil {
+		return "", err
+	}
+	if err := m.life.acquire(); err != nil {
+		return "", err
+	}
+	defer m.life.release()
+	c, err := m.getContext()
+	if err != nil {
+		return "", err
+	}
+	k := newCall(opts)
+	defer k.free()
+	text, err := k.run(ctx, c, func(out **C.char) C.mg_status { return fn(c, out, k.params) })
+	m.putContext(c)
+	return text, err
+}
+
+// imageArray holds uses of the images for the duration of a call.
+type imageArray struct {
+	imgs []*Image
+	ptrs []*C.mg_image
+}
+
+func acquireImages(images []*Image) (*imageArray, error) {
+	a := &imageArray{}
+	for i, img := range images {
+		if img == nil {
+			a.release()
+			return nil, argError("image %d is nil", i)
+		}
+		if err := img.life.acquire(); err != nil {
+			a.release()
+			return nil, err
+		}
+		a.imgs = append(a.imgs, img)
+		a.ptrs = append(a.ptrs, img.ptr)
+	}
+	return a, nil
+}
+
+func (a *imageArray) release() {
+	for _, img := range a.imgs {
+		img.life.release()
+	}
+	runtime.KeepAlive(a.imgs)
+	a.imgs, a.ptrs = nil, nil
+}
+
+// cptr is the C view of the array (a Go slice of C pointers, which cgo
+// allows to pass).
+func (a *imageArray) cptr() **C.mg_image {
+	if len(a.ptrs) == 0 {
+		return nil
+	}
+	return (**C.mg_image)(unsafe.Pointer(&a.ptrs[0]))
+}
+
+// Report writes a radiology report for one study (one or more images).
+// On cancellation of ctx the call stops within one token and returns the
+// text made so far with an error matching ErrInterrupted and ctx.Err().
+func (m *Model) Report(ctx context.Context, images []*Image, opts ...GenOption) (string, error) {
+	a, err := acquireImages(images)
+	if err != nil {
+		return "", err
+	}
+	defer a.release()
+	imgs, n := a.cptr(), C.size_t(len(a.ptrs))
+	return m.generate(ctx, opts, func(c *C.mg_context, out **C.char, p *C.mg_gen_params) C.mg_status {
+		return C.mg_generate_report(out, c, imgs, n, p)
+	})
+}
+
+// ReportStream is Report with fn called for each piece of text as it is
+// produced. An error from fn stops generation and is wrapped in the result.
+func (m *Model) ReportStream(ctx context.Context, images []*Image, fn func(piece string) error, opts ...GenOption) (string, error) {
+	return m.Report(ctx, images, append(opts, streamOpt(fn))...)
+}
+
+// VQA answers a question about one or more images.
+func (m *Model) VQA(ctx context.Context, images []*Image, question string, opts ...GenOption) (string, error) {
+	a, err := acquireImages(images)
+	if err != nil {
+		return "", err
+	}
+	defer a.release()
+	imgs, n := a.cptr(), C.size_t(len(a.ptrs))
+	cq := C.CString(question)
+	defer C.free(unsafe.Pointer(cq))
+	return m.generate(ctx, opts, func(c *C.mg_context, out **C.char, p *C.mg_gen_params) C.mg_status {
+		return C.mg_vqa(out, c, imgs, n, cq, p)
+	})
+}
+
+// VQAStream is VQA with streaming, as ReportStream.
+func (m *Model) VQAStream(ctx context.Context, images []*Image, question string, fn func(piece string) error, opts ...GenOption) (string, error) {
+	return m.VQA(ctx, images, question, append(opts, streamOpt(fn))...)
+}
+
+// Generate generates text from a prompt, wrapped in the model's chat turn
+// unless WithRawPrompt is given.
+func (m *Model) Generate(ctx context.Context, prompt string, opts ...GenOption) (string, error) {
+	cp := C.CString(prompt)
+	defer C.free(unsafe.Pointer(cp))
+	return m.generate(ctx, opts, func(c *C.mg_context, out **C.char, p *C.mg_gen_params) C.mg_status {
+		return C.mg_generate(out, c, cp, p)
+	})
+}
+
+// GenerateStream is Generate with streaming, as ReportStream.
+func (m *Model) GenerateStream(ctx context.Context, prompt string, fn func(piece string) error, opts ...GenOption) (string, error) {
+	return m.Generate(ctx, prompt, append(opts, streamOpt(fn))...)
+}
+
+// GenerateIDs generates from token ids used as they are.
+func (m *Model) GenerateIDs(ctx context.Context, ids []int32, opts ...GenOption) (string, error) {
+	var cids *C.int32_t
+	if len(ids) > 0 {
+		cids = (*C.int32_t)(unsafe.Pointer(&ids[0]))
+	}
+	n := C.size_t(len(ids))
+	text, err := m.generate(ctx, opts, func(c *C.mg_context, out **C.char, p *C.mg_gen_params) C.mg_status {
+		return C.mg_generate_ids(out, c, cids, n, p)
+	})
+	runtime.KeepAlive(ids)
+	return text, err
+}
+
+// PredictRisk asks the model for a disease-risk answer from polygenic
+// scores (names are their identifiers). The library does not implement it
+// yet and returns an error matching ErrUnsupported.
+func (m *Model) PredictRisk(ctx context.Context, scores []float64, names []string, question string, opts ...GenOption) (string, error) {
+	if len(scores) != len(names) {
+		return "", argError("%d scores but %d names", len(scores), len(names))
+	}
+	var strs cstrs
+	defer strs.free()
+	cnames := strs.array(names)
+	cq := strs.str(question)
+	var cscores *C.double
+	if len(scores) > 0 {
+		cscores = (*C.double)(unsafe.Pointer(&scores[0]))
+	}
+	n := C.size_t(len(scores))
+	text, err := m.generate(ctx, opts, func(c *C.mg_context, out **C.char, p *C.mg_gen_params) C.mg_status {
+		return C.mg_prs_predict(out, c, cscores, cnames, n, cq, p)
+	})
+	runtime.KeepAlive(scores)
+	return text, err
+}
+
+func streamOpt(fn func(string) error) GenOption {
+	return WithOnToken(func(piece string, _ int32) error { return fn(piece) })
+}

@@ -1,0 +1,3 @@
+module medgemini
+
+go 1.19

@@ -1,0 +1,176 @@
+package medgemini
+
+/*
+#include "medgemini.h"
+*/
+import "C"
+
+import (
+	"context"
+	"runtime"
+	"unsafe"
+)
+
+// Session is one inference context of a model, for callers who need its
+// state across calls (Eval appends tokens to its sequence). A Session is used
+// by one goroutine at a time; Interrupt may be called from any goroutine.
+// The Model's Report, VQA and Generate need no Session: they take contexts
+// from the model's pool.
+type Session struct {
+	model  *Model
+	ptr    *C.mg_context
+	life   life
+	nVocab int
+}
+
+// SessionOption configures NewSession.
+type SessionOption func(*contextOptions)
+
+// SessionThreads sets the session's kernel thread count.
+func SessionThreads(n int) SessionOption { return func(o *contextOptions) { o.threads = uint32(n) } }
+
+// SessionContextSize sets the session's token capacity.
+func SessionContextSize(n int) SessionOption { return func(o *contextOptions) { o.nCtx = uint32(n) } }
+
+// SessionSeed seeds the session's sampler RNG.
+func SessionSeed(seed uint64) SessionOption { return func(o *contextOptions) { o.seed = seed } }
+
+// NewSession creates a context over the model, with the model's context
+// options changed by opts. The session keeps the model alive until it is
+// closed, also after Model.Close.
+func (m *Model) NewSession(opts ...SessionOption) (*Session, error) {
+	info, err := m.Info()
+	if err != nil {
+		return nil, err
+	}
+	if err := m.life.acquire(); err != nil {
+		return nil, err
+	}
+	defer m.life.release()
+	o := m.ctxOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	c, err := m.newContext(o)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.sessions++
+	m.mu.Unlock()
+	s := &Session{model: m, ptr: c, nVocab: int(info.VocabSize)}
+	runtime.SetFinalizer(s, (*Session).Close)
+	return s, nil
+}
+
+// Close frees the session (waiting for a call in progress). Closing twice is
+// harmless.
+func (s *Session) Close() error {
+	if s == nil || !s.life.close() {
+		return nil
+	}
+	runtime.SetFinalizer(s, nil)
+	C.mg_context_free(s.ptr)
+	s.ptr = nil
+	s.model.sessionClosed()
+	return nil
+}
+
+func (s *Session) lastError(st C.mg_status) error {
+	if st == C.MG_OK {
+		return nil
+	}
+	return &Error{Status: Status(st), Message: C.GoString(C.mg_context_errmsg(s.ptr))}
+}
+
+// LastError is the status and message of the session's last call (nil after
+// a success).
+func (s *Session) LastError() error {
+	if err := s.life.acquire(); err != nil {
+		return err
+	}
+	defer s.life.release()
+	st := C.mg_context_errcode(s.ptr)
+	return s.lastError(st)
+}
+
+// Interrupt asks the call running on the session to stop; it returns an
+// error matching ErrInterrupted within one token. Safe from any goroutine.
+func (s *Session) Interrupt() error {
+	if err := s.life.acquire(); err != nil {
+		return err
+	}
+	defer s.life.release()
+	st := C.mg_context_interrupt(s.ptr)
+	return newError(st, "mg_context_interrupt failed")
+}
+
+// Eval appends tokens to the session's sequence. With wantLogits it returns
+// their logits: len(ids) rows of the model's vocabulary size.
+func (s *Session) Eval(ids []int32, wantLogits bool) ([]float32, error) {
+	if err := s.life.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.life.release()
+	var cids *C.int32_t
+	if len(ids) > 0 {
+		cids = (*C.int32_t)(unsafe.Pointer(&ids[0]))
+	}
+	n := C.size_t(len(ids))
+	var logits []float32
+	var clog *C.float
+	if wantLogits && len(ids) > 0 && s.nVocab > 0 {
+		logits = make([]float32, len(ids)*s.nVocab)
+		clog = (*C.float)(unsafe.Pointer(&logits[0]))
+	}
+	capacity := C.size_t(len(logits))
+	st := C.mg_context_eval(s.ptr, cids, n, clog, capacity)
+	runtime.KeepAlive(ids)
+	if st != C.MG_OK {
+		return nil, s.lastError(st)
+	}
+	return logits, nil
+}
+
+// Reset empties the session's sequence.
+func (s *Session) Reset() error {
+	if err := s.life.acquire(); err != nil {
+		return err
+	}
+	defer s.life.release()
+	st := C.mg_context_reset(s.ptr)
+	return s.lastError(st)
+}
+
+// Len is the number of tokens in the session's sequence.
+func (s *Session) Len() int {
+	if s.life.acquire() != nil {
+		return 0
+	}
+	defer s.life.release()
+	return int(C.mg_context_n_tokens(s.ptr))
+}
+
+// Generate runs generation on the session (its sequence is reset first), as
+// Model.Generate.
+func (s *Session) Generate(ctx context.Context, prompt string, opts ...GenOption) (string, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := cancelledError(ctx); err != nil {
+		return "", err
+	}
+	if err := s.life.acquire(); err != nil {
+		return "", err
+	}
+	defer s.life.release()
+	var strs cstrs
+	defer strs.free()
+	cp := strs.str(prompt)
+	k := newCall(opts)
+	defer k.free()
+	c, p := s.ptr, k.params
+	return k.run(ctx, c, func(out **C.char) C.mg_status {
+		return C.mg_generate(out, c, cp, p)
+	})
+}
