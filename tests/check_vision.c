@@ -503,6 +503,29 @@ START_TEST(test_big_block_and_real_image) {
 }
 END_TEST
 
+/* A freed model lingers while a context is open ("zombie"): reports and text
+ * generation through that context keep working and give the same text. */
+START_TEST(test_zombie_model_generates) {
+    mg_model *m = load(make_model("vis_zombie.mgm", "--shape tiny --seed 5"));
+    mg_context *c = ctx_new(m, 1, 0);
+    mg_image *img = synth(40, 30, MG_PIXEL_GRAY8, 9);
+    mg_gen_params gp = MG_GEN_PARAMS_INIT;
+    gp.max_tokens = 6;
+    gp.temperature = 0; /* greedy: the same text every time */
+    char *r1 = NULL, *r2 = NULL, *g1 = NULL, *g2 = NULL;
+    ck_assert_int_eq(mg_generate_report(&r1, c, (const mg_image *const *)&img, 1, &gp), MG_OK);
+    ck_assert_int_eq(mg_generate(&g1, c, "The heart", &gp), MG_OK);
+    mg_model_free(m);
+    ck_assert_int_eq(mg_generate_report(&r2, c, (const mg_image *const *)&img, 1, &gp), MG_OK);
+    ck_assert_int_eq(mg_generate(&g2, c, "The heart", &gp), MG_OK);
+    ck_assert_str_eq(r1, r2);
+    ck_assert_str_eq(g1, g2);
+    mg_string_free(r1); mg_string_free(r2); mg_string_free(g1); mg_string_free(g2);
+    mg_image_free(img);
+    mg_context_free(c); /* the model goes with its last context */
+}
+END_TEST
+
 /* ================================================================ misuse */
 
 START_TEST(test_misuse) {
@@ -855,6 +878,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_big_block_and_real_image);
     tc = tcase(s, "misuse");
     tcase_add_test(tc, test_misuse);
+    tcase_add_test(tc, test_zombie_model_generates);
     tcase_add_test(tc, test_registry);
     tcase_add_loop_test(tc, test_hostile_model, 0, (int)(sizeof k_hostile / sizeof k_hostile[0]));
     tc = tcase(s, "threads");

@@ -69,6 +69,9 @@ mg_status mg__gen_params_check(mg_gen_params *gp, const mg_gen_params *params);
 
 /* A live (not freed) model, for functions taking one. */
 int mg__model_ok(const mg_model *m);
+/* A string metadata value of the model, or dflt when absent or not a
+ * string; works while a freed model lingers for its contexts. */
+const char *mg__model_meta_str(const mg_model *m, const char *key, const char *dflt);
 void mg__model_retain(mg_model *m);
 void mg__model_release(mg_model *m);
 

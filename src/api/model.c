@@ -35,6 +35,11 @@ void mg__model_release(mg_model *m) {
     mg__free(m);
 }
 
+const char *mg__model_meta_str(const mg_model *m, const char *key, const char *dflt) {
+    const mg__meta *e = mg__mgm_meta(m->file, key);
+    return (e && e->type == MG_META_STRING) ? e->v.s : dflt;
+}
+
 static const char *meta_str_or_empty(const mg__mgm *f, const char *key) {
     const mg__meta *e = mg__mgm_meta(f, key);
     return (e && e->type == MG_META_STRING) ? e->v.s : "";

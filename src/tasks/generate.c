@@ -130,7 +130,7 @@ static int u8_flush(obuf *o, u8dec *d) {
 
 /* Generates from the logits in ctx->logits (the sequence is already fed). */
 static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
-    const mg_tokenizer *tok = mg_model_tokenizer(c->model);
+    const mg_tokenizer *tok = c->model->tokenizer; /* also while the model lingers freed */
     if (!tok) return MG_E_UNSUPPORTED;
     int32_t eos = mg_tokenizer_special(tok, MG_TOKEN_EOS);
     int32_t eot = mg_tokenizer_special(tok, MG_TOKEN_END_OF_TURN);
@@ -304,8 +304,7 @@ MG_API mg_status mg_generate_ids(char **out, mg_context *c, const int32_t *ids,
 }
 
 static const char *meta_or(const mg_model *m, const char *key, const char *dflt) {
-    const char *s = NULL;
-    return mg_model_meta_string(&s, m, key) == MG_OK ? s : dflt;
+    return mg__model_meta_str(m, key, dflt);
 }
 
 MG_API mg_status mg_generate(char **out, mg_context *c, const char *prompt,
@@ -315,7 +314,7 @@ MG_API mg_status mg_generate(char **out, mg_context *c, const char *prompt,
     if (st) return st;
     if (!out || !prompt) return mg__ctx_leave(c, MG_E_INVALID_ARG, "out or prompt is NULL");
     if ((st = need_text(c))) return st;
-    const mg_tokenizer *tok = mg_model_tokenizer(c->model);
+    const mg_tokenizer *tok = c->model->tokenizer; /* also while the model lingers freed */
     if (!tok) return mg__ctx_leave(c, MG_E_UNSUPPORTED, "the model has no tokenizer");
     mg_gen_params gp;
     if (check_gen_params(&gp, params))

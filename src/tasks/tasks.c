@@ -66,8 +66,7 @@ static void sadd_trim(sbuf *b, const char *s) {
 }
 
 static const char *meta_str(const mg_model *m, const char *key, const char *dflt) {
-    const char *s = NULL;
-    return mg_model_meta_string(&s, m, key) == MG_OK ? s : dflt;
+    return mg__model_meta_str(m, key, dflt);
 }
 
 /* Report (question == NULL) or VQA over images, with the prompt laid out as
@@ -79,7 +78,7 @@ static mg_status multimodal(char **out, mg_context *c, const mg_image *const *im
     if (mg__gen_params_check(&gp, params))
         return mg__ctx_leave(c, MG_E_INVALID_ARG, "generation parameters out of range");
     const mg_model *m = c->model;
-    const mg_tokenizer *tok = mg_model_tokenizer(m);
+    const mg_tokenizer *tok = m->tokenizer; /* also while the model lingers freed */
     mg__gen_block *blocks = mg__calloc(n_images, sizeof *blocks);
     if (!blocks) return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n_images; i++) {
