@@ -76,4 +76,30 @@ void mg__mgm_close(mg__mgm *f);   /* NULL ok */
 const mg__meta *mg__mgm_meta(const mg__mgm *f, const char *key);
 const mg__tensor *mg__mgm_tensor(const mg__mgm *f, const char *name);
 
+/* Checked reads for the model builders (io/mgm_get.c). Every failure is
+ * MG_E_MODEL_FORMAT with a message that starts with `what` (e.g. "text
+ * decoder") and names the key or tensor.
+ *  get_u32: an INT key within [lo, hi]; absent: MG_E_MODEL_FORMAT when
+ *           required, else def.
+ *  get_f64: a FLOAT (or INT) key with lo < v <= hi, or v == 0 when zero_ok;
+ *           absent: as get_u32.
+ *  get_matrix: a tensor with data, dims [in, out] (further dims 1) in a
+ *           dtype whose rows of `in` elements have a size, n_bytes to match;
+ *           when scratch is not NULL and the dtype is not f32, raises
+ *           *scratch to mg__matmul_scratch_size(dtype, in).
+ *  get_vector: an f32 tensor of exactly n elements. */
+mg_status mg__mgm_get_u32(const mg__mgm *f, const char *what, const char *key,
+                          int required, uint32_t def, uint32_t lo, uint32_t hi,
+                          uint32_t *out, char *err, size_t errlen);
+mg_status mg__mgm_get_f64(const mg__mgm *f, const char *what, const char *key,
+                          int required, double def, double lo, double hi,
+                          int zero_ok, double *out, char *err, size_t errlen);
+mg_status mg__mgm_get_matrix(const mg__mgm *f, const char *what,
+                             const char *name, uint64_t in, uint64_t out,
+                             const mg__tensor **t, size_t *scratch, char *err,
+                             size_t errlen);
+mg_status mg__mgm_get_vector(const mg__mgm *f, const char *what,
+                             const char *name, uint64_t n, const float **out,
+                             char *err, size_t errlen);
+
 #endif

@@ -45,26 +45,13 @@ struct mg__dstate {
 
 /* ======================================================= config reading */
 
+/* Checked reads (io/mgm_get.c) with the decoder's name in the messages. */
+#define WHAT "text decoder"
+
 static mg_status get_u32(const mg__mgm *f, const char *key, int required,
                          uint32_t def, uint32_t lo, uint32_t hi, uint32_t *out,
                          char *err, size_t errlen) {
-    const mg__meta *m = mg__mgm_meta(f, key);
-    if (!m) {
-        if (required)
-            return mg__err(err, errlen, MG_E_MODEL_FORMAT,
-                           "text decoder: metadata key %s is missing", key);
-        *out = def;
-        return MG_OK;
-    }
-    if (m->type != MG_META_INT)
-        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
-                       "text decoder: metadata key %s is not an integer", key);
-    if (m->v.i < (int64_t)lo || m->v.i > (int64_t)hi)
-        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
-                       "text decoder: %s = %lld is out of range [%u, %u]", key,
-                       (long long)m->v.i, lo, hi);
-    *out = (uint32_t)m->v.i;
-    return MG_OK;
+    return mg__mgm_get_u32(f, WHAT, key, required, def, lo, hi, out, err, errlen);
 }
 
 /* A float key (an INT value is accepted); lo < v <= hi, or v == 0 when
@@ -72,26 +59,7 @@ static mg_status get_u32(const mg__mgm *f, const char *key, int required,
 static mg_status get_f64(const mg__mgm *f, const char *key, int required,
                          double def, double lo, double hi, int zero_ok,
                          double *out, char *err, size_t errlen) {
-    const mg__meta *m = mg__mgm_meta(f, key);
-    double v;
-    if (!m) {
-        if (required)
-            return mg__err(err, errlen, MG_E_MODEL_FORMAT,
-                           "text decoder: metadata key %s is missing", key);
-        *out = def;
-        return MG_OK;
-    }
-    if (m->type == MG_META_FLOAT) v = m->v.f;
-    else if (m->type == MG_META_INT) v = (double)m->v.i;
-    else
-        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
-                       "text decoder: metadata key %s is not a number", key);
-    if (!(zero_ok && v == 0.0) && !(v > lo && v <= hi))
-        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
-                       "text decoder: %s = %g is out of range (%g, %g]%s", key,
-                       v, lo, hi, zero_ok ? " (or 0)" : "");
-    *out = v;
-    return MG_OK;
+    return mg__mgm_get_f64(f, WHAT, key, required, def, lo, hi, zero_ok, out, err, errlen);
 }
 
 static mg_status read_config(const mg__mgm *f, mg__dconfig *c, char *err,
@@ -138,55 +106,13 @@ static mg_status read_config(const mg__mgm *f, mg__dconfig *c, char *err,
 
 /* ======================================================= tensor checks */
 
-static const mg__tensor *find(const mg__mgm *f, const char *name, char *err,
-                              size_t errlen, mg_status *st) {
-    const mg__tensor *t = mg__mgm_tensor(f, name);
-    if (!t) {
-        *st = mg__err(err, errlen, MG_E_MODEL_FORMAT,
-                      "text decoder: tensor %s is missing", name);
-        return NULL;
-    }
-    if (!t->data) {
-        *st = mg__err(err, errlen, MG_E_MODEL_FORMAT,
-                      "text decoder: tensor %s has no data", name);
-        return NULL;
-    }
-    *st = MG_OK;
-    return t;
-}
-
 /* A matrix stored as dims = [in, out] in any supported dtype. */
 static mg_status get_mat(const mg__mgm *f, const char *name, uint64_t in,
                          uint64_t out, mg__dmat *m, size_t *scratch, char *err,
                          size_t errlen) {
-    mg_status st;
-    const mg__tensor *t = find(f, name, err, errlen, &st);
-    if (!t) return st;
-    int ok = 0;
-    uint64_t row = mg__dtype_bytes(t->dtype, in, &ok), total;
-    if (!ok || mg__mul_u64(row, out, &total))
-        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
-                       "text decoder: tensor %s has unsupported dtype %d for "
-                       "rows of %llu", name, (int)t->dtype,
-                       (unsigned long long)in);
-    int shape_ok = t->n_dims >= 2 && t->dims[0] == in && t->dims[1] == out;
-    for (uint32_t i = 2; i < t->n_dims && i < MG_TENSOR_MAX_DIMS; i++)
-        if (t->dims[i] != 1) shape_ok = 0;
-    if (!shape_ok || t->n_bytes != total)
-        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
-                       "text decoder: tensor %s has dims [%llu, %llu, ...] "
-                       "(%u dims), expected [%llu, %llu]", name,
-                       (unsigned long long)t->dims[0],
-                       (unsigned long long)(t->n_dims > 1 ? t->dims[1] : 1),
-                       t->n_dims, (unsigned long long)in,
-                       (unsigned long long)out);
-    if (t->dtype != MG_DTYPE_F32) {
-        size_t need = mg__matmul_scratch_size(t->dtype, in);
-        if (!need)
-            return mg__err(err, errlen, MG_E_MODEL_FORMAT,
-                           "text decoder: tensor %s is too wide", name);
-        if (need > *scratch) *scratch = need;
-    }
+    const mg__tensor *t;
+    mg_status st = mg__mgm_get_matrix(f, WHAT, name, in, out, &t, scratch, err, errlen);
+    if (st != MG_OK) return st;
     m->w = t->data;
     m->dt = t->dtype;
     return MG_OK;
@@ -194,21 +120,7 @@ static mg_status get_mat(const mg__mgm *f, const char *name, uint64_t in,
 
 static mg_status get_vec(const mg__mgm *f, const char *name, uint64_t n,
                          const float **out, char *err, size_t errlen) {
-    mg_status st;
-    const mg__tensor *t = find(f, name, err, errlen, &st);
-    if (!t) return st;
-    if (t->dtype != MG_DTYPE_F32)
-        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
-                       "text decoder: tensor %s must be f32 (dtype %d)", name,
-                       (int)t->dtype);
-    if (t->dims[0] != n || t->n_elems != n || t->n_bytes != n * 4)
-        return mg__err(err, errlen, MG_E_MODEL_FORMAT,
-                       "text decoder: tensor %s has %llu elements (dims[0] "
-                       "%llu), expected [%llu]", name,
-                       (unsigned long long)t->n_elems,
-                       (unsigned long long)t->dims[0], (unsigned long long)n);
-    *out = t->data;
-    return MG_OK;
+    return mg__mgm_get_vector(f, WHAT, name, n, out, err, errlen);
 }
 
 /* ======================================================= build / free */
