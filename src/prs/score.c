@@ -40,7 +40,7 @@ typedef struct pair_tab {
  * multiply-add per sample was measured 2x slower than dgemm at K = 10. */
 #define FEW_SCORES 1
 #define QUAD_MIN_SAMPLES 256
-#define QUAD_SUB 4096          /* samples per quad call (scratch size)     */
+#define QUAD_SUB 16384         /* samples per quad call (scratch size)     */
 
 typedef struct job {
     const mg_prs *p;
@@ -192,7 +192,9 @@ static void run_range(void *arg, uint32_t t, uint32_t nt) {
 }
 
 /* The quad path for one step of quads: each task takes whole .bed bytes of
- * samples and its own scratch, in calls of at most QUAD_SUB samples. */
+ * samples and its own scratch, in calls of at most QUAD_SUB samples, cut
+ * into equal parts (each call builds the step's tables again, so a short
+ * last call would pay for them over few samples). */
 typedef struct quad_job {
     mg__quad_step base;   /* everything but lo, hi and the scratch */
     uint64_t n;
@@ -209,10 +211,12 @@ static void quad_task(void *arg, uint32_t t, uint32_t nt) {
     q.tab = qj->tab + (uint64_t)t * MG__QUAD_MAXG * 256 * MG__QUAD_WIDTH;
     q.itab = qj->itab + (uint64_t)t * MG__QUAD_MAXG * 256;
     q.codes = qj->codes + (uint64_t)t * QUAD_SUB * MG__QUAD_MAXG;
-    for (uint64_t s = lo; s < hi; s += QUAD_SUB) {
-        q.lo = s;
-        q.hi = hi - s > QUAD_SUB ? s + QUAD_SUB : hi;
-        mg__quad_run(&q);
+    uint64_t bytes = (hi - lo + 3) / 4, parts = (hi - lo + QUAD_SUB - 1) / QUAD_SUB;
+    for (uint64_t i = 0; i < parts; i++) {
+        q.lo = lo + bytes * i / parts * 4;
+        q.hi = lo + bytes * (i + 1) / parts * 4;
+        if (q.hi > hi) q.hi = hi;
+        if (q.lo < q.hi) mg__quad_run(&q);
     }
 }
 
@@ -430,7 +434,13 @@ mg_status mg__prs_compute(mg_prs *p) {
     act = mg__calloc(N, sizeof *act);
     den = mg__calloc(N, sizeof *den);
     named = mg__calloc(N, sizeof *named);
-    sum = mg__calloc(N * KS, sizeof *sum);
+    /* aligned so that the quad path's rows of KS (a multiple of 16) doubles
+     * start on cache lines */
+    size_t sum_bytes = 0;
+    if (!mg__mul_size((size_t)(N ? N : 1), (size_t)KS * sizeof *sum, &sum_bytes)) {
+        sum = mg__aligned_alloc(64, sum_bytes);
+        if (sum) memset(sum, 0, sum_bytes);
+    }
     if (!W || !act || !den || !named || !sum) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
     for (uint64_t e = 0; e < p->n_ent; e++) {
         int32_t c = col[p->ent[e].score];
@@ -462,7 +472,8 @@ mg_status mg__prs_compute(mg_prs *p) {
     if (quad) {
         size_t rows2 = (size_t)B * 2, cwb;
         if (mg__mul_size(rows2 * sizeof(double), (size_t)K, &cwb)) { st = mg__prs_set(p, MG_E_NOMEM, "block too large"); goto done; }
-        qtab = mg__malloc((size_t)nt * MG__QUAD_MAXG * 256 * MG__QUAD_WIDTH * sizeof *qtab);
+        /* cache-line aligned: a table row load must not straddle two lines */
+        qtab = mg__aligned_alloc(64, (size_t)nt * MG__QUAD_MAXG * 256 * MG__QUAD_WIDTH * sizeof *qtab);
         qitab = mg__malloc((size_t)nt * MG__QUAD_MAXG * 256 * sizeof *qitab);
         qcodes = mg__malloc((size_t)nt * QUAD_SUB * MG__QUAD_MAXG);
         zeros = mg__calloc(p->bytes_per_var ? p->bytes_per_var : 1, 1);
@@ -672,10 +683,10 @@ mg_status mg__prs_compute(mg_prs *p) {
 done:
     mg__pool_free(pool);
     mg__free(active); mg__free(order); mg__free(rowpos); mg__free(W);
-    mg__free(act); mg__free(den); mg__free(named); mg__free(sum);
+    mg__free(act); mg__free(den); mg__free(named); mg__aligned_free(sum);
     mg__free(geno); mg__free(tab); mg__free(blkvar); mg__free(col);
     mg__free(dmat); mg__free(slow); mg__free(ipack); mg__free(masks); mg__free(dsb);
-    mg__free(qtab); mg__free(qitab); mg__free(qcodes); mg__free(zeros); mg__free(ctab);
+    mg__aligned_free(qtab); mg__free(qitab); mg__free(qcodes); mg__free(zeros); mg__free(ctab);
     mg__free(cblk); mg__free(cslow); mg__free(frow); mg__free(cW); mg__free(qgeno);
     mg__free(qw); mg__free(qdose); mg__free(qipk);
     return st;
