@@ -71,7 +71,9 @@ MG_API const char *mg_build_info(void);
 #define MG_SIMD_AVX512 2   /* AVX-512 F/BW/VL/DQ */
 /* The level the kernels use in this process (the best one the CPU and OS
  * support, lowered by the environment variable MG_SIMD=scalar|avx2|avx512 if
- * it is set when the library first needs it). */
+ * it is set when the library first needs it). AMX tiles (the polygenic-score
+ * kernel) are used at the AVX-512 level when the CPU has them and the OS
+ * grants them; MG_AMX=0 turns them off; mg_build_info() says "amx=yes|no". */
 MG_API int32_t mg_simd_level(void);
 
 /* ------------------------------------------------------------ status codes */
@@ -668,6 +670,12 @@ typedef struct mg_prs mg_prs;
 #define MG_PRS_KEEP_AMBIGUOUS     0x08u /* keep A/T and C/G matches        */
 #define MG_PRS_KEEP_MULTIALLELIC  0x10u /* keep matches at target positions
                                            holding several variants        */
+#define MG_PRS_DOUBLE_SUMS        0x20u /* sum weight x dosage in double, as
+                                           plink2 does, even where the CPU
+                                           has AMX (default there: exact
+                                           integer sums of the weights rounded
+                                           to 2^-46 of twice each score's
+                                           largest |weight|; docs/PRS.md)  */
 
 typedef struct mg_prs_params {
     uint32_t struct_size;  /* sizeof(mg_prs_params)                         */

@@ -1091,6 +1091,25 @@ END_TEST
 /* The weight parser must give strtod's double bit for bit (its fast path is
  * only taken where one rounding is exact) and refuse what strtod cannot
  * read completely or reads as infinite/NaN. */
+/* A random decimal (sign, up to maxd digits, a point anywhere, sometimes
+ * an exponent of -30..30 with e or E) written at buf, not terminated;
+ * returns its length (at most maxd + 6). */
+static int rand_decimal(char *buf, uint64_t *state, int maxd) {
+    uint64_t x = *state;
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    *state = x;
+    int nd = 1 + (int)(x % (uint64_t)maxd), dot = (int)((x >> 8) % (uint64_t)(nd + 1)), n = 0;
+    if ((x >> 16) & 1) buf[n++] = '-';
+    uint64_t y = x;
+    for (int d = 0; d < nd; d++) {
+        if (d == dot && d) buf[n++] = '.';
+        y = y * 6364136223846793005ull + 1442695040888963407ull;
+        buf[n++] = (char)('0' + (y >> 60) % 10);
+    }
+    if ((x >> 20) % 3 == 0) n += snprintf(buf + n, 8, "%c%d", (x >> 30) & 1 ? 'e' : 'E', (int)((x >> 24) % 61) - 30);
+    return n;
+}
+
 START_TEST(test_parse_double) {
     static const char *ok[] = {
         "0", "-0", "+0", "0.0", "1", "-1", ".5", "5.", "0.1", "0.3", "-0.000123", "1e22", "1e23",
@@ -1115,21 +1134,384 @@ START_TEST(test_parse_double) {
     uint64_t x = 88172645463325252ull;
     char buf[64];
     for (int i = 0; i < 200000; i++) {
-        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-        int nd = 1 + (int)(x % 20), dot = (int)((x >> 8) % (uint64_t)(nd + 1)), n = 0;
-        if ((x >> 16) & 1) buf[n++] = '-';
-        uint64_t y = x;
-        for (int d = 0; d < nd; d++) {
-            if (d == dot && d) buf[n++] = '.';
-            y = y * 6364136223846793005ull + 1442695040888963407ull;
-            buf[n++] = (char)('0' + (y >> 60) % 10);
-        }
-        if ((x >> 20) % 3 == 0) n += snprintf(buf + n, sizeof buf - (size_t)n, "e%d", (int)((x >> 24) % 61) - 30);
+        int n = rand_decimal(buf, &x, 20);
         buf[n] = '\0';
         double a = 0, b = strtod(buf, NULL);
         ck_assert_msg(mg__parse_double(buf, &a) == 0, "%s refused", buf);
         ck_assert_msg(memcmp(&a, &b, sizeof a) == 0, "%s: %.17g vs strtod %.17g", buf, a, b);
     }
+}
+END_TEST
+
+/* ---- the AMX integer path (prs/ints.h) ------------------------------------- */
+
+#include "prs/ints.h"
+
+static int amx_in_use(void) { return strstr(mg_build_info(), "amx=yes") != NULL; }
+
+/* All columns of a computed handle: ALLELE_CT, DENOM, NAMED, then SUM of
+ * scores 0..K-1; n x (3 + K), column-major. */
+static double *results_all(mg_prs *p, uint64_t *n_out, uint32_t K) {
+    uint64_t n = mg_prs_sample_count(p);
+    double *v = malloc(n * (3 + K) * sizeof *v);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(mg_prs_results(v, n, p, MG_PRS_COL_ALLELE_CT, 0), MG_OK);
+    ck_assert_int_eq(mg_prs_results(v + n, n, p, MG_PRS_COL_DENOM, 0), MG_OK);
+    ck_assert_int_eq(mg_prs_results(v + 2 * n, n, p, MG_PRS_COL_NAMED_ALLELE_DOSAGE_SUM, 0), MG_OK);
+    for (uint32_t k = 0; k < K; k++)
+        ck_assert_int_eq(mg_prs_results(v + (3 + k) * n, n, p, MG_PRS_COL_SUM, k), MG_OK);
+    *n_out = n;
+    return v;
+}
+
+static double *score_cfg(const char *prefix, const char *score, uint32_t flags, uint32_t threads,
+                         uint32_t block, uint64_t *n, uint32_t K) {
+    mg_prs_params pp;
+    mg_prs_params_init(&pp);
+    pp.flags = flags;
+    pp.n_threads = threads;
+    pp.block_variants = block;
+    mg_prs *p = NULL;
+    char err[512];
+    ck_assert_msg(mg_prs_open_plink(&p, prefix, &pp, err, sizeof err) == MG_OK, "%s", err);
+    ck_assert_msg(mg_prs_add_scores(p, NULL, score) == MG_OK, "%s", mg_prs_errmsg(p));
+    ck_assert_msg(mg_prs_compute(p) == MG_OK, "%s", mg_prs_errmsg(p));
+    double *v = results_all(p, n, K);
+    mg_prs_free(p);
+    return v;
+}
+
+/* Integer sums against double sums (MG_PRS_DOUBLE_SUMS, itself checked
+ * against plink2 above): the counts must be equal and each SUM within the
+ * rounding bound of the weights, rows x 2 x s_k with s_k = 2^(e - 38) where
+ * 2 max|w_k| = f 2^e (each row has a dosage slot, error <= s_k, and at most
+ * one missing-call slot, error <= s_k / 2). Then the integer sums must be
+ * bit-identical for any thread count, block size and int64 spill point. */
+START_TEST(test_int_sums) {
+    static const struct { int dip; uint32_t flags; } cases[] = {
+        { 0, 0 }, { 0, MG_PRS_NO_MEAN_IMPUTATION }, { 1, MG_PRS_DOMINANT },
+        { 1, MG_PRS_RECESSIVE | MG_PRS_NO_MEAN_IMPUTATION },
+    };
+    int amx = amx_in_use();
+    double worst = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char prefix[4096], score[4200];
+        snprintf(prefix, sizeof prefix, "%s%zu", tu_tmp_path("ints"), c);
+        make_cohort(prefix, tu_under_valgrind() ? 40 : 2051, 100 + c, cases[c].dip);
+        snprintf(score, sizeof score, "%s.score", prefix);
+        /* the bound, from the score file */
+        double maxw[3] = {0, 0, 0};
+        int rows = 0;
+        FILE *f = fopen(score, "r");
+        ck_assert_ptr_nonnull(f);
+        char line[512];
+        ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+        while (fgets(line, sizeof line, f)) {
+            double w[3];
+            ck_assert_int_eq(sscanf(line, "%*s %*s %lf %lf %lf", &w[0], &w[1], &w[2]), 3);
+            for (int k = 0; k < 3; k++) maxw[k] = fmax(maxw[k], fabs(w[k]));
+            rows++;
+        }
+        fclose(f);
+        uint64_t n;
+        double *a = score_cfg(prefix, score, cases[c].flags, 2, 0, &n, 3);
+        double *b = score_cfg(prefix, score, cases[c].flags | MG_PRS_DOUBLE_SUMS, 2, 0, &n, 3);
+        for (uint64_t i = 0; i < 3 * n; i++)
+            ck_assert_msg(a[i] == b[i], "case %zu count %llu: %.17g vs %.17g", c, (unsigned long long)i, a[i], b[i]);
+        for (uint32_t k = 0; k < 3; k++) {
+            int e;
+            (void)frexp(2 * maxw[k], &e);
+            double bound = rows * 2 * ldexp(1.0, e - 8 * MG__INT_DIGITS + 2);
+            for (uint64_t i = 0; i < n; i++) {
+                double x = a[(3 + k) * n + i], y = b[(3 + k) * n + i], d = fabs(x - y);
+                ck_assert_msg(d <= bound + 1e-12 * fabs(y), "case %zu score %u sample %llu: %.17g vs %.17g (bound %g)",
+                              c, k, (unsigned long long)i, x, y, bound);
+                worst = fmax(worst, d / bound);
+            }
+        }
+        if (amx) {
+            uint64_t saved = mg__ints_flush_slots;
+            mg__ints_flush_slots = 64; /* spill to int64 before every block */
+            double *s = score_cfg(prefix, score, cases[c].flags, 2, 0, &n, 3);
+            mg__ints_flush_slots = saved;
+            double *t1 = score_cfg(prefix, score, cases[c].flags, 1, 0, &n, 3);
+            double *t3 = score_cfg(prefix, score, cases[c].flags, 3, 7, &n, 3);
+            ck_assert(memcmp(a, s, n * 6 * sizeof *a) == 0);
+            ck_assert(memcmp(a, t1, n * 6 * sizeof *a) == 0);
+            /* chrY rows (cases 0, 1) go through the double path, whose
+             * additions a block size regroups */
+            for (uint64_t i = 0; i < n * 6; i++)
+                ck_assert_msg(cases[c].dip ? a[i] == t3[i] : fabs(a[i] - t3[i]) <= 1e-12 * fabs(a[i]),
+                              "case %zu value %llu: %.17g vs %.17g", c, (unsigned long long)i, a[i], t3[i]);
+            free(s); free(t1); free(t3);
+        }
+        free(a);
+        free(b);
+    }
+    printf("  integer sums (%s): largest difference to double sums %.2e of the bound\n",
+           amx ? "AMX" : "no AMX here: both are double", worst);
+}
+END_TEST
+
+/* mg__fmt_g10 against printf("%.10g") on random and edge values. */
+START_TEST(test_fmt_g10) {
+    static const double edge[] = {
+        0.0, -0.0, 1, -1, 0.5, 1e-5, 1e-4, 9.9999999995e-5, 0.0001, 1e9, 1e10, 9999999999.0,
+        9999999999.5, 99999999995.0, 1234567890.5, 1234567891.5, 0.1, 0.3, 2.5e-320, 1e300,
+        123456789012345678.0, 4.35, 1e-7, 1.00000000005, 0.99999999995, 5e-324, 1.7976931348623157e308,
+    };
+    char a[64], b[64];
+    for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
+        size_t n = mg__fmt_g10(a, edge[i]);
+        snprintf(b, sizeof b, "%.10g", edge[i]);
+        ck_assert_msg(!strcmp(a, b) && n == strlen(b), "%.17g: %s vs printf %s", edge[i], a, b);
+    }
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int iters = tu_under_valgrind() ? 20000 : 300000;
+    for (int i = 0; i < iters; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        double v;
+        switch (i % 4) {
+        case 0: { /* any finite bit pattern */
+            uint64_t bits = x;
+            memcpy(&v, &bits, sizeof v);
+            if (!isfinite(v)) continue;
+            break;
+        }
+        case 1: v = ldexp((double)(x >> 11), (int)((x >> 3) % 120) - 90); break; /* scores, sums */
+        case 2: v = (double)(int64_t)(x % 20000000001ull) / 2.0; break;           /* halves, ties */
+        default: v = (double)(int64_t)((x >> 8) % 2000000001ull - 1000000000ll) / 1e6; break;
+        }
+        if (x & 1) v = -v;
+        mg__fmt_g10(a, v);
+        snprintf(b, sizeof b, "%.10g", v);
+        ck_assert_msg(!strcmp(a, b), "%.17g: %s vs printf %s", v, a, b);
+    }
+}
+END_TEST
+
+/* mg__parse_prefix (the wide-file fast path) against strtod, in a buffer
+ * with the 8 readable bytes it needs after the text. */
+START_TEST(test_parse_prefix) {
+    char buf[96];
+    uint64_t x = 88172645463325252ull;
+    int fast = 0, iters = tu_under_valgrind() ? 20000 : 200000;
+    for (int i = 0; i < iters; i++) {
+        int n = rand_decimal(buf, &x, 22);
+        int tail = (int)((x >> 40) % 3); /* what follows: end, tab, space */
+        buf[n] = tail == 1 ? '\t' : tail == 2 ? ' ' : '\0';
+        memset(buf + n + 1, (x >> 44) & 1 ? '7' : 0, 24);
+        double a = 0, b;
+        char tmp[96];
+        memcpy(tmp, buf, (size_t)n);
+        tmp[n] = '\0';
+        b = strtod(tmp, NULL);
+        const char *end = NULL;
+        if (mg__parse_prefix(buf, &end, &a) == 0) {
+            fast++;
+            ck_assert_msg(end == buf + n, "%s: stopped at %d of %d", tmp, (int)(end - buf), n);
+            ck_assert_msg(memcmp(&a, &b, sizeof a) == 0, "%s: %.17g vs strtod %.17g", tmp, a, b);
+        }
+    }
+    ck_assert_int_gt(fast, iters / 2); /* the fast path takes the usual numbers */
+    static const char *bad[] = { "", "-", ".", "e5", "-.e1", "1e", "1e+", "x1" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(buf, 0, sizeof buf);
+        strcpy(buf, bad[i]);
+        const char *end;
+        double a;
+        ck_assert_msg(mg__parse_prefix(buf, &end, &a) != 0, "\"%s\" accepted", bad[i]);
+    }
+}
+END_TEST
+
+/* Wide files parsed in many small chunks: the same scores, and errors
+ * named at the right line. */
+START_TEST(test_wide_chunks) {
+    char prefix[4096], score[4200], out1[4300], out2[4300], bad[4300];
+    snprintf(prefix, sizeof prefix, "%s", tu_tmp_path("wchunk"));
+    make_cohort(prefix, 64, 5, 0);
+    snprintf(score, sizeof score, "%s.score", prefix);
+    snprintf(out1, sizeof out1, "%s.a.sscore", prefix);
+    snprintf(out2, sizeof out2, "%s.b.sscore", prefix);
+    const char *sc[] = { score };
+    score_ours(prefix, sc, 1, NULL, 0, out1);
+    size_t saved = mg__prs_wide_chunk;
+    mg__prs_wide_chunk = 37; /* shorter than a line: buffers grow */
+    score_ours(prefix, sc, 1, NULL, 0, out2);
+    size_t n1, n2;
+    char *t1 = (char *)tu_read_file(out1, &n1), *t2 = (char *)tu_read_file(out2, &n2);
+    ck_assert(t1 && t2 && n1 == n2 && memcmp(t1, t2, n1) == 0);
+    free(t1);
+    free(t2);
+    /* errors at known lines, CRLF and blank lines on the way; alleles
+     * from the .bim so that every line matches */
+    char a1s[40];
+    {
+        char bimp[4300];
+        snprintf(bimp, sizeof bimp, "%s.bim", prefix);
+        FILE *bf = fopen(bimp, "r");
+        ck_assert_ptr_nonnull(bf);
+        for (int v = 0; v < 40; v++) ck_assert_int_eq(fscanf(bf, "%*s %*s %*s %*s %c %*c", &a1s[v]), 1);
+        fclose(bf);
+    }
+    snprintf(bad, sizeof bad, "%s.bad", prefix);
+    for (int kind = 0; kind < 3; kind++) {
+        FILE *f = fopen(bad, "wb");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "ID\tA1\tw1\tw2\r\n");
+        int line = 1;
+        for (int v = 0; v < 40; v++) {
+            line++;
+            if (v == 5) { fprintf(f, "\r\n"); continue; }
+            if (v == 31 && kind == 0) { fprintf(f, "rs%d\t%c\t0.5\t1e-3x\r\n", v, a1s[v]); break; }
+            if (v == 31 && kind == 1) { fprintf(f, "rs2\t%c\t0.5\t1\r\n", a1s[2]); break; }
+            if (v == 31 && kind == 2) { fprintf(f, "rs%d\t%c\t0.5\t1%c5\n", v, a1s[v], '\0'); break; }
+            fprintf(f, "rs%d\t%c\t0.%d\t-%d.25e-2\r\n", v, a1s[v], v + 1, v);
+        }
+        fclose(f);
+        mg_prs *p = open_ok(prefix, 0);
+        ck_assert_int_eq(mg_prs_add_scores(p, NULL, bad), MG_E_DATA_FORMAT);
+        char want[64];
+        snprintf(want, sizeof want, ".bad:%d: ", line);
+        ck_assert_msg(strstr(mg_prs_errmsg(p), want) != NULL, "kind %d: %s (want %s)", kind,
+                      mg_prs_errmsg(p), want);
+        ck_assert_msg(strstr(mg_prs_errmsg(p), (const char *[]){"not a number", "duplicate", "NUL"}[kind]),
+                      "kind %d: %s", kind, mg_prs_errmsg(p));
+        ck_assert_uint_eq(mg_prs_score_count(p), 0);
+        mg_prs_free(p);
+    }
+    mg__prs_wide_chunk = saved;
+}
+END_TEST
+
+/* Per-row dosage models from a PGS Catalog file's is_dominant/is_recessive
+ * columns. pgsc_calc splits such a score by effect type, runs plink2 once
+ * per part (plain, `dominant`, `recessive`) and adds the sums: the reference
+ * here is the same three plink2 runs (and, without plink2, our own three runs
+ * with the global flags). */
+START_TEST(test_effect_types) {
+    char prefix[4096], cat[4200], part[3][4300], out[4300];
+    snprintf(prefix, sizeof prefix, "%s", tu_tmp_path("eff"));
+    int n = tu_under_valgrind() ? 40 : 333;
+    make_cohort(prefix, n, 4242, 1);
+    snprintf(cat, sizeof cat, "%s.catalog.txt", prefix);
+    char bimp[4300];
+    snprintf(bimp, sizeof bimp, "%s.bim", prefix);
+    FILE *bf = fopen(bimp, "r"), *cf = fopen(cat, "w"), *pf[3];
+    ck_assert(bf && cf);
+    for (int t = 0; t < 3; t++) {
+        snprintf(part[t], sizeof part[t], "%s.part%d", prefix, t);
+        pf[t] = fopen(part[t], "w");
+        ck_assert_ptr_nonnull(pf[t]);
+        fprintf(pf[t], "ID\tA1\tEFFECT\n");
+    }
+    fprintf(cf, "#pgs_id=EFFECT\nrsID\tchr_name\tchr_position\teffect_allele\tother_allele\teffect_weight\t"
+                "is_dominant\tis_recessive\n");
+    char chr[16], id[64], a1[16], a2[16];
+    long pos;
+    uint64_t rs = 77;
+    int counts[3] = {0, 0, 0};
+    while (fscanf(bf, "%15s %63s %*s %ld %15s %15s", chr, id, &pos, a1, a2) == 5) {
+        if (strcmp(chr, "1") && strcmp(chr, "2") && strcmp(chr, "XY")) continue;
+        char x = a1[0], y = a2[0]; /* leave out A/T and C/G: ambiguous, dropped */
+        if ((x == 'A' && y == 'T') || (x == 'T' && y == 'A') || (x == 'C' && y == 'G') || (x == 'G' && y == 'C'))
+            continue;
+        int t = (int)(tu_rand_u64(&rs) % 3);
+        const char *ea = tu_rand_u64(&rs) & 1 ? a1 : a2, *oa = ea == a1 ? a2 : a1;
+        double w = tu_rand_f32(&rs);
+        fprintf(cf, "%s\t%s\t%ld\t%s\t%s\t%.6f\t%s\t%s\n", id, chr, pos, ea, oa, w,
+                t == 1 ? "True" : "False", t == 2 ? "TRUE" : "FALSE");
+        fprintf(pf[t], "%s\t%s\t%.6f\n", id, ea, w);
+        counts[t]++;
+    }
+    fclose(bf);
+    fclose(cf);
+    for (int t = 0; t < 3; t++) fclose(pf[t]);
+    ck_assert(counts[0] > 3 && counts[1] > 3 && counts[2] > 3);
+    snprintf(out, sizeof out, "%s.ours.sscore", prefix);
+    const char *sc[] = { cat };
+    score_ours(prefix, sc, 1, NULL, 0, out);
+    sscore ours;
+    ck_assert_int_eq(sscore_load(&ours, out), 0);
+    ck_assert_int_eq(ours.ncol, 5); /* ALLELE_CT DENOM NAMED AVG SUM */
+    /* the same three parts through our global flags */
+    static const uint32_t flags[3] = { 0, MG_PRS_DOMINANT, MG_PRS_RECESSIVE };
+    double *sum = calloc((size_t)n * 5, sizeof *sum); /* ALLELE_CT DENOM NAMED SUM sum|SUM| */
+    for (int t = 0; t < 3; t++) {
+        char o[4400];
+        snprintf(o, sizeof o, "%s.self%d.sscore", prefix, t);
+        const char *one[] = { part[t] };
+        score_ours(prefix, one, 1, NULL, flags[t], o);
+        sscore s;
+        ck_assert_int_eq(sscore_load(&s, o), 0);
+        for (int r = 0; r < n; r++) {
+            const double *v = s.v + (size_t)r * (size_t)s.ncol;
+            sum[r * 4 + 0] += v[0];
+            sum[r * 4 + 1] += v[1];
+            sum[r * 4 + 2] += v[2];
+            sum[r * 4 + 3] += v[4];
+            sum[(size_t)n * 4 + (size_t)r] += fabs(v[4]);
+        }
+        sscore_free(&s);
+    }
+    for (int r = 0; r < n; r++) {
+        double tol = 1e-9 * (sum[(size_t)n * 4 + (size_t)r] + 1); /* the parts' 10 printed digits */
+        const double *v = ours.v + (size_t)r * (size_t)ours.ncol;
+        ck_assert_msg(relerr(v[0], sum[r * 4]) == 0 && relerr(v[1], sum[r * 4 + 1]) == 0,
+                      "sample %d counts", r);
+        ck_assert_msg(relerr(v[2], sum[r * 4 + 2]) < 1e-9 && fabs(v[4] - sum[r * 4 + 3]) <= tol,
+                      "sample %d: named %.10g vs %.10g, sum %.10g vs %.10g", r, v[2], sum[r * 4 + 2], v[4],
+                      sum[r * 4 + 3]);
+    }
+    if (!have_tool("plink2") || tu_under_valgrind()) {
+        fprintf(stderr, "  effect types: equal to our three runs by model (plink2 not run)\n");
+    } else {
+        memset(sum, 0, (size_t)n * 5 * sizeof *sum);
+        static const char *mods[3] = { "", "dominant", "recessive" };
+        for (int t = 0; t < 3; t++) {
+            char pl[4400], pls[4500];
+            snprintf(pl, sizeof pl, "%s.pl%d", prefix, t);
+            score_plink2(prefix, part[t], "3", mods[t], NULL, pl);
+            snprintf(pls, sizeof pls, "%s.sscore", pl);
+            sscore s;
+            ck_assert_int_eq(sscore_load(&s, pls), 0);
+            int skip = 0;
+            while (skip < s.ncol && !strncmp(s.names[skip], "PHENO", 5)) skip++;
+            for (int r = 0; r < n; r++) {
+                const double *v = s.v + (size_t)r * (size_t)s.ncol + skip;
+                sum[r * 4 + 2] += v[2];
+                sum[r * 4 + 3] += v[4];
+                sum[(size_t)n * 4 + (size_t)r] += fabs(v[4]);
+            }
+            sscore_free(&s);
+        }
+        double mx = 0;
+        for (int r = 0; r < n; r++) {
+            const double *v = ours.v + (size_t)r * (size_t)ours.ncol;
+            /* each plink2 part is printed to 6 digits: half a unit of the
+             * last of each part, plus our 1e-5 relative */
+            double parts = sum[(size_t)n * 4 + (size_t)r];
+            double e = fabs(v[4] - sum[r * 4 + 3]), tol = 5e-6 * parts + 1e-5 * fabs(v[4]);
+            ck_assert_msg(e <= tol, "sample %d: SUM %.10g vs plink2 parts %.10g", r, v[4], sum[r * 4 + 3]);
+            if (parts > 0) mx = fmax(mx, e / parts);
+            ck_assert_msg(fabs(v[2] - sum[r * 4 + 2]) <= 2e-3, "sample %d: NAMED %.10g vs %.10g", r, v[2],
+                          sum[r * 4 + 2]);
+        }
+        fprintf(stderr, "  effect types vs three plink2 runs (plain/dominant/recessive, %d/%d/%d rows): "
+                        "max difference %.2e of the parts' sizes\n", counts[0], counts[1], counts[2], mx);
+    }
+    free(sum);
+    sscore_free(&ours);
+    /* both flags on one row */
+    FILE *bad = fopen(cat, "w");
+    ck_assert_ptr_nonnull(bad);
+    fprintf(bad, "#pgs_id=X\nrsID\teffect_allele\teffect_weight\tis_dominant\tis_recessive\nrs0\tA\t1\tTRUE\tTRUE\n");
+    fclose(bad);
+    mg_prs *p = open_ok(prefix, 0);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, cat), MG_E_DATA_FORMAT);
+    ck_assert_ptr_nonnull(strstr(mg_prs_errmsg(p), "is_recessive"));
+    mg_prs_free(p);
 }
 END_TEST
 
@@ -1150,6 +1532,11 @@ static Suite *prs_suite(void) {
     tcase_add_test(tc, test_vcf_malformed);
     tcase_add_test(tc, test_vcf_dosage);
     tcase_add_test(tc, test_parse_double);
+    tcase_add_test(tc, test_int_sums);
+    tcase_add_test(tc, test_fmt_g10);
+    tcase_add_test(tc, test_parse_prefix);
+    tcase_add_test(tc, test_wide_chunks);
+    tcase_add_test(tc, test_effect_types);
     suite_add_tcase(s, tc);
     return s;
 }

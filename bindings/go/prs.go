@@ -26,6 +26,7 @@ const (
 	PRSRecessive        = uint32(C.MG_PRS_RECESSIVE)
 	PRSKeepAmbiguous    = uint32(C.MG_PRS_KEEP_AMBIGUOUS)
 	PRSKeepMultiallelic = uint32(C.MG_PRS_KEEP_MULTIALLELIC)
+	PRSDoubleSums       = uint32(C.MG_PRS_DOUBLE_SUMS)
 )
 
 // VCF dosage sources (PRSDosage option).

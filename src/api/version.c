@@ -31,10 +31,10 @@ static void info_init(void) {
         blas_clean[j++] = blas[i] == ' ' ? '_' : blas[i];
     blas_clean[j] = '\0';
     snprintf(g_info, sizeof g_info,
-             "version=%s simd=%s cpu_simd=%s blas=OpenBLAS:%s zstd=%s png=%s "
+             "version=%s simd=%s cpu_simd=%s amx=%s blas=OpenBLAS:%s zstd=%s png=%s "
              "jpeg=libjpeg-turbo:api%d compiler=%s",
              MG_VERSION_STRING, simd_name(mg_simd_level()),
-             simd_name(mg__cpu_simd_level()), blas_clean, ZSTD_versionString(),
+             simd_name(mg__cpu_simd_level()), mg__cpu_amx_enable() ? "yes" : "no", blas_clean, ZSTD_versionString(),
              png_get_libpng_ver(NULL), JPEG_LIB_VERSION,
 #if defined(__clang__)
              "clang-" __clang_version__

@@ -13,6 +13,7 @@ static void prs_usage(FILE *f) {
         "usage: medgemini prs score {--bfile PREFIX | --vcf FILE} --score FILE [--score FILE...] --out PREFIX\n"
         "         [--no-mean-imputation] [--read-freq FILE] [--dominant | --recessive]\n"
         "         [--keep-ambiguous] [--keep-multiallelic] [--min-overlap F] [--threads N]\n"
+        "         [--double-sums]\n"
         "         [--vcf-dosage DS|GP|HDS|none]\n"
         "  Writes PREFIX.sscore (columns as plink2 --score cols=+scoresums,+denom,+fid)\n"
         "  and prints each score's match report on stderr.\n");
@@ -63,6 +64,7 @@ int cli_prs(int argc, char **argv) {
         else if (!strcmp(a, "--recessive")) pp.flags |= MG_PRS_RECESSIVE;
         else if (!strcmp(a, "--keep-ambiguous")) pp.flags |= MG_PRS_KEEP_AMBIGUOUS;
         else if (!strcmp(a, "--keep-multiallelic")) pp.flags |= MG_PRS_KEEP_MULTIALLELIC;
+        else if (!strcmp(a, "--double-sums")) pp.flags |= MG_PRS_DOUBLE_SUMS;
         else { fprintf(stderr, "prs: unknown or incomplete option %s\n", a); prs_usage(stderr); goto done; }
     }
     if (!bfile == !vcf || !out || n_scores == 0) { prs_usage(stderr); goto done; }

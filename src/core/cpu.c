@@ -54,20 +54,32 @@ MG_API int32_t mg_simd_level(void) {
     return g_level;
 }
 
+#define ARCH_GET_XCOMP_PERM 0x1022
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 
 static int g_amx = 0;
 static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
 
+/* AMX tiles with INT8 and BF16 products, plus AVX512-VBMI (the byte shuffles
+ * that feed them), enabled by the OS (XCR0 tile bits) and granted to this
+ * process by ARCH_REQ_XCOMP_PERM (once per process; without it the first
+ * tile instruction faults). Off below MG_SIMD=avx512 and with MG_AMX=0. */
 static void amx_init(void) {
     unsigned a, b, c, d;
-    if (__get_cpuid_max(0, NULL) < 7) return;
+    if (mg_simd_level() < MG_SIMD_AVX512) return;
+    const char *env = getenv("MG_AMX");
+    if (env && !strcmp(env, "0")) return;
+    if (__get_cpuid_max(0, NULL) < 0xd) return;
     __cpuid_count(7, 0, a, b, c, d);
-    int amx_tile = (d >> 24) & 1, amx_bf16 = (d >> 22) & 1;
-    if (!amx_tile || !amx_bf16) return;
-    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0)
-        return;
+    int amx_tile = (d >> 24) & 1, amx_bf16 = (d >> 22) & 1, amx_int8 = (d >> 25) & 1;
+    int vbmi = (c >> 1) & 1;
+    if (!amx_tile || !amx_bf16 || !amx_int8 || !vbmi) return;
+    if ((xgetbv0() & 0x60000) != 0x60000) return; /* XTILECFG | XTILEDATA */
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return;
+    unsigned long perm = 0;
+    if (syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &perm) != 0) return;
+    if (!(perm & (1ul << XFEATURE_XTILEDATA))) return;
     g_amx = 1;
 }
 

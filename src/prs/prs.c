@@ -49,7 +49,7 @@ static mg_status open_any(mg_prs **out, const char *prefix, const mg_prs_params 
         return mg__err(err, errlen, MG_E_INVALID_ARG, "min_overlap must be within [0, 1]");
     if ((pp.flags & MG_PRS_DOMINANT) && (pp.flags & MG_PRS_RECESSIVE))
         return mg__err(err, errlen, MG_E_INVALID_ARG, "dominant and recessive exclude each other");
-    if (pp.flags & ~0x1fu) return mg__err(err, errlen, MG_E_INVALID_ARG, "unknown flags 0x%x", pp.flags);
+    if (pp.flags & ~0x3fu) return mg__err(err, errlen, MG_E_INVALID_ARG, "unknown flags 0x%x", pp.flags);
     if (pp.vcf_dosage > MG_PRS_DOSAGE_NONE)
         return mg__err(err, errlen, MG_E_INVALID_ARG, "unknown vcf_dosage %u", pp.vcf_dosage);
     mg_prs *p = mg__calloc(1, sizeof *p);

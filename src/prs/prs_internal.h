@@ -46,6 +46,19 @@ size_t mg__split(char *s, int sep, char **fields, size_t max);
  * NaN value. */
 int mg__parse_double(const char *s, double *out);
 
+/* The decimal number at the start of s (sign, digits, '.', digits,
+ * exponent) where Clinger's fast path gives strtod's value exactly: 0 with
+ * *out and *end (the byte after it) set; -1 when s does not start with such
+ * a number or it needs strtod (more than 19 digits, large exponents).
+ * Reads up to 8 bytes past the number: s must lie in a buffer with 8
+ * readable bytes after its text. */
+int mg__parse_prefix(const char *s, const char **end, double *out);
+
+/* v as printf("%.10g") writes it (exact decimal rounding in 128-bit
+ * integers for the usual magnitudes, printf itself for the rest); buf holds
+ * at least 32 bytes. Returns the length. */
+size_t mg__fmt_g10(char *buf, double v);
+
 /* Chromosome name -> code 1..22, 23 X, 24 Y, 25 XY, 26 MT (with or
  * without a "chr" prefix, numbers or letters); 0 for anything else. */
 int mg__chr_code(const char *s);
@@ -72,8 +85,16 @@ typedef struct mg__prs_score {
 typedef struct mg__prs_row {
     uint32_t var;
     uint8_t named_a1;      /* 1: the named allele is the .bim A1 (col 5) */
+    uint8_t effect;        /* MG__EFFECT_*                                */
     uint32_t stamp;        /* serial of the last file that used the row  */
 } mg__prs_row;
+
+/* A row's dosage model: the handle's flags (MG_PRS_DOMINANT/RECESSIVE or
+ * additive), or its own from a PGS Catalog file's is_dominant/is_recessive
+ * columns. Rows with their own model are not shared between scores. */
+#define MG__EFFECT_DEFAULT   0
+#define MG__EFFECT_DOMINANT  1
+#define MG__EFFECT_RECESSIVE 2
 
 typedef struct mg__prs_entry {
     uint32_t row, score;
@@ -149,6 +170,9 @@ mg_status mg__prs_load_vcf(mg_prs *p, const char *path);
 #define MG__DS_ONE     16384.0
 
 /* scorefile.c */
+/* Bytes of a wide file parsed per thread and round (tests lower it; set it
+ * before use). */
+extern size_t mg__prs_wide_chunk;
 mg_status mg__prs_read_freq(mg_prs *p, const char *path);
 mg_status mg__prs_add_file(mg_prs *p, const char *path, uint32_t *n_added);
 

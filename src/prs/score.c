@@ -3,6 +3,7 @@
 #include "prs/prs_internal.h"
 #include "core/pool.h"
 #include "prs/quad.h"
+#include "prs/ints.h"
 
 #include <cblas.h>
 
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 /* Per row and sex group (0: female/unknown, 1: male), per 2-bit code:
  * the score dosage, the observed named-allele dosage, the allele count and
@@ -21,7 +23,18 @@ typedef struct row_tab {
     int64_t ip[4];  /* fast path: 2 x named dosage | missing ploidy << 32 */
     double pl[2];   /* ploidy per sex group (dosage rows)                  */
     int named_a1, first;
+    int miss;       /* the row has a missing call (or may have: dosages)   */
+    uint32_t fl;    /* the flags with the row's own dosage model            */
 } row_tab;
+
+/* The handle's flags with row r's dosage model in place of the global
+ * MG_PRS_DOMINANT / MG_PRS_RECESSIVE. */
+static uint32_t row_flags(const mg_prs *p, const mg__prs_row *row) {
+    uint32_t fl = p->params.flags;
+    if (row->effect == MG__EFFECT_DOMINANT) fl = (fl & ~MG_PRS_RECESSIVE) | MG_PRS_DOMINANT;
+    else if (row->effect == MG__EFFECT_RECESSIVE) fl = (fl & ~MG_PRS_DOMINANT) | MG_PRS_RECESSIVE;
+    return fl;
+}
 
 /* Fast path: rows whose dosages do not depend on sex (everything but Y).
  * Per pair of samples (a nibble of the .bed byte) the tables give the two
@@ -41,6 +54,7 @@ typedef struct pair_tab {
 #define FEW_SCORES 1
 #define QUAD_MIN_SAMPLES 256
 #define QUAD_SUB 16384         /* samples per quad call (scratch size)     */
+#define INT_MIN_SCORES 1       /* the AMX path from this many scores on    */
 
 typedef struct job {
     const mg_prs *p;
@@ -114,7 +128,7 @@ static void run_range(void *arg, uint32_t t, uint32_t nt) {
         if (j->slow[r] == 2) { /* VCF dosages: per sample, in 1/16384 */
             const uint16_t *dsv = j->ds + (uint64_t)j->row_blkvar[r] * j->n_samples;
             double *dm = j->dmat ? j->dmat + (uint64_t)(r - j->r0) * ld : NULL;
-            uint32_t fl = j->p->params.flags;
+            uint32_t fl = tb->fl;
             for (uint64_t s = lo; s < hi; s++) {
                 unsigned grp = male[s];
                 double d;
@@ -355,7 +369,311 @@ static int cmp_row(const void *a, const void *b, void *ctx) {
     const mg__prs_row *rows = ctx;
     const mg__prs_row *x = &rows[*(const uint32_t *)a], *y = &rows[*(const uint32_t *)b];
     if (x->var != y->var) return x->var < y->var ? -1 : 1;
-    return x->named_a1 < y->named_a1 ? -1 : x->named_a1 > y->named_a1;
+    if (x->named_a1 != y->named_a1) return x->named_a1 < y->named_a1 ? -1 : 1;
+    if (x->effect != y->effect) return x->effect < y->effect ? -1 : 1;
+    const uint32_t *ia = a, *ib = b;
+    return *ia < *ib ? -1 : *ia > *ib; /* rows of their own model: creation order */
+}
+
+/* ---- the integer path (ints.h) ----------------------------------------- */
+
+/* 1 when the sex-independent .bed row g (n samples) has a missing call. */
+static int row_has_missing(const unsigned char *g, uint64_t n) {
+    uint64_t full = n / 4, i = 0;
+    const uint64_t m55 = 0x5555555555555555ull;
+    for (; i + 8 <= full; i += 8) {
+        uint64_t w;
+        memcpy(&w, g + i, 8);
+        if (w & ~(w >> 1) & m55) return 1;
+    }
+    for (; i < full; i++) {
+        unsigned b = g[i];
+        if (b & ~(b >> 1) & 0x55u) return 1;
+    }
+    for (uint64_t s = full * 4; s < n; s++)
+        if (((g[s >> 2] >> ((s & 3) * 2)) & 3u) == 1u) return 1;
+    return 0;
+}
+
+/* One slot: row r of the block's tables; kind 0 dosage, 1 missing call,
+ * 2 padding. */
+typedef struct int_slot {
+    uint32_t r;
+    uint8_t kind;
+} int_slot;
+
+typedef struct int_abuild {
+    const int_slot *slot;
+    const row_tab *tab;
+    const double *const *wrow; /* block row -> its K weights */
+    const double *inv_s;   /* per score: 1 / s_k */
+    uint32_t K, nat, nks;
+    int8_t *A;
+    uint8_t *lut;
+    int64_t *scratch;      /* per task 2 x 64 x K */
+} int_abuild;
+
+/* A and the quad tables for k-steps of task t. */
+static void int_abuild_task(void *arg, uint32_t t, uint32_t nt) {
+    const int_abuild *ab = arg;
+    uint32_t k0 = (uint32_t)((uint64_t)ab->nks * t / nt), k1 = (uint32_t)((uint64_t)ab->nks * (t + 1) / nt);
+    const uint32_t K = ab->K, nat = ab->nat;
+    int64_t *scratch = ab->scratch + (uint64_t)t * 2 * MG__INT_SLOTS * K;
+    mg__ints_col col[MG__INT_SLOTS];
+    for (uint32_t ks = k0; ks < k1; ks++) {
+        for (uint32_t c = 0; c < MG__INT_SLOTS; c++) {
+            uint64_t z = (uint64_t)ks * MG__INT_SLOTS + c;
+            const int_slot *sl = &ab->slot[z];
+            uint8_t *lut = ab->lut + z / 4 * 16 + (z % 4) * 4;
+            if (sl->kind == 2) {
+                memset(lut, 0, 4);
+                col[c] = (mg__ints_col){ NULL, 0, 0, 0 };
+                continue;
+            }
+            const row_tab *tb = &ab->tab[sl->r];
+            double pl = tb->pl[0];
+            const double *w = ab->wrow[sl->r];
+            if (sl->kind == 0) {
+                for (int code = 0; code < 4; code++)
+                    lut[code] = code == 1 ? 0 : (uint8_t)llround(2.0 * tb->d[code] / pl);
+                col[c] = (mg__ints_col){ w, pl / 2, (int8_t)pl, 0 };
+            } else {
+                for (int code = 0; code < 4; code++) lut[code] = code == 1;
+                col[c] = (mg__ints_col){ w, tb->d[1], 0, (int8_t)(tb->first ? pl : 0) };
+            }
+        }
+        mg__ints_build_a(col, K, ab->inv_s, nat, ab->A + (uint64_t)ks * nat * 1024, scratch);
+    }
+}
+
+typedef struct int_job {
+    mg__ints_step base;
+    uint64_t ntile;
+    uint8_t *bbuf;         /* per task MG__INTS_BBUF */
+} int_job;
+
+static void int_run_task(void *arg, uint32_t t, uint32_t nt) {
+    const int_job *ij = arg;
+    mg__ints_step st = ij->base;
+    st.t0 = ij->ntile * t / nt;
+    st.t1 = ij->ntile * (t + 1) / nt;
+    st.bbuf = ij->bbuf + (uint64_t)t * MG__INTS_BBUF;
+    if (st.t0 < st.t1) mg__ints_run_amx(&st);
+}
+
+/* Slots summed in int32 before they move to int64 (tests lower it). */
+uint64_t mg__ints_flush_slots = MG__INT_FLUSH_SLOTS;
+
+/* Moves the int32 sums into the int64 ones (exact) and zeroes them. */
+static void int_spill(int32_t *acc, int64_t *acc64, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        acc64[i] += acc[i];
+        acc[i] = 0;
+    }
+}
+
+/* Adds the exact sums (acc plus acc64 when spilled) into the double sums,
+ * scaled by 2^iexp[k], and the packed counts. */
+static void int_finish(const int32_t *acc, const int64_t *acc64, uint32_t nat, uint64_t N, uint32_t K,
+                       uint32_t KS, const int *iexp, double *sum, int64_t *ipack) {
+    for (uint64_t s = 0; s < N; s++) {
+        uint64_t base = s / 16 * nat * 256 + s % 16;
+#define ACC(m) ((int64_t)acc[base + (uint64_t)((m) / 16) * 256 + ((m) % 16) * 16] + \
+                (acc64 ? acc64[base + (uint64_t)((m) / 16) * 256 + ((m) % 16) * 16] : 0))
+        for (uint32_t k = 0; k < K; k++) {
+            __int128 tot = 0;
+            for (uint32_t j = MG__INT_DIGITS; j-- > 0;) tot = tot * 256 + ACC(k * MG__INT_DIGITS + j);
+            if (tot != 0) sum[s * KS + k] += ldexp((double)tot, iexp[k]);
+        }
+        ipack[s] += ACC(K * MG__INT_DIGITS) + (ACC(K * MG__INT_DIGITS + 1) << 32);
+#undef ACC
+    }
+}
+
+/* The tile buffers (the sums: N x rows x 4 bytes, walked once per chunk of
+ * k-steps) start on 2 MiB boundaries and ask for huge pages, to stay
+ * within TLB reach. */
+static void *big_alloc(size_t n) {
+    const size_t al = (size_t)2 << 20;
+    if (n > SIZE_MAX - al) return NULL;
+    n = (n + al - 1) / al * al;
+    void *p = mg__aligned_alloc(al, n);
+#ifdef MADV_HUGEPAGE
+    if (p) (void)madvise(p, n, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+/* State of the integer path across blocks. */
+typedef struct int_state {
+    uint32_t K, KS, nat, nt;
+    const int *iexp;
+    const double *iinv;
+    int_slot *slot;
+    const unsigned char **gptr;
+    int8_t *A;
+    uint8_t *lut, *bbuf;
+    uint64_t cap_ks, slots_acc;
+    int32_t *acc;
+    int64_t *scratch;
+    int64_t *acc64;        /* NULL until the int32 sums first spill */
+} int_state;
+
+static void int_state_free(int_state *is) {
+    mg__free(is->slot);
+    mg__free(is->gptr);
+    mg__aligned_free(is->A);
+    mg__free(is->lut);
+    mg__aligned_free(is->acc64);
+    is->slot = NULL; is->gptr = NULL; is->A = NULL; is->lut = NULL; is->acc64 = NULL;
+    is->cap_ks = 0;
+}
+
+/* One block's sex-independent rows frow[0..nf) through the AMX kernel:
+ * a dosage slot per row, a missing-call slot per row that has missing
+ * calls, padded to whole k-steps. */
+static mg_status int_block(mg_prs *p, mg__pool *pool, int_state *is, const unsigned char *geno,
+                           const unsigned char *zeros, const uint32_t *blkvar, const row_tab *tab,
+                           const double *const *Wb, const uint32_t *frow, uint32_t nf, double *sum,
+                           int64_t *ipack) {
+    uint64_t N = p->n_samples, bpv = p->bytes_per_var;
+    uint64_t nks = ((uint64_t)nf * 2 + MG__INT_SLOTS - 1) / MG__INT_SLOTS; /* at most */
+    if (nks > is->cap_ks) {
+        mg__free(is->slot);
+        mg__free(is->gptr);
+        mg__aligned_free(is->A);
+        mg__free(is->lut);
+        is->A = big_alloc((size_t)nks * is->nat * 1024);
+        is->slot = mg__malloc((size_t)nks * MG__INT_SLOTS * sizeof *is->slot);
+        is->gptr = mg__malloc((size_t)nks * MG__INT_SLOTS * sizeof *is->gptr);
+        is->lut = mg__malloc((size_t)nks * 256);
+        if (!is->A || !is->slot || !is->gptr || !is->lut) {
+            is->cap_ks = 0;
+            return mg__prs_set(p, MG_E_NOMEM, "out of memory");
+        }
+        is->cap_ks = nks;
+    }
+    int_slot *sl = is->slot;
+    uint64_t ns = 0;
+    for (uint32_t i = 0; i < nf; i++) {
+        is->gptr[ns] = geno + (uint64_t)blkvar[frow[i]] * bpv;
+        sl[ns++] = (int_slot){ frow[i], 0 };
+    }
+    for (uint32_t i = 0; i < nf; i++) {
+        const unsigned char *g = geno + (uint64_t)blkvar[frow[i]] * bpv;
+        if (!tab[frow[i]].miss) continue;
+        is->gptr[ns] = g;
+        sl[ns++] = (int_slot){ frow[i], 1 };
+    }
+    nks = (ns + MG__INT_SLOTS - 1) / MG__INT_SLOTS;
+    for (; ns < nks * MG__INT_SLOTS; ns++) {
+        is->gptr[ns] = zeros;
+        sl[ns] = (int_slot){ 0, 2 };
+    }
+    if (is->slots_acc + ns > mg__ints_flush_slots) {
+        size_t n = (size_t)((N + 15) / 16) * is->nat * 256;
+        if (!is->acc64) {
+            is->acc64 = big_alloc(n * sizeof *is->acc64);
+            if (!is->acc64) return mg__prs_set(p, MG_E_NOMEM, "out of memory");
+            memset(is->acc64, 0, n * sizeof *is->acc64);
+        }
+        int_spill(is->acc, is->acc64, n);
+        is->slots_acc = 0;
+    }
+    is->slots_acc += ns;
+    int_abuild ab = { sl, tab, Wb, is->iinv, is->K, is->nat, (uint32_t)nks, is->A, is->lut, is->scratch };
+    mg__pool_run(pool, int_abuild_task, &ab, is->nt);
+    int_job ij = { { (uint32_t)nks, is->nat, is->A, is->gptr, is->lut, is->acc, 0, 0, NULL },
+                   (N + 15) / 16, is->bbuf };
+    mg__pool_run(pool, int_run_task, &ij, is->nt);
+    return MG_OK;
+}
+
+
+/* ---- reading a block and making its row tables, on the pool -------------- */
+
+static int pread_all(int fd, void *dst, size_t want, off_t off) {
+    size_t got = 0;
+    while (got < want) {
+        ssize_t n = pread(fd, (char *)dst + got, want - got, off + (off_t)got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+typedef struct gather_job {
+    const mg_prs *p;
+    const freq_masks *fm;
+    const uint32_t *order;     /* the block's rows (indices into p->rows)  */
+    const uint32_t *bvar;      /* block variant slot -> variant            */
+    uint32_t nv;
+    const uint32_t *blkvar;    /* row -> block variant slot (ascending)    */
+    uint32_t nr;
+    unsigned char *geno;
+    uint16_t *dsb;
+    row_tab *tab;
+    uint8_t *slow;
+    uint32_t *err;             /* per task: variant that failed to read    */
+} gather_job;
+
+/* Task t reads its share of the block's variants (runs of consecutive
+ * variants in one pread) and makes the tables of their rows. */
+static void gather_task(void *arg, uint32_t t, uint32_t nt) {
+    const gather_job *j = arg;
+    const mg_prs *p = j->p;
+    uint64_t N = p->n_samples, bpv = p->bytes_per_var;
+    uint32_t v0 = (uint32_t)((uint64_t)j->nv * t / nt), v1 = (uint32_t)((uint64_t)j->nv * (t + 1) / nt);
+    j->err[t] = UINT32_MAX;
+    for (uint32_t k = v0; k < v1;) {
+        uint32_t e = k + 1;
+        while (e < v1 && j->bvar[e] == j->bvar[e - 1] + 1) e++;
+        if (pread_all(p->bed_fd, j->geno + (uint64_t)k * bpv, (size_t)((e - k) * bpv),
+                      (off_t)(3 + (uint64_t)j->bvar[k] * bpv)) != 0) {
+            j->err[t] = j->bvar[k];
+            return;
+        }
+        for (uint32_t x = k; x < e; x++) {
+            uint32_t v = j->bvar[x];
+            if (!p->ds_row || p->ds_row[v] == UINT32_MAX) continue;
+            size_t dwant = (size_t)N * sizeof *j->dsb;
+            if (pread_all(p->ds_fd, j->dsb + (uint64_t)x * N, dwant, (off_t)((uint64_t)p->ds_row[v] * dwant)) != 0) {
+                j->err[t] = v;
+                return;
+            }
+        }
+        k = e;
+    }
+    /* rows of slots v0 .. v1 - 1 (blkvar ascends) */
+    uint32_t lo = 0, hi = j->nr;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (j->blkvar[mid] < v0) lo = mid + 1;
+        else hi = mid;
+    }
+    for (uint32_t r = lo; r < j->nr && j->blkvar[r] < v1; r++) {
+        uint32_t slot = j->blkvar[r], v = j->bvar[slot];
+        int first = r == 0 || j->blkvar[r - 1] != slot;
+        const mg__prs_row *row = &p->rows[j->order[r]];
+        const mg__prs_variant *var = &p->var[v];
+        const unsigned char *g = j->geno + (uint64_t)slot * bpv;
+        int is_ds = p->ds_row && p->ds_row[v] != UINT32_MAX;
+        /* the frequency only matters for missing calls */
+        int miss = is_ds || row_has_missing(g, N);
+        double f = 0;
+        if (p->ext_freq && !isnan(p->ext_freq[v]))
+            f = row->named_a1 ? p->ext_freq[v] : 1.0 - p->ext_freq[v];
+        else if (is_ds)
+            f = ds_freq(p, j->dsb + (uint64_t)slot * N, var->cls, row->named_a1);
+        else if (miss)
+            f = founder_freq(p, j->fm, g, var->cls, row->named_a1);
+        uint32_t fl = row_flags(p, row);
+        make_tab(&j->tab[r], var->cls, row->named_a1, first, f, fl);
+        j->tab[r].miss = miss;
+        j->tab[r].fl = fl;
+        j->slow[r] = is_ds ? 2 : var->cls == MG__CHR_Y;
+    }
 }
 
 mg_status mg__prs_compute(mg_prs *p) {
@@ -371,7 +689,8 @@ mg_status mg__prs_compute(mg_prs *p) {
     }
     mg_status st = MG_OK;
     uint64_t N = p->n_samples;
-    uint32_t *order = NULL, *rowpos = NULL, *blkvar = NULL;
+    uint32_t *order = NULL, *rowpos = NULL, *blkvar = NULL, *bvar = NULL, *gerr = NULL;
+    const double **wrow = NULL;
     double *W = NULL, *act = NULL, *den = NULL, *named = NULL, *sum = NULL;
     unsigned char *geno = NULL;
     row_tab *tab = NULL;
@@ -393,7 +712,19 @@ mg_status mg__prs_compute(mg_prs *p) {
     const double **qw = NULL;
     double *qdose = NULL;
     int64_t *qipk = NULL;
-    int quad = K > FEW_SCORES && N >= QUAD_MIN_SAMPLES;
+    /* integer path (ints.h) */
+    int32_t *iacc = NULL;
+    uint8_t *ibbuf = NULL;
+    int *iexp = NULL;
+    double *iinv = NULL;
+    int64_t *iscr = NULL;
+    uint32_t inat = 0;
+    int_state is;
+    memset(&is, 0, sizeof is);
+    int ints = N >= 16 && K >= INT_MIN_SCORES && !(p->params.flags & MG_PRS_DOUBLE_SUMS) &&
+               (uint64_t)K * MG__INT_DIGITS + 2 < ((uint64_t)1 << 20) && mg__ints_available();
+    int quad = !ints && K > FEW_SCORES && N >= QUAD_MIN_SAMPLES;
+    int split = quad || ints; /* sex-independent .bed rows apart from the rest */
     uint32_t KS = quad ? (K + MG__QUAD_LANES - 1) / MG__QUAD_LANES * MG__QUAD_LANES : K;
     /* active rows: those holding a weight of a kept score */
     uint8_t *active = mg__calloc(p->n_rows ? p->n_rows : 1, 1);
@@ -412,9 +743,10 @@ mg_status mg__prs_compute(mg_prs *p) {
     rowpos = mg__malloc((p->n_rows ? p->n_rows : 1) * sizeof *rowpos);
     if (!order || !rowpos) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
     for (uint32_t r = 0; r < p->n_rows; r++) if (active[r]) order[n_act++] = r;
-    if (p->params.flags & (MG_PRS_DOMINANT | MG_PRS_RECESSIVE)) {
-        for (uint32_t i = 0; i < n_act; i++) {
-            const mg__prs_variant *v = &p->var[p->rows[order[i]].var];
+    for (uint32_t i = 0; i < n_act; i++) {
+        const mg__prs_row *row = &p->rows[order[i]];
+        if (row_flags(p, row) & (MG_PRS_DOMINANT | MG_PRS_RECESSIVE)) {
+            const mg__prs_variant *v = &p->var[row->var];
             if (v->cls == MG__CHR_X || v->cls == MG__CHR_Y || v->cls == MG__CHR_MT) {
                 st = mg__prs_set(p, MG_E_UNSUPPORTED,
                                  "dominant and recessive scores cannot use haploid chromosomes "
@@ -425,12 +757,44 @@ mg_status mg__prs_compute(mg_prs *p) {
     }
     qsort_r(order, n_act, sizeof *order, cmp_row, p->rows);
     for (uint32_t i = 0; i < n_act; i++) rowpos[order[i]] = i;
+    uint32_t max_run = 1; /* most rows of one variant (2, or more with own dosage models) */
+    for (uint32_t i = 1, run = 1; i < n_act; i++) {
+        run = p->rows[order[i - 1]].var == p->rows[order[i]].var ? run + 1 : 1;
+        if (run > max_run) max_run = run;
+    }
     size_t wbytes;
     if (mg__mul_size((size_t)n_act ? n_act : 1, (size_t)K * sizeof(double), &wbytes)) {
         st = mg__prs_set(p, MG_E_NOMEM, "score matrix too large");
         goto done;
     }
-    W = mg__calloc(1, wbytes);
+    /* Each row's K weights: straight from the wide blocks when they hold
+     * every kept score in order and no row twice (one wide file, the AMX
+     * path: no dense copy), else from the dense matrix W. */
+    wrow = mg__malloc((n_act ? n_act : 1) * sizeof *wrow);
+    if (!wrow) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+    int direct = ints && p->n_ent == 0 && p->n_wide > 0;
+    for (uint32_t b = 0; direct && b < p->n_wide; b++) {
+        const mg__prs_wide *wb = &p->wide[b];
+        if (wb->nk != K) direct = 0;
+        for (uint32_t c = 0; direct && c < wb->nk; c++) direct = col[wb->first + c] == (int32_t)c;
+    }
+    if (direct) {
+        memset(wrow, 0, (n_act ? n_act : 1) * sizeof *wrow);
+        for (uint32_t b = 0; direct && b < p->n_wide; b++) {
+            const mg__prs_wide *wb = &p->wide[b];
+            for (uint64_t i = 0; i < wb->n; i++) {
+                uint32_t pos = rowpos[wb->row[i]];
+                if (wrow[pos]) { direct = 0; break; }
+                wrow[pos] = wb->w + i * wb->nk;
+            }
+        }
+        for (uint32_t r = 0; direct && r < n_act; r++) direct = wrow[r] != NULL;
+    }
+    if (!direct) {
+        W = mg__calloc(1, wbytes);
+        if (!W) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+        for (uint32_t r = 0; r < n_act; r++) wrow[r] = W + (uint64_t)r * K;
+    }
     act = mg__calloc(N, sizeof *act);
     den = mg__calloc(N, sizeof *den);
     named = mg__calloc(N, sizeof *named);
@@ -441,12 +805,12 @@ mg_status mg__prs_compute(mg_prs *p) {
         sum = mg__aligned_alloc(64, sum_bytes);
         if (sum) memset(sum, 0, sum_bytes);
     }
-    if (!W || !act || !den || !named || !sum) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
-    for (uint64_t e = 0; e < p->n_ent; e++) {
+    if (!act || !den || !named || !sum) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+    for (uint64_t e = 0; W && e < p->n_ent; e++) {
         int32_t c = col[p->ent[e].score];
         if (c >= 0) W[(uint64_t)rowpos[p->ent[e].row] * K + (uint32_t)c] += p->ent[e].w;
     }
-    for (uint32_t b = 0; b < p->n_wide; b++) {
+    for (uint32_t b = 0; W && b < p->n_wide; b++) {
         const mg__prs_wide *wb = &p->wide[b];
         for (uint64_t i = 0; i < wb->n; i++) {
             double *dst = W + (uint64_t)rowpos[wb->row[i]] * K;
@@ -459,6 +823,9 @@ mg_status mg__prs_compute(mg_prs *p) {
     }
 
     uint32_t B = p->params.block_variants ? p->params.block_variants : 4096;
+    if (ints && B > (1u << 20)) B = 1u << 20; /* int32 sums: < 2^23 slots a block */
+    /* rows a block holds: whole variants, B of them or up to 2B rows */
+    size_t rcap = (size_t)B * 2 > max_run ? (size_t)B * 2 : max_run;
     uint32_t nthr = p->params.n_threads;
     if (nthr == 0) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
@@ -469,25 +836,31 @@ mg_status mg__prs_compute(mg_prs *p) {
         if (!pool) { st = mg__prs_set(p, MG_E_NOMEM, "cannot start threads"); goto done; }
     }
     uint32_t nt = pool ? mg__pool_size(pool) : 1;
-    if (quad) {
-        size_t rows2 = (size_t)B * 2, cwb;
+    if (split) {
+        size_t rows2 = rcap, cwb;
         if (mg__mul_size(rows2 * sizeof(double), (size_t)K, &cwb)) { st = mg__prs_set(p, MG_E_NOMEM, "block too large"); goto done; }
         /* cache-line aligned: a table row load must not straddle two lines */
-        qtab = mg__aligned_alloc(64, (size_t)nt * MG__QUAD_MAXG * 256 * MG__QUAD_WIDTH * sizeof *qtab);
-        qitab = mg__malloc((size_t)nt * MG__QUAD_MAXG * 256 * sizeof *qitab);
-        qcodes = mg__malloc((size_t)nt * QUAD_SUB * MG__QUAD_MAXG);
-        zeros = mg__calloc(p->bytes_per_var ? p->bytes_per_var : 1, 1);
+        if (quad) {
+            qtab = mg__aligned_alloc(64, (size_t)nt * MG__QUAD_MAXG * 256 * MG__QUAD_WIDTH * sizeof *qtab);
+            qitab = mg__malloc((size_t)nt * MG__QUAD_MAXG * 256 * sizeof *qitab);
+            qcodes = mg__malloc((size_t)nt * QUAD_SUB * MG__QUAD_MAXG);
+            qgeno = mg__malloc(4 * MG__QUAD_MAXG * sizeof *qgeno);
+            qw = mg__malloc(4 * MG__QUAD_MAXG * sizeof *qw);
+            qdose = mg__malloc(16 * MG__QUAD_MAXG * sizeof *qdose);
+            qipk = mg__malloc(16 * MG__QUAD_MAXG * sizeof *qipk);
+            if (!qtab || !qitab || !qcodes || !qgeno || !qw || !qdose || !qipk) {
+                st = mg__prs_set(p, MG_E_NOMEM, "out of memory");
+                goto done;
+            }
+        }
+        /* the AMX kernel reads up to 16 bytes past a row's samples */
+        zeros = mg__calloc(p->bytes_per_var + 64, 1);
         ctab = mg__malloc(rows2 * sizeof *ctab);
         cblk = mg__malloc(rows2 * sizeof *cblk);
         cslow = mg__malloc(rows2);
         frow = mg__malloc(rows2 * sizeof *frow);
         cW = mg__malloc(cwb);
-        qgeno = mg__malloc(4 * MG__QUAD_MAXG * sizeof *qgeno);
-        qw = mg__malloc(4 * MG__QUAD_MAXG * sizeof *qw);
-        qdose = mg__malloc(16 * MG__QUAD_MAXG * sizeof *qdose);
-        qipk = mg__malloc(16 * MG__QUAD_MAXG * sizeof *qipk);
-        if (!qtab || !qitab || !qcodes || !zeros || !ctab || !cblk || !cslow || !frow || !cW ||
-            !qgeno || !qw || !qdose || !qipk) {
+        if (!zeros || !ctab || !cblk || !cslow || !frow || !cW) {
             st = mg__prs_set(p, MG_E_NOMEM, "out of memory");
             goto done;
         }
@@ -512,19 +885,54 @@ mg_status mg__prs_compute(mg_prs *p) {
     }
     size_t gbytes;
     if (mg__mul_size(B, (size_t)p->bytes_per_var, &gbytes)) { st = mg__prs_set(p, MG_E_NOMEM, "block too large"); goto done; }
-    geno = mg__malloc(gbytes);
-    tab = mg__malloc((size_t)B * 2 * sizeof *tab); /* at most 2 rows per variant */
-    blkvar = mg__malloc((size_t)B * 2 * sizeof *blkvar);
-    slow = mg__malloc((size_t)B * 2);
+    geno = mg__malloc(gbytes + 64);
+    tab = mg__malloc(rcap * sizeof *tab);
+    bvar = mg__malloc((size_t)B * sizeof *bvar);
+    gerr = mg__malloc((size_t)nt * sizeof *gerr);
+    blkvar = mg__malloc(rcap * sizeof *blkvar);
+    slow = mg__malloc(rcap);
     ipack = mg__calloc(N, sizeof *ipack);
     uint64_t nw = (p->bytes_per_var + 7) / 8;
     masks = mg__calloc(nw * 4, sizeof *masks);
-    if (!geno || !tab || !blkvar || !slow || !ipack || !masks) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+    if (!geno || !tab || !blkvar || !slow || !ipack || !masks || !bvar || !gerr) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
     if (p->ds_row) {
         size_t dbytes;
         if (mg__mul_size(B, (size_t)N * sizeof *dsb, &dbytes)) { st = mg__prs_set(p, MG_E_NOMEM, "block too large"); goto done; }
         dsb = mg__malloc(dbytes);
         if (!dsb) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+    }
+    if (ints) {
+        /* rows: K x digits, the named dosage and missing ploidy counts */
+        inat = (uint32_t)((((uint64_t)K * MG__INT_DIGITS + 2 + 31) / 32) * 2);
+        uint64_t ntile = (N + 15) / 16;
+        size_t ab;
+        if (mg__mul_size((size_t)ntile * inat, 1024, &ab)) { st = mg__prs_set(p, MG_E_NOMEM, "too many samples"); goto done; }
+        iacc = big_alloc(ab);
+        ibbuf = big_alloc((size_t)nt * MG__INTS_BBUF);
+        iexp = mg__malloc(K * sizeof *iexp);
+        iinv = mg__malloc(K * sizeof *iinv);
+        iscr = mg__malloc((size_t)nt * 2 * MG__INT_SLOTS * K * sizeof *iscr);
+        if (!iacc || !ibbuf || !iexp || !iinv || !iscr) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+        memset(iacc, 0, ab);
+        /* s_k: a power of two with 2 x max |w_k| / s_k <= 2^(8 x digits - 2),
+         * so every rounded weight (dosage slots: w x ploidy / 2; missing
+         * slots: w x imputed dosage <= 2 |w|) fits the signed digits */
+        for (uint32_t k = 0; k < K; k++) iinv[k] = 0; /* max |w_k| first */
+        for (uint32_t r = 0; r < n_act; r++) {
+            const double *wr = wrow[r];
+            for (uint32_t k = 0; k < K; k++) {
+                double a = fabs(wr[k]);
+                if (a > iinv[k]) iinv[k] = a;
+            }
+        }
+        for (uint32_t k = 0; k < K; k++) {
+            double m = iinv[k];
+            int e = 0;
+            if (m > 0) (void)frexp(2 * m, &e);
+            iexp[k] = e - (8 * MG__INT_DIGITS - 2);
+            iinv[k] = ldexp(1.0, -iexp[k]);
+        }
+        is = (int_state){ K, KS, inat, nt, iexp, iinv, NULL, NULL, NULL, NULL, ibbuf, 0, 0, iacc, iscr, NULL };
     }
     freq_masks fm = { masks, masks + nw, masks + 2 * nw, masks + 3 * nw };
     for (uint64_t s2 = 0; s2 < N; s2++) {
@@ -539,86 +947,66 @@ mg_status mg__prs_compute(mg_prs *p) {
     double pfast = 0; /* ploidy summed over the sex-independent variants */
 
     for (uint32_t i = 0; i < n_act;) {
-        /* gather up to B distinct variants */
+        /* gather up to B distinct variants; threads read them and make the
+         * row tables */
         uint32_t start = i, nv = 0;
         uint32_t last = UINT32_MAX;
         while (i < n_act) {
             uint32_t v = p->rows[order[i]].var;
             if (v != last) {
                 if (nv == B) break;
-                unsigned char *dst = geno + (uint64_t)nv * p->bytes_per_var;
-                off_t off = (off_t)(3 + (uint64_t)v * p->bytes_per_var);
-                size_t want = (size_t)p->bytes_per_var, got = 0;
-                while (got < want) {
-                    ssize_t n = pread(p->bed_fd, dst + got, want - got, off + (off_t)got);
-                    if (n < 0 && errno == EINTR) continue;
-                    if (n <= 0) {
-                        st = mg__prs_set(p, MG_E_IO, "%s: read failed at variant %u (file changed?)",
-                                         p->bed_path, v);
-                        goto done;
-                    }
-                    got += (size_t)n;
-                }
-                if (p->ds_row && p->ds_row[v] != UINT32_MAX) {
-                    unsigned char *dd = (unsigned char *)(dsb + (uint64_t)nv * N);
-                    size_t dwant = (size_t)N * sizeof *dsb, dgot = 0;
-                    off_t doff = (off_t)((uint64_t)p->ds_row[v] * dwant);
-                    while (dgot < dwant) {
-                        ssize_t n = pread(p->ds_fd, dd + dgot, dwant - dgot, doff + (off_t)dgot);
-                        if (n < 0 && errno == EINTR) continue;
-                        if (n <= 0) {
-                            st = mg__prs_set(p, MG_E_IO, "%s: dosage read failed at variant %u",
-                                             p->bed_path, v);
-                            goto done;
-                        }
-                        dgot += (size_t)n;
-                    }
-                }
+                uint32_t run = 1;
+                while (i + run < n_act && p->rows[order[i + run]].var == v) run++;
+                if ((size_t)(i - start) + run > rcap) break;
+                bvar[nv++] = v;
                 last = v;
-                nv++;
             }
-            uint32_t r = i - start;
-            int first = i == start || p->rows[order[i - 1]].var != v;
-            const mg__prs_row *row = &p->rows[order[i]];
-            const mg__prs_variant *var = &p->var[v];
-            const unsigned char *g = geno + (uint64_t)(nv - 1) * p->bytes_per_var;
-            int is_ds = p->ds_row && p->ds_row[v] != UINT32_MAX;
-            double f;
-            if (p->ext_freq && !isnan(p->ext_freq[v]))
-                f = row->named_a1 ? p->ext_freq[v] : 1.0 - p->ext_freq[v];
-            else if (is_ds)
-                f = ds_freq(p, dsb + (uint64_t)(nv - 1) * N, var->cls, row->named_a1);
-            else
-                f = founder_freq(p, &fm, g, var->cls, row->named_a1);
-            make_tab(&tab[r], var->cls, row->named_a1, first, f, p->params.flags);
-            slow[r] = is_ds ? 2 : var->cls == MG__CHR_Y;
-            if (!slow[r] && first) pfast += var->cls == MG__CHR_MT ? 1 : 2;
-            blkvar[r] = nv - 1;
+            blkvar[i - start] = nv - 1;
             i++;
         }
+        {
+            gather_job gj = { p, &fm, order + start, bvar, nv, blkvar, i - start, geno, dsb,
+                              tab, slow, gerr };
+            mg__pool_run(pool, gather_task, &gj, nt);
+            for (uint32_t t = 0; t < nt; t++) {
+                if (gerr[t] == UINT32_MAX) continue;
+                st = mg__prs_set(p, MG_E_IO, "%s: read failed at variant %u (file changed?)",
+                                 p->bed_path, gerr[t]);
+                goto done;
+            }
+            for (uint32_t r = 0; r < i - start; r++) {
+                const mg__prs_variant *var = &p->var[bvar[blkvar[r]]];
+                if (!slow[r] && tab[r].first) pfast += var->cls == MG__CHR_MT ? 1 : 2;
+            }
+        }
         uint32_t nr = i - start;
-        const double *Wb = W + (uint64_t)start * K;
+        const double *Wb = W ? W + (uint64_t)start * K : NULL; /* dense paths (not direct) */
+        const double *const *wb_rows = wrow + start;
         const row_tab *btab = tab;
         const uint32_t *bblk = blkvar;
         const uint8_t *bslow = slow;
-        if (quad) { /* sex-independent .bed rows by quads, the rest below */
+        if (split) { /* sex-independent .bed rows by quads or AMX, the rest below */
             uint32_t nf = 0, nsl = 0;
             for (uint32_t r = 0; r < nr; r++) {
                 if (!slow[r]) { frow[nf++] = r; continue; }
                 ctab[nsl] = tab[r];
                 cblk[nsl] = blkvar[r];
                 cslow[nsl] = slow[r];
-                memcpy(cW + (uint64_t)nsl * K, Wb + (uint64_t)r * K, (size_t)K * sizeof *cW);
+                memcpy(cW + (uint64_t)nsl * K, wb_rows[r], (size_t)K * sizeof *cW);
                 nsl++;
             }
-            for (uint32_t f0 = 0; f0 < nf; f0 += 4 * MG__QUAD_MAXG) {
+            if (ints && nf) {
+                st = int_block(p, pool, &is, geno, zeros, blkvar, tab, wb_rows, frow, nf, sum, ipack);
+                if (st != MG_OK) goto done;
+            }
+            for (uint32_t f0 = 0; quad && f0 < nf; f0 += 4 * MG__QUAD_MAXG) {
                 uint32_t nq = nf - f0 < 4 * MG__QUAD_MAXG ? nf - f0 : 4 * MG__QUAD_MAXG;
                 uint32_t nqd = (nq + 3) / 4;
                 for (uint32_t x = 0; x < 4 * nqd; x++) {
                     if (x < nq) {
                         uint32_t r = frow[f0 + x];
                         qgeno[x] = geno + (uint64_t)blkvar[r] * p->bytes_per_var;
-                        qw[x] = Wb + (uint64_t)r * K;
+                        qw[x] = wb_rows[r];
                         for (int c = 0; c < 4; c++) {
                             qdose[4 * x + (uint32_t)c] = tab[r].d[c];
                             qipk[4 * x + (uint32_t)c] = tab[r].ip[c];
@@ -659,6 +1047,7 @@ mg_status mg__prs_compute(mg_prs *p) {
             r0 = r1;
         }
     }
+    if (ints) int_finish(iacc, is.acc64, inat, N, K, KS, iexp, sum, ipack);
     {
         int mean_imp = !(p->params.flags & MG_PRS_NO_MEAN_IMPUTATION);
         for (uint64_t s2 = 0; s2 < N; s2++) {
@@ -689,15 +1078,14 @@ done:
     mg__aligned_free(qtab); mg__free(qitab); mg__free(qcodes); mg__free(zeros); mg__free(ctab);
     mg__free(cblk); mg__free(cslow); mg__free(frow); mg__free(cW); mg__free(qgeno);
     mg__free(qw); mg__free(qdose); mg__free(qipk);
+    mg__aligned_free(iacc); mg__aligned_free(ibbuf); mg__free(iexp); mg__free(iinv); mg__free(iscr);
+    int_state_free(&is);
+    mg__free(bvar); mg__free(gerr); mg__free(wrow);
     return st;
 }
 
-static void put_num(FILE *f, double v) {
-    if (isnan(v)) fputs("nan", f);
-    else if (isinf(v)) fputs(v > 0 ? "inf" : "-inf", f);
-    else fprintf(f, "%.10g", v);
-}
-
+/* Lines are built in a buffer, numbers through mg__fmt_g10 (printf's own
+ * %g was half the time of a 100-score run). */
 mg_status mg__prs_write_sscore(mg_prs *p, const char *path) {
     FILE *f = fopen(path, "w");
     if (!f) return mg__prs_set(p, MG_E_IO, "cannot create %s: %s", path, strerror(errno));
@@ -707,20 +1095,38 @@ mg_status mg__prs_write_sscore(mg_prs *p, const char *path) {
     for (uint32_t k = 0; k < p->n_scores; k++)
         if (p->scores[k].rep.kept) fprintf(f, "\t%s_SUM", p->scores[k].name);
     fputc('\n', f);
+    size_t cap = (size_t)(3 + 2 * (size_t)p->n_scores) * 40 + 2;
+    char *line = mg__malloc(cap);
+    if (!line) {
+        fclose(f);
+        return mg__prs_set(p, MG_E_NOMEM, "out of memory");
+    }
     for (uint64_t s = 0; s < p->n_samples; s++) {
-        fprintf(f, "%s\t%s\t", p->sstr + p->fid[s], p->sstr + p->iid[s]);
-        put_num(f, p->r_act[s]);
+        fputs(p->sstr + p->fid[s], f);
         fputc('\t', f);
-        put_num(f, p->r_den[s]);
-        fputc('\t', f);
-        put_num(f, p->r_named[s]);
+        fputs(p->sstr + p->iid[s], f);
+        char *o = line;
+        *o++ = '\t';
+        o += mg__fmt_g10(o, p->r_act[s]);
+        *o++ = '\t';
+        o += mg__fmt_g10(o, p->r_den[s]);
+        *o++ = '\t';
+        o += mg__fmt_g10(o, p->r_named[s]);
         const double *row = p->r_sum + s * p->n_scores;
         for (uint32_t k = 0; k < p->n_scores; k++)
-            if (p->scores[k].rep.kept) { fputc('\t', f); put_num(f, p->r_den[s] != 0 ? row[k] / p->r_den[s] : NAN); }
+            if (p->scores[k].rep.kept) {
+                *o++ = '\t';
+                o += mg__fmt_g10(o, p->r_den[s] != 0 ? row[k] / p->r_den[s] : NAN);
+            }
         for (uint32_t k = 0; k < p->n_scores; k++)
-            if (p->scores[k].rep.kept) { fputc('\t', f); put_num(f, row[k]); }
-        fputc('\n', f);
+            if (p->scores[k].rep.kept) {
+                *o++ = '\t';
+                o += mg__fmt_g10(o, row[k]);
+            }
+        *o++ = '\n';
+        fwrite(line, 1, (size_t)(o - line), f);
     }
+    mg__free(line);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) return mg__prs_set(p, MG_E_IO, "error writing %s", path);
     return MG_OK;

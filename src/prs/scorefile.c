@@ -1,6 +1,7 @@
 /* scorefile.c - scoring files (PGS Catalog and PLINK 2-style wide files),
  * their matching to the target, and allele-frequency files. */
 #include "prs/prs_internal.h"
+#include "core/pool.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -8,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+#include <zlib.h>
 
 static int parse_weight(const char *s, double *out) { return mg__parse_double(s, out); }
 
@@ -110,6 +113,22 @@ static mg_status add_score(mg_prs *p, const char *name, uint32_t *idx) {
     return MG_OK;
 }
 
+static uint32_t new_row(mg_prs *p, uint32_t var, int named_a1, int effect) {
+    if (p->n_rows == UINT32_MAX - 1) return UINT32_MAX;
+    if (p->n_rows == p->cap_rows) {
+        uint32_t nc = p->cap_rows ? (p->cap_rows > UINT32_MAX / 2 ? UINT32_MAX - 1 : p->cap_rows * 2) : 1024;
+        mg__prs_row *nr = mg__realloc(p->rows, (size_t)nc * sizeof *nr);
+        if (!nr) return UINT32_MAX;
+        p->rows = nr;
+        p->cap_rows = nc;
+    }
+    p->rows[p->n_rows].var = var;
+    p->rows[p->n_rows].named_a1 = (uint8_t)(named_a1 ? 1 : 0);
+    p->rows[p->n_rows].effect = (uint8_t)effect;
+    p->rows[p->n_rows].stamp = 0;
+    return p->n_rows++;
+}
+
 /* The row of (variant, named allele), created when absent; UINT32_MAX when
  * out of memory. */
 static uint32_t get_row(mg_prs *p, uint32_t var, int named_a1) {
@@ -120,18 +139,9 @@ static uint32_t get_row(mg_prs *p, uint32_t var, int named_a1) {
     }
     uint32_t *slot = &p->row_of[2 * (uint64_t)var + (named_a1 ? 1 : 0)];
     if (*slot != UINT32_MAX) return *slot;
-    if (p->n_rows == p->cap_rows) {
-        uint32_t nc = p->cap_rows ? p->cap_rows * 2 : 1024;
-        mg__prs_row *nr = mg__realloc(p->rows, nc * sizeof *nr);
-        if (!nr) return UINT32_MAX;
-        p->rows = nr;
-        p->cap_rows = nc;
-    }
-    p->rows[p->n_rows].var = var;
-    p->rows[p->n_rows].named_a1 = (uint8_t)(named_a1 ? 1 : 0);
-    p->rows[p->n_rows].stamp = 0;
-    *slot = p->n_rows;
-    return p->n_rows++;
+    uint32_t r = new_row(p, var, named_a1, MG__EFFECT_DEFAULT);
+    if (r != UINT32_MAX) *slot = r;
+    return r;
 }
 
 static int add_entry(mg_prs *p, uint32_t row, uint32_t score, double w) {
@@ -161,7 +171,8 @@ static void rollback(mg_prs *p, uint32_t n_scores, uint32_t n_rows, uint64_t n_e
     for (uint32_t k = n_scores; k < p->n_scores; k++) mg__free(p->scores[k].name);
     p->n_scores = n_scores;
     for (uint32_t r = n_rows; r < p->n_rows; r++)
-        p->row_of[2 * (uint64_t)p->rows[r].var + p->rows[r].named_a1] = UINT32_MAX;
+        if (p->rows[r].effect == MG__EFFECT_DEFAULT)
+            p->row_of[2 * (uint64_t)p->rows[r].var + p->rows[r].named_a1] = UINT32_MAX;
     p->n_rows = n_rows;
     p->n_ent = n_ent;
 }
@@ -172,6 +183,284 @@ static const char *base_name(const char *path) {
 }
 
 /* ---- PLINK 2-style wide files ---------------------------------------------- */
+
+/* The body of a wide file is read in rounds of up to one buffer of whole
+ * lines per thread (gzread: plain or gzip); the buffers are parsed in
+ * parallel (fields, weights, ID lookup: read-only on the handle), then
+ * merged in file order on the calling thread, which creates the rows,
+ * catches duplicates and reports the first error by line. Each buffer's
+ * matched lines become one dense mg__prs_wide block. */
+#define WIDE_SLACK 16
+size_t mg__prs_wide_chunk = (size_t)4 << 20;
+
+typedef struct wide_chunk {
+    char *buf;
+    size_t len, cap;                /* whole lines, NUL-separated after parse */
+    uint64_t lines;                 /* lines in buf (after parse)             */
+    uint64_t n_rows;                /* data lines                             */
+    uint32_t *var;
+    uint8_t *na1;
+    uint64_t *line;                 /* line of each matched line, from 0      */
+    double *w;                      /* matched x nk                           */
+    uint64_t n, cap_m;
+    mg_status st;                   /* first error, at err_line               */
+    uint64_t err_line;              /* from 0                                 */
+    char err[320];
+} wide_chunk;
+
+typedef struct wide_job {
+    const mg_prs *p;
+    wide_chunk *ch;
+    uint32_t n_ch;
+    int sep;
+    size_t nh;
+    uint32_t nk;
+} wide_job;
+
+static int chunk_grow(wide_chunk *c, uint32_t nk) {
+    uint64_t cap = c->cap_m;
+    void *v = c->var, *a = c->na1, *l = c->line, *w = c->w;
+    if (mg__prs_grow(&v, &cap, c->n + 1, sizeof *c->var) != 0) return -1;
+    c->var = v;
+    cap = c->cap_m;
+    if (mg__prs_grow(&a, &cap, c->n + 1, sizeof *c->na1) != 0) return -1;
+    c->na1 = a;
+    cap = c->cap_m;
+    if (mg__prs_grow(&l, &cap, c->n + 1, sizeof *c->line) != 0) return -1;
+    c->line = l;
+    cap = c->cap_m;
+    if (mg__prs_grow(&w, &cap, c->n + 1, (size_t)nk * sizeof *c->w) != 0) return -1;
+    c->w = w;
+    c->cap_m = cap;
+    return 0;
+}
+
+/* A tab-separated line of exactly 2 + nk fields whose weights all take the
+ * fast path: f[0], f[1] and w set, 0. Otherwise -1 and the line unchanged
+ * (the general path then parses it, or names its error). */
+static int wide_line_fast(char *s, uint32_t nk, char **f, double *w) {
+    char *t1 = strchr(s, '\t');
+    if (!t1) return -1;
+    char *t2 = strchr(t1 + 1, '\t');
+    if (!t2) return -1;
+    const char *q = t2 + 1;
+    for (uint32_t k = 0; k < nk; k++) {
+        const char *e;
+        if (mg__parse_prefix(q, &e, &w[k]) != 0) return -1;
+        if (k + 1 < nk ? *e != '\t' : *e != '\0') return -1;
+        q = e + 1;
+    }
+    *t1 = '\0';
+    *t2 = '\0';
+    f[0] = s;
+    f[1] = t1 + 1;
+    return 0;
+}
+
+static void wide_parse_task(void *arg, uint32_t t, uint32_t nt) {
+    const wide_job *j = arg;
+    const mg_prs *p = j->p;
+    char *f[MAX_COLS];
+    for (uint32_t ci = t; ci < j->n_ch; ci += nt) {
+        wide_chunk *c = &j->ch[ci];
+        c->n = 0;
+        c->n_rows = 0;
+        c->st = MG_OK;
+        char *s = c->buf, *end = c->buf + c->len;
+        uint64_t ln = 0;
+        for (; s < end; ln++) {
+            char *e = memchr(s, '\n', (size_t)(end - s));
+            if (!e) e = end;
+            char *next = e < end ? e + 1 : end;
+            if (memchr(s, '\0', (size_t)(e - s))) {
+                c->st = MG_E_DATA_FORMAT;
+                c->err_line = ln;
+                snprintf(c->err, sizeof c->err, "NUL byte in line");
+                break;
+            }
+            while (e > s && (e[-1] == '\r' || e[-1] == '\n')) e--;
+            *e = '\0';
+            char *line = s;
+            s = next;
+            if (c->n == c->cap_m && chunk_grow(c, j->nk) != 0) {
+                c->st = MG_E_NOMEM;
+                c->err_line = ln;
+                snprintf(c->err, sizeof c->err, "out of memory");
+                break;
+            }
+            double *w = c->w + c->n * j->nk;
+            if (j->sep == '\t' && wide_line_fast(line, j->nk, f, w) == 0) goto parsed;
+            size_t nf = mg__split(line, j->sep, f, MAX_COLS);
+            if (nf == 0 || (nf == 1 && !*f[0])) continue;
+            if (nf != j->nh) {
+                c->st = MG_E_DATA_FORMAT;
+                c->err_line = ln;
+                snprintf(c->err, sizeof c->err, "expected %zu fields, found %zu", j->nh, nf);
+                break;
+            }
+            uint32_t k = 0;
+            for (; k < j->nk; k++)
+                if (parse_weight(f[k + 2], &w[k]) != 0) break;
+            if (k < j->nk) {
+                c->st = MG_E_DATA_FORMAT;
+                c->err_line = ln;
+                snprintf(c->err, sizeof c->err, "weight \"%.200s\" is not a number", f[k + 2]);
+                break;
+            }
+        parsed:
+            c->n_rows++;
+            int64_t v = mg__prs_find_id(p, f[0]);
+            if (v < 0) continue;
+            const char *a1 = mg__prs_vstr(p, p->var[v].a1), *a2 = mg__prs_vstr(p, p->var[v].a2);
+            int named_a1;
+            if (!strcmp(f[1], a1)) named_a1 = 1;
+            else if (!strcmp(f[1], a2)) named_a1 = 0;
+            else continue;
+            c->var[c->n] = (uint32_t)v;
+            c->na1[c->n] = (uint8_t)named_a1;
+            c->line[c->n] = ln;
+            c->n++;
+        }
+        c->lines = ln;
+    }
+}
+
+static void chunk_clear(wide_chunk *c) {
+    mg__free(c->var);
+    mg__free(c->na1);
+    mg__free(c->line);
+    mg__free(c->w);
+    c->var = NULL; c->na1 = NULL; c->line = NULL; c->w = NULL;
+    c->n = c->cap_m = 0;
+}
+
+/* Merges chunk c in file order: rows, duplicates, then its error if any;
+ * its matched lines become a wide block (the arrays move there). */
+static mg_status wide_merge(mg_prs *p, wide_chunk *c, const char *path, uint32_t first, uint32_t nk,
+                            uint32_t serial, uint64_t *line, uint64_t *n_rows, uint64_t *n_match) {
+    for (uint64_t i = 0; i < c->n; i++) {
+        if (c->st != MG_OK && c->line[i] > c->err_line) break;
+        uint32_t row = get_row(p, c->var[i], c->na1[i]);
+        if (row == UINT32_MAX) return mg__prs_set(p, MG_E_NOMEM, "out of memory");
+        if (p->rows[row].stamp == serial) {
+            const mg__prs_variant *v = &p->var[c->var[i]];
+            return mg__prs_set(p, MG_E_DATA_FORMAT, "%s:%llu: duplicate row for variant %s, allele %s",
+                               path, (unsigned long long)(*line + c->line[i]), mg__prs_vstr(p, v->id),
+                               mg__prs_vstr(p, c->na1[i] ? v->a1 : v->a2));
+        }
+        p->rows[row].stamp = serial;
+        c->var[i] = row; /* now the row index */
+    }
+    if (c->st != MG_OK)
+        return mg__prs_set(p, c->st, "%s:%llu: %s", path, (unsigned long long)(*line + c->err_line), c->err);
+    *line += c->lines;
+    *n_rows += c->n_rows;
+    *n_match += c->n;
+    if (c->n == 0) return MG_OK;
+    if (p->n_wide == p->cap_wide) {
+        uint64_t cap = p->cap_wide;
+        void *arr = p->wide;
+        if (mg__prs_grow(&arr, &cap, (uint64_t)p->n_wide + 1, sizeof *p->wide) != 0 || cap > UINT32_MAX)
+            return mg__prs_set(p, MG_E_NOMEM, "out of memory");
+        p->wide = arr;
+        p->cap_wide = (uint32_t)cap;
+    }
+    mg__prs_wide *wb = &p->wide[p->n_wide++];
+    memset(wb, 0, sizeof *wb);
+    wb->first = first;
+    wb->nk = nk;
+    wb->n = wb->cap = c->n;
+    wb->row = c->var;
+    wb->w = c->w;
+    c->var = NULL;
+    c->w = NULL;
+    chunk_clear(c);
+    return MG_OK;
+}
+
+static mg_status read_wide_body(mg_prs *p, mg__lines *lr, const char *path, int sep, size_t nh,
+                                uint32_t first, uint32_t nk, uint64_t *n_rows, uint64_t *n_match) {
+    uint32_t nthr = p->params.n_threads;
+    if (nthr == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        nthr = cpus > 0 ? (uint32_t)cpus : 1;
+    }
+    if (nthr > 64) nthr = 64;
+    wide_chunk *ch = mg__calloc(nthr, sizeof *ch);
+    mg__pool *pool = NULL;
+    mg_status st = MG_OK;
+    if (!ch) return mg__prs_set(p, MG_E_NOMEM, "out of memory");
+    gzFile gz = (gzFile)lr->gz;
+    uint32_t serial = ++p->file_serial;
+    uint64_t line = lr->lineno + 1;
+    char *carry = NULL;
+    size_t carry_len = 0;
+    int eof = 0;
+    while (!eof || carry_len) {
+        uint32_t n_ch = 0;
+        while (n_ch < nthr && (!eof || carry_len)) {
+            wide_chunk *c = &ch[n_ch];
+            if (c->cap < mg__prs_wide_chunk + 1) {
+                char *nb = mg__realloc(c->buf, mg__prs_wide_chunk + 1 + WIDE_SLACK);
+                if (!nb) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+                c->buf = nb;
+                c->cap = mg__prs_wide_chunk + 1;
+            }
+            /* the previous buffer's partial last line first */
+            if (carry_len) memcpy(c->buf, carry, carry_len);
+            c->len = carry_len;
+            carry_len = 0;
+            for (;;) {
+                while (!eof && c->len < c->cap - 1) {
+                    size_t want = c->cap - 1 - c->len;
+                    int got = gzread(gz, c->buf + c->len, want > (1u << 30) ? (1u << 30) : (unsigned)want);
+                    if (got < 0) { st = mg__prs_set(p, MG_E_IO, "error reading %s", path); goto done; }
+                    if (got == 0) eof = 1;
+                    c->len += (size_t)got;
+                }
+                if (eof) break;
+                char *nl = c->len ? memrchr(c->buf, '\n', c->len) : NULL;
+                if (nl) { /* keep whole lines, carry the rest */
+                    size_t keep = (size_t)(nl - c->buf) + 1;
+                    carry_len = c->len - keep;
+                    if (carry_len) {
+                        char *cb = mg__realloc(carry, carry_len);
+                        if (!cb) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+                        carry = cb;
+                        memcpy(carry, c->buf + keep, carry_len);
+                    }
+                    c->len = keep;
+                    break;
+                }
+                /* one line longer than the buffer: grow it */
+                if (c->cap > ((size_t)1 << 31)) { st = mg__prs_set(p, MG_E_LIMIT, "%s: line too long", path); goto done; }
+                char *nb = mg__realloc(c->buf, c->cap * 2 + WIDE_SLACK);
+                if (!nb) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+                c->buf = nb;
+                c->cap *= 2;
+            }
+            memset(c->buf + c->len, 0, WIDE_SLACK); /* mg__parse_prefix reads ahead */
+            if (c->len) n_ch++;
+        }
+        if (n_ch == 0) break;
+        if (n_ch > 1 && !pool) pool = mg__pool_new(nthr);
+        wide_job j = { p, ch, n_ch, sep, nh, nk };
+        mg__pool_run(pool, wide_parse_task, &j, pool ? mg__pool_size(pool) : 1);
+        for (uint32_t i = 0; i < n_ch; i++) {
+            st = wide_merge(p, &ch[i], path, first, nk, serial, &line, n_rows, n_match);
+            if (st != MG_OK) goto done;
+        }
+    }
+done:
+    for (uint32_t i = 0; i < nthr; i++) {
+        chunk_clear(&ch[i]);
+        mg__free(ch[i].buf);
+    }
+    mg__free(ch);
+    mg__free(carry);
+    mg__pool_free(pool);
+    return st;
+}
 
 static mg_status read_wide(mg_prs *p, mg__lines *lr, const char *path, char **f,
                            uint32_t *n_added) {
@@ -189,72 +478,8 @@ static mg_status read_wide(mg_prs *p, mg__lines *lr, const char *path, char **f,
         if (st != MG_OK) return st;
     }
     uint32_t nk = (uint32_t)(nh - 2);
-    if (p->n_wide == p->cap_wide) {
-        uint64_t cap = p->cap_wide;
-        void *arr = p->wide;
-        if (mg__prs_grow(&arr, &cap, (uint64_t)p->n_wide + 1, sizeof *p->wide) != 0 || cap > UINT32_MAX)
-            return mg__prs_set(p, MG_E_NOMEM, "out of memory");
-        p->wide = arr;
-        p->cap_wide = (uint32_t)cap;
-    }
-    mg__prs_wide *wb = &p->wide[p->n_wide++];
-    memset(wb, 0, sizeof *wb);
-    wb->first = first;
-    wb->nk = nk;
-    double *w = mg__malloc(nk * sizeof *w);
-    if (!w) return mg__prs_set(p, MG_E_NOMEM, "out of memory");
-    uint32_t serial = ++p->file_serial;
     uint64_t n_rows = 0, n_match = 0;
-    mg_status st = MG_OK;
-    int r;
-    while ((r = mg__lines_next(lr)) == 1) {
-        unsigned long long ln = (unsigned long long)lr->lineno;
-        size_t nf = mg__split(lr->buf, sep, f, MAX_COLS);
-        if (nf == 0 || (nf == 1 && !*f[0])) continue;
-        if (nf != nh) {
-            st = mg__prs_set(p, MG_E_DATA_FORMAT, "%s:%llu: expected %zu fields, found %zu", path, ln, nh, nf);
-            break;
-        }
-        for (uint32_t c = 0; c < nk; c++) {
-            if (parse_weight(f[c + 2], &w[c]) != 0) {
-                st = mg__prs_set(p, MG_E_DATA_FORMAT, "%s:%llu: weight \"%s\" is not a number",
-                                 path, ln, f[c + 2]);
-                break;
-            }
-        }
-        if (st != MG_OK) break;
-        n_rows++;
-        int64_t v = mg__prs_find_id(p, f[0]);
-        if (v < 0) continue;
-        const char *a1 = mg__prs_vstr(p, p->var[v].a1), *a2 = mg__prs_vstr(p, p->var[v].a2);
-        int named_a1;
-        if (!strcmp(f[1], a1)) named_a1 = 1;
-        else if (!strcmp(f[1], a2)) named_a1 = 0;
-        else continue;
-        uint32_t row = get_row(p, (uint32_t)v, named_a1);
-        if (row == UINT32_MAX) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); break; }
-        if (p->rows[row].stamp == serial) {
-            st = mg__prs_set(p, MG_E_DATA_FORMAT, "%s:%llu: duplicate row for variant %s, allele %s",
-                             path, ln, f[0], f[1]);
-            break;
-        }
-        p->rows[row].stamp = serial;
-        uint64_t cap = wb->cap;
-        void *rows = wb->row, *ws = wb->w;
-        if (mg__prs_grow(&rows, &cap, wb->n + 1, sizeof *wb->row) != 0 ||
-            (wb->row = rows, mg__prs_grow(&ws, &wb->cap, wb->n + 1, (size_t)nk * sizeof *wb->w) != 0)) {
-            st = mg__prs_set(p, MG_E_NOMEM, "out of memory");
-            break;
-        }
-        wb->w = ws;
-        wb->row[wb->n] = row;
-        memcpy(wb->w + wb->n * nk, w, (size_t)nk * sizeof *w);
-        wb->n++;
-        n_match++;
-    }
-    if (st == MG_OK && r < 0)
-        st = mg__prs_set(p, r == -2 ? MG_E_NOMEM : MG_E_IO, "error reading %s", path);
-    mg__free(w);
+    mg_status st = read_wide_body(p, lr, path, sep, nh, first, nk, &n_rows, &n_match);
     if (st != MG_OK) return st;
     for (uint32_t c = 0; c < nk; c++) {
         mg_prs_match_report *rep = &p->scores[first + c].rep;
@@ -305,7 +530,7 @@ static int truthy(const char *s) {
 
 typedef struct cand {
     uint32_t var;
-    uint8_t named_a1, flipped, drop;
+    uint8_t named_a1, flipped, drop, effect;
     double w;
 } cand;
 
@@ -358,6 +583,7 @@ static mg_status read_catalog(mg_prs *p, mg__lines *lr, const char *path, char *
     int c_rs = col_index(f, nh, "hm_rsID");
     if (c_rs < 0) c_rs = col_index(f, nh, "rsID");
     int c_hap = col_index(f, nh, "is_haplotype"), c_dip = col_index(f, nh, "is_diplotype");
+    int c_dom = col_index(f, nh, "is_dominant"), c_rec = col_index(f, nh, "is_recessive");
     if (c_ea < 0)
         return mg__prs_set(p, MG_E_DATA_FORMAT, "%s: no effect_allele column", path);
     if (c_w < 0) {
@@ -387,6 +613,11 @@ static mg_status read_catalog(mg_prs *p, mg__lines *lr, const char *path, char *
         double w;
         if (parse_weight(f[c_w], &w) != 0) {
             st = mg__prs_set(p, MG_E_DATA_FORMAT, "%s:%llu: weight \"%s\" is not a number", path, ln, f[c_w]);
+            break;
+        }
+        int dom = c_dom >= 0 && truthy(f[c_dom]), rec = c_rec >= 0 && truthy(f[c_rec]);
+        if (dom && rec) {
+            st = mg__prs_set(p, MG_E_DATA_FORMAT, "%s:%llu: both is_dominant and is_recessive", path, ln);
             break;
         }
         rep->n_rows++;
@@ -447,6 +678,7 @@ static mg_status read_catalog(mg_prs *p, mg__lines *lr, const char *path, char *
         cs[nc].named_a1 = (uint8_t)named_a1;
         cs[nc].flipped = (uint8_t)(t == 3 || t == 4 || t == 7 || t == 8);
         cs[nc].drop = 0;
+        cs[nc].effect = (uint8_t)(dom ? MG__EFFECT_DOMINANT : rec ? MG__EFFECT_RECESSIVE : MG__EFFECT_DEFAULT);
         cs[nc].w = w;
         nc++;
     }
@@ -464,7 +696,8 @@ static mg_status read_catalog(mg_prs *p, mg__lines *lr, const char *path, char *
         }
         for (uint64_t i = 0; i < nc && st == MG_OK; i++) {
             if (cs[i].drop) { rep->n_duplicate++; continue; }
-            uint32_t row = get_row(p, cs[i].var, cs[i].named_a1);
+            uint32_t row = cs[i].effect == MG__EFFECT_DEFAULT ? get_row(p, cs[i].var, cs[i].named_a1)
+                                                               : new_row(p, cs[i].var, cs[i].named_a1, cs[i].effect);
             if (row == UINT32_MAX || add_entry(p, row, k, cs[i].w) != 0) {
                 st = mg__prs_set(p, MG_E_NOMEM, "out of memory");
                 break;

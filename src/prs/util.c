@@ -111,6 +111,76 @@ int mg__parse_double(const char *s, double *out) {
     return 0;
 }
 
+/* SWAR helpers for mg__parse_prefix: the number of leading digit bytes of
+ * 8 bytes (in memory order) and their value. A non-digit byte's carry or
+ * borrow only reaches later bytes, after the first non-digit. */
+static inline int digit_run(uint64_t x) {
+    const uint64_t hi = 0xf0f0f0f0f0f0f0f0ull, z = 0x3030303030303030ull;
+    uint64_t m = ((x & hi) ^ z) | (((x + 0x0606060606060606ull) & hi) ^ z);
+    return m ? __builtin_ctzll(m) / 8 : 8;
+}
+
+static inline uint64_t digits_value(uint64_t x, int n) { /* n in 1..8 */
+    x <<= 8 * (8 - n); /* the missing leading digits become zero bytes */
+    x &= 0x0f0f0f0f0f0f0f0full;
+    x = (x * 2561) >> 8;
+    x = ((x & 0x00ff00ff00ff00ffull) * 6553601) >> 16;
+    return ((x & 0x0000ffff0000ffffull) * 42949672960001ull) >> 32;
+}
+
+int mg__parse_prefix(const char *s, const char **end, double *out) {
+    static const double p10[23] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+                                    1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+                                    1e20, 1e21, 1e22 };
+    static const uint64_t u10[9] = { 1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000 };
+    const char *p = s;
+    int neg = 0, nd = 0, any = 0;
+    int64_t e10 = 0;
+    uint64_t m = 0;
+    if (*p == '-' || *p == '+') neg = *p++ == '-';
+    for (int frac = 0; frac < 2; frac++) {
+        if (frac) {
+            if (*p != '.') break;
+            p++;
+        }
+        for (;;) {
+            uint64_t x;
+            memcpy(&x, p, 8);
+            int n = digit_run(x);
+            if (n) {
+                if (nd + n > 19) return -1;
+                m = m * u10[n] + digits_value(x, n);
+                nd += n;
+                p += n;
+                any = 1;
+                if (frac) e10 -= n;
+            }
+            if (n < 8) break;
+        }
+    }
+    if (!any) return -1;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        int eneg = 0;
+        int64_t en = 0;
+        if (*p == '-' || *p == '+') eneg = *p++ == '-';
+        if (!(*p >= '0' && *p <= '9')) return -1;
+        for (; *p >= '0' && *p <= '9'; p++)
+            if (en < 100000) en = en * 10 + (*p - '0');
+        e10 += eneg ? -en : en;
+    }
+    if (m > ((uint64_t)1 << 53)) return -1;
+    double v = (double)m;
+    if (m != 0) {
+        if (e10 < -22 || e10 > 22) return -1;
+        if (e10 < 0) v /= p10[-e10];
+        else v *= p10[e10];
+    }
+    *out = neg ? -v : v;
+    *end = p;
+    return 0;
+}
+
 size_t mg__split(char *s, int sep, char **fields, size_t max) {
     size_t n = 0;
     if (sep == '\t') {
@@ -199,4 +269,118 @@ int mg__prs_grow(void **arr, uint64_t *cap, uint64_t need, size_t elem) {
     *arr = na;
     *cap = nc;
     return 0;
+}
+
+/* ---- %.10g, exactly as printf writes it, without printf ------------------ */
+
+/* |v| x 10^k rounded to an integer (ties to even), from v = m x 2^q exactly
+ * in 128-bit integers; 0 when out of the range handled here. */
+static int scaled_round(uint64_t m, int q, int k, unsigned __int128 *out) {
+    static const unsigned __int128 pow10[29] = {
+        0x1ull,
+        0xaull,
+        0x64ull,
+        0x3e8ull,
+        0x2710ull,
+        0x186a0ull,
+        0xf4240ull,
+        0x989680ull,
+        0x5f5e100ull,
+        0x3b9aca00ull,
+        0x2540be400ull,
+        0x174876e800ull,
+        0xe8d4a51000ull,
+        0x9184e72a000ull,
+        0x5af3107a4000ull,
+        0x38d7ea4c68000ull,
+        0x2386f26fc10000ull,
+        0x16345785d8a0000ull,
+        0xde0b6b3a7640000ull,
+        0x8ac7230489e80000ull,
+        (unsigned __int128)0x5ull << 64 | 0x6bc75e2d63100000ull,
+        (unsigned __int128)0x36ull << 64 | 0x35c9adc5dea00000ull,
+        (unsigned __int128)0x21eull << 64 | 0x19e0c9bab2400000ull,
+        (unsigned __int128)0x152dull << 64 | 0x2c7e14af6800000ull,
+        (unsigned __int128)0xd3c2ull << 64 | 0x1bcecceda1000000ull,
+        (unsigned __int128)0x84595ull << 64 | 0x161401484a000000ull,
+        (unsigned __int128)0x52b7d2ull << 64 | 0xdcc80cd2e4000000ull,
+        (unsigned __int128)0x33b2e3cull << 64 | 0x9fd0803ce8000000ull,
+        (unsigned __int128)0x204fce5eull << 64 | 0x3e25026110000000ull,
+    };
+    if (k > 28 || k < -28) return 0;
+    unsigned __int128 p = pow10[k < 0 ? -k : k];
+    if (k >= 0) {
+        if (k > 22) return 0;
+        unsigned __int128 num = (unsigned __int128)m * p; /* < 2^53 x 10^22 < 2^127 */
+        if (q >= 0) {
+            if (q > 40) return 0;
+            *out = num << q;
+            return 1;
+        }
+        if (-q >= 127) return 0;
+        int sh = -q;
+        unsigned __int128 ip = num >> sh, rem = num - (ip << sh), half = (unsigned __int128)1 << (sh - 1);
+        if (rem > half || (rem == half && (ip & 1))) ip++;
+        *out = ip;
+        return 1;
+    }
+    if (k < -28 || q < 0 || q > 74) return 0;
+    unsigned __int128 num = (unsigned __int128)m << q;
+    unsigned __int128 ip = num / p, rem = num - ip * p, twice = rem * 2;
+    if (twice > p || (twice == p && (ip & 1))) ip++;
+    *out = ip;
+    return 1;
+}
+
+size_t mg__fmt_g10(char *buf, double v) {
+    const int P = 10;
+    const uint64_t lo = 1000000000ull, hi = 10000000000ull; /* 10^(P-1), 10^P */
+    if (!isfinite(v) || v == 0) return (size_t)snprintf(buf, 32, "%.10g", v);
+    int e2;
+    double fr = frexp(fabs(v), &e2);             /* |v| = fr x 2^e2, fr in [0.5, 1) */
+    uint64_t m = (uint64_t)ldexp(fr, 53);         /* exact */
+    int q = e2 - 53;
+    int X = (int)floor(log10(fabs(v)));
+    unsigned __int128 n = 0;
+    for (int tries = 0;; tries++) {
+        if (tries == 3 || !scaled_round(m, q, P - 1 - X, &n)) return (size_t)snprintf(buf, 32, "%.10g", v);
+        if (n >= hi) {
+            if (n == hi) { /* rounded up to the next power of ten: still exact */
+                n = lo;
+                X++;
+                break;
+            }
+            X++;
+            continue;
+        }
+        if (n < lo) { X--; continue; }
+        break;
+    }
+    char d[10];
+    uint64_t u = (uint64_t)n;
+    for (int i = P - 1; i >= 0; i--) { d[i] = (char)('0' + u % 10); u /= 10; }
+    int nd = P;
+    while (nd > 1 && d[nd - 1] == '0') nd--;
+    char *o = buf;
+    if (signbit(v)) *o++ = '-';
+    if (X < -4 || X >= P) {
+        *o++ = d[0];
+        if (nd > 1) { *o++ = '.'; memcpy(o, d + 1, (size_t)nd - 1); o += nd - 1; }
+        *o++ = 'e';
+        *o++ = X < 0 ? '-' : '+';
+        int ax = X < 0 ? -X : X;
+        if (ax >= 100) { *o++ = (char)('0' + ax / 100); ax %= 100; *o++ = (char)('0' + ax / 10); *o++ = (char)('0' + ax % 10); }
+        else { *o++ = (char)('0' + ax / 10); *o++ = (char)('0' + ax % 10); }
+    } else if (X >= 0) {
+        for (int i = 0; i <= X; i++) *o++ = i < nd ? d[i] : '0';
+        if (nd > X + 1) { *o++ = '.'; memcpy(o, d + X + 1, (size_t)(nd - X - 1)); o += nd - X - 1; }
+    } else {
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = 0; i < -X - 1; i++) *o++ = '0';
+        memcpy(o, d, (size_t)nd);
+        o += nd;
+    }
+    *o = '\0';
+    return (size_t)(o - buf);
 }

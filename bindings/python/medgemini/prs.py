@@ -20,6 +20,7 @@ DOMINANT = 0x02
 RECESSIVE = 0x04
 KEEP_AMBIGUOUS = 0x08
 KEEP_MULTIALLELIC = 0x10
+DOUBLE_SUMS = 0x20
 _DOSAGE = {"ds": 0, "gp": 1, "hds": 2, "none": 3}
 COL_SUM, COL_AVG, COL_ALLELE_CT, COL_DENOM, COL_NAMED_ALLELE_DOSAGE_SUM = 1, 2, 3, 4, 5
 _COLUMNS = {"SUM": COL_SUM, "AVG": COL_AVG, "ALLELE_CT": COL_ALLELE_CT,
@@ -41,7 +42,7 @@ class MatchReport:
 
 def _params(model="additive", mean_imputation=True, keep_ambiguous=False,
             keep_multiallelic=False, min_overlap=None, threads=0,
-            block_variants=0, dosage="ds"):
+            block_variants=0, dosage="ds", double_sums=False):
     p = _lib.mg_prs_params()
     _lib.mg_prs_params_init(byref(p))
     flags = 0
@@ -57,6 +58,8 @@ def _params(model="additive", mean_imputation=True, keep_ambiguous=False,
         flags |= KEEP_AMBIGUOUS
     if keep_multiallelic:
         flags |= KEEP_MULTIALLELIC
+    if double_sums:
+        flags |= DOUBLE_SUMS
     p.flags = flags
     if min_overlap is not None:
         p.min_overlap = float(min_overlap)
@@ -79,7 +82,8 @@ class Prs(Owned):
     Options of open_plink/open_vcf: model ('additive', 'dominant',
     'recessive'), mean_imputation (default True), keep_ambiguous,
     keep_multiallelic, min_overlap (default 0.75), threads, block_variants,
-    dosage (VCF: 'ds', 'gp', 'hds' or 'none'). Calls on one Prs are
+    dosage (VCF: 'ds', 'gp', 'hds' or 'none'), double_sums (sum in double
+    as plink2 does even where the CPU has AMX). Calls on one Prs are
     serialised by a lock."""
 
     def __init__(self, handle):

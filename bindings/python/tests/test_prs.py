@@ -200,3 +200,17 @@ def test_prs_handle_is_serialised_across_threads(tmp_path):
         for t in ts:
             t.join()
     assert not errors, errors
+
+
+def test_double_sums_option(tmp_path):
+    """double_sums=True takes the double path even where AMX makes the default
+    exact integer sums: both agree with the hand computation."""
+    prefix, d = make_set(str(tmp_path), n=40, m=29, missing=0.1, seed=5)
+    out = {}
+    for ds in (False, True):
+        with medgemini.Prs.open_plink(prefix, double_sums=ds) as prs:
+            prs.add_scores(prefix + ".score")
+            out[ds] = prs.compute().results()
+        check_against(out[ds], hand_scores(d))
+    for k in ("sA_SUM", "sB_SUM"):
+        np.testing.assert_allclose(out[False][k], out[True][k], rtol=1e-12, atol=1e-12, err_msg=k)

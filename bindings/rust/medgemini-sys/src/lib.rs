@@ -272,6 +272,7 @@ pub const MG_PRS_DOMINANT: u32 = 0x02;
 pub const MG_PRS_RECESSIVE: u32 = 0x04;
 pub const MG_PRS_KEEP_AMBIGUOUS: u32 = 0x08;
 pub const MG_PRS_KEEP_MULTIALLELIC: u32 = 0x10;
+pub const MG_PRS_DOUBLE_SUMS: u32 = 0x20;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

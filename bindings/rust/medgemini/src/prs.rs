@@ -50,6 +50,8 @@ pub struct PrsOptions {
     pub keep_ambiguous: bool,
     /// Keep matches at positions holding several variants.
     pub keep_multiallelic: bool,
+    /// Sum in double precision as plink2 does, even where the CPU has AMX.
+    pub double_sums: bool,
     /// PGS Catalog scores matching less than this fraction are dropped.
     pub min_overlap: f64,
     /// Threads of compute; 0 = one per online CPU.
@@ -68,6 +70,7 @@ impl Default for PrsOptions {
             recessive: false,
             keep_ambiguous: false,
             keep_multiallelic: false,
+            double_sums: false,
             min_overlap: p.min_overlap,
             n_threads: p.n_threads,
             block_variants: p.block_variants,
@@ -97,6 +100,10 @@ impl PrsOptions {
         self.keep_multiallelic = on;
         self
     }
+    pub fn double_sums(mut self, on: bool) -> Self {
+        self.double_sums = on;
+        self
+    }
     pub fn min_overlap(mut self, f: f64) -> Self {
         self.min_overlap = f;
         self
@@ -122,6 +129,7 @@ impl PrsOptions {
             (self.recessive, sys::MG_PRS_RECESSIVE),
             (self.keep_ambiguous, sys::MG_PRS_KEEP_AMBIGUOUS),
             (self.keep_multiallelic, sys::MG_PRS_KEEP_MULTIALLELIC),
+            (self.double_sums, sys::MG_PRS_DOUBLE_SUMS),
         ];
         for (on, bit) in bits {
             if on {

@@ -1,0 +1,75 @@
+/* ints.h - many scores as exact integer sums on AMX tiles.
+ *
+ * The score matrix product SUM (samples x scores) = D^T (samples x slots) .
+ * W (slots x scores) is computed in integers: every slot's weights are
+ * rounded to multiples of a per-score power of two s_k (2^-46 of twice the
+ * score's largest |weight|) and written as MG__INT_DIGITS signed base-256
+ * digits, each digit a row of the int8 matrix A; dosages are small integers
+ * (named allele copies, or 1 for a missing call in a "missing slot" whose
+ * weights are the mean-imputed dosage x weight). AMX TDPBSSD multiplies A
+ * (rows x 64 slots) by a tile of 16 samples x 64 slots into int32 sums,
+ * which are exact; the digits are recombined in 128-bit integers and scaled
+ * by s_k once, so the only rounding is that of the weights (error at most
+ * s_k / 2 per slot and allele) and one final rounding, whatever the thread
+ * count, block size or order.
+ *
+ * Two extra A rows carry the packed counts: 2 x named dosage and the
+ * ploidy of missing calls (see score.c).
+ *
+ * Layouts (all tiles 16 rows x 64 bytes, 1 KiB, contiguous):
+ *   A:   [k-step][A tile][16 rows][64 slots]             int8
+ *   B:   [16 slot quads][16 samples][4 slots]            int8 (built here)
+ *   acc: [sample tile][A tile][16 rows][16 samples]      int32
+ * Slot z's dosages come from the .bed row geno[z]: 2-bit code c of sample n
+ * gives lut[z / 4][(z % 4) * 4 + c]. */
+#ifndef MG_PRS_INTS_H
+#define MG_PRS_INTS_H
+
+#include <stdint.h>
+
+#define MG__INT_DIGITS 6
+#define MG__INT_SLOTS 64          /* slots per k-step                        */
+/* int32 sums stay exact for this many slots (|digit x dosage| <= 256);
+ * then they move to int64. The variable is the threshold in use (tests
+ * lower it; set it before any compute). */
+#define MG__INT_FLUSH_SLOTS (1u << 23)
+extern uint64_t mg__ints_flush_slots;
+
+typedef struct mg__ints_step {
+    uint32_t nks;                        /* k-steps                          */
+    uint32_t nat;                        /* A tiles, even                    */
+    const int8_t *A;                     /* nks x nat x 1 KiB                */
+    const unsigned char *const *geno;    /* nks x 64 .bed rows, each readable
+                                            16 bytes past 4 x (last tile)   */
+    const uint8_t *lut;                  /* nks x 16 quads x 16 bytes        */
+    int32_t *acc;                        /* tiles x nat x 256                */
+    uint64_t t0, t1;                     /* sample tiles of this call        */
+    uint8_t *bbuf;                       /* scratch: MG__INTS_BBUF bytes     */
+} mg__ints_step;
+
+#define MG__INTS_CK 32                   /* k-steps per chunk                */
+#define MG__INTS_BBUF (4u * MG__INTS_CK * 1024u)
+
+/* One slot's A column: weights w[0..K) (NULL: padding, all zero) times
+ * mult, and the two count rows. */
+typedef struct mg__ints_col {
+    const double *w;
+    double mult;
+    int8_t named, miss;
+} mg__ints_col;
+
+/* Writes one k-step of A (nat KiB) from its 64 columns: rows k x digits + j
+ * hold the signed base-256 digits (least significant first) of
+ * round(w[k] x mult x inv_s[k]); rows K x digits and + 1 the counts.
+ * scratch: 2 x 64 x K int64. */
+void mg__ints_build_a(const mg__ints_col *col, uint32_t K, const double *inv_s, uint32_t nat,
+                      int8_t *A, int64_t *scratch);
+
+/* 1 when this process may use the AMX kernel (CPU, OS, permission,
+ * MG_SIMD / MG_AMX). */
+int mg__ints_available(void);
+/* Adds the products of one block to acc for tiles [t0, t1). Only when
+ * mg__ints_available(). */
+void mg__ints_run_amx(const mg__ints_step *s);
+
+#endif
