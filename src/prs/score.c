@@ -652,6 +652,8 @@ static void gather_task(void *arg, uint32_t t, uint32_t nt) {
         if (j->blkvar[mid] < v0) lo = mid + 1;
         else hi = mid;
     }
+    int miss = 0;
+    double fa1 = 0; /* A1 frequency of the variant, once per variant */
     for (uint32_t r = lo; r < j->nr && j->blkvar[r] < v1; r++) {
         uint32_t slot = j->blkvar[r], v = j->bvar[slot];
         int first = r == 0 || j->blkvar[r - 1] != slot;
@@ -659,15 +661,14 @@ static void gather_task(void *arg, uint32_t t, uint32_t nt) {
         const mg__prs_variant *var = &p->var[v];
         const unsigned char *g = j->geno + (uint64_t)slot * bpv;
         int is_ds = p->ds_row && p->ds_row[v] != UINT32_MAX;
-        /* the frequency only matters for missing calls */
-        int miss = is_ds || row_has_missing(g, N);
-        double f = 0;
-        if (p->ext_freq && !isnan(p->ext_freq[v]))
-            f = row->named_a1 ? p->ext_freq[v] : 1.0 - p->ext_freq[v];
-        else if (is_ds)
-            f = ds_freq(p, j->dsb + (uint64_t)slot * N, var->cls, row->named_a1);
-        else if (miss)
-            f = founder_freq(p, j->fm, g, var->cls, row->named_a1);
+        if (r == lo || first) { /* the frequency only matters for missing calls */
+            miss = is_ds || row_has_missing(g, N);
+            if (p->ext_freq && !isnan(p->ext_freq[v])) fa1 = p->ext_freq[v];
+            else if (is_ds) fa1 = ds_freq(p, j->dsb + (uint64_t)slot * N, var->cls, 1);
+            else if (miss) fa1 = founder_freq(p, j->fm, g, var->cls, 1);
+            else fa1 = 0;
+        }
+        double f = (miss || (p->ext_freq && !isnan(p->ext_freq[v]))) ? (row->named_a1 ? fa1 : 1.0 - fa1) : 0;
         uint32_t fl = row_flags(p, row);
         make_tab(&j->tab[r], var->cls, row->named_a1, first, f, fl);
         j->tab[r].miss = miss;
