@@ -674,12 +674,21 @@ END_TEST
 typedef struct {
     _Atomic uint64_t sum;
     _Atomic uint32_t hits[256];
+    uint32_t size;               /* the pool's threads                     */
+    _Atomic uint32_t busy[8];    /* per worker number: a task is running   */
+    _Atomic uint32_t bad_worker; /* numbers out of range or used twice     */
 } pool_probe;
 
 static void probe_task(void *arg, uint32_t i, uint32_t n) {
     pool_probe *p = arg;
+    uint32_t w = mg__pool_worker();
+    if (w >= p->size || w >= 8 || atomic_exchange(&p->busy[w], 1) != 0) {
+        atomic_fetch_add(&p->bad_worker, 1);
+        w = UINT32_MAX;
+    }
     atomic_fetch_add(&p->sum, (uint64_t)i + 1);
     if (i < 256 && i < n) atomic_fetch_add(&p->hits[i], 1);
+    if (w != UINT32_MAX) atomic_store(&p->busy[w], 0);
 }
 
 START_TEST(test_pool) {
@@ -696,8 +705,11 @@ START_TEST(test_pool) {
             uint32_t n = (uint32_t)(run % 70);
             pool_probe pr;
             memset(&pr, 0, sizeof pr);
+            pr.size = sizes[s];
             mg__pool_run(p, probe_task, &pr, n);
             ck_assert_uint_eq(atomic_load(&pr.sum), (uint64_t)n * (n + 1) / 2);
+            /* worker numbers: below the pool's size, never two tasks at once */
+            ck_assert_uint_eq(atomic_load(&pr.bad_worker), 0);
             for (uint32_t i = 0; i < n; i++) ck_assert_uint_eq(atomic_load(&pr.hits[i]), 1);
             if (run % 500 == 7) usleep(3000); /* let the workers fall asleep */
         }
@@ -706,8 +718,10 @@ START_TEST(test_pool) {
     /* NULL pool runs inline, in order */
     pool_probe pr;
     memset(&pr, 0, sizeof pr);
+    pr.size = 1;
     mg__pool_run(NULL, probe_task, &pr, 10);
     ck_assert_uint_eq(atomic_load(&pr.sum), 55);
+    ck_assert_uint_eq(atomic_load(&pr.bad_worker), 0);
     mg__pool_run(NULL, NULL, &pr, 10); /* no function: nothing */
     /* create and destroy without running */
     for (int i = 0; i < 20; i++) mg__pool_free(mg__pool_new(3));

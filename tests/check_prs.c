@@ -1291,7 +1291,7 @@ START_TEST(test_fmt_g10) {
 END_TEST
 
 /* mg__parse_prefix (the wide-file fast path) against strtod, in a buffer
- * with the 8 readable bytes it needs after the text. */
+ * with the 16 readable bytes it needs after the text. */
 START_TEST(test_parse_prefix) {
     char buf[96];
     uint64_t x = 88172645463325252ull;
@@ -1314,7 +1314,41 @@ START_TEST(test_parse_prefix) {
         }
     }
     ck_assert_int_gt(fast, iters / 2); /* the fast path takes the usual numbers */
-    static const char *bad[] = { "", "-", ".", "e5", "-.e1", "1e", "1e+", "x1" };
+    /* every shape of [sign] I digits [. F digits] around the 16-byte window
+     * the short form reads: I in 0..10, F in none, 0..16; what follows is
+     * a tab, the end, or an exponent */
+    for (int sign = 0; sign < 3; sign++)
+        for (int ni = 0; ni <= 10; ni++)
+            for (int nfr = -1; nfr <= 16; nfr++)
+                for (int tail = 0; tail < 3; tail++) {
+                    if (ni == 0 && nfr <= 0) continue;
+                    int n = 0;
+                    if (sign) buf[n++] = sign == 1 ? '-' : '+';
+                    for (int d = 0; d < ni; d++) {
+                        x = x * 6364136223846793005ull + 1442695040888963407ull;
+                        buf[n++] = (char)('0' + (x >> 60) % 10);
+                    }
+                    if (nfr >= 0) buf[n++] = '.';
+                    for (int d = 0; d < nfr; d++) {
+                        x = x * 6364136223846793005ull + 1442695040888963407ull;
+                        buf[n++] = (char)('0' + (x >> 60) % 10);
+                    }
+                    if (tail == 2) n += snprintf(buf + n, 8, "e%d", (int)(x >> 59) - 16);
+                    memset(buf + n, tail == 0 ? '\t' : 0, 24);
+                    char tmp[96];
+                    memcpy(tmp, buf, (size_t)n);
+                    tmp[n] = '\0';
+                    double a = 0, b = strtod(tmp, NULL);
+                    const char *end = NULL;
+                    int r = mg__parse_prefix(buf, &end, &a);
+                    if (tail != 2 && ni + (nfr > 0 ? nfr : 0) <= 15)
+                        ck_assert_msg(r == 0, "%s refused", tmp);
+                    if (r == 0) {
+                        ck_assert_msg(end == buf + n, "%s: stopped at %d of %d", tmp, (int)(end - buf), n);
+                        ck_assert_msg(memcmp(&a, &b, sizeof a) == 0, "%s: %.17g vs strtod %.17g", tmp, a, b);
+                    }
+                }
+    static const char *bad[] = { "", "-", ".", "e5", "-.e1", "1e", "1e+", "x1", "+", "-.", "+.e" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(buf, 0, sizeof buf);
         strcpy(buf, bad[i]);

@@ -46,7 +46,14 @@ struct mg__pool {
     _Atomic uint32_t next;     /* next task index to take */
     _Atomic uint32_t checked;  /* workers done with the current job */
     _Atomic uint32_t sleeping; /* the caller sleeps on cv_done */
+    _Atomic uint32_t ids;      /* worker numbers handed out */
 };
+
+/* The number of the thread running a task: 0 for the caller, 1.. for the
+ * workers (see mg__pool_worker). */
+static _Thread_local uint32_t tl_worker;
+
+uint32_t mg__pool_worker(void) { return tl_worker; }
 
 static void take_tasks(mg__pool *p) {
     uint32_t n = p->n_tasks;
@@ -60,6 +67,7 @@ static void take_tasks(mg__pool *p) {
 static void *worker_main(void *vp) {
     mg__pool *p = vp;
     uint64_t seen = 0;
+    tl_worker = atomic_fetch_add_explicit(&p->ids, 1, memory_order_relaxed) + 1;
     for (;;) {
         uint64_t g;
         int spins = 0;
@@ -111,6 +119,7 @@ mg__pool *mg__pool_new(uint32_t n_threads) {
     atomic_init(&p->next, 0);
     atomic_init(&p->checked, 0);
     atomic_init(&p->sleeping, 0);
+    atomic_init(&p->ids, 0);
     if (n_threads > 1) {
         p->threads = mg__calloc(n_threads - 1, sizeof *p->threads);
         if (!p->threads) goto fail_all;
@@ -153,6 +162,7 @@ uint32_t mg__pool_size(const mg__pool *p) { return p ? p->n_threads : 1; }
 
 void mg__pool_run(mg__pool *p, mg__pool_fn fn, void *arg, uint32_t n_tasks) {
     if (!fn || n_tasks == 0) return;
+    tl_worker = 0;
     if (!p || p->n_started == 0 || n_tasks == 1) {
         for (uint32_t i = 0; i < n_tasks; i++) fn(arg, i, n_tasks);
         return;

@@ -50,7 +50,7 @@ int mg__parse_double(const char *s, double *out);
  * exponent) where Clinger's fast path gives strtod's value exactly: 0 with
  * *out and *end (the byte after it) set; -1 when s does not start with such
  * a number or it needs strtod (more than 19 digits, large exponents).
- * Reads up to 8 bytes past the number: s must lie in a buffer with 8
+ * Reads up to 16 bytes past the number: s must lie in a buffer with 16
  * readable bytes after its text. */
 int mg__parse_prefix(const char *s, const char **end, double *out);
 

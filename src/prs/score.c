@@ -410,7 +410,7 @@ typedef struct int_abuild {
     uint32_t K, nat, nks;
     int8_t *A;
     uint8_t *lut;
-    int64_t *scratch;      /* per task 2 x 64 x K */
+    int64_t *scratch;      /* per pool thread 2 x 64 x K */
 } int_abuild;
 
 /* A and the quad tables for k-steps of task t. */
@@ -418,7 +418,7 @@ static void int_abuild_task(void *arg, uint32_t t, uint32_t nt) {
     const int_abuild *ab = arg;
     uint32_t k0 = (uint32_t)((uint64_t)ab->nks * t / nt), k1 = (uint32_t)((uint64_t)ab->nks * (t + 1) / nt);
     const uint32_t K = ab->K, nat = ab->nat;
-    int64_t *scratch = ab->scratch + (uint64_t)t * 2 * MG__INT_SLOTS * K;
+    int64_t *scratch = ab->scratch + (uint64_t)mg__pool_worker() * 2 * MG__INT_SLOTS * K;
     mg__ints_col col[MG__INT_SLOTS];
     for (uint32_t ks = k0; ks < k1; ks++) {
         for (uint32_t c = 0; c < MG__INT_SLOTS; c++) {
@@ -448,18 +448,24 @@ static void int_abuild_task(void *arg, uint32_t t, uint32_t nt) {
 
 typedef struct int_job {
     mg__ints_step base;
-    uint64_t ntile;
-    uint8_t *bbuf;         /* per task MG__INTS_BBUF */
+    uint64_t ntile, per;   /* sample tiles in all and per task */
+    uint8_t *bbuf;         /* per pool thread MG__INTS_BBUF */
 } int_job;
 
 static void int_run_task(void *arg, uint32_t t, uint32_t nt) {
     const int_job *ij = arg;
     mg__ints_step st = ij->base;
-    st.t0 = ij->ntile * t / nt;
-    st.t1 = ij->ntile * (t + 1) / nt;
-    st.bbuf = ij->bbuf + (uint64_t)t * MG__INTS_BBUF;
+    (void)nt;
+    st.t0 = ij->per * t;
+    st.t1 = st.t0 + ij->per < ij->ntile ? st.t0 + ij->per : ij->ntile;
+    st.bbuf = ij->bbuf + (uint64_t)mg__pool_worker() * MG__INTS_BBUF;
     if (st.t0 < st.t1) mg__ints_run_amx(&st);
 }
+
+/* Tasks per thread for the block work: threads are handed tasks as they
+ * free up, so one that runs slower (a busy sibling core, say) takes fewer
+ * of them instead of holding up the block. */
+#define TASKS_PER_THREAD 8
 
 /* Slots summed in int32 before they move to int64 (tests lower it). */
 uint64_t mg__ints_flush_slots = MG__INT_FLUSH_SLOTS;
@@ -582,10 +588,16 @@ static mg_status int_block(mg_prs *p, mg__pool *pool, int_state *is, const unsig
     }
     is->slots_acc += ns;
     int_abuild ab = { sl, tab, Wb, is->iinv, is->K, is->nat, (uint32_t)nks, is->A, is->lut, is->scratch };
-    mg__pool_run(pool, int_abuild_task, &ab, is->nt);
+    uint64_t nabt = (uint64_t)is->nt * TASKS_PER_THREAD;
+    mg__pool_run(pool, int_abuild_task, &ab, (uint32_t)(nks < nabt ? nks : nabt));
+    /* tasks of whole groups of 4 sample tiles (the kernel's B build), at
+     * least 16 tiles each so that A is read from memory rarely */
+    uint64_t ntile = (N + 15) / 16;
+    uint64_t per = (ntile + nabt - 1) / nabt;
+    per = per < 16 ? 16 : (per + 3) / 4 * 4;
     int_job ij = { { (uint32_t)nks, is->nat, is->A, is->gptr, is->lut, is->acc, 0, 0, NULL },
-                   (N + 15) / 16, is->bbuf };
-    mg__pool_run(pool, int_run_task, &ij, is->nt);
+                   ntile, per, is->bbuf };
+    mg__pool_run(pool, int_run_task, &ij, (uint32_t)((ntile + per - 1) / per));
     return MG_OK;
 }
 
@@ -889,7 +901,8 @@ mg_status mg__prs_compute(mg_prs *p) {
     geno = mg__malloc(gbytes + 64);
     tab = mg__malloc(rcap * sizeof *tab);
     bvar = mg__malloc((size_t)B * sizeof *bvar);
-    gerr = mg__malloc((size_t)nt * sizeof *gerr);
+    uint32_t ngt = nt * TASKS_PER_THREAD; /* gather tasks */
+    gerr = mg__malloc((size_t)ngt * sizeof *gerr);
     blkvar = mg__malloc(rcap * sizeof *blkvar);
     slow = mg__malloc(rcap);
     ipack = mg__calloc(N, sizeof *ipack);
@@ -968,8 +981,8 @@ mg_status mg__prs_compute(mg_prs *p) {
         {
             gather_job gj = { p, &fm, order + start, bvar, nv, blkvar, i - start, geno, dsb,
                               tab, slow, gerr };
-            mg__pool_run(pool, gather_task, &gj, nt);
-            for (uint32_t t = 0; t < nt; t++) {
+            mg__pool_run(pool, gather_task, &gj, ngt);
+            for (uint32_t t = 0; t < ngt; t++) {
                 if (gerr[t] == UINT32_MAX) continue;
                 st = mg__prs_set(p, MG_E_IO, "%s: read failed at variant %u (file changed?)",
                                  p->bed_path, gerr[t]);

@@ -184,14 +184,16 @@ static const char *base_name(const char *path) {
 
 /* ---- PLINK 2-style wide files ---------------------------------------------- */
 
-/* The body of a wide file is read in rounds of up to one buffer of whole
- * lines per thread (gzread: plain or gzip); the buffers are parsed in
- * parallel (fields, weights, ID lookup: read-only on the handle), then
+/* The body of a wide file is read in rounds of up to WIDE_PER_THREAD
+ * buffers of whole lines per thread (gzread: plain or gzip); the buffers are
+ * parsed in parallel, each a pool task, so that a thread that runs slower
+ * takes fewer (fields, weights, ID lookup: read-only on the handle), then
  * merged in file order on the calling thread, which creates the rows,
  * catches duplicates and reports the first error by line. Each buffer's
  * matched lines become one dense mg__prs_wide block. */
 #define WIDE_SLACK 16
-size_t mg__prs_wide_chunk = (size_t)4 << 20;
+#define WIDE_PER_THREAD 4
+size_t mg__prs_wide_chunk = (size_t)1 << 20;
 
 typedef struct wide_chunk {
     char *buf;
@@ -261,8 +263,9 @@ static void wide_parse_task(void *arg, uint32_t t, uint32_t nt) {
     const wide_job *j = arg;
     const mg_prs *p = j->p;
     char *f[MAX_COLS];
-    for (uint32_t ci = t; ci < j->n_ch; ci += nt) {
-        wide_chunk *c = &j->ch[ci];
+    (void)nt;
+    {   /* task t: buffer t */
+        wide_chunk *c = &j->ch[t];
         c->n = 0;
         c->n_rows = 0;
         c->st = MG_OK;
@@ -386,7 +389,8 @@ static mg_status read_wide_body(mg_prs *p, mg__lines *lr, const char *path, int 
         nthr = cpus > 0 ? (uint32_t)cpus : 1;
     }
     if (nthr > 64) nthr = 64;
-    wide_chunk *ch = mg__calloc(nthr, sizeof *ch);
+    uint32_t nbuf = nthr * WIDE_PER_THREAD;
+    wide_chunk *ch = mg__calloc(nbuf, sizeof *ch);
     mg__pool *pool = NULL;
     mg_status st = MG_OK;
     if (!ch) return mg__prs_set(p, MG_E_NOMEM, "out of memory");
@@ -398,7 +402,7 @@ static mg_status read_wide_body(mg_prs *p, mg__lines *lr, const char *path, int 
     int eof = 0;
     while (!eof || carry_len) {
         uint32_t n_ch = 0;
-        while (n_ch < nthr && (!eof || carry_len)) {
+        while (n_ch < nbuf && (!eof || carry_len)) {
             wide_chunk *c = &ch[n_ch];
             if (c->cap < mg__prs_wide_chunk + 1) {
                 char *nb = mg__realloc(c->buf, mg__prs_wide_chunk + 1 + WIDE_SLACK);
@@ -445,14 +449,14 @@ static mg_status read_wide_body(mg_prs *p, mg__lines *lr, const char *path, int 
         if (n_ch == 0) break;
         if (n_ch > 1 && !pool) pool = mg__pool_new(nthr);
         wide_job j = { p, ch, n_ch, sep, nh, nk };
-        mg__pool_run(pool, wide_parse_task, &j, pool ? mg__pool_size(pool) : 1);
+        mg__pool_run(pool, wide_parse_task, &j, n_ch);
         for (uint32_t i = 0; i < n_ch; i++) {
             st = wide_merge(p, &ch[i], path, first, nk, serial, &line, n_rows, n_match);
             if (st != MG_OK) goto done;
         }
     }
 done:
-    for (uint32_t i = 0; i < nthr; i++) {
+    for (uint32_t i = 0; i < nbuf; i++) {
         chunk_clear(&ch[i]);
         mg__free(ch[i].buf);
     }

@@ -8,6 +8,9 @@
 #include <string.h>
 #include <strings.h>
 #include <zlib.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 int mg__lines_open(mg__lines *lr, const char *path) {
     memset(lr, 0, sizeof *lr);
@@ -54,6 +57,12 @@ void mg__lines_close(mg__lines *lr) {
     memset(lr, 0, sizeof *lr);
 }
 
+/* exact powers of ten: doubles up to 1e22, integers up to 1e8 */
+static const double p10_23[23] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+                                   1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+                                   1e20, 1e21, 1e22 };
+static const uint64_t u10_8[9] = { 1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000 };
+
 static int parse_double_slow(const char *s, double *out) {
     char *end;
     errno = 0;
@@ -67,9 +76,6 @@ int mg__parse_double(const char *s, double *out) {
     /* Clinger's fast path: m and 10^|e| are exact doubles (m <= 2^53,
      * |e| <= 22), so one correctly rounded multiplication or division gives
      * the correctly rounded value, which is what strtod returns. */
-    static const double p10[23] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
-                                    1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
-                                    1e20, 1e21, 1e22 };
     const char *p = s;
     int neg = 0, nd = 0, any = 0;
     int64_t e10 = 0;
@@ -104,8 +110,8 @@ int mg__parse_double(const char *s, double *out) {
     double v = (double)m;
     if (m != 0) {
         if (e10 < -22 || e10 > 22) return parse_double_slow(s, out);
-        if (e10 < 0) v /= p10[-e10];
-        else v *= p10[e10];
+        if (e10 < 0) v /= p10_23[-e10];
+        else v *= p10_23[e10];
     }
     *out = neg ? -v : v;
     return 0;
@@ -128,11 +134,50 @@ static inline uint64_t digits_value(uint64_t x, int n) { /* n in 1..8 */
     return ((x & 0x0000ffff0000ffffull) * 42949672960001ull) >> 32;
 }
 
+#if defined(__SSE2__)
+/* The usual weight, [sign] up to 8 digits [. up to 8 digits] and no
+ * exponent, inside one 16-byte window: the digit bytes found with one
+ * compare, each run's value by SWAR, no branch on the digits themselves.
+ * The same m and power of ten as the general loop, so the same double.
+ * -1 where it does not apply (the caller then takes the general loop). */
+static inline int parse_short(const char *s, const char **end, double *out) {
+    const char *p = s;
+    int neg = *p == '-';
+    p += neg | (*p == '+');
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+    unsigned dig = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d));
+    unsigned n1 = (unsigned)__builtin_ctz(~dig), n2 = 0, len = n1;
+    if (n1 > 8) return -1;
+    if (p[n1] == '.') {
+        n2 = (unsigned)__builtin_ctz(~(dig >> (n1 + 1)));
+        len = n1 + 1 + n2;
+        if (len >= 16) return -1;
+    }
+    if (n1 + n2 == 0 || (p[len] | 0x20) == 'e') return -1;
+    uint64_t x1, x2;
+    memcpy(&x1, p, 8);
+    memcpy(&x2, p + n1 + 1, 8);
+    /* fractions of 9 to 14 digits (0.000123456 and the like) in two runs */
+    unsigned f1 = n2 > 8 ? 8 : n2, f2 = n2 - f1;
+    uint64_t m = (n1 ? digits_value(x1, (int)n1) : 0) * u10_8[f1] + (f1 ? digits_value(x2, (int)f1) : 0);
+    if (f2) {
+        uint64_t x3;
+        memcpy(&x3, p + n1 + 9, 8);
+        m = m * u10_8[f2] + digits_value(x3, (int)f2);
+    }
+    if (m > ((uint64_t)1 << 53)) return -1;
+    double r = (double)m / p10_23[n2]; /* m exact; one rounding */
+    *out = neg ? -r : r;
+    *end = p + len;
+    return 0;
+}
+#endif
+
 int mg__parse_prefix(const char *s, const char **end, double *out) {
-    static const double p10[23] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
-                                    1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
-                                    1e20, 1e21, 1e22 };
-    static const uint64_t u10[9] = { 1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000 };
+#if defined(__SSE2__)
+    if (parse_short(s, end, out) == 0) return 0;
+#endif
     const char *p = s;
     int neg = 0, nd = 0, any = 0;
     int64_t e10 = 0;
@@ -149,7 +194,7 @@ int mg__parse_prefix(const char *s, const char **end, double *out) {
             int n = digit_run(x);
             if (n) {
                 if (nd + n > 19) return -1;
-                m = m * u10[n] + digits_value(x, n);
+                m = m * u10_8[n] + digits_value(x, n);
                 nd += n;
                 p += n;
                 any = 1;
@@ -173,8 +218,8 @@ int mg__parse_prefix(const char *s, const char **end, double *out) {
     double v = (double)m;
     if (m != 0) {
         if (e10 < -22 || e10 > 22) return -1;
-        if (e10 < 0) v /= p10[-e10];
-        else v *= p10[e10];
+        if (e10 < 0) v /= p10_23[-e10];
+        else v *= p10_23[e10];
     }
     *out = neg ? -v : v;
     *end = p;
