@@ -644,9 +644,30 @@ START_TEST(test_threads_blocks) {
         }
         /* computing twice gives the same again */
         ck_assert_int_eq(mg_prs_compute(p), MG_OK);
+        /* the .sscore text, formatted on one thread or on the pool */
+        if (cfg < 2) {
+            char out[4300];
+            snprintf(out, sizeof out, "%s_t%d.sscore", prefix, cfg);
+            ck_assert_int_eq(mg_prs_write_sscore(p, out), MG_OK);
+        }
         mg_prs_free(p);
     }
     free(ref);
+    char o0[4300], o1[4300];
+    snprintf(o0, sizeof o0, "%s_t0.sscore", prefix);
+    snprintf(o1, sizeof o1, "%s_t1.sscore", prefix);
+    size_t n0 = 0, n1 = 0;
+    unsigned char *d0 = tu_read_file(o0, &n0), *d1 = tu_read_file(o1, &n1);
+    ck_assert_ptr_nonnull(d0);
+    ck_assert_ptr_nonnull(d1);
+    ck_assert_uint_eq(n0, n1);
+    ck_assert_msg(memcmp(d0, d1, n0) == 0, "the .sscore differs between 1 and 2 threads");
+    /* one line per sample after the header */
+    size_t lines = 0;
+    for (size_t i = 0; i < n0; i++) lines += d0[i] == '\n';
+    ck_assert_uint_eq(lines, n + 1);
+    free(d0);
+    free(d1);
 }
 END_TEST
 

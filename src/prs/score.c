@@ -1100,26 +1100,51 @@ done:
 
 /* Lines are built in a buffer, numbers through mg__fmt_g10 (printf's own
  * %g was half the time of a 100-score run). */
-mg_status mg__prs_write_sscore(mg_prs *p, const char *path) {
-    FILE *f = fopen(path, "w");
-    if (!f) return mg__prs_set(p, MG_E_IO, "cannot create %s: %s", path, strerror(errno));
-    fputs("#FID\tIID\tALLELE_CT\tDENOM\tNAMED_ALLELE_DOSAGE_SUM", f);
-    for (uint32_t k = 0; k < p->n_scores; k++)
-        if (p->scores[k].rep.kept) fprintf(f, "\t%s_AVG", p->scores[k].name);
-    for (uint32_t k = 0; k < p->n_scores; k++)
-        if (p->scores[k].rep.kept) fprintf(f, "\t%s_SUM", p->scores[k].name);
-    fputc('\n', f);
-    size_t cap = (size_t)(3 + 2 * (size_t)p->n_scores) * 40 + 2;
-    char *line = mg__malloc(cap);
-    if (!line) {
-        fclose(f);
-        return mg__prs_set(p, MG_E_NOMEM, "out of memory");
-    }
-    for (uint64_t s = 0; s < p->n_samples; s++) {
-        fputs(p->sstr + p->fid[s], f);
-        fputc('\t', f);
-        fputs(p->sstr + p->iid[s], f);
-        char *o = line;
+/* The .sscore body is formatted on the pool, SSCORE_PER samples a task,
+ * into per-task buffers written in sample order. */
+#define SSCORE_PER 256
+
+typedef struct sscore_buf {
+    char *b;
+    size_t len, cap;
+    int oom;
+} sscore_buf;
+
+typedef struct sscore_job {
+    const mg_prs *p;
+    uint64_t s0, s1;       /* this round's samples */
+    sscore_buf *bufs;      /* per task             */
+} sscore_job;
+
+static void sscore_task(void *arg, uint32_t t, uint32_t nt) {
+    const sscore_job *j = arg;
+    const mg_prs *p = j->p;
+    sscore_buf *sb = &j->bufs[t];
+    (void)nt;
+    sb->len = 0;
+    sb->oom = 0;
+    uint64_t a = j->s0 + (uint64_t)t * SSCORE_PER, e = a + SSCORE_PER < j->s1 ? a + SSCORE_PER : j->s1;
+    /* numbers: at most 24 bytes each, with their tab */
+    const size_t numcap = (3 + 2 * (size_t)p->n_scores) * 40 + 2;
+    for (uint64_t s = a; s < e; s++) {
+        const char *fid = p->sstr + p->fid[s], *iid = p->sstr + p->iid[s];
+        size_t lf = strlen(fid), li = strlen(iid), need = sb->len + lf + li + 1 + numcap;
+        if (need > sb->cap) {
+            size_t nc = sb->cap * 2 > need ? sb->cap * 2 : need;
+            char *nb = mg__realloc(sb->b, nc);
+            if (!nb) {
+                sb->oom = 1;
+                return;
+            }
+            sb->b = nb;
+            sb->cap = nc;
+        }
+        char *o = sb->b + sb->len;
+        memcpy(o, fid, lf);
+        o += lf;
+        *o++ = '\t';
+        memcpy(o, iid, li);
+        o += li;
         *o++ = '\t';
         o += mg__fmt_g10(o, p->r_act[s]);
         *o++ = '\t';
@@ -1138,10 +1163,50 @@ mg_status mg__prs_write_sscore(mg_prs *p, const char *path) {
                 o += mg__fmt_g10(o, row[k]);
             }
         *o++ = '\n';
-        fwrite(line, 1, (size_t)(o - line), f);
+        sb->len = (size_t)(o - sb->b);
     }
-    mg__free(line);
+}
+
+mg_status mg__prs_write_sscore(mg_prs *p, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) return mg__prs_set(p, MG_E_IO, "cannot create %s: %s", path, strerror(errno));
+    fputs("#FID\tIID\tALLELE_CT\tDENOM\tNAMED_ALLELE_DOSAGE_SUM", f);
+    for (uint32_t k = 0; k < p->n_scores; k++)
+        if (p->scores[k].rep.kept) fprintf(f, "\t%s_AVG", p->scores[k].name);
+    for (uint32_t k = 0; k < p->n_scores; k++)
+        if (p->scores[k].rep.kept) fprintf(f, "\t%s_SUM", p->scores[k].name);
+    fputc('\n', f);
+    uint32_t nthr = p->params.n_threads;
+    if (nthr == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        nthr = c > 0 ? (uint32_t)c : 1;
+    }
+    if (nthr > 64) nthr = 64;
+    uint64_t N = p->n_samples;
+    mg__pool *pool = nthr > 1 && N > SSCORE_PER ? mg__pool_new(nthr) : NULL; /* NULL: inline */
+    uint32_t ntask = pool ? 4 * nthr : 1;
+    sscore_buf *bufs = mg__calloc(ntask, sizeof *bufs);
+    mg_status st = MG_OK;
+    if (!bufs) st = mg__prs_set(p, MG_E_NOMEM, "out of memory");
+    for (uint64_t s0 = 0; st == MG_OK && s0 < N; s0 += (uint64_t)ntask * SSCORE_PER) {
+        uint64_t s1 = N - s0 < (uint64_t)ntask * SSCORE_PER ? N : s0 + (uint64_t)ntask * SSCORE_PER;
+        uint32_t nt = (uint32_t)((s1 - s0 + SSCORE_PER - 1) / SSCORE_PER);
+        sscore_job j = { p, s0, s1, bufs };
+        mg__pool_run(pool, sscore_task, &j, nt);
+        for (uint32_t t = 0; t < nt; t++) {
+            if (bufs[t].oom) {
+                st = mg__prs_set(p, MG_E_NOMEM, "out of memory");
+                break;
+            }
+            fwrite(bufs[t].b, 1, bufs[t].len, f);
+        }
+    }
+    for (uint32_t t = 0; bufs && t < ntask; t++) mg__free(bufs[t].b);
+    mg__free(bufs);
+    mg__pool_free(pool);
     int bad = ferror(f);
-    if (fclose(f) != 0 || bad) return mg__prs_set(p, MG_E_IO, "error writing %s", path);
-    return MG_OK;
+    if (fclose(f) != 0 || bad) {
+        if (st == MG_OK) st = mg__prs_set(p, MG_E_IO, "error writing %s", path);
+    }
+    return st;
 }

@@ -168,7 +168,10 @@ static inline int parse_short(const char *s, const char **end, double *out) {
     }
     if (m > ((uint64_t)1 << 53)) return -1;
     double r = (double)m / p10_23[n2]; /* m exact; one rounding */
-    *out = neg ? -r : r;
+    uint64_t bits; /* the sign without a branch: signs are a coin toss */
+    memcpy(&bits, &r, sizeof bits);
+    bits |= (uint64_t)neg << 63;
+    memcpy(out, &bits, sizeof bits);
     *end = p + len;
     return 0;
 }
