@@ -47,8 +47,16 @@ typedef struct mg__ints_step {
     uint8_t *bbuf;                       /* scratch: MG__INTS_BBUF bytes     */
 } mg__ints_step;
 
-#define MG__INTS_CK 32                   /* k-steps per chunk                */
-#define MG__INTS_BBUF (4u * MG__INTS_CK * 1024u)
+/* The kernel walks [t0, t1) in groups of MG__INTS_GROUP sample tiles; per
+ * group, chunks of MG__INTS_CK k-steps: the group's B tiles of the chunk
+ * (192 KiB) are made once, then every pair of A tiles (the chunk's A is
+ * 304 KiB at 100 scores) meets every pair of sample tiles, so one A pair's
+ * 16 KiB stays in L1 while the group's B streams from L2 and the group's
+ * sums (912 KiB at 100 scores) stay in L2. Measured against chunks of 32
+ * steps for groups of 4 tiles: about 7 % faster, on quiet and busy cores. */
+#define MG__INTS_CK 8                    /* k-steps per chunk                */
+#define MG__INTS_GROUP 24                /* sample tiles per group, 4 | it   */
+#define MG__INTS_BBUF (MG__INTS_GROUP * MG__INTS_CK * 1024u)
 
 /* One slot's A column: weights w[0..K) (NULL: padding, all zero) times
  * mult, and the two count rows. */

@@ -76,17 +76,19 @@ void mg__ints_run_amx(const mg__ints_step *s) {
     bpat_init(&bp);
     const uint32_t nat = s->nat;
     const uint64_t tstride = (uint64_t)nat * 256; /* int32 per sample tile */
-    for (uint32_t c0 = 0; c0 < s->nks; c0 += MG__INTS_CK) {
-        uint32_t nc = s->nks - c0 < MG__INTS_CK ? s->nks - c0 : MG__INTS_CK;
-        for (uint64_t p0 = s->t0; p0 < s->t1; p0 += 4) {
-            uint32_t np = s->t1 - p0 < 4 ? (uint32_t)(s->t1 - p0) : 4;
-            build_b(s, &bp, p0, np, c0, nc, s->bbuf);
+    for (uint64_t g0 = s->t0; g0 < s->t1; g0 += MG__INTS_GROUP) {
+        const uint32_t ng = s->t1 - g0 < MG__INTS_GROUP ? (uint32_t)(s->t1 - g0) : MG__INTS_GROUP;
+        for (uint32_t c0 = 0; c0 < s->nks; c0 += MG__INTS_CK) {
+            uint32_t nc = s->nks - c0 < MG__INTS_CK ? s->nks - c0 : MG__INTS_CK;
+            for (uint32_t q = 0; q < ng; q += 4)
+                build_b(s, &bp, g0 + q, ng - q < 4 ? ng - q : 4, c0, nc,
+                        s->bbuf + (uint64_t)q * MG__INTS_CK * 1024);
             for (uint32_t ap = 0; ap < nat; ap += 2) {
                 const int8_t *abase = s->A + (uint64_t)c0 * nat * 1024 + (uint64_t)ap * 1024;
-                for (uint32_t tp = 0; tp < np; tp += 2) {
-                    int32_t *c00 = s->acc + (p0 + tp) * tstride + (uint64_t)ap * 256;
+                for (uint32_t tp = 0; tp < ng; tp += 2) {
+                    int32_t *c00 = s->acc + (g0 + tp) * tstride + (uint64_t)ap * 256;
                     const uint8_t *b0 = s->bbuf + (uint64_t)tp * MG__INTS_CK * 1024;
-                    if (tp + 1 < np) {
+                    if (tp + 1 < ng) {
                         int32_t *c01 = c00 + tstride;
                         const uint8_t *b1 = b0 + MG__INTS_CK * 1024;
                         _tile_loadd(0, c00, 64);

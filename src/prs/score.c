@@ -590,11 +590,9 @@ static mg_status int_block(mg_prs *p, mg__pool *pool, int_state *is, const unsig
     int_abuild ab = { sl, tab, Wb, is->iinv, is->K, is->nat, (uint32_t)nks, is->A, is->lut, is->scratch };
     uint64_t nabt = (uint64_t)is->nt * TASKS_PER_THREAD;
     mg__pool_run(pool, int_abuild_task, &ab, (uint32_t)(nks < nabt ? nks : nabt));
-    /* tasks of whole groups of 4 sample tiles (the kernel's B build), at
-     * least 16 tiles each so that A is read from memory rarely */
+    /* tasks of one kernel group of sample tiles each */
     uint64_t ntile = (N + 15) / 16;
-    uint64_t per = (ntile + nabt - 1) / nabt;
-    per = per < 16 ? 16 : (per + 3) / 4 * 4;
+    uint64_t per = MG__INTS_GROUP;
     int_job ij = { { (uint32_t)nks, is->nat, is->A, is->gptr, is->lut, is->acc, 0, 0, NULL },
                    ntile, per, is->bbuf };
     mg__pool_run(pool, int_run_task, &ij, (uint32_t)((ntile + per - 1) / per));
