@@ -1380,6 +1380,63 @@ START_TEST(test_parse_prefix) {
 }
 END_TEST
 
+/* mg__parse_fields_avx2 (whole wide-file lines) against mg__parse_prefix
+ * field by field: the same bits when every field is a number, -1 for a bad
+ * field or a wrong field count. */
+START_TEST(test_parse_fields) {
+    if (mg_simd_level() < MG_SIMD_AVX2) return;
+    char line[4096];
+    double a[64], b[64];
+    uint64_t x = 0x2545f4914f6cdd1dull;
+    int lines = tu_under_valgrind() ? 300 : 20000, fast = 0;
+    for (int it = 0; it < lines; it++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        uint32_t nk = 1 + (uint32_t)(x % 40);
+        int mode = (int)((x >> 8) % 8); /* 0: a bad field; 1: one field too many; 2: one too few */
+        uint32_t nf = mode == 1 ? nk + 1 : mode == 2 && nk > 1 ? nk - 1 : nk;
+        uint32_t badk = (uint32_t)((x >> 16) % nf);
+        int n = 0;
+        for (uint32_t k = 0; k < nf; k++) {
+            if (k) line[n++] = '\t';
+            if (mode == 0 && k == badk) {
+                static const char *junk[] = { "", "x", "1.2.3", "--1", "1e", ".", "-", "0x10", "1 2", "nan" };
+                n += sprintf(line + n, "%s", junk[(x >> 24) % 10]);
+                continue;
+            }
+            uint64_t y = x + k * 0x9e3779b97f4a7c15ull;
+            if (((y >> 5) & 7) == 0) {
+                n += rand_decimal(line + n, &y, 16); /* other shapes, exponents too */
+            } else { /* the usual shape: [sign] up to 8 digits . up to 10 */
+                int sg = (int)((y >> 7) % 3), ni = (int)((y >> 9) % 9), nfr = (int)((y >> 13) % 12) - 1;
+                if (ni == 0 && nfr <= 0) ni = 1;
+                if (sg) line[n++] = sg == 1 ? '-' : '+';
+                for (int d = 0; d < ni; d++) line[n++] = (char)('0' + (y >> (4 * d + 20)) % 10);
+                if (nfr >= 0) line[n++] = '.';
+                for (int d = 0; d < nfr; d++) line[n++] = (char)('0' + (y >> (3 * d + 2)) % 10);
+            }
+        }
+        line[n] = '\0';
+        memset(line + n + 1, (x >> 30) & 1 ? '7' : '\t', 40); /* what follows the NUL is not read as the line */
+        /* the expectation, field by field */
+        int ok = nf == nk;
+        const char *q = line;
+        for (uint32_t k = 0; ok && k < nk; k++) {
+            const char *e;
+            if (mg__parse_prefix(q, &e, &b[k]) != 0 || (k + 1 < nk ? *e != '\t' : *e != '\0')) ok = 0;
+            else q = e + 1;
+        }
+        int r = mg__parse_fields_avx2(line, nk, a);
+        ck_assert_msg(r == (ok ? 0 : -1), "line %d (%u fields for %u, mode %d): %d, expected %d: %.200s",
+                      it, nf, nk, mode, r, ok ? 0 : -1, line);
+        if (ok) {
+            fast++;
+            ck_assert_msg(memcmp(a, b, nk * sizeof *a) == 0, "line %d: values differ: %.200s", it, line);
+        }
+    }
+    ck_assert_int_gt(fast, lines / 4);
+}
+END_TEST
+
 /* Wide files parsed in many small chunks: the same scores, and errors
  * named at the right line. */
 START_TEST(test_wide_chunks) {
@@ -1590,6 +1647,7 @@ static Suite *prs_suite(void) {
     tcase_add_test(tc, test_int_sums);
     tcase_add_test(tc, test_fmt_g10);
     tcase_add_test(tc, test_parse_prefix);
+    tcase_add_test(tc, test_parse_fields);
     tcase_add_test(tc, test_wide_chunks);
     tcase_add_test(tc, test_effect_types);
     suite_add_tcase(s, tc);

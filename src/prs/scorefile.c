@@ -191,7 +191,7 @@ static const char *base_name(const char *path) {
  * merged in file order on the calling thread, which creates the rows,
  * catches duplicates and reports the first error by line. Each buffer's
  * matched lines become one dense mg__prs_wide block. */
-#define WIDE_SLACK 16
+#define WIDE_SLACK 64 /* zero bytes after a buffer: the weight readers read ahead */
 #define WIDE_PER_THREAD 4
 size_t mg__prs_wide_chunk = (size_t)1 << 20;
 
@@ -239,19 +239,22 @@ static int chunk_grow(wide_chunk *c, uint32_t nk) {
 
 /* A tab-separated line of exactly 2 + nk fields whose weights all take the
  * fast path: f[0], f[1] and w set, 0. Otherwise -1 and the line unchanged
- * (the general path then parses it, or names its error). */
-static int wide_line_fast(char *s, uint32_t nk, char **f, double *w) {
+ * (the general path then parses it, or names its error). avx2: the whole
+ * line at once first (mg__parse_fields_avx2). */
+static int wide_line_fast(char *s, uint32_t nk, char **f, double *w, int avx2) {
     char *t1 = strchr(s, '\t');
     if (!t1) return -1;
     char *t2 = strchr(t1 + 1, '\t');
     if (!t2) return -1;
     const char *q = t2 + 1;
+    if (avx2 && mg__parse_fields_avx2(q, nk, w) == 0) goto done;
     for (uint32_t k = 0; k < nk; k++) {
         const char *e;
         if (mg__parse_prefix(q, &e, &w[k]) != 0) return -1;
         if (k + 1 < nk ? *e != '\t' : *e != '\0') return -1;
         q = e + 1;
     }
+done:
     *t1 = '\0';
     *t2 = '\0';
     f[0] = s;
@@ -263,6 +266,7 @@ static void wide_parse_task(void *arg, uint32_t t, uint32_t nt) {
     const wide_job *j = arg;
     const mg_prs *p = j->p;
     char *f[MAX_COLS];
+    const int avx2 = mg_simd_level() >= MG_SIMD_AVX2;
     (void)nt;
     {   /* task t: buffer t */
         wide_chunk *c = &j->ch[t];
@@ -292,7 +296,7 @@ static void wide_parse_task(void *arg, uint32_t t, uint32_t nt) {
                 break;
             }
             double *w = c->w + c->n * j->nk;
-            if (j->sep == '\t' && wide_line_fast(line, j->nk, f, w) == 0) goto parsed;
+            if (j->sep == '\t' && wide_line_fast(line, j->nk, f, w, avx2) == 0) goto parsed;
             size_t nf = mg__split(line, j->sep, f, MAX_COLS);
             if (nf == 0 || (nf == 1 && !*f[0])) continue;
             if (nf != j->nh) {
@@ -443,7 +447,7 @@ static mg_status read_wide_body(mg_prs *p, mg__lines *lr, const char *path, int 
                 c->buf = nb;
                 c->cap *= 2;
             }
-            memset(c->buf + c->len, 0, WIDE_SLACK); /* mg__parse_prefix reads ahead */
+            memset(c->buf + c->len, 0, WIDE_SLACK);
             if (c->len) n_ch++;
         }
         if (n_ch == 0) break;
