@@ -54,12 +54,15 @@ int mg__parse_double(const char *s, double *out);
  * readable bytes after its text. */
 int mg__parse_prefix(const char *s, const char **end, double *out);
 
+/* The handle's n_threads, or the online CPUs when it is 0. */
+uint32_t mg__prs_threads(const mg_prs *p);
+
 /* The nk tab-separated weights of a wide-file line (s: the fields after ID
  * and allele, NUL-terminated): 0 with w[0..nk) set, bit for bit what
  * mg__parse_prefix gives (which reads the fields of unusual shape), or -1
  * when a field is not a number for it or the count differs (the caller then
- * reads the line field by field; w is then scratch). nk >= 1. Reads up to 32 bytes past
- * the NUL. AVX2: only where mg_simd_level() >= MG_SIMD_AVX2. */
+ * reads the line field by field; w is then scratch). nk >= 1. Reads up to
+ * 32 bytes past the NUL. AVX2: only where mg_simd_level() >= MG_SIMD_AVX2. */
 int mg__parse_fields_avx2(const char *s, uint32_t nk, double *w);
 
 /* v as printf("%.10g") writes it (exact decimal rounding in 128-bit

@@ -448,16 +448,17 @@ static void int_abuild_task(void *arg, uint32_t t, uint32_t nt) {
 
 typedef struct int_job {
     mg__ints_step base;
-    uint64_t ntile, per;   /* sample tiles in all and per task */
+    uint64_t ntile;        /* sample tiles */
     uint8_t *bbuf;         /* per pool thread MG__INTS_BBUF */
 } int_job;
 
+/* Task t: the kernel's group t of MG__INTS_GROUP sample tiles. */
 static void int_run_task(void *arg, uint32_t t, uint32_t nt) {
     const int_job *ij = arg;
     mg__ints_step st = ij->base;
     (void)nt;
-    st.t0 = ij->per * t;
-    st.t1 = st.t0 + ij->per < ij->ntile ? st.t0 + ij->per : ij->ntile;
+    st.t0 = (uint64_t)t * MG__INTS_GROUP;
+    st.t1 = st.t0 + MG__INTS_GROUP < ij->ntile ? st.t0 + MG__INTS_GROUP : ij->ntile;
     st.bbuf = ij->bbuf + (uint64_t)mg__pool_worker() * MG__INTS_BBUF;
     if (st.t0 < st.t1) mg__ints_run_amx(&st);
 }
@@ -590,12 +591,10 @@ static mg_status int_block(mg_prs *p, mg__pool *pool, int_state *is, const unsig
     int_abuild ab = { sl, tab, Wb, is->iinv, is->K, is->nat, (uint32_t)nks, is->A, is->lut, is->scratch };
     uint64_t nabt = (uint64_t)is->nt * TASKS_PER_THREAD;
     mg__pool_run(pool, int_abuild_task, &ab, (uint32_t)(nks < nabt ? nks : nabt));
-    /* tasks of one kernel group of sample tiles each */
     uint64_t ntile = (N + 15) / 16;
-    uint64_t per = MG__INTS_GROUP;
     int_job ij = { { (uint32_t)nks, is->nat, is->A, is->gptr, is->lut, is->acc, 0, 0, NULL },
-                   ntile, per, is->bbuf };
-    mg__pool_run(pool, int_run_task, &ij, (uint32_t)((ntile + per - 1) / per));
+                   ntile, is->bbuf };
+    mg__pool_run(pool, int_run_task, &ij, (uint32_t)((ntile + MG__INTS_GROUP - 1) / MG__INTS_GROUP));
     return MG_OK;
 }
 
@@ -837,11 +836,7 @@ mg_status mg__prs_compute(mg_prs *p) {
     if (ints && B > (1u << 20)) B = 1u << 20; /* int32 sums: < 2^23 slots a block */
     /* rows a block holds: whole variants, B of them or up to 2B rows */
     size_t rcap = (size_t)B * 2 > max_run ? (size_t)B * 2 : max_run;
-    uint32_t nthr = p->params.n_threads;
-    if (nthr == 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        nthr = c > 0 ? (uint32_t)c : 1;
-    }
+    uint32_t nthr = mg__prs_threads(p);
     if (nthr > 1 && N >= 256) {
         pool = mg__pool_new(nthr);
         if (!pool) { st = mg__prs_set(p, MG_E_NOMEM, "cannot start threads"); goto done; }
@@ -1174,11 +1169,7 @@ mg_status mg__prs_write_sscore(mg_prs *p, const char *path) {
     for (uint32_t k = 0; k < p->n_scores; k++)
         if (p->scores[k].rep.kept) fprintf(f, "\t%s_SUM", p->scores[k].name);
     fputc('\n', f);
-    uint32_t nthr = p->params.n_threads;
-    if (nthr == 0) {
-        long c = sysconf(_SC_NPROCESSORS_ONLN);
-        nthr = c > 0 ? (uint32_t)c : 1;
-    }
+    uint32_t nthr = mg__prs_threads(p);
     if (nthr > 64) nthr = 64;
     uint64_t N = p->n_samples;
     mg__pool *pool = nthr > 1 && N > SSCORE_PER ? mg__pool_new(nthr) : NULL; /* NULL: inline */

@@ -387,11 +387,7 @@ static mg_status wide_merge(mg_prs *p, wide_chunk *c, const char *path, uint32_t
 
 static mg_status read_wide_body(mg_prs *p, mg__lines *lr, const char *path, int sep, size_t nh,
                                 uint32_t first, uint32_t nk, uint64_t *n_rows, uint64_t *n_match) {
-    uint32_t nthr = p->params.n_threads;
-    if (nthr == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        nthr = cpus > 0 ? (uint32_t)cpus : 1;
-    }
+    uint32_t nthr = mg__prs_threads(p);
     if (nthr > 64) nthr = 64;
     uint32_t nbuf = nthr * WIDE_PER_THREAD;
     wide_chunk *ch = mg__calloc(nbuf, sizeof *ch);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 #include <zlib.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -55,6 +56,12 @@ void mg__lines_close(mg__lines *lr) {
     if (lr->gz) gzclose((gzFile)lr->gz);
     mg__free(lr->buf);
     memset(lr, 0, sizeof *lr);
+}
+
+uint32_t mg__prs_threads(const mg_prs *p) {
+    if (p->params.n_threads) return p->params.n_threads;
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c > 0 ? (uint32_t)c : 1;
 }
 
 /* exact powers of ten: doubles up to 1e22, integers up to 1e8 */

@@ -1,5 +1,5 @@
 /* wide_avx2.c - the weights of one wide-file line, all at once (AVX2; see
- * mg__parse_fields in prs_internal.h).
+ * mg__parse_fields_avx2 in prs_internal.h).
  *
  * The scalar reader finds where a number ends before it can start on the
  * next, so a line of 100 weights is one long chain of dependent steps. Here
