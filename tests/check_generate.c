@@ -301,6 +301,51 @@ START_TEST(test_greedy_matches_eval_loop) {
 }
 END_TEST
 
+/* mg_context_logits: the last row of mg_context_eval; after a generating
+ * call with max_tokens = 0, the row after the prompt; after greedy
+ * generation, the row whose argmax was the last token (or end of turn). */
+START_TEST(test_context_logits) {
+    mg_model *m = load_tiny();
+    mg_context *c = NULL, *c2 = NULL;
+    ck_assert_int_eq(mg_context_new(&c, m, NULL), MG_OK);
+    ck_assert_int_eq(mg_context_new(&c2, m, NULL), MG_OK);
+    float *rows = malloc(6 * 512 * sizeof *rows), *got = malloc(512 * sizeof *got);
+    /* nothing evaluated yet */
+    ck_assert_int_eq(mg_context_logits(c, got, 512), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_context_eval(c2, k_prompt, 6, rows, 6 * 512), MG_OK);
+    ck_assert_int_eq(mg_context_logits(c2, got, 511), MG_E_BUFFER_TOO_SMALL);
+    ck_assert_int_eq(mg_context_logits(c2, NULL, 512), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_context_logits(c2, got, 512), MG_OK);
+    ck_assert_int_eq(memcmp(got, rows + 5 * 512, 512 * sizeof *got), 0);
+    /* a generating call that reads the prompt and stops */
+    mg_gen_params gp = MG_GEN_PARAMS_INIT;
+    gp.max_tokens = 0;
+    char *out = NULL;
+    ck_assert_int_eq(mg_generate_ids(&out, c, k_prompt, 6, &gp), MG_OK);
+    ck_assert_str_eq(out, "");
+    mg_string_free(out);
+    ck_assert_int_eq(mg_context_logits(c, got, 512), MG_OK);
+    for (int i = 0; i < 512; i++)  /* batched prompt vs the same batch: same code path */
+        ck_assert_msg(fabsf(got[i] - rows[5 * 512 + i]) <= 1e-5f * (1 + fabsf(rows[5 * 512 + i])),
+                      "logit %d: %g vs %g", i, got[i], rows[5 * 512 + i]);
+    /* one greedy token: the logits it was chosen from are still there */
+    gp.max_tokens = 1;
+    ck_assert_int_eq(mg_generate_ids(&out, c, k_prompt, 6, &gp), MG_OK);
+    mg_string_free(out);
+    ck_assert_int_eq(mg_context_logits(c, got, 512), MG_OK);
+    ck_assert_int_eq(argmax(got, 512), argmax(rows + 5 * 512, 512));
+    /* emptied: nothing to return */
+    ck_assert_int_eq(mg_context_reset(c), MG_OK);
+    ck_assert_int_eq(mg_context_logits(c, got, 512), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_context_logits(NULL, got, 512), MG_E_MISUSE);
+    free(rows);
+    free(got);
+    mg_context_free(c);
+    mg_context_free(c2);
+    mg_model_free(m);
+}
+END_TEST
+
 START_TEST(test_stop_strings_and_limits) {
     mg_model *m = load_tiny();
     mg_context *c = NULL;
@@ -527,6 +572,7 @@ static Suite *suite(void) {
     tcase_set_timeout(tg, 300);
     tcase_add_test(tg, test_generate_deterministic);
     tcase_add_test(tg, test_greedy_matches_eval_loop);
+    tcase_add_test(tg, test_context_logits);
     tcase_add_test(tg, test_stop_strings_and_limits);
     tcase_add_test(tg, test_interrupt_other_thread);
     tcase_add_test(tg, test_generate_text_prompt);

@@ -637,12 +637,14 @@ static int have_node(void) {
     return cached;
 }
 
-/* Runs the JS reference over the strings; returns its output lines (or
- * leaves *out empty when node is absent). */
-static void run_node(const char *mode, const strlist *in, strlist *out) {
+/* Runs the JS reference over the strings, with the Gemma 3 tokenizer.json
+ * or (tok_json not NULL) that file; returns its output lines (or leaves
+ * *out empty when node is absent). */
+static void run_node_with(const char *mode, const strlist *in, strlist *out,
+                          const char *tok_json) {
     memset(out, 0, sizeof *out);
     if (!have_node()) return;
-    char inp[512], outp[512], cmd[1400];
+    char inp[512], outp[512], cmd[2000];
     snprintf(inp, sizeof inp, "%s", tu_tmp_path("tok_ref_in.txt"));
     snprintf(outp, sizeof outp, "%s", tu_tmp_path("tok_ref_out.txt"));
     FILE *f = fopen(inp, "wb");
@@ -652,7 +654,8 @@ static void run_node(const char *mode, const strlist *in, strlist *out) {
         else write_json_line(f, in->s[i]);
     }
     ck_assert_int_eq(fclose(f), 0);
-    snprintf(cmd, sizeof cmd, "node %s %s %s %s", NODE_SCRIPT, mode, inp, outp);
+    snprintf(cmd, sizeof cmd, "node %s %s %s %s %s", NODE_SCRIPT, mode, inp, outp,
+             tok_json ? tok_json : "");
     ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
     size_t n = 0;
     char *buf = (char *)tu_read_file(outp, &n);
@@ -668,6 +671,10 @@ static void run_node(const char *mode, const strlist *in, strlist *out) {
     }
     free(buf);
     ck_assert_uint_eq(out->n, in->n);
+}
+
+static void run_node(const char *mode, const strlist *in, strlist *out) {
+    run_node_with(mode, in, out, NULL);
 }
 
 static void ids_to_text(char *buf, size_t cap, const int32_t *ids, size_t n) {
@@ -851,6 +858,324 @@ START_TEST(test_gemma_mgm_roundtrip) {
 }
 END_TEST
 
+/* ------------------------------------------------------ vocabulary pruning */
+
+/* a and b hold the same pieces, types, merges, roles and options. */
+static void same_tokenizer(const mg_tokenizer *a, const mg_tokenizer *b) {
+    uint32_t n = mg_tokenizer_vocab_size(a);
+    ck_assert_uint_eq(n, mg_tokenizer_vocab_size(b));
+    for (int32_t id = 0; id < (int32_t)n; id++) {
+        ck_assert_str_eq(mg_tokenizer_piece(a, id), mg_tokenizer_piece(b, id));
+        ck_assert_msg(mg__tok_type(a, id) == mg__tok_type(b, id), "type of %d: %d vs %d", id,
+                      mg__tok_type(a, id), mg__tok_type(b, id));
+    }
+    ck_assert_uint_eq(mg__tok_n_merges(a), mg__tok_n_merges(b));
+    for (uint32_t r = 0; r < mg__tok_n_merges(a); r++) {
+        int32_t l1, r1, l2, r2;
+        ck_assert(mg__tok_merge(a, r, &l1, &r1) && mg__tok_merge(b, r, &l2, &r2));
+        ck_assert_msg(l1 == l2 && r1 == r2, "merge %u differs", r);
+    }
+    for (int r = 0; r < 9; r++)
+        ck_assert_int_eq(mg_tokenizer_special(a, r), mg_tokenizer_special(b, r));
+    int32_t na, pa, nb, pb;
+    mg__tok_options(a, &na, &pa);
+    mg__tok_options(b, &nb, &pb);
+    ck_assert(na == nb && pa == pb);
+}
+
+/* s tokenizes in the pruned p to the full t's ids (through old_ids). */
+static void expect_same_ids(const mg_tokenizer *t, const mg_tokenizer *p, const int32_t *old_ids,
+                            const char *s, uint32_t flags) {
+    size_t n1 = 0, n2 = 0;
+    int32_t *a = enc(t, s, strlen(s), flags, &n1);
+    int32_t *b = enc(p, s, strlen(s), flags, &n2);
+    ck_assert_msg(n1 == n2, "\"%.200s\": %zu ids in full, %zu pruned", s, n1, n2);
+    for (size_t i = 0; i < n1; i++)
+        ck_assert_msg(old_ids[b[i]] == a[i], "\"%.200s\": id %zu: full %d, pruned %d (old %d)", s,
+                      i, a[i], b[i], old_ids[b[i]]);
+    free(a);
+    free(b);
+}
+
+/* decode(encode(s)) == s for text without a literal U+2581. */
+static void expect_round_trip(const mg_tokenizer *t, const char *s, size_t len, uint32_t flags) {
+    size_t n = 0, back_len = 0;
+    int32_t *ids = enc(t, s, len, flags, &n);
+    char *back = dec(t, ids, n, 0, &back_len);
+    ck_assert_msg(back_len == len && !memcmp(back, s, len), "round trip of \"%.200s\" gave "
+                  "\"%.200s\"", s, back);
+    free(back);
+    free(ids);
+}
+
+/* Joins the strings with '\n' (the corpus text); caller frees. */
+static char *join_lines(const strlist *l, size_t *len) {
+    size_t n = 0;
+    for (size_t i = 0; i < l->n; i++) n += strlen(l->s[i]) + 1;
+    char *buf = malloc(n + 1), *q = buf;
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < l->n; i++) {
+        size_t k = strlen(l->s[i]);
+        memcpy(q, l->s[i], k);
+        q += k;
+        *q++ = '\n';
+    }
+    *q = '\0';
+    *len = n;
+    return buf;
+}
+
+START_TEST(test_prune_small) {
+    mg_model *m = load_model(write_small_model("tok_prune.mgm", 1));
+    const mg_tokenizer *t = mg_model_tokenizer(m);
+    mg_tokenizer *p = NULL;
+    int32_t *old = NULL;
+    uint32_t n = 0;
+    char err[256] = "";
+    const char *corpus = "hello the\nthe hello<start_of_turn>";
+    ck_assert_msg(mg__tokenizer_prune(&p, &old, &n, t, corpus, strlen(corpus), err, sizeof err)
+                  == MG_OK, "%s", err);
+    /* kept: 9 specials, 256 bytes, the one-byte pieces (11 letters, "\n"),
+     * "▁", and from the corpus hello, ▁the with their merge trees:
+     * he, ll, llo, ▁t; dropped: ▁▁, é, aa, aaaa, ab */
+    ck_assert_uint_eq(n, 265 + 24 - 5);
+    ck_assert_uint_eq(mg_tokenizer_vocab_size(p), n);
+    ck_assert_uint_eq(mg__tok_n_merges(p), 6);
+    for (uint32_t i = 0; i < n; i++) {
+        ck_assert_str_eq(mg_tokenizer_piece(p, (int32_t)i), mg_tokenizer_piece(t, old[i]));
+        ck_assert_int_eq(mg__tok_type(p, (int32_t)i), mg__tok_type(t, old[i]));
+        if (i) ck_assert_int_lt(old[i - 1], old[i]);
+    }
+    for (int r = 0; r < 9; r++)
+        ck_assert_int_eq(mg_tokenizer_special(p, r), mg_tokenizer_special(t, r));
+    ck_assert_int_lt(mg__tok_find(p, "\xc3\xa9", 2), 0);
+    ck_assert_int_lt(mg__tok_find(p, "aa", 2), 0);
+    ck_assert_int_ge(mg__tok_find(p, "\xe2\x96\x81t", 4), 0);
+    expect_same_ids(t, p, old, "hello the", MG_TOKENIZE_PARSE_SPECIAL);
+    expect_same_ids(t, p, old, "the hello<start_of_turn>", MG_TOKENIZE_PARSE_SPECIAL);
+    /* outside the corpus: other merges are gone, text still round-trips */
+    size_t k = 0;
+    int32_t *ids = enc(p, "aaaa", 4, 0, &k);
+    ck_assert_uint_eq(k, 4);
+    free(ids);
+    expect_round_trip(p, "aaaa \xc3\xa9t\xc3\xa9 ab  \n", 13, 0);
+    check_invalid_utf8(p);
+    /* tokenizer.json: written, read back identical */
+    const char *path = tu_tmp_path("tok_prune_small.json");
+    ck_assert_msg(mg__tokenizer_write_json(p, path, err, sizeof err) == MG_OK, "%s", err);
+    mg_tokenizer *q = NULL;
+    ck_assert_msg(mg_tokenizer_load_json(&q, path, err, sizeof err) == MG_OK, "%s", err);
+    same_tokenizer(p, q);
+    mg_tokenizer_free(q);
+    /* the whole toy tokenizer too */
+    ck_assert_msg(mg__tokenizer_write_json(t, path, err, sizeof err) == MG_OK, "%s", err);
+    ck_assert_msg(mg_tokenizer_load_json(&q, path, err, sizeof err) == MG_OK, "%s", err);
+    same_tokenizer(t, q);
+    mg_tokenizer_free(q);
+    /* an empty corpus keeps the fixed part only */
+    mg_tokenizer *e = NULL;
+    ck_assert_int_eq(mg__tokenizer_prune(&e, NULL, &n, t, NULL, 0, err, sizeof err), MG_OK);
+    ck_assert_uint_eq(n, 265 + 13);
+    ck_assert_uint_eq(mg__tok_n_merges(e), 0);
+    mg_tokenizer_free(e);
+    /* misuse */
+    e = (mg_tokenizer *)1;
+    ck_assert_int_eq(mg__tokenizer_prune(&e, NULL, NULL, NULL, "a", 1, err, sizeof err),
+                     MG_E_INVALID_ARG);
+    ck_assert_ptr_null(e);
+    ck_assert_int_eq(mg__tokenizer_prune(&e, NULL, NULL, t, NULL, 1, err, sizeof err),
+                     MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg__tokenizer_write_json(p, "/nonexistent/dir/t.json", err, sizeof err),
+                     MG_E_IO);
+    ck_assert(strstr(err, "/nonexistent/dir/t.json") != NULL);
+    ck_assert_int_eq(mg__tokenizer_write_json(NULL, path, err, sizeof err), MG_E_INVALID_ARG);
+    mg_tokenizer_free(p);
+    mg__free(old);
+    mg_model_free(m);
+}
+END_TEST
+
+/* Real text the tests prune for: VQA-RAD's training questions and answers
+ * (shared data) and a few inline lines, so the test runs without it. */
+static void prune_corpus(strlist *l) {
+    static const char *const inline_lines[] = {
+        "Is there evidence of a pneumothorax?", "No", "yes",
+        "What organ system is pictured?", "Chest",
+        "The heart is mildly enlarged; no focal consolidation, effusion or pneumothorax.",
+        "<start_of_turn>user\nIs the lesion enhancing?<end_of_turn>\n<start_of_turn>model\n"
+        "Yes, there is a ring-enhancing lesion.<end_of_turn>",
+        "Axial CT  with  contrast:\tnodule 12.5 mm (RUL), 3/4 lobes",
+        "\xc3\x9c" "berpr\xc3\xbc" "fung: unauff\xc3\xa4llig "
+        "\xe2\x80\x94 \xe8\x82\xba \xf0\x9f\x98\x80",
+    };
+    for (size_t i = 0; i < sizeof inline_lines / sizeof *inline_lines; i++)
+        sl_add(l, inline_lines[i]);
+    const char *p = tu_shared_file("vqa_rad/trainset.json");
+    size_t n = 0;
+    unsigned char *buf = p ? tu_read_file(p, &n) : NULL;
+    cJSON *j = buf ? cJSON_ParseWithLength((const char *)buf, n) : NULL;
+    free(buf);
+    if (!j) fprintf(stderr, "prune_corpus: vqa_rad/trainset.json absent: inline lines only\n");
+    size_t k = 0, step = tu_under_valgrind() ? 29 : 1;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, j) {
+        if (k++ % step) continue;
+        static const char *const keys[2] = {"question", "answer"};
+        for (int q = 0; q < 2; q++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, keys[q]);
+            if (cJSON_IsString(v) && v->valuestring[0] && !strchr(v->valuestring, '\n'))
+                sl_add(l, v->valuestring);
+        }
+    }
+    cJSON_Delete(j);
+}
+
+/* Text outside the corpus: the adversarial strings and random code points
+ * from many scripts (valid UTF-8, no U+2581). */
+static void out_of_corpus(strlist *l) {
+    adversarial(l);
+    static const uint32_t ranges[][2] = {
+        {0x20, 0x7e}, {0xa0, 0x24f}, {0x370, 0x3ff}, {0x400, 0x4ff}, {0x590, 0x6ff},
+        {0x900, 0x97f}, {0xe00, 0xe7f}, {0x3040, 0x30ff}, {0x4e00, 0x9fff}, {0xac00, 0xd7a3},
+        {0x1f300, 0x1faff}, {0x10000, 0x1007f}, {0xe000, 0xe0ff}, {0x2000, 0x206f},
+    };
+    uint64_t rs = 11;
+    for (int s = 0; s < 40; s++) {
+        char buf[512];
+        size_t k = 0;
+        int len = 1 + (int)(tu_rand_u64(&rs) % 60);
+        for (int c = 0; c < len; c++) {
+            const uint32_t *r = ranges[tu_rand_u64(&rs) % (sizeof ranges / sizeof *ranges)];
+            uint32_t cp = r[0] + (uint32_t)(tu_rand_u64(&rs) % (r[1] - r[0] + 1));
+            if (tu_rand_u64(&rs) % 5 == 0) cp = ' ';
+            if (cp == 0x2581) cp = 'x';
+            if (cp < 0x80) buf[k++] = (char)cp;
+            else if (cp < 0x800) {
+                buf[k++] = (char)(0xc0 | cp >> 6);
+                buf[k++] = (char)(0x80 | (cp & 63));
+            } else if (cp < 0x10000) {
+                buf[k++] = (char)(0xe0 | cp >> 12);
+                buf[k++] = (char)(0x80 | ((cp >> 6) & 63));
+                buf[k++] = (char)(0x80 | (cp & 63));
+            } else {
+                buf[k++] = (char)(0xf0 | cp >> 18);
+                buf[k++] = (char)(0x80 | ((cp >> 12) & 63));
+                buf[k++] = (char)(0x80 | ((cp >> 6) & 63));
+                buf[k++] = (char)(0x80 | (cp & 63));
+            }
+        }
+        buf[k] = '\0';
+        sl_add(l, buf);
+    }
+}
+
+/* Prunes the real Gemma 3 tokenizer for real text: the corpus tokenizes as
+ * before (every line, mapped back to the old ids), other text still encodes
+ * and decodes byte for byte, the written tokenizer.json reads back
+ * identical, and the JavaScript reference loading that file gives our ids. */
+START_TEST(test_gemma_prune) {
+    NEED_GEMMA();
+    strlist lines = {0}, other = {0};
+    prune_corpus(&lines);
+    out_of_corpus(&other);
+    size_t clen = 0;
+    char *corpus = join_lines(&lines, &clen);
+    mg_tokenizer *p = NULL;
+    int32_t *old = NULL;
+    uint32_t n = 0;
+    char err[256] = "";
+    double t0 = now_s();
+    ck_assert_msg(mg__tokenizer_prune(&p, &old, &n, g_gemma, corpus, clen, err, sizeof err)
+                  == MG_OK, "%s", err);
+    fprintf(stderr, "test_gemma_prune: %zu corpus lines (%zu bytes): kept %u of %u tokens, %u of "
+            "%u merges (%.2f s)\n", lines.n, clen, n, mg_tokenizer_vocab_size(g_gemma),
+            mg__tok_n_merges(p), mg__tok_n_merges(g_gemma), now_s() - t0);
+    ck_assert_uint_lt(n, mg_tokenizer_vocab_size(g_gemma) / 4);
+    for (int32_t i = 0; i < 4; i++) ck_assert_int_eq(old[i], i); /* pad eos bos unk */
+    for (uint32_t i = 1; i < n; i++) ck_assert_int_lt(old[i - 1], old[i]);
+    for (int r = 0; r < 9; r++)
+        ck_assert_int_eq(old[mg_tokenizer_special(p, r)], mg_tokenizer_special(g_gemma, r));
+    for (int b = 0; b < 256; b++) {
+        char s[8];
+        snprintf(s, sizeof s, "<0x%02X>", b);
+        ck_assert_int_ge(mg__tok_find(p, s, 6), 0);
+    }
+    /* the corpus, line by line */
+    for (size_t i = 0; i < lines.n; i++) {
+        expect_same_ids(g_gemma, p, old, lines.s[i], MG_TOKENIZE_PARSE_SPECIAL);
+        if (i % 7 == 0)
+            expect_same_ids(g_gemma, p, old, lines.s[i],
+                            MG_TOKENIZE_PARSE_SPECIAL | MG_TOKENIZE_ADD_BOS);
+    }
+    /* other text */
+    for (size_t i = 0; i < other.n; i++)
+        if (!strstr(other.s[i], "\xe2\x96\x81"))
+            expect_round_trip(p, other.s[i], strlen(other.s[i]),
+                              (i & 1) ? MG_TOKENIZE_PARSE_SPECIAL : 0);
+    check_invalid_utf8(p);
+    /* written and read back */
+    char path[512];
+    snprintf(path, sizeof path, "%s", tu_tmp_path("tok_pruned.json"));
+    ck_assert_msg(mg__tokenizer_write_json(p, path, err, sizeof err) == MG_OK, "%s", err);
+    mg_tokenizer *q = NULL;
+    ck_assert_msg(mg_tokenizer_load_json(&q, path, err, sizeof err) == MG_OK, "%s", err);
+    same_tokenizer(p, q);
+    mg_tokenizer_free(q);
+    /* the JavaScript reference on the written file: the same ids */
+    strlist all = {0}, ref = {0};
+    for (size_t i = 0; i < lines.n; i++) sl_add(&all, lines.s[i]);
+    for (size_t i = 0; i < other.n; i++) sl_add(&all, other.s[i]);
+    run_node_with("encode", &all, &ref, path);
+    size_t cap = 1 << 16, bad = 0;
+    char *line = malloc(cap);
+    ck_assert_ptr_nonnull(line);
+    for (size_t i = 0; ref.n && i < all.n; i++) {
+        size_t k = 0;
+        int32_t *ids = enc(p, all.s[i], strlen(all.s[i]), MG_TOKENIZE_PARSE_SPECIAL, &k);
+        if (k * 12 + 16 > cap) {
+            cap = k * 12 + 16;
+            line = realloc(line, cap);
+            ck_assert_ptr_nonnull(line);
+        }
+        ids_to_text(line, cap, ids, k);
+        if (strcmp(line, ref.s[i]) && bad++ < 5)
+            fprintf(stderr, "PRUNED MISMATCH on \"%.200s\"\n  C : %.300s\n  JS: %.300s\n",
+                    all.s[i], line, ref.s[i]);
+        free(ids);
+    }
+    if (ref.n)
+        fprintf(stderr, "test_gemma_prune: JavaScript on the pruned tokenizer.json: %zu strings, "
+                "%zu mismatches\n", all.n, bad);
+    else
+        fprintf(stderr, "test_gemma_prune: node absent, JavaScript comparison skipped\n");
+    ck_assert_uint_eq(bad, 0);
+    free(line);
+    sl_free(&all);
+    sl_free(&ref);
+    free(corpus);
+    sl_free(&lines);
+    sl_free(&other);
+    mg_tokenizer_free(p);
+    mg__free(old);
+}
+END_TEST
+
+/* The whole Gemma 3 tokenizer written as tokenizer.json reads back
+ * identical (every escape, every merge). */
+START_TEST(test_gemma_write_json) {
+    NEED_GEMMA();
+    if (tu_under_valgrind()) return; /* the pruned one is checked there */
+    char err[256] = "";
+    const char *path = tu_tmp_path("tok_full.json");
+    ck_assert_msg(mg__tokenizer_write_json(g_gemma, path, err, sizeof err) == MG_OK, "%s", err);
+    mg_tokenizer *q = NULL;
+    ck_assert_msg(mg_tokenizer_load_json(&q, path, err, sizeof err) == MG_OK, "%s", err);
+    same_tokenizer(g_gemma, q);
+    mg_tokenizer_free(q);
+    remove(path);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("tokenizer");
     TCase *tc = tcase_create("small");
@@ -861,6 +1186,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_bad_metadata);
     tcase_add_test(tc, test_mkmodel_vocab);
     tcase_add_test(tc, test_bad_json);
+    tcase_add_test(tc, test_prune_small);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     TCase *tg = tcase_create("gemma3");
@@ -872,6 +1198,8 @@ static Suite *suite(void) {
     tcase_add_test(tg, test_gemma_invalid_utf8);
     tcase_add_test(tg, test_gemma_long_runs);
     tcase_add_test(tg, test_gemma_mgm_roundtrip);
+    tcase_add_test(tg, test_gemma_prune);
+    tcase_add_test(tg, test_gemma_write_json);
     tcase_set_timeout(tg, 600);
     suite_add_tcase(s, tg);
     return s;

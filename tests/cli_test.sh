@@ -116,6 +116,40 @@ expect "convert unknown type exits 2" test $? -eq 2
 "$CLI" convert "$TMP/tiny.mgm" -o "$TMP/x.mgm" 2> "$TMP/e.err"
 expect "convert of a non-GGUF file fails" grep -q 'not a GGUF file' "$TMP/e.err"
 
+# Vocabulary pruning and metadata: convert --prune-vocab --meta; the same
+# pruned tokenizer from `tokenize --prune-vocab --save-tokenizer`.
+printf 'the heart\n' > "$TMP/corpus.txt"
+"$CLI" convert "$FX" -o "$TMP/pruned.mgm" --tokenizer "$TMP/tok.json" --quiet \
+  --prune-vocab "$TMP/corpus.txt" --meta general.name=demo \
+  --meta 'prompt.report_instruction=Describe it.' 2> "$TMP/pr.err"
+expect "convert --prune-vocab exits 0" test $? -eq 0
+"$CLI" info "$TMP/pruned.mgm" > "$TMP/pr.txt" 2>&1
+# kept: 4 specials, 9 letters, the space marker and "th" (from "the")
+expect "pruned: vocab_size" grep -q 'text.vocab_size = 15$' "$TMP/pr.txt"
+expect "pruned: embedding rows" grep -q 'text.token_embd .* 64 x 15 ' "$TMP/pr.txt"
+expect "--meta sets general.name" grep -q 'general.name = "demo"' "$TMP/pr.txt"
+expect "--meta sets a prompt" grep -q 'prompt.report_instruction = "Describe it."' "$TMP/pr.txt"
+"$CLI" tokenize --tokenizer "$TMP/tok.json" --prune-vocab "$TMP/corpus.txt" \
+  --save-tokenizer "$TMP/pruned.json" < /dev/null > "$TMP/e.out" 2> "$TMP/pt.err"
+expect "tokenize --prune-vocab exits 0" test $? -eq 0
+expect "tokenize --prune-vocab summary" grep -q 'kept 15 of 16 tokens and 1 of 2 merges; wrote ' "$TMP/pt.err"
+expect "tokenize --save-tokenizer: stdout empty" test ! -s "$TMP/e.out"
+printf 'the heart\nthere\n' | "$CLI" tokenize --tokenizer "$TMP/pruned.json" > "$TMP/ids1.txt" 2>&1
+printf 'the heart\nthere\n' | "$CLI" tokenize -m "$TMP/pruned.mgm" > "$TMP/ids2.txt" 2>&1
+expect "pruned tokenizer.json = pruned model's tokenizer" cmp -s "$TMP/ids1.txt" "$TMP/ids2.txt"
+"$CLI" tokenize -m "$TMP/pruned.mgm" --save-tokenizer "$TMP/resaved.json" 2> "$TMP/rs.err"
+expect "tokenize -m --save-tokenizer exits 0" test $? -eq 0
+expect "tokenize --save-tokenizer summary" grep -q 'wrote .*resaved.json (15 tokens, 1 merges)' "$TMP/rs.err"
+"$CLI" convert "$FX" -o "$TMP/x.mgm" --meta text.vocab_size=3 > /dev/null 2> "$TMP/e.err"
+expect "convert --meta outside general./prompt. fails" test $? -eq 1
+expect "convert --meta refusal: message" grep -q "meta key 'text.vocab_size'" "$TMP/e.err"
+"$CLI" convert "$FX" -o "$TMP/x.mgm" --tokenizer "$TMP/tok.json" --prune-vocab "$TMP/none.txt" \
+  > /dev/null 2> "$TMP/e.err"
+expect "convert --prune-vocab without the corpus fails" grep -q "corpus '.*none.txt'.*(input/output error)" "$TMP/e.err"
+"$CLI" tokenize --tokenizer "$TMP/tok.json" --prune-vocab "$TMP/none.txt" --save-tokenizer \
+  "$TMP/x.json" 2> /dev/null
+expect "tokenize --prune-vocab without the corpus fails" test $? -eq 1
+
 # Report and VQA from image files (tiny random model: the text is noise).
 "$CLI" mkmodel --shape tiny -o "$TMP/img.mgm" 2>/dev/null
 "$CLI" report "tests/data/vision/gray_odd.png" "tests/data/vision/rgb.jpg" -m "$TMP/img.mgm" -n 5 > "$TMP/r1.txt" 2> "$TMP/r.err"
@@ -128,6 +162,12 @@ expect "report with options exits 0" test $? -eq 0
 expect "vqa exits 0" test $? -eq 0
 "$CLI" vqa "tests/data/vision/rgb.jpg" -m "$TMP/img.mgm" > /dev/null 2>&1
 expect "vqa without -q exits 2" test $? -eq 2
+# several questions: each answered as the single-question call answers it
+one=$("$CLI" vqa "tests/data/vision/rgb.jpg" -q "Is there a fracture?" -m "$TMP/img.mgm" -n 5 2>/dev/null)
+two=$("$CLI" vqa "tests/data/vision/rgb.jpg" -q "Is there a fracture?" -q "Where?" -m "$TMP/img.mgm" -n 5 2>/dev/null)
+expect "vqa -q twice prints Q:/A: pairs" test "$(printf '%s\n' "$two" | grep -c '^Q: ')" -eq 2
+expect "vqa -q twice: the first answer is the single call's" \
+  test "$(printf '%s\n' "$two" | sed -n 's/^A: //p' | head -1)" = "$(printf '%s\n' "$one" | head -1)"
 "$CLI" report "$TMP/missing.png" -m "$TMP/img.mgm" > /dev/null 2> "$TMP/e.err"
 expect "report on a missing image fails" test $? -eq 1
 "$CLI" report "tests/data/vision/rgb.jpg" -m "$TMP/g.mgm" > /dev/null 2> "$TMP/e.err"

@@ -17,6 +17,7 @@ import "C"
 import (
 	"context"
 	"runtime/cgo"
+	"strings"
 )
 
 // ConvertProgress is reported after each tensor Convert writes.
@@ -30,11 +31,14 @@ type ConvertProgress struct {
 }
 
 type convertOptions struct {
-	dtype     DType
-	flags     uint32
-	mmproj    *string
-	tokenizer *string
-	progress  func(ConvertProgress) error
+	dtype      DType
+	flags      uint32
+	mmproj     *string
+	tokenizer  *string
+	pruneVocab *string
+	meta       []string // "key=value"
+	progress   func(ConvertProgress) error
+	err        error
 }
 
 // ConvertOption configures Convert.
@@ -60,6 +64,24 @@ func ConvertMMProj(path string) ConvertOption { return func(o *convertOptions) {
 // ConvertTokenizer uses this tokenizer.json instead of the source's.
 func ConvertTokenizer(path string) ConvertOption {
 	return func(o *convertOptions) { o.tokenizer = &path }
+}
+
+// ConvertPruneVocab keeps only the tokens that the text file corpus needs
+// (and their embedding rows); the corpus tokenizes exactly as before.
+func ConvertPruneVocab(corpus string) ConvertOption {
+	return func(o *convertOptions) { o.pruneVocab = &corpus }
+}
+
+// ConvertMeta sets a string metadata key under general. or prompt.
+// (general.name, prompt.report_instruction, ...); a key the converter
+// writes itself is replaced. Repeatable.
+func ConvertMeta(key, value string) ConvertOption {
+	return func(o *convertOptions) {
+		if strings.Contains(key, "=") && o.err == nil {
+			o.err = argError("meta key %q contains '='", key)
+		}
+		o.meta = append(o.meta, key+"="+value)
+	}
 }
 
 // ConvertOnProgress calls fn after each tensor; an error from it stops the
@@ -115,6 +137,9 @@ func Convert(ctx context.Context, src, out string, opts ...ConvertOption) error 
 	for _, f := range opts {
 		f(&o)
 	}
+	if o.err != nil {
+		return o.err
+	}
 	var strs cstrs
 	defer strs.free()
 	var p C.mg_convert_params
@@ -123,6 +148,9 @@ func Convert(ctx context.Context, src, out string, opts ...ConvertOption) error 
 	p.flags = C.uint32_t(o.flags)
 	p.mmproj = strs.optStr(o.mmproj)
 	p.tokenizer = strs.optStr(o.tokenizer)
+	p.prune_vocab = strs.optStr(o.pruneVocab)
+	p.meta = strs.array(o.meta)
+	p.n_meta = C.uint32_t(len(o.meta))
 	state := &progressState{ctx: ctx, fn: o.progress}
 	h := cgo.NewHandle(state)
 	defer h.Delete()

@@ -86,3 +86,56 @@ func TestConvert(t *testing.T) {
 		t.Fatal("mmproj with a folder source accepted")
 	}
 }
+
+// ConvertPruneVocab and ConvertMeta: the pruned vocabulary, the metadata set,
+// and the refusals.
+func TestConvertPruneVocabAndMeta(t *testing.T) {
+	src := filepath.Join(repoRoot(t), "tests", "reference", "fixtures", "gqa1_full")
+	if _, err := os.Stat(filepath.Join(src, "config.json")); err != nil {
+		t.Skip("reference fixture absent")
+	}
+	tok := writeTokJSON(t)
+	dir := t.TempDir()
+	corpus := filepath.Join(dir, "corpus.txt")
+	if err := os.WriteFile(corpus, []byte("the heart\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "pruned.mgm")
+	err := Convert(context.Background(), src, out, ConvertTokenizer(tok), ConvertPruneVocab(corpus),
+		ConvertMeta("general.name", "pruned demo"),
+		ConvertMeta("prompt.report_instruction", "Describe the image."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadModel(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	// kept: 4 specials, 9 one-letter pieces, the space marker, "th"
+	if n, err := m.MetaInt("text.vocab_size"); err != nil || n != 15 {
+		t.Fatalf("text.vocab_size %d, %v", n, err)
+	}
+	for k, want := range map[string]string{"general.name": "pruned demo",
+		"prompt.report_instruction": "Describe the image."} {
+		if got, err := m.MetaString(k); err != nil || got != want {
+			t.Fatalf("%s = %q (%v), want %q", k, got, err, want)
+		}
+	}
+	x := filepath.Join(dir, "x.mgm")
+	for _, opt := range []ConvertOption{ConvertMeta("text.vocab_size", "3"),
+		ConvertMeta("general.a=b", "c")} {
+		if err := Convert(context.Background(), src, x, opt); !errors.Is(err, ErrInvalidArg) {
+			t.Fatalf("refused meta: %v", err)
+		}
+	}
+	err = Convert(context.Background(), src, x, ConvertTokenizer(tok),
+		ConvertPruneVocab(filepath.Join(dir, "none.txt")))
+	var e *Error
+	if !errors.As(err, &e) || e.Status != StatusIO {
+		t.Fatalf("missing corpus: %v", err)
+	}
+	if _, err := os.Stat(x); !os.IsNotExist(err) {
+		t.Fatal("failed conversion left its output")
+	}
+}

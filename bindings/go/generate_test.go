@@ -492,6 +492,16 @@ func TestSession(t *testing.T) {
 	if first != int32(best) {
 		t.Fatalf("argmax %d, generated %d", best, first)
 	}
+	// Logits returns the last row
+	lg, err := s.Logits()
+	if err != nil || len(lg) != 512 {
+		t.Fatalf("Logits: %v (%d)", err, len(lg))
+	}
+	for i := range lg {
+		if lg[i] != last[i] {
+			t.Fatalf("Logits()[%d] = %g, Eval's last row %g", i, lg[i], last[i])
+		}
+	}
 	if _, err := s.Eval([]int32{4}, false); err != nil || s.Len() != 4 {
 		t.Fatalf("eval without logits: %v, %d tokens", err, s.Len())
 	}

@@ -132,6 +132,25 @@ func (s *Session) Eval(ids []int32, wantLogits bool) ([]float32, error) {
 	return logits, nil
 }
 
+// Logits returns the logits of the session's last decoder step (the
+// model's vocabulary size of scores for the next token). After Report or VQA
+// with MaxTokens(0) they are those of the answer's first token.
+func (s *Session) Logits() ([]float32, error) {
+	if err := s.life.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.life.release()
+	if s.nVocab <= 0 {
+		return nil, &Error{Status: StatusUnsupported, Message: "the model has no text decoder"}
+	}
+	logits := make([]float32, s.nVocab)
+	st := C.mg_context_logits(s.ptr, (*C.float)(unsafe.Pointer(&logits[0])), C.size_t(len(logits)))
+	if st != C.MG_OK {
+		return nil, s.lastError(st)
+	}
+	return logits, nil
+}
+
 // Reset empties the session's sequence.
 func (s *Session) Reset() error {
 	if err := s.life.acquire(); err != nil {

@@ -38,6 +38,7 @@ struct mg_context {
     mg__dstate *dstate;
     uint32_t n_vocab, max_batch;
     float *logits;             /* max_batch * n_vocab */
+    int logits_valid;          /* logits hold the last decoder step's row */
     void *sampler_scratch;
     int32_t *history;          /* the sequence's tokens, n_ctx */
     mg__rng rng;

@@ -22,6 +22,10 @@ static void conv_usage(FILE *f) {
         "                    source); norms, biases and vision embeddings stay f32\n"
         "  --mmproj FILE     the vision part of a GGUF source (llama.cpp mmproj GGUF)\n"
         "  --tokenizer FILE  use this tokenizer.json instead of the source's tokenizer\n"
+        "  --prune-vocab F   keep only the tokens that the text file F needs, and their\n"
+        "                    embedding rows (F still tokenizes exactly as before)\n"
+        "  --meta KEY=VALUE  set a string key under general. or prompt.; repeatable;\n"
+        "                    replaces the converter's own value of that key\n"
         "  --compress        store tensors zstd-compressed\n"
         "  --no-checksums    do not record the SHA-256 of the source files\n"
         "  --eval FILE       compare the logits with a lossless (f32) conversion on the\n"
@@ -159,10 +163,12 @@ static int run_eval(const char *ref_path, const char *path, const char *prompts)
     return rc;
 }
 
-int cli_convert(int argc, char **argv) {
+/* meta has room for argc entries (the --meta values). */
+static int convert_main(int argc, char **argv, const char **meta) {
     const char *src = NULL, *out = NULL, *eval = NULL;
     mg_convert_params p;
     mg_convert_params_init(&p);
+    p.meta = meta;
     prog pr = {0, 0, ""};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -180,6 +186,8 @@ int cli_convert(int argc, char **argv) {
         } else if (!strcmp(a, "--mmproj") && v) p.mmproj = v, i++;
         else if (!strcmp(a, "--tokenizer") && v) p.tokenizer = v, i++;
         else if (!strcmp(a, "--eval") && v) eval = v, i++;
+        else if (!strcmp(a, "--prune-vocab") && v) p.prune_vocab = v, i++;
+        else if (!strcmp(a, "--meta") && v) meta[p.n_meta++] = v, i++;
         else if (!strcmp(a, "--compress")) p.flags |= MG_CONVERT_COMPRESS;
         else if (!strcmp(a, "--no-checksums")) p.flags |= MG_CONVERT_NO_CHECKSUMS;
         else if (!strcmp(a, "--quiet")) pr.quiet = 1;
@@ -216,5 +224,16 @@ int cli_convert(int argc, char **argv) {
     }
     int rc = run_eval(ref, out, eval);
     unlink(ref);
+    return rc;
+}
+
+int cli_convert(int argc, char **argv) {
+    const char **meta = calloc((size_t)argc + 1, sizeof *meta);
+    if (!meta) {
+        fprintf(stderr, "medgemini convert: out of memory\n");
+        return 1;
+    }
+    int rc = convert_main(argc, argv, meta);
+    free(meta);
     return rc;
 }

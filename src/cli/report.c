@@ -11,6 +11,7 @@
 #include "cli.h"
 
 #define MAX_IMAGES 64
+#define MAX_QUESTIONS 64
 
 static double now_s(void) {
     struct timespec ts;
@@ -37,7 +38,10 @@ static int32_t stream(void *user, const char *piece, size_t len, int32_t token) 
 
 static void usage(const char *cmd) {
     if (!strcmp(cmd, "vqa"))
-        fprintf(stderr, "usage: medgemini vqa IMAGE... -q QUESTION -m MODEL.mgm [options]\n");
+        fprintf(stderr, "usage: medgemini vqa IMAGE... -q QUESTION [-q QUESTION...] -m MODEL.mgm "
+                        "[options]\n"
+                        "  -q QUESTION          may be repeated: each is answered on its own\n"
+                        "                       (printed as \"Q: ...\" and \"A: ...\" lines)\n");
     else
         fprintf(stderr, "usage: medgemini report IMAGE... -m MODEL.mgm [options]\n"
                         "  --instruction TEXT   instead of the model's report instruction\n");
@@ -52,8 +56,8 @@ static void usage(const char *cmd) {
 
 /* cmd: "report" or "vqa". */
 static int run(const char *cmd, int argc, char **argv) {
-    const char *model_path = NULL, *question = NULL, *paths[MAX_IMAGES];
-    size_t n_paths = 0;
+    const char *model_path = NULL, *questions[MAX_QUESTIONS], *paths[MAX_IMAGES];
+    size_t n_paths = 0, n_questions = 0;
     mg_gen_params gp;
     mg_gen_params_init(&gp);
     mg_context_params cp;
@@ -75,7 +79,13 @@ static int run(const char *cmd, int argc, char **argv) {
         if (!v) { fprintf(stderr, "medgemini %s: %s needs a value\n", cmd, a); return 2; }
         char *end = NULL;
         if (!strcmp(a, "-m")) model_path = v;
-        else if (vqa && !strcmp(a, "-q")) question = v;
+        else if (vqa && !strcmp(a, "-q")) {
+            if (n_questions == MAX_QUESTIONS) {
+                fprintf(stderr, "medgemini %s: at most %d questions\n", cmd, MAX_QUESTIONS);
+                return 2;
+            }
+            questions[n_questions++] = v;
+        }
         else if (!vqa && !strcmp(a, "--instruction")) gp.instruction = v;
         else if (!strcmp(a, "--system")) gp.system_prompt = v;
         else if (!strcmp(a, "-n")) gp.max_tokens = (uint32_t)strtoul(v, &end, 10);
@@ -94,7 +104,7 @@ static int run(const char *cmd, int argc, char **argv) {
         if (end && *end) { fprintf(stderr, "medgemini %s: bad value for %s: %s\n", cmd, a, v); return 2; }
         i++;
     }
-    if (!model_path || !n_paths || (vqa && !question)) {
+    if (!model_path || !n_paths || (vqa && !n_questions)) {
         usage(cmd);
         return 2;
     }
@@ -120,25 +130,35 @@ static int run(const char *cmd, int argc, char **argv) {
         fprintf(stderr, "medgemini %s: cannot create a context: %s\n", cmd, mg_status_str(st));
         goto done;
     }
-    char *text = NULL;
     t_loaded = now_s();
     t_start = t_loaded;
-    st = vqa ? mg_vqa(&text, ctx, (const mg_image *const *)imgs, n_paths, question, &gp)
-             : mg_generate_report(&text, ctx, (const mg_image *const *)imgs, n_paths, &gp);
-    if (text) fputc('\n', stdout);
-    if (want_stats) {
-        double t_end = now_s();
-        fprintf(stderr, "stats: images + model load %.2f s, first token after %.2f s (image encoding "
-                        "and prompt), %llu tokens",
-                t_loaded - t0, ts.n ? ts.first - t_start : t_end - t_start, (unsigned long long)ts.n);
-        if (ts.n > 1)
-            fprintf(stderr, ", %.2f tokens/s after the first", (double)(ts.n - 1) / (ts.last - ts.first));
-        fputc('\n', stderr);
-    }
-    mg_string_free(text);
-    if (st != MG_OK && st != MG_E_CONTEXT_FULL) {
-        fprintf(stderr, "medgemini %s: %s\n", cmd, mg_context_errmsg(ctx));
-        goto done;
+    size_t n_calls = vqa ? n_questions : 1;
+    for (size_t q = 0; q < n_calls; q++) {
+        char *text = NULL;
+        if (vqa && n_questions > 1) {
+            printf("%sQ: %s\nA: ", q ? "\n" : "", questions[q]);
+            fflush(stdout);
+        }
+        if (q) t_start = now_s(), ts.n = 0;
+        st = vqa ? mg_vqa(&text, ctx, (const mg_image *const *)imgs, n_paths, questions[q], &gp)
+                 : mg_generate_report(&text, ctx, (const mg_image *const *)imgs, n_paths, &gp);
+        if (text) fputc('\n', stdout);
+        if (want_stats) {
+            double t_end = now_s();
+            fprintf(stderr, "stats: images + model load %.2f s, first token after %.2f s (image "
+                            "encoding and prompt), %llu tokens",
+                    t_loaded - t0, ts.n ? ts.first - t_start : t_end - t_start,
+                    (unsigned long long)ts.n);
+            if (ts.n > 1)
+                fprintf(stderr, ", %.2f tokens/s after the first",
+                        (double)(ts.n - 1) / (ts.last - ts.first));
+            fputc('\n', stderr);
+        }
+        mg_string_free(text);
+        if (st != MG_OK && st != MG_E_CONTEXT_FULL) {
+            fprintf(stderr, "medgemini %s: %s\n", cmd, mg_context_errmsg(ctx));
+            goto done;
+        }
     }
     rc = 0;
 done:

@@ -1,6 +1,9 @@
 /* tokenize.c - `medgemini tokenize`: text lines on stdin -> token ids, or
- * (--decode) lines of ids -> text. */
+ * (--decode) lines of ids -> text; --prune-vocab and --save-tokenizer make a
+ * pruned or re-written tokenizer.json (the library's internal
+ * mg__tokenizer_prune and mg__tokenizer_write_json, linked statically). */
 #include "medgemini.h"
+#include "llm/tokenizer.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -18,7 +21,13 @@ static void tok_usage(FILE *f) {
         "  --special       match the text of special tokens (<start_of_turn>) as them\n"
         "  --decode        read lines of ids instead and print their text\n"
         "  --skip-special  with --decode: leave out special tokens\n"
-        "  --pieces        print the pieces instead of the ids\n");
+        "  --pieces        print the pieces instead of the ids\n"
+        "  --prune-vocab F keep only the tokens that the text file F needs (F then\n"
+        "                  tokenizes exactly as before; docs/CONVERT.md); without\n"
+        "                  --save-tokenizer, stdin is tokenized with the pruned ids\n"
+        "  --save-tokenizer OUT.json\n"
+        "                  write the (pruned) tokenizer as a tokenizer.json and exit\n"
+        "                  (stdin is not read); a summary goes to stderr\n");
 }
 
 static int decode_line(const mg_tokenizer *tok, char *line, uint32_t flags,
@@ -63,14 +72,82 @@ static int decode_line(const mg_tokenizer *tok, char *line, uint32_t flags,
     return 0;
 }
 
+/* The whole file (any bytes); NULL with a message on failure. */
+static char *read_all(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "medgemini tokenize: cannot open %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        char *q = realloc(buf, cap * 2);
+        if (!q) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = q;
+        cap *= 2;
+    }
+    int bad = !buf || ferror(f);
+    fclose(f);
+    if (bad) {
+        fprintf(stderr, "medgemini tokenize: cannot read %s\n", path);
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+/* --prune-vocab and --save-tokenizer; *tok may be replaced by the pruned
+ * tokenizer (owned through *pruned). Returns 0, or the exit code. */
+static int prune_and_save(const mg_tokenizer **tok, mg_tokenizer **pruned,
+                          const char *corpus_path, const char *save_path) {
+    char err[512] = "";
+    uint32_t n0 = mg_tokenizer_vocab_size(*tok), m0 = mg__tok_n_merges(*tok);
+    if (corpus_path) {
+        size_t len = 0;
+        char *corpus = read_all(corpus_path, &len);
+        if (!corpus) return 1;
+        mg_status st = mg__tokenizer_prune(pruned, NULL, NULL, *tok, corpus, len, err, sizeof err);
+        free(corpus);
+        if (st != MG_OK) {
+            fprintf(stderr, "medgemini tokenize: %s: %s\n", mg_status_str(st), err);
+            return 1;
+        }
+        *tok = *pruned;
+    }
+    if (save_path) {
+        mg_status st = mg__tokenizer_write_json(*tok, save_path, err, sizeof err);
+        if (st != MG_OK) {
+            fprintf(stderr, "medgemini tokenize: %s: %s\n", mg_status_str(st), err);
+            return 1;
+        }
+    }
+    if (corpus_path)
+        fprintf(stderr, "medgemini tokenize: kept %u of %u tokens and %u of %u merges%s%s\n",
+                mg_tokenizer_vocab_size(*tok), n0, mg__tok_n_merges(*tok), m0,
+                save_path ? "; wrote " : "", save_path ? save_path : "");
+    else if (save_path)
+        fprintf(stderr, "medgemini tokenize: wrote %s (%u tokens, %u merges)\n", save_path, n0, m0);
+    return 0;
+}
+
 int cli_tokenize(int argc, char **argv) {
-    const char *model_path = NULL, *json_path = NULL;
+    const char *model_path = NULL, *json_path = NULL, *corpus_path = NULL, *save_path = NULL;
     uint32_t flags = 0, dflags = 0;
     int decode = 0, pieces = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && i + 1 < argc) model_path = argv[++i];
         else if (!strcmp(a, "--tokenizer") && i + 1 < argc) json_path = argv[++i];
+        else if (!strcmp(a, "--prune-vocab") && i + 1 < argc) corpus_path = argv[++i];
+        else if (!strcmp(a, "--save-tokenizer") && i + 1 < argc) save_path = argv[++i];
         else if (!strcmp(a, "--bos")) flags |= MG_TOKENIZE_ADD_BOS;
         else if (!strcmp(a, "--special")) flags |= MG_TOKENIZE_PARSE_SPECIAL;
         else if (!strcmp(a, "--decode")) decode = 1;
@@ -109,7 +186,17 @@ int cli_tokenize(int argc, char **argv) {
         fprintf(stderr, "medgemini tokenize: %s: %s\n", mg_status_str(st), err);
         return 1;
     }
+    mg_tokenizer *pruned = NULL;
     int rc = 0;
+    if (corpus_path || save_path) {
+        rc = prune_and_save(&tok, &pruned, corpus_path, save_path);
+        if (rc || save_path) {
+            mg_tokenizer_free(pruned);
+            mg_tokenizer_free(owned);
+            mg_model_free(model);
+            return rc;
+        }
+    }
     char *line = NULL, *buf = NULL;
     size_t lcap = 0, cap = 0, bcap = 0;
     int32_t *ids = NULL;
@@ -148,6 +235,7 @@ int cli_tokenize(int argc, char **argv) {
     free(line);
     free(ids);
     free(buf);
+    mg_tokenizer_free(pruned);
     mg_tokenizer_free(owned);
     mg_model_free(model);
     if (fflush(stdout) != 0) rc = 1;

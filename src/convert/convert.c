@@ -42,6 +42,13 @@ typedef struct conv {
     int gguf;
     char *err;
     size_t errlen;
+    mg_tokenizer *tok;     /* the output's tokenizer (padded, pruned), or NULL */
+    int64_t src_vocab;     /* embedding rows of the source */
+    int32_t *keep_rows;    /* pruning: new id -> source row (ascending), or NULL */
+    uint32_t n_keep;
+    const char *const *meta; /* validated "key=value" overrides */
+    uint32_t n_meta;
+    uint8_t *meta_done;    /* which of them were written */
 } conv;
 
 #define FAILC(cv, code, ...) mg__err((cv)->err, (cv)->errlen, code, __VA_ARGS__)
@@ -271,6 +278,92 @@ static int32_t choose_dtype(const plan *p, int32_t want) {
 
 #define W(call) do { if ((st = (call))) return mg__err(cv->err, cv->errlen, st, "%s", mg_writer_errmsg(w)); } while (0)
 
+/* --meta: "key=value" entries that set string keys under general.* and
+ * prompt.*. Keys that record where the file came from, or what it is, stay
+ * the converter's. */
+static const char *const k_meta_reserved[] = {
+    "general.architecture", "general.converter", "general.source_files", "general.source_sha256",
+};
+#define MAX_META 4096u
+
+static mg_status check_meta(const char *const *meta, uint32_t n, char *err, size_t errlen) {
+    if (n && !meta)
+        return mg__err(err, errlen, MG_E_INVALID_ARG, "meta is NULL but n_meta is %u", n);
+    if (n > MAX_META)
+        return mg__err(err, errlen, MG_E_INVALID_ARG, "%u meta entries (at most %u)", n, MAX_META);
+    for (uint32_t i = 0; i < n; i++) {
+        const char *e = meta[i];
+        if (!e) return mg__err(err, errlen, MG_E_INVALID_ARG, "meta entry %u is NULL", i);
+        const char *eq = strchr(e, '=');
+        size_t kl = eq ? (size_t)(eq - e) : 0;
+        size_t pl = !strncmp(e, "general.", 8) ? 8 : !strncmp(e, "prompt.", 7) ? 7 : 0;
+        if (!eq || !kl)
+            return mg__err(err, errlen, MG_E_INVALID_ARG,
+                           "meta entry '%.80s' is not KEY=VALUE", e);
+        int ok = pl && kl > pl && kl <= 255 && e[kl - 1] != '.';
+        for (size_t k = 0; ok && k < kl; k++) {
+            char c = e[k];
+            ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '-' || (c == '.' && e[k + 1] != '.');
+        }
+        if (!ok)
+            return mg__err(err, errlen, MG_E_INVALID_ARG,
+                           "meta key '%.*s': only keys under general. or prompt. (letters, "
+                           "digits, '_', '-', '.') can be set", (int)(kl < 80 ? kl : 80), e);
+        for (size_t r = 0; r < sizeof k_meta_reserved / sizeof k_meta_reserved[0]; r++)
+            if (strlen(k_meta_reserved[r]) == kl && !strncmp(e, k_meta_reserved[r], kl))
+                return mg__err(err, errlen, MG_E_INVALID_ARG,
+                               "meta key '%s' is the converter's own and cannot be set",
+                               k_meta_reserved[r]);
+        size_t vl = strlen(eq + 1);
+        if (vl > ((size_t)16 << 20) || !mg__utf8_valid(eq + 1, vl))
+            return mg__err(err, errlen, MG_E_INVALID_ARG,
+                           "meta '%.*s': the value is not valid UTF-8 of at most 16 MiB",
+                           (int)kl, e);
+        for (uint32_t j = 0; j < i; j++)
+            if (!strncmp(meta[j], e, kl + 1))
+                return mg__err(err, errlen, MG_E_INVALID_ARG, "meta key '%.*s' is given twice",
+                               (int)kl, e);
+    }
+    return MG_OK;
+}
+
+#define PUT(call) do { if ((st = (call))) return st; } while (0)
+
+/* The --meta value for key, or NULL; marks it written. */
+static const char *meta_value(conv *cv, const char *key) {
+    size_t kl = strlen(key);
+    for (uint32_t i = 0; i < cv->n_meta; i++)
+        if (!strncmp(cv->meta[i], key, kl) && cv->meta[i][kl] == '=') {
+            cv->meta_done[i] = 1;
+            return cv->meta[i] + kl + 1;
+        }
+    return NULL;
+}
+
+/* A string key the converter writes, unless --meta gives it. */
+static mg_status put_str(conv *cv, mg_writer *w, const char *key, const char *v) {
+    const char *o = meta_value(cv, key);
+    mg_status st;
+    W(mg_writer_set_string(w, key, o ? o : v));
+    return MG_OK;
+}
+
+/* The --meta keys the converter does not write itself. */
+static mg_status put_meta_rest(conv *cv, mg_writer *w) {
+    mg_status st;
+    for (uint32_t i = 0; i < cv->n_meta; i++) {
+        if (cv->meta_done[i]) continue;
+        char key[256];
+        size_t kl = (size_t)(strchr(cv->meta[i], '=') - cv->meta[i]);
+        memcpy(key, cv->meta[i], kl);
+        key[kl] = '\0';
+        W(mg_writer_set_string(w, key, cv->meta[i] + kl + 1));
+        cv->meta_done[i] = 1;
+    }
+    return MG_OK;
+}
+
 static mg_status write_config(conv *cv, mg_writer *w) {
     const mg__ccfg *c = &cv->cfg;
     mg_status st;
@@ -375,16 +468,16 @@ static mg_status write_general(conv *cv, mg_writer *w, const char *src, uint32_t
         }
     }
     W(mg_writer_set_string(w, "general.architecture", "gemma3"));
-    W(mg_writer_set_string(w, "general.name", name ? name : base_name(src)));
-    if (version) W(mg_writer_set_string(w, "general.version", version));
-    if (desc) W(mg_writer_set_string(w, "general.description", desc));
-    W(mg_writer_set_string(w, "general.license", license ? license : "see the source model card"));
+    PUT(put_str(cv, w, "general.name", name ? name : base_name(src)));
+    if (version) PUT(put_str(cv, w, "general.version", version));
+    if (desc) PUT(put_str(cv, w, "general.description", desc));
+    PUT(put_str(cv, w, "general.license", license ? license : "see the source model card"));
     char source[600];
     snprintf(source, sizeof source, "%s %s", cv->gguf ? "GGUF" : "Hugging Face", base_name(src));
-    W(mg_writer_set_string(w, "general.source", source));
-    W(mg_writer_set_string(w, "general.intended_use",
-                           "As stated by the source model card. Model output is not a "
-                           "diagnosis and needs review by a qualified professional."));
+    PUT(put_str(cv, w, "general.source", source));
+    PUT(put_str(cv, w, "general.intended_use",
+                "As stated by the source model card. Model output is not a "
+                "diagnosis and needs review by a qualified professional."));
     W(mg_writer_set_string(w, "general.converter", CONVERTER_VERSION));
     size_t n = cv->src.n_files + n_extra;
     const char **names = mg__calloc(n ? n : 1, sizeof *names);
@@ -419,9 +512,10 @@ static mg_status write_general(conv *cv, mg_writer *w, const char *src, uint32_t
     return st;
 }
 
-/* Tokenizer, chat template and turn markers, generation eos ids. */
-static mg_status write_tokenizer(conv *cv, mg_writer *w, const char *src,
-                                 const char *override) {
+/* The output's tokenizer: the source's (or the override), padded to the
+ * embedding's rows, its image ids checked against config.json; cv->tok stays
+ * NULL when there is none. */
+static mg_status load_tokenizer(conv *cv, const char *src, const char *override) {
     mg_tokenizer *tok = NULL, *pad = NULL;
     mg_status st = MG_OK;
     char path[4608];
@@ -460,17 +554,68 @@ static mg_status write_tokenizer(conv *cv, mg_writer *w, const char *src,
                          "has %d", cfg_ids[i], (int)r);
         }
     }
-    if ((st = mg__tokenizer_write_meta(tok, w))) {
-        mg_tokenizer_free(tok);
+    cv->tok = tok;
+    return MG_OK;
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The new id of source id `old` after pruning, or -1 when it was dropped. */
+static int64_t kept_id(const conv *cv, int64_t old) {
+    if (!cv->keep_rows) return old;
+    if (old < 0 || old > INT32_MAX) return -1;
+    int32_t key = (int32_t)old;
+    const int32_t *hit = bsearch(&key, cv->keep_rows, cv->n_keep, sizeof key, cmp_i32);
+    return hit ? (int64_t)(hit - cv->keep_rows) : -1;
+}
+
+/* --prune-vocab: the tokenizer keeps what the corpus needs, the embedding
+ * the rows of the kept ids (the source ids, as padding came first); the
+ * vocabulary size and config.json's image ids follow. */
+static mg_status prune_vocab(conv *cv, const char *corpus_path) {
+    if (!cv->tok)
+        return FAILC(cv, MG_E_INVALID_ARG,
+                     "pruning the vocabulary needs a tokenizer, and the source has none "
+                     "(give one with --tokenizer)");
+    char *txt = NULL;
+    size_t len = 0;
+    mg_status st = mg__read_text_file(&txt, &len, corpus_path, (size_t)1 << 30, cv->err,
+                                      cv->errlen);
+    if (st == MG_E_NOT_FOUND)
+        return FAILC(cv, MG_E_IO, "cannot open the corpus '%s': no such file", corpus_path);
+    if (st) return st;
+    mg_tokenizer *p = NULL;
+    st = mg__tokenizer_prune(&p, &cv->keep_rows, &cv->n_keep, cv->tok, txt, len, cv->err,
+                             cv->errlen);
+    mg__free(txt);
+    if (st) return st;
+    mg_tokenizer_free(cv->tok);
+    cv->tok = p;
+    for (size_t i = 0; i < cv->n_p; i++)
+        if (cv->p[i].kind == K_EMBD) cv->p[i].dims[1] = cv->n_keep;
+    cv->cfg.vocab = cv->n_keep;
+    cv->cfg.boi_id = kept_id(cv, cv->cfg.boi_id);
+    cv->cfg.eoi_id = kept_id(cv, cv->cfg.eoi_id);
+    cv->cfg.image_id = kept_id(cv, cv->cfg.image_id);
+    return MG_OK;
+}
+
+/* Tokenizer, chat template and turn markers, generation eos ids. */
+static mg_status write_tokenizer(conv *cv, mg_writer *w, const char *src) {
+    mg_status st = MG_OK;
+    char path[4608];
+    const mg_tokenizer *tok = cv->tok;
+    if (!tok) return MG_OK;
+    if ((st = mg__tokenizer_write_meta(tok, w)))
         return mg__err(cv->err, cv->errlen, st, "%s", mg_writer_errmsg(w));
-    }
-    int have_turns = mg_tokenizer_special(tok, MG_TOKEN_START_OF_TURN) >= 0 &&
-                     mg_tokenizer_special(tok, MG_TOKEN_END_OF_TURN) >= 0;
-    mg_tokenizer_free(tok);
-    if (have_turns) {
-        W(mg_writer_set_string(w, "prompt.turn_user", "<start_of_turn>user\n"));
-        W(mg_writer_set_string(w, "prompt.turn_model", "<start_of_turn>model\n"));
-        W(mg_writer_set_string(w, "prompt.turn_end", "<end_of_turn>\n"));
+    if (mg_tokenizer_special(tok, MG_TOKEN_START_OF_TURN) >= 0 &&
+        mg_tokenizer_special(tok, MG_TOKEN_END_OF_TURN) >= 0) {
+        PUT(put_str(cv, w, "prompt.turn_user", "<start_of_turn>user\n"));
+        PUT(put_str(cv, w, "prompt.turn_model", "<start_of_turn>model\n"));
+        PUT(put_str(cv, w, "prompt.turn_end", "<end_of_turn>\n"));
     }
     /* chat template */
     char *tmpl = NULL;
@@ -517,9 +662,14 @@ static mg_status write_tokenizer(conv *cv, mg_writer *w, const char *src,
             if (cJSON_IsArray(e))
                 cJSON_ArrayForEach(x, e) if (cJSON_IsNumber(x) && n_ids < 16) ids[n_ids++] = (int64_t)x->valuedouble;
             int ok = 1;
-            for (uint64_t i = 0; i < n_ids; i++) ok &= ids[i] >= 0 && ids[i] < cv->cfg.vocab;
+            for (uint64_t i = 0; i < n_ids; i++) ok &= ids[i] >= 0 && ids[i] < cv->src_vocab;
             cJSON_Delete(g);
-            if (n_ids && ok) W(mg_writer_set_int_array(w, "generation.eos_ids", ids, n_ids));
+            /* after pruning: the new ids; an eos token that was dropped can
+             * never be generated, so it goes */
+            uint64_t k = 0;
+            for (uint64_t i = 0; ok && i < n_ids; i++)
+                if ((ids[k] = kept_id(cv, ids[i])) >= 0) k++;
+            if (k && ok) W(mg_writer_set_int_array(w, "generation.eos_ids", ids, k));
         }
     }
     return MG_OK;
@@ -529,7 +679,12 @@ static mg_status write_tokenizer(conv *cv, mg_writer *w, const char *src,
 
 static mg_status stream_one(conv *cv, mg_writer *w, const plan *p, double *rms, double *rel) {
     const mg__ctensor *t = p->src;
-    uint64_t cols = p->dims[0], rows = t->n_elems / cols, n = t->n_elems;
+    /* the token embedding of a pruned vocabulary: output row r is source row
+     * keep_rows[r] (rows of the same width) */
+    const int32_t *gather = p->kind == K_EMBD ? cv->keep_rows : NULL;
+    uint64_t cols = p->dims[0], n = 1;
+    for (uint32_t d = 0; d < p->n_dims; d++) n *= p->dims[d]; /* = t->n_elems unless gathered */
+    uint64_t rows = n / cols;
     int ok = 0;
     uint64_t out_bytes = mg__dtype_bytes(p->dtype, n, &ok);
     uint64_t out_row = mg__dtype_bytes(p->dtype, cols, &ok);
@@ -558,7 +713,16 @@ static mg_status stream_one(conv *cv, mg_writer *w, const plan *p, double *rms, 
         uint64_t nr = rows - r0 < chunk ? rows - r0 : chunk, ne = nr * cols;
         uint64_t sr0 = p->xform == XF_TRANSPOSE ? 0 : r0 * src_rows_per_out;
         uint64_t snr = p->xform == XF_TRANSPOSE ? t->n_elems / t->dims[0] : nr * src_rows_per_out;
-        if ((st = mg__csrc_read_rows(&cv->src, t, sr0, snr, x, scratch, cv->err, cv->errlen)))
+        for (uint64_t k = 0; gather && k < nr;) { /* runs of consecutive source rows */
+            uint64_t s0 = (uint64_t)gather[r0 + k], run = 1;
+            while (k + run < nr && (uint64_t)gather[r0 + k + run] == s0 + run) run++;
+            if ((st = mg__csrc_read_rows(&cv->src, t, s0, run, x + k * cols, scratch, cv->err,
+                                         cv->errlen)))
+                goto done;
+            k += run;
+        }
+        if (!gather &&
+            (st = mg__csrc_read_rows(&cv->src, t, sr0, snr, x, scratch, cv->err, cv->errlen)))
             goto done;
         float *v = x;
         if (p->xform == XF_MINUS_ONE) {
@@ -631,6 +795,10 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
         return mg__err(err, errlen, MG_E_INVALID_ARG, "unknown dtype %d", (int)p.dtype);
     if (p.flags & ~(uint32_t)(MG_CONVERT_COMPRESS | MG_CONVERT_NO_CHECKSUMS))
         return mg__err(err, errlen, MG_E_INVALID_ARG, "unknown flags 0x%x", p.flags);
+    mg_status st = check_meta(p.meta, p.n_meta, err, errlen);
+    if (st) return st;
+    if (p.prune_vocab && !*p.prune_vocab)
+        return mg__err(err, errlen, MG_E_INVALID_ARG, "prune_vocab is an empty path");
     struct stat sb;
     if (stat(src, &sb) != 0) {
         char eb[128];
@@ -641,8 +809,13 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
     memset(&cv, 0, sizeof cv);
     cv.err = err;
     cv.errlen = errlen;
+    cv.meta = p.meta;
+    cv.n_meta = p.n_meta;
     mg_writer *w = NULL;
-    mg_status st;
+    if (p.n_meta && !(cv.meta_done = mg__calloc(p.n_meta, 1))) {
+        st = mg__err(err, errlen, MG_E_NOMEM, "out of memory");
+        goto done;
+    }
     if (S_ISDIR(sb.st_mode)) {
         if (p.mmproj) {
             st = mg__err(err, errlen, MG_E_INVALID_ARG,
@@ -678,6 +851,10 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
     for (size_t i = 0; i < cv.n_p; i++) {
         cv.p[i].dtype = choose_dtype(&cv.p[i], p.dtype);
     }
+    cv.src_vocab = cv.cfg.vocab;
+    if ((st = load_tokenizer(&cv, src, p.tokenizer)) ||
+        (p.prune_vocab && (st = prune_vocab(&cv, p.prune_vocab))))
+        goto done;
     if ((st = mg_writer_open(&w, out_path, (p.flags & MG_CONVERT_COMPRESS) ? MG_WRITE_COMPRESS : 0,
                              err, errlen)))
         goto done;
@@ -696,10 +873,14 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
         }
     }
     if (p.tokenizer) extra[n_extra++] = p.tokenizer;
+    if (p.prune_vocab) extra[n_extra++] = p.prune_vocab;
     if ((st = write_general(&cv, w, src, p.flags, extra, n_extra)) ||
         (st = write_config(&cv, w)) ||
-        (st = write_tokenizer(&cv, w, src, p.tokenizer)))
+        (st = write_tokenizer(&cv, w, src)) ||
+        (st = put_meta_rest(&cv, w)))
         goto done;
+    mg_tokenizer_free(cv.tok); /* written; its memory is not needed while streaming */
+    cv.tok = NULL;
     for (size_t i = 0; i < cv.n_p; i++)
         if ((st = mg_writer_add_tensor(w, cv.p[i].name, cv.p[i].dtype, cv.p[i].n_dims,
                                        cv.p[i].dims, 0))) {
@@ -719,5 +900,8 @@ done:
     mg_writer_free(w); /* removes an unfinished file */
     mg__csrc_free(&cv.src);
     mg__free(cv.p);
+    mg_tokenizer_free(cv.tok);
+    mg__free(cv.keep_rows);
+    mg__free(cv.meta_done);
     return st;
 }

@@ -48,6 +48,34 @@ mg_status mg__tokenizer_from_mgm(mg_tokenizer **out, const mg__mgm *f,
  * identical tokenizer (the converter's path; also used by the tests). */
 mg_status mg__tokenizer_write_meta(const mg_tokenizer *tok, mg_writer *w);
 
+/* Writes t as a Hugging Face tokenizer.json (model BPE with byte fallback:
+ * every piece in the vocab object by id, merges in rank order as ["a", "b"],
+ * types 2, 3 and 4 as added tokens (2 and 3 special), the normalizer and
+ * pre-tokenizer of t, a decoder Replace "\xe2\x96\x81" -> " " /
+ * ByteFallback / Fuse and a post-processor adding the BOS token) that
+ * mg_tokenizer_load_json reads back into the same pieces, types, merges and
+ * roles (roles are found by their Gemma piece names, "<bos>", ...; type 5
+ * reads back as 1). MG_E_IO when the file cannot be written (it is then
+ * removed). Implemented in tokenizer_json.c. */
+mg_status mg__tokenizer_write_json(const mg_tokenizer *t, const char *path,
+                                   char *err, size_t errlen);
+
+/* Vocabulary pruning (tokenizer_prune.c): a tokenizer with only the tokens
+ * that `corpus` needs, which tokenizes the corpus exactly as t does. Kept:
+ * every id t produces for the whole corpus in one pass (with
+ * MG_TOKENIZE_PARSE_SPECIAL), closed under "both halves of every merge
+ * that makes a kept piece"; all <0xNN> byte tokens, every control and
+ * unknown token, every token holding a role, every one-byte piece and the
+ * space marker "\xe2\x96\x81". New ids are the kept old ids in ascending
+ * order; merges are kept, in rank order, when their halves and result are
+ * all kept; types, roles, normalizer and pre-tokenizer carry over.
+ * *old_ids_out (mg__malloc'ed, caller frees with mg__free) maps new id ->
+ * old id; *n_out is the kept count. */
+mg_status mg__tokenizer_prune(mg_tokenizer **out, int32_t **old_ids_out,
+                              uint32_t *n_out, const mg_tokenizer *t,
+                              const char *corpus, size_t corpus_len,
+                              char *err, size_t errlen);
+
 /* ---- construction, shared by the .mgm and tokenizer.json loaders -------- */
 
 /* Starts a tokenizer with n_vocab empty slots; every slot must then be set

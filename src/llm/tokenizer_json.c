@@ -2,7 +2,8 @@
  * tokenizer.json (model BPE with byte fallback; normalizer Replace " " ->
  * "\xe2\x96\x81" or none; pre-tokenizer Split " " MergedWithPrevious or none;
  * added tokens without lstrip/rstrip/single_word/normalized), as Gemma 3
- * ships it. Anything else is refused with MG_E_MODEL_FORMAT, never guessed. */
+ * ships it. Anything else is refused with MG_E_MODEL_FORMAT, never guessed.
+ * mg__tokenizer_write_json writes a tokenizer back in that same form. */
 #include "llm/tokenizer.h"
 
 #include <cJSON.h>
@@ -281,4 +282,120 @@ MG_API mg_status mg_tokenizer_load_json(mg_tokenizer **out, const char *path,
         st = build(out, root, err, errlen);
     cJSON_Delete(root);
     return st;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+/* A JSON string: quotes, backslashes and control characters escaped, the
+ * rest (valid UTF-8, checked when the piece was set) as it is. */
+static void put_json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\b': fputs("\\b", f); break;
+        case '\f': fputs("\\f", f); break;
+        default:
+            if (*p < 0x20) fprintf(f, "\\u%04x", (unsigned)*p);
+            else fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+static const char k_space_json[] = "{\"String\": \" \"}";
+
+mg_status mg__tokenizer_write_json(const mg_tokenizer *t, const char *path, char *err,
+                                   size_t errlen) {
+    uint32_t nv = mg_tokenizer_vocab_size(t);
+    if (!nv || !path) return mg__err(err, errlen, MG_E_INVALID_ARG, "no tokenizer or path");
+    FILE *f = fopen(path, "wb");
+    if (!f) return mg__err(err, errlen, MG_E_IO, "%s: %s", path, strerror(errno));
+    int32_t norm = 0, pre = 0;
+    mg__tok_options(t, &norm, &pre);
+    int32_t bos = mg_tokenizer_special(t, MG_TOKEN_BOS);
+    int32_t unk = mg_tokenizer_special(t, MG_TOKEN_UNK);
+    fputs("{\n\"version\": \"1.0\",\n\"truncation\": null,\n\"padding\": null,\n"
+          "\"added_tokens\": [", f);
+    int first = 1;
+    for (uint32_t id = 0; id < nv; id++) {
+        int32_t ty = mg__tok_type(t, (int32_t)id);
+        if (ty != MG__TOK_UNKNOWN && ty != MG__TOK_CONTROL && ty != MG__TOK_USER) continue;
+        fprintf(f, "%s\n {\"id\": %" PRIu32 ", \"content\": ", first ? "" : ",", id);
+        put_json_str(f, mg_tokenizer_piece(t, (int32_t)id));
+        fprintf(f, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
+                "\"normalized\": false, \"special\": %s}", ty == MG__TOK_USER ? "false" : "true");
+        first = 0;
+    }
+    fputs("\n],\n\"normalizer\": ", f);
+    if (norm == MG__TOK_NORM_SPACE_MARKER)
+        fprintf(f, "{\"type\": \"Replace\", \"pattern\": %s, \"content\": \"\xe2\x96\x81\"}",
+                k_space_json);
+    else
+        fputs("null", f);
+    fputs(",\n\"pre_tokenizer\": ", f);
+    if (pre == MG__TOK_PRE_SPLIT_SPACE)
+        fprintf(f, "{\"type\": \"Split\", \"pattern\": %s, \"behavior\": \"MergedWithPrevious\", "
+                "\"invert\": false}", k_space_json);
+    else
+        fputs("null", f);
+    fputs(",\n\"post_processor\": ", f);
+    if (bos >= 0) {
+        const char *b = mg_tokenizer_piece(t, bos);
+        fputs("{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": ", f);
+        put_json_str(f, b);
+        fputs(", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], "
+              "\"pair\": [{\"SpecialToken\": {\"id\": ", f);
+        put_json_str(f, b);
+        fputs(", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, "
+              "{\"SpecialToken\": {\"id\": ", f);
+        put_json_str(f, b);
+        fputs(", \"type_id\": 1}}, {\"Sequence\": {\"id\": \"B\", \"type_id\": 1}}], "
+              "\"special_tokens\": {", f);
+        put_json_str(f, b);
+        fputs(": {\"id\": ", f);
+        put_json_str(f, b);
+        fprintf(f, ", \"ids\": [%d], \"tokens\": [", (int)bos);
+        put_json_str(f, b);
+        fputs("]}}}", f);
+    } else {
+        fputs("null", f);
+    }
+    fprintf(f, ",\n\"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", "
+            "\"pattern\": {\"String\": \"\xe2\x96\x81\"}, \"content\": \" \"}, "
+            "{\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}]},\n"
+            "\"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": ");
+    if (unk >= 0) put_json_str(f, mg_tokenizer_piece(t, unk));
+    else fputs("null", f);
+    fputs(", \"continuing_subword_prefix\": null, \"end_of_word_suffix\": null, "
+          "\"fuse_unk\": true, \"byte_fallback\": true, \"ignore_merges\": false,\n"
+          "\"vocab\": {", f);
+    for (uint32_t id = 0; id < nv; id++) {
+        fputs(id ? ",\n " : "\n ", f);
+        put_json_str(f, mg_tokenizer_piece(t, (int32_t)id));
+        fprintf(f, ": %" PRIu32, id);
+    }
+    fputs("\n},\n\"merges\": [", f);
+    uint32_t nm = mg__tok_n_merges(t);
+    for (uint32_t r = 0; r < nm; r++) {
+        int32_t a = -1, b = -1;
+        mg__tok_merge(t, r, &a, &b);
+        fputs(r ? ",\n [" : "\n [", f);
+        put_json_str(f, mg_tokenizer_piece(t, a));
+        fputs(", ", f);
+        put_json_str(f, mg_tokenizer_piece(t, b));
+        fputc(']', f);
+    }
+    fputs("\n]}\n}\n", f);
+    int bad = ferror(f);
+    if (fclose(f) != 0) bad = 1;
+    if (bad) {
+        remove(path);
+        return mg__err(err, errlen, MG_E_IO, "%s: write failed", path);
+    }
+    return MG_OK;
 }

@@ -12,6 +12,7 @@
 static mg_status feed(mg_context *c, const int32_t *ids, size_t n, float *all) {
     uint32_t pos = mg__dstate_pos(c->dstate);
     if (n > (size_t)c->params.n_ctx - pos) return MG_E_CONTEXT_FULL;
+    if (n) c->logits_valid = 0;
     for (size_t off = 0; off < n;) {
         if (atomic_load(&c->interrupt)) return MG_E_INTERRUPTED;
         uint32_t chunk = (uint32_t)(n - off < c->max_batch ? n - off : c->max_batch);
@@ -23,6 +24,7 @@ static mg_status feed(mg_context *c, const int32_t *ids, size_t n, float *all) {
         off += chunk;
     }
     if (all && n) memcpy(c->logits, all + (n - 1) * c->n_vocab, c->n_vocab * sizeof(float));
+    if (n) c->logits_valid = 1;
     return MG_OK;
 }
 
@@ -58,6 +60,21 @@ MG_API mg_status mg_context_reset(mg_context *c) {
     mg_status st = mg__ctx_enter(c);
     if (st) return st;
     if (c->dstate) mg__dstate_reset(c->dstate);
+    c->logits_valid = 0;
+    return mg__ctx_leave(c, MG_OK, NULL);
+}
+
+MG_API mg_status mg_context_logits(mg_context *c, float *logits, size_t cap) {
+    mg_status st = mg__ctx_enter(c);
+    if (st) return st;
+    if ((st = need_text(c))) return st;
+    if (!logits) return mg__ctx_leave(c, MG_E_INVALID_ARG, "logits is NULL");
+    if (cap < c->n_vocab)
+        return mg__ctx_leave(c, MG_E_BUFFER_TOO_SMALL, "logits needs %u floats", c->n_vocab);
+    if (!c->logits_valid || !mg__dstate_pos(c->dstate))
+        return mg__ctx_leave(c, MG_E_INVALID_ARG,
+                             "no decoder step since the sequence was emptied: no logits");
+    memcpy(logits, c->logits, (size_t)c->n_vocab * sizeof(float));
     return mg__ctx_leave(c, MG_OK, NULL);
 }
 
@@ -235,9 +252,11 @@ static mg_status feed_prompt(mg_context *c, const int32_t *ids, size_t n,
             c->enc_rows[t] = c->enc_out + (size_t)t * e->geo.width;
             c->enc_blk[t] = (int32_t)(b + 1);
         }
+        c->logits_valid = 0;
         st = mg__decoder_forward(c->dstate, ids + bl->at, c->enc_rows, c->enc_blk, nt,
                                  c->logits, 0, c->pool);
         if (st != MG_OK) return st;
+        c->logits_valid = 1;
         memcpy(c->history + pos, ids + bl->at, nt * sizeof(int32_t));
         at = bl->at + nt;
     }
@@ -250,6 +269,7 @@ static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_
     obuf b = {0};
     char err[256] = "";
     mg__dstate_reset(c->dstate);
+    c->logits_valid = 0;
     mg_status st = n ? feed_prompt(c, ids, n, blocks, n_blocks, err, sizeof err)
                      : MG_E_INVALID_ARG;
     int in_prompt = st != MG_OK;

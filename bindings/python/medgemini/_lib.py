@@ -82,7 +82,9 @@ class mg_convert_params(Structure):
     _fields_ = [("struct_size", c_uint32), ("dtype", c_int32),
                 ("flags", c_uint32), ("reserved", c_uint32),
                 ("mmproj", c_char_p), ("tokenizer", c_char_p),
-                ("progress", mg_convert_progress), ("user_data", c_void_p)]
+                ("progress", mg_convert_progress), ("user_data", c_void_p),
+                ("prune_vocab", c_char_p), ("meta", POINTER(c_char_p)),
+                ("n_meta", c_uint32)]
 
 
 class mg_context_params(Structure):
@@ -224,6 +226,7 @@ mg_generate = _fn("mg_generate", st, [PP, P, c_char_p, POINTER(mg_gen_params)])
 mg_generate_ids = _fn("mg_generate_ids", st, [PP, P, POINTER(c_int32), c_size_t, POINTER(mg_gen_params)])
 mg_context_eval = _fn("mg_context_eval", st, [P, POINTER(c_int32), c_size_t, c_void_p, c_size_t])
 mg_context_reset = _fn("mg_context_reset", st, [P])
+mg_context_logits = _fn("mg_context_logits", st, [P, c_void_p, c_size_t])
 mg_context_n_tokens = _fn("mg_context_n_tokens", c_uint32, [P])
 
 # polygenic scores

@@ -1,6 +1,7 @@
 """Checkpoint conversion (mg_convert) and the .mgm writer."""
 import ctypes
 import os
+from collections.abc import Mapping
 from ctypes import byref, c_char_p, c_double, c_int64, c_uint64, c_void_p
 
 from . import _lib
@@ -26,14 +27,43 @@ def _dtype(name):
     return DTYPES[name]
 
 
+def _meta_entries(meta):
+    """"key=value" byte strings from a mapping or (key, value) pairs."""
+    items = meta.items() if isinstance(meta, Mapping) else meta
+    out = []
+    for item in items:
+        try:
+            key, value = item
+        except (TypeError, ValueError):
+            raise InvalidArgumentError("meta takes a mapping or (key, value) pairs, not %r"
+                                       % (item,)) from None
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidArgumentError("meta keys and values are strings: %r" % (item,))
+        if "=" in key:
+            raise InvalidArgumentError("meta key %r holds '='" % key)
+        out.append(("%s=%s" % (key, value)).encode("utf-8"))
+    return out
+
+
 def convert(src, out, type=None, mmproj=None, tokenizer=None, compress=False,
-            checksums=True, progress=None):
+            checksums=True, progress=None, prune_vocab=None, meta=None):
     """Converts a Hugging Face folder or a GGUF file into an .mgm file.
     type: 'f32', 'f16', 'bf16', 'q8_0', 'q4_0' or None (keep the source
     types). progress(name, dtype, index, count, rms_error, rel_error) is
-    called after each tensor; returning True stops (raises Interrupted)."""
+    called after each tensor; returning True stops (raises Interrupted).
+    prune_vocab: a text file; the model keeps only the tokens it needs (and
+    their embedding rows), and the file tokenizes exactly as before.
+    meta: string metadata under general.* or prompt.* to set, as a mapping
+    (or (key, value) pairs); a key the converter writes itself is replaced."""
     p = _lib.mg_convert_params()
     _lib.mg_convert_params_init(byref(p))
+    if prune_vocab is not None:
+        p.prune_vocab = os.fsencode(prune_vocab)
+    entries = _meta_entries(meta) if meta is not None else []
+    if entries:
+        arr = (c_char_p * len(entries))(*entries)
+        p.meta = ctypes.cast(arr, ctypes.POINTER(c_char_p))
+        p.n_meta = len(entries)
     if type is not None:
         p.dtype = _dtype(type)
     p.flags = (CONVERT_COMPRESS if compress else 0) | (0 if checksums else CONVERT_NO_CHECKSUMS)

@@ -472,6 +472,19 @@ class Context(Owned, _Generating):
                 raise make_error(st, (_lib.mg_context_errmsg(h) or b"").decode())
         return out
 
+    def logits(self):
+        """The logits of the last decoder step (numpy float32, n_vocab): the
+        scores of the next token. After report()/vqa() with max_tokens=0
+        they are those of the answer's first token."""
+        if _np is None:  # pragma: no cover
+            raise ImportError("Context.logits() needs numpy")
+        out = _np.empty(self.model.info.n_vocab, dtype=_np.float32)
+        with self._acquire() as h:
+            st = _lib.mg_context_logits(h, out.ctypes.data_as(c_void_p), out.size)
+            if st:
+                raise make_error(st, (_lib.mg_context_errmsg(h) or b"").decode())
+        return out
+
     @property
     def last_error(self):
         """(status, message) of the last call on the context."""

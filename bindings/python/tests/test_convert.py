@@ -123,3 +123,37 @@ def test_writer_round_trip(tmp_path):
             assert np.array_equal(qs, np.trunc(v + np.copysign(np.float32(0.5), v)).astype(np.int8))
         with pytest.raises(medgemini.UnsupportedError):
             m.report(os.path.join(ROOT, "examples", "data", "cxr_nih_00006585_008.png"))
+
+
+def test_convert_prune_vocab_and_meta(hf_dir, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the theater in athens\n")
+    full, pruned = tmp_path / "full.mgm", tmp_path / "pruned.mgm"
+    medgemini.convert(hf_dir, full, type="f32")
+    medgemini.convert(hf_dir, pruned, type="f32", prune_vocab=corpus,
+                      meta={"general.name": "pruned demo",
+                            "prompt.report_instruction": "Describe the image."})
+    with medgemini.Model.load(full) as mf, medgemini.Model.load(pruned) as mp:
+        tf, tp = mf.tokenizer, mp.tokenizer
+        assert tp.vocab_size < tf.vocab_size
+        assert mp.meta("text.vocab_size") == tp.vocab_size
+        assert mp.meta("general.name") == "pruned demo"
+        assert mp.meta("prompt.report_instruction") == "Describe the image."
+        # the corpus tokenizes to the same pieces; the rows are the same rows
+        text = "the theater in athens"
+        a, b = tf.tokenize(text), tp.tokenize(text)
+        assert [tf.piece(i) for i in a] == [tp.piece(i) for i in b]
+        ef = np.frombuffer(mf.tensor_bytes("text.token_embd"), np.float32).reshape(tf.vocab_size, -1)
+        ep = np.frombuffer(mp.tensor_bytes("text.token_embd"), np.float32).reshape(tp.vocab_size, -1)
+        assert np.array_equal(ef[a], ep[b])
+    # meta as (key, value) pairs; refused keys and a missing corpus
+    medgemini.convert(hf_dir, tmp_path / "m.mgm", meta=[("general.license", "CC-BY-4.0")])
+    with medgemini.Model.load(tmp_path / "m.mgm") as m:
+        assert m.meta("general.license") == "CC-BY-4.0"
+    with pytest.raises(medgemini.InvalidArgumentError):
+        medgemini.convert(hf_dir, tmp_path / "x.mgm", meta={"text.vocab_size": "3"})
+    with pytest.raises(medgemini.InvalidArgumentError):
+        medgemini.convert(hf_dir, tmp_path / "x.mgm", meta={"general.a=b": "c"})
+    with pytest.raises(medgemini.FileAccessError):
+        medgemini.convert(hf_dir, tmp_path / "x.mgm", prune_vocab=tmp_path / "none.txt")
+    assert not (tmp_path / "x.mgm").exists()

@@ -200,6 +200,26 @@ def test_eval_logits_agree_with_greedy(model):
     assert text == model.detokenize([int(np.argmax(logits[-1]))])
 
 
+def test_context_logits(model):
+    np = pytest.importorskip("numpy")
+    ids = model.tokenize("the heart size is", bos=True)
+    with model.context() as ctx:
+        with pytest.raises(medgemini.InvalidArgumentError):
+            ctx.logits()                      # nothing evaluated yet
+        rows = ctx.eval(ids)
+        assert np.array_equal(ctx.logits(), rows[-1])
+        # a VQA call with max_tokens=0 reads the prompt and stops: the
+        # logits are those of the answer's first token, whose argmax is
+        # what a one-token answer says
+        assert ctx.vqa(CXR, "Is the heart enlarged?", max_tokens=0) == ""
+        first = ctx.logits()
+        one = ctx.vqa(CXR, "Is the heart enlarged?", max_tokens=1)
+        assert one == model.detokenize([int(np.argmax(first))], skip_special=True)
+        ctx.reset()
+        with pytest.raises(medgemini.InvalidArgumentError):
+            ctx.logits()
+
+
 def test_shared_model_across_threads(model):
     want = model.report(CXR, max_tokens=10)
     qs = ["a?", "b?", "c?"]

@@ -175,6 +175,9 @@ pub struct mg_convert_params {
     pub tokenizer: *const c_char,
     pub progress: mg_convert_progress,
     pub user_data: *mut c_void,
+    pub prune_vocab: *const c_char,
+    pub meta: *const *const c_char,
+    pub n_meta: u32,
 }
 
 // ----------------------------------------------------------------- context
@@ -392,6 +395,7 @@ extern "C" {
     pub fn mg_generate_ids(out: *mut *mut c_char, ctx: *mut mg_context, ids: *const i32, n_ids: usize, params: *const mg_gen_params) -> mg_status;
     pub fn mg_context_eval(ctx: *mut mg_context, ids: *const i32, n_ids: usize, logits: *mut f32, cap: usize) -> mg_status;
     pub fn mg_context_reset(ctx: *mut mg_context) -> mg_status;
+    pub fn mg_context_logits(ctx: *mut mg_context, logits: *mut f32, cap: usize) -> mg_status;
     pub fn mg_context_n_tokens(ctx: *const mg_context) -> u32;
 
     // polygenic scores
@@ -430,7 +434,7 @@ mod tests {
         assert_eq!(size_of::<mg_model_params>(), 16);
         assert_eq!(size_of::<mg_model_info>(), 72);
         assert_eq!(size_of::<mg_tensor_info>(), 104);
-        assert_eq!(size_of::<mg_convert_params>(), 48);
+        assert_eq!(size_of::<mg_convert_params>(), 72);
         assert_eq!(size_of::<mg_context_params>(), 24);
         assert_eq!(size_of::<mg_image_params>(), 56);
         assert_eq!(size_of::<mg_image_info>(), 80);

@@ -345,6 +345,17 @@ impl Context {
         Ok(logits)
     }
 
+    /// The logits of the last decoder step: `n_vocab` scores of the next
+    /// token. After a report or VQA call with `max_tokens(0)` they are those
+    /// of the answer's first token.
+    pub fn logits(&mut self) -> Result<Vec<f32>> {
+        let n_vocab = self.model.info().n_vocab as usize;
+        let mut logits = vec![0f32; n_vocab];
+        let rc = unsafe { sys::mg_context_logits(self.ptr(), logits.as_mut_ptr(), n_vocab) };
+        self.check(rc)?;
+        Ok(logits)
+    }
+
     /// Runs one generating call with the given options and optional stream.
     fn run(
         &mut self,

@@ -1,8 +1,8 @@
 //! Converting Hugging Face folders and GGUF files into .mgm.
-use crate::error::Result;
+use crate::error::{Error, Result, Status};
 use crate::model::Dtype;
 use crate::sys;
-use crate::util::{check_buf, path_cstring, static_str, ERRLEN};
+use crate::util::{check_buf, cstring, path_cstring, static_str, ERRLEN};
 use std::any::Any;
 use std::ffi::{c_char, c_void, CString};
 use std::panic::{self, AssertUnwindSafe};
@@ -23,6 +23,12 @@ pub struct ConvertOptions {
     pub mmproj: Option<PathBuf>,
     /// A tokenizer.json to use instead of the source's own.
     pub tokenizer: Option<PathBuf>,
+    /// A text file: the model keeps only the tokens it needs (and their
+    /// embedding rows); the text tokenizes exactly as before.
+    pub prune_vocab: Option<PathBuf>,
+    /// String metadata under `general.` or `prompt.` to set, in order; a key
+    /// the converter writes itself is replaced.
+    pub meta: Vec<(String, String)>,
 }
 
 impl ConvertOptions {
@@ -44,6 +50,15 @@ impl ConvertOptions {
     }
     pub fn tokenizer(mut self, p: impl Into<PathBuf>) -> Self {
         self.tokenizer = Some(p.into());
+        self
+    }
+    pub fn prune_vocab(mut self, corpus: impl Into<PathBuf>) -> Self {
+        self.prune_vocab = Some(corpus.into());
+        self
+    }
+    /// Adds one metadata string (`general.name`, `prompt.report_instruction`, ...).
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.meta.push((key.into(), value.into()));
         self
     }
 }
@@ -104,6 +119,15 @@ fn run(src: &Path, out: &Path, opts: &ConvertOptions, f: Option<&mut dyn FnMut(&
     let cout = path_cstring(out)?;
     let mmproj: Option<CString> = opts.mmproj.as_deref().map(path_cstring).transpose()?;
     let tok: Option<CString> = opts.tokenizer.as_deref().map(path_cstring).transpose()?;
+    let corpus: Option<CString> = opts.prune_vocab.as_deref().map(path_cstring).transpose()?;
+    let mut meta = Vec::with_capacity(opts.meta.len());
+    for (k, v) in &opts.meta {
+        if k.contains('=') {
+            return Err(Error::new(Status::InvalidArg, format!("meta key {k:?} contains '='")));
+        }
+        meta.push(cstring(&format!("{k}={v}"), "a meta entry")?);
+    }
+    let meta_ptrs: Vec<*const c_char> = meta.iter().map(|c| c.as_ptr()).collect();
     let mut p = unsafe {
         let mut p = std::mem::zeroed::<sys::mg_convert_params>();
         sys::mg_convert_params_init(&mut p);
@@ -120,6 +144,12 @@ fn run(src: &Path, out: &Path, opts: &ConvertOptions, f: Option<&mut dyn FnMut(&
     }
     p.mmproj = mmproj.as_ref().map_or(ptr::null(), |c| c.as_ptr());
     p.tokenizer = tok.as_ref().map_or(ptr::null(), |c| c.as_ptr());
+    p.prune_vocab = corpus.as_ref().map_or(ptr::null(), |c| c.as_ptr());
+    if !meta_ptrs.is_empty() {
+        p.meta = meta_ptrs.as_ptr();
+        p.n_meta = u32::try_from(meta_ptrs.len())
+            .map_err(|_| Error::new(Status::InvalidArg, "too many meta entries"))?;
+    }
     let mut state = f.map(|f| Progress { f, panic: None });
     if let Some(st) = state.as_mut() {
         p.progress = Some(on_progress);

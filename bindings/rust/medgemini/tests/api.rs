@@ -439,9 +439,12 @@ fn context_errors_and_eval() {
     ctx.reset().unwrap();
     assert_eq!(ctx.last_status(), None);
     assert_eq!(ctx.n_tokens(), 0);
+    assert_eq!(ctx.logits().unwrap_err().status(), Status::InvalidArg);
     let logits = ctx.eval_logits(&[2, 10, 20]).unwrap();
     assert_eq!(logits.len(), 3 * 512);
     assert!(logits.iter().all(|x| x.is_finite()));
+    // the last decoder step's row
+    assert_eq!(ctx.logits().unwrap(), logits[2 * 512..].to_vec());
     assert_eq!(ctx.n_tokens(), 3);
     ctx.eval(&[30]).unwrap();
     assert_eq!(ctx.n_tokens(), 4);
@@ -637,4 +640,48 @@ fn convert_reference_checkpoint() {
     // a missing source
     let e = convert(d.0.join("absent"), d.0.join("x.mgm"), &ConvertOptions::default()).unwrap_err();
     assert_eq!(e.status(), Status::Io, "{e}");
+}
+
+#[test]
+fn convert_prune_vocab_and_meta() {
+    let src = repo_root().join("tests/reference/fixtures/gqa1_full");
+    if !src.join("config.json").exists() {
+        eprintln!("skipped: reference checkpoint absent");
+        return;
+    }
+    let d = TempDir(temp_dir("prune"));
+    let tokp = d.0.join("tokenizer.json");
+    std::fs::write(&tokp, r#"{"added_tokens": [
+ {"id": 0, "content": "<pad>", "special": true}, {"id": 1, "content": "<eos>", "special": true},
+ {"id": 2, "content": "<bos>", "special": true}, {"id": 3, "content": "<unk>", "special": true}],
+ "normalizer": {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+ "pre_tokenizer": null,
+ "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": true,
+  "vocab": {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "\u2581": 4, "a": 5, "b": 6,
+            "ab": 7, "ba": 8},
+  "merges": [["a", "b"], ["b", "a"]]}}"#).unwrap();
+    let corpus = d.0.join("corpus.txt");
+    std::fs::write(&corpus, "ab ab\n").unwrap();
+    let out = d.0.join("pruned.mgm");
+    let opts = ConvertOptions::default()
+        .tokenizer(&tokp)
+        .prune_vocab(&corpus)
+        .meta("general.name", "pruned demo")
+        .meta("prompt.report_instruction", "Describe the image.");
+    convert(&src, &out, &opts).unwrap();
+    let m = Model::load(&out).unwrap();
+    // kept: the 4 specials, "▁", "a", "b" (one byte each) and "ab"; "ba" goes
+    assert_eq!(m.meta_int("text.vocab_size").unwrap(), 8);
+    let t = m.tokenizer().unwrap();
+    assert_eq!(t.piece(7), Some("ab"));
+    assert_eq!(m.meta_string("general.name").unwrap(), "pruned demo");
+    assert_eq!(m.meta_string("prompt.report_instruction").unwrap(), "Describe the image.");
+    // refused: a key outside general./prompt., a key with '=', a missing corpus
+    let bad = ConvertOptions::default().meta("text.vocab_size", "3");
+    assert_eq!(convert(&src, d.0.join("x.mgm"), &bad).unwrap_err().status(), Status::InvalidArg);
+    let bad = ConvertOptions::default().meta("general.a=b", "c");
+    assert_eq!(convert(&src, d.0.join("x.mgm"), &bad).unwrap_err().status(), Status::InvalidArg);
+    let bad = ConvertOptions::default().tokenizer(&tokp).prune_vocab(d.0.join("none.txt"));
+    assert_eq!(convert(&src, d.0.join("x.mgm"), &bad).unwrap_err().status(), Status::Io);
+    assert!(!d.0.join("x.mgm").exists());
 }
