@@ -15,7 +15,7 @@ DESTDIR ?=
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 
-DEPS_PC := openblas libpng libjpeg libzstd libcjson zlib htslib
+DEPS_PC := openblas libpng libjpeg libzstd libcjson zlib htslib libopenjp2 charls
 DEPS_CFLAGS := $(shell pkg-config --cflags $(DEPS_PC))
 DEPS_LIBS   := $(shell pkg-config --libs $(DEPS_PC)) -lm -pthread
 
@@ -52,7 +52,8 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all clean check check-asan check-valgrind install uninstall \
-        test-install bench demo test check-reference bindings-test
+        test-install bench demo test check-reference bindings-test train-demo \
+        eval-demo
 all: $(STATIC) $(SHARED) $(CLI)
 
 $(OBJDIR)/%_avx2.o: src/%_avx2.c
@@ -103,7 +104,8 @@ check: $(TEST_BIN) $(CLI)
 	  echo "== $$t"; $(TEST_ENV) $(TEST_RUNNER) $$t || fail=1; \
 	done; \
 	$(TEST_ENV) MG_RUNNER="$(TEST_RUNNER)" sh tests/cli_test.sh $(abspath $(CLI)) || fail=1; \
-	if [ -z "$(SANITIZE)$(TEST_RUNNER)" ]; then sh tests/install_test.sh || fail=1; fi; \
+	if [ -z "$(SANITIZE)$(TEST_RUNNER)" ]; then sh tests/install_test.sh || fail=1; \
+	  $(TEST_ENV) sh tests/demo_test.sh $(abspath $(CLI)) || fail=1; fi; \
 	exit $$fail
 
 # Regenerates the decoder's golden fixtures with PyTorch into a scratch
@@ -151,22 +153,43 @@ test:
 	$(MAKE) check-valgrind
 	$(MAKE) bindings-test
 
-# The main job: a report for a real chest X-ray (examples/data) from a small
-# model made on the spot. Until a trained demo model exists its weights are
-# random, so the text is meaningless; every step (PNG decoding, the image
-# processor, the SigLIP encoder, the projector, the image block in the Gemma 3
-# decoder, sampling) is the real one. With the shared data tree present, the
-# same for a CR chest radiograph in DICOM.
-DEMO_DICOM ?= ../shared/data/dicom/cr_chest/RG1_J2KI_decoded_ExplicitVRLittleEndian.dcm
+# The main job: the shipped demo model (examples/models/MODEL_CARD.md), a
+# small MedGemma-architecture model trained on VQA-RAD, summarizes and
+# answers questions about real images: a VQA-RAD chest X-ray, the NIH chest
+# X-ray PNG and, with the shared data tree present, a CR chest radiograph in
+# DICOM. Every step (decoding, preprocessing, the image encoder, projector
+# and Gemma 3 decoder, greedy decoding) is the library's.
+DEMO_MODEL ?= examples/models/medgemini-demo-q8_0.mgm
+DEMO_BLIND ?= examples/models/medgemini-demo-blind-q4_0.mgm
+DEMO_DICOM ?= ../shared/data/dicom/cr_chest/RG1_J2KI.dcm
+DEMO_Q := -q "What kind of image is this?" -q "Which plane is this image taken?" \
+          -q "Is there a pneumothorax?" -q "Is the heart enlarged?" -q "Are the lungs normal?"
 demo: $(CLI)
-	$(CLI) mkmodel --shape tiny --dtype q8_0 -o $(BUILD)/demo.mgm
-	$(CLI) info --verify $(BUILD)/demo.mgm
-	@echo "== report for examples/data/cxr_nih_00006585_008.png (random weights: the text is meaningless)"
-	$(CLI) report examples/data/cxr_nih_00006585_008.png -m $(BUILD)/demo.mgm -n 32 --seed 1
+	@$(CLI) info --verify $(DEMO_MODEL) | sed -n '1,/^metadata/p' | grep -v '^metadata'
+	@echo "== examples/data/vqarad_synpic49914.jpg (a VQA-RAD chest X-ray)"
+	$(CLI) report examples/data/vqarad_synpic49914.jpg -m $(DEMO_MODEL)
+	$(CLI) vqa examples/data/vqarad_synpic49914.jpg -m $(DEMO_MODEL) $(DEMO_Q)
+	@echo "== examples/data/cxr_nih_00006585_008.png (an NIH chest X-ray the model never saw)"
+	$(CLI) report examples/data/cxr_nih_00006585_008.png -m $(DEMO_MODEL)
+	$(CLI) vqa examples/data/cxr_nih_00006585_008.png -m $(DEMO_MODEL) $(DEMO_Q)
 	@if [ -f "$(DEMO_DICOM)" ]; then \
-	  echo "== the same from a DICOM CR chest radiograph"; \
+	  echo "== a DICOM CR chest radiograph ($(DEMO_DICOM))"; \
 	  $(CLI) image "$(DEMO_DICOM)" --info && \
-	  $(CLI) report "$(DEMO_DICOM)" -m $(BUILD)/demo.mgm -n 32 --seed 1; fi
+	  $(CLI) report "$(DEMO_DICOM)" -m $(DEMO_MODEL) && \
+	  $(CLI) vqa "$(DEMO_DICOM)" -m $(DEMO_MODEL) $(DEMO_Q); fi
+	@echo "(a toy trained on 314 images: not a medical device, its answers are not diagnoses)"
+
+# Retrains the demo model and its blind baseline (about an hour on 2 cores),
+# converts, evaluates and compares with the shipped files
+# (tools/train/README.md). Needs python3-torch and the npm Gemma 3 tokenizer
+# (.ci/deps) and the shared VQA-RAD data.
+TRAIN_OUT ?= $(BUILD)/train-demo
+train-demo: $(SHARED) $(CLI)
+	MG_CLI=$(abspath $(CLI)) sh tools/train/train_all.sh $(TRAIN_OUT)
+
+# VQA-RAD test metrics of the shipped models, measured through the library.
+eval-demo: $(SHARED)
+	/usr/bin/python3 tools/train/eval_demo.py -m $(DEMO_MODEL) --blind $(DEMO_BLIND)
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done

@@ -220,9 +220,24 @@ if [ -d "$DCM" ]; then
   expect "frame past the end exits 1" test $? -eq 1
   expect "frame past the end says how many" grep -q 'the file has 10 frames' "$TMP/e.txt"
   expect "frame error prints nothing on stdout" test ! -s "$TMP/o.txt"
-  "$CLI" image "$DCM/transfer_syntax_variants/JPEG2000.dcm" -o "$TMP/x.pgm" 2>"$TMP/e.txt"
-  expect "JPEG 2000 refused" test $? -eq 1
-  expect "refusal names the syntax" grep -q 'JPEG 2000 (1.2.840.10008.1.2.4.91)' "$TMP/e.txt"
+  "$CLI" image "$DCM/transfer_syntax_variants/MR_small_bigendian.dcm" -o "$TMP/x.pgm" 2>"$TMP/e.txt"
+  expect "big endian refused" test $? -eq 1
+  expect "refusal names the syntax" grep -q 'Explicit VR Big Endian (1.2.840.10008.1.2.2)' "$TMP/e.txt"
+  # The CR chest radiograph is JPEG 2000: its values equal those of the
+  # uncompressed copy made with pydicom and Pillow (OpenJPEG).
+  if [ -f "$DCM/cr_chest/RG1_J2KI.dcm" ]; then
+    "$CLI" image "$DCM/cr_chest/RG1_J2KI.dcm" --info > "$TMP/cr.txt" 2>&1
+    expect "image --info JPEG 2000 exits 0" test $? -eq 0
+    expect "info names JPEG 2000" grep -q '^transfer syntax: JPEG 2000 (1.2.840.10008.1.2.4.91)$' "$TMP/cr.txt"
+    expect "info shows the CR size" grep -q '^size: 1841x1955$' "$TMP/cr.txt"
+    "$CLI" image "$DCM/cr_chest/RG1_J2KI.dcm" --raw -o "$TMP/cr_j2k.pgm" 2>/dev/null
+    expect "JPEG 2000 --raw exits 0" test $? -eq 0
+    if [ -f "$DCM/cr_chest/RG1_J2KI_decoded_ExplicitVRLittleEndian.dcm" ]; then
+      "$CLI" image "$DCM/cr_chest/RG1_J2KI_decoded_ExplicitVRLittleEndian.dcm" --raw \
+        -o "$TMP/cr_raw.pgm" 2>/dev/null
+      expect "JPEG 2000 CR equals its uncompressed copy" cmp -s "$TMP/cr_j2k.pgm" "$TMP/cr_raw.pgm"
+    fi
+  fi
   if command -v dcm2pnm >/dev/null 2>&1; then
     # The same window and the min-max window give dcmtk's bytes exactly.
     "$CLI" image "$DCM/ct_series_3slice/01.dcm" --window 40,400 -o "$TMP/w.pgm" 2>/dev/null

@@ -37,12 +37,11 @@ static const struct {
     {"1.2.840.10008.1.2.4.70",
      "JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14, "
      "Selection Value 1)", MG__TS_JPEG_LOSSLESS},
-    {"1.2.840.10008.1.2.4.80", "JPEG-LS Lossless", MG__TS_OTHER_COMPRESSED},
+    {"1.2.840.10008.1.2.4.80", "JPEG-LS Lossless", MG__TS_JPEG_LS},
     {"1.2.840.10008.1.2.4.81", "JPEG-LS Lossy (Near-Lossless)",
-     MG__TS_OTHER_COMPRESSED},
-    {"1.2.840.10008.1.2.4.90", "JPEG 2000 (Lossless Only)",
-     MG__TS_OTHER_COMPRESSED},
-    {"1.2.840.10008.1.2.4.91", "JPEG 2000", MG__TS_OTHER_COMPRESSED},
+     MG__TS_JPEG_LS},
+    {"1.2.840.10008.1.2.4.90", "JPEG 2000 (Lossless Only)", MG__TS_JPEG2000},
+    {"1.2.840.10008.1.2.4.91", "JPEG 2000", MG__TS_JPEG2000},
     {"1.2.840.10008.1.2.4.92", "JPEG 2000 Part 2 Multi-component (Lossless "
      "Only)", MG__TS_OTHER_COMPRESSED},
     {"1.2.840.10008.1.2.4.93", "JPEG 2000 Part 2 Multi-component",

@@ -45,9 +45,12 @@ enum {
     MG__TS_EXPLICIT_BE,
     MG__TS_JPEG_BASELINE,
     MG__TS_JPEG_EXTENDED,
-    MG__TS_JPEG_LOSSLESS,   /* processes 14 / 14 SV1: not decoded */
+    MG__TS_JPEG_LOSSLESS,   /* processes 14 / 14 SV1 (jpeg_lossless.c) */
     MG__TS_RLE,
-    MG__TS_OTHER_COMPRESSED /* JPEG-LS, JPEG 2000, video ...: not decoded */
+    MG__TS_OTHER_COMPRESSED,/* JPEG 2000 Part 2, HTJ2K, video ...: not
+                               decoded */
+    MG__TS_JPEG_LS,         /* lossless and near-lossless (CharLS) */
+    MG__TS_JPEG2000         /* lossless-only and lossy (OpenJPEG) */
 };
 
 typedef struct mg__dcm_dataset {
@@ -135,6 +138,61 @@ const char *mg__dcm_sop_class_name(const char *uid);
 mg_status mg__dcm_rle_decode(void *out, const unsigned char *src, size_t n,
                              uint32_t rows, uint32_t cols, uint32_t spp,
                              uint32_t bytes, char *err, size_t errlen);
+
+/* JPEG-LS (CharLS) decode of one frame src[0..n): the frame header must
+ * say cols x rows with spp components of 2..max_prec bits. out receives
+ * rows*cols*spp samples, interleaved; *prec the sample precision. budget:
+ * the bytes the decoder may set aside (checked before it does). Defined in
+ * dicom_jls.c. */
+mg_status mg__dcm_jls_decode(int64_t *out, uint32_t *prec,
+                             const unsigned char *src, size_t n, uint32_t rows,
+                             uint32_t cols, uint32_t spp, uint32_t max_prec,
+                             uint64_t budget, char *err, size_t errlen);
+
+/* JPEG 2000 (OpenJPEG) decode of one frame src[0..n), a J2K codestream or a
+ * JP2 file: the same contract as mg__dcm_jls_decode (precision 1..max_prec);
+ * samples are negative when the codestream is signed (*sgnd). Defined in
+ * dicom_j2k.c. */
+mg_status mg__dcm_j2k_decode(int64_t *out, uint32_t *prec, int *sgnd,
+                             const unsigned char *src, size_t n, uint32_t rows,
+                             uint32_t cols, uint32_t spp, uint32_t max_prec,
+                             uint64_t budget, char *err, size_t errlen);
+
+/* ---- frames (dicom_frame.c) --------------------------------------------- */
+
+/* The bytes of encapsulated frame `frame` of n_frames: found through the
+ * Basic Offset Table, else one fragment per frame, else (one frame) all
+ * fragments, else a new frame at each fragment starting its codestream's
+ * first marker. Several fragments are joined into a new buffer, *owned
+ * (release with mg__free; NULL when *bytes points into the dataset). */
+mg_status mg__dcm_frame_bytes(const unsigned char **bytes, size_t *len,
+                              unsigned char **owned,
+                              const mg__dcm_dataset *ds, uint32_t n_frames,
+                              uint32_t frame, char *err, size_t errlen);
+
+/* Decodes one encapsulated frame src[0..len) of transfer syntax ts
+ * (MG__TS_RLE, _JPEG_BASELINE, _JPEG_EXTENDED, _JPEG_LOSSLESS, _JPEG_LS,
+ * _JPEG2000; ts_name for messages) whose pixels the DICOM header `in`
+ * describes. out receives rows*cols*spp stored values, interleaved (Bits
+ * Stored and Pixel Representation applied); *ybr is 1 when they are still
+ * full-range YCbCr for the caller to convert, 0 for grey or RGB. The
+ * stream's size and component count must equal the header's
+ * (MG_E_IMAGE_FORMAT otherwise); the codec's own memory is held to
+ * p->max_memory less the 8 bytes per sample of out. */
+mg_status mg__dcm_decode_frame(int64_t *out, int *ybr,
+                               const unsigned char *src, size_t len,
+                               int32_t ts, const char *ts_name,
+                               const mg__dcm_info *in, const mg_image_params *p,
+                               char *err, size_t errlen);
+
+/* Stored values of frame `frame` of a dataset, native or encapsulated (the
+ * two functions above): the contract of mg__dcm_decode_frame. The caller
+ * has checked the header (sizes, bits, photometric, frame number). */
+mg_status mg__dcm_frame_samples(int64_t *out, int *ybr,
+                                const mg__dcm_dataset *ds,
+                                const mg__dcm_info *in, uint32_t frame,
+                                const mg_image_params *p, char *err,
+                                size_t errlen);
 
 /* JPEG (libjpeg) decode of one frame into dst (w*h*comps bytes, 8-bit).
  * rgb_as_is: no colour transform when the stream carries no Adobe marker

@@ -1,236 +1,12 @@
-/* dicom_image.c - DICOM pixel data to an mg_image: frame selection, native
- * and encapsulated (JPEG, RLE) pixel data, Bits Stored / High Bit, signed
- * samples, the modality rescale, VOI windowing, MONOCHROME1 inversion and
- * YBR to RGB. docs/DICOM.md states the rules this file implements. */
+/* dicom_image.c - DICOM pixel data to an mg_image: the header checks, the
+ * frame's stored values (dicom_frame.c), the modality rescale, VOI
+ * windowing, MONOCHROME1 inversion and YBR to RGB. docs/DICOM.md states the
+ * rules this file implements. */
 #include "io/dicom.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static uint16_t rd16(const unsigned char *p) {
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-static uint32_t rd32(const unsigned char *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-           ((uint32_t)p[3] << 24);
-}
-
-typedef struct job {
-    const mg__dcm_dataset *ds;
-    const mg__dcm_info *in;
-    const mg_image_params *p;
-    char *err;
-    size_t errlen;
-    size_t npx;          /* rows * cols */
-    int64_t *v;          /* npx * spp samples, interleaved */
-    int ybr;             /* samples are YCbCr (full range) */
-} job;
-
-/* Fragments [first, first+count) of the encapsulated Pixel Data that make
- * up frame `frame` (fragment indices into ds->frag, 1-based: 0 is the Basic
- * Offset Table). */
-static mg_status frame_span(const job *j, uint32_t frame, size_t *first,
-                            size_t *count) {
-    const mg__dcm_dataset *ds = j->ds;
-    uint32_t nfr = j->in->n_frames;
-    size_t nf = ds->n_frag ? ds->n_frag - 1 : 0;
-    if (nf == 0)
-        return mg__err(j->err, j->errlen, MG_E_IMAGE_FORMAT,
-                       "DICOM: encapsulated Pixel Data has no fragments");
-    const mg__dcm_frag *bot = &ds->frag[0];
-    if (bot->len >= 4 && bot->len % 4 == 0 && bot->len / 4 == nfr) {
-        /* Offsets from the first fragment's item tag to each frame's. */
-        size_t base = ds->frag[1].off - 8;
-        uint32_t want = rd32(ds->data + bot->off + 4 * (size_t)frame);
-        uint32_t next = frame + 1 < nfr
-                            ? rd32(ds->data + bot->off + 4 * (size_t)frame + 4)
-                            : UINT32_MAX;
-        size_t a = 0, b = 0;
-        for (size_t i = 1; i <= nf; i++) {
-            size_t rel = ds->frag[i].off - 8 - base;
-            if (rel == want) a = i;
-            if (a && rel < next) b = i;
-        }
-        if (!a || next <= want)
-            return mg__err(j->err, j->errlen, MG_E_IMAGE_FORMAT,
-                           "DICOM: Basic Offset Table entry %u (%u) does not "
-                           "point at a fragment", (unsigned)frame,
-                           (unsigned)want);
-        *first = a;
-        *count = b - a + 1;
-        return MG_OK;
-    }
-    if (nf == nfr) {
-        *first = frame + 1;
-        *count = 1;
-        return MG_OK;
-    }
-    if (nfr == 1) {
-        *first = 1;
-        *count = nf;
-        return MG_OK;
-    }
-    if (ds->ts == MG__TS_JPEG_BASELINE || ds->ts == MG__TS_JPEG_EXTENDED) {
-        /* No table: a JPEG frame starts with SOI. */
-        uint32_t k = 0;
-        size_t a = 0, b = 0;
-        for (size_t i = 1; i <= nf; i++) {
-            const unsigned char *f = ds->data + ds->frag[i].off;
-            int soi = ds->frag[i].len >= 3 && f[0] == 0xFF && f[1] == 0xD8 &&
-                      f[2] == 0xFF;
-            if (soi) {
-                if (k == frame + 1) break;
-                if (k == frame) a = i;
-                k++;
-            }
-            if (a) b = i;
-        }
-        if (a && k >= frame + 1) {
-            *first = a;
-            *count = b - a + 1;
-            return MG_OK;
-        }
-    }
-    return mg__err(j->err, j->errlen, MG_E_IMAGE_FORMAT,
-                   "DICOM: cannot tell which of %zu fragments hold frame %u of "
-                   "%u (no usable Basic Offset Table)", nf, (unsigned)frame,
-                   (unsigned)nfr);
-}
-
-/* Raw sample -> stored value: High Bit / Bits Stored, sign. */
-static int64_t stored(uint64_t u, const mg__dcm_info *in) {
-    uint32_t shift = in->high_bit + 1 - in->bits_stored;
-    uint64_t mask = in->bits_stored >= 64 ? ~(uint64_t)0
-                                          : (((uint64_t)1 << in->bits_stored) - 1);
-    u = (u >> shift) & mask;
-    if (in->pixel_rep && (u >> (in->bits_stored - 1)) & 1)
-        return (int64_t)u - ((int64_t)1 << in->bits_stored);
-    return (int64_t)u;
-}
-
-/* Samples of frame `frame` from native (uncompressed) Pixel Data. */
-static mg_status native_samples(job *j, uint32_t frame) {
-    const mg__dcm_info *in = j->in;
-    const mg__dcm_elem *pe = &j->ds->el[j->ds->pixel_el];
-    const unsigned char *d = j->ds->data + pe->off;
-    int is422 = strcmp(in->photometric, "YBR_FULL_422") == 0;
-    uint64_t per_px = is422 ? 2 : in->spp; /* samples per pixel stored */
-    uint64_t frame_bits, total_bits;
-    if (mg__mul_u64((uint64_t)j->npx * per_px, in->bits_alloc, &frame_bits) ||
-        mg__mul_u64(frame_bits, in->n_frames, &total_bits) ||
-        (total_bits + 7) / 8 > pe->len)
-        return mg__err(j->err, j->errlen, MG_E_IMAGE_FORMAT,
-                       "DICOM: Pixel Data has %u bytes; %u frame(s) of %ux%u "
-                       "with %u x %u-bit samples need more",
-                       (unsigned)pe->len, (unsigned)in->n_frames,
-                       (unsigned)in->cols, (unsigned)in->rows,
-                       (unsigned)per_px, (unsigned)in->bits_alloc);
-    uint64_t bit0 = frame_bits * frame;
-    size_t n = (size_t)(j->npx * per_px);
-    if (in->bits_alloc == 1) {
-        for (size_t i = 0; i < n; i++) {
-            uint64_t b = bit0 + i;
-            j->v[i] = (d[b >> 3] >> (b & 7)) & 1;
-        }
-        return MG_OK;
-    }
-    const unsigned char *f = d + bit0 / 8;
-    uint32_t bytes = in->bits_alloc / 8;
-    if (is422) {
-        /* Y0 Y1 Cb Cr per horizontal pair (8-bit only, checked). */
-        for (uint32_t y = 0; y < in->rows; y++) {
-            const unsigned char *r = f + (size_t)y * in->cols * 2;
-            int64_t *o = j->v + (size_t)y * in->cols * 3;
-            for (uint32_t x = 0; x + 1 < in->cols + 1u; x += 2) {
-                const unsigned char *q = r + (size_t)x * 2;
-                o[3 * x] = q[0];
-                o[3 * x + 1] = q[2];
-                o[3 * x + 2] = q[3];
-                if (x + 1 < in->cols) {
-                    o[3 * x + 3] = q[1];
-                    o[3 * x + 4] = q[2];
-                    o[3 * x + 5] = q[3];
-                }
-            }
-        }
-        return MG_OK;
-    }
-    for (size_t i = 0; i < n; i++) {
-        size_t src = i;
-        if (in->spp > 1 && in->planar == 1) /* RRR...GGG...BBB */
-            src = (i % in->spp) * j->npx + i / in->spp;
-        const unsigned char *q = f + src * bytes;
-        uint64_t u = bytes == 1 ? q[0] : bytes == 2 ? rd16(q) : rd32(q);
-        j->v[i] = stored(u, in);
-    }
-    return MG_OK;
-}
-
-static mg_status encapsulated_samples(job *j, uint32_t frame) {
-    const mg__dcm_dataset *ds = j->ds;
-    const mg__dcm_info *in = j->in;
-    size_t first = 0, count = 0, len = 0;
-    mg_status st;
-    if ((st = frame_span(j, frame, &first, &count))) return st;
-    for (size_t i = first; i < first + count; i++) len += ds->frag[i].len;
-    const unsigned char *src = ds->data + ds->frag[first].off;
-    unsigned char *joined = NULL;
-    if (count > 1) {
-        joined = mg__malloc(len ? len : 1);
-        if (!joined) return mg__err(j->err, j->errlen, MG_E_NOMEM, "out of memory");
-        size_t o = 0;
-        for (size_t i = first; i < first + count; i++) {
-            memcpy(joined + o, ds->data + ds->frag[i].off, ds->frag[i].len);
-            o += ds->frag[i].len;
-        }
-        src = joined;
-    }
-    size_t n = j->npx * in->spp;
-    if (ds->ts == MG__TS_RLE) {
-        uint32_t bytes = in->bits_alloc / 8;
-        void *buf = mg__malloc(n * bytes);
-        if (!buf) {
-            st = mg__err(j->err, j->errlen, MG_E_NOMEM, "out of memory");
-        } else {
-            st = mg__dcm_rle_decode(buf, src, len, in->rows, in->cols, in->spp,
-                                    bytes, j->err, j->errlen);
-            if (!st) {
-                for (size_t i = 0; i < n; i++) {
-                    uint64_t u;
-                    if (bytes == 1) u = ((const uint8_t *)buf)[i];
-                    else if (bytes == 2) u = ((const uint16_t *)buf)[i];
-                    else u = ((const uint32_t *)buf)[i];
-                    j->v[i] = stored(u, in);
-                }
-            }
-            mg__free(buf);
-        }
-    } else { /* JPEG baseline / extended */
-        unsigned char *buf = mg__malloc(n);
-        int precision = 0;
-        if (!buf) {
-            st = mg__err(j->err, j->errlen, MG_E_NOMEM, "out of memory");
-        } else {
-            st = mg__jpeg_decode_into(buf, in->cols, in->rows, in->spp,
-                                      strcmp(in->photometric, "RGB") == 0, src,
-                                      len, j->p, &precision, j->err,
-                                      j->errlen);
-            if (st == MG_E_UNSUPPORTED && precision > 8)
-                st = mg__err(j->err, j->errlen, st,
-                        "DICOM: %d-bit JPEG (%s) is not supported: the "
-                        "libjpeg-turbo API this library uses decodes 8-bit "
-                        "samples only", precision, ds->ts_name);
-            if (!st) {
-                for (size_t i = 0; i < n; i++) j->v[i] = buf[i];
-                j->ybr = 0; /* libjpeg converted YCbCr to RGB */
-            }
-            mg__free(buf);
-        }
-    }
-    mg__free(joined);
-    return st;
-}
 
 static uint8_t clamp8(double x) {
     if (!(x > 0)) return 0;
@@ -273,11 +49,17 @@ static mg_status check_image(const mg__dcm_dataset *ds, const mg__dcm_info *in,
     int mono = strcmp(ph, "MONOCHROME1") == 0 || strcmp(ph, "MONOCHROME2") == 0;
     int rgb = strcmp(ph, "RGB") == 0;
     int ybr = strcmp(ph, "YBR_FULL") == 0 || strcmp(ph, "YBR_FULL_422") == 0;
+    /* JPEG 2000's component transforms: the codec returns RGB. */
+    int rct = strcmp(ph, "YBR_RCT") == 0 || strcmp(ph, "YBR_ICT") == 0;
     if (in->rows == 0 || in->cols == 0)
         return mg__err(err, errlen, MG_E_IMAGE_FORMAT,
                        "DICOM: image is %ux%u (empty)", (unsigned)in->cols,
                        (unsigned)in->rows);
-    if (!mono && !rgb && !ybr)
+    if (rct && ds->ts != MG__TS_JPEG2000)
+        return mg__err(err, errlen, MG_E_IMAGE_FORMAT,
+                       "DICOM: Photometric Interpretation %s is only valid "
+                       "for JPEG 2000, not %s", ph, ds->ts_name);
+    if (!mono && !rgb && !ybr && !rct)
         return mg__err(err, errlen, MG_E_UNSUPPORTED,
                        "DICOM: Photometric Interpretation '%s' is not "
                        "supported", ph);
@@ -335,7 +117,11 @@ static mg_status decode(mg_image **out, const mg__dcm_dataset *ds,
     mg__dcm_info in;
     mg_status st;
     int color = 0;
-    job j;
+    struct {
+        size_t npx;      /* rows * cols */
+        int64_t *v;      /* npx * spp stored values, interleaved */
+        int ybr;         /* samples are YCbCr (full range) */
+    } j;
 
     if ((st = mg__dcm_read_info(&in, ds, p->frame, err, errlen))) return st;
     const mg__dcm_elem *pe = &ds->el[ds->pixel_el];
@@ -348,6 +134,7 @@ static mg_status decode(mg_image **out, const mg__dcm_dataset *ds,
                            "transfer syntax %s", ds->ts_name);
         break;
     case MG__TS_JPEG_BASELINE: case MG__TS_JPEG_EXTENDED: case MG__TS_RLE:
+    case MG__TS_JPEG_LOSSLESS: case MG__TS_JPEG_LS: case MG__TS_JPEG2000:
         if (!encaps)
             return mg__err(err, errlen, MG_E_IMAGE_FORMAT,
                            "DICOM: Pixel Data is not encapsulated under %s",
@@ -384,17 +171,10 @@ static mg_status decode(mg_image **out, const mg__dcm_dataset *ds,
                        (unsigned long long)p->max_memory);
 
     memset(&j, 0, sizeof j);
-    j.ds = ds;
-    j.in = &in;
-    j.p = p;
-    j.err = err;
-    j.errlen = errlen;
     j.npx = (size_t)in.rows * in.cols;
-    j.ybr = strncmp(in.photometric, "YBR_FULL", 8) == 0;
     j.v = mg__malloc((size_t)work);
     if (!j.v) return mg__err(err, errlen, MG_E_NOMEM, "out of memory");
-    st = encaps ? encapsulated_samples(&j, p->frame)
-                : native_samples(&j, p->frame);
+    st = mg__dcm_frame_samples(j.v, &j.ybr, ds, &in, p->frame, p, err, errlen);
     if (st) {
         mg__free(j.v);
         return st;
