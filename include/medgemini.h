@@ -579,6 +579,233 @@ MG_API mg_status mg_image_copy_pixels(void *buf, size_t size, size_t *needed,
  * "sop_class_uid", "series_uid" (DICOM only). */
 MG_API const char *mg_image_get_string(const mg_image *image, const char *key);
 
+/* ------------------------------------------------------------------ volume */
+
+/* A 3D volume: nx * ny * nz voxels as float32 in modality units (DICOM:
+ * stored values after each slice's or frame's Rescale Slope/Intercept, i.e.
+ * Hounsfield units for CT; NIfTI: values after scl_slope/scl_inter), x
+ * varying fastest, then y, then z. From DICOM, x runs along the columns of a
+ * slice (the Image Orientation row direction), y along its rows, and z is
+ * the slice index ordered by increasing position along the slice normal
+ * (row direction x column direction). An affine maps voxel indices to
+ * patient coordinates in millimetres, in DICOM's LPS+ convention (x towards
+ * the patient's left, y posterior, z head): NIfTI's RAS+ world coordinates
+ * are converted on reading and writing (x and y negated).
+ * See docs/VOLUME.md for the rules, checks and their messages.
+ * Volumes are read-only after creation and may be shared by threads. */
+typedef struct mg_volume mg_volume;
+
+/* mg_volume_params.flags */
+#define MG_VOLUME_RECURSIVE       0x01u /* DICOM: look into the folders given
+                                           and their subfolders (default:
+                                           only the files directly in them) */
+#define MG_VOLUME_KEEP_DUPLICATES 0x02u /* DICOM: slices sharing a position:
+                                           keep the first (lowest Instance
+                                           Number, then file order) with a
+                                           warning instead of failing      */
+#define MG_VOLUME_STRICT_SPACING  0x04u /* DICOM: uneven slice spacing (a
+                                           gap) is an error instead of a
+                                           warning                          */
+#define MG_VOLUME_STRICT_SERIES   0x08u /* DICOM: files of more than one
+                                           series are an error unless
+                                           series_uid picks one (default:
+                                           the largest, with a warning)     */
+
+typedef struct mg_volume_params {
+    uint32_t struct_size;  /* sizeof(mg_volume_params)                      */
+    uint32_t flags;        /* MG_VOLUME_* bits; default 0                   */
+    uint64_t max_voxels;   /* nx*ny*nz limit; default 2^29 (536 M)          */
+    uint64_t max_memory;   /* bytes: the voxels (4 each) plus one slice's
+                              working buffer, and each file read; default
+                              4 GiB                                         */
+    const char *series_uid;/* DICOM: the Series Instance UID to assemble;
+                              NULL = the series with the most slices        */
+    uint32_t max_files;    /* DICOM: files looked at, folders included;
+                              default 100000                                */
+    uint32_t reserved;     /* 0                                             */
+} mg_volume_params;
+
+#define MG_VOLUME_PARAMS_INIT \
+    { sizeof(mg_volume_params), 0, (uint64_t)1 << 29, (uint64_t)1 << 32, \
+      NULL, 100000, 0 }
+/* Fills *params with defaults and sets struct_size. */
+MG_API void mg_volume_params_init(mg_volume_params *params);
+
+/* Volume sources reported by mg_volume_info. */
+#define MG_VOLUME_SRC_VOXELS 0
+#define MG_VOLUME_SRC_DICOM  1
+#define MG_VOLUME_SRC_NIFTI  2
+
+/* Assembles a volume from a DICOM series. paths holds n_paths files and/or
+ * folders (a folder stands for the regular files in it, not hidden ones,
+ * and with MG_VOLUME_RECURSIVE those of its subfolders). Files found in
+ * folders that are not DICOM, cannot be read, hold no image or a
+ * segmentation, are skipped (counted in mg_volume_info.n_skipped and named
+ * in the "warnings" string); a file named in paths must be a DICOM image.
+ * Slices (single-frame files, or the frames of enhanced multi-frame CT/MR
+ * files, positioned by their functional groups) are grouped by Series
+ * Instance UID; params->series_uid picks a series, else the one with the
+ * most slices is taken. Slices are ordered by Image Position (Patient)
+ * projected on the normal of Image Orientation (Patient); only when no
+ * slice has a position and orientation, by Instance Number (with a
+ * warning). Every slice must have the same size, orientation and pixel
+ * spacing; slices sharing a position are refused (see
+ * MG_VOLUME_KEEP_DUPLICATES); uneven spacing (steps more than 1% away from
+ * the median: missing slices) and gantry tilt are reported as warnings.
+ * Compressed transfer syntaxes are decoded as by mg_image_load_file.
+ * Limits are checked before the voxels are allocated. On failure *out is
+ * NULL and err (if not NULL) receives a message of at most errlen bytes.
+ * Errors: MG_E_INVALID_ARG, MG_E_IO, MG_E_IMAGE_FORMAT (corrupt files;
+ * slices that do not make one volume: mismatched size, orientation or
+ * spacing, duplicates, malformed geometry), MG_E_UNSUPPORTED (colour
+ * images, a transfer syntax without a decoder), MG_E_NOT_FOUND (no DICOM
+ * image, or no slice of params->series_uid), MG_E_LIMIT, MG_E_NOMEM.
+ * Thread-safe. */
+MG_API mg_status mg_volume_load_dicom(mg_volume **out,
+                                      const char *const *paths,
+                                      size_t n_paths,
+                                      const mg_volume_params *params,
+                                      char *err, size_t errlen);
+
+/* Reads a NIfTI-1 or NIfTI-2 single file (.nii, or gzip-compressed .nii.gz,
+ * recognised by content; either byte order). Data types: uint8, int8,
+ * int16, uint16, int32, uint32, int64, uint64, float32, float64; values
+ * are scaled by scl_slope/scl_inter when scl_slope is non-zero and finite.
+ * The affine comes from the sform when sform_code > 0, else from the qform
+ * when qform_code > 0, else from pixdim alone (NIfTI method 1), and is
+ * converted from RAS+ to LPS+. A 4D (or higher) file gives its first volume
+ * with a warning. The header's sizes and offset are checked against the
+ * limits and, for uncompressed files, the file size before anything is
+ * allocated; compressed data is streamed and a short stream is an error.
+ * Errors: MG_E_INVALID_ARG, MG_E_IO, MG_E_IMAGE_FORMAT (not NIfTI,
+ * inconsistent header, truncated data), MG_E_UNSUPPORTED (Analyze or
+ * two-file NIfTI, complex or RGB data), MG_E_LIMIT, MG_E_NOMEM.
+ * Thread-safe. */
+MG_API mg_status mg_volume_load_nifti(mg_volume **out, const char *path,
+                                      const mg_volume_params *params,
+                                      char *err, size_t errlen);
+
+/* Copies the caller's nx*ny*nz voxels (x fastest). affine: 16 doubles,
+ * row-major, voxel -> LPS+ millimetres (bottom row 0 0 0 1; the 3x3 part
+ * invertible); NULL = identity (1 mm voxels at the origin). modality may be
+ * NULL. Non-finite values are kept (and left out of the value range).
+ * Errors: MG_E_INVALID_ARG, MG_E_LIMIT, MG_E_NOMEM. */
+MG_API mg_status mg_volume_from_voxels(mg_volume **out, const float *voxels,
+                                       uint32_t nx, uint32_t ny, uint32_t nz,
+                                       const double *affine,
+                                       const char *modality,
+                                       const mg_volume_params *params,
+                                       char *err, size_t errlen);
+
+MG_API void mg_volume_free(mg_volume *volume);
+
+typedef struct mg_volume_info {
+    uint32_t struct_size;
+    uint32_t nx;           /* voxels along x (DICOM: columns)               */
+    uint32_t ny;           /* along y (DICOM: rows)                         */
+    uint32_t nz;           /* along z (DICOM: slices)                       */
+    int32_t source;        /* MG_VOLUME_SRC_*                               */
+    uint32_t n_files;      /* files that gave voxels (DICOM), 1 for NIfTI   */
+    uint32_t n_skipped;    /* DICOM: files looked at and not used (not
+                              DICOM, unreadable, not an image, another
+                              series, duplicates dropped)                   */
+    uint32_t n_warnings;   /* lines of mg_volume_get_string(v, "warnings")  */
+    double spacing[3];     /* mm between voxel centres along x, y, z (the
+                              lengths of the affine's first three columns) */
+    double affine[16];     /* row-major 4x4: (i, j, k, 1) -> LPS+ mm        */
+    double min_value;      /* finite voxel values' range (NaN when none)    */
+    double max_value;
+} mg_volume_info;
+
+/* Fills *out (up to out->struct_size bytes).
+ * Errors: MG_E_MISUSE (bad handle), MG_E_INVALID_ARG. */
+MG_API mg_status mg_volume_info_get(mg_volume_info *out,
+                                    const mg_volume *volume);
+/* Copies the voxels (float32, x fastest) into buf. cap and *needed count
+ * voxels, not bytes. Returns MG_E_BUFFER_TOO_SMALL when cap is short;
+ * *needed (if not NULL) always receives nx*ny*nz. */
+MG_API mg_status mg_volume_copy_voxels(float *buf, size_t cap, size_t *needed,
+                                       const mg_volume *volume);
+/* Text attributes, NUL-terminated, owned by the volume (valid until
+ * mg_volume_free); NULL for an unknown key, a bad handle, or a value the
+ * source does not have. Keys: "modality", "series_uid", "study_uid",
+ * "frame_of_reference_uid" (DICOM), "description" (NIfTI descrip),
+ * "warnings" (one line per warning: skipped files, other series, gaps,
+ * gantry tilt, dropped duplicates, the Instance Number fallback, a 4D
+ * NIfTI file), "slices" (DICOM: one line per slice in z order, "PATH\tFRAME"
+ * with FRAME 0-based). */
+MG_API const char *mg_volume_get_string(const mg_volume *volume,
+                                        const char *key);
+
+/* mg_volume_write_nifti flags */
+#define MG_NIFTI_FLOAT32 0x1u  /* always store float32 (default: int16 when
+                                  every voxel is an integer in its range)   */
+
+/* Writes the volume as a single-file NIfTI-1 image, gzip-compressed when
+ * path ends in ".gz": int16 when every voxel is an integer in
+ * -32768..32767, else float32 (scl_slope 1, scl_inter 0); qform and sform
+ * (codes 1, scanner) map voxels to RAS+ millimetres: the LPS+ affine with
+ * x and y negated, as dcm2niix writes DICOM series; the qform holds the
+ * rotation and voxel sizes nearest the affine (exact unless the affine
+ * shears, as for gantry tilt, which only the sform keeps).
+ * Errors: MG_E_MISUSE, MG_E_INVALID_ARG, MG_E_IO (the file is removed). */
+MG_API mg_status mg_volume_write_nifti(const mg_volume *volume,
+                                       const char *path, uint32_t flags,
+                                       char *err, size_t errlen);
+
+/* ------------------------------------------------------- volume slices */
+
+/* How a volume becomes the images a model reads (docs/VOLUME.md, "Slices
+ * for the model"): MedGemma 1.5's CT recipe. */
+#define MG_SLICE_WINDOW_AUTO   0 /* modality "CT", or none and a minimum
+                                     at most -500 (Hounsfield units):
+                                     MG_SLICE_WINDOW_CT; else MINMAX      */
+#define MG_SLICE_WINDOW_CT     1 /* R, G, B = the windows -1024..1024,
+                                     -135..215 and 0..80 HU, each scaled to
+                                     0..255                               */
+#define MG_SLICE_WINDOW_MINMAX 2 /* grey: the volume's value range to
+                                     0..255 (MedGemma's material for MR)  */
+
+/* mg_slice_params.flags */
+#define MG_SLICES_AS_STORED 0x1u /* slices across z in voxel order, rows
+                                    along y, columns along x, as stored
+                                    (default: the radiological display,
+                                    whatever the source's voxel order)     */
+
+#define MG_MAX_SLICES 1024u      /* the largest max_slices */
+
+typedef struct mg_slice_params {
+    uint32_t struct_size;  /* sizeof(mg_slice_params)                       */
+    uint32_t max_slices;   /* slices given to the model: all when the volume
+                              has no more, else evenly spaced ones (0 =
+                              default 85, MedGemma 1.5's limit; at most
+                              MG_MAX_SLICES)                                */
+    int32_t window;        /* MG_SLICE_WINDOW_*; default AUTO               */
+    uint32_t flags;        /* MG_SLICES_* bits; default 0                   */
+} mg_slice_params;
+
+#define MG_SLICE_PARAMS_INIT { sizeof(mg_slice_params), 85, MG_SLICE_WINDOW_AUTO, 0 }
+/* Fills *params with defaults and sets struct_size. */
+MG_API void mg_slice_params_init(mg_slice_params *params);
+
+/* The slices a model reads for this volume, as new RGB8 images (free each
+ * with mg_image_free), in the order the prompt holds them: the slices are
+ * cut across the third voxel axis (z) and turned to the radiological view
+ * (patient's right on the left; anterior, or the head, at the top; slices
+ * from inferior to superior, right to left or anterior to posterior)
+ * unless MG_SLICES_AS_STORED; when there are more than max_slices, slice
+ * round(i / max_slices * (n - 1)) for i = 1..max_slices is taken (round
+ * half to even, as MedGemma's CT notebook). *n_out (may be NULL) receives
+ * the count; z_index (may be NULL, else cap entries) the volume's z index
+ * of each slice. With out and z_index NULL only the count is returned;
+ * otherwise cap below the count gives MG_E_BUFFER_TOO_SMALL.
+ * Errors: MG_E_MISUSE (bad handle), MG_E_INVALID_ARG, MG_E_LIMIT,
+ * MG_E_BUFFER_TOO_SMALL, MG_E_NOMEM. Thread-safe. */
+MG_API mg_status mg_volume_slices(mg_image **out, size_t cap, size_t *n_out,
+                                  uint32_t *z_index, const mg_volume *volume,
+                                  const mg_slice_params *params, char *err,
+                                  size_t errlen);
+
 /* -------------------------------------------------------------- generation */
 
 /* Streaming callback: called with each piece of decoded text as it is
@@ -663,6 +890,15 @@ MG_API mg_status mg_context_reset(mg_context *ctx);
  * since the sequence was last emptied or a step failed), MG_E_BUFFER_TOO_SMALL
  * (cap < n_vocab), MG_E_UNSUPPORTED (no text decoder). */
 MG_API mg_status mg_context_logits(mg_context *ctx, float *logits, size_t cap);
+/* Copies the token ids of the context's sequence (the prompt as read, image
+ * blocks as image tokens, then what was generated and fed back; the last
+ * generated token is fed only when generation continued past it). cap
+ * counts ids; *needed (may be NULL) receives the count; cap below it gives
+ * MG_E_BUFFER_TOO_SMALL (ids may then be NULL with cap 0).
+ * Errors: MG_E_MISUSE, MG_E_INVALID_ARG, MG_E_BUFFER_TOO_SMALL,
+ * MG_E_UNSUPPORTED (no text decoder). */
+MG_API mg_status mg_context_tokens(int32_t *ids, size_t cap, size_t *needed,
+                                   mg_context *ctx);
 /* Tokens in the context's sequence; 0 for a bad handle. */
 MG_API uint32_t mg_context_n_tokens(const mg_context *ctx);
 
@@ -871,6 +1107,34 @@ MG_API mg_status mg_generate_report(char **out, mg_context *ctx,
 MG_API mg_status mg_vqa(char **out, mg_context *ctx,
                         const mg_image *const *images, size_t n_images,
                         const char *question, const mg_gen_params *params);
+
+/* A report (mg_generate_report_volume) or an answer (mg_vqa_volume) for a
+ * CT or MR volume, the way MedGemma 1.5 reads one: the slices of
+ * mg_volume_slices (at most slices->max_slices, default 85; NULL for the
+ * defaults), each through the model's image encoder into its own block of
+ * image tokens, bidirectional within the block, laid out in the user turn
+ * as [preamble, slice 1, "SLICE 1", slice 2, "SLICE 2", ..., text] through
+ * Gemma 3's chat template (docs/VOLUME.md gives the exact text). The
+ * preamble is metadata prompt.volume_preamble (default: a sentence saying
+ * the images are consecutive slices of one volume); the text is the
+ * question, or params->instruction, or metadata
+ * prompt.volume_report_instruction (default: asks for the findings of a
+ * report). The system text, generation, streaming, interrupt and *out work
+ * as in mg_generate_report. With 85 slices the prompt holds 85 x the
+ * model's tokens per image (21,760 for MedGemma's 256): the context's
+ * n_ctx must hold them, checked before any slice is encoded
+ * (MG_E_CONTEXT_FULL); fewer slices cost proportionally less time.
+ * Errors: MG_E_MISUSE (bad handles), MG_E_INVALID_ARG, MG_E_LIMIT (slices
+ * larger than 65535 px a side, max_slices above MG_MAX_SLICES),
+ * MG_E_UNSUPPORTED (no image encoder, decoder or image markers),
+ * MG_E_CONTEXT_FULL, MG_E_INTERRUPTED, MG_E_NOMEM. */
+MG_API mg_status mg_generate_report_volume(char **out, mg_context *ctx,
+                                           const mg_volume *volume,
+                                           const mg_slice_params *slices,
+                                           const mg_gen_params *params);
+MG_API mg_status mg_vqa_volume(char **out, mg_context *ctx, const mg_volume *volume,
+                               const char *question, const mg_slice_params *slices,
+                               const mg_gen_params *params);
 
 /* Predicts a disease-risk answer from polygenic scores: `scores` holds
  * n_scores values, `names` their score identifiers (e.g. PGS Catalog IDs),

@@ -43,18 +43,7 @@ static int ref_available(void) {
 }
 
 /* A model from `medgemini mkmodel` into a fresh temp path. */
-static const char *make_model(const char *name, const char *args) {
-    const char *cli = getenv("MG_CLI");
-    ck_assert_msg(cli && *cli, "MG_CLI must name the medgemini tool");
-    static char path[8][4096];
-    static unsigned slot;
-    char *p = path[slot++ % 8];
-    snprintf(p, sizeof path[0], "%s", tu_tmp_path(name));
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s mkmodel %s -o %s 2>/dev/null", cli, args, p);
-    ck_assert_msg(system(cmd) == 0, "mkmodel failed: %s", cmd);
-    return p;
-}
+#define make_model tu_make_model
 
 static mg_model *load(const char *path) {
     mg_model *m = NULL;
@@ -192,7 +181,7 @@ static double rel_max(const float *a, const float *b, size_t n) {
 /* The model's image encoder, run directly on a context's state. */
 static mg_status encode(mg_context *c, const mg_image *img, float *out) {
     const mg__encoders *set = &c->model->encoders;
-    mg__enc_input in = {MG__INPUT_IMAGE, img, NULL, 0, NULL, 0};
+    mg__enc_input in = {.kind = MG__INPUT_IMAGE, .image = img};
     int k = mg__encoders_pick(set, &in);
     ck_assert_int_ge(k, 0);
     char err[256];
@@ -280,7 +269,7 @@ static void encoder_case(const char *dtype, uint32_t threads, int blas, int big)
     mg_model *m = load(path);
     mg_context *c = ctx_new(m, threads, 0);
     openblas_set_num_threads(blas);
-    ck_assert_uint_eq(m->encoders.n, 1);
+    ck_assert_uint_eq(m->encoders.n, 2); /* image2d, volume3d */
     const mg__enc_geometry *g = &m->encoders.e[0].geo;
     ck_assert_uint_eq(g->n_tokens, big ? 25 : 16);
     ck_assert_uint_eq(g->width, 64);
@@ -609,10 +598,18 @@ static mg_status fake_encode(void *st, const mg__enc_input *in, float *out, mg__
     for (int i = 0; i < 3 * 64; i++) out[i] = 0.01f * (float)(i % 7);
     return MG_OK;
 }
+static uint32_t fake_n_blocks(const void *impl, const mg__enc_input *in) {
+    return fake_bid(impl, in) > 0;
+}
+static void fake_label(const void *impl, const mg__enc_input *in, uint32_t b, char *buf,
+                       size_t cap) {
+    (void)impl; (void)in; (void)b;
+    buf[0] = cap ? '\0' : buf[0];
+}
 static const mg__encoder_vtable k_fake = {
     MG__ENCODER_ABI, sizeof(mg__encoder_vtable), "fake", MG__INPUT_IMAGE,
-    fake_probe, fake_build, fake_destroy, fake_geom, fake_bid, fake_state_new,
-    fake_state_free, fake_encode,
+    fake_probe, fake_build, fake_destroy, fake_geom, fake_bid, fake_n_blocks, fake_label,
+    fake_state_new, fake_state_free, fake_encode,
 };
 
 START_TEST(test_registry) {
@@ -627,8 +624,9 @@ START_TEST(test_registry) {
     ck_assert_int_eq(mg__model_register_encoder(NULL, &k_fake, err, sizeof err), MG_E_MISUSE);
     /* bids higher than the built-in for images: replaces it */
     ck_assert_int_eq(mg__model_register_encoder(m, &k_fake, err, sizeof err), MG_OK);
-    ck_assert_uint_eq(m->encoders.n, 1);
+    ck_assert_uint_eq(m->encoders.n, 2); /* the fake for images, volume3d for volumes */
     ck_assert_str_eq(m->encoders.e[0].vt->name, "fake");
+    ck_assert_str_eq(m->encoders.e[1].vt->name, "volume3d");
     mg_context *c = ctx_new(m, 1, 0);
     /* with a context alive, registration is refused */
     ck_assert_int_eq(mg__model_register_encoder(m, &k_fake, err, sizeof err), MG_E_MISUSE);
@@ -645,9 +643,10 @@ START_TEST(test_registry) {
     mg_image_free(img);
     mg_context_free(c);
     mg_model_free(m);
-    /* the built-in table: probes and builds the image encoder only */
+    /* the built-in table: the image encoder and the volume encoder over it */
     ck_assert_ptr_eq(mg__builtin_encoders[0], &mg__encoder_image2d);
-    ck_assert_ptr_null(mg__builtin_encoders[1]);
+    ck_assert_ptr_eq(mg__builtin_encoders[1], &mg__encoder_volume3d);
+    ck_assert_ptr_null(mg__builtin_encoders[2]);
 }
 END_TEST
 

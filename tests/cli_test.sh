@@ -256,6 +256,80 @@ else
   echo "cli: shared DICOM data absent; DICOM checks skipped"
 fi
 
+# volume: a DICOM series to NIfTI, checked with nibabel against pydicom (and
+# dcm2niix when installed) by tests/volume/reference.py; a NIfTI file read.
+"$CLI" volume > "$TMP/o.txt" 2> "$TMP/e.txt"
+expect "volume without arguments exits 2" test $? -eq 2
+"$CLI" volume "$TMP/no-such-folder" --info > "$TMP/o.txt" 2> "$TMP/e.txt"
+expect "volume of a missing folder exits 1" test $? -eq 1
+expect "volume error names the path" grep -q "cannot open '.*no-such-folder'" "$TMP/e.txt"
+expect "volume error prints nothing on stdout" test ! -s "$TMP/o.txt"
+"$CLI" volume "$TMP" --info > "$TMP/o.txt" 2> "$TMP/e.txt"
+expect "volume of a folder without DICOM exits 1" test $? -eq 1
+expect "volume says no DICOM image was found" grep -q 'no DICOM image among' "$TMP/e.txt"
+if [ -d "$DCM/ct_series_3slice" ]; then
+  S3=$DCM/ct_series_3slice
+  "$CLI" volume "$S3" --info > "$TMP/vol.txt" 2>&1
+  expect "volume --info exits 0" test $? -eq 0
+  expect "volume --info size" grep -q '^size: 512 x 512 x 3$' "$TMP/vol.txt"
+  expect "volume --info spacing" grep -q '^spacing: 0.810547 0.810547 1 mm$' "$TMP/vol.txt"
+  expect "volume --info orientation" grep -q '^orientation: LPS ' "$TMP/vol.txt"
+  expect "volume --info series UID" grep -q '^series: 1.2.392.200103.20080913.113635.1.2009.6.22.21.43.10.23430.1$' "$TMP/vol.txt"
+  expect "volume --info files" grep -q '^files: 3 used, 1 skipped$' "$TMP/vol.txt"
+  expect "volume --info the lowest slice first" grep -q '^  0 .*/03.dcm 0$' "$TMP/vol.txt"
+  expect "volume --info HU range" grep -q '^values: -3024 .. 1381$' "$TMP/vol.txt"
+  "$CLI" volume "$S3/01.dcm" "$S3/03.dcm" "$S3/02.dcm" -o "$TMP/ct3.nii.gz" > "$TMP/o.txt" 2>&1
+  expect "volume -o exits 0" test $? -eq 0
+  expect "volume -o writes gzip" sh -c "head -c 2 '$TMP/ct3.nii.gz' | od -An -tx1 | grep -q '1f 8b'"
+  "$CLI" volume "$TMP/ct3.nii.gz" --info > "$TMP/nii.txt" 2>&1
+  expect "volume reads its NIfTI back" grep -q '^source: NIfTI$' "$TMP/nii.txt"
+  expect "NIfTI back: same size" grep -q '^size: 512 x 512 x 3$' "$TMP/nii.txt"
+  expect "NIfTI back: same range" grep -q '^values: -3024 .. 1381$' "$TMP/nii.txt"
+  expect "NIfTI back: same origin" grep -q '^origin: -235.2 -226.8 -128.69 mm' "$TMP/nii.txt"
+  if /usr/bin/python3 -c 'import pydicom, numpy, nibabel' >/dev/null 2>&1; then
+    D2N=
+    command -v dcm2niix >/dev/null 2>&1 && D2N="--dcm2niix $S3"
+    /usr/bin/python3 tests/volume/reference.py expect "$S3" "$TMP/ct3_ref" &&
+      /usr/bin/python3 tests/volume/reference.py check-nifti "$TMP/ct3.nii.gz" "$TMP/ct3_ref" $D2N \
+        > "$TMP/chk.txt" 2>&1
+    expect "volume NIfTI equals pydicom's series (nibabel${D2N:+, dcm2niix})" test $? -eq 0
+  else
+    echo "cli: python3 with pydicom and nibabel absent; NIfTI output not cross-checked"
+  fi
+  # The slices a model reads (MedGemma 1.5's recipe), and reports / answers on volumes.
+  "$CLI" volume "$S3" --slices-dir "$TMP/sl" --slices 2 > "$TMP/sl.txt" 2> "$TMP/e.txt"
+  expect "volume --slices-dir exits 0" test $? -eq 0
+  expect "2 of 3 slices: z 1 first" grep -qx 'slice 1: z 1' "$TMP/sl.txt"
+  expect "2 of 3 slices: z 2 last" grep -qx 'slice 2: z 2' "$TMP/sl.txt"
+  expect "no third slice file" test ! -e "$TMP/sl/slice_003.ppm"
+  expect "slices are 512x512 RGB PPM" sh -c "head -c 15 '$TMP/sl/slice_002.ppm' | tr '\n' ' ' | grep -q '^P6 512 512 255 '"
+  "$CLI" volume "$S3" --slices-dir "$TMP/sl" --slices 0 > "$TMP/o.txt" 2> "$TMP/e.txt"
+  expect "volume --slices 0 exits 2" test $? -eq 2
+  "$CLI" report "$S3" -m "$TMP/tiny.mgm" -n 4 --slices 2 --prompt-ids "$TMP/ids.txt" \
+    > "$TMP/rep.txt" 2> "$TMP/e.txt"
+  expect "report on a series folder exits 0" test $? -eq 0
+  expect "report on a series prints text" test -s "$TMP/rep.txt"
+  # tiny: 16 tokens per image (id 8), 2 slices
+  expect "the prompt holds 2 x 16 image tokens" test "$(grep -cx 8 "$TMP/ids.txt")" -eq 32
+  tr '\n' ' ' < "$TMP/ids.txt" | "$CLI" tokenize -m "$TMP/tiny.mgm" --decode > "$TMP/dec.txt" 2>&1
+  expect "the prompt labels slice 1" grep -qx 'SLICE 1' "$TMP/dec.txt"
+  expect "the prompt labels slice 2" grep -q '^SLICE 2' "$TMP/dec.txt"
+  expect "no third slice label" sh -c "! grep -q 'SLICE 3' '$TMP/dec.txt'"
+  "$CLI" vqa "$TMP/ct3.nii.gz" -q "Where?" -m "$TMP/tiny.mgm" -n 3 --slices 1 --window minmax \
+    > "$TMP/o.txt" 2> "$TMP/e.txt"
+  expect "vqa on a NIfTI volume exits 0" test $? -eq 0
+  "$CLI" report "$S3/01.dcm" "$S3/02.dcm" --volume -m "$TMP/tiny.mgm" -n 2 > "$TMP/o.txt" 2> "$TMP/e.txt"
+  expect "report --volume on DICOM files exits 0" test $? -eq 0
+  "$CLI" report "$TMP/ct3.nii.gz" "$S3/01.dcm" -m "$TMP/tiny.mgm" > "$TMP/o.txt" 2> "$TMP/e.txt"
+  expect "a NIfTI file with another path exits 2" test $? -eq 2
+  "$CLI" report "$S3" -m "$TMP/tiny.mgm" --ctx 40 > "$TMP/o.txt" 2> "$TMP/e.txt"
+  expect "a volume too long for the context exits 1" test $? -eq 1
+  expect "which says to ask for fewer slices" grep -q 'fewer slices' "$TMP/e.txt"
+  expect "and prints nothing on stdout" test ! -s "$TMP/o.txt"
+  "$CLI" report "$S3" -m "$TMP/tiny.mgm" --window bone > "$TMP/o.txt" 2> "$TMP/e.txt"
+  expect "report --window bone exits 2" test $? -eq 2
+fi
+
 rm -rf "$TMP"
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

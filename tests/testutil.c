@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -78,6 +79,38 @@ float tu_rand_f32(uint64_t *s) {
 int tu_under_valgrind(void) {
     const char *v = getenv("MG_VALGRIND");
     return v && *v == '1';
+}
+
+const char *tu_make_model(const char *name, const char *args) {
+    const char *cli = getenv("MG_CLI");
+    ck_assert_msg(cli && *cli, "MG_CLI must name the medgemini tool");
+    static char path[8][4096];
+    static unsigned slot;
+    char *p = path[slot++ % 8];
+    snprintf(p, sizeof path[0], "%s", tu_tmp_path(name));
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s mkmodel %s -o %s 2>/dev/null", cli, args, p);
+    ck_assert_msg(system(cmd) == 0, "mkmodel failed: %s", cmd);
+    return p;
+}
+
+int tu_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int tu_python(const char *script, const char *fmt, ...) {
+    char args[6144], cmd[8192], cwd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    ck_assert(n >= 0 && (size_t)n < sizeof args);
+    ck_assert(getcwd(cwd, sizeof cwd) != NULL);
+    n = snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/%s' %s >/dev/null", cwd, script,
+                 args);
+    ck_assert(n > 0 && (size_t)n < sizeof cmd);
+    return system(cmd) == 0;
 }
 
 int tu_run_suite(Suite *s) {

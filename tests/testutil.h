@@ -23,6 +23,14 @@ uint64_t tu_rand_u64(uint64_t *state);
 float tu_rand_f32(uint64_t *state);      /* uniform in [-1, 1) */
 /* 1 when running under valgrind (env MG_VALGRIND=1): suites shrink loops. */
 int tu_under_valgrind(void);
+/* A model written by `$MG_CLI mkmodel ARGS -o $MG_TEST_TMP/<name>` (fails
+ * the test when that fails); returns a static buffer rotated over 8 slots. */
+const char *tu_make_model(const char *name, const char *args);
+/* 1 when path exists. */
+int tu_exists(const char *path);
+/* Runs `/usr/bin/python3 <repository>/tests/<script> <formatted args>` with
+ * its stdout discarded; 1 when it exits 0. */
+int tu_python(const char *script, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Runs a suite with CK_NORMAL output and returns the process exit status. */
 int tu_run_suite(Suite *s);
 

@@ -476,6 +476,9 @@ func TestSession(t *testing.T) {
 	if len(logits) != 3*512 || s.Len() != 3 {
 		t.Fatalf("%d logits, %d tokens", len(logits), s.Len())
 	}
+	if got, err := s.Tokens(); err != nil || len(got) != 3 || got[0] != 2 || got[1] != 300 || got[2] != 17 {
+		t.Fatalf("Tokens: %v, %v", got, err)
+	}
 	// the argmax of the last row is the first greedy token after those ids
 	last := logits[2*512:]
 	best := 0
@@ -537,5 +540,8 @@ func TestSession(t *testing.T) {
 	s.Close()
 	if err := s.Interrupt(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("closed session: %v", err)
+	}
+	if _, err := s.Tokens(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed session tokens: %v", err)
 	}
 }

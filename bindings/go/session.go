@@ -151,6 +151,30 @@ func (s *Session) Logits() ([]float32, error) {
 	return logits, nil
 }
 
+// Tokens returns the token ids of the session's sequence: the prompt as read
+// (image blocks as the tokenizer's image token, Tokenizer.Special(TokenImage)),
+// then what was generated and fed back.
+func (s *Session) Tokens() ([]int32, error) {
+	if err := s.life.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.life.release()
+	var need C.size_t
+	st := C.mg_context_tokens(nil, 0, &need, s.ptr)
+	if st != C.MG_OK && st != C.MG_E_BUFFER_TOO_SMALL {
+		return nil, s.lastError(st)
+	}
+	ids := make([]int32, int(need))
+	if len(ids) == 0 {
+		return ids, nil
+	}
+	st = C.mg_context_tokens((*C.int32_t)(unsafe.Pointer(&ids[0])), need, &need, s.ptr)
+	if st != C.MG_OK {
+		return nil, s.lastError(st)
+	}
+	return ids, nil
+}
+
 // Reset empties the session's sequence.
 func (s *Session) Reset() error {
 	if err := s.life.acquire(); err != nil {
@@ -173,6 +197,17 @@ func (s *Session) Len() int {
 // Generate runs generation on the session (its sequence is reset first), as
 // Model.Generate.
 func (s *Session) Generate(ctx context.Context, prompt string, opts ...GenOption) (string, error) {
+	var strs cstrs
+	defer strs.free()
+	cp := strs.str(prompt)
+	return s.generate(ctx, opts, func(c *C.mg_context, out **C.char, p *C.mg_gen_params) C.mg_status {
+		return C.mg_generate(out, c, cp, p)
+	})
+}
+
+// generate runs fn on the session's context, as Model.generate does on a
+// pooled one.
+func (s *Session) generate(ctx context.Context, opts []GenOption, fn func(c *C.mg_context, out **C.char, p *C.mg_gen_params) C.mg_status) (string, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -183,13 +218,8 @@ func (s *Session) Generate(ctx context.Context, prompt string, opts ...GenOption
 		return "", err
 	}
 	defer s.life.release()
-	var strs cstrs
-	defer strs.free()
-	cp := strs.str(prompt)
 	k := newCall(opts)
 	defer k.free()
-	c, p := s.ptr, k.params
-	return k.run(ctx, c, func(out **C.char) C.mg_status {
-		return C.mg_generate(out, c, cp, p)
-	})
+	c := s.ptr
+	return k.run(ctx, c, func(out **C.char) C.mg_status { return fn(c, out, k.params) })
 }

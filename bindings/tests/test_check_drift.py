@@ -38,6 +38,12 @@ class RealTree(unittest.TestCase):
         self.assertEqual(protos["mg_detokenize"], 7)          # multi-line
         self.assertEqual(protos["mg_prs_predict"], 7)
         self.assertEqual(protos["mg_string_free"], 1)
+        # the volume slices and volume tasks (multi-line prototypes)
+        self.assertEqual(protos["mg_slice_params_init"], 1)
+        self.assertEqual(protos["mg_volume_slices"], 8)
+        self.assertEqual(protos["mg_generate_report_volume"], 5)
+        self.assertEqual(protos["mg_vqa_volume"], 6)
+        self.assertEqual(protos["mg_context_tokens"], 4)
 
     def test_python_binding_is_complete(self):
         n, out = run(ROOT, only=["python"])

@@ -65,6 +65,20 @@ typedef struct mg__gen_block {
 mg_status mg__generate_with_blocks(char **out, mg_context *c, const int32_t *ids,
                                    size_t n, const mg__gen_block *blocks,
                                    size_t n_blocks, const mg_gen_params *gp);
+/* Called after the prompt is read and before the first token is chosen
+ * (c->logits holds the scores of the first answer token); a status other
+ * than MG_OK ends the call with it (and err's message). */
+typedef mg_status (*mg__prompt_hook)(mg_context *c, void *user, char *err, size_t errlen);
+/* mg__generate_with_blocks with a hook. */
+mg_status mg__generate_with_hook(char **out, mg_context *c, const int32_t *ids, size_t n,
+                                 const mg__gen_block *blocks, size_t n_blocks,
+                                 const mg_gen_params *gp, mg__prompt_hook hook, void *user);
+/* Appends ids (with the blocks' encoder outputs) to the context's sequence
+ * without resetting it, generating or leaving the context; the logits of
+ * the last token are in c->logits. Errors: as the decoder's and encoders'. */
+mg_status mg__feed_prompt(mg_context *c, const int32_t *ids, size_t n,
+                          const mg__gen_block *blocks, size_t n_blocks, char *err,
+                          size_t errlen);
 /* Validates params into *gp (defaults for NULL). */
 mg_status mg__gen_params_check(mg_gen_params *gp, const mg_gen_params *params);
 

@@ -12,6 +12,7 @@ int cli_tokenize(int argc, char **argv);
 int cli_prs(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 int cli_image(int argc, char **argv);
+int cli_volume(int argc, char **argv);
 int cli_convert(int argc, char **argv);
 int cli_report(int argc, char **argv);
 int cli_vqa(int argc, char **argv);

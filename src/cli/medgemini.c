@@ -23,11 +23,15 @@ static void usage(FILE *f) {
         "  generate -m MODEL.mgm [PROMPT]      generate text (see generate --help)\n"
         "  convert SRC -o OUT.mgm [--type T] [--mmproj F] [--tokenizer F] [--compress] [--eval F]\n"
         "                                      convert a Hugging Face folder or GGUF file\n"
-        "  report IMAGE... -m MODEL.mgm        write a report for one study\n"
-        "  vqa IMAGE... -q QUESTION -m MODEL   answer a question about images\n"
+        "  report IMAGE... -m MODEL.mgm        write a report for one study (images, or a\n"
+        "                                      CT/MR volume: a series folder or NIfTI file)\n"
+        "  vqa IMAGE... -q QUESTION -m MODEL   answer a question about images (or a volume)\n"
         "  prs score --bfile P --score F --out O   polygenic scores (plink2 --score compatible)\n"
         "  image FILE (-o OUT.pgm|.ppm | --info) [--frame N] [--raw] [--window C,W]\n"
         "                                      decode a JPEG/PNG/DICOM image (see image --help)\n"
+        "  volume SRC... (--info | -o OUT.nii.gz | --slices-dir DIR) [--series UID]\n"
+        "                                      a DICOM series or NIfTI file as a volume\n"
+        "                                      (see volume --help)\n"
         "  version                             print version and build information\n"
         "\n"
         "mkmodel options:\n"
@@ -159,6 +163,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "prs")) return cli_prs(argc - 2, argv + 2);
     if (!strcmp(cmd, "generate")) return cli_generate(argc - 2, argv + 2);
     if (!strcmp(cmd, "image")) return cli_image(argc - 2, argv + 2);
+    if (!strcmp(cmd, "volume")) return cli_volume(argc - 2, argv + 2);
     if (!strcmp(cmd, "convert")) return cli_convert(argc - 2, argv + 2);
     if (!strcmp(cmd, "report")) return cli_report(argc - 2, argv + 2);
     if (!strcmp(cmd, "vqa")) return cli_vqa(argc - 2, argv + 2);

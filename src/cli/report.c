@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli.h"
@@ -44,6 +45,8 @@ static void usage(const char *cmd) {
                         "                       (printed as \"Q: ...\" and \"A: ...\" lines)\n");
     else
         fprintf(stderr, "usage: medgemini report IMAGE... -m MODEL.mgm [options]\n"
+                        "       medgemini report (SERIES_DIR... | VOLUME.nii[.gz]) -m MODEL.mgm "
+                        "[options]\n"
                         "  --instruction TEXT   instead of the model's report instruction\n");
     fprintf(stderr,
         "  --system TEXT        instead of the model's system text (\"\" for none)\n"
@@ -51,7 +54,30 @@ static void usage(const char *cmd) {
         "  --temp T --top-k K --top-p P --repeat-penalty R --seed S   sampling\n"
         "  --threads N --ctx N  context settings\n"
         "  --stats              print timings on stderr (load, first token, tokens/s)\n"
-        "Images: JPEG, PNG or DICOM files (several: one study, e.g. frontal and lateral).\n");
+        "  --prompt-ids FILE    write the token ids the context held after the (last) call\n"
+        "Images: JPEG, PNG or DICOM files (several: one study, e.g. frontal and lateral).\n"
+        "Volumes (a CT or MR read slice by slice, MedGemma 1.5's recipe; docs/VOLUME.md):\n"
+        "a folder of one DICOM series (or several folders), a NIfTI file, or DICOM files\n"
+        "with --volume.\n"
+        "  --volume             read the DICOM files given as the slices of one volume\n"
+        "  --slices N           at most N evenly spaced slices (default 85)\n"
+        "  --window W           auto (default: CT windows for CT, else min-max), ct, minmax\n"
+        "  --as-stored          slices in voxel order, not turned to the radiological view\n"
+        "  --series UID         the DICOM series to read (default: the largest)\n");
+}
+
+/* --prompt-ids: the context's tokens, one id a line. */
+static int write_ids(const char *cmd, const char *path, mg_context *ctx) {
+    size_t n = 0;
+    mg_context_tokens(NULL, 0, &n, ctx);
+    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    FILE *f = ids ? fopen(path, "w") : NULL;
+    int bad = !f || mg_context_tokens(ids, n, &n, ctx) != MG_OK;
+    for (size_t i = 0; !bad && i < n; i++) bad = fprintf(f, "%d\n", (int)ids[i]) < 0;
+    if (f && fclose(f)) bad = 1;
+    free(ids);
+    if (bad) fprintf(stderr, "medgemini %s: cannot write %s\n", cmd, path);
+    return bad;
 }
 
 /* cmd: "report" or "vqa". */
@@ -62,12 +88,19 @@ static int run(const char *cmd, int argc, char **argv) {
     mg_gen_params_init(&gp);
     mg_context_params cp;
     mg_context_params_init(&cp);
-    int vqa = !strcmp(cmd, "vqa"), want_stats = 0;
+    int vqa = !strcmp(cmd, "vqa"), want_stats = 0, as_volume = 0;
+    const char *ids_path = NULL;
+    mg_slice_params sp;
+    mg_slice_params_init(&sp);
+    mg_volume_params vp;
+    mg_volume_params_init(&vp);
     stats ts = {0, 0, 0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(cmd); return 0; }
         if (!strcmp(a, "--stats")) { want_stats = 1; continue; }
+        if (!strcmp(a, "--volume")) { as_volume = 1; continue; }
+        if (!strcmp(a, "--as-stored")) { sp.flags |= MG_SLICES_AS_STORED; continue; }
         if (a[0] != '-' || !a[1]) {
             if (n_paths == MAX_IMAGES) {
                 fprintf(stderr, "medgemini %s: at most %d images\n", cmd, MAX_IMAGES);
@@ -96,6 +129,18 @@ static int run(const char *cmd, int argc, char **argv) {
         else if (!strcmp(a, "--seed")) gp.seed = strtoull(v, &end, 10);
         else if (!strcmp(a, "--threads")) cp.n_threads = (uint32_t)strtoul(v, &end, 10);
         else if (!strcmp(a, "--ctx")) cp.n_ctx = (uint32_t)strtoul(v, &end, 10);
+        else if (!strcmp(a, "--slices")) {
+            sp.max_slices = (uint32_t)strtoul(v, &end, 10);
+            if (!sp.max_slices) end = (char *)"0";
+        }
+        else if (!strcmp(a, "--window")) {
+            if (!strcmp(v, "auto")) sp.window = MG_SLICE_WINDOW_AUTO;
+            else if (!strcmp(v, "ct")) sp.window = MG_SLICE_WINDOW_CT;
+            else if (!strcmp(v, "minmax")) sp.window = MG_SLICE_WINDOW_MINMAX;
+            else end = (char *)v;
+        }
+        else if (!strcmp(a, "--series")) vp.series_uid = v;
+        else if (!strcmp(a, "--prompt-ids")) ids_path = v;
         else {
             fprintf(stderr, "medgemini %s: unknown option %s\n", cmd, a);
             usage(cmd);
@@ -115,12 +160,39 @@ static int run(const char *cmd, int argc, char **argv) {
     mg_model *m = NULL;
     mg_context *ctx = NULL;
     mg_image *imgs[MAX_IMAGES] = {0};
+    mg_volume *vol = NULL;
     int rc = 1;
-    for (size_t i = 0; i < n_paths; i++)
-        if (mg_image_load_file(&imgs[i], paths[i], NULL, err, sizeof err) != MG_OK) {
-            fprintf(stderr, "medgemini %s: %s: %s\n", cmd, paths[i], err);
+    /* A folder, or a NIfTI file, is a volume. */
+    for (size_t i = 0; i < n_paths; i++) {
+        struct stat sb;
+        size_t l = strlen(paths[i]);
+        if (stat(paths[i], &sb) == 0 && S_ISDIR(sb.st_mode)) as_volume = 1;
+        if ((l > 4 && !strcmp(paths[i] + l - 4, ".nii")) ||
+            (l > 7 && !strcmp(paths[i] + l - 7, ".nii.gz"))) {
+            if (n_paths > 1) {
+                fprintf(stderr, "medgemini %s: a NIfTI file is one volume: give it alone\n", cmd);
+                return 2;
+            }
+            as_volume = 2;
+        }
+    }
+    if (as_volume == 2) {
+        if (mg_volume_load_nifti(&vol, paths[0], &vp, err, sizeof err) != MG_OK) {
+            fprintf(stderr, "medgemini %s: %s: %s\n", cmd, paths[0], err);
             goto done;
         }
+    } else if (as_volume) {
+        if (mg_volume_load_dicom(&vol, paths, n_paths, &vp, err, sizeof err) != MG_OK) {
+            fprintf(stderr, "medgemini %s: %s\n", cmd, err);
+            goto done;
+        }
+    } else {
+        for (size_t i = 0; i < n_paths; i++)
+            if (mg_image_load_file(&imgs[i], paths[i], NULL, err, sizeof err) != MG_OK) {
+                fprintf(stderr, "medgemini %s: %s: %s\n", cmd, paths[i], err);
+                goto done;
+            }
+    }
     if (mg_model_load(&m, model_path, NULL, err, sizeof err) != MG_OK) {
         fprintf(stderr, "medgemini %s: %s: %s\n", cmd, model_path, err);
         goto done;
@@ -140,8 +212,14 @@ static int run(const char *cmd, int argc, char **argv) {
             fflush(stdout);
         }
         if (q) t_start = now_s(), ts.n = 0;
-        st = vqa ? mg_vqa(&text, ctx, (const mg_image *const *)imgs, n_paths, questions[q], &gp)
-                 : mg_generate_report(&text, ctx, (const mg_image *const *)imgs, n_paths, &gp);
+        if (vol)
+            st = vqa ? mg_vqa_volume(&text, ctx, vol, questions[q], &sp, &gp)
+                     : mg_generate_report_volume(&text, ctx, vol, &sp, &gp);
+        else
+            st = vqa ? mg_vqa(&text, ctx, (const mg_image *const *)imgs, n_paths, questions[q],
+                              &gp)
+                     : mg_generate_report(&text, ctx, (const mg_image *const *)imgs, n_paths,
+                                          &gp);
         if (text) fputc('\n', stdout);
         if (want_stats) {
             double t_end = now_s();
@@ -154,8 +232,10 @@ static int run(const char *cmd, int argc, char **argv) {
                         (double)(ts.n - 1) / (ts.last - ts.first));
             fputc('\n', stderr);
         }
+        int partial = text != NULL; /* a context that filled during generation */
         mg_string_free(text);
-        if (st != MG_OK && st != MG_E_CONTEXT_FULL) {
+        if (ids_path && q + 1 == n_calls && write_ids(cmd, ids_path, ctx)) goto done;
+        if (st != MG_OK && (st != MG_E_CONTEXT_FULL || !partial)) {
             fprintf(stderr, "medgemini %s: %s\n", cmd, mg_context_errmsg(ctx));
             goto done;
         }
@@ -163,6 +243,7 @@ static int run(const char *cmd, int argc, char **argv) {
     rc = 0;
 done:
     for (size_t i = 0; i < n_paths; i++) mg_image_free(imgs[i]);
+    mg_volume_free(vol);
     mg_context_free(ctx);
     mg_model_free(m);
     return rc;

@@ -66,6 +66,7 @@ void mg__aligned_free(void *p);
 #define MG__TAG_IMAGE   0x4d47494du /* "MGIM" */
 #define MG__TAG_WRITER  0x4d475752u /* "MGWR" */
 #define MG__TAG_PRS     0x4d475052u /* "MGPR" */
+#define MG__TAG_VOLUME  0x4d47564fu /* "MGVO" */
 #define MG__TAG_DEAD    0xdeadbeefu
 
 /* ---- CPU features ------------------------------------------------------ */

@@ -17,8 +17,14 @@
  *  - The built encoder (impl) is immutable and shared by every context of
  *    the model, like the decoder; a state (scratch buffers sized once,
  *    when a context is created) belongs to one context and one thread.
- *  - encode writes n_tokens x width floats (geometry) for one input,
- *    checks *interrupt between its steps, and allocates nothing.
+ *  - An input is read as one or more blocks (n_blocks: an image is one,
+ *    a volume one per slice it gives the model), each of n_tokens tokens
+ *    (geometry) and bidirectional within itself, each followed in the
+ *    prompt by the text block_label writes (a volume's "SLICE i"); so the
+ *    tokens of one input are n_blocks(in) x n_tokens.
+ *  - encode writes n_tokens x width floats for block in->block of one
+ *    input, checks *interrupt between its steps, and allocates nothing
+ *    (the volume encoder grows one slice buffer in its state).
  *
  * Registries are per model (no global mutable state): mg__encoders_build
  * fills a model's set from the static table of built-ins, and
@@ -41,25 +47,26 @@
 #include "core/pool.h"
 #include "io/mgm.h"
 
-#define MG__ENCODER_ABI 1u     /* vtable layout version */
+#define MG__ENCODER_ABI 2u     /* vtable layout version (2: blocks per input) */
 #define MG__MAX_ENCODERS 8u    /* encoders per model */
 
 /* Input kinds. */
 #define MG__INPUT_IMAGE  1     /* one 2D image (mg_image) */
-#define MG__INPUT_VOLUME 2     /* reserved: a series of slices (3D) */
+#define MG__INPUT_VOLUME 2     /* a 3D volume (mg_volume), read as slices */
 #define MG__INPUT_GENOME 3     /* reserved: genotype or score vectors */
 
 typedef struct mg__enc_input {
     int32_t kind;                    /* MG__INPUT_* */
     const mg_image *image;           /* IMAGE */
-    const mg_image *const *slices;   /* VOLUME: slices in order */
-    size_t n_slices;
+    const mg_volume *volume;         /* VOLUME */
+    mg_slice_params slices;          /* VOLUME: checked (mg__slice_params_get) */
+    uint32_t block;                  /* the block encode makes (0-based) */
     const void *data;                /* other kinds: kind-specific */
     size_t size;
 } mg__enc_input;
 
 typedef struct mg__enc_geometry {
-    uint32_t n_tokens;   /* tokens per input */
+    uint32_t n_tokens;   /* tokens per block */
     uint32_t width;      /* floats per token (the text hidden size) */
     uint64_t state_bytes;/* bytes one state allocates */
 } mg__enc_geometry;
@@ -80,10 +87,16 @@ typedef struct mg__encoder_vtable {
     void (*geometry)(const void *impl, mg__enc_geometry *out);
     /* Input bid: > 0 when impl can encode in. */
     int32_t (*bid)(const void *impl, const mg__enc_input *in);
+    /* Blocks the input is read as (>= 1 for an input bid > 0). */
+    uint32_t (*n_blocks)(const void *impl, const mg__enc_input *in);
+    /* Writes the NUL-terminated text that follows block b in the prompt
+     * ("" for none) into buf (cap >= 64). */
+    void (*block_label)(const void *impl, const mg__enc_input *in, uint32_t b,
+                        char *buf, size_t cap);
     /* A state sized for the pool's thread count (n_threads >= 1). */
     mg_status (*state_new)(void **out, const void *impl, uint32_t n_threads);
     void (*state_free)(void *state);                     /* NULL ok */
-    /* Encodes one input into out[n_tokens * width]. Errors:
+    /* Encodes block in->block of one input into out[n_tokens * width]. Errors:
      * MG_E_INVALID_ARG / MG_E_UNSUPPORTED / MG_E_LIMIT (input not usable,
      * message in err), MG_E_INTERRUPTED (*interrupt became nonzero). */
     mg_status (*encode)(void *state, const mg__enc_input *in, float *out,
@@ -105,6 +118,8 @@ typedef struct mg__encoders {
 /* The built-in vtables (static registry), NULL-terminated. */
 extern const mg__encoder_vtable *const mg__builtin_encoders[];
 extern const mg__encoder_vtable mg__encoder_image2d;
+extern const mg__encoder_vtable mg__encoder_volume3d;
+
 
 /* Probes every built-in against f and builds the best per input kind.
  * A model without any encoder section gives an empty set and MG_OK.

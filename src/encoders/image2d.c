@@ -286,6 +286,16 @@ static int32_t bid(const void *impl, const mg__enc_input *in) {
     return mg__pixel_channels(in->image->format) ? 100 : 0;
 }
 
+static uint32_t n_blocks(const void *impl, const mg__enc_input *in) {
+    return bid(impl, in) > 0 ? 1 : 0;
+}
+
+static void block_label(const void *impl, const mg__enc_input *in, uint32_t b, char *buf,
+                        size_t cap) {
+    (void)impl, (void)in, (void)b;
+    if (cap) buf[0] = '\0';
+}
+
 /* ================================================================ state */
 
 static void state_free(void *p) {
@@ -611,5 +621,6 @@ static mg_status encode(void *state, const mg__enc_input *in, float *out,
 
 const mg__encoder_vtable mg__encoder_image2d = {
     MG__ENCODER_ABI, sizeof(mg__encoder_vtable), "image2d", MG__INPUT_IMAGE,
-    probe, build, destroy, geometry, bid, state_new, state_free, encode,
+    probe, build, destroy, geometry, bid, n_blocks, block_label, state_new, state_free,
+    encode,
 };

@@ -6,6 +6,7 @@
 
 const mg__encoder_vtable *const mg__builtin_encoders[] = {
     &mg__encoder_image2d,
+    &mg__encoder_volume3d,
     NULL,
 };
 
@@ -13,6 +14,7 @@ static int vt_valid(const mg__encoder_vtable *vt) {
     return vt && vt->abi_version == MG__ENCODER_ABI &&
            vt->struct_size >= sizeof(mg__encoder_vtable) && vt->name &&
            vt->probe && vt->build && vt->destroy && vt->geometry && vt->bid &&
+           vt->n_blocks && vt->block_label &&
            vt->state_new && vt->state_free && vt->encode && vt->input_kind > 0;
 }
 

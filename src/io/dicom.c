@@ -813,9 +813,13 @@ static int32_t find_fg(const mg__dcm_dataset *ds, uint32_t frame,
     return fg_find(ds, MG__DCM_TAG(0x5200, 0x9229), 0, macro, tag);
 }
 
+/* k numbers of element idx: 1 when all are there, 0 when the element is
+ * absent or empty, -1 when it has a value but one of the k is missing or
+ * malformed. */
 static int nums(const mg__dcm_dataset *ds, int32_t idx, double *v, uint32_t k) {
+    if (idx < 0 || ds->el[idx].len == 0) return 0; /* absent or empty */
     for (uint32_t i = 0; i < k; i++)
-        if (mg__dcm_num(ds, idx, i, &v[i]) != 1) return 0;
+        if (mg__dcm_num(ds, idx, i, &v[i]) != 1) return -1;
     return 1;
 }
 
@@ -928,5 +932,8 @@ mg_status mg__dcm_read_info(mg__dcm_info *o, const mg__dcm_dataset *ds,
     o->has_thickness = nums(ds, find_fg(ds, frame, MG__DCM_TAG(0x0028, 0x9110),
                                         MG__DCM_TAG(0x0018, 0x0050)),
                             &o->thickness, 1);
+    o->has_between = nums(ds, find_fg(ds, frame, MG__DCM_TAG(0x0028, 0x9110),
+                                      MG__DCM_TAG(0x0018, 0x0088)),
+                          &o->between, 1);
     return MG_OK;
 }

@@ -117,8 +117,12 @@ typedef struct mg__dcm_info {
     double slope, intercept;       /* 1, 0 when absent */
     int32_t has_window;
     double window_center, window_width; /* the first pair */
+    /* Geometry (top level, else the frame's functional groups): 1 when
+     * present and numeric, 0 when absent, -1 when present but malformed
+     * (too few values, not numbers, NaN or infinite). */
     int32_t has_position, has_orientation, has_spacing, has_thickness;
-    double position[3], orientation[6], spacing[2], thickness;
+    int32_t has_between;           /* Spacing Between Slices (0018,0088) */
+    double position[3], orientation[6], spacing[2], thickness, between;
     int32_t instance_number;
 } mg__dcm_info;
 
@@ -202,6 +206,15 @@ mg_status mg__jpeg_decode_into(unsigned char *dst, uint32_t w, uint32_t h,
                                const unsigned char *data, size_t size,
                                const mg_image_params *p, int *precision,
                                char *err, size_t errlen);
+
+/* The checks every reader makes before asking for a frame's samples: the
+ * transfer syntax has a decoder and matches the Pixel Data's encoding
+ * (native or encapsulated), Photometric Interpretation, Samples per Pixel,
+ * bits and the frame number p->frame are consistent and supported (for
+ * p->window too). *color is 1 for RGB/YBR data. */
+mg_status mg__dcm_check_pixels(const mg__dcm_dataset *ds,
+                               const mg__dcm_info *in, const mg_image_params *p,
+                               int *color, char *err, size_t errlen);
 
 /* The DICOM image reader behind mg_image_load_memory. */
 mg_status mg__image_decode_dicom(mg_image **out, const unsigned char *data,

@@ -112,20 +112,14 @@ static mg_status check_image(const mg__dcm_dataset *ds, const mg__dcm_info *in,
     return MG_OK;
 }
 
-static mg_status decode(mg_image **out, const mg__dcm_dataset *ds,
-                        const mg_image_params *p, char *err, size_t errlen) {
-    mg__dcm_info in;
+mg_status mg__dcm_check_pixels(const mg__dcm_dataset *ds,
+                               const mg__dcm_info *in, const mg_image_params *p,
+                               int *color, char *err, size_t errlen) {
     mg_status st;
-    int color = 0;
-    struct {
-        size_t npx;      /* rows * cols */
-        int64_t *v;      /* npx * spp stored values, interleaved */
-        int ybr;         /* samples are YCbCr (full range) */
-    } j;
-
-    if ((st = mg__dcm_read_info(&in, ds, p->frame, err, errlen))) return st;
-    const mg__dcm_elem *pe = &ds->el[ds->pixel_el];
-    int encaps = pe->len == MG__DCM_UNDEF;
+    if (ds->pixel_el < 0)
+        return mg__err(err, errlen, MG_E_IMAGE_FORMAT,
+                       "DICOM: no Pixel Data element");
+    int encaps = ds->el[ds->pixel_el].len == MG__DCM_UNDEF;
     switch (ds->ts) {
     case MG__TS_IMPLICIT_LE: case MG__TS_EXPLICIT_LE: case MG__TS_DEFLATED_LE:
         if (encaps)
@@ -146,10 +140,27 @@ static mg_status decode(mg_image **out, const mg__dcm_dataset *ds,
                        "decoder for it in this build", ds->ts_name,
                        ds->ts_uid);
     }
-    if ((st = check_image(ds, &in, p, &color, err, errlen))) return st;
-    if (ds->ts == MG__TS_RLE && in.bits_alloc == 1)
+    if ((st = check_image(ds, in, p, color, err, errlen))) return st;
+    if (ds->ts == MG__TS_RLE && in->bits_alloc == 1)
         return mg__err(err, errlen, MG_E_UNSUPPORTED,
                        "DICOM: 1-bit RLE is not supported");
+    return MG_OK;
+}
+
+static mg_status decode(mg_image **out, const mg__dcm_dataset *ds,
+                        const mg_image_params *p, char *err, size_t errlen) {
+    mg__dcm_info in;
+    mg_status st;
+    int color = 0;
+    struct {
+        size_t npx;      /* rows * cols */
+        int64_t *v;      /* npx * spp stored values, interleaved */
+        int ybr;         /* samples are YCbCr (full range) */
+    } j;
+
+    if ((st = mg__dcm_read_info(&in, ds, p->frame, err, errlen))) return st;
+    if ((st = mg__dcm_check_pixels(ds, &in, p, &color, err, errlen)))
+        return st;
 
     /* Output format and limits before anything image-sized is allocated;
      * the working samples (8 bytes each) are held to max_memory too. */

@@ -395,6 +395,12 @@ static mg_status read_file(unsigned char **out, size_t *out_size,
     return MG_OK;
 }
 
+mg_status mg__read_file(unsigned char **out, size_t *out_size,
+                        const char *path, uint64_t limit, char *err,
+                        size_t errlen) {
+    return read_file(out, out_size, path, limit, err, errlen);
+}
+
 MG_API mg_status mg_image_load_file(mg_image **out, const char *path,
                                     const mg_image_params *params,
                                     char *err, size_t errlen) {

@@ -54,6 +54,14 @@ void mg__image_params_resolve(mg_image_params *dst, const mg_image_params *src);
 mg_status mg__image_params_get(mg_image_params *dst, const mg_image_params *src,
                                char *err, size_t errlen);
 
+/* Reads a whole regular file of at most `limit` bytes into a new buffer
+ * (release with mg__free). Errors: MG_E_IO (open/read failed, not a
+ * regular file), MG_E_LIMIT (larger than limit), MG_E_IMAGE_FORMAT (empty),
+ * MG_E_NOMEM; the message names the file. */
+mg_status mg__read_file(unsigned char **out, size_t *out_size,
+                        const char *path, uint64_t limit, char *err,
+                        size_t errlen);
+
 /* Checks limits and allocates an image with uninitialised pixels. *out is
  * NULL on failure. Errors: MG_E_INVALID_ARG, MG_E_LIMIT, MG_E_NOMEM. */
 mg_status mg__image_alloc(mg_image **out, uint32_t w, uint32_t h,

@@ -347,6 +347,20 @@ void mg__dstate_reset(mg__dstate *s) {
 
 uint32_t mg__dstate_pos(const mg__dstate *s) { return s ? s->pos : 0; }
 
+mg_status mg__dstate_rewind(mg__dstate *s, uint32_t pos) {
+    if (!s || pos > s->pos) return MG_E_INVALID_ARG;
+    /* A sliding layer's ring (cap = window + max_batch slots, when that is
+     * below n_ctx) lost the slot of position q once position q + cap was
+     * written: the window before pos is intact while at most cap - window
+     * positions were written since. */
+    const uint64_t W = s->d->c.sliding_window;
+    for (uint32_t l = 0; l < s->d->c.n_layers; l++)
+        if (s->cap[l] < s->n_ctx && (uint64_t)(s->pos - pos) + W > s->cap[l])
+            return MG_E_INVALID_ARG;
+    s->pos = pos;
+    return MG_OK;
+}
+
 /* ======================================================= forward pieces */
 
 

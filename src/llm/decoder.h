@@ -103,6 +103,12 @@ void mg__dstate_free(mg__dstate *s);                           /* NULL ok */
 void mg__dstate_reset(mg__dstate *s);
 /* Tokens consumed so far (the position of the next one). */
 uint32_t mg__dstate_pos(const mg__dstate *s);
+/* Forgets the tokens from position pos on (the next forward starts at
+ * pos), e.g. to ask several questions after one shared prefix. Refused
+ * (MG_E_INVALID_ARG) when pos is past the end or when a sliding layer's
+ * ring has already overwritten keys the window before pos needs (more than
+ * max_batch tokens were written since). */
+mg_status mg__dstate_rewind(mg__dstate *s, uint32_t pos);
 
 /* Runs n tokens (1 <= n <= max_batch) at positions pos .. pos + n - 1 and
  * appends their keys and values to the cache.

@@ -83,6 +83,20 @@ MG_API uint32_t mg_context_n_tokens(const mg_context *c) {
     return mg__dstate_pos(c->dstate);
 }
 
+MG_API mg_status mg_context_tokens(int32_t *ids, size_t cap, size_t *needed,
+                                   mg_context *c) {
+    mg_status st = mg__ctx_enter(c);
+    if (st) return st;
+    if ((st = need_text(c))) return st;
+    uint32_t n = mg__dstate_pos(c->dstate);
+    if (needed) *needed = n;
+    if (!ids && cap) return mg__ctx_leave(c, MG_E_INVALID_ARG, "ids is NULL");
+    if (cap < n)
+        return mg__ctx_leave(c, MG_E_BUFFER_TOO_SMALL, "the sequence holds %u tokens", n);
+    if (n) memcpy(ids, c->history, (size_t)n * sizeof *ids);
+    return mg__ctx_leave(c, MG_OK, NULL);
+}
+
 /* A growing output string. */
 typedef struct obuf { char *p; size_t len, cap; } obuf;
 
@@ -265,7 +279,7 @@ static mg_status feed_prompt(mg_context *c, const int32_t *ids, size_t n,
 
 static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_t n,
                             const mg__gen_block *blocks, size_t n_blocks,
-                            const mg_gen_params *gp) {
+                            const mg_gen_params *gp, mg__prompt_hook hook, void *user) {
     obuf b = {0};
     char err[256] = "";
     mg__dstate_reset(c->dstate);
@@ -273,6 +287,7 @@ static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_
     mg_status st = n ? feed_prompt(c, ids, n, blocks, n_blocks, err, sizeof err)
                      : MG_E_INVALID_ARG;
     int in_prompt = st != MG_OK;
+    if (st == MG_OK && hook) st = hook(c, user, err, sizeof err);
     if (st == MG_OK) st = gen_loop(c, gp, &b);
     if (st == MG_OK || st == MG_E_INTERRUPTED || st == MG_E_CONTEXT_FULL) {
         if (!b.p && obuf_add(&b, "", 0)) st = MG_E_NOMEM;
@@ -297,13 +312,25 @@ static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_
 
 static mg_status run(char **out, mg_context *c, const int32_t *ids, size_t n,
                      const mg_gen_params *gp) {
-    return run_blocks(out, c, ids, n, NULL, 0, gp);
+    return run_blocks(out, c, ids, n, NULL, 0, gp, NULL, NULL);
 }
 
 mg_status mg__generate_with_blocks(char **out, mg_context *c, const int32_t *ids,
                                    size_t n, const mg__gen_block *blocks,
                                    size_t n_blocks, const mg_gen_params *gp) {
-    return run_blocks(out, c, ids, n, blocks, n_blocks, gp);
+    return run_blocks(out, c, ids, n, blocks, n_blocks, gp, NULL, NULL);
+}
+
+mg_status mg__generate_with_hook(char **out, mg_context *c, const int32_t *ids, size_t n,
+                                 const mg__gen_block *blocks, size_t n_blocks,
+                                 const mg_gen_params *gp, mg__prompt_hook hook, void *user) {
+    return run_blocks(out, c, ids, n, blocks, n_blocks, gp, hook, user);
+}
+
+mg_status mg__feed_prompt(mg_context *c, const int32_t *ids, size_t n,
+                          const mg__gen_block *blocks, size_t n_blocks, char *err,
+                          size_t errlen) {
+    return feed_prompt(c, ids, n, blocks, n_blocks, err, errlen);
 }
 
 mg_status mg__gen_params_check(mg_gen_params *gp, const mg_gen_params *params) {

@@ -1,12 +1,15 @@
 /* tasks.c - the task entry points: report generation and visual question
- * answering over images (prompt layout in docs/VISION.md), and
+ * answering over images (prompt layout in docs/VISION.md) and over volumes
+ * (docs/VOLUME.md), and
  * polygenic-risk prediction (MG_E_UNSUPPORTED until the genomics encoder
  * lands). */
 #include "api/api.h"
 
 #include "io/image.h"
+#include "io/volume.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Used when neither the caller nor the model's metadata gives one. */
@@ -69,8 +72,128 @@ static const char *meta_str(const mg_model *m, const char *key, const char *dflt
     return mg__model_meta_str(m, key, dflt);
 }
 
+/* The image marker tokens, or an error when the model has none. */
+static mg_status markers(mg_context *c, int32_t *boi, int32_t *eoi, int32_t *img) {
+    const mg_tokenizer *tok = c->model->tokenizer;
+    if (!c->dstate || !tok)
+        return mg__ctx_leave(c, MG_E_UNSUPPORTED, "the model has no text decoder or tokenizer");
+    *boi = mg_tokenizer_special(tok, MG_TOKEN_START_OF_IMAGE);
+    *eoi = mg_tokenizer_special(tok, MG_TOKEN_END_OF_IMAGE);
+    *img = mg_tokenizer_special(tok, MG_TOKEN_IMAGE);
+    if (*boi < 0 || *eoi < 0 || *img < 0)
+        return mg__ctx_leave(c, MG_E_UNSUPPORTED,
+                             "the model's tokenizer has no image markers "
+                             "(tokenizer.start_of_image_id, end_of_image_id, image_token_id)");
+    return MG_OK;
+}
+
+/* Appends block b's place in the prompt as Gemma 3's processor writes an
+ * image ("\n\n<boi><eoi>\n\n"; the image tokens are inserted after
+ * tokenization), then the text the encoder puts after it. */
+static void add_block(sbuf *sb, mg_context *c, const mg__gen_block *bl) {
+    const mg_tokenizer *tok = c->model->tokenizer;
+    const mg__encoder *e = &c->model->encoders.e[bl->enc];
+    char label[96];
+    sadds(sb, "\n\n");
+    sadds(sb, mg_tokenizer_piece(tok, mg_tokenizer_special(tok, MG_TOKEN_START_OF_IMAGE)));
+    sadds(sb, mg_tokenizer_piece(tok, mg_tokenizer_special(tok, MG_TOKEN_END_OF_IMAGE)));
+    sadds(sb, "\n\n");
+    label[0] = '\0';
+    e->vt->block_label(e->impl, &bl->in, bl->in.block, label, sizeof label);
+    sadd_trim(sb, label);
+}
+
+/* Tokenizes the prompt text sb (consumed), puts each block's tokens after
+ * its <boi> marker, and generates. */
+static mg_status run_prompt(char **out, mg_context *c, sbuf *sb, mg__gen_block *blocks,
+                            size_t n_blocks, const mg_gen_params *gp) {
+    const mg_model *m = c->model;
+    const mg_tokenizer *tok = m->tokenizer;
+    int32_t boi, eoi, img;
+    mg_status st = markers(c, &boi, &eoi, &img);
+    if (st) {
+        mg__free(sb->p);
+        return st;
+    }
+    if (sb->bad) {
+        mg__free(sb->p);
+        return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
+    }
+    const uint32_t flags = MG_TOKENIZE_ADD_BOS | MG_TOKENIZE_PARSE_SPECIAL;
+    size_t n = 0;
+    st = mg_tokenize(NULL, 0, &n, tok, sb->p, sb->len, flags);
+    int32_t *ids = NULL, *all = NULL;
+    if (st == MG_OK || st == MG_E_BUFFER_TOO_SMALL) {
+        ids = mg__calloc(n ? n : 1, sizeof *ids);
+        st = ids ? mg_tokenize(ids, n, &n, tok, sb->p, sb->len, flags) : MG_E_NOMEM;
+    }
+    mg__free(sb->p);
+    sb->p = NULL;
+    if (st != MG_OK) {
+        mg__free(ids);
+        return mg__ctx_leave(c, st, "tokenizing the prompt failed");
+    }
+    /* Exactly one <boi><eoi> pair per block: marker text inside the
+     * caller's strings would shift the images, so it is refused. */
+    size_t nb = 0, total = n;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] == img || ids[i] == eoi) bad |= i == 0 || ids[i - 1] != boi || ids[i] == img;
+        if (ids[i] != boi) continue;
+        if (i + 1 >= n || ids[i + 1] != eoi || nb >= n_blocks) bad = 1;
+        else total += m->encoders.e[blocks[nb++].enc].geo.n_tokens;
+    }
+    if (bad || nb != n_blocks) {
+        mg__free(ids);
+        return mg__ctx_leave(c, MG_E_INVALID_ARG,
+                             "the instruction, question or system text contains image "
+                             "marker tokens");
+    }
+    if (total > c->params.n_ctx) {
+        mg__free(ids);
+        return mg__ctx_leave(c, MG_E_CONTEXT_FULL,
+                             "the prompt with %zu image block(s) needs %zu tokens; the context "
+                             "holds %u", n_blocks, total, c->params.n_ctx);
+    }
+    all = mg__calloc(total, sizeof *all);
+    if (!all) {
+        mg__free(ids);
+        return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
+    }
+    size_t o = 0;
+    nb = 0;
+    for (size_t i = 0; i < n; i++) {
+        all[o++] = ids[i];
+        if (ids[i] != boi) continue;
+        uint32_t nt = m->encoders.e[blocks[nb].enc].geo.n_tokens;
+        blocks[nb++].at = o;
+        for (uint32_t t = 0; t < nt; t++) all[o++] = img;
+    }
+    mg__free(ids);
+    st = mg__generate_with_blocks(out, c, all, total, blocks, n_blocks, gp);
+    mg__free(all);
+    return st;
+}
+
+/* Opens the user turn: <start_of_turn>user\n{system}\n\n */
+static void open_turn(sbuf *sb, const mg_model *m, const mg_gen_params *gp) {
+    const char *sys = gp->system_prompt ? gp->system_prompt
+                                        : meta_str(m, "prompt.system_default", "");
+    sadds(sb, meta_str(m, "prompt.turn_user", "<start_of_turn>user\n"));
+    if (*sys) {
+        sadds(sb, sys);
+        sadds(sb, "\n\n");
+    }
+}
+
+static void close_turn(sbuf *sb, const mg_model *m) {
+    sadds(sb, meta_str(m, "prompt.turn_end", "<end_of_turn>\n"));
+    sadds(sb, meta_str(m, "prompt.turn_model", "<start_of_turn>model\n"));
+}
+
 /* Report (question == NULL) or VQA over images, with the prompt laid out as
- * Hugging Face's Gemma 3 chat template and processor produce it. */
+ * Hugging Face's Gemma 3 chat template and processor produce it for the
+ * content [text, image, image, ...]. */
 static mg_status multimodal(char **out, mg_context *c, const mg_image *const *images,
                             size_t n_images, const char *question,
                             const mg_gen_params *params) {
@@ -78,7 +201,6 @@ static mg_status multimodal(char **out, mg_context *c, const mg_image *const *im
     if (mg__gen_params_check(&gp, params))
         return mg__ctx_leave(c, MG_E_INVALID_ARG, "generation parameters out of range");
     const mg_model *m = c->model;
-    const mg_tokenizer *tok = m->tokenizer; /* also while the model lingers freed */
     mg__gen_block *blocks = mg__calloc(n_images, sizeof *blocks);
     if (!blocks) return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
     for (size_t i = 0; i < n_images; i++) {
@@ -92,103 +214,85 @@ static mg_status multimodal(char **out, mg_context *c, const mg_image *const *im
                                  "it cannot read images");
         }
     }
-    if (!c->dstate || !tok) {
+    int32_t boi, eoi, img;
+    mg_status st = markers(c, &boi, &eoi, &img);
+    if (st) {
         mg__free(blocks);
-        return mg__ctx_leave(c, MG_E_UNSUPPORTED, "the model has no text decoder or tokenizer");
+        return st;
     }
-    int32_t boi = mg_tokenizer_special(tok, MG_TOKEN_START_OF_IMAGE);
-    int32_t eoi = mg_tokenizer_special(tok, MG_TOKEN_END_OF_IMAGE);
-    int32_t img = mg_tokenizer_special(tok, MG_TOKEN_IMAGE);
-    if (boi < 0 || eoi < 0 || img < 0) {
-        mg__free(blocks);
-        return mg__ctx_leave(c, MG_E_UNSUPPORTED,
-                             "the model's tokenizer has no image markers "
-                             "(tokenizer.start_of_image_id, end_of_image_id, image_token_id)");
-    }
-    /* <bos><start_of_turn>user\n{system}\n\n{text}(\n\n<boi><eoi>\n\n)*n
-     * <end_of_turn>\n<start_of_turn>model\n; the image token runs are
-     * inserted after tokenization. */
-    const char *sys = gp.system_prompt ? gp.system_prompt
-                                       : meta_str(m, "prompt.system_default", "");
     const char *text = question ? question
                      : gp.instruction ? gp.instruction
                      : meta_str(m, "prompt.report_instruction", MG__DEFAULT_REPORT_INSTRUCTION);
     sbuf sb = {0};
-    sadds(&sb, meta_str(m, "prompt.turn_user", "<start_of_turn>user\n"));
-    if (*sys) {
-        sadds(&sb, sys);
-        sadds(&sb, "\n\n");
-    }
+    open_turn(&sb, m, &gp);
     sadd_trim(&sb, text);
-    for (size_t i = 0; i < n_images; i++) {
-        sadds(&sb, "\n\n");
-        sadds(&sb, mg_tokenizer_piece(tok, boi));
-        sadds(&sb, mg_tokenizer_piece(tok, eoi));
-        sadds(&sb, "\n\n");
-    }
-    sadds(&sb, meta_str(m, "prompt.turn_end", "<end_of_turn>\n"));
-    sadds(&sb, meta_str(m, "prompt.turn_model", "<start_of_turn>model\n"));
-    if (sb.bad) {
-        mg__free(sb.p);
-        mg__free(blocks);
-        return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
-    }
-    const uint32_t flags = MG_TOKENIZE_ADD_BOS | MG_TOKENIZE_PARSE_SPECIAL;
-    size_t n = 0;
-    mg_status st = mg_tokenize(NULL, 0, &n, tok, sb.p, sb.len, flags);
-    int32_t *ids = NULL, *all = NULL;
-    if (st == MG_OK || st == MG_E_BUFFER_TOO_SMALL) {
-        ids = mg__calloc(n ? n : 1, sizeof *ids);
-        st = ids ? mg_tokenize(ids, n, &n, tok, sb.p, sb.len, flags) : MG_E_NOMEM;
-    }
-    mg__free(sb.p);
-    if (st != MG_OK) {
-        mg__free(ids);
-        mg__free(blocks);
-        return mg__ctx_leave(c, st, "tokenizing the prompt failed");
-    }
-    /* Exactly one <boi><eoi> pair per image: marker text inside the
-     * caller's strings would shift the images, so it is refused. */
-    size_t nb = 0, total = n;
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] == img || ids[i] == eoi) bad |= i == 0 || ids[i - 1] != boi || ids[i] == img;
-        if (ids[i] != boi) continue;
-        if (i + 1 >= n || ids[i + 1] != eoi || nb >= n_images) bad = 1;
-        else total += m->encoders.e[blocks[nb++].enc].geo.n_tokens;
-    }
-    if (bad || nb != n_images) {
-        mg__free(ids);
-        mg__free(blocks);
-        return mg__ctx_leave(c, MG_E_INVALID_ARG,
-                             "the instruction, question or system text contains image "
-                             "marker tokens");
-    }
-    if (total > c->params.n_ctx) {
-        mg__free(ids);
-        mg__free(blocks);
+    for (size_t i = 0; i < n_images; i++) add_block(&sb, c, &blocks[i]);
+    close_turn(&sb, m);
+    st = run_prompt(out, c, &sb, blocks, n_images, &gp);
+    mg__free(blocks);
+    return st;
+}
+
+/* Report (question == NULL) or VQA over a volume: MedGemma 1.5's layout,
+ * the content [preamble, slice 1, "SLICE 1", slice 2, "SLICE 2", ...,
+ * text] through the same template (docs/VOLUME.md). */
+static mg_status volumetric(char **out, mg_context *c, const mg_volume *volume,
+                            const char *question, const mg_slice_params *sparams,
+                            const mg_gen_params *params) {
+    mg_gen_params gp;
+    if (mg__gen_params_check(&gp, params))
+        return mg__ctx_leave(c, MG_E_INVALID_ARG, "generation parameters out of range");
+    char err[256];
+    mg__enc_input in;
+    memset(&in, 0, sizeof in);
+    in.kind = MG__INPUT_VOLUME;
+    in.volume = volume;
+    mg_status st = mg__slice_params_get(&in.slices, sparams, err, sizeof err);
+    if (st) return mg__ctx_leave(c, st, "%s", err);
+    const mg_model *m = c->model;
+    int enc = mg__encoders_pick(&m->encoders, &in);
+    if (enc < 0)
+        return mg__ctx_leave(c, MG_E_UNSUPPORTED,
+                             "the model has no volume encoder (no vision tensors): "
+                             "it cannot read volumes");
+    int32_t boi, eoi, img;
+    if ((st = markers(c, &boi, &eoi, &img))) return st;
+    const mg__encoder *e = &m->encoders.e[enc];
+    uint32_t nb = e->vt->n_blocks(e->impl, &in);
+    if (!nb) return mg__ctx_leave(c, MG_E_INVALID_ARG, "the volume gives no slices");
+    /* Checked before anything is encoded or allocated per slice. */
+    uint64_t need = (uint64_t)nb * e->geo.n_tokens;
+    if (need > c->params.n_ctx)
         return mg__ctx_leave(c, MG_E_CONTEXT_FULL,
-                             "the prompt with %zu image(s) needs %zu tokens; the context "
-                             "holds %u", n_images, total, c->params.n_ctx);
+                             "%u slices need %llu image tokens; the context holds %u "
+                             "(ask for fewer slices, or a larger context)",
+                             (unsigned)nb, (unsigned long long)need, c->params.n_ctx);
+    mg__gen_block *blocks = mg__calloc(nb, sizeof *blocks);
+    if (!blocks) return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
+    for (uint32_t b = 0; b < nb; b++) {
+        blocks[b].in = in;
+        blocks[b].in.block = b;
+        blocks[b].enc = enc;
     }
-    all = mg__calloc(total, sizeof *all);
-    if (!all) {
-        mg__free(ids);
-        mg__free(blocks);
-        return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
-    }
-    size_t o = 0;
-    nb = 0;
-    for (size_t i = 0; i < n; i++) {
-        all[o++] = ids[i];
-        if (ids[i] != boi) continue;
-        uint32_t nt = m->encoders.e[blocks[nb].enc].geo.n_tokens;
-        blocks[nb++].at = o;
-        for (uint32_t t = 0; t < nt; t++) all[o++] = img;
-    }
-    mg__free(ids);
-    st = mg__generate_with_blocks(out, c, all, total, blocks, n_images, &gp);
-    mg__free(all);
+    const char *kind = volume->modality[0] ? volume->modality : "";
+    char dflt_pre[160], dflt_text[160];
+    snprintf(dflt_pre, sizeof dflt_pre,
+             "The images are consecutive slices of one %s%svolume, in order, each followed "
+             "by its number.", kind, *kind ? " " : "");
+    snprintf(dflt_text, sizeof dflt_text,
+             "Write the findings of a radiology report for this %s%sstudy.", kind,
+             *kind ? " " : "");
+    const char *pre = meta_str(m, "prompt.volume_preamble", dflt_pre);
+    const char *text = question ? question
+                     : gp.instruction ? gp.instruction
+                     : meta_str(m, "prompt.volume_report_instruction", dflt_text);
+    sbuf sb = {0};
+    open_turn(&sb, m, &gp);
+    sadd_trim(&sb, pre);
+    for (uint32_t b = 0; b < nb; b++) add_block(&sb, c, &blocks[b]);
+    sadd_trim(&sb, text);
+    close_turn(&sb, m);
+    st = run_prompt(out, c, &sb, blocks, nb, &gp);
     mg__free(blocks);
     return st;
 }
@@ -217,6 +321,34 @@ MG_API mg_status mg_vqa(char **out, mg_context *ctx,
     if ((st = check_images(ctx, images, n_images))) return st;
     if ((st = check_gen(ctx, params))) return st;
     return multimodal(out, ctx, images, n_images, question, params);
+}
+
+MG_API mg_status mg_generate_report_volume(char **out, mg_context *ctx,
+                                           const mg_volume *volume,
+                                           const mg_slice_params *slices,
+                                           const mg_gen_params *params) {
+    if (out) *out = NULL;
+    mg_status st = mg__ctx_enter(ctx);
+    if (st) return st;
+    if (!out) return mg__ctx_leave(ctx, MG_E_INVALID_ARG, "out is NULL");
+    if (!mg__volume_ok(volume))
+        return mg__ctx_leave(ctx, MG_E_MISUSE, "volume is not a valid volume handle");
+    if ((st = check_gen(ctx, params))) return st;
+    return volumetric(out, ctx, volume, NULL, slices, params);
+}
+
+MG_API mg_status mg_vqa_volume(char **out, mg_context *ctx, const mg_volume *volume,
+                               const char *question, const mg_slice_params *slices,
+                               const mg_gen_params *params) {
+    if (out) *out = NULL;
+    mg_status st = mg__ctx_enter(ctx);
+    if (st) return st;
+    if (!out || !question)
+        return mg__ctx_leave(ctx, MG_E_INVALID_ARG, "out or question is NULL");
+    if (!mg__volume_ok(volume))
+        return mg__ctx_leave(ctx, MG_E_MISUSE, "volume is not a valid volume handle");
+    if ((st = check_gen(ctx, params))) return st;
+    return volumetric(out, ctx, volume, question, slices, params);
 }
 
 MG_API mg_status mg_prs_predict(char **out, mg_context *ctx,

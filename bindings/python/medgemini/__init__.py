@@ -1,5 +1,6 @@
 """Python binding of libmedgemini (ctypes): medical image reports, visual
-question answering, text generation and polygenic scores on the CPU."""
+question answering, text generation, 3D volumes and polygenic scores on the
+CPU."""
 from . import _lib
 from .errors import (BufferTooSmallError, ChecksumError, ContextFullError,
                      DataFormatError, FileAccessError, GenerationError,
@@ -9,6 +10,7 @@ from .errors import (BufferTooSmallError, ChecksumError, ContextFullError,
                      OutOfMemoryError, TypeMismatchError, UnsupportedError,
                      error_class)
 from .image import Image, ImageInfo
+from .volume import Volume, VolumeInfo
 from .model import Cancel, Context, Model, ModelInfo, TensorInfo, Tokenizer
 from .prs import Prs, MatchReport
 from .convert import Writer, convert
@@ -47,7 +49,7 @@ library_path = _lib.lib_path
 
 __all__ = [
     "Model", "ModelInfo", "TensorInfo", "Context", "Cancel", "Tokenizer",
-    "Image", "ImageInfo", "Prs", "MatchReport", "Writer", "convert",
+    "Image", "ImageInfo", "Volume", "VolumeInfo", "Prs", "MatchReport", "Writer", "convert",
     "version", "version_number", "build_info", "simd_level", "status_str",
     "dtype_name", "library_path", "error_class",
     "MedGeminiError", "InvalidArgumentError", "MisuseError", "OutOfMemoryError",

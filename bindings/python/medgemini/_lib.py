@@ -111,6 +111,26 @@ class mg_image_info(Structure):
                 ("window_width", c_double)]
 
 
+class mg_volume_params(Structure):
+    _fields_ = [("struct_size", c_uint32), ("flags", c_uint32),
+                ("max_voxels", c_uint64), ("max_memory", c_uint64),
+                ("series_uid", c_char_p), ("max_files", c_uint32),
+                ("reserved", c_uint32)]
+
+
+class mg_volume_info(Structure):
+    _fields_ = [("struct_size", c_uint32), ("nx", c_uint32), ("ny", c_uint32),
+                ("nz", c_uint32), ("source", c_int32), ("n_files", c_uint32),
+                ("n_skipped", c_uint32), ("n_warnings", c_uint32),
+                ("spacing", c_double * 3), ("affine", c_double * 16),
+                ("min_value", c_double), ("max_value", c_double)]
+
+
+class mg_slice_params(Structure):
+    _fields_ = [("struct_size", c_uint32), ("max_slices", c_uint32),
+                ("window", c_int32), ("flags", c_uint32)]
+
+
 # piece is not NUL-terminated: take it as a raw pointer.
 mg_token_callback = ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_size_t,
                                      c_int32)
@@ -220,6 +240,19 @@ mg_image_info_get = _fn("mg_image_info_get", st, [POINTER(mg_image_info), P])
 mg_image_copy_pixels = _fn("mg_image_copy_pixels", st, [c_void_p, c_size_t, POINTER(c_size_t), P])
 mg_image_get_string = _fn("mg_image_get_string", c_char_p, [P, c_char_p])
 
+# volumes
+mg_volume_params_init = _fn("mg_volume_params_init", None, [POINTER(mg_volume_params)])
+mg_volume_load_dicom = _fn("mg_volume_load_dicom", st, [PP, POINTER(c_char_p), c_size_t, POINTER(mg_volume_params), c_char_p, c_size_t])
+mg_volume_load_nifti = _fn("mg_volume_load_nifti", st, [PP, c_char_p, POINTER(mg_volume_params), c_char_p, c_size_t])
+mg_volume_from_voxels = _fn("mg_volume_from_voxels", st, [PP, c_void_p, c_uint32, c_uint32, c_uint32, POINTER(c_double), c_char_p, POINTER(mg_volume_params), c_char_p, c_size_t])
+mg_volume_free = _fn("mg_volume_free", None, [P])
+mg_volume_info_get = _fn("mg_volume_info_get", st, [POINTER(mg_volume_info), P])
+mg_volume_copy_voxels = _fn("mg_volume_copy_voxels", st, [c_void_p, c_size_t, POINTER(c_size_t), P])
+mg_volume_get_string = _fn("mg_volume_get_string", c_char_p, [P, c_char_p])
+mg_volume_write_nifti = _fn("mg_volume_write_nifti", st, [P, c_char_p, c_uint32, c_char_p, c_size_t])
+mg_slice_params_init = _fn("mg_slice_params_init", None, [POINTER(mg_slice_params)])
+mg_volume_slices = _fn("mg_volume_slices", st, [POINTER(c_void_p), c_size_t, POINTER(c_size_t), POINTER(c_uint32), P, POINTER(mg_slice_params), c_char_p, c_size_t])
+
 # generation
 mg_gen_params_init = _fn("mg_gen_params_init", None, [POINTER(mg_gen_params)])
 mg_generate = _fn("mg_generate", st, [PP, P, c_char_p, POINTER(mg_gen_params)])
@@ -227,6 +260,7 @@ mg_generate_ids = _fn("mg_generate_ids", st, [PP, P, POINTER(c_int32), c_size_t,
 mg_context_eval = _fn("mg_context_eval", st, [P, POINTER(c_int32), c_size_t, c_void_p, c_size_t])
 mg_context_reset = _fn("mg_context_reset", st, [P])
 mg_context_logits = _fn("mg_context_logits", st, [P, c_void_p, c_size_t])
+mg_context_tokens = _fn("mg_context_tokens", st, [POINTER(c_int32), c_size_t, POINTER(c_size_t), P])
 mg_context_n_tokens = _fn("mg_context_n_tokens", c_uint32, [P])
 
 # polygenic scores
@@ -250,6 +284,8 @@ mg_prs_free = _fn("mg_prs_free", None, [P])
 # tasks
 mg_generate_report = _fn("mg_generate_report", st, [PP, P, POINTER(c_void_p), c_size_t, POINTER(mg_gen_params)])
 mg_vqa = _fn("mg_vqa", st, [PP, P, POINTER(c_void_p), c_size_t, c_char_p, POINTER(mg_gen_params)])
+mg_generate_report_volume = _fn("mg_generate_report_volume", st, [PP, P, P, POINTER(mg_slice_params), POINTER(mg_gen_params)])
+mg_vqa_volume = _fn("mg_vqa_volume", st, [PP, P, P, c_char_p, POINTER(mg_slice_params), POINTER(mg_gen_params)])
 mg_prs_predict = _fn("mg_prs_predict", st, [PP, P, POINTER(c_double), POINTER(c_char_p), c_size_t, c_char_p, POINTER(mg_gen_params)])
 
 

@@ -14,6 +14,7 @@ from .errors import (E_BUFFER_TOO_SMALL, E_INTERRUPTED, E_MISUSE, Interrupted,
                      InvalidArgumentError, MisuseError, UnsupportedError,
                      make_error)
 from .image import as_image
+from .volume import Volume, slice_params
 
 try:
     import numpy as _np
@@ -318,6 +319,12 @@ def _image_array(images):
                 img.close()
 
 
+def _volume_slices(volume, max_slices, window, as_stored):
+    if not isinstance(volume, Volume):
+        raise TypeError("expected a Volume, got %r" % type(volume).__name__)
+    return slice_params(max_slices, window, as_stored)
+
+
 # ----------------------------------------------------------------- contexts
 
 def _context_params(threads, n_ctx, seed):
@@ -396,6 +403,50 @@ class _Generating:
             with _image_array(images) as (arr, n):
                 yield (arr, n, _enc(question))
         return _stream(self._acquire, _lib.mg_vqa, prepare, params, cancel)
+
+    def report_volume(self, volume, on_token=None, cancel=None, max_slices=None,
+                      window=None, as_stored=False, **params):
+        """A report for a CT or MR Volume, read as MedGemma 1.5 reads one:
+        the slices of volume.slices(max_slices, window, as_stored) (at most
+        85 by default), each through the image encoder, labelled "SLICE 1",
+        "SLICE 2", ... in one user turn. The context must hold slices x the
+        model's tokens per image (ContextFullError otherwise, before any
+        encoding). Extra parameters as report(), instruction included."""
+        sp = _volume_slices(volume, max_slices, window, as_stored)
+        with volume._borrow() as vh:
+            return self._call(_lib.mg_generate_report_volume, (vh, byref(sp)), params,
+                              on_token, cancel)
+
+    def report_volume_stream(self, volume, cancel=None, max_slices=None, window=None,
+                             as_stored=False, **params):
+        """As report_volume(), as a generator of text pieces."""
+        sp = _volume_slices(volume, max_slices, window, as_stored)
+
+        @contextlib.contextmanager
+        def prepare():
+            with volume._borrow() as vh:
+                yield (vh, byref(sp))
+        return _stream(self._acquire, _lib.mg_generate_report_volume, prepare, params, cancel)
+
+    def vqa_volume(self, volume, question, on_token=None, cancel=None, max_slices=None,
+                   window=None, as_stored=False, **params):
+        """The answer to a question about a CT or MR Volume (slices as in
+        report_volume())."""
+        sp = _volume_slices(volume, max_slices, window, as_stored)
+        with volume._borrow() as vh:
+            return self._call(_lib.mg_vqa_volume, (vh, _enc(question), byref(sp)), params,
+                              on_token, cancel)
+
+    def vqa_volume_stream(self, volume, question, cancel=None, max_slices=None, window=None,
+                          as_stored=False, **params):
+        """As vqa_volume(), as a generator of text pieces."""
+        sp = _volume_slices(volume, max_slices, window, as_stored)
+
+        @contextlib.contextmanager
+        def prepare():
+            with volume._borrow() as vh:
+                yield (vh, _enc(question), byref(sp))
+        return _stream(self._acquire, _lib.mg_vqa_volume, prepare, params, cancel)
 
     def predict_risk(self, scores, question, cancel=None, **params):
         """Risk prediction from polygenic scores ({name: value}); the library
@@ -484,6 +535,23 @@ class Context(Owned, _Generating):
             if st:
                 raise make_error(st, (_lib.mg_context_errmsg(h) or b"").decode())
         return out
+
+    def tokens(self):
+        """The token ids of the context's sequence, as a list of ints: the
+        prompt as read (image blocks as the tokenizer's image token, id
+        model.tokenizer.special("image")), then what was generated and fed
+        back."""
+        need = c_size_t()
+        with self._acquire() as h:
+            st = _lib.mg_context_tokens(None, 0, byref(need), h)
+            if st not in (0, E_BUFFER_TOO_SMALL):
+                raise make_error(st, (_lib.mg_context_errmsg(h) or b"").decode())
+            n = need.value
+            ids = (c_int32 * max(n, 1))()
+            st = _lib.mg_context_tokens(ids, n, byref(need), h)
+            if st:
+                raise make_error(st, (_lib.mg_context_errmsg(h) or b"").decode())
+        return list(ids[:n])
 
     @property
     def last_error(self):

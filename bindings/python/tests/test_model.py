@@ -220,6 +220,29 @@ def test_context_logits(model):
             ctx.logits()
 
 
+def test_context_tokens(model):
+    ids = model.tokenize("the heart size is", bos=True)
+    with model.context() as ctx:
+        assert ctx.tokens() == []
+        ctx.eval(ids, logits=False)
+        assert ctx.tokens() == ids
+        # a report holds the image as tokens_per_image image tokens between
+        # the image markers
+        ctx.report(CXR, max_tokens=0)
+        got = ctx.tokens()
+        tok = model.tokenizer
+        n = model.meta("vision.tokens_per_image")
+        start = got.index(tok.special("start_of_image"))
+        assert got[start + 1:start + 1 + n] == [tok.special("image")] * n
+        assert got[start + 1 + n] == tok.special("end_of_image")
+        assert len(got) == ctx.n_tokens and got[0] == tok.special("bos")
+        ctx.reset()
+        assert ctx.tokens() == []
+    ctx.close()
+    with pytest.raises(medgemini.MisuseError):
+        ctx.tokens()
+
+
 def test_shared_model_across_threads(model):
     want = model.report(CXR, max_tokens=10)
     qs = ["a?", "b?", "c?"]

@@ -68,6 +68,10 @@ pub struct mg_image {
 pub struct mg_prs {
     _private: [u8; 0],
 }
+#[repr(C)]
+pub struct mg_volume {
+    _private: [u8; 0],
+}
 
 // ------------------------------------------------------------------- model
 pub const MG_LOAD_VERIFY_CHECKSUMS: u32 = 0x1;
@@ -243,6 +247,63 @@ pub struct mg_image_info {
     pub window_width: f64,
 }
 
+// ------------------------------------------------------------------ volume
+pub const MG_VOLUME_RECURSIVE: u32 = 0x01;
+pub const MG_VOLUME_KEEP_DUPLICATES: u32 = 0x02;
+pub const MG_VOLUME_STRICT_SPACING: u32 = 0x04;
+pub const MG_VOLUME_STRICT_SERIES: u32 = 0x08;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct mg_volume_params {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub max_voxels: u64,
+    pub max_memory: u64,
+    pub series_uid: *const c_char,
+    pub max_files: u32,
+    pub reserved: u32,
+}
+
+pub const MG_VOLUME_SRC_VOXELS: i32 = 0;
+pub const MG_VOLUME_SRC_DICOM: i32 = 1;
+pub const MG_VOLUME_SRC_NIFTI: i32 = 2;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct mg_volume_info {
+    pub struct_size: u32,
+    pub nx: u32,
+    pub ny: u32,
+    pub nz: u32,
+    pub source: i32,
+    pub n_files: u32,
+    pub n_skipped: u32,
+    pub n_warnings: u32,
+    pub spacing: [f64; 3],
+    pub affine: [f64; 16],
+    pub min_value: f64,
+    pub max_value: f64,
+}
+
+pub const MG_NIFTI_FLOAT32: u32 = 0x1;
+
+// ----------------------------------------------------------- volume slices
+pub const MG_SLICE_WINDOW_AUTO: i32 = 0;
+pub const MG_SLICE_WINDOW_CT: i32 = 1;
+pub const MG_SLICE_WINDOW_MINMAX: i32 = 2;
+pub const MG_SLICES_AS_STORED: u32 = 0x1;
+pub const MG_MAX_SLICES: u32 = 1024;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct mg_slice_params {
+    pub struct_size: u32,
+    pub max_slices: u32,
+    pub window: i32,
+    pub flags: u32,
+}
+
 // -------------------------------------------------------------- generation
 pub type mg_token_callback = Option<
     unsafe extern "C" fn(user_data: *mut c_void, piece: *const c_char, len: usize, token: i32) -> i32,
@@ -389,6 +450,21 @@ extern "C" {
     pub fn mg_image_copy_pixels(buf: *mut c_void, size: usize, needed: *mut usize, image: *const mg_image) -> mg_status;
     pub fn mg_image_get_string(image: *const mg_image, key: *const c_char) -> *const c_char;
 
+    // volume
+    pub fn mg_volume_params_init(params: *mut mg_volume_params);
+    pub fn mg_volume_load_dicom(out: *mut *mut mg_volume, paths: *const *const c_char, n_paths: usize, params: *const mg_volume_params, err: *mut c_char, errlen: usize) -> mg_status;
+    pub fn mg_volume_load_nifti(out: *mut *mut mg_volume, path: *const c_char, params: *const mg_volume_params, err: *mut c_char, errlen: usize) -> mg_status;
+    pub fn mg_volume_from_voxels(out: *mut *mut mg_volume, voxels: *const f32, nx: u32, ny: u32, nz: u32, affine: *const f64, modality: *const c_char, params: *const mg_volume_params, err: *mut c_char, errlen: usize) -> mg_status;
+    pub fn mg_volume_free(volume: *mut mg_volume);
+    pub fn mg_volume_info_get(out: *mut mg_volume_info, volume: *const mg_volume) -> mg_status;
+    pub fn mg_volume_copy_voxels(buf: *mut f32, cap: usize, needed: *mut usize, volume: *const mg_volume) -> mg_status;
+    pub fn mg_volume_get_string(volume: *const mg_volume, key: *const c_char) -> *const c_char;
+    pub fn mg_volume_write_nifti(volume: *const mg_volume, path: *const c_char, flags: u32, err: *mut c_char, errlen: usize) -> mg_status;
+
+    // volume slices
+    pub fn mg_slice_params_init(params: *mut mg_slice_params);
+    pub fn mg_volume_slices(out: *mut *mut mg_image, cap: usize, n_out: *mut usize, z_index: *mut u32, volume: *const mg_volume, params: *const mg_slice_params, err: *mut c_char, errlen: usize) -> mg_status;
+
     // generation
     pub fn mg_gen_params_init(params: *mut mg_gen_params);
     pub fn mg_generate(out: *mut *mut c_char, ctx: *mut mg_context, prompt: *const c_char, params: *const mg_gen_params) -> mg_status;
@@ -396,6 +472,7 @@ extern "C" {
     pub fn mg_context_eval(ctx: *mut mg_context, ids: *const i32, n_ids: usize, logits: *mut f32, cap: usize) -> mg_status;
     pub fn mg_context_reset(ctx: *mut mg_context) -> mg_status;
     pub fn mg_context_logits(ctx: *mut mg_context, logits: *mut f32, cap: usize) -> mg_status;
+    pub fn mg_context_tokens(ids: *mut i32, cap: usize, needed: *mut usize, ctx: *mut mg_context) -> mg_status;
     pub fn mg_context_n_tokens(ctx: *const mg_context) -> u32;
 
     // polygenic scores
@@ -419,6 +496,8 @@ extern "C" {
     // tasks
     pub fn mg_generate_report(out: *mut *mut c_char, ctx: *mut mg_context, images: *const *const mg_image, n_images: usize, params: *const mg_gen_params) -> mg_status;
     pub fn mg_vqa(out: *mut *mut c_char, ctx: *mut mg_context, images: *const *const mg_image, n_images: usize, question: *const c_char, params: *const mg_gen_params) -> mg_status;
+    pub fn mg_generate_report_volume(out: *mut *mut c_char, ctx: *mut mg_context, volume: *const mg_volume, slices: *const mg_slice_params, params: *const mg_gen_params) -> mg_status;
+    pub fn mg_vqa_volume(out: *mut *mut c_char, ctx: *mut mg_context, volume: *const mg_volume, question: *const c_char, slices: *const mg_slice_params, params: *const mg_gen_params) -> mg_status;
     pub fn mg_prs_predict(out: *mut *mut c_char, ctx: *mut mg_context, scores: *const f64, names: *const *const c_char, n_scores: usize, question: *const c_char, params: *const mg_gen_params) -> mg_status;
 }
 
@@ -441,6 +520,9 @@ mod tests {
         assert_eq!(size_of::<mg_gen_params>(), 80);
         assert_eq!(size_of::<mg_prs_params>(), 32);
         assert_eq!(size_of::<mg_prs_match_report>(), 72);
+        assert_eq!(size_of::<mg_volume_params>(), 40);
+        assert_eq!(size_of::<mg_volume_info>(), 200);
+        assert_eq!(size_of::<mg_slice_params>(), 16);
     }
 
     #[test]
@@ -458,6 +540,14 @@ mod tests {
             mg_prs_params_init(&mut p);
             assert_eq!(p.struct_size as usize, core::mem::size_of::<mg_prs_params>());
             assert_eq!(p.min_overlap, 0.75);
+            let mut v = core::mem::zeroed::<mg_volume_params>();
+            mg_volume_params_init(&mut v);
+            assert_eq!(v.struct_size as usize, core::mem::size_of::<mg_volume_params>());
+            assert_eq!(v.max_voxels, 1u64 << 29);
+            let mut sp = core::mem::zeroed::<mg_slice_params>();
+            mg_slice_params_init(&mut sp);
+            assert_eq!(sp.struct_size as usize, core::mem::size_of::<mg_slice_params>());
+            assert_eq!((sp.max_slices, sp.window, sp.flags), (85, MG_SLICE_WINDOW_AUTO, 0));
             assert_eq!(mg_version_number(), MG_VERSION_NUMBER);
         }
     }

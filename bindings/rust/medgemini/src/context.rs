@@ -1,6 +1,7 @@
 //! Contexts: generation, reports, VQA, streaming and interruption.
 use crate::error::{Error, Result, Status};
 use crate::image::Image;
+use crate::volume::{SliceOptions, Volume};
 use crate::model::Model;
 use crate::sys;
 use crate::util::{check, cstring, static_str, take_string};
@@ -356,6 +357,23 @@ impl Context {
         Ok(logits)
     }
 
+    /// The token ids of the context's sequence: the prompt as read (image
+    /// blocks as the tokenizer's image token,
+    /// [`SpecialToken::Image`](crate::SpecialToken::Image)), then what was
+    /// generated and fed back.
+    pub fn tokens(&mut self) -> Result<Vec<i32>> {
+        let mut need = 0usize;
+        let rc = unsafe { sys::mg_context_tokens(ptr::null_mut(), 0, &mut need, self.ptr()) };
+        if rc != sys::MG_OK && rc != sys::MG_E_BUFFER_TOO_SMALL {
+            return Err(self.last_error(rc));
+        }
+        let mut ids = vec![0i32; need];
+        let rc = unsafe { sys::mg_context_tokens(ids.as_mut_ptr(), ids.len(), &mut need, self.ptr()) };
+        self.check(rc)?;
+        ids.truncate(need);
+        Ok(ids)
+    }
+
     /// Runs one generating call with the given options and optional stream.
     fn run(
         &mut self,
@@ -441,6 +459,46 @@ impl Context {
         let q = cstring(question, "question")?;
         self.run(opts, Some(&mut f), |o, c, g| unsafe {
             sys::mg_vqa(o, c, ptrs.as_ptr(), ptrs.len(), q.as_ptr(), g)
+        })
+    }
+
+    /// Writes a report for a CT or MR volume the way MedGemma 1.5 reads
+    /// one: the slices of [`Volume::slices`] (at most `slices.max_slices`,
+    /// default 85), each through the image encoder into its own block of
+    /// image tokens, labelled "SLICE 1", "SLICE 2", ... in one user turn;
+    /// `opts.instruction` replaces the model's volume report instruction.
+    /// The context must hold slices x the model's tokens per image
+    /// ([`Status::ContextFull`] otherwise, before any encoding).
+    pub fn report_volume(&mut self, volume: &Volume, slices: &SliceOptions, opts: &GenOptions) -> Result<String> {
+        let sp = slices.to_c();
+        self.run(opts, None, |o, c, g| unsafe { sys::mg_generate_report_volume(o, c, volume.as_ptr(), &sp, g) })
+    }
+
+    /// [`report_volume`](Self::report_volume) with streaming.
+    pub fn report_volume_stream(&mut self, volume: &Volume, slices: &SliceOptions, opts: &GenOptions,
+                                mut f: impl FnMut(&str) -> bool) -> Result<String> {
+        let sp = slices.to_c();
+        self.run(opts, Some(&mut f), |o, c, g| unsafe {
+            sys::mg_generate_report_volume(o, c, volume.as_ptr(), &sp, g)
+        })
+    }
+
+    /// Answers a question about a CT or MR volume (slices as in
+    /// [`report_volume`](Self::report_volume); `opts.instruction` is
+    /// ignored).
+    pub fn vqa_volume(&mut self, volume: &Volume, question: &str, slices: &SliceOptions, opts: &GenOptions) -> Result<String> {
+        let q = cstring(question, "question")?;
+        let sp = slices.to_c();
+        self.run(opts, None, |o, c, g| unsafe { sys::mg_vqa_volume(o, c, volume.as_ptr(), q.as_ptr(), &sp, g) })
+    }
+
+    /// [`vqa_volume`](Self::vqa_volume) with streaming.
+    pub fn vqa_volume_stream(&mut self, volume: &Volume, question: &str, slices: &SliceOptions, opts: &GenOptions,
+                             mut f: impl FnMut(&str) -> bool) -> Result<String> {
+        let q = cstring(question, "question")?;
+        let sp = slices.to_c();
+        self.run(opts, Some(&mut f), |o, c, g| unsafe {
+            sys::mg_vqa_volume(o, c, volume.as_ptr(), q.as_ptr(), &sp, g)
         })
     }
 

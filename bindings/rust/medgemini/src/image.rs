@@ -263,6 +263,11 @@ impl Image {
         wrap(rc, out, &err)
     }
 
+    /// Takes ownership of an image the library made (freed on drop).
+    pub(crate) fn from_raw(ptr: NonNull<sys::mg_image>) -> Image {
+        Image { ptr }
+    }
+
     pub(crate) fn as_ptr(&self) -> *const sys::mg_image {
         self.ptr.as_ptr()
     }

@@ -1,6 +1,7 @@
 //! Safe Rust API of libmedgemini: radiology reports and visual question
 //! answering with MedGemma-style models on the CPU, tokenization, model
-//! files, conversion, and polygenic risk scores.
+//! files, conversion, 3D volumes (DICOM series, NIfTI) and polygenic risk
+//! scores.
 //!
 //! The raw C declarations live in the `medgemini-sys` crate (re-exported as
 //! [`sys`]). This crate wraps them in owned types that free their handle
@@ -14,6 +15,7 @@
 //! | [`Context`] | yes | **no** | used by one thread at a time |
 //! | [`Interrupter`] | yes | yes | `mg_context_interrupt` may be called from any thread |
 //! | [`Image`] | yes | yes | read-only after creation |
+//! | [`Volume`] | yes | yes | read-only after creation |
 //! | [`Tokenizer`] | yes | yes | immutable |
 //! | [`Prs`], [`Writer`] | yes | no | one thread at a time |
 //!
@@ -37,6 +39,7 @@
 //! needs_send::<medgemini::Context>();
 //! needs_both::<medgemini::Model>();
 //! needs_both::<medgemini::Image>();
+//! needs_both::<medgemini::Volume>();
 //! needs_both::<medgemini::Interrupter>();
 //! needs_both::<medgemini::Tokenizer>();
 //! ```
@@ -63,6 +66,7 @@ mod model;
 mod prs;
 mod tokenizer;
 mod util;
+mod volume;
 mod writer;
 
 pub use medgemini_sys as sys;
@@ -74,6 +78,7 @@ pub use image::{Image, ImageInfo, ImageOptions, ImageSource, PixelFormat, Window
 pub use model::{Dtype, LoadOptions, MetaEntry, MetaType, Model, ModelInfo, TensorInfo};
 pub use prs::{MatchReport, Prs, PrsColumn, PrsOptions, VcfDosage};
 pub use tokenizer::{SpecialToken, Tokenizer};
+pub use volume::{SliceOptions, SliceWindow, Volume, VolumeInfo, VolumeOptions, VolumeSlice, VolumeSource, MAX_SLICES};
 pub use writer::Writer;
 
 use std::ffi::CStr;

@@ -439,6 +439,7 @@ fn context_errors_and_eval() {
     ctx.reset().unwrap();
     assert_eq!(ctx.last_status(), None);
     assert_eq!(ctx.n_tokens(), 0);
+    assert!(ctx.tokens().unwrap().is_empty());
     assert_eq!(ctx.logits().unwrap_err().status(), Status::InvalidArg);
     let logits = ctx.eval_logits(&[2, 10, 20]).unwrap();
     assert_eq!(logits.len(), 3 * 512);
@@ -446,8 +447,10 @@ fn context_errors_and_eval() {
     // the last decoder step's row
     assert_eq!(ctx.logits().unwrap(), logits[2 * 512..].to_vec());
     assert_eq!(ctx.n_tokens(), 3);
+    assert_eq!(ctx.tokens().unwrap(), vec![2, 10, 20]);
     ctx.eval(&[30]).unwrap();
     assert_eq!(ctx.n_tokens(), 4);
+    assert_eq!(ctx.tokens().unwrap(), vec![2, 10, 20, 30]);
     // the same prefix again gives the same logits
     ctx.reset().unwrap();
     assert_eq!(ctx.eval_logits(&[2, 10, 20]).unwrap(), logits);
@@ -684,4 +687,217 @@ fn convert_prune_vocab_and_meta() {
     let bad = ConvertOptions::default().tokenizer(&tokp).prune_vocab(d.0.join("none.txt"));
     assert_eq!(convert(&src, d.0.join("x.mgm"), &bad).unwrap_err().status(), Status::Io);
     assert!(!d.0.join("x.mgm").exists());
+}
+
+// ------------------------------------------------------------------ volumes
+
+#[test]
+fn volume_from_voxels_and_nifti_round_trip() {
+    let (nx, ny, nz) = (4u32, 3u32, 2u32);
+    let vox: Vec<f32> = (0..24).map(|i| (i * 9 - 70) as f32).collect();
+    let aff = [0.7, 0.0, 0.0, -5.0, 0.0, 0.9, 0.0, 8.0, 0.0, 0.0, 3.0, 12.0, 0.0, 0.0, 0.0, 1.0];
+    let v = Volume::from_voxels(&vox, nx, ny, nz, Some(&aff), Some("MR")).unwrap();
+    let i = v.info();
+    assert_eq!((i.nx, i.ny, i.nz, i.source), (4, 3, 2, VolumeSource::Voxels));
+    assert_eq!(i.affine, aff);
+    assert_eq!((i.min_value, i.max_value), (-70.0, 137.0));
+    assert!((i.spacing[2] - 3.0).abs() < 1e-12);
+    assert_eq!(v.attribute("modality"), Some("MR"));
+    assert!(v.warnings().is_empty());
+    assert_eq!(v.voxels().unwrap(), vox);
+    let d = TempDir(temp_dir("volume"));
+    let path = d.0.join("v.nii.gz");
+    v.write_nifti(&path, false).unwrap();
+    let back = Volume::from_nifti(&path, &VolumeOptions::default()).unwrap();
+    assert_eq!(back.info().source, VolumeSource::Nifti);
+    assert_eq!(back.voxels().unwrap(), vox);
+    for (a, b) in back.info().affine.iter().zip(aff.iter()) {
+        assert!((a - b).abs() < 1e-5, "{:?} vs {:?}", back.info().affine, aff);
+    }
+    let e = Volume::from_voxels(&vox[..5], nx, ny, nz, None, None).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArg);
+    let e = Volume::from_nifti(d.0.join("none.nii"), &VolumeOptions::default()).unwrap_err();
+    assert_eq!(e.status(), Status::Io);
+    let e = Volume::from_dicom(&[d.0.clone()], &VolumeOptions::default()).unwrap_err();
+    assert_eq!(e.status(), Status::NotFound);
+}
+
+#[test]
+fn volume_from_the_shared_ct_series() {
+    let shared = std::env::var_os("MG_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data"));
+    let series = shared.join("dicom/ct_series_3slice");
+    if !series.is_dir() {
+        eprintln!("skipped: shared CT series absent");
+        return;
+    }
+    let v = Volume::from_dicom(&[&series], &VolumeOptions::default()).unwrap();
+    let i = v.info();
+    assert_eq!((i.nx, i.ny, i.nz, i.source), (512, 512, 3, VolumeSource::Dicom));
+    assert_eq!((i.n_files, i.n_skipped), (3, 1));
+    assert_eq!((i.min_value, i.max_value), (-3024.0, 1381.0));
+    assert!((i.affine[11] + 128.69).abs() < 1e-4, "the lowest slice first");
+    let uid = v.attribute("series_uid").unwrap().to_string();
+    let files = ["03.dcm", "01.dcm", "02.dcm"].map(|f| series.join(f));
+    let w = Volume::from_dicom(&files, &VolumeOptions::default().series_uid(&uid)).unwrap();
+    assert_eq!(v.voxels().unwrap(), w.voxels().unwrap());
+    let e = Volume::from_dicom(&[&series], &VolumeOptions::default().series_uid("1.2.3")).unwrap_err();
+    assert_eq!(e.status(), Status::NotFound);
+    assert!(e.message().contains("1.2.3"), "{}", e.message());
+    let e = Volume::from_dicom(&[&series], &VolumeOptions::default().max_voxels(1000)).unwrap_err();
+    assert_eq!(e.status(), Status::Limit);
+}
+
+// ------------------------------------------------------ slices for the model
+
+/// A 10-slice CT ramp in HU on a 4x3 grid: voxel (x, y, z) =
+/// -1000 + 20 * (12z + 4y + x).
+fn ramp_ct(affine: Option<&[f64; 16]>) -> (Vec<f32>, Volume) {
+    let vox: Vec<f32> = (0..120).map(|i| (-1000 + 20 * i) as f32).collect();
+    let v = Volume::from_voxels(&vox, 4, 3, 10, affine, Some("CT")).unwrap();
+    (vox, v)
+}
+
+/// Python's round (half to even) of a non-negative value.
+fn round_half_even(x: f64) -> f64 {
+    let f = x.floor();
+    let d = x - f;
+    if d > 0.5 || (d == 0.5 && f % 2.0 != 0.0) {
+        f + 1.0
+    } else {
+        f
+    }
+}
+
+/// MedGemma's CT windows by hand: R -1024..1024, G -135..215, B 0..80.
+fn ct_rgb(v: f64) -> [u8; 3] {
+    let level = |lo: f64, hi: f64| round_half_even((v.clamp(lo, hi) - lo) / (hi - lo) * 255.0) as u8;
+    [level(-1024.0, 1024.0), level(-135.0, 215.0), level(0.0, 80.0)]
+}
+
+#[test]
+fn volume_slices_hand_computed() {
+    let (vox, v) = ramp_ct(None);
+    // the rule, by hand: round(i / max * (n - 1)) for i = 1..max, half to
+    // even (4.5 -> 4)
+    let want: Vec<u32> = (1..=4).map(|i| round_half_even(i as f64 / 4.0 * 9.0) as u32).collect();
+    assert_eq!(want, vec![2, 4, 7, 9]);
+    let opts = SliceOptions::default().max_slices(4).window(SliceWindow::Ct);
+    let slices = v.slices(&opts).unwrap();
+    assert_eq!(slices.len(), 4);
+    assert_eq!(slices.iter().map(|s| s.z).collect::<Vec<_>>(), want);
+    assert_eq!(v.slice_indices(&opts).unwrap(), want);
+    assert_eq!(v.slice_indices(&SliceOptions::default().max_slices(3)).unwrap(), vec![3, 6, 9]);
+    assert_eq!(v.slice_indices(&SliceOptions::default()).unwrap(), (0..10).collect::<Vec<u32>>());
+    // slice 2 of 4 is z = 4; voxel (1, 1, 4) = -1000 + 20 * 53 = 60 HU
+    assert_eq!(vox[4 * 12 + 4 + 1], 60.0);
+    assert_eq!(ct_rgb(60.0), [135, 142, 191]); // 134.97, 142.07, 191.25
+    let px = slices[1].image.pixels().unwrap();
+    assert_eq!(&px[3 * (4 + 1)..3 * (4 + 1) + 3], &[135, 142, 191]);
+    for s in &slices {
+        let i = s.image.info();
+        assert_eq!((i.width, i.height, i.format), (4, 3, PixelFormat::Rgb8));
+        assert_eq!(s.image.attribute("modality"), Some("CT"));
+        let px = s.image.pixels().unwrap();
+        for y in 0..3 {
+            for x in 0..4 {
+                let want = ct_rgb(vox[s.z as usize * 12 + y * 4 + x] as f64);
+                assert_eq!(&px[3 * (y * 4 + x)..3 * (y * 4 + x) + 3], &want, "z {} ({x}, {y})", s.z);
+            }
+        }
+    }
+    // the automatic window is CT for modality CT
+    let auto = v.slices(&SliceOptions::default().max_slices(4)).unwrap();
+    assert_eq!(auto[1].image.pixels().unwrap(), px);
+    // x towards the patient's right: the radiological view mirrors the
+    // columns, as_stored keeps the voxel order
+    let flip = [-1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+    let (_, f) = ramp_ct(Some(&flip));
+    let shown = f.slices(&SliceOptions::default().max_slices(4)).unwrap()[1].image.pixels().unwrap();
+    let stored = f.slices(&SliceOptions::default().max_slices(4).as_stored(true)).unwrap()[1].image.pixels().unwrap();
+    assert_eq!(stored, px);
+    for y in 0..3 {
+        for x in 0..4 {
+            assert_eq!(shown[3 * (y * 4 + x)], stored[3 * (y * 4 + 3 - x)]);
+        }
+    }
+    // errors: an unknown window, too many slices
+    let e = v.slices(&SliceOptions::default().window(SliceWindow::Other(7))).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArg);
+    assert!(e.message().contains("unknown window 7"), "{e}");
+    let e = v.slice_indices(&SliceOptions::default().max_slices(MAX_SLICES + 1)).unwrap_err();
+    assert_eq!(e.status(), Status::Limit);
+    assert!(e.message().contains("1025"), "{e}");
+}
+
+#[test]
+fn volume_report_and_vqa_tokens() {
+    let m = tiny();
+    let (_, v) = ramp_ct(None);
+    let tok = m.tokenizer().unwrap();
+    let image_id = tok.special(SpecialToken::Image).unwrap();
+    let per_image = m.meta_int("vision.tokens_per_image").unwrap() as usize;
+    assert!(per_image > 0);
+    let count = |ids: &[i32]| ids.iter().filter(|&&t| t == image_id).count();
+    let mut ctx = Context::new(&m, &opts1()).unwrap();
+    let four = SliceOptions::default().max_slices(4);
+    let q = "Is there a mass?";
+    // max_tokens 0: the prompt is read, nothing generated
+    assert_eq!(ctx.vqa_volume(&v, q, &four, &GenOptions::default().max_tokens(0)).unwrap(), "");
+    let ids = ctx.tokens().unwrap();
+    assert_eq!(ids.len(), ctx.n_tokens() as usize);
+    assert_eq!(count(&ids), 4 * per_image);
+    let text = tok.detokenize(&ids, false).unwrap();
+    for k in 1..=4 {
+        assert!(text.contains(&format!("SLICE {k}")), "{text}");
+    }
+    assert!(!text.contains("SLICE 5") && text.contains(q), "{text}");
+    // a few tokens, streamed or not
+    let o = GenOptions::default().max_tokens(3);
+    let answer = ctx.vqa_volume(&v, q, &four, &o).unwrap();
+    let mut pieces = String::new();
+    let streamed = ctx.vqa_volume_stream(&v, q, &four, &o, |p| {
+        pieces.push_str(p);
+        true
+    }).unwrap();
+    assert_eq!((streamed.as_str(), pieces.as_str()), (answer.as_str(), answer.as_str()));
+    let more = ctx.tokens().unwrap();
+    assert_eq!(&more[..ids.len()], &ids[..]);
+    // report: all 10 slices (at most 85)
+    let o = GenOptions::default().max_tokens(2);
+    let report = ctx.report_volume(&v, &SliceOptions::default(), &o).unwrap();
+    let mut n = 0;
+    let streamed = ctx.report_volume_stream(&v, &SliceOptions::default(), &o, |_| {
+        n += 1;
+        true
+    }).unwrap();
+    assert_eq!(streamed, report);
+    let ids = ctx.tokens().unwrap();
+    assert_eq!(count(&ids), 10 * per_image);
+    assert!(tok.detokenize(&ids, false).unwrap().contains("SLICE 10"));
+}
+
+#[test]
+fn volume_generation_errors() {
+    let m = tiny();
+    let (_, v) = ramp_ct(None);
+    let o = GenOptions::default().max_tokens(2);
+    // 10 slices x 16 image tokens do not fit 64 positions: refused before
+    // any encoding
+    let mut small = Context::new(&m, &opts1().n_ctx(64)).unwrap();
+    let e = small.report_volume(&v, &SliceOptions::default(), &o).unwrap_err();
+    assert_eq!(e.status(), Status::ContextFull);
+    assert!(e.message().contains("context"), "{e}");
+    let e = small.vqa_volume(&v, "Normal?", &SliceOptions::default(), &o).unwrap_err();
+    assert_eq!(e.status(), Status::ContextFull);
+    assert_eq!(small.last_status(), Some(Status::ContextFull));
+    let mut ctx = Context::new(&m, &opts1()).unwrap();
+    let e = ctx.vqa_volume(&v, "Normal?", &SliceOptions::default().window(SliceWindow::Other(9)), &o).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArg);
+    assert!(e.message().contains("unknown window 9"), "{e}");
+    let e = ctx.report_volume(&v, &SliceOptions::default().max_slices(5000), &o).unwrap_err();
+    assert_eq!(e.status(), Status::Limit);
+    assert!(e.message().contains("max_slices"), "{e}");
+    assert_eq!(ctx.vqa_volume(&v, "a\0b", &SliceOptions::default(), &o).unwrap_err().status(), Status::InvalidArg);
 }
