@@ -28,14 +28,14 @@ int main(int argc, char **argv) {
     printf("model %s: %" PRIu64 " tensors, %" PRIu64 " parameters\n", info.name,
            info.n_tensors, info.n_params);
 
-    /* The task entry points are declared; this version reports that they
-     * are not available yet. */
+    /* Polygenic prediction needs a model with a genomics encoder
+     * (docs/POLYGENIC.md); with another model it says so. */
     mg_context *ctx = NULL;
     if (mg_context_new(&ctx, model, NULL) == MG_OK) {
         char *text = NULL;
         double score = 0.1;
         const char *name = "PGS000001";
-        st = mg_prs_predict(&text, ctx, &score, &name, 1, "risk?", NULL);
+        st = mg_prs_predict(&text, NULL, ctx, &score, &name, 1, "risk?", NULL);
         printf("mg_prs_predict: %s (%s)\n", mg_status_str(st), mg_context_errmsg(ctx));
         mg_string_free(text);
         mg_context_free(ctx);

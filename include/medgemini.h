@@ -1136,15 +1136,54 @@ MG_API mg_status mg_vqa_volume(char **out, mg_context *ctx, const mg_volume *vol
                                const char *question, const mg_slice_params *slices,
                                const mg_gen_params *params);
 
-/* Predicts a disease-risk answer from polygenic scores: `scores` holds
- * n_scores values, `names` their score identifiers (e.g. PGS Catalog IDs),
- * `question` what to predict. *out as above.
- * Not implemented yet in this version: returns MG_E_UNSUPPORTED. */
-MG_API mg_status mg_prs_predict(char **out, mg_context *ctx,
+/* Polygenic risk prediction (Med-Gemini-Polygenic; docs/POLYGENIC.md) with
+ * a model whose metadata describes a genomics encoder (genome.*): named
+ * polygenic scores ("<trait>_<threshold>", e.g. the columns of a wide
+ * scoring file), standardized against the reference distribution stored
+ * in the model, are laid out as the score image (each trait a square, one
+ * channel per p-value threshold) and read by the model's image encoder
+ * into one block of tokens. Scores the model does not know are ignored;
+ * scores it knows but are not given (or NaN) count as the reference mean.
+ *
+ * mg_prs_predict asks one question ("Does this individual have coronary
+ * artery disease?") after the score block in MedGemma's chat turn,
+ * generates the answer text into *out (as mg_generate_report: params,
+ * streaming, interrupt; out may be NULL for the risk alone) and, when risk
+ * is not NULL, writes P(yes) / (P(yes) + P(no)) from the scores of the
+ * answer's first token (the tokens of metadata genome.answer_yes and
+ * genome.answer_no, default "yes" and "no"; the repetition penalty is not
+ * applied to them).
+ * Errors: MG_E_MISUSE, MG_E_INVALID_ARG (NULL arguments, a score given
+ * twice, no score the model reads), MG_E_UNSUPPORTED (no genomics encoder,
+ * decoder or tokenizer; answer words that are not one token each),
+ * MG_E_CONTEXT_FULL, MG_E_INTERRUPTED, MG_E_NOMEM. */
+MG_API mg_status mg_prs_predict(char **out, double *risk, mg_context *ctx,
                                 const double *scores,
                                 const char *const *names, size_t n_scores,
                                 const char *question,
                                 const mg_gen_params *params);
+
+/* Risks for many individuals and questions: risk[i * n_questions + q] for
+ * individual i (scores[i * n_scores ...], the same names for all) and
+ * question q, as mg_prs_predict computes them, without text. Each
+ * individual's score block is read once and shared by its questions (the
+ * context's sequence is rewound to it). The context's sequence is left
+ * holding the last prompt. Errors: as mg_prs_predict; on an error the
+ * risks not yet computed are NaN. */
+MG_API mg_status mg_prs_predict_batch(double *risk, mg_context *ctx,
+                                      const double *scores, size_t n_individuals,
+                                      const char *const *names, size_t n_scores,
+                                      const char *const *questions,
+                                      size_t n_questions);
+
+/* The score image the model reads for these scores (RGB8; free with
+ * mg_image_free), e.g. to show it or to check a trainer's input.
+ * Errors: MG_E_MISUSE (bad model), MG_E_INVALID_ARG, MG_E_UNSUPPORTED (no
+ * genomics encoder), MG_E_NOMEM. */
+MG_API mg_status mg_prs_score_image(mg_image **out, const mg_model *model,
+                                    const double *scores,
+                                    const char *const *names, size_t n_scores,
+                                    char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,10 @@
 #include "testutil.h"
 
 /* Writes a small model with the public writer. */
+/* One polygenic score, for the entry points that need some. */
+static const double k_sc[1] = {0.5};
+static const char *const k_nm[1] = {"PGS000001"};
+
 static const char *make_model(const char *name, int64_t ctx_len) {
     const char *path = tu_tmp_path(name);
     char err[256];
@@ -255,7 +259,7 @@ START_TEST(test_misuse) {
     ck_assert_int_eq(mg_generate_report(&out, NULL, NULL, 0, NULL), MG_E_MISUSE);
     ck_assert_ptr_null(out);
     ck_assert_int_eq(mg_vqa(&out, NULL, NULL, 0, "q", NULL), MG_E_MISUSE);
-    ck_assert_int_eq(mg_prs_predict(&out, NULL, NULL, NULL, 0, "q", NULL), MG_E_MISUSE);
+    ck_assert_int_eq(mg_prs_predict(&out, NULL, NULL, k_sc, k_nm, 1, "q", NULL), MG_E_MISUSE);
     /* Every free accepts NULL. */
     mg_model_free(NULL);
     mg_context_free(NULL);
@@ -311,7 +315,7 @@ START_TEST(test_zombie_model) {
     /* The context still works. */
     ck_assert_int_eq(mg_context_interrupt(c), MG_OK);
     char *out = NULL;
-    ck_assert_int_eq(mg_prs_predict(&out, c, NULL, NULL, 0, "risk?", NULL), MG_E_UNSUPPORTED);
+    ck_assert_int_eq(mg_prs_predict(&out, NULL, c, k_sc, k_nm, 1, "risk?", NULL), MG_E_UNSUPPORTED);
     mg_context_free(c); /* last reference: the model goes now (valgrind/ASan check) */
     remove(path);
 }
@@ -356,13 +360,13 @@ START_TEST(test_tasks_unsupported) {
     ck_assert_ptr_nonnull(strstr(mg_context_errmsg(c), "cannot read images"));
     double sc[1] = {0.5};
     const char *nm[1] = {"PGS000001"};
-    ck_assert_int_eq(mg_prs_predict(&out, c, sc, nm, 1, "risk?", NULL), MG_E_UNSUPPORTED);
+    ck_assert_int_eq(mg_prs_predict(&out, NULL, c, sc, nm, 1, "risk?", NULL), MG_E_UNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(mg_context_errmsg(c), "polygenic"));
     /* Argument errors come first and say which argument. */
     ck_assert_int_eq(mg_generate_report(&out, c, imgs, 0, NULL), MG_E_INVALID_ARG);
     ck_assert_int_eq(mg_generate_report(NULL, c, imgs, 1, NULL), MG_E_INVALID_ARG);
     ck_assert_int_eq(mg_vqa(&out, c, imgs, 1, NULL, NULL), MG_E_INVALID_ARG);
-    ck_assert_int_eq(mg_prs_predict(&out, c, NULL, nm, 1, "q", NULL), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_prs_predict(&out, NULL, c, NULL, nm, 1, "q", NULL), MG_E_INVALID_ARG);
     mg_gen_params gp = MG_GEN_PARAMS_INIT;
     gp.top_p = 0.0f;
     ck_assert_int_eq(mg_generate_report(&out, c, imgs, 1, &gp), MG_E_INVALID_ARG);
@@ -397,7 +401,7 @@ static void *worker(void *p) {
         if (mg_model_meta_array_string(&s, a->m, "test.strings", 0) != MG_OK || strcmp(s, "alpha")) a->ok = 0;
         if (mg_model_tensor_find(&t, a->m, "text.token_embd") != MG_OK) a->ok = 0;
         char *out = NULL;
-        if (mg_prs_predict(&out, c, NULL, NULL, 0, "q", NULL) != MG_E_UNSUPPORTED) a->ok = 0;
+        if (mg_prs_predict(&out, NULL, c, k_sc, k_nm, 1, "q", NULL) != MG_E_UNSUPPORTED) a->ok = 0;
         mg_context_free(c);
     }
     return NULL;
@@ -437,7 +441,7 @@ START_TEST(test_interrupt_any_thread) {
     for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, interrupter, c);
     for (int i = 0; i < 200; i++) {
         char *out = NULL;
-        ck_assert_int_eq(mg_prs_predict(&out, c, NULL, NULL, 0, "q", NULL), MG_E_UNSUPPORTED);
+        ck_assert_int_eq(mg_prs_predict(&out, NULL, c, k_sc, k_nm, 1, "q", NULL), MG_E_UNSUPPORTED);
     }
     for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
     mg_context_free(c);

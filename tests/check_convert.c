@@ -611,6 +611,76 @@ static int32_t dtype_of(const mg_model *m, const char *name) {
     return t.dtype;
 }
 
+/* config.json's genome_config becomes genome.* keys with the types the
+ * JSON values have (integral numbers as integers), and the model then has
+ * a genomics encoder; a member of another type is refused. */
+START_TEST(test_genome_config) {
+    if (!have_numpy()) return;
+    make_mm();
+    size_t len = 0;
+    char *orig = (char *)tu_read_file(mm_path("/config.json"), &len);
+    ck_assert_ptr_nonnull(orig);
+    cJSON *j = cJSON_ParseWithLength(orig, len);
+    cJSON *g = cJSON_Parse("{\"traits\":[\"ldl\",\"bmi\",\"sbp\"],\"thresholds\":[\"p1\",\"p2\"],"
+                           "\"reference_mean\":[0,0.5,1,1.5,2,2.5],\"reference_std\":[1,1,1,1,1,2],"
+                           "\"grid\":[2,2],\"cell\":16,\"z_scale\":32.5,\"score_column\":\"SUM\","
+                           "\"question\":\"Does this individual have {outcome}?\"}");
+    ck_assert(j && g);
+    cJSON_AddItemToObject(j, "genome_config", g);
+    char *txt = cJSON_PrintUnformatted(j);
+    ck_assert_int_eq(tu_write_file(mm_path("/config.json"), txt, strlen(txt)), 0);
+    char err[512];
+    const char *out = mm_path(".genome.mgm");
+    mg_status st = conv(g_mm, out, MG_DTYPE_F32, NULL, 0, err, sizeof err);
+    /* a nested object is not a metadata value */
+    cJSON_AddItemToObject(g, "extra", cJSON_CreateObject());
+    char *bad = cJSON_PrintUnformatted(j);
+    ck_assert_int_eq(tu_write_file(mm_path("/config.json"), bad, strlen(bad)), 0);
+    mg_status st_bad = conv(g_mm, mm_path(".bad.mgm"), MG_DTYPE_F32, NULL, 0, err, sizeof err);
+    ck_assert_int_eq(tu_write_file(mm_path("/config.json"), orig, len), 0); /* restored */
+    ck_assert_int_eq(st_bad, MG_E_MODEL_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "genome_config: extra"));
+    ck_assert_msg(st == MG_OK, "%s", err);
+    free(txt);
+    free(bad);
+    free(orig);
+    cJSON_Delete(j);
+    mg_model *m = load(out);
+    const char *sv = NULL;
+    int64_t v = 0;
+    double f = 0;
+    ck_assert_int_eq(mg_model_meta_array_string(&sv, m, "genome.traits", 2), MG_OK);
+    ck_assert_str_eq(sv, "sbp");
+    ck_assert_int_eq(mg_model_meta_array_float(&f, m, "genome.reference_mean", 1), MG_OK);
+    ck_assert(f == 0.5);
+    ck_assert_int_eq(mg_model_meta_array_int(&v, m, "genome.reference_std", 5), MG_OK);
+    ck_assert_int_eq(v, 2);
+    ck_assert_int_eq(mg_model_meta_array_int(&v, m, "genome.grid", 1), MG_OK);
+    ck_assert_int_eq(v, 2);
+    ck_assert_int_eq(mg_model_meta_int(&v, m, "genome.cell"), MG_OK);
+    ck_assert_int_eq(v, 16);
+    ck_assert_int_eq(mg_model_meta_float(&f, m, "genome.z_scale"), MG_OK);
+    ck_assert(f == 32.5);
+    ck_assert_int_eq(mg_model_meta_string(&sv, m, "genome.score_column"), MG_OK);
+    ck_assert_str_eq(sv, "SUM");
+    /* the genomics encoder reads it: bmi_p2 (score 3: mean 1.5, sd 1) at mean + 2 sd
+     * -> 128 + 32.5 * 2 = 193 */
+    const double sc[1] = {1.5 + 2.0};
+    const char *nm[1] = {"bmi_p2"};
+    mg_image *img = NULL;
+    ck_assert_msg(mg_prs_score_image(&img, m, sc, nm, 1, err, sizeof err) == MG_OK, "%s", err);
+    const uint8_t *px = NULL;
+    uint8_t buf[32 * 32 * 3];
+    size_t need = 0;
+    ck_assert_int_eq(mg_image_copy_pixels(buf, sizeof buf, &need, img), MG_OK);
+    px = buf;
+    ck_assert_uint_eq(px[(0 * 32 + 16) * 3 + 1], 193); /* trait 1 at row 0, column 1 */
+    ck_assert_uint_eq(px[(0 * 32 + 16) * 3 + 0], 128); /* bmi_p1 not given */
+    mg_image_free(img);
+    mg_model_free(m);
+}
+END_TEST
+
 START_TEST(test_quantized) {
     if (!have_numpy()) return;
     make_mm();
@@ -1568,6 +1638,7 @@ int main(void) {
     tcase_add_test(tc, test_gguf_kquant);
     tcase_add_test(tc, test_multimodal);
     tcase_add_test(tc, test_quantized);
+    tcase_add_test(tc, test_genome_config);
     tcase_add_test(tc, test_real_tokenizer);
     tcase_add_test(tc, test_prune_vocab);
     tcase_add_test(tc, test_meta);

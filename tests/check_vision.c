@@ -643,10 +643,12 @@ START_TEST(test_registry) {
     mg_image_free(img);
     mg_context_free(c);
     mg_model_free(m);
-    /* the built-in table: the image encoder and the volume encoder over it */
+    /* the built-in table: the image encoder, the volume and genomics
+     * encoders over it */
     ck_assert_ptr_eq(mg__builtin_encoders[0], &mg__encoder_image2d);
     ck_assert_ptr_eq(mg__builtin_encoders[1], &mg__encoder_volume3d);
-    ck_assert_ptr_null(mg__builtin_encoders[2]);
+    ck_assert_ptr_eq(mg__builtin_encoders[2], &mg__encoder_genome);
+    ck_assert_ptr_null(mg__builtin_encoders[3]);
 }
 END_TEST
 

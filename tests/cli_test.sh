@@ -330,6 +330,46 @@ if [ -d "$DCM/ct_series_3slice" ]; then
   expect "report --window bone exits 2" test $? -eq 2
 fi
 
+# prs predict: risks from a .sscore with a genomics model (mkmodel --genome).
+"$CLI" mkmodel --shape tiny --genome 4,3 -o "$TMP/g43.mgm" 2>/dev/null
+expect "mkmodel --genome exits 0" test $? -eq 0
+{
+  printf '#FID\tIID\tALLELE_CT'
+  for s in AVG SUM; do for t in 0 1 2 3; do for c in 0 1 2; do printf '\tt%s_p%s_%s' $t $c $s; done; done; done
+  printf '\n'
+  for i in 1 2 3; do
+    printf 'F%s\tI%s\t10' $i $i
+    for k in $(seq 1 12); do printf '\t0'; done
+    for k in $(seq 1 12); do printf '\t%s.%s' $((k % 3 - 1)) $((i * 7 + k)); done
+    printf '\n'
+  done
+} > "$TMP/g.sscore"
+"$CLI" prs predict --scores-in "$TMP/g.sscore" -m "$TMP/g43.mgm" --outcome "type 2 diabetes" \
+  --outcome stroke --out "$TMP/g" > "$TMP/o.txt" 2> "$TMP/e.txt"
+expect "prs predict exits 0" test $? -eq 0
+expect "prs predict prints nothing on stdout" test ! -s "$TMP/o.txt"
+expect "prs predict header" sh -c "head -n 1 '$TMP/g.risk' | grep -q '^#FID	IID	type 2 diabetes	stroke\$'"
+expect "prs predict: one row per individual, in order" \
+  sh -c "cut -f 2 '$TMP/g.risk' | tail -n +2 | tr '\n' ' ' | grep -q '^I1 I2 I3 \$'"
+expect "prs predict: risks in [0, 1]" \
+  awk -F '\t' 'NR > 1 { for (i = 3; i <= NF; i++) if ($i < 0 || $i > 1) exit 1 } END { exit NR != 4 }' "$TMP/g.risk"
+"$CLI" prs predict --scores-in "$TMP/g.sscore" -m "$TMP/g43.mgm" --out "$TMP/g2" > "$TMP/o.txt" 2> "$TMP/e.txt"
+expect "prs predict without --outcome exits 2" test $? -eq 2
+"$CLI" prs predict --scores-in "$TMP/g.sscore" -m "$TMP/tiny.mgm" --outcome x --out "$TMP/g3" \
+  > "$TMP/o.txt" 2> "$TMP/e.txt"
+expect "prs predict with a model without a genomics encoder exits 1" test $? -eq 1
+expect "which it says" grep -q 'genomics encoder' "$TMP/e.txt"
+expect "and leaves no .risk file" test ! -e "$TMP/g3.risk"
+printf '#FID\tIID\tBMI_SUM\nF1\tI1\t0.5\n' > "$TMP/bmi.sscore"
+"$CLI" prs predict --scores-in "$TMP/bmi.sscore" -m "$TMP/g43.mgm" --outcome x --out "$TMP/g4" \
+  > "$TMP/o.txt" 2> "$TMP/e.txt"
+expect "prs predict with no score the model reads exits 1" test $? -eq 1
+expect "which it says" grep -q 'none of the 1 scores' "$TMP/e.txt"
+printf '#FID\tIID\tt0_p0_SUM\nF1\tI1\tzero\n' > "$TMP/bad.sscore"
+"$CLI" prs predict --scores-in "$TMP/bad.sscore" -m "$TMP/g43.mgm" --outcome x --out "$TMP/g5" \
+  > "$TMP/o.txt" 2> "$TMP/e.txt"
+expect "a malformed .sscore exits 1 naming the line" grep -q 'line 2' "$TMP/e.txt"
+
 rm -rf "$TMP"
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -357,29 +357,6 @@ func (m *Model) GenerateIDs(ctx context.Context, ids []int32, opts ...GenOption)
 	return text, err
 }
 
-// PredictRisk asks the model for a disease-risk answer from polygenic
-// scores (names are their identifiers). The library does not implement it
-// yet and returns an error matching ErrUnsupported.
-func (m *Model) PredictRisk(ctx context.Context, scores []float64, names []string, question string, opts ...GenOption) (string, error) {
-	if len(scores) != len(names) {
-		return "", argError("%d scores but %d names", len(scores), len(names))
-	}
-	var strs cstrs
-	defer strs.free()
-	cnames := strs.array(names)
-	cq := strs.str(question)
-	var cscores *C.double
-	if len(scores) > 0 {
-		cscores = (*C.double)(unsafe.Pointer(&scores[0]))
-	}
-	n := C.size_t(len(scores))
-	text, err := m.generate(ctx, opts, func(c *C.mg_context, out **C.char, p *C.mg_gen_params) C.mg_status {
-		return C.mg_prs_predict(out, c, cscores, cnames, n, cq, p)
-	})
-	runtime.KeepAlive(scores)
-	return text, err
-}
-
 func streamOpt(fn func(string) error) GenOption {
 	return WithOnToken(func(piece string, _ int32) error { return fn(piece) })
 }

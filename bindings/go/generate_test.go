@@ -88,9 +88,6 @@ func TestReportErrors(t *testing.T) {
 	if !errors.As(err, &e) || e.Status != StatusUnsupported || e.Message == "" {
 		t.Fatalf("text-only model: %v", err)
 	}
-	if _, err := m.PredictRisk(context.Background(), []float64{0.1}, []string{"PGS000001"}, "risk?"); !errors.Is(err, ErrUnsupported) {
-		t.Fatalf("PredictRisk: %v", err)
-	}
 }
 
 func TestGenerateAndTokenize(t *testing.T) {

@@ -36,7 +36,9 @@ class RealTree(unittest.TestCase):
         self.assertEqual(protos["mg_version_number"], 0)      # (void)
         self.assertEqual(protos["mg_image_from_pixels"], 9)
         self.assertEqual(protos["mg_detokenize"], 7)          # multi-line
-        self.assertEqual(protos["mg_prs_predict"], 7)
+        self.assertEqual(protos["mg_prs_predict"], 8)         # risk added
+        self.assertEqual(protos["mg_prs_predict_batch"], 8)
+        self.assertEqual(protos["mg_prs_score_image"], 7)
         self.assertEqual(protos["mg_string_free"], 1)
         # the volume slices and volume tasks (multi-line prototypes)
         self.assertEqual(protos["mg_slice_params_init"], 1)

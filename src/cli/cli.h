@@ -10,6 +10,7 @@ void cli_print_quoted(FILE *f, const char *s, size_t max);
 int cli_mkmodel(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
 int cli_prs(int argc, char **argv);
+int cli_prs_predict(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 int cli_image(int argc, char **argv);
 int cli_volume(int argc, char **argv);

@@ -43,6 +43,8 @@ static void usage(FILE *f) {
         "  --vision-layers N override the image encoder's layer count\n"
         "  --image-size N --patch N --image-tokens N   image encoder geometry\n"
         "  --no-vision       text decoder only\n"
+        "  --genome T,C      a genomics encoder over the image encoder: T traits x C\n"
+        "                    thresholds (docs/POLYGENIC.md)\n"
         "  --hidden N, --heads N, --kv-heads N, --head-dim N, --ffn N, --vocab N, --context N\n"
         "                    override one dimension of the text decoder's shape\n"
         "  --window N, --pattern N   sliding window and global-layer period\n"

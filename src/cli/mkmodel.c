@@ -314,6 +314,45 @@ static int write_meta(mg_writer *w, const shape *s, int vision, const char *dtyp
     return write_vocab(w, s);
 }
 
+/* --genome T,C: a genomics encoder's metadata (docs/POLYGENIC.md) over the
+ * image encoder: traits t0.., thresholds p0.., reference mean 0.01 k and
+ * standard deviation 1 + 0.1 (k mod 5) for score k, the smallest square
+ * grid whose side divides the image size, answers "Y" / "N" (one token
+ * each in the small vocabulary). */
+static int write_genome(mg_writer *w, const shape *s, int64_t T, int64_t C) {
+    int64_t S = s->v_image, g = 1;
+    while (g <= S && (g * g < T || S % g)) g++;
+    if (g > S) return -1;
+    char **names = calloc((size_t)(T + C), sizeof *names);
+    double *ms = calloc((size_t)(2 * T * C), sizeof *ms);
+    int ok = names && ms;
+    for (int64_t i = 0; ok && i < T + C; i++) {
+        char b[32];
+        snprintf(b, sizeof b, i < T ? "t%" PRId64 : "p%" PRId64, i < T ? i : i - T);
+        ok = (names[i] = strdup(b)) != NULL;
+    }
+    for (int64_t k = 0; ok && k < T * C; k++) {
+        ms[k] = 0.01 * (double)k;
+        ms[T * C + k] = 1.0 + 0.1 * (double)(k % 5);
+    }
+    mg_status st = ok ? MG_OK : MG_E_NOMEM;
+    const int64_t grid[2] = {g, g};
+    if (!st) st = mg_writer_set_string_array(w, "genome.traits", (const char *const *)names, (uint64_t)T);
+    if (!st) st = mg_writer_set_string_array(w, "genome.thresholds", (const char *const *)names + T, (uint64_t)C);
+    if (!st) st = mg_writer_set_float_array(w, "genome.reference_mean", ms, (uint64_t)(T * C));
+    if (!st) st = mg_writer_set_float_array(w, "genome.reference_std", ms + T * C, (uint64_t)(T * C));
+    if (!st) st = mg_writer_set_int_array(w, "genome.grid", grid, 2);
+    if (!st) st = mg_writer_set_int(w, "genome.cell", S / g);
+    if (!st) st = mg_writer_set_float(w, "genome.z_scale", 32.0);
+    if (!st) st = mg_writer_set_string(w, "genome.answer_yes", "Y");
+    if (!st) st = mg_writer_set_string(w, "genome.answer_no", "N");
+    if (!st) st = mg_writer_set_string(w, "genome.question", "Does this individual have {outcome}?");
+    for (int64_t i = 0; names && i < T + C; i++) free(names[i]);
+    free(names);
+    free(ms);
+    return st == MG_OK ? 0 : -1;
+}
+
 static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
     char *end;
     long long v = strtoll(s, &end, 10);
@@ -350,6 +389,7 @@ static const dim_opt *find_dim(const char *flag) {
 int cli_mkmodel(int argc, char **argv) {
     const char *out = NULL, *shape_name = "tiny", *dtype_name = "f32";
     int compress = 0, vision = 1;
+    int64_t gtraits = 0, gthresh = 0;
     int64_t seed = 1, layers = -1, vlayers = -1, window = -1, pattern = -1;
     int64_t vimage = -1, vpatch = -1, vtokens = -1;
     double acap = -1, fcap = -1;
@@ -373,6 +413,15 @@ int cli_mkmodel(int argc, char **argv) {
         else if (!strcmp(a, "--final-softcap")) { NEED_ARG(); if (parse_f64(v, 0, 1e6, &fcap)) goto bad; }
         else if (!strcmp(a, "--compress")) compress = 1;
         else if (!strcmp(a, "--no-vision")) vision = 0;
+        else if (!strcmp(a, "--genome")) {
+            NEED_ARG();
+            char gb[64];
+            snprintf(gb, sizeof gb, "%s", v);
+            char *comma = strchr(gb, ',');
+            if (!comma) goto bad;
+            *comma = '\0';
+            if (parse_i64(gb, 1, 4096, &gtraits) || parse_i64(comma + 1, 1, 3, &gthresh)) goto bad;
+        }
         else if (!strcmp(a, "--list-shapes")) {
             for (size_t k = 0; k < sizeof k_shapes / sizeof k_shapes[0]; k++)
                 printf("%-12s %s\n", k_shapes[k].name, k_shapes[k].desc);
@@ -426,6 +475,10 @@ int cli_mkmodel(int argc, char **argv) {
     }
     if (!s.v_layers) vision = 0;
     if (!vision) s.v_layers = 0;
+    if (gtraits && !vision) {
+        fprintf(stderr, "medgemini mkmodel: --genome needs the image encoder\n");
+        return 2;
+    }
 
     char err[512];
     mg_writer *w = NULL;
@@ -434,7 +487,8 @@ int cli_mkmodel(int argc, char **argv) {
         return 1;
     }
     gen g = {w, dtype, (uint64_t)seed, 0};
-    if (write_meta(w, &s, vision, dtype_name) != 0) {
+    if (write_meta(w, &s, vision, dtype_name) != 0 ||
+        (gtraits && write_genome(w, &s, gtraits, gthresh) != 0)) {
         fprintf(stderr, "medgemini mkmodel: metadata: %s\n", mg_writer_errmsg(w));
         mg_writer_free(w);
         return 1;

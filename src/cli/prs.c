@@ -1,5 +1,6 @@
 /* prs.c - `medgemini prs score`: polygenic scores from PLINK 1 binary
- * genotypes, written as a PLINK 2-compatible .sscore file. */
+ * genotypes, written as a PLINK 2-compatible .sscore file (and the entry to
+ * `prs predict`, prs_predict.c). */
 #include "medgemini.h"
 
 #include <stdio.h>
@@ -16,10 +17,13 @@ static void prs_usage(FILE *f) {
         "         [--double-sums]\n"
         "         [--vcf-dosage DS|GP|HDS|none]\n"
         "  Writes PREFIX.sscore (columns as plink2 --score cols=+scoresums,+denom,+fid)\n"
-        "  and prints each score's match report on stderr.\n");
+        "  and prints each score's match report on stderr.\n"
+        "       medgemini prs predict ... -m MODEL.mgm --outcome NAME --out PREFIX\n"
+        "  Disease risks from the scores with a model that reads them (prs predict --help).\n");
 }
 
 int cli_prs(int argc, char **argv) {
+    if (argc >= 1 && !strcmp(argv[0], "predict")) return cli_prs_predict(argc - 1, argv + 1);
     if (argc < 1 || strcmp(argv[0], "score") != 0) {
         prs_usage(argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) ? stdout : stderr);
         return argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) ? 0 : 2;

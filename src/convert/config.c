@@ -311,7 +311,17 @@ mg_status mg__cfg_from_hf(mg__ccfg *c, const char *dir, char *err, size_t errlen
         (st = check_tokens(c, err, errlen)))
         goto done;
     default_image(c);
-    st = preprocessor(c, dir, err, errlen);
+    if ((st = preprocessor(c, dir, err, errlen))) goto done;
+    /* A genomics encoder's settings, written as genome.* keys. */
+    const cJSON *gc = cJSON_GetObjectItemCaseSensitive(j, "genome_config");
+    if (gc && !cJSON_IsNull(gc)) {
+        if (!cJSON_IsObject(gc)) {
+            st = mg__err(err, errlen, MG_E_MODEL_FORMAT, "config.json: genome_config is not an object");
+            goto done;
+        }
+        if (!(c->genome_json = cJSON_PrintUnformatted(gc)))
+            st = mg__err(err, errlen, MG_E_NOMEM, "out of memory");
+    }
 done:
     cJSON_Delete(j);
     return st;

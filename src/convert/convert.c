@@ -364,6 +364,77 @@ static mg_status put_meta_rest(conv *cv, mg_writer *w) {
     return MG_OK;
 }
 
+/* config.json's genome_config, each member as genome.<name>: a string, a
+ * number (an integer when integral), or an array of strings or of numbers
+ * (integers when all are integral). */
+static int integral(double x) { return isfinite(x) && x == floor(x) && fabs(x) < 9007199254740992.0; }
+
+static mg_status write_genome(conv *cv, mg_writer *w, const char *json) {
+    mg_status st = MG_OK;
+    cJSON *g = cJSON_Parse(json);
+    if (!g) return mg__err(cv->err, cv->errlen, MG_E_NOMEM, "out of memory");
+    const cJSON *it;
+    char key[96];
+    cJSON_ArrayForEach(it, g) {
+        const char *name = it->string;
+        int ok = name && *name && strlen(name) < 64;
+        for (const char *p = name; ok && *p; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
+        if (!ok) {
+            st = mg__err(cv->err, cv->errlen, MG_E_MODEL_FORMAT,
+                         "config.json genome_config: member name '%.40s' (a-z, 0-9, _)",
+                         name ? name : "");
+            break;
+        }
+        snprintf(key, sizeof key, "genome.%s", name);
+        int n = cJSON_GetArraySize(it);
+        if (cJSON_IsString(it)) st = mg_writer_set_string(w, key, it->valuestring);
+        else if (cJSON_IsNumber(it))
+            st = integral(it->valuedouble) ? mg_writer_set_int(w, key, (int64_t)it->valuedouble)
+                                           : mg_writer_set_float(w, key, it->valuedouble);
+        else if (cJSON_IsArray(it) && n > 0 && cJSON_IsString(cJSON_GetArrayItem(it, 0))) {
+            const char **a = mg__calloc((size_t)n, sizeof *a);
+            if (!a) { st = MG_E_NOMEM; break; }
+            int i = 0;
+            const cJSON *e;
+            cJSON_ArrayForEach(e, it) {
+                if (!cJSON_IsString(e)) break;
+                a[i++] = e->valuestring;
+            }
+            st = i == n ? mg_writer_set_string_array(w, key, a, (uint64_t)n) : MG_E_MODEL_FORMAT;
+            mg__free(a);
+        } else if (cJSON_IsArray(it) && n > 0) {
+            double *a = mg__calloc((size_t)n, sizeof *a);
+            int64_t *ai = mg__calloc((size_t)n, sizeof *ai);
+            if (!a || !ai) { mg__free(a); mg__free(ai); st = MG_E_NOMEM; break; }
+            int i = 0, all_int = 1;
+            const cJSON *e;
+            cJSON_ArrayForEach(e, it) {
+                if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble)) break;
+                a[i] = e->valuedouble;
+                all_int &= integral(a[i]);
+                ai[i] = all_int ? (int64_t)a[i] : 0;
+                i++;
+            }
+            if (i != n) st = MG_E_MODEL_FORMAT;
+            else st = all_int ? mg_writer_set_int_array(w, key, ai, (uint64_t)n)
+                              : mg_writer_set_float_array(w, key, a, (uint64_t)n);
+            mg__free(a);
+            mg__free(ai);
+        } else st = MG_E_MODEL_FORMAT;
+        if (st) {
+            st = st == MG_E_MODEL_FORMAT
+                     ? mg__err(cv->err, cv->errlen, st,
+                               "config.json genome_config: %s must be a string, a number or a "
+                               "non-empty array of strings or of finite numbers", name)
+                     : mg__err(cv->err, cv->errlen, st, "%s", mg_writer_errmsg(w));
+            break;
+        }
+    }
+    cJSON_Delete(g);
+    return st;
+}
+
 static mg_status write_config(conv *cv, mg_writer *w) {
     const mg__ccfg *c = &cv->cfg;
     mg_status st;
@@ -398,7 +469,7 @@ static mg_status write_config(conv *cv, mg_writer *w) {
     W(mg_writer_set_float(w, "image.rescale", c->img_rescale));
     W(mg_writer_set_float_array(w, "image.mean", c->img_mean, 3));
     W(mg_writer_set_float_array(w, "image.std", c->img_std, 3));
-    return MG_OK;
+    return c->genome_json ? write_genome(cv, w, c->genome_json) : MG_OK;
 }
 
 static const char *base_name(const char *p) {
@@ -898,6 +969,7 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
     if ((st = mg_writer_finish(w))) mg__err(err, errlen, st, "%s", mg_writer_errmsg(w));
 done:
     mg_writer_free(w); /* removes an unfinished file */
+    cJSON_free(cv.cfg.genome_json);
     mg__csrc_free(&cv.src);
     mg__free(cv.p);
     mg_tokenizer_free(cv.tok);

@@ -125,6 +125,9 @@ typedef struct mg__ccfg {
     int64_t img_size;
     double img_mean[3], img_std[3], img_rescale;
     char img_resample[16];
+    /* config.json "genome_config" (a genomics encoder's metadata,
+     * docs/POLYGENIC.md) as compact JSON, or NULL; free with cJSON_free */
+    char *genome_json;
 } mg__ccfg;
 
 /* config.json (Gemma3ForConditionalGeneration or Gemma3ForCausalLM) and

@@ -53,7 +53,7 @@
 /* Input kinds. */
 #define MG__INPUT_IMAGE  1     /* one 2D image (mg_image) */
 #define MG__INPUT_VOLUME 2     /* a 3D volume (mg_volume), read as slices */
-#define MG__INPUT_GENOME 3     /* reserved: genotype or score vectors */
+#define MG__INPUT_GENOME 3     /* named polygenic scores (mg__genome_input) */
 
 typedef struct mg__enc_input {
     int32_t kind;                    /* MG__INPUT_* */
@@ -64,6 +64,13 @@ typedef struct mg__enc_input {
     const void *data;                /* other kinds: kind-specific */
     size_t size;
 } mg__enc_input;
+
+/* GENOME input: n scores and their names ("<trait>_<threshold>"). */
+typedef struct mg__genome_input {
+    const double *scores;
+    const char *const *names;
+    size_t n;
+} mg__genome_input;
 
 typedef struct mg__enc_geometry {
     uint32_t n_tokens;   /* tokens per block */
@@ -119,7 +126,23 @@ typedef struct mg__encoders {
 extern const mg__encoder_vtable *const mg__builtin_encoders[];
 extern const mg__encoder_vtable mg__encoder_image2d;
 extern const mg__encoder_vtable mg__encoder_volume3d;
+extern const mg__encoder_vtable mg__encoder_genome;
 
+/* A block_label for encoders whose blocks have no text after them. */
+void mg__enc_no_label(const void *impl, const mg__enc_input *in, uint32_t b, char *buf,
+                      size_t cap);
+/* Encodes w x h RGB8 pixels with an image2d state (wrap: an image struct
+ * the caller keeps for the call; the pixels are not copied). */
+mg_status mg__image2d_encode_rgb(void *state, mg_image *wrap, uint8_t *rgb, uint32_t w,
+                                 uint32_t h, float *out, mg__pool *pool,
+                                 const atomic_int *interrupt, char *err, size_t errlen);
+
+/* The genomics encoder's score image (S x S RGB8) of g; val and seen:
+ * T*C scratch entries (S and T*C from mg__genome_size). Errors: MG_E_INVALID_ARG (a
+ * NULL name, a score given twice, none the model reads). */
+mg_status mg__genome_render(const void *impl, const mg__genome_input *g, uint8_t *rgb,
+                            double *val, uint8_t *seen, char *err, size_t errlen);
+void mg__genome_size(const void *impl, uint32_t *side, size_t *n_scores);
 
 /* Probes every built-in against f and builds the best per input kind.
  * A model without any encoder section gives an empty set and MG_OK.

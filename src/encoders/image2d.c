@@ -290,8 +290,8 @@ static uint32_t n_blocks(const void *impl, const mg__enc_input *in) {
     return bid(impl, in) > 0 ? 1 : 0;
 }
 
-static void block_label(const void *impl, const mg__enc_input *in, uint32_t b, char *buf,
-                        size_t cap) {
+void mg__enc_no_label(const void *impl, const mg__enc_input *in, uint32_t b, char *buf,
+                      size_t cap) {
     (void)impl, (void)in, (void)b;
     if (cap) buf[0] = '\0';
 }
@@ -621,6 +621,27 @@ static mg_status encode(void *state, const mg__enc_input *in, float *out,
 
 const mg__encoder_vtable mg__encoder_image2d = {
     MG__ENCODER_ABI, sizeof(mg__encoder_vtable), "image2d", MG__INPUT_IMAGE,
-    probe, build, destroy, geometry, bid, n_blocks, block_label, state_new, state_free,
+    probe, build, destroy, geometry, bid, n_blocks, mg__enc_no_label, state_new, state_free,
     encode,
 };
+
+mg_status mg__image2d_encode_rgb(void *state, mg_image *wrap, uint8_t *rgb, uint32_t w,
+                                 uint32_t h, float *out, mg__pool *pool,
+                                 const atomic_int *interrupt, char *err, size_t errlen) {
+    memset(wrap, 0, sizeof *wrap);
+    wrap->tag = MG__TAG_IMAGE;
+    wrap->width = w;
+    wrap->height = h;
+    wrap->format = MG_PIXEL_RGB8;
+    wrap->source = MG_IMAGE_SRC_PIXELS;
+    wrap->bits_stored = 8;
+    wrap->size = (size_t)w * h * 3;
+    wrap->n_frames = 1;
+    wrap->slope = 1.0;
+    wrap->pixels = rgb;
+    mg__enc_input im;
+    memset(&im, 0, sizeof im);
+    im.kind = MG__INPUT_IMAGE;
+    im.image = wrap;
+    return encode(state, &im, out, pool, interrupt, err, errlen);
+}

@@ -7,6 +7,7 @@
 const mg__encoder_vtable *const mg__builtin_encoders[] = {
     &mg__encoder_image2d,
     &mg__encoder_volume3d,
+    &mg__encoder_genome,
     NULL,
 };
 

@@ -134,22 +134,8 @@ static mg_status encode(void *state, const mg__enc_input *in, float *out, mg__po
         s->rgb_cap = need;
     }
     mg__slices_render(v, in->slices.flags, in->slices.window, idx, s->rgb);
-    memset(&s->slice, 0, sizeof s->slice);
-    s->slice.tag = MG__TAG_IMAGE;
-    s->slice.width = w;
-    s->slice.height = h;
-    s->slice.format = MG_PIXEL_RGB8;
-    s->slice.source = MG_IMAGE_SRC_PIXELS;
-    s->slice.bits_stored = 8;
-    s->slice.size = need;
-    s->slice.n_frames = 1;
-    s->slice.slope = 1.0;
-    s->slice.pixels = s->rgb;
-    mg__enc_input im;
-    memset(&im, 0, sizeof im);
-    im.kind = MG__INPUT_IMAGE;
-    im.image = &s->slice;
-    return mg__encoder_image2d.encode(s->image, &im, out, pool, interrupt, err, errlen);
+    return mg__image2d_encode_rgb(s->image, &s->slice, s->rgb, w, h, out, pool, interrupt, err,
+                                  errlen);
 }
 
 const mg__encoder_vtable mg__encoder_volume3d = {

@@ -1,14 +1,14 @@
 /* tasks.c - the task entry points: report generation and visual question
  * answering over images (prompt layout in docs/VISION.md) and over volumes
  * (docs/VOLUME.md), and
- * polygenic-risk prediction (MG_E_UNSUPPORTED until the genomics encoder
- * lands). */
+ * polygenic-risk prediction from the score image (docs/POLYGENIC.md). */
 #include "api/api.h"
 
 #include "io/image.h"
 #include "io/volume.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -105,8 +105,9 @@ static void add_block(sbuf *sb, mg_context *c, const mg__gen_block *bl) {
 
 /* Tokenizes the prompt text sb (consumed), puts each block's tokens after
  * its <boi> marker, and generates. */
-static mg_status run_prompt(char **out, mg_context *c, sbuf *sb, mg__gen_block *blocks,
-                            size_t n_blocks, const mg_gen_params *gp) {
+static mg_status run_prompt_hook(char **out, mg_context *c, sbuf *sb, mg__gen_block *blocks,
+                                 size_t n_blocks, const mg_gen_params *gp, mg__prompt_hook hook,
+                                 void *user) {
     const mg_model *m = c->model;
     const mg_tokenizer *tok = m->tokenizer;
     int32_t boi, eoi, img;
@@ -170,9 +171,14 @@ static mg_status run_prompt(char **out, mg_context *c, sbuf *sb, mg__gen_block *
         for (uint32_t t = 0; t < nt; t++) all[o++] = img;
     }
     mg__free(ids);
-    st = mg__generate_with_blocks(out, c, all, total, blocks, n_blocks, gp);
+    st = mg__generate_with_hook(out, c, all, total, blocks, n_blocks, gp, hook, user);
     mg__free(all);
     return st;
+}
+
+static mg_status run_prompt(char **out, mg_context *c, sbuf *sb, mg__gen_block *blocks,
+                            size_t n_blocks, const mg_gen_params *gp) {
+    return run_prompt_hook(out, c, sb, blocks, n_blocks, gp, NULL, NULL);
 }
 
 /* Opens the user turn: <start_of_turn>user\n{system}\n\n */
@@ -351,18 +357,239 @@ MG_API mg_status mg_vqa_volume(char **out, mg_context *ctx, const mg_volume *vol
     return volumetric(out, ctx, volume, question, slices, params);
 }
 
-MG_API mg_status mg_prs_predict(char **out, mg_context *ctx,
+/* ------------------------------------------------------------- polygenic */
+
+/* The ids of the yes and no answer words (one token each). */
+static mg_status answer_ids(mg_context *c, int32_t *yes, int32_t *no) {
+    const mg_tokenizer *tok = c->model->tokenizer;
+    const char *w[2] = {meta_str(c->model, "genome.answer_yes", "yes"),
+                        meta_str(c->model, "genome.answer_no", "no")};
+    int32_t id[2];
+    for (int k = 0; k < 2; k++) {
+        size_t n = 0;
+        mg_status st = mg_tokenize(id + k, 1, &n, tok, w[k], strlen(w[k]), 0);
+        if (st != MG_OK || n != 1)
+            return mg__ctx_leave(c, MG_E_UNSUPPORTED,
+                                 "the answer word '%s' is not one token of the model's tokenizer",
+                                 w[k]);
+    }
+    *yes = id[0];
+    *no = id[1];
+    return MG_OK;
+}
+
+/* The score block of g: the model's genomics encoder on it, the markers
+ * and the answer words' ids; on failure the context is left with the
+ * error. */
+static mg_status genome_block(mg_context *c, mg__genome_input *g, mg__gen_block *bl,
+                              int32_t *yes, int32_t *no) {
+    memset(bl, 0, sizeof *bl);
+    bl->in.kind = MG__INPUT_GENOME;
+    bl->in.data = g;
+    bl->in.size = sizeof *g;
+    bl->enc = mg__encoders_pick(&c->model->encoders, &bl->in);
+    if (bl->enc < 0)
+        return mg__ctx_leave(c, MG_E_UNSUPPORTED,
+                             "the model has no genomics encoder (metadata genome.*): it cannot "
+                             "read polygenic scores");
+    int32_t boi, eoi, img;
+    mg_status st = markers(c, &boi, &eoi, &img);
+    return st ? st : answer_ids(c, yes, no);
+}
+
+/* P(yes) / (P(yes) + P(no)) from the logits. */
+static double yes_risk(const float *logits, int32_t yes, int32_t no) {
+    double d = (double)logits[no] - (double)logits[yes];
+    return 1.0 / (1.0 + exp(d));
+}
+
+/* The user turn with the score block before the question:
+ * <start_of_turn>user\n[system\n\n]\n\n<boi><eoi>\n\nQUESTION<end_of_turn>\n
+ * <start_of_turn>model\n (Gemma 3's template for [image, text]). */
+static void genome_prompt(sbuf *sb, mg_context *c, const mg__gen_block *bl,
+                          const mg_gen_params *gp, const char *question) {
+    open_turn(sb, c->model, gp);
+    add_block(sb, c, bl);
+    sadd_trim(sb, question);
+    close_turn(sb, c->model);
+}
+
+typedef struct risk_hook { double *risk; int32_t yes, no; } risk_hook;
+
+static mg_status take_risk(mg_context *c, void *user, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    risk_hook *h = user;
+    if (h->risk) *h->risk = yes_risk(c->logits, h->yes, h->no);
+    return MG_OK;
+}
+
+static mg_status check_scores(mg_context *c, const double *scores, const char *const *names,
+                              size_t n) {
+    if (!n || !scores || !names)
+        return mg__ctx_leave(c, MG_E_INVALID_ARG, "no scores given (scores, names or n_scores)");
+    return MG_OK;
+}
+
+MG_API mg_status mg_prs_predict(char **out, double *risk, mg_context *ctx,
                                 const double *scores, const char *const *names,
                                 size_t n_scores, const char *question,
                                 const mg_gen_params *params) {
     if (out) *out = NULL;
+    if (risk) *risk = NAN;
     mg_status st = mg__ctx_enter(ctx);
     if (st) return st;
-    if (!out || !question || (n_scores && (!scores || !names)))
-        return mg__ctx_leave(ctx, MG_E_INVALID_ARG, "out, question, scores or names is NULL");
+    if ((!out && !risk) || !question)
+        return mg__ctx_leave(ctx, MG_E_INVALID_ARG, "question is NULL, or out and risk both are");
+    if ((st = check_scores(ctx, scores, names, n_scores))) return st;
     if ((st = check_gen(ctx, params))) return st;
-    return mg__ctx_leave(ctx, MG_E_UNSUPPORTED,
-                         "polygenic risk prediction is not available in libmedgemini %s "
-                         "(the genomics encoder is not built yet)",
-                         MG_VERSION_STRING);
+    mg_gen_params gp;
+    if (mg__gen_params_check(&gp, params))
+        return mg__ctx_leave(ctx, MG_E_INVALID_ARG, "generation parameters out of range");
+    if (!out) gp.max_tokens = 0;
+    mg__genome_input g = {scores, names, n_scores};
+    mg__gen_block bl;
+    risk_hook h = {risk, 0, 0};
+    if ((st = genome_block(ctx, &g, &bl, &h.yes, &h.no))) return st;
+    sbuf sb = {0};
+    genome_prompt(&sb, ctx, &bl, &gp, question);
+    char *text = NULL;
+    st = run_prompt_hook(out ? out : &text, ctx, &sb, &bl, 1, &gp, take_risk, &h);
+    mg_string_free(text);
+    return st;
+}
+
+MG_API mg_status mg_prs_predict_batch(double *risk, mg_context *ctx, const double *scores,
+                                      size_t n_individuals, const char *const *names,
+                                      size_t n_scores, const char *const *questions,
+                                      size_t n_questions) {
+    mg_status st = mg__ctx_enter(ctx);
+    if (st) return st;
+    if (!risk || !questions || !n_questions || !n_individuals)
+        return mg__ctx_leave(ctx, MG_E_INVALID_ARG, "risk or questions is NULL, or a count is 0");
+    size_t total;
+    if (mg__mul_size(n_individuals, n_questions, &total))
+        return mg__ctx_leave(ctx, MG_E_INVALID_ARG, "too many individuals x questions");
+    for (size_t i = 0; i < total; i++) risk[i] = NAN;
+    if ((st = check_scores(ctx, scores, names, n_scores))) return st;
+    for (size_t q = 0; q < n_questions; q++)
+        if (!questions[q]) return mg__ctx_leave(ctx, MG_E_INVALID_ARG, "questions[%zu] is NULL", q);
+    mg_gen_params gp;
+    mg__gen_params_check(&gp, NULL);
+    mg__genome_input g = {scores, names, n_scores};
+    mg__gen_block bl;
+    int32_t boi, eoi, img, yes, no;
+    if ((st = genome_block(ctx, &g, &bl, &yes, &no))) return st;
+    markers(ctx, &boi, &eoi, &img); /* known to succeed: genome_block checked them */
+    /* Every question's prompt, tokenized whole (as the single call does);
+     * the text up to <eoi> is the same for all, so each prompt is that
+     * prefix, then its own tokens from <eoi> on. */
+    const mg_tokenizer *tok = ctx->model->tokenizer;
+    const uint32_t flags = MG_TOKENIZE_ADD_BOS | MG_TOKENIZE_PARSE_SPECIAL;
+    const uint32_t nt = ctx->model->encoders.e[bl.enc].geo.n_tokens;
+    int32_t **tail = mg__calloc(n_questions, sizeof *tail);
+    size_t *n_tail = mg__calloc(n_questions, sizeof *n_tail);
+    int32_t *prefix = NULL;
+    size_t n_prefix = 0;
+    char err[256] = "";
+    if (!tail || !n_tail) st = MG_E_NOMEM;
+    for (size_t q = 0; q < n_questions && st == MG_OK; q++) {
+        sbuf sb = {0};
+        genome_prompt(&sb, ctx, &bl, &gp, questions[q]);
+        size_t n = 0;
+        int32_t *ids = NULL;
+        if (sb.bad) st = MG_E_NOMEM;
+        else {
+            st = mg_tokenize(NULL, 0, &n, tok, sb.p, sb.len, flags);
+            if (st == MG_OK || st == MG_E_BUFFER_TOO_SMALL) {
+                ids = mg__calloc(n ? n : 1, sizeof *ids);
+                st = ids ? mg_tokenize(ids, n, &n, tok, sb.p, sb.len, flags) : MG_E_NOMEM;
+            }
+        }
+        mg__free(sb.p);
+        size_t e = 0, nb = 0;
+        for (size_t i = 0; st == MG_OK && i < n; i++) {
+            if (ids[i] == boi || ids[i] == img || ids[i] == eoi) nb++;
+            if (ids[i] == eoi) e = i + 1;
+        }
+        if (st == MG_OK && nb != 2) {
+            st = MG_E_INVALID_ARG;
+            snprintf(err, sizeof err, "question %zu contains image marker tokens", q);
+        }
+        /* The shared prefix ends with the image tokens; each question's
+         * part starts at <eoi>, so it is read in one decoder call as the
+         * single call reads it, giving the same numbers. */
+        if (st == MG_OK && !prefix) {
+            n_prefix = e - 1 + nt; /* <bos> ... <boi>, nt image tokens */
+            prefix = mg__calloc(n_prefix, sizeof *prefix);
+            if (!prefix) st = MG_E_NOMEM;
+            else {
+                memcpy(prefix, ids, (e - 1) * sizeof *ids);
+                for (uint32_t t = 0; t < nt; t++) prefix[e - 1 + t] = img;
+                bl.at = e - 1;
+            }
+        }
+        if (st == MG_OK) {
+            n_tail[q] = n - (e - 1);
+            tail[q] = mg__calloc(n_tail[q], sizeof **tail);
+            if (!tail[q]) st = MG_E_NOMEM;
+            else memcpy(tail[q], ids + e - 1, n_tail[q] * sizeof *ids);
+        }
+        mg__free(ids);
+    }
+    for (size_t i = 0; i < n_individuals && st == MG_OK; i++) {
+        g.scores = scores + i * n_scores;
+        mg__dstate_reset(ctx->dstate);
+        ctx->logits_valid = 0;
+        st = mg__feed_prompt(ctx, prefix, n_prefix, &bl, 1, err, sizeof err);
+        uint32_t at = mg__dstate_pos(ctx->dstate);
+        for (size_t q = 0; q < n_questions && st == MG_OK; q++) {
+            if (q && mg__dstate_rewind(ctx->dstate, at) != MG_OK) st = MG_E_INTERNAL;
+            if (st == MG_OK) st = mg__feed_prompt(ctx, tail[q], n_tail[q], NULL, 0, err, sizeof err);
+            if (st == MG_OK) risk[i * n_questions + q] = yes_risk(ctx->logits, yes, no);
+        }
+    }
+    for (size_t q = 0; tail && q < n_questions; q++) mg__free(tail[q]);
+    mg__free(tail);
+    mg__free(n_tail);
+    mg__free(prefix);
+    if (st == MG_OK) return mg__ctx_leave(ctx, MG_OK, NULL);
+    return mg__ctx_leave(ctx, st, "%s", err[0] ? err : mg_status_str(st));
+}
+
+MG_API mg_status mg_prs_score_image(mg_image **out, const mg_model *model,
+                                    const double *scores, const char *const *names,
+                                    size_t n_scores, char *err, size_t errlen) {
+    if (out) *out = NULL;
+    if (err && errlen) err[0] = '\0';
+    if (!mg__model_ok(model)) return mg__err(err, errlen, MG_E_MISUSE, "not a valid model handle");
+    if (!out || !scores || !names || !n_scores)
+        return mg__err(err, errlen, MG_E_INVALID_ARG, "out, scores or names is NULL, or no scores");
+    const mg__encoder *e = NULL;
+    for (uint32_t i = 0; i < model->encoders.n; i++)
+        if (model->encoders.e[i].vt == &mg__encoder_genome) e = &model->encoders.e[i];
+    if (!e)
+        return mg__err(err, errlen, MG_E_UNSUPPORTED,
+                       "the model has no genomics encoder (metadata genome.*)");
+    uint32_t S;
+    size_t tc;
+    mg__genome_size(e->impl, &S, &tc);
+    mg_image_params ip;
+    mg__image_params_resolve(&ip, NULL);
+    mg_image *img = NULL;
+    mg_status st = mg__image_alloc(&img, S, S, MG_PIXEL_RGB8, MG_IMAGE_SRC_PIXELS, 8, &ip, err,
+                                   errlen);
+    if (st) return st;
+    double *val = mg__calloc(tc, sizeof *val);
+    uint8_t *seen = mg__calloc(tc, 1);
+    mg__genome_input g = {scores, names, n_scores};
+    if (!val || !seen) st = mg__err(err, errlen, MG_E_NOMEM, "out of memory");
+    else st = mg__genome_render(e->impl, &g, img->pixels, val, seen, err, errlen);
+    mg__free(val);
+    mg__free(seen);
+    if (st) {
+        mg_image_free(img);
+        return st;
+    }
+    *out = img;
+    return MG_OK;
 }

@@ -195,8 +195,10 @@ def main(argv=None):
     lam_block = np.clip(block_centre[block_of] + rng_eff.uniform(-0.1, 0.1, size=T), 0.3, 0.9)
     lam_super = rng_eff.uniform(0.2, 0.4, size=T)
     lam_global = rng_eff.uniform(0.1, 0.3, size=T)
+    shared = lam_block ** 2 + lam_super ** 2 + lam_global ** 2
+    shrink = np.sqrt(np.minimum(1.0, 0.95 / shared))              # keep >= 5 % trait-specific
+    lam_block, lam_super, lam_global = lam_block * shrink, lam_super * shrink, lam_global * shrink
     resid = 1 - lam_block ** 2 - lam_super ** 2 - lam_global ** 2
-    assert (resid > 0.02).all()
     # model genetic correlation of the traits' effects
     L = np.zeros((T, 1 + len(supers) + len(BLOCKS)))
     L[:, 0] = lam_global
@@ -375,7 +377,7 @@ def main(argv=None):
 
     meta = dict(
         generator="tools/polygenic/simulate.py", generator_version=VERSION,
-        command="tools/polygenic/simulate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        parameters={k: v for k, v in vars(a).items() if k != "out"},
         seed=a.seed, versions=dict(python=platform.python_version(), numpy=np.__version__),
         n_individuals=N, n_variants=M, n_causal=int(mc), chromosomes="1-22 (GRCh37 lengths)",
         maf_range=a.maf, trait_h2_range=a.trait_h2, gwas_n_range=a.gwas_n, missing_rate=a.missing_rate,

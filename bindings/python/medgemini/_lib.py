@@ -286,7 +286,9 @@ mg_generate_report = _fn("mg_generate_report", st, [PP, P, POINTER(c_void_p), c_
 mg_vqa = _fn("mg_vqa", st, [PP, P, POINTER(c_void_p), c_size_t, c_char_p, POINTER(mg_gen_params)])
 mg_generate_report_volume = _fn("mg_generate_report_volume", st, [PP, P, P, POINTER(mg_slice_params), POINTER(mg_gen_params)])
 mg_vqa_volume = _fn("mg_vqa_volume", st, [PP, P, P, c_char_p, POINTER(mg_slice_params), POINTER(mg_gen_params)])
-mg_prs_predict = _fn("mg_prs_predict", st, [PP, P, POINTER(c_double), POINTER(c_char_p), c_size_t, c_char_p, POINTER(mg_gen_params)])
+mg_prs_predict = _fn("mg_prs_predict", st, [PP, POINTER(c_double), P, POINTER(c_double), POINTER(c_char_p), c_size_t, c_char_p, POINTER(mg_gen_params)])
+mg_prs_predict_batch = _fn("mg_prs_predict_batch", st, [POINTER(c_double), P, POINTER(c_double), c_size_t, POINTER(c_char_p), c_size_t, POINTER(c_char_p), c_size_t])
+mg_prs_score_image = _fn("mg_prs_score_image", st, [PP, P, POINTER(c_double), POINTER(c_char_p), c_size_t, c_char_p, c_size_t])
 
 
 def take_string(ptr):

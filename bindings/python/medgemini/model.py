@@ -5,6 +5,7 @@ import ctypes
 import os
 import queue
 import threading
+from array import array
 from ctypes import byref, c_char_p, c_double, c_int32, c_int64, c_size_t, c_uint64, c_void_p
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from ._handle import HandleState, Owned
 from .errors import (E_BUFFER_TOO_SMALL, E_INTERRUPTED, E_MISUSE, Interrupted,
                      InvalidArgumentError, MisuseError, UnsupportedError,
                      make_error)
-from .image import as_image
+from .image import Image, as_image
 from .volume import Volume, slice_params
 
 try:
@@ -230,6 +231,11 @@ class _GenCall:
 
     def run(self, ctx, fn, *args):
         """Calls fn(&out, ctx, *args, &params); returns the text or raises."""
+        return self.invoke(ctx, lambda out, params: fn(out, ctx, *args, params))
+
+    def invoke(self, ctx, call):
+        """Calls call(&out, &params) on the context ctx with the
+        cancellation tokens attached; returns the text or raises."""
         for c in self.cancels:
             if c._attach(ctx):
                 for d in self.cancels:
@@ -237,7 +243,7 @@ class _GenCall:
                 raise Interrupted("cancelled before the call started", E_INTERRUPTED, "")
         out = c_void_p()
         try:
-            st = fn(byref(out), ctx, *args, byref(self.params))
+            st = call(byref(out), byref(self.params))
         finally:
             for c in self.cancels:
                 c._detach(ctx)
@@ -448,14 +454,102 @@ class _Generating:
                 yield (vh, _enc(question), byref(sp))
         return _stream(self._acquire, _lib.mg_vqa_volume, prepare, params, cancel)
 
-    def predict_risk(self, scores, question, cancel=None, **params):
-        """Risk prediction from polygenic scores ({name: value}); the library
-        does not implement it yet (raises UnsupportedError)."""
-        names = list(scores)
-        vals = (c_double * max(len(names), 1))(*[float(scores[k]) for k in names])
-        arr = (c_char_p * max(len(names), 1))(*[_enc(k) for k in names])
-        return self._call(_lib.mg_prs_predict, (vals, arr, len(names), _enc(question)),
-                          params, None, cancel)
+    def prs_predict(self, scores, question, on_token=None, cancel=None, **params):
+        """Polygenic risk prediction with a model that has a genomics
+        encoder (metadata genome.*; UnsupportedError otherwise). scores is
+        a dict {name: value} or a (names, values) pair, named
+        "<trait>_<threshold>" as the model's genome.traits and
+        genome.thresholds; the model lays them out as its score image
+        (Model.score_image), reads it as one image block and answers the
+        question after it. Names it does not know are ignored, scores it
+        knows but are not given (or NaN) count as the reference mean; a
+        name given twice is an InvalidArgumentError. Returns (text, risk):
+        the generated answer (generation parameters as generate()) and
+        P(yes) / (P(yes) + P(no)) from the scores of the answer's first
+        token (the model's genome.answer_yes and genome.answer_no words)."""
+        names, vals, n = _score_arrays(scores)
+        risk = c_double(float("nan"))
+        q = _enc(question)
+        call = _GenCall(params, on_token=on_token, cancels=(cancel,))
+        with self._acquire() as ctx:
+            text = call.invoke(ctx, lambda out, p: _lib.mg_prs_predict(
+                out, byref(risk), ctx, vals, names, n, q, p))
+        return text, risk.value
+
+    def prs_risk(self, scores, question, cancel=None):
+        """The risk of prs_predict() alone, as a float in (0, 1), without
+        generating text (the context's logits() are then those of the
+        answer's first token)."""
+        names, vals, n = _score_arrays(scores)
+        risk = c_double(float("nan"))
+        q = _enc(question)
+        call = _GenCall({}, cancels=(cancel,))
+        with self._acquire() as ctx:
+            call.invoke(ctx, lambda out, p: _lib.mg_prs_predict(
+                None, byref(risk), ctx, vals, names, n, q, p))
+        return risk.value
+
+    def prs_predict_batch(self, scores, names, questions, cancel=None):
+        """Risks for many individuals and questions: scores is a matrix,
+        one row per individual and one column per name (a list of rows or
+        a 2-D numpy array); questions a list of strings (or one string).
+        Each individual's score block is read once and shared by its
+        questions. Returns risk[i][q], as prs_risk() computes it: a numpy
+        float64 array of shape (individuals, questions) when numpy is
+        installed, else a list of lists."""
+        names = [_enc(k) for k in names]
+        if isinstance(questions, (str, bytes)):
+            questions = [questions]
+        qs = [_enc(q) for q in questions]
+        k = len(names)
+        if _np is not None and isinstance(scores, _np.ndarray):
+            mat = _np.ascontiguousarray(scores, dtype=_np.float64)
+            if mat.ndim != 2 or mat.shape[1] != k:
+                raise InvalidArgumentError("scores must be a matrix of %d columns, got shape %s"
+                                           % (k, mat.shape))
+            n_ind = mat.shape[0]
+            flat = mat.reshape(-1).tolist()
+        else:
+            rows = [list(r) for r in scores]
+            for i, r in enumerate(rows):
+                if len(r) != k:
+                    raise InvalidArgumentError("row %d of scores has %d values for %d names"
+                                               % (i, len(r), k))
+            n_ind = len(rows)
+            flat = [float(v) for r in rows for v in r]
+        if not n_ind or not qs or not k:
+            raise InvalidArgumentError("no individuals, names or questions")
+        vals = (c_double * len(flat))(*flat)
+        arr = (c_char_p * k)(*names)
+        qarr = (c_char_p * len(qs))(*qs)
+        risk = (c_double * (n_ind * len(qs)))()
+        call = _GenCall({}, cancels=(cancel,))
+        with self._acquire() as ctx:
+            call.invoke(ctx, lambda out, p: _lib.mg_prs_predict_batch(
+                risk, ctx, vals, n_ind, arr, k, qarr, len(qs)))
+        nq = len(qs)
+        if _np is not None:
+            return _np.ctypeslib.as_array(risk).reshape(n_ind, nq).copy()
+        return [list(risk[i * nq:(i + 1) * nq]) for i in range(n_ind)]
+
+
+def _score_arrays(scores):
+    """(names, values, n) as C arrays from a dict {name: value} or a
+    (names, values) pair."""
+    if isinstance(scores, dict):
+        names, values = list(scores.keys()), list(scores.values())
+    else:
+        try:
+            names, values = scores
+        except (TypeError, ValueError):
+            raise TypeError("scores must be a dict {name: value} or a (names, values) pair") from None
+        names, values = list(names), list(values)
+    if len(names) != len(values):
+        raise InvalidArgumentError("%d score names but %d values" % (len(names), len(values)))
+    n = len(names)
+    vals = (c_double * max(n, 1))(*[float(v) for v in values])
+    arr = (c_char_p * max(n, 1))(*[_enc(k) for k in names])
+    return arr, vals, n
 
 
 class Context(Owned, _Generating):
@@ -524,14 +618,19 @@ class Context(Owned, _Generating):
         return out
 
     def logits(self):
-        """The logits of the last decoder step (numpy float32, n_vocab): the
-        scores of the next token. After report()/vqa() with max_tokens=0
-        they are those of the answer's first token."""
-        if _np is None:  # pragma: no cover
-            raise ImportError("Context.logits() needs numpy")
-        out = _np.empty(self.model.info.n_vocab, dtype=_np.float32)
+        """The logits of the last decoder step (numpy float32, n_vocab; an
+        array('f') without numpy): the scores of the next token. After
+        report()/vqa() with max_tokens=0, or prs_risk(), they are those of
+        the answer's first token."""
+        n = self.model.info.n_vocab
+        if _np is not None:
+            out = _np.empty(n, dtype=_np.float32)
+            ptr = out.ctypes.data_as(c_void_p)
+        else:
+            out = array("f", bytes(4 * n))
+            ptr = out.buffer_info()[0]
         with self._acquire() as h:
-            st = _lib.mg_context_logits(h, out.ctypes.data_as(c_void_p), out.size)
+            st = _lib.mg_context_logits(h, ptr, n)
             if st:
                 raise make_error(st, (_lib.mg_context_errmsg(h) or b"").decode())
         return out
@@ -720,6 +819,22 @@ class Model(Owned, _Generating):
         if typ == 4:
             return [one(elem, i) for i in range(n)]
         return one(typ)
+
+    def score_image(self, scores):
+        """The score image the model's genomics encoder reads for these
+        polygenic scores (a dict {name: value} or a (names, values) pair;
+        see prs_predict()): an RGB Image, each trait a square of the
+        model's genome.grid, one channel per p-value threshold holding
+        128 + genome.z_scale * (score - mean) / std (rounded half to even,
+        clipped to 0..255; 128 for a score not given). UnsupportedError for
+        a model without a genomics encoder."""
+        names, vals, n = _score_arrays(scores)
+        out, err = c_void_p(), ctypes.create_string_buffer(_lib.ERRBUF)
+        with self._borrow() as h:
+            st = _lib.mg_prs_score_image(byref(out), h, vals, names, n, err, _lib.ERRBUF)
+        if st:
+            raise make_error(st, err.value.decode("utf-8", "replace"))
+        return Image(out.value)
 
     def tensors(self):
         """TensorInfo of every tensor, in file order."""

@@ -35,6 +35,17 @@ def model(tiny_path):
 
 
 @pytest.fixture(scope="session")
+def genome_path(tmp_path_factory):
+    """A random-weight model with a genomics encoder: traits t0..t3,
+    thresholds p0..p2 (scores "t0_p0" ... "t3_p2"), reference mean 0.01*k
+    and std 1 + 0.1*(k % 5) for score k = trait*3 + threshold, a 2x2 grid
+    of 32-px squares, z_scale 32, answer words "Y" and "N"."""
+    path = str(tmp_path_factory.mktemp("model") / "genome.mgm")
+    cli("mkmodel", "--shape", "tiny", "--genome", "4,3", "-o", path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def slow_path(tmp_path_factory):
     """A text model large enough that generation takes a noticeable time."""
     path = str(tmp_path_factory.mktemp("model") / "slow.mgm")

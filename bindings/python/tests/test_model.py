@@ -307,9 +307,3 @@ def test_close_while_another_thread_generates(slow_path):
     assert "text" in box, box
     with pytest.raises(medgemini.MisuseError):
         m.generate("x")
-
-
-def test_predict_risk_is_unsupported(model):
-    with pytest.raises(medgemini.UnsupportedError) as e:
-        model.predict_risk({"PGS000001": 0.5}, "Risk of asthma?")
-    assert e.value.status == 7

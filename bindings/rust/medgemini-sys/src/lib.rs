@@ -498,7 +498,9 @@ extern "C" {
     pub fn mg_vqa(out: *mut *mut c_char, ctx: *mut mg_context, images: *const *const mg_image, n_images: usize, question: *const c_char, params: *const mg_gen_params) -> mg_status;
     pub fn mg_generate_report_volume(out: *mut *mut c_char, ctx: *mut mg_context, volume: *const mg_volume, slices: *const mg_slice_params, params: *const mg_gen_params) -> mg_status;
     pub fn mg_vqa_volume(out: *mut *mut c_char, ctx: *mut mg_context, volume: *const mg_volume, question: *const c_char, slices: *const mg_slice_params, params: *const mg_gen_params) -> mg_status;
-    pub fn mg_prs_predict(out: *mut *mut c_char, ctx: *mut mg_context, scores: *const f64, names: *const *const c_char, n_scores: usize, question: *const c_char, params: *const mg_gen_params) -> mg_status;
+    pub fn mg_prs_predict(out: *mut *mut c_char, risk: *mut f64, ctx: *mut mg_context, scores: *const f64, names: *const *const c_char, n_scores: usize, question: *const c_char, params: *const mg_gen_params) -> mg_status;
+    pub fn mg_prs_predict_batch(risk: *mut f64, ctx: *mut mg_context, scores: *const f64, n_individuals: usize, names: *const *const c_char, n_scores: usize, questions: *const *const c_char, n_questions: usize) -> mg_status;
+    pub fn mg_prs_score_image(out: *mut *mut mg_image, model: *const mg_model, scores: *const f64, names: *const *const c_char, n_scores: usize, err: *mut c_char, errlen: usize) -> mg_status;
 }
 
 #[cfg(test)]

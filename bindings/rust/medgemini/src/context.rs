@@ -4,7 +4,7 @@ use crate::image::Image;
 use crate::volume::{SliceOptions, Volume};
 use crate::model::Model;
 use crate::sys;
-use crate::util::{check, cstring, static_str, take_string};
+use crate::util::{check, check_scores, cstring, cstrings, static_str, take_string};
 use std::any::Any;
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
@@ -502,18 +502,84 @@ impl Context {
         })
     }
 
-    /// Predicts a disease-risk answer from polygenic scores. Not implemented
-    /// by this library version: returns [`Status::Unsupported`].
-    pub fn prs_predict(&mut self, scores: &[f64], names: &[&str], question: &str, opts: &GenOptions) -> Result<String> {
-        if scores.len() != names.len() {
-            return Err(Error::new(Status::InvalidArg, "scores and names differ in length"));
-        }
-        let names_c = names.iter().map(|n| cstring(n, "score name")).collect::<Result<Vec<_>>>()?;
-        let name_ptrs: Vec<*const c_char> = names_c.iter().map(|n| n.as_ptr()).collect();
+    /// Polygenic risk prediction with a model that has a genomics encoder
+    /// (metadata `genome.*`; [`Status::Unsupported`] otherwise):
+    /// `scores[i]` is the score named `names[i]` (`"<trait>_<threshold>"`,
+    /// after the model's `genome.traits` and `genome.thresholds`). The
+    /// model lays the scores out as its score image
+    /// ([`Model::score_image`]), reads it as one block of image tokens and
+    /// answers `question` after it. Names it does not know are ignored;
+    /// scores it knows but are not given (or NaN) count as the reference
+    /// mean; a name given twice is [`Status::InvalidArg`]. Returns the
+    /// generated answer and the risk P(yes) / (P(yes) + P(no)) from the
+    /// scores of the answer's first token (the model's `genome.answer_yes`
+    /// and `genome.answer_no` words). The context's sequence is reset
+    /// first.
+    pub fn prs_predict(&mut self, scores: &[f64], names: &[&str], question: &str, opts: &GenOptions) -> Result<(String, f64)> {
+        self.prs_call(scores, names, question, opts, None)
+    }
+
+    /// [`prs_predict`](Self::prs_predict) with streaming.
+    pub fn prs_predict_stream(&mut self, scores: &[f64], names: &[&str], question: &str, opts: &GenOptions,
+                              mut f: impl FnMut(&str) -> bool) -> Result<(String, f64)> {
+        self.prs_call(scores, names, question, opts, Some(&mut f))
+    }
+
+    fn prs_call(&mut self, scores: &[f64], names: &[&str], question: &str, opts: &GenOptions,
+                f: Option<&mut dyn FnMut(&str) -> bool>) -> Result<(String, f64)> {
+        check_scores(scores, names)?;
+        let (_names_c, name_ptrs) = cstrings(names, "score name")?;
         let q = cstring(question, "question")?;
-        self.run(opts, None, |o, c, g| unsafe {
-            sys::mg_prs_predict(o, c, scores.as_ptr(), name_ptrs.as_ptr(), scores.len(), q.as_ptr(), g)
-        })
+        let mut risk = f64::NAN;
+        let rp: *mut f64 = &mut risk;
+        let text = self.run(opts, f, |o, c, g| unsafe {
+            sys::mg_prs_predict(o, rp, c, scores.as_ptr(), name_ptrs.as_ptr(), scores.len(), q.as_ptr(), g)
+        })?;
+        Ok((text, risk))
+    }
+
+    /// The risk of [`prs_predict`](Self::prs_predict) alone, without
+    /// generating text; afterwards [`logits`](Self::logits) are those of
+    /// the answer's first token.
+    pub fn prs_risk(&mut self, scores: &[f64], names: &[&str], question: &str) -> Result<f64> {
+        check_scores(scores, names)?;
+        let (_names_c, name_ptrs) = cstrings(names, "score name")?;
+        let q = cstring(question, "question")?;
+        let mut risk = f64::NAN;
+        let rp: *mut f64 = &mut risk;
+        self.run(&GenOptions::default(), None, |_, c, g| unsafe {
+            sys::mg_prs_predict(ptr::null_mut(), rp, c, scores.as_ptr(), name_ptrs.as_ptr(), scores.len(),
+                                q.as_ptr(), g)
+        })?;
+        Ok(risk)
+    }
+
+    /// Risks for many individuals and questions, as
+    /// [`prs_risk`](Self::prs_risk) computes them: `scores` is row-major,
+    /// one row of `names.len()` values per individual (the same names for
+    /// all); the result is row-major too, `risk[i * questions.len() + q]`.
+    /// Each individual's score block is read once and shared by its
+    /// questions; the context's sequence is left holding the last prompt.
+    pub fn prs_predict_batch(&mut self, scores: &[f64], names: &[&str], questions: &[&str]) -> Result<Vec<f64>> {
+        if names.is_empty() || scores.is_empty() || scores.len() % names.len() != 0 {
+            return Err(Error::new(
+                Status::InvalidArg,
+                format!("{} scores are not rows of {} names", scores.len(), names.len()),
+            ));
+        }
+        let n_ind = scores.len() / names.len();
+        let n = n_ind
+            .checked_mul(questions.len())
+            .ok_or_else(|| Error::new(Status::InvalidArg, "too many individuals x questions"))?;
+        let (_names_c, name_ptrs) = cstrings(names, "score name")?;
+        let (_q_c, q_ptrs) = cstrings(questions, "question")?;
+        let mut risk = vec![f64::NAN; n];
+        let rp = risk.as_mut_ptr();
+        self.run(&GenOptions::default(), None, |_, c, _| unsafe {
+            sys::mg_prs_predict_batch(rp, c, scores.as_ptr(), n_ind, name_ptrs.as_ptr(), names.len(),
+                                      q_ptrs.as_ptr(), questions.len())
+        })?;
+        Ok(risk)
     }
 }
 

@@ -3,7 +3,8 @@ use crate::context::{Context, ContextOptions};
 use crate::error::{Error, Result, Status};
 use crate::sys;
 use crate::tokenizer::Tokenizer;
-use crate::util::{check, check_buf, cstring, opt_str, path_cstring, static_str, ERRLEN};
+use crate::image::Image;
+use crate::util::{check, check_buf, check_scores, cstring, cstrings, opt_str, path_cstring, static_str, ERRLEN};
 use std::ffi::c_char;
 use std::path::Path;
 use std::ptr::{self, NonNull};
@@ -324,6 +325,27 @@ impl Model {
     /// A whole string array.
     pub fn meta_string_array(&self, key: &str) -> Result<Vec<&str>> {
         (0..self.array_len(key)?).map(|i| self.meta_array_string(key, i)).collect()
+    }
+
+    /// The score image the model's genomics encoder reads for these
+    /// polygenic scores (`scores[i]` named `names[i]`; see
+    /// [`Context::prs_predict`]): RGB8, each trait a square of the model's
+    /// `genome.grid`, one channel per p-value threshold holding
+    /// 128 + `genome.z_scale` * (score - mean) / std, rounded half to even
+    /// and clipped to 0..255 (128 for a score not given).
+    /// [`Status::Unsupported`] for a model without a genomics encoder.
+    pub fn score_image(&self, scores: &[f64], names: &[&str]) -> Result<Image> {
+        check_scores(scores, names)?;
+        let (_names_c, name_ptrs) = cstrings(names, "score name")?;
+        let mut err = [0 as c_char; ERRLEN];
+        let mut out = ptr::null_mut();
+        let rc = unsafe {
+            sys::mg_prs_score_image(&mut out, self.as_ptr(), scores.as_ptr(), name_ptrs.as_ptr(), scores.len(),
+                                    err.as_mut_ptr(), ERRLEN)
+        };
+        check_buf(rc, &err)?;
+        let ptr = NonNull::new(out).ok_or_else(|| Error::new(Status::Internal, "mg_prs_score_image gave NULL"))?;
+        Ok(Image::from_raw(ptr))
     }
 
     /// Number of tensors.

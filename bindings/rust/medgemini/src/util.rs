@@ -12,6 +12,25 @@ pub(crate) fn cstring(s: &str, what: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::new(Status::InvalidArg, format!("{what} contains a NUL byte")))
 }
 
+/// C strings from Rust texts and the array of their pointers (valid while
+/// the first vector lives).
+pub(crate) fn cstrings(items: &[&str], what: &str) -> Result<(Vec<CString>, Vec<*const c_char>)> {
+    let owned = items.iter().map(|s| cstring(s, what)).collect::<Result<Vec<_>>>()?;
+    let ptrs = owned.iter().map(|s| s.as_ptr()).collect();
+    Ok((owned, ptrs))
+}
+
+/// Checks that polygenic scores and their names pair up.
+pub(crate) fn check_scores(scores: &[f64], names: &[&str]) -> Result<()> {
+    if scores.len() != names.len() {
+        return Err(Error::new(
+            Status::InvalidArg,
+            format!("{} scores but {} names", scores.len(), names.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// A C string from a path (its bytes as the OS gives them).
 pub(crate) fn path_cstring(p: &Path) -> Result<CString> {
     use std::os::unix::ffi::OsStrExt;
