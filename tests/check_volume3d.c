@@ -74,7 +74,11 @@ static unsigned char *read_ppm(const char *path, uint32_t *w, uint32_t *h) {
     ck_assert_msg(d != NULL, "cannot read %s", path);
     unsigned mw = 0, mh = 0, mx = 0;
     int off = 0;
-    ck_assert_msg(sscanf((const char *)d, "P6 %u %u %u%n", &mw, &mh, &mx, &off) == 3 && mx == 255,
+    char head[64]; /* the header, NUL-terminated for sscanf */
+    size_t hn = size < sizeof head - 1 ? size : sizeof head - 1;
+    memcpy(head, d, hn);
+    head[hn] = '\0';
+    ck_assert_msg(sscanf(head, "P6 %u %u %u%n", &mw, &mh, &mx, &off) == 3 && mx == 255,
                   "%s: not a P6 file", path);
     off++; /* the single whitespace after maxval */
     ck_assert_uint_eq(size - (size_t)off, (size_t)mw * mh * 3);
