@@ -53,7 +53,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all clean check check-asan check-valgrind install uninstall \
         test-install bench demo test check-reference bindings-test train-demo \
-        eval-demo
+        eval-demo eval-polygenic train-polygenic
 all: $(STATIC) $(SHARED) $(CLI)
 
 $(OBJDIR)/%_avx2.o: src/%_avx2.c
@@ -105,7 +105,8 @@ check: $(TEST_BIN) $(CLI)
 	done; \
 	$(TEST_ENV) MG_RUNNER="$(TEST_RUNNER)" sh tests/cli_test.sh $(abspath $(CLI)) || fail=1; \
 	if [ -z "$(SANITIZE)$(TEST_RUNNER)" ]; then sh tests/install_test.sh || fail=1; \
-	  $(TEST_ENV) sh tests/demo_test.sh $(abspath $(CLI)) || fail=1; fi; \
+	  $(TEST_ENV) sh tests/demo_test.sh $(abspath $(CLI)) || fail=1; \
+	  $(TEST_ENV) MG_LIB=$(abspath $(SHARED)) sh tools/polygenic/model_test.sh $(abspath $(CLI)) || fail=1; fi; \
 	exit $$fail
 
 # Regenerates the decoder's golden fixtures with PyTorch into a scratch
@@ -190,6 +191,26 @@ train-demo: $(SHARED) $(CLI)
 # VQA-RAD test metrics of the shipped models, measured through the library.
 eval-demo: $(SHARED)
 	/usr/bin/python3 tools/train/eval_demo.py -m $(DEMO_MODEL) --blind $(DEMO_BLIND)
+
+# The shipped polygenic model (examples/models/POLYGENIC_MODEL_CARD.md): test
+# AUC of all 11 questions on the simulated cohort's 10,000 test individuals
+# through the library, bootstrap intervals paired with the stored baselines.
+# The cohort is simulated first when missing (about a minute, numpy).
+PG_MODEL ?= examples/models/medgemini-polygenic-f32.mgm
+PG_COHORT ?= $(BUILD)/polygenic/seed1
+PG_OUT ?= $(BUILD)/polygenic/eval
+eval-polygenic: $(SHARED) $(CLI)
+	@[ -f $(PG_COHORT)/scores.npy ] || /usr/bin/python3 tools/polygenic/simulate.py --out $(PG_COHORT)
+	MG_LIB=$(abspath $(SHARED)) /usr/bin/python3 tools/polygenic/eval_polygenic.py -m $(PG_MODEL) \
+	  --cohort $(PG_COHORT) --cli $(abspath $(CLI)) --out $(PG_OUT)/files \
+	  --json $(PG_OUT)/eval.json --md $(PG_OUT)/eval.md
+
+# Retrains the polygenic model (about 35 minutes on one core), converts,
+# evaluates, checks parity and compares with the shipped file.
+PG_TRAIN_OUT ?= $(BUILD)/polygenic/model
+train-polygenic: $(SHARED) $(CLI)
+	COHORT=$(PG_COHORT) MG_CLI=$(abspath $(CLI)) MG_LIB=$(abspath $(SHARED)) \
+	  sh tools/polygenic/train_all.sh $(PG_TRAIN_OUT)
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
