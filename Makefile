@@ -53,7 +53,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all clean check check-asan check-valgrind install uninstall \
         test-install bench demo test check-reference bindings-test train-demo \
-        eval-demo eval-polygenic train-polygenic
+        eval-demo eval-polygenic train-polygenic bench-peer
 all: $(STATIC) $(SHARED) $(CLI)
 
 $(OBJDIR)/%_avx2.o: src/%_avx2.c
@@ -211,6 +211,14 @@ PG_TRAIN_OUT ?= $(BUILD)/polygenic/model
 train-polygenic: $(SHARED) $(CLI)
 	COHORT=$(PG_COHORT) MG_CLI=$(abspath $(CLI)) MG_LIB=$(abspath $(SHARED)) \
 	  sh tools/polygenic/train_all.sh $(PG_TRAIN_OUT)
+
+# Against llama.cpp in the same run (bench/peer; not in CI): builds llama.cpp
+# from the npm package node-llama-cpp's source bundle into ~/.cache/mg-peer,
+# writes random-weight Gemma 3 GGUFs with its gguf-py, converts them with our
+# converter and times prefill 512 / decode 128 on both engines.
+bench-peer:
+	sh bench/peer/setup.sh && nice -n 15 /usr/bin/python3 bench/peer/make_models.py
+	sh bench/peer/run.sh
 
 bench: $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done

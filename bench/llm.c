@@ -28,7 +28,11 @@ int main(int argc, char **argv) {
     uint32_t n_dec = argc > 4 ? (uint32_t)atoi(argv[4]) : 128;
     char err[512];
     mg_model *m = NULL;
-    if (mg_model_load(&m, argv[1], NULL, err, sizeof err) != MG_OK) {
+    /* MG_BENCH_NO_MMAP=1: read the file into memory (MG_LOAD_NO_MMAP). */
+    mg_model_params mp = MG_MODEL_PARAMS_INIT;
+    const char *nm = getenv("MG_BENCH_NO_MMAP");
+    if (nm && *nm == '1') mp.flags |= MG_LOAD_NO_MMAP;
+    if (mg_model_load(&m, argv[1], &mp, err, sizeof err) != MG_OK) {
         fprintf(stderr, "%s: %s\n", argv[1], err);
         return 1;
     }

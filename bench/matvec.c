@@ -1,5 +1,6 @@
 /* matvec.c - decode matvec bandwidth: mg__matvec_level for every dtype and
- * SIMD level on 4096x4096 and 10240x2560 (rows x cols) weights, 2 threads.
+ * SIMD level on 4096x4096 and MedGemma 4B's FFN up (10240x2560), down
+ * (2560x10240) and key/value (1024x2560) shapes (rows x cols), 2 threads.
  *
  * "cold": each call reads a different copy of the matrix, the copies
  * totalling > 1 GiB (beyond the last-level cache), so weights come from
@@ -68,9 +69,9 @@ int main(void) {
         src[i] = (float)((int64_t)(seed >> 40) - (1 << 23)) / (float)(1 << 23);
     }
     for (int i = 0; i < 10240; i++) x[i] = src[i * 7] * 2.0f;
-    static const uint64_t SH[2][2] = {{4096, 4096}, {10240, 2560}};
+    static const uint64_t SH[][2] = {{4096, 4096}, {10240, 2560}, {2560, 10240}, {1024, 2560}};
     for (int dt = 0; dt < 5; dt++) {
-        for (int s = 0; s < 2; s++) {
+        for (int s = 0; s < (int)(sizeof SH / sizeof SH[0]); s++) {
             uint64_t rows = SH[s][0], cols = SH[s][1];
             int ok;
             uint64_t bytes = mg__dtype_bytes(dt, rows * cols, &ok);

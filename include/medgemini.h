@@ -27,6 +27,10 @@
  *  - Matrix multiplies go through OpenBLAS, whose own thread count is the
  *    host's to set (OPENBLAS_NUM_THREADS or openblas_set_num_threads());
  *    the library's own kernels use the context's thread count.
+ *  - Stack: the decode kernels keep the quantized activations on the
+ *    calling thread's stack (up to about 64 KiB per call); threads that
+ *    call the library need at least 256 KiB of stack (the default almost
+ *    everywhere; set it where you create threads with a smaller one).
  */
 #ifndef MEDGEMINI_H
 #define MEDGEMINI_H
@@ -113,7 +117,16 @@ typedef struct mg_model mg_model;
 
 #define MG_LOAD_VERIFY_CHECKSUMS 0x1u /* check every tensor's CRC-32C and that
                                          padding is zero (reads whole file)  */
-#define MG_LOAD_NO_MMAP          0x2u /* read the file into memory instead   */
+#define MG_LOAD_NO_MMAP          0x2u /* read the file into memory: now the
+                                         default, kept so that callers that
+                                         name it build and behave the same  */
+#define MG_LOAD_MMAP             0x4u /* map the file read-only instead of
+                                         reading it (ignored with
+                                         MG_LOAD_NO_MMAP): pages are shared
+                                         between processes that map the same
+                                         file, but decoding is slower (4 KiB
+                                         pages) and a file truncated while
+                                         mapped raises SIGBUS in the host    */
 
 typedef struct mg_model_params {
     uint32_t struct_size;  /* sizeof(mg_model_params)                        */
@@ -131,8 +144,11 @@ MG_API void mg_model_params_init(mg_model_params *params);
 
 /* Loads an .mgm model file. params may be NULL for defaults. On failure *out
  * is set to NULL and, when err is not NULL, a NUL-terminated message (at most
- * errlen bytes) says what was wrong. Uncompressed files are mapped read-only;
- * zstd-compressed tensors are decompressed into aligned memory.
+ * errlen bytes) says what was wrong. The file is read into aligned memory
+ * (transparent huge pages where the kernel offers them: decoding reads every
+ * weight per token, and 2 MiB pages spare the TLB); MG_LOAD_MMAP maps it
+ * read-only instead. zstd-compressed tensors are decompressed into aligned
+ * memory either way.
  * Errors: MG_E_INVALID_ARG, MG_E_IO, MG_E_MODEL_FORMAT, MG_E_CHECKSUM (with
  * MG_LOAD_VERIFY_CHECKSUMS), MG_E_LIMIT, MG_E_NOMEM, MG_E_UNSUPPORTED (a
  * newer format version). Thread-safe. */

@@ -75,7 +75,7 @@ static void expect_at(const uint8_t *f, size_t n, uint32_t flags, mg_status want
                       const char *sub, int line) {
     for (int mode = 0; mode < 2; mode++) {
         char err[512] = "";
-        uint32_t fl = flags | (mode ? MG_LOAD_NO_MMAP : 0);
+        uint32_t fl = flags | (mode ? MG_LOAD_NO_MMAP : MG_LOAD_MMAP);
         mg_status st = open_bytes(f, n, fl, 0, err, sizeof err);
         ck_assert_msg(st == want, "line %d (flags %u): status %d, want %d (%s)",
                       line, fl, st, want, err);
@@ -404,7 +404,7 @@ START_TEST(test_roundtrip) {
     sample_prepare();
     for (int wf = 0; wf < 2; wf++) {
         write_sample(path, wf ? MG_WRITE_COMPRESS : 0);
-        static const uint32_t lf[] = {0, MG_LOAD_NO_MMAP, MG_LOAD_VERIFY_CHECKSUMS,
+        static const uint32_t lf[] = {MG_LOAD_MMAP, 0, MG_LOAD_VERIFY_CHECKSUMS | MG_LOAD_MMAP,
                                       MG_LOAD_VERIFY_CHECKSUMS | MG_LOAD_NO_MMAP};
         for (size_t k = 0; k < 4; k++) {
             mg__mgm *f = NULL;
@@ -534,7 +534,7 @@ START_TEST(test_compression) {
     for (int k = 0; k < 2; k++) {
         mg__mgm *f = NULL;
         char err[256];
-        uint32_t fl = k ? MG_LOAD_VERIFY_CHECKSUMS | MG_LOAD_NO_MMAP : 0;
+        uint32_t fl = k ? MG_LOAD_VERIFY_CHECKSUMS | MG_LOAD_NO_MMAP : MG_LOAD_MMAP;
         ck_assert_int_eq(mg__mgm_open(&f, path, fl, 0, err, sizeof err), MG_OK);
         const mg__tensor *t = mg__mgm_tensor(f, "big");
         ck_assert(t->flags & MG__MGM_FLAG_ZSTD);
@@ -606,8 +606,8 @@ START_TEST(test_truncation_every_length) {
     size_t step = tu_under_valgrind() ? 3 : 1;
     for (size_t len = 0; len < n; len += step) {
         for (int mode = 0; mode < 3; mode++) {
-            static const uint32_t fl[] = {0, MG_LOAD_VERIFY_CHECKSUMS,
-                                          MG_LOAD_NO_MMAP};
+            static const uint32_t fl[] = {MG_LOAD_MMAP, MG_LOAD_VERIFY_CHECKSUMS | MG_LOAD_MMAP,
+                                          0};
             mg_status st = open_bytes(f, len, fl[mode], 0, err, sizeof err);
             ck_assert_msg(st == MG_E_MODEL_FORMAT,
                           "truncated to %zu of %zu: status %d (%s)", len, n, st, err);
@@ -643,7 +643,7 @@ START_TEST(test_bitflip_every_byte) {
                           "flip of bit %d at byte %zu of %zu undetected: %d (%s)",
                           bits[b], i, n, st, err);
             /* Without verification: an error or a usable file, never a crash. */
-            uint32_t fl = (b == 1) ? MG_LOAD_NO_MMAP : 0;
+            uint32_t fl = (b == 1) ? 0 : MG_LOAD_MMAP;
             st = open_bytes(f, n, fl, 0, err, sizeof err);
             if (st == MG_OK) ok_without_verify++;
             else detected_without_verify++;

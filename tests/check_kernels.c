@@ -423,6 +423,62 @@ START_TEST(test_matvec_pools) {
 }
 END_TEST
 
+/* Every quantized row kernel this CPU can run, called directly on the same
+ * 8-bit x (the dispatcher picks only the best one, so the others would go
+ * untested on a newer CPU): equal to the scalar kernel within f32 rounding.
+ * Columns 32..608 cover every remainder of the four-block groups. */
+START_TEST(test_rows_variants) {
+    struct { const char *name; const mg__rows_fn *tab; int ok; } v[] = {
+        {"avx2", mg__rows_avx2, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")},
+        {"avx512", mg__rows_avx512, mg__cpu_simd_level() >= MG_SIMD_AVX512},
+        {"avx512vnni", mg__rows_avx512vnni,
+         mg__cpu_simd_level() >= MG_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni")},
+        {"avx512vbmi", mg__rows_avx512vbmi,
+         mg__cpu_simd_level() >= MG_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni") &&
+             __builtin_cpu_supports("avx512vbmi")},
+    };
+    uint64_t seed = 77;
+    int tested = 0;
+    for (int k = 3; k <= 4; k++) { /* q8_0, q4_0 */
+        int32_t dt = DTYPES[k];
+        for (uint64_t cols = 32; cols <= 608; cols += 32) {
+            uint64_t rows = 5;
+            void *W = make_weights(dt, rows, cols, &seed);
+            float *x = malloc(cols * 4), yref[5], y[5];
+            int8_t *q = malloc(cols);
+            float *d = malloc(cols / 32 * 4);
+            int32_t *s8 = malloc(cols / 32 * 4);
+            fill(x, cols, &seed, 2.0f);
+            mg__quantize_x8(x, cols, q, d, s8);
+            mg__xq8 xq = {q, d, s8};
+            int ok;
+            uint64_t rb = mg__dtype_bytes(dt, cols, &ok);
+            /* scalar reference over the same 8-bit x: the dispatcher's
+             * scalar level */
+            mg__matvec_level(MG_SIMD_SCALAR, dt, W, rows, cols, x, yref, NULL);
+            for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+                if (!v[i].ok || !v[i].tab[dt]) continue;
+                for (int acc = 0; acc < 2; acc++) {
+                    for (uint64_t r = 0; r < rows; r++) y[r] = acc ? 1.0f : NAN;
+                    v[i].tab[dt](W, rb, rows, cols, &xq, y, acc);
+                    for (uint64_t r = 0; r < rows; r++) {
+                        double want = yref[r] + (acc ? 1.0 : 0.0);
+                        ck_assert_msg(fabs(y[r] - want) <= 1e-5 * (fabs(want) + 1.0),
+                                      "%s dtype %d cols %llu row %llu acc %d: %g vs %g",
+                                      v[i].name, dt, (unsigned long long)cols,
+                                      (unsigned long long)r, acc, (double)y[r], want);
+                    }
+                    tested++;
+                }
+            }
+            free(W); free(x); free(q); free(d); free(s8);
+        }
+    }
+    ck_assert_int_gt(tested, 0);
+    fprintf(stderr, "row kernel variants: %d checks\n", tested);
+}
+END_TEST
+
 START_TEST(test_matvec_edges) {
     float x[64], y[4] = {1, 2, 3, 4};
     uint64_t seed = 9;
@@ -767,6 +823,7 @@ static Suite *kernels_suite(void) {
     tcase_add_loop_test(tc, test_matvec_shapes, 0, NDT);
     tcase_add_test(tc, test_matvec_pools);
     tcase_add_test(tc, test_matvec_edges);
+    tcase_add_test(tc, test_rows_variants);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("matmul");

@@ -68,9 +68,16 @@ func WithVerifyChecksums() ModelOption {
 	return func(o *modelOptions) { o.flags |= C.MG_LOAD_VERIFY_CHECKSUMS }
 }
 
-// WithNoMmap reads the file into memory instead of mapping it.
+// WithNoMmap reads the file into memory: the library's default, kept for
+// callers that name it; it wins over WithMmap.
 func WithNoMmap() ModelOption {
 	return func(o *modelOptions) { o.flags |= C.MG_LOAD_NO_MMAP }
+}
+
+// WithMmap maps the file read-only instead of reading it: pages are shared
+// between processes, decoding is slower (4 KiB pages).
+func WithMmap() ModelOption {
+	return func(o *modelOptions) { o.flags |= C.MG_LOAD_MMAP }
 }
 
 // WithMaxMemory refuses files whose tensors need more than n bytes.

@@ -69,6 +69,11 @@ func TestModelInfoAndMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	mapped, err := LoadModel(tinyModel(t), WithMmap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped.Close()
 	info, err := m.Info()
 	if err != nil {
 		t.Fatal(err)

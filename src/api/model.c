@@ -63,7 +63,7 @@ MG_API mg_status mg_model_load(mg_model **out, const char *path,
     if (mg__params_copy(&p, sizeof p, params) != MG_OK)
         return mg__err(err, errlen, MG_E_INVALID_ARG,
                        "mg_model_params.struct_size is invalid");
-    if (p.flags & ~(uint32_t)(MG_LOAD_VERIFY_CHECKSUMS | MG_LOAD_NO_MMAP))
+    if (p.flags & ~(uint32_t)(MG_LOAD_VERIFY_CHECKSUMS | MG_LOAD_NO_MMAP | MG_LOAD_MMAP))
         return mg__err(err, errlen, MG_E_INVALID_ARG,
                        "unknown mg_model_params.flags bits 0x%x", p.flags);
 

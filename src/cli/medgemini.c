@@ -111,6 +111,7 @@ static int cmd_info(int argc, char **argv) {
 
     mg_model_params mp;
     mg_model_params_init(&mp);
+    mp.flags = MG_LOAD_MMAP; /* info reads the tables, not every weight */
     if (verify) mp.flags |= MG_LOAD_VERIFY_CHECKSUMS;
     char err[512];
     mg_model *m = NULL;

@@ -172,7 +172,9 @@ int cli_tokenize(int argc, char **argv) {
     const mg_tokenizer *tok = NULL;
     mg_status st;
     if (model_path) {
-        st = mg_model_load(&model, model_path, NULL, err, sizeof err);
+        mg_model_params mp = MG_MODEL_PARAMS_INIT;
+        mp.flags = MG_LOAD_MMAP; /* only the tokenizer is read */
+        st = mg_model_load(&model, model_path, &mp, err, sizeof err);
         if (st == MG_OK && !(tok = mg_model_tokenizer(model))) {
             fprintf(stderr, "medgemini tokenize: %s has no tokenizer\n", model_path);
             mg_model_free(model);

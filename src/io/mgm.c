@@ -34,13 +34,15 @@
 #define MIN_META_ENTRY   13u /* key_len + 1-byte key + type + empty string */
 #define MIN_TENSOR_ENTRY 53u /* fixed 44 + 1-byte name + one dim */
 #define VERIFY_CHUNK     ((size_t)1 << 18)
+#define HUGE_PAGE        ((size_t)2 << 20) /* x86-64 transparent huge page */
+#define HUGE_MIN         ((uint64_t)16 << 20) /* files from this size on */
 
 typedef unsigned long long ull; /* for printf */
 
 typedef struct mgm_priv {
-    void *map;          /* mmap()ed file, or NULL */
+    void *map;          /* MG_LOAD_MMAP: the mmap()ed file, or NULL */
     size_t map_size;
-    void *buf;          /* MG_LOAD_NO_MMAP: the file read into memory */
+    void *buf;          /* otherwise: the file read into memory */
     void *block;        /* entries, indexes, arrays, strings (one malloc) */
     void *arena;        /* decompressed tensors (aligned), or NULL */
     const mg__meta **meta_idx;     /* sorted by key */
@@ -838,7 +840,7 @@ static mg_status open_file(ld *L, mgm_obj *o, const char *path) {
         close(fd);
         return fail(L, MG_E_IO, "'%s' is too large to load", path);
     }
-    if (!(L->flags & MG_LOAD_NO_MMAP)) {
+    if ((L->flags & MG_LOAD_MMAP) && !(L->flags & MG_LOAD_NO_MMAP)) {
         void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
         int e = errno;
         close(fd);
@@ -857,12 +859,20 @@ static mg_status open_file(ld *L, mgm_obj *o, const char *path) {
         uint32_t a = rd32(hdr + HDR_ALIGNMENT);
         if (a > align && a <= MG__MGM_MAX_ALIGN && !(a & (a - 1))) align = a;
     }
+    /* Large files on 2 MiB boundaries, offered to transparent huge pages: a
+     * decode step reads every weight, and with 4 KiB pages the TLB misses
+     * cost about a quarter of the speed of a 4B model (docs/PERFORMANCE.md). */
+    int huge = size >= HUGE_MIN;
+    if (huge && align < HUGE_PAGE) align = HUGE_PAGE;
     uint8_t *buf = mg__aligned_alloc(align, (size_t)size);
     if (!buf) {
         close(fd);
         return fail(L, MG_E_NOMEM, "out of memory reading %llu bytes of '%s'",
                     (ull)size, path);
     }
+#ifdef MADV_HUGEPAGE
+    if (huge) (void)madvise(buf, (size_t)size & ~(size_t)(HUGE_PAGE - 1), MADV_HUGEPAGE);
+#endif
     o->priv.buf = buf;
     for (uint64_t done = 0; done < size;) {
         size_t want = size - done > ((size_t)1 << 30) ? ((size_t)1 << 30)

@@ -146,5 +146,8 @@ extern const mg__rows_fn mg__rows_avx2[5];
 extern const mg__rows_fn mg__rows_avx512[5];
 /* AVX-512 VNNI variants for q8_0/q4_0 (index 3, 4; others NULL). */
 extern const mg__rows_fn mg__rows_avx512vnni[5];
+/* AVX512-VBMI + VNNI variants (q4_0 only: index 4; others NULL); the caller
+ * checks both CPUID bits. */
+extern const mg__rows_fn mg__rows_avx512vbmi[5];
 
 #endif /* MG_KERNELS_H */

@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover
 
 LOAD_VERIFY_CHECKSUMS = 0x1
 LOAD_NO_MMAP = 0x2
+LOAD_MMAP = 0x4
 TOKENIZE_ADD_BOS = 0x1
 TOKENIZE_PARSE_SPECIAL = 0x2
 DETOKENIZE_SKIP_SPECIAL = 0x1
@@ -705,15 +706,15 @@ class Model(Owned, _Generating):
     threads: each generation call takes a context from a small pool (or
     makes one), so concurrent calls never share a context.
 
-    Model.load(path, threads=0, n_ctx=0, seed=0, verify=False, mmap=True,
+    Model.load(path, threads=0, n_ctx=0, seed=0, verify=False, mmap=False,
     max_memory=0, pool_size=4): threads and n_ctx apply to the contexts it
     makes (0 = the library's defaults)."""
 
     def __init__(self, path, threads=0, n_ctx=0, seed=0, verify=False,
-                 mmap=True, max_memory=0, pool_size=4):
+                 mmap=False, max_memory=0, pool_size=4):
         p = _lib.mg_model_params()
         _lib.mg_model_params_init(byref(p))
-        p.flags = (LOAD_VERIFY_CHECKSUMS if verify else 0) | (0 if mmap else LOAD_NO_MMAP)
+        p.flags = (LOAD_VERIFY_CHECKSUMS if verify else 0) | (LOAD_MMAP if mmap else 0)
         p.max_memory = int(max_memory or 0)
         out, err = c_void_p(), ctypes.create_string_buffer(_lib.ERRBUF)
         st = _lib.mg_model_load(byref(out), os.fsencode(path), byref(p), err, _lib.ERRBUF)

@@ -35,6 +35,13 @@ def test_info_and_metadata(model, tiny_path):
     assert info.name.encode() in cli("info", tiny_path)
 
 
+def test_load_mmap_same_weights(model, tiny_path):
+    # read (the default) and mapped (mmap=True) hold the same bytes
+    with medgemini.Model.load(tiny_path, mmap=True) as mapped:
+        for t in model.tensors()[:8]:
+            assert mapped.tensor_bytes(t.name) == model.tensor_bytes(t.name)
+
+
 def test_load_errors(tmp_path):
     with pytest.raises(medgemini.FileAccessError) as e:
         medgemini.Model.load(str(tmp_path / "missing.mgm"))

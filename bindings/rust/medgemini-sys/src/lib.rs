@@ -76,6 +76,7 @@ pub struct mg_volume {
 // ------------------------------------------------------------------- model
 pub const MG_LOAD_VERIFY_CHECKSUMS: u32 = 0x1;
 pub const MG_LOAD_NO_MMAP: u32 = 0x2;
+pub const MG_LOAD_MMAP: u32 = 0x4;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

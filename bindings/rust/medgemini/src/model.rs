@@ -39,8 +39,12 @@ pub struct Model {
 pub struct LoadOptions {
     /// Check every tensor's CRC-32C and zero padding (reads the whole file).
     pub verify_checksums: bool,
-    /// Read the file into memory instead of mapping it.
+    /// Read the file into memory (the library's default; kept for callers
+    /// that set it). Wins over `mmap`.
     pub no_mmap: bool,
+    /// Map the file read-only instead of reading it: shares pages between
+    /// processes, decodes more slowly (4 KiB pages).
+    pub mmap: bool,
     /// Refuse files whose tensors need more bytes than this (0 = no limit).
     pub max_memory: u64,
 }
@@ -52,6 +56,10 @@ impl LoadOptions {
     }
     pub fn no_mmap(mut self, on: bool) -> Self {
         self.no_mmap = on;
+        self
+    }
+    pub fn mmap(mut self, on: bool) -> Self {
+        self.mmap = on;
         self
     }
     pub fn max_memory(mut self, bytes: u64) -> Self {
@@ -181,6 +189,9 @@ impl Model {
         }
         if opts.no_mmap {
             p.flags |= sys::MG_LOAD_NO_MMAP;
+        }
+        if opts.mmap {
+            p.flags |= sys::MG_LOAD_MMAP;
         }
         p.max_memory = opts.max_memory;
         let mut err = [0 as c_char; ERRLEN];

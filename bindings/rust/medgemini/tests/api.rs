@@ -145,6 +145,7 @@ fn load_errors() {
     assert_eq!(Model::load("a\0b").unwrap_err().status(), Status::InvalidArg);
     // verifying checksums of a good file works
     Model::load_with(model_file.as_path(), &LoadOptions::default().verify_checksums(true).no_mmap(true)).unwrap();
+    Model::load_with(model_file.as_path(), &LoadOptions::default().mmap(true)).unwrap();
     assert_eq!(
         Model::load_with(model_file.as_path(), &LoadOptions::default().max_memory(1000)).unwrap_err().status(),
         Status::Limit
