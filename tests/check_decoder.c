@@ -21,6 +21,7 @@
 #include "testutil.h"
 
 #include "io/mgm.h"
+#include "kernels/kernels.h"
 #include "llm/decoder.h"
 
 #include <math.h>
@@ -299,6 +300,36 @@ static double rel_err(const float *a, const float *b, size_t count) {
     return sd > 0 ? mx / sd : mx;
 }
 
+/* Prefill logits (n positions) against the reference. f32-activation
+ * prefill: within 1e-3 everywhere. With the integer prefill product
+ * (q8_0/q4_0 on AVX512-VNNI) the reference rounds the same activations
+ * (xq8_from = 0), but it rounds f64 values where the C code rounds f32
+ * ones, so an element on a rounding boundary can land one 8-bit step
+ * apart and carry on through the later positions (seen: q4_0, exact at
+ * position 0, 2-5e-2 from position 1 on): every position within 0.15
+ * and at least one within 1e-3 (seen: ~5e-7). Returns the largest error. */
+static double check_prefill(const float *lg, const float *ref, uint32_t n, uint32_t V,
+                            int xq8, const char *what, int *all_tight) {
+    if (all_tight) *all_tight = 1;
+    if (!xq8) {
+        double e = rel_err(lg, ref, (size_t)n * V);
+        ck_assert_msg(e < 1e-3, "%s prefill rel err %g", what, e);
+        return e;
+    }
+    double worst = 0;
+    uint32_t tight = 0;
+    for (uint32_t t = 0; t < n; t++) {
+        double e = rel_err(lg + (size_t)t * V, ref + (size_t)t * V, V);
+        if (e > worst) worst = e;
+        tight += e < 1e-3;
+        if (getenv("MG_TEST_VERBOSE")) fprintf(stderr, "%s pos %u: %.3g\n", what, t, e);
+        ck_assert_msg(e < 0.15, "%s prefill pos %u rel err %g vs 8-bit-x ref", what, t, e);
+    }
+    ck_assert_msg(tight > 0, "%s prefill: no position of %u matches the 8-bit-x ref", what, n);
+    if (all_tight) *all_tight = tight == n;
+    return worst;
+}
+
 static void make_tokens(int32_t *tok, uint32_t n, uint32_t vocab, uint64_t seed) {
     for (uint32_t i = 0; i < n; i++) tok[i] = (int32_t)(tu_rand_u64(&seed) % vocab);
     tok[0] = 2;
@@ -322,8 +353,11 @@ static void ref_case(int32_t dtype, int window_cfg) {
     int quant = dtype == MG_DTYPE_Q8_0 || dtype == MG_DTYPE_Q4_0;
     float *ref = run_ref(mp, tok, NULL, NSEQ, NULL, 0, NULL, c->hidden, V, -1);
     /* For q8_0/q4_0, decode steps also against a reference that rounds the
-     * activations of positions >= NPRE as the matvec does. */
-    float *refq = quant && ref ? run_ref(mp, tok, NULL, NSEQ, NULL, 0, NULL, c->hidden, V, NPRE)
+     * activations of positions >= NPRE as the matvec does (all positions
+     * where the prefill product rounds them too). */
+    int xq8pf = quant && mg__matmul_pooled(dtype);
+    float *refq = quant && ref ? run_ref(mp, tok, NULL, NSEQ, NULL, 0, NULL, c->hidden, V,
+                                         xq8pf ? 0 : NPRE)
                                : NULL;
     if (!ref) {
         unload(&m);
@@ -337,8 +371,10 @@ static void ref_case(int32_t dtype, int window_cfg) {
     float *lg = malloc((size_t)NPRE * V * sizeof *lg);
     ck_assert_ptr_nonnull(lg);
     ck_assert_int_eq(mg__decoder_forward(s, tok, NULL, NULL, NPRE, lg, 1, pool), MG_OK);
-    double e = rel_err(lg, ref, (size_t)NPRE * V);
-    ck_assert_msg(e < 1e-3, "%s win=%d prefill rel err %g", DTN[dtype], window_cfg, e);
+    char what[64];
+    snprintf(what, sizeof what, "%s win=%d", DTN[dtype], window_cfg);
+    int pf_tight;
+    double e = check_prefill(lg, xq8pf ? refq : ref, NPRE, V, xq8pf, what, &pf_tight);
     double worst = 0, worstq = 0;
     int n_tight = 0;
     for (uint32_t t = NPRE; t < NSEQ; t++) {
@@ -361,7 +397,9 @@ static void ref_case(int32_t dtype, int window_cfg) {
                           DTN[dtype], window_cfg, t, eq);
         }
     }
-    if (refq) ck_assert_msg(n_tight > 0, "%s: no decode step matches the 8-bit-x ref", DTN[dtype]);
+    /* (after a prefill that landed a step apart, every step carries it) */
+    if (refq && pf_tight)
+        ck_assert_msg(n_tight > 0, "%s: no decode step matches the 8-bit-x ref", DTN[dtype]);
     ck_assert_uint_eq(mg__dstate_pos(s), NSEQ);
     fprintf(stderr, "check_decoder: %-4s %s: prefill rel err %.2e, decode %.2e",
             DTN[dtype], window_cfg ? "window=8/pattern=2/softcaps" : "tiny",
@@ -412,24 +450,28 @@ START_TEST(test_ref_image_block) {
     memcpy(tok_ref, tok, sizeof tok);
     for (int i = 5; i < 17; i++) tok_ref[i] = 0;
     float *ref = run_ref(mp, tok_ref, blk, NSEQ, rows, 12, emb, H, V, -1);
+    int xq8pf = dtype != MG_DTYPE_F32 && mg__matmul_pooled(dtype);
     float *refq = dtype != MG_DTYPE_F32 && ref
-                      ? run_ref(mp, tok_ref, blk, NSEQ, rows, 12, emb, H, V, NPRE) : NULL;
+                      ? run_ref(mp, tok_ref, blk, NSEQ, rows, 12, emb, H, V, xq8pf ? 0 : NPRE)
+                      : NULL;
     if (ref) {
         mg__dstate *s = NULL;
         ck_assert_int_eq(mg__dstate_new(&s, m.d, NSEQ, NSEQ), MG_OK);
         float *lg = malloc((size_t)NSEQ * V * sizeof *lg);
         /* whole sequence in one batch */
         ck_assert_int_eq(mg__decoder_forward(s, tok, eptr, blk, NSEQ, lg, 1, NULL), MG_OK);
-        double e = rel_err(lg, ref, (size_t)NSEQ * V);
-        ck_assert_msg(e < 1e-3, "image prefill rel err %g", e);
+        double e = check_prefill(lg, xq8pf ? refq : ref, NSEQ, V, xq8pf, "image", NULL);
         /* prefill through both blocks, then decode */
         mg__dstate_reset(s);
         ck_assert_int_eq(mg__decoder_forward(s, tok, eptr, blk, NPRE, lg, 1, NULL), MG_OK);
-        double e2 = rel_err(lg, ref, (size_t)NPRE * V), worst = 0;
-        ck_assert_msg(e2 < 1e-3, "image prefill(24) rel err %g", e2);
+        int pf_tight;
+        double e2 = check_prefill(lg, xq8pf ? refq : ref, NPRE, V, xq8pf, "image(24)",
+                                  &pf_tight),
+               worst = 0;
         for (uint32_t t = NPRE; t < NSEQ; t++) {
             ck_assert_int_eq(mg__decoder_forward(s, &tok[t], NULL, NULL, 1, lg, 0, NULL), MG_OK);
-            double ed = rel_err(lg, (refq ? refq : ref) + (size_t)t * V, V), tol = 1e-3;
+            double ed = rel_err(lg, (refq ? refq : ref) + (size_t)t * V, V);
+            double tol = pf_tight ? 1e-3 : 0.15;
             if (ed > worst) worst = ed;
             ck_assert_msg(ed < tol, "image decode pos %u rel err %g", t, ed);
         }

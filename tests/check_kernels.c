@@ -507,43 +507,111 @@ END_TEST
 
 /* ============================================================ matmul */
 
+/* Bound on |sum_c w[c] (x[c] - xq[c])| for the 8-bit activations of the
+ * integer path: each x is rounded to a step of amax_b / 127 of its block,
+ * so it moves by at most amax_b / 254. */
+static double x8_bound(const float *w, const float *x, uint64_t cols) {
+    double B = 0.0;
+    for (uint64_t b = 0; b < cols / 32; b++) {
+        double amax = 0.0, sw = 0.0;
+        for (int j = 0; j < 32; j++) {
+            amax = fmax(amax, fabs((double)x[b * 32 + j]));
+            sw += fabs((double)w[b * 32 + j]);
+        }
+        B += sw * amax / 254.0;
+    }
+    return B;
+}
+
+/* Every SIMD level, with and without a pool. Float weights and the sgemm
+ * path agree with the f64 reference to 2e-5 of sum |w x|. The integer path
+ * (q8_0/q4_0 with AVX512-VNNI) is checked twice: against the scalar matvec,
+ * which computes the same block sums of the same 8-bit activations (float
+ * order only), and against the f64 reference within the rounding bound of
+ * those activations. */
 START_TEST(test_matmul) {
     int dti = _i;
     int32_t dt = DTYPES[dti];
     struct { uint64_t n, rows, cols; } sh[] = {
         {1, 1, 32}, {3, 7, 64}, {5, 300, 64}, {2, 33, 2560}, {17, 65, 256},
-        {4, 20, 10240}, {9, 270, 4096},
+        {4, 20, 10240}, {9, 270, 4096}, {700, 20, 10240}, {64, 97, 1056},
     };
     size_t ns = sizeof sh / sizeof sh[0];
     if (tu_under_valgrind()) ns = 5;
     uint64_t seed = 77 + (uint64_t)dti;
+    mg__pool *pool = mg__pool_new(3);
+    ck_assert_ptr_nonnull(pool);
+    const int32_t levels[] = {MG_SIMD_SCALAR, MG_SIMD_AVX2, MG_SIMD_AVX512};
+    int quant = dt == MG_DTYPE_Q8_0 || dt == MG_DTYPE_Q4_0, int_seen = 0;
     for (size_t s = 0; s < ns; s++) {
         uint64_t n = sh[s].n, rows = sh[s].rows, cols = sh[s].cols;
         void *W = make_weights(dt, rows, cols, &seed);
         float *X = malloc(n * cols * 4), *Y = malloc(n * rows * 4),
-              *R = malloc(n * rows * 4), *wf = malloc(rows * cols * 4);
+              *R = malloc(n * rows * 4), *M = malloc(n * rows * 4),
+              *wf = malloc(rows * cols * 4);
         fill(X, n * cols, &seed, 1.0f);
+        if (n > 3) /* a row of zeros and one with a single outlier */
+            for (uint64_t c = 0; c < cols; c++) {
+                X[c] = 0.0f;
+                X[cols + c] *= c == cols / 2 ? 100.0f : 0.01f;
+            }
         size_t ss = mg__matmul_scratch_size(dt, cols);
         if (dt == MG_DTYPE_F32) ck_assert_uint_eq(ss, 0);
         else ck_assert_uint_ge(ss, 64 * cols * 4);
         float *scratch = ss ? mg__aligned_alloc(64, ss) : NULL;
-        mg__matmul(dt, W, rows, cols, X, n, Y, scratch);
         mg__matmul_ref(dt, W, rows, cols, X, n, R);
         mg__dequantize(dt, wf, W, rows * cols);
+        if (quant)
+            for (uint64_t t = 0; t < n; t++)
+                mg__matvec_level(MG_SIMD_SCALAR, dt, W, rows, cols, X + t * cols,
+                                 M + t * rows, NULL);
+        /* sum |w x| and the 8-bit rounding bound of each output */
+        double *S = malloc(n * rows * sizeof *S), *B = malloc(n * rows * sizeof *B);
         for (uint64_t t = 0; t < n; t++)
             for (uint64_t r = 0; r < rows; r++) {
-                double S = 0.0;
-                for (uint64_t c = 0; c < cols; c++)
-                    S += fabs((double)wf[r * cols + c] * X[t * cols + c]);
-                double e = fabs((double)Y[t * rows + r] - R[t * rows + r]);
-                ck_assert_msg(e <= 2e-5 * S + 1e-30, "%s n=%llu %llux%llu: %g vs %g",
-                              DTNAME[dti], (unsigned long long)n,
-                              (unsigned long long)rows, (unsigned long long)cols,
-                              (double)Y[t * rows + r], (double)R[t * rows + r]);
+                const float *w = wf + r * cols, *x = X + t * cols;
+                double a = 0.0;
+                for (uint64_t c = 0; c < cols; c++) a += fabs((double)w[c] * x[c]);
+                S[t * rows + r] = a;
+                B[t * rows + r] = quant ? x8_bound(w, x, cols) : 0.0;
+            }
+        for (int li = 0; li < 3; li++)
+            for (int wp = 0; wp < 2; wp++) {
+                int32_t level = levels[li];
+                int intpath = quant && mg__kernel_level(level) >= MG_SIMD_AVX512 &&
+                              mg__cpu_vnni();
+                int_seen |= intpath;
+                memset(Y, 0xff, n * rows * 4); /* NaN: every output written */
+                mg__matmul_level(level, dt, W, rows, cols, X, n, Y, scratch,
+                                 wp ? pool : NULL);
+                for (uint64_t t = 0; t < n; t++)
+                    for (uint64_t r = 0; r < rows; r++) {
+                        double y = Y[t * rows + r], ref = R[t * rows + r];
+                        double tol = 2e-5 * S[t * rows + r] + 1e-30;
+                        if (intpath) {
+                            double e = fabs(y - M[t * rows + r]);
+                            ck_assert_msg(e <= tol,
+                                          "%s level %d n=%llu %llux%llu [%llu][%llu]: %g vs "
+                                          "matvec %g",
+                                          DTNAME[dti], level, (unsigned long long)n,
+                                          (unsigned long long)rows, (unsigned long long)cols,
+                                          (unsigned long long)t, (unsigned long long)r, y,
+                                          (double)M[t * rows + r]);
+                            tol += B[t * rows + r];
+                        }
+                        ck_assert_msg(fabs(y - ref) <= tol,
+                                      "%s level %d n=%llu %llux%llu: %g vs %g", DTNAME[dti],
+                                      level, (unsigned long long)n, (unsigned long long)rows,
+                                      (unsigned long long)cols, y, ref);
+                    }
             }
         mg__aligned_free(scratch);
-        free(W); free(X); free(Y); free(R); free(wf);
+        free(W); free(X); free(Y); free(R); free(M); free(wf); free(S); free(B);
     }
+    mg__pool_free(pool);
+    if (quant && mg__cpu_simd_level() >= MG_SIMD_AVX512 &&
+        __builtin_cpu_supports("avx512vnni"))
+        ck_assert(int_seen);
 }
 END_TEST
 

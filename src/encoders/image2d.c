@@ -18,7 +18,8 @@
  *    then x @ mm.input_proj to the text width.
  *
  * Speed: every matrix product is an sgemm (mg__matmul for weights of any
- * dtype; attention QK^T and PV per head as cblas_sgemm over blocks of 64 or
+ * dtype, except q8_0/q4_0 weights on AVX512-VNNI, which mg__matmul
+ * multiplies in integers on the pool; attention QK^T and PV per head as cblas_sgemm over blocks of 64 or
  * 256 queries, so the score memory is a block x n_patches, not n_patches^2
  * x heads; the softmax normalization is applied to the hd-wide output rows
  * after PV). When OpenBLAS runs single-threaded and the context has several
@@ -395,6 +396,7 @@ typedef struct lin_job {
     const float *X, *bias;
     float *Y;
     uint32_t n, parts;
+    mg__pool *mpool; /* the pool for mg__matmul itself (one part only) */
 } lin_job;
 
 static void lin_task(void *arg, uint32_t i, uint32_t n_tasks) {
@@ -406,7 +408,7 @@ static void lin_task(void *arg, uint32_t i, uint32_t n_tasks) {
     const vmat *m = j->m;
     float *Y = j->Y + (size_t)a * m->out;
     mg__matmul(m->dt, m->w, m->out, m->in, j->X + (size_t)a * m->in, b - a, Y,
-               j->s->mm + (size_t)i * mm_stride(j->s->e));
+               j->s->mm + (size_t)i * mm_stride(j->s->e), j->mpool);
     if (j->bias)
         for (uint32_t t = a; t < b; t++) {
             float *y = j->Y + (size_t)t * m->out;
@@ -418,11 +420,11 @@ static void linear(istate *s, const vmat *m, const float *X, uint32_t n,
                    const float *bias, float *Y, mg__pool *pool) {
     uint32_t np = mg__pool_size(pool);
     if (np > s->n_threads) np = s->n_threads;
-    if (np > 1 && !blas_threaded()) {
-        lin_job j = {s, m, X, bias, Y, n, np};
+    if (np > 1 && !blas_threaded() && !mg__matmul_pooled(m->dt)) {
+        lin_job j = {s, m, X, bias, Y, n, np, NULL};
         mg__pool_run(pool, lin_task, &j, np);
     } else {
-        lin_job j = {s, m, X, bias, Y, n, 1};
+        lin_job j = {s, m, X, bias, Y, n, 1, pool};
         lin_task(&j, 0, 1);
     }
 }

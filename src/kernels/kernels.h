@@ -63,7 +63,22 @@ void mg__matvec_level(int32_t level, int32_t dtype, const void *W,
  * (0 for f32; scratch may then be NULL). */
 size_t mg__matmul_scratch_size(int32_t dtype, uint64_t cols);
 void mg__matmul(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
-                const float *X, uint64_t n, float *Y, float *scratch);
+                const float *X, uint64_t n, float *Y, float *scratch,
+                mg__pool *pool);
+/* Same at an explicit SIMD level (tests, benchmarks). On AVX-512 with VNNI,
+ * q8_0/q4_0 weights take the integer path: X quantized into the scratch as
+ * the matvec quantizes its vector, panels of weight rows split over the
+ * pool (NULL = caller's thread only), so each Y[t] equals what
+ * mg__matvec_level(MG_SIMD_SCALAR, ...) gives for X[t] up to float
+ * summation order. Elsewhere, and for float weights, dequantization and
+ * sgemm as above (OpenBLAS's threads; the pool is not used). */
+void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
+                      uint64_t rows, uint64_t cols, const float *X, uint64_t n,
+                      float *Y, float *scratch, mg__pool *pool);
+/* Whether mg__matmul splits weights of this dtype over the pool itself at
+ * the process's SIMD level (callers then give it the pool rather than
+ * splitting tokens). */
+int mg__matmul_pooled(int32_t dtype);
 
 /* ---- elementwise / row kernels (f32) ------------------------------------ */
 /* y = x / sqrt(mean(x^2) + eps) * (add_one ? 1 + w : w); y may equal x. */
@@ -112,6 +127,8 @@ void mg__dequantize_ref_row(int32_t dtype, float *dst, const void *src,
                             uint64_t n);
 /* Same at the process's SIMD level (what mg__dequantize and mg__matmul use). */
 void mg__dequant_row(int32_t dtype, float *dst, const void *src, uint64_t n);
+void mg__dequant_row_level(int32_t level, int32_t dtype, float *dst,
+                           const void *src, uint64_t n);
 void mg__dequant_row_avx2(int32_t dtype, float *dst, const void *src,
                           uint64_t n);
 void mg__dequant_row_avx512(int32_t dtype, float *dst, const void *src,
@@ -149,5 +166,27 @@ extern const mg__rows_fn mg__rows_avx512vnni[5];
 /* AVX512-VBMI + VNNI variants (q4_0 only: index 4; others NULL); the caller
  * checks both CPUID bits. */
 extern const mg__rows_fn mg__rows_avx512vbmi[5];
+
+/* The process's SIMD level capped by the CPU's (and >= scalar), and whether
+ * the CPU has AVX512_VNNI. */
+int32_t mg__kernel_level(int32_t level);
+int mg__cpu_vnni(void);
+
+/* The integer prefill product (matmul_avx512.c): X already quantized (xq:
+ * n rows of cols bytes; xd, xs: n rows of cols/32 scales and s8 sums, as
+ * mg__quantize_x8 writes them), Y[t][r] for panels p0..p1-1 of
+ * MG__GEMM_PR weight rows each. */
+#define MG__GEMM_PR 32
+typedef struct {
+    int32_t dtype;
+    const char *W;
+    size_t row_bytes;
+    uint64_t rows, cols, n, ldy;
+    const int8_t *xq;
+    const float *xd;
+    const int32_t *xs;
+    float *Y;
+} mg__q8_gemm;
+void mg__matmul_q8_panels_vnni(const mg__q8_gemm *g, uint64_t p0, uint64_t p1);
 
 #endif /* MG_KERNELS_H */

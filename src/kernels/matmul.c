@@ -1,7 +1,10 @@
-/* matmul.c - prefill matrix product Y = X W^T through cblas_sgemm.
- * f32 weights go straight to sgemm; other dtypes are dequantized a tile of
- * rows at a time into the caller's scratch (SIMD row dequantization) and
- * each tile is one sgemm call writing a column block of Y. */
+/* matmul.c - prefill matrix product Y = X W^T.
+ * q8_0/q4_0 weights on a CPU with AVX512-VNNI: integer products
+ * (matmul_avx512.c) with X quantized into the caller's scratch, weight
+ * panels split over the pool. Otherwise through cblas_sgemm: f32 weights
+ * go straight to it; other dtypes are dequantized a tile of rows at a time
+ * into the caller's scratch (SIMD row dequantization) and each tile is one
+ * sgemm call writing a column block of Y. */
 #include "kernels/kernels.h"
 
 #include <cblas.h>
@@ -29,13 +32,90 @@ size_t mg__matmul_scratch_size(int32_t dtype, uint64_t cols) {
     return (size_t)bytes;
 }
 
-void mg__matmul(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
-                const float *X, uint64_t n, float *Y, float *scratch) {
+static int q8_path(int32_t level, int32_t dtype) {
+    return (dtype == MG_DTYPE_Q8_0 || dtype == MG_DTYPE_Q4_0) &&
+           mg__kernel_level(level) >= MG_SIMD_AVX512 && mg__cpu_vnni();
+}
+
+int mg__matmul_pooled(int32_t dtype) { return q8_path(mg_simd_level(), dtype); }
+
+/* ---- the integer path (AVX512-VNNI) --------------------------------------- */
+
+typedef struct {
+    mg__q8_gemm g;
+    const float *X;
+    uint64_t panels;
+} q8_job;
+
+static void q8_quant_task(void *arg, uint32_t i, uint32_t n_tasks) {
+    const q8_job *j = arg;
+    uint64_t nb = j->g.cols / MG__QK;
+    uint64_t t0 = j->g.n * i / n_tasks, t1 = j->g.n * (i + 1) / n_tasks;
+    for (uint64_t t = t0; t < t1; t++)
+        mg__quantize_x8_avx512(j->X + t * j->g.cols, j->g.cols,
+                               (int8_t *)j->g.xq + t * j->g.cols,
+                               (float *)j->g.xd + t * nb, (int32_t *)j->g.xs + t * nb);
+}
+
+static void q8_gemm_task(void *arg, uint32_t i, uint32_t n_tasks) {
+    const q8_job *j = arg;
+    uint64_t p0 = j->panels * i / n_tasks, p1 = j->panels * (i + 1) / n_tasks;
+    if (p0 < p1) mg__matmul_q8_panels_vnni(&j->g, p0, p1);
+}
+
+/* X rows quantized per pass: what the scratch holds (xq, then xd and xs),
+ * at least 64 rows since the scratch holds 64 rows of f32. */
+static void matmul_q8(int32_t dtype, const void *W, uint64_t row_bytes,
+                      uint64_t rows, uint64_t cols, const float *X, uint64_t n,
+                      float *Y, float *scratch, mg__pool *pool) {
+    uint64_t nb = cols / MG__QK;
+    uint64_t per_row = cols + nb * (sizeof(float) + sizeof(int32_t));
+    uint64_t mc = mg__matmul_scratch_size(dtype, cols) / per_row;
+    if (mc == 0) mc = 1; /* not reached: the scratch holds 64 rows of f32 */
+    uint32_t nt = mg__pool_size(pool);
+    q8_job j;
+    j.g.dtype = dtype;
+    j.g.W = W;
+    j.g.row_bytes = (size_t)row_bytes;
+    j.g.rows = rows;
+    j.g.cols = cols;
+    j.g.ldy = rows;
+    j.panels = (rows + MG__GEMM_PR - 1) / MG__GEMM_PR;
+    for (uint64_t t0 = 0; t0 < n; t0 += mc) {
+        uint64_t m = n - t0 < mc ? n - t0 : mc;
+        j.g.n = m;
+        j.g.xq = (const int8_t *)scratch;
+        j.g.xd = (const float *)((char *)scratch + m * cols);
+        j.g.xs = (const int32_t *)(j.g.xd + m * nb);
+        j.g.Y = Y + t0 * rows;
+        j.X = X + t0 * cols;
+        uint32_t qt = m < nt ? (uint32_t)m : nt;
+        mg__pool_run(qt > 1 ? pool : NULL, q8_quant_task, &j, qt);
+        /* Several panels' worth of tasks per thread: the pool hands them to
+         * whichever thread is free. */
+        uint64_t tasks = (uint64_t)nt * 4;
+        if (tasks > j.panels) tasks = j.panels;
+        mg__pool_run(tasks > 1 ? pool : NULL, q8_gemm_task, &j, (uint32_t)tasks);
+    }
+}
+
+void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
+                      uint64_t rows, uint64_t cols, const float *X, uint64_t n,
+                      float *Y, float *scratch, mg__pool *pool) {
     int ok;
     uint64_t row_bytes = mg__dtype_bytes(dtype, cols, &ok);
     if (!ok || !W || !X || !Y || n == 0 || rows == 0) return;
     if (cols == 0) {
         memset(Y, 0, (size_t)(n * rows) * sizeof(float));
+        return;
+    }
+    if (scratch && q8_path(level, dtype)) {
+        /* One row: the matvec computes the same sums without the repack. */
+        if (n == 1) {
+            mg__matvec_level(level, dtype, W, rows, cols, X, Y, pool);
+            return;
+        }
+        matmul_q8(dtype, W, row_bytes, rows, cols, X, n, Y, scratch, pool);
         return;
     }
     /* sgemm takes int dimensions. */
@@ -50,10 +130,18 @@ void mg__matmul(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
     uint64_t tr = tile_rows(cols);
     for (uint64_t r0 = 0; r0 < rows; r0 += tr) {
         uint64_t nr = rows - r0 < tr ? rows - r0 : tr;
-        mg__dequant_row(dtype, scratch, (const char *)W + r0 * row_bytes,
-                        nr * cols);
+        mg__dequant_row_level(mg__kernel_level(level), dtype, scratch,
+                              (const char *)W + r0 * row_bytes, nr * cols);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nr,
                     (int)cols, 1.0f, X, (int)cols, scratch, (int)cols, 0.0f,
                     Y + r0, (int)rows);
     }
+}
+
+
+void mg__matmul(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
+                const float *X, uint64_t n, float *Y, float *scratch,
+                mg__pool *pool) {
+    mg__matmul_level(mg_simd_level(), dtype, W, rows, cols, X, n, Y, scratch,
+                     pool);
 }

@@ -187,6 +187,13 @@ static int32_t clamp_level(int32_t level) {
     return level < MG_SIMD_SCALAR ? MG_SIMD_SCALAR : level;
 }
 
+int32_t mg__kernel_level(int32_t level) { return clamp_level(level); }
+
+int mg__cpu_vnni(void) {
+    pthread_once(&g_cpu_once, cpu_init);
+    return g_cpu_vnni;
+}
+
 static mg__rows_fn pick_rows(int32_t level, int32_t dtype) {
     if (level >= MG_SIMD_AVX512) {
         if (g_cpu_vnni && g_cpu_vbmi && mg__rows_avx512vbmi[dtype])
@@ -293,7 +300,12 @@ void mg__matvec(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
 }
 
 void mg__dequant_row(int32_t dtype, float *dst, const void *src, uint64_t n) {
-    int32_t level = clamp_level(mg_simd_level());
+    mg__dequant_row_level(mg_simd_level(), dtype, dst, src, n);
+}
+
+void mg__dequant_row_level(int32_t level, int32_t dtype, float *dst,
+                           const void *src, uint64_t n) {
+    level = clamp_level(level);
     if (level >= MG_SIMD_AVX512) mg__dequant_row_avx512(dtype, dst, src, n);
     else if (level >= MG_SIMD_AVX2) mg__dequant_row_avx2(dtype, dst, src, n);
     else mg__dequantize_ref_row(dtype, dst, src, n);

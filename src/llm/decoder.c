@@ -369,7 +369,7 @@ static void linear(mg__dstate *s, const mg__dmat *m, uint64_t rows,
                    uint64_t cols, const float *X, uint32_t n, float *Y,
                    mg__pool *pool) {
     if (n == 1) mg__matvec(m->dt, m->w, rows, cols, X, Y, pool);
-    else mg__matmul(m->dt, m->w, rows, cols, X, n, Y, s->mm_scratch);
+    else mg__matmul(m->dt, m->w, rows, cols, X, n, Y, s->mm_scratch, pool);
 }
 
 /* Rotate-half RoPE from precomputed cos/sin of head_dim/2 angles. */
@@ -586,7 +586,7 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
      * prefill's logits do not depend on 8-bit activation rounding. */
     if (n > 1)
         mg__matmul(d->embd.dt, d->embd.w, c->vocab, H, s->xn, rows, logits,
-                   s->mm_scratch);
+                   s->mm_scratch, pool);
     else
         mg__matvec(d->embd.dt, d->embd.w, c->vocab, H, s->xn, logits, pool);
     if (c->final_softcap > 0) {

@@ -35,6 +35,11 @@ Model (float64 on the dequantized weights):
   avg_pool2d(k = G / sqrt(tokens)), flatten(2).transpose(1, 2),
   Gemma3RMSNorm (x * (1 + w), eps = vision layer_norm_eps),
   x @ mm_input_projection_weight.
+With "xq8": true, the input rows of every product with q8_0/q4_0 weights
+(the patch embedding included, as an unfolded product) are first rounded
+to 8 bits per 32-element block (d = amax / 127, q = round-half-even(x / d)),
+which is what the C code's integer prefill product does to them on CPUs
+with AVX512-VNNI (kernels.h, mg__matmul_level).
 """
 import json
 import math
@@ -112,15 +117,32 @@ def main():
     conv_b = T("vision.patch_embd_bias")
     pos = T("vision.pos_embd")  # (n_patches, D)
 
+    xq8 = bool(req.get("xq8"))
+
+    def rounds(name):
+        return xq8 and f.dtype(name) in ("q8_0", "q4_0")
+
+    def q8(a):
+        b = a.reshape(-1, 32)
+        d = b.abs().amax(dim=1, keepdim=True) / 127.0
+        safe = torch.where(d > 0, d, torch.ones_like(d))
+        return (torch.round(b / safe) * d).reshape(a.shape)
+
     def lin(x, name, bias=True):
+        if rounds(name):
+            x = q8(x)
         y = x @ T(name).T
         return y + T(name + "_bias") if bias else y
 
     feats = []
     for x in pix:
         px = torch.from_numpy(np.ascontiguousarray(x)).to(DT)[None]
-        h = Fn.conv2d(px, conv_w, conv_b, stride=P)          # (1, D, G, G)
-        h = h.flatten(2).transpose(1, 2)[0] + pos             # (N, D)
+        if rounds("vision.patch_embd"):
+            rows = q8(Fn.unfold(px, P, stride=P)[0].T)        # (N, 3 P P)
+            h = rows @ conv_w.reshape(D, -1).T + conv_b + pos
+        else:
+            h = Fn.conv2d(px, conv_w, conv_b, stride=P)      # (1, D, G, G)
+            h = h.flatten(2).transpose(1, 2)[0] + pos         # (N, D)
         n = h.shape[0]
         for li in range(L):
             p = "vision.blk.%d." % li
@@ -144,6 +166,8 @@ def main():
         g = g.flatten(2).transpose(1, 2)[0]                    # (TOK, D)
         w = T("mm.soft_emb_norm")
         g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + eps) * (1.0 + w)
+        if rounds("mm.input_proj"):
+            g = q8(g)
         feats.append(g @ T("mm.input_proj").T)                 # (TOK, hidden)
     torch.stack(feats).to(torch.float32).numpy().astype("<f4").tofile(req["out"])
 

@@ -18,9 +18,10 @@ through mg_vqa. For N test questions on N different images:
     max |c - r| / max |r| over each row;
   * the greedy answers (up to 16 tokens) must be identical.
 For q8_0/q4_0 files the reference uses the dequantized weights; the
-library's batched steps compute in float32 on those same values, while its
-single-token steps also round activations to 8 bits (kernels.h), which the
-greedy comparison absorbs.
+library's single-token steps round activations to 8 bits (kernels.h), which
+the greedy comparison absorbs, and so do its batched steps on CPUs with
+AVX512-VNNI (the integer prefill product): run with MG_SIMD=avx2 for
+float32 batched steps and the 1e-4 tolerance, or give --tol 2e-2.
 
 With --quantized, the same questions go through a quantized file too and its
 agreement with MODEL.mgm (greedy answers, top-1 token at every teacher-forced

@@ -1,0 +1,170 @@
+/* matmul_avx512.c - prefill product Y = X W^T for q8_0/q4_0 weights on
+ * AVX512-VNNI (vpdpbusd), the integer twin of the decode matvec.
+ *
+ * X is quantized once per call exactly as the matvec quantizes its vector
+ * (mg__quantize_x8: 8 bits per 32-element block, scale amax/127), so every
+ * output is the same block sum the matvec computes:
+ *     Y[t][r] = sum_b dw[r][b] * dx[t][b] * sum_j w[r][b][j] * x[t][b][j].
+ * Weights are repacked on the fly, one panel of 32 rows and one chunk of
+ * columns at a time, into the layout vpdpbusd wants: for each block, eight
+ * "quads" of four consecutive columns, each quad holding 16 rows x 4 bytes
+ * in one 64-byte vector. The weight is the unsigned operand (q8_0 stored
+ * as w + 128, q4_0 as its raw nibble, i.e. w + 8) and the activation the
+ * signed one, broadcast four bytes at a time; the offset comes back out
+ * through the block's activation sum (mg__quantize_x8's s8 = 8 * sum q).
+ * Every weight byte is repacked once per call and then used for every row
+ * of X, so the repack costs little next to the products for a prefill.
+ *
+ * Compiled with AVX-512 F/BW/VL/DQ + VNNI; matmul.c calls it only after
+ * checking CPUID for AVX512_VNNI. */
+#include "kernels/kernels.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define MG_INLINE static inline __attribute__((always_inline))
+
+#define MR 4             /* rows of X per micro tile (4, 6, 8 measured alike) */
+#define NG 2             /* 16-row groups per panel                         */
+#define PR (16 * NG)     /* weight rows per panel                           */
+#define KCB 32           /* blocks per column chunk (1024 columns)          */
+#define QB (16 * MG__QK) /* bytes of one block of one 16-row group: 512     */
+
+/* The panel of one column chunk: u[blk][g] is QB bytes, dw[blk][g] 16
+ * scales; about 36 KiB on the stack of whichever thread runs the task. */
+typedef struct {
+    uint8_t u[KCB][NG][QB] __attribute__((aligned(64)));
+    float dw[KCB][NG][16] __attribute__((aligned(64)));
+} panel;
+
+/* Rows r0..r0+nr of the weights, blocks b0..b0+kb, into p. Rows past nr
+ * get scale 0 and bytes equal to the offset (weight 0). */
+static void repack(int32_t dtype, const char *W, size_t row_bytes, uint64_t r0,
+                   uint32_t nr, uint64_t b0, uint32_t kb, panel *p) {
+    for (uint32_t g = 0; g < NG; g++)
+        for (uint32_t j = 0; j < 16; j++) {
+            uint32_t r = g * 16 + j;
+            if (r >= nr) {
+                uint8_t off = dtype == MG_DTYPE_Q8_0 ? 0x80 : 0x08;
+                for (uint32_t b = 0; b < kb; b++) {
+                    p->dw[b][g][j] = 0.0f;
+                    for (uint32_t q = 0; q < 8; q++)
+                        memset(&p->u[b][g][q * 64 + j * 4], off, 4);
+                }
+                continue;
+            }
+            const char *row = W + (r0 + r) * row_bytes;
+            for (uint32_t b = 0; b < kb; b++) {
+                uint8_t v[MG__QK] __attribute__((aligned(32)));
+                if (dtype == MG_DTYPE_Q8_0) {
+                    const mg__block_q8_0 *blk = (const mg__block_q8_0 *)row + b0 + b;
+                    p->dw[b][g][j] = _cvtsh_ss(blk->d);
+                    __m256i s = _mm256_loadu_si256((const __m256i *)blk->qs);
+                    _mm256_store_si256((__m256i *)v,
+                                       _mm256_xor_si256(s, _mm256_set1_epi8((char)0x80)));
+                } else {
+                    const mg__block_q4_0 *blk = (const mg__block_q4_0 *)row + b0 + b;
+                    p->dw[b][g][j] = _cvtsh_ss(blk->d);
+                    __m128i s = _mm_loadu_si128((const __m128i *)blk->qs);
+                    __m128i m = _mm_set1_epi8(0x0f);
+                    _mm_store_si128((__m128i *)v, _mm_and_si128(s, m));
+                    _mm_store_si128((__m128i *)(v + 16),
+                                    _mm_and_si128(_mm_srli_epi16(s, 4), m));
+                }
+                uint8_t *dst = &p->u[b][g][j * 4];
+                for (uint32_t q = 0; q < 8; q++) memcpy(dst + q * 64, v + q * 4, 4);
+            }
+        }
+}
+
+/* One micro tile: M rows of X (t = 0..M-1 at xq + t * cols, xd/xs + t *
+ * nb), kb blocks of the panel, into Y's 32 columns (ldy apart), adding to
+ * what is there unless first. The offset comes out as s8 * off8 (s8 = 8 *
+ * the block's sum of x, off8 = offset / 8: 16 for q8_0, 1 for q4_0). */
+MG_INLINE void tile(const int M, const panel *p, uint32_t kb, const int8_t *xq,
+                    const float *xd, const int32_t *xs, uint64_t cols,
+                    uint64_t nb, int32_t off8, float *Y, uint64_t ldy, int first,
+                    __mmask16 m0, __mmask16 m1) {
+    __m512 f[MR][NG];
+#pragma GCC unroll 4
+    for (int t = 0; t < M; t++) {
+        if (first) {
+            f[t][0] = _mm512_setzero_ps();
+            f[t][1] = _mm512_setzero_ps();
+        } else {
+            f[t][0] = _mm512_maskz_loadu_ps(m0, Y + t * ldy);
+            f[t][1] = _mm512_maskz_loadu_ps(m1, Y + t * ldy + 16);
+        }
+    }
+    for (uint32_t b = 0; b < kb; b++) {
+        __m512i a[MR][NG];
+#pragma GCC unroll 4
+        for (int t = 0; t < M; t++) {
+            a[t][0] = _mm512_set1_epi32(-xs[t * nb + b] * off8);
+            a[t][1] = a[t][0];
+        }
+        const uint8_t *u0 = p->u[b][0], *u1 = p->u[b][1];
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; q++) {
+            __m512i w0 = _mm512_load_si512((const void *)(u0 + q * 64));
+            __m512i w1 = _mm512_load_si512((const void *)(u1 + q * 64));
+#pragma GCC unroll 4
+            for (int t = 0; t < M; t++) {
+                int32_t xv;
+                memcpy(&xv, xq + t * cols + b * MG__QK + q * 4, 4);
+                __m512i x4 = _mm512_set1_epi32(xv);
+                a[t][0] = _mm512_dpbusd_epi32(a[t][0], w0, x4);
+                a[t][1] = _mm512_dpbusd_epi32(a[t][1], w1, x4);
+            }
+        }
+        __m512 d0 = _mm512_load_ps(p->dw[b][0]), d1 = _mm512_load_ps(p->dw[b][1]);
+#pragma GCC unroll 4
+        for (int t = 0; t < M; t++) {
+            __m512 dx = _mm512_set1_ps(xd[t * nb + b]);
+            f[t][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[t][0]),
+                                      _mm512_mul_ps(d0, dx), f[t][0]);
+            f[t][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[t][1]),
+                                      _mm512_mul_ps(d1, dx), f[t][1]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < M; t++) {
+        _mm512_mask_storeu_ps(Y + t * ldy, m0, f[t][0]);
+        _mm512_mask_storeu_ps(Y + t * ldy + 16, m1, f[t][1]);
+    }
+}
+
+void mg__matmul_q8_panels_vnni(const mg__q8_gemm *g, uint64_t p0, uint64_t p1) {
+    panel p;
+    const uint64_t nb = g->cols / MG__QK;
+    const int32_t off8 = g->dtype == MG_DTYPE_Q8_0 ? 16 : 1;
+    for (uint64_t pi = p0; pi < p1; pi++) {
+        uint64_t r0 = pi * PR;
+        uint32_t nr = g->rows - r0 < PR ? (uint32_t)(g->rows - r0) : PR;
+        __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1u);
+        __mmask16 m1 = nr >= 32 ? 0xffff
+                       : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1u);
+        for (uint64_t b0 = 0; b0 < nb; b0 += KCB) {
+            uint32_t kb = nb - b0 < KCB ? (uint32_t)(nb - b0) : KCB;
+            repack(g->dtype, g->W, g->row_bytes, r0, nr, b0, kb, &p);
+            uint64_t t = 0;
+            for (; t + MR <= g->n; t += MR)
+                tile(MR, &p, kb, g->xq + t * g->cols + b0 * MG__QK, g->xd + t * nb + b0,
+                     g->xs + t * nb + b0, g->cols, nb, off8, g->Y + t * g->ldy + r0, g->ldy,
+                     b0 == 0, m0, m1);
+            switch (g->n - t) {
+#define TAIL(k)                                                                        \
+    case k:                                                                            \
+        tile(k, &p, kb, g->xq + t * g->cols + b0 * MG__QK, g->xd + t * nb + b0,        \
+             g->xs + t * nb + b0, g->cols, nb, off8, g->Y + t * g->ldy + r0, g->ldy,     \
+             b0 == 0, m0, m1);                                                         \
+        break;
+            TAIL(3)
+            TAIL(2)
+            TAIL(1)
+#undef TAIL
+            default: break;
+            }
+        }
+    }
+}
