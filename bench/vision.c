@@ -175,7 +175,10 @@ int main(int argc, char **argv) {
         vt->geometry(impl, &g);
         mg__pool *pool = mg__pool_new(threads);
         float *out = mg__aligned_alloc(64, (size_t)TOK * HT * 4);
-        mg__enc_input in = {MG__INPUT_IMAGE, img, NULL, 0, NULL, 0};
+        mg__enc_input in;
+        memset(&in, 0, sizeof in);
+        in.kind = MG__INPUT_IMAGE;
+        in.image = img;
         atomic_int intr = 0;
         /* warm-up: page the weights in */
         if (vt->encode(state, &in, out, pool, &intr, err, sizeof err)) {

@@ -565,6 +565,13 @@ START_TEST(test_matmul) {
             for (uint64_t t = 0; t < n; t++)
                 mg__matvec_level(MG_SIMD_SCALAR, dt, W, rows, cols, X + t * cols,
                                  M + t * rows, NULL);
+        if (dt == MG_DTYPE_BF16) { /* the reference on X rounded to bf16 */
+            float *Xb = malloc(n * cols * 4);
+            for (uint64_t i = 0; i < n * cols; i++)
+                Xb[i] = mg__bf16_to_f32(mg__f32_to_bf16(X[i]));
+            mg__matmul_ref(dt, W, rows, cols, Xb, n, M);
+            free(Xb);
+        }
         /* sum |w x| and the 8-bit rounding bound of each output */
         double *S = malloc(n * rows * sizeof *S), *B = malloc(n * rows * sizeof *B);
         for (uint64_t t = 0; t < n; t++)
@@ -580,7 +587,9 @@ START_TEST(test_matmul) {
                 int32_t level = levels[li];
                 int intpath = quant && mg__kernel_level(level) >= MG_SIMD_AVX512 &&
                               mg__cpu_vnni();
-                int_seen |= intpath;
+                int bfpath = dt == MG_DTYPE_BF16 && n > 1 &&
+                             mg__kernel_level(level) >= MG_SIMD_AVX512 && mg__cpu_bf16();
+                int_seen |= intpath | bfpath;
                 memset(Y, 0xff, n * rows * 4); /* NaN: every output written */
                 mg__matmul_level(level, dt, W, rows, cols, X, n, Y, scratch,
                                  wp ? pool : NULL);
@@ -598,6 +607,16 @@ START_TEST(test_matmul) {
                                           (unsigned long long)t, (unsigned long long)r, y,
                                           (double)M[t * rows + r]);
                             tol += B[t * rows + r];
+                        } else if (bfpath) {
+                            /* same products of X rounded to bf16, and within
+                             * that rounding (2^-8 relative per element) of
+                             * the exact ones */
+                            double e = fabs(y - M[t * rows + r]);
+                            ck_assert_msg(e <= tol, "bf16 level %d n=%llu %llux%llu: %g vs %g",
+                                          level, (unsigned long long)n,
+                                          (unsigned long long)rows, (unsigned long long)cols, y,
+                                          (double)M[t * rows + r]);
+                            tol += S[t * rows + r] / 256.0;
                         }
                         ck_assert_msg(fabs(y - ref) <= tol,
                                       "%s level %d n=%llu %llux%llu: %g vs %g", DTNAME[dti],
@@ -611,6 +630,9 @@ START_TEST(test_matmul) {
     mg__pool_free(pool);
     if (quant && mg__cpu_simd_level() >= MG_SIMD_AVX512 &&
         __builtin_cpu_supports("avx512vnni"))
+        ck_assert(int_seen);
+    if (dt == MG_DTYPE_BF16 && mg__cpu_simd_level() >= MG_SIMD_AVX512 &&
+        __builtin_cpu_supports("avx512bf16"))
         ck_assert(int_seen);
 }
 END_TEST

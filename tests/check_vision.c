@@ -112,7 +112,7 @@ static void put_images(FILE *f, mg_image *const *imgs, size_t n, const char *tag
 /* Runs vision_ref.py: resized RGB8 (size > 0) or features (model != NULL).
  * Returns the output bytes (caller frees) or NULL without a reference. */
 static void *run_vision_ref(const char *model, uint32_t size, mg_image *const *imgs, size_t n,
-                            int xq8, size_t *out_size) {
+                            int xround, size_t *out_size) {
     if (!ref_available()) return NULL;
     char req[4096], out[4096];
     snprintf(req, sizeof req, "%s", tu_tmp_path("vis_req.json"));
@@ -121,7 +121,10 @@ static void *run_vision_ref(const char *model, uint32_t size, mg_image *const *i
     ck_assert_ptr_nonnull(f);
     fprintf(f, "{");
     if (model) fprintf(f, "\"model\": \"%s\", \"out\": \"%s\", ", model, out);
-    if (xq8) fprintf(f, "\"xq8\": true, ");
+    /* xround: 1 = the reference rounds the inputs of q8_0/q4_0 products to
+     * 8 bits, 2 = those of bf16 products to bf16, as the library does */
+    if (xround == 1) fprintf(f, "\"xq8\": true, ");
+    if (xround == 2) fprintf(f, "\"xbf16\": true, ");
     else fprintf(f, "\"size\": %u, \"rgb_out\": \"%s\", ", size, out);
     put_images(f, imgs, n, "ref");
     fprintf(f, "}\n");
@@ -178,6 +181,16 @@ static double rel_max(const float *a, const float *b, size_t n) {
         if (fabs((double)b[i]) > ref) ref = fabs((double)b[i]);
     }
     return ref > 0 ? mx / ref : mx;
+}
+
+/* mean |a - b| / mean |b| */
+static double rel_mean(const float *a, const float *b, size_t n) {
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        d += fabs((double)a[i] - (double)b[i]);
+        r += fabs((double)b[i]);
+    }
+    return r > 0 ? d / r : d;
 }
 
 /* The model's image encoder, run directly on a context's state. */
@@ -282,15 +295,28 @@ static void encoder_case(const char *dtype, uint32_t threads, int blas, int big)
     for (size_t i = 0; i < 2 * per; i++) ck_assert(isfinite(ours[i]));
     size_t rs = 0;
     /* q8_0 weights on AVX512-VNNI: the integer product rounds each input
-     * row to 8 bits per block; the reference then does the same. */
-    int xq8 = strcmp(dtype, "q8_0") == 0 && mg__matmul_pooled(MG_DTYPE_Q8_0);
-    float *ref = run_vision_ref(path, 0, imgs, 2, xq8, &rs);
+     * row to 8 bits per block; bf16 weights on AVX512_BF16: to bf16. The
+     * reference then does the same. */
+    int xround = strcmp(dtype, "q8_0") == 0 && mg__matmul_pooled(MG_DTYPE_Q8_0, 64)   ? 1
+                 : strcmp(dtype, "bf16") == 0 && mg__matmul_pooled(MG_DTYPE_BF16, 64) ? 2
+                                                                                     : 0;
+    float *ref = run_vision_ref(path, 0, imgs, 2, xround, &rs);
     if (ref) {
         ck_assert_uint_eq(rs, 2 * per * sizeof(float));
-        double e = rel_max(ours, ref, 2 * per);
-        fprintf(stderr, "check_vision: encoder %s%s, %u patches, %u threads, BLAS %d: rel err %.3g\n",
-                dtype, xq8 ? " (8-bit rows)" : "", big ? 400 : 64, threads, blas, e);
-        ck_assert_msg(e <= 1e-4, "encoder features differ from the reference: %g", e);
+        double e = rel_max(ours, ref, 2 * per), em = rel_mean(ours, ref, 2 * per);
+        fprintf(stderr, "check_vision: encoder %s%s, %u patches, %u threads, BLAS %d: rel err %.3g (mean %.3g)\n",
+                dtype, xround == 1 ? " (8-bit rows)" : xround == 2 ? " (bf16 rows)" : "",
+                big ? 400 : 64, threads, blas, e, em);
+        if (xround == 2) {
+            /* The reference rounds f64 values to bf16 where the library rounds
+             * f32 ones, so a value on a rounding boundary can land one bf16
+             * step (2^-7) apart and spread through attention (seen: max 8.7e-4,
+             * mean 1.5e-4; against the unrounded reference mean 1.9e-3). */
+            ck_assert_msg(e <= 3e-3 && em <= 5e-4,
+                          "encoder features differ from the bf16-row reference: max %g mean %g", e,
+                          em);
+        } else
+            ck_assert_msg(e <= 1e-4, "encoder features differ from the reference: %g", e);
         free(ref);
     }
     free(ours);

@@ -18,8 +18,8 @@
  *    then x @ mm.input_proj to the text width.
  *
  * Speed: every matrix product is an sgemm (mg__matmul for weights of any
- * dtype, except q8_0/q4_0 weights on AVX512-VNNI, which mg__matmul
- * multiplies in integers on the pool; attention QK^T and PV per head as cblas_sgemm over blocks of 64 or
+ * dtype, except q8_0/q4_0 weights on AVX512-VNNI and bf16 weights on
+ * AVX512_BF16, which mg__matmul multiplies itself on the pool; attention QK^T and PV per head as cblas_sgemm over blocks of 64 or
  * 256 queries, so the score memory is a block x n_patches, not n_patches^2
  * x heads; the softmax normalization is applied to the hd-wide output rows
  * after PV). When OpenBLAS runs single-threaded and the context has several
@@ -420,7 +420,7 @@ static void linear(istate *s, const vmat *m, const float *X, uint32_t n,
                    const float *bias, float *Y, mg__pool *pool) {
     uint32_t np = mg__pool_size(pool);
     if (np > s->n_threads) np = s->n_threads;
-    if (np > 1 && !blas_threaded() && !mg__matmul_pooled(m->dt)) {
+    if (np > 1 && !blas_threaded() && !mg__matmul_pooled(m->dt, m->in)) {
         lin_job j = {s, m, X, bias, Y, n, np, NULL};
         mg__pool_run(pool, lin_task, &j, np);
     } else {

@@ -70,15 +70,18 @@ void mg__matmul(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
  * the matvec quantizes its vector, panels of weight rows split over the
  * pool (NULL = caller's thread only), so each Y[t] equals what
  * mg__matvec_level(MG_SIMD_SCALAR, ...) gives for X[t] up to float
- * summation order. Elsewhere, and for float weights, dequantization and
- * sgemm as above (OpenBLAS's threads; the pool is not used). */
+ * summation order. On AVX-512 with AVX512_BF16, bf16 weights (cols even,
+ * n > 1) likewise, with X rounded to bf16 (mg__f32_to_bf16) and f32 sums.
+ * Elsewhere, and for other dtypes, dequantization and sgemm as above
+ * (OpenBLAS's threads; the pool is not used). A single row (n == 1) on
+ * either path goes to mg__matvec_level. */
 void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
                       uint64_t rows, uint64_t cols, const float *X, uint64_t n,
                       float *Y, float *scratch, mg__pool *pool);
-/* Whether mg__matmul splits weights of this dtype over the pool itself at
- * the process's SIMD level (callers then give it the pool rather than
- * splitting tokens). */
-int mg__matmul_pooled(int32_t dtype);
+/* Whether mg__matmul splits weights of this dtype and width over the pool
+ * itself at the process's SIMD level (callers then give it the pool rather
+ * than splitting tokens). */
+int mg__matmul_pooled(int32_t dtype, uint64_t cols);
 
 /* ---- elementwise / row kernels (f32) ------------------------------------ */
 /* y = x / sqrt(mean(x^2) + eps) * (add_one ? 1 + w : w); y may equal x. */
@@ -171,6 +174,7 @@ extern const mg__rows_fn mg__rows_avx512vbmi[5];
  * the CPU has AVX512_VNNI. */
 int32_t mg__kernel_level(int32_t level);
 int mg__cpu_vnni(void);
+int mg__cpu_bf16(void); /* AVX512_BF16 (vdpbf16ps) */
 
 /* The integer prefill product (matmul_avx512.c): X already quantized (xq:
  * n rows of cols bytes; xd, xs: n rows of cols/32 scales and s8 sums, as
@@ -188,5 +192,17 @@ typedef struct {
     float *Y;
 } mg__q8_gemm;
 void mg__matmul_q8_panels_vnni(const mg__q8_gemm *g, uint64_t p0, uint64_t p1);
+
+/* The bf16 prefill product (matmul_avx512.c, AVX512_BF16): bf16 weights
+ * (cols even) times X already rounded to bf16 (xb: n rows of cols values,
+ * as mg__f32_to_bf16 rounds them), Y[t][r] for panels p0..p1-1. */
+typedef struct {
+    const uint16_t *W, *xb;
+    uint64_t rows, cols, n, ldy;
+    float *Y;
+} mg__bf16_gemm;
+void mg__matmul_bf16_panels(const mg__bf16_gemm *g, uint64_t p0, uint64_t p1);
+/* n values f32 -> bf16, round to nearest even (AVX-512 BF16). */
+void mg__f32_to_bf16_avx512(uint16_t *dst, const float *src, uint64_t n);
 
 #endif /* MG_KERNELS_H */

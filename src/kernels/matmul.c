@@ -1,7 +1,8 @@
 /* matmul.c - prefill matrix product Y = X W^T.
  * q8_0/q4_0 weights on a CPU with AVX512-VNNI: integer products
  * (matmul_avx512.c) with X quantized into the caller's scratch, weight
- * panels split over the pool. Otherwise through cblas_sgemm: f32 weights
+ * panels split over the pool. bf16 weights on a CPU with AVX512_BF16: the
+ * same with X rounded to bf16 and vdpbf16ps (f32 sums). Otherwise through cblas_sgemm: f32 weights
  * go straight to it; other dtypes are dequantized a tile of rows at a time
  * into the caller's scratch (SIMD row dequantization) and each tile is one
  * sgemm call writing a column block of Y. */
@@ -37,7 +38,14 @@ static int q8_path(int32_t level, int32_t dtype) {
            mg__kernel_level(level) >= MG_SIMD_AVX512 && mg__cpu_vnni();
 }
 
-int mg__matmul_pooled(int32_t dtype) { return q8_path(mg_simd_level(), dtype); }
+static int bf16_path(int32_t level, int32_t dtype, uint64_t cols) {
+    return dtype == MG_DTYPE_BF16 && cols % 2 == 0 &&
+           mg__kernel_level(level) >= MG_SIMD_AVX512 && mg__cpu_bf16();
+}
+
+int mg__matmul_pooled(int32_t dtype, uint64_t cols) {
+    return q8_path(mg_simd_level(), dtype) || bf16_path(mg_simd_level(), dtype, cols);
+}
 
 /* ---- the integer path (AVX512-VNNI) --------------------------------------- */
 
@@ -99,6 +107,52 @@ static void matmul_q8(int32_t dtype, const void *W, uint64_t row_bytes,
     }
 }
 
+/* ---- the bf16 path (AVX512_BF16) ------------------------------------------ */
+
+typedef struct {
+    mg__bf16_gemm g;
+    const float *X;
+    uint64_t panels;
+} bf16_job;
+
+static void bf16_conv_task(void *arg, uint32_t i, uint32_t n_tasks) {
+    const bf16_job *j = arg;
+    uint64_t t0 = j->g.n * i / n_tasks, t1 = j->g.n * (i + 1) / n_tasks;
+    mg__f32_to_bf16_avx512((uint16_t *)j->g.xb + t0 * j->g.cols, j->X + t0 * j->g.cols,
+                           (t1 - t0) * j->g.cols);
+}
+
+static void bf16_gemm_task(void *arg, uint32_t i, uint32_t n_tasks) {
+    const bf16_job *j = arg;
+    uint64_t p0 = j->panels * i / n_tasks, p1 = j->panels * (i + 1) / n_tasks;
+    if (p0 < p1) mg__matmul_bf16_panels(&j->g, p0, p1);
+}
+
+static void matmul_bf16(const void *W, uint64_t rows, uint64_t cols, const float *X,
+                        uint64_t n, float *Y, float *scratch, mg__pool *pool) {
+    uint64_t mc = mg__matmul_scratch_size(MG_DTYPE_BF16, cols) / (cols * sizeof(uint16_t));
+    if (mc == 0) mc = 1; /* not reached: the scratch holds 64 rows of f32 */
+    uint32_t nt = mg__pool_size(pool);
+    bf16_job j;
+    j.g.W = W;
+    j.g.rows = rows;
+    j.g.cols = cols;
+    j.g.ldy = rows;
+    j.g.xb = (const uint16_t *)scratch;
+    j.panels = (rows + MG__GEMM_PR - 1) / MG__GEMM_PR;
+    for (uint64_t t0 = 0; t0 < n; t0 += mc) {
+        uint64_t m = n - t0 < mc ? n - t0 : mc;
+        j.g.n = m;
+        j.g.Y = Y + t0 * rows;
+        j.X = X + t0 * cols;
+        uint32_t qt = m < nt ? (uint32_t)m : nt;
+        mg__pool_run(qt > 1 ? pool : NULL, bf16_conv_task, &j, qt);
+        uint64_t tasks = (uint64_t)nt * 4;
+        if (tasks > j.panels) tasks = j.panels;
+        mg__pool_run(tasks > 1 ? pool : NULL, bf16_gemm_task, &j, (uint32_t)tasks);
+    }
+}
+
 void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
                       uint64_t rows, uint64_t cols, const float *X, uint64_t n,
                       float *Y, float *scratch, mg__pool *pool) {
@@ -116,6 +170,15 @@ void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
             return;
         }
         matmul_q8(dtype, W, row_bytes, rows, cols, X, n, Y, scratch, pool);
+        return;
+    }
+    if (scratch && bf16_path(level, dtype, cols)) {
+        /* One row: the matvec, in f32, reads the weights once. */
+        if (n == 1) {
+            mg__matvec_level(level, dtype, W, rows, cols, X, Y, pool);
+            return;
+        }
+        matmul_bf16(W, rows, cols, X, n, Y, scratch, pool);
         return;
     }
     /* sgemm takes int dimensions. */

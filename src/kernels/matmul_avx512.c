@@ -168,3 +168,113 @@ void mg__matmul_q8_panels_vnni(const mg__q8_gemm *g, uint64_t p0, uint64_t p1) {
         }
     }
 }
+
+/* ---- bf16 weights (AVX512_BF16) ------------------------------------------- */
+
+/* The bf16 product works the same way without scales: X rounded to bf16
+ * once per call, weights repacked 32 rows by BKC columns at a time into
+ * pairs (vdpbf16ps multiplies two bf16 pairs per 32-bit lane and adds
+ * both products to an f32 lane): per column pair, 16 rows x 4 bytes in
+ * one 64-byte vector per group. Sums are in f32. */
+#define BKC 512   /* columns per chunk: 256 pairs, 32 KiB of panel */
+#define BMR 8     /* rows of X per micro tile: 16 f32 accumulators   */
+
+typedef struct {
+    uint32_t u[BKC / 2][NG][16] __attribute__((aligned(64)));
+} bpanel;
+
+static void repack_bf16(const uint16_t *W, uint64_t cols, uint64_t r0, uint32_t nr,
+                        uint64_t c0, uint32_t kp, bpanel *p) {
+    for (uint32_t g = 0; g < NG; g++)
+        for (uint32_t j = 0; j < 16; j++) {
+            uint32_t r = g * 16 + j;
+            if (r >= nr) {
+                for (uint32_t q = 0; q < kp; q++) p->u[q][g][j] = 0;
+                continue;
+            }
+            const uint16_t *src = W + (r0 + r) * cols + c0;
+            for (uint32_t q = 0; q < kp; q++) {
+                uint32_t w;
+                memcpy(&w, src + 2 * q, 4);
+                p->u[q][g][j] = w;
+            }
+        }
+}
+
+MG_INLINE void btile(const int M, const bpanel *p, uint32_t kp, const uint16_t *xb,
+                     uint64_t cols, float *Y, uint64_t ldy, int first, __mmask16 m0,
+                     __mmask16 m1) {
+    __m512 f[BMR][NG];
+#pragma GCC unroll 8
+    for (int t = 0; t < M; t++) {
+        if (first) {
+            f[t][0] = _mm512_setzero_ps();
+            f[t][1] = _mm512_setzero_ps();
+        } else {
+            f[t][0] = _mm512_maskz_loadu_ps(m0, Y + t * ldy);
+            f[t][1] = _mm512_maskz_loadu_ps(m1, Y + t * ldy + 16);
+        }
+    }
+    for (uint32_t q = 0; q < kp; q++) {
+        __m512bh w0 = (__m512bh)_mm512_load_si512((const void *)p->u[q][0]);
+        __m512bh w1 = (__m512bh)_mm512_load_si512((const void *)p->u[q][1]);
+#pragma GCC unroll 8
+        for (int t = 0; t < M; t++) {
+            int32_t xv;
+            memcpy(&xv, xb + t * cols + 2 * q, 4);
+            __m512bh x2 = (__m512bh)_mm512_set1_epi32(xv);
+            f[t][0] = _mm512_dpbf16_ps(f[t][0], w0, x2);
+            f[t][1] = _mm512_dpbf16_ps(f[t][1], w1, x2);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < M; t++) {
+        _mm512_mask_storeu_ps(Y + t * ldy, m0, f[t][0]);
+        _mm512_mask_storeu_ps(Y + t * ldy + 16, m1, f[t][1]);
+    }
+}
+
+void mg__matmul_bf16_panels(const mg__bf16_gemm *g, uint64_t p0, uint64_t p1) {
+    bpanel p;
+    for (uint64_t pi = p0; pi < p1; pi++) {
+        uint64_t r0 = pi * PR;
+        uint32_t nr = g->rows - r0 < PR ? (uint32_t)(g->rows - r0) : PR;
+        __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1u);
+        __mmask16 m1 = nr >= 32 ? 0xffff
+                       : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1u);
+        for (uint64_t c0 = 0; c0 < g->cols; c0 += BKC) {
+            uint32_t kc = g->cols - c0 < BKC ? (uint32_t)(g->cols - c0) : BKC;
+            repack_bf16(g->W, g->cols, r0, nr, c0, kc / 2, &p);
+            uint64_t t = 0;
+            for (; t + BMR <= g->n; t += BMR)
+                btile(BMR, &p, kc / 2, g->xb + t * g->cols + c0, g->cols,
+                      g->Y + t * g->ldy + r0, g->ldy, c0 == 0, m0, m1);
+            switch (g->n - t) {
+#define TAIL(k)                                                                      \
+    case k:                                                                          \
+        btile(k, &p, kc / 2, g->xb + t * g->cols + c0, g->cols, g->Y + t * g->ldy + r0, \
+              g->ldy, c0 == 0, m0, m1);                                              \
+        break;
+            TAIL(7)
+            TAIL(6)
+            TAIL(5)
+            TAIL(4)
+            TAIL(3)
+            TAIL(2)
+            TAIL(1)
+#undef TAIL
+            default: break;
+            }
+        }
+    }
+}
+
+void mg__f32_to_bf16_avx512(uint16_t *dst, const float *src, uint64_t n) {
+    uint64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16),
+                                         _mm512_loadu_ps(src + i));
+        _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
+    }
+    for (; i < n; i++) dst[i] = mg__f32_to_bf16(src[i]);
+}

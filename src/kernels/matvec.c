@@ -168,7 +168,7 @@ static const mg__rows_fn rows_scalar[5] = {rows_f32, rows_f16, rows_bf16,
 /* ---- CPU facts, read once ------------------------------------------------- */
 
 static int32_t g_cpu_level;
-static int g_cpu_vnni, g_cpu_vbmi;
+static int g_cpu_vnni, g_cpu_vbmi, g_cpu_bf16;
 static pthread_once_t g_cpu_once = PTHREAD_ONCE_INIT;
 
 static void cpu_init(void) {
@@ -178,6 +178,10 @@ static void cpu_init(void) {
         __cpuid_count(7, 0, a, b, c, d);
         g_cpu_vnni = (c >> 11) & 1; /* AVX512_VNNI */
         g_cpu_vbmi = (c >> 1) & 1;  /* AVX512_VBMI */
+        if (a >= 1) {               /* leaf 7 has sub-leaf 1 */
+            __cpuid_count(7, 1, a, b, c, d);
+            g_cpu_bf16 = (a >> 5) & 1; /* AVX512_BF16 */
+        }
     }
 }
 
@@ -192,6 +196,11 @@ int32_t mg__kernel_level(int32_t level) { return clamp_level(level); }
 int mg__cpu_vnni(void) {
     pthread_once(&g_cpu_once, cpu_init);
     return g_cpu_vnni;
+}
+
+int mg__cpu_bf16(void) {
+    pthread_once(&g_cpu_once, cpu_init);
+    return g_cpu_bf16;
 }
 
 static mg__rows_fn pick_rows(int32_t level, int32_t dtype) {

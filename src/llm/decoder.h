@@ -45,7 +45,9 @@
  * Matrix products: a batch of n > 1 tokens goes through mg__matmul (sgemm on
  * dequantized tiles, exact up to summation order; for q8_0/q4_0 weights on
  * AVX512-VNNI an integer product on the pool instead, with the activations
- * rounded as the matvec rounds them); a single token through mg__matvec
+ * rounded as the matvec rounds them, and for bf16 weights on AVX512_BF16 a
+ * vdpbf16ps product with the activations rounded to bf16); a single token
+ * through mg__matvec
  * (for q8_0/q4_0 weights that quantizes the activation to 8 bits per
  * 32-block, as GGML does). Attention runs over heads on the pool. */
 #ifndef MG_DECODER_H

@@ -12,6 +12,7 @@ REQUEST.json:
    "embeds": "e.f32",            # optional: raw float32 rows of width hidden
    "embed_rows": [2, 3],         # which positions take those rows, in order
    "xq8_from": 24,               # optional: see below
+   "xbf16_until": 24,            # optional: see below
    "out": "logits.f32"}          # written: float32 [n_tokens, vocab]
 
 Weights are dequantized to float and everything runs in float64: the
@@ -21,6 +22,10 @@ are first rounded to 8 bits per 32-element block (d = amax / 127, q =
 round-half-even(x / d)), which is what a q8_0/q4_0 single-token decode step
 in the C code does to its activation (kernels.h, mg__xq8); that lets the
 decode steps of quantized models be checked tightly too.
+With "xbf16_until": k, the inputs of every product with bf16 weights for
+positions < k are first rounded to bf16 (via float32, nearest even), as
+the C code's batched steps do on CPUs with AVX512_BF16 (mg__matmul_level),
+while its single-token steps keep float32.
 
 Semantics (transformers Gemma3TextModel / Gemma3ForConditionalGeneration):
 - embeddings: embed_tokens(ids) * embed_scale, embed_scale = sqrt(hidden)
@@ -128,11 +133,18 @@ def main():
         safe = torch.where(d > 0, d, torch.ones_like(d))
         return (torch.round(b / safe) * d).reshape(a.shape)
 
+    xbf16_until = req.get("xbf16_until")
+
+    def bf(a):
+        return a.to(torch.float32).to(torch.bfloat16).to(a.dtype)
+
     def lin(a, name):
         w = emb_w if name == "text.token_embd" else T(name)
         if (xq8_from is not None and xq8_from < a.shape[0]
                 and f.dtype(name) in ("q8_0", "q4_0")):
             a = torch.cat((a[:xq8_from], q8(a[xq8_from:])), 0)
+        if xbf16_until is not None and f.dtype(name) == "bf16":
+            a = torch.cat((bf(a[:xbf16_until]), a[xbf16_until:]), 0)
         return a @ w.T
 
     pos = torch.arange(n)

@@ -39,7 +39,9 @@ With "xq8": true, the input rows of every product with q8_0/q4_0 weights
 (the patch embedding included, as an unfolded product) are first rounded
 to 8 bits per 32-element block (d = amax / 127, q = round-half-even(x / d)),
 which is what the C code's integer prefill product does to them on CPUs
-with AVX512-VNNI (kernels.h, mg__matmul_level).
+with AVX512-VNNI (kernels.h, mg__matmul_level); with "xbf16": true, those
+of every product with bf16 weights are rounded to bf16 (via float32,
+nearest even), as on CPUs with AVX512_BF16.
 """
 import json
 import math
@@ -118,9 +120,19 @@ def main():
     pos = T("vision.pos_embd")  # (n_patches, D)
 
     xq8 = bool(req.get("xq8"))
+    xbf16 = bool(req.get("xbf16"))
 
     def rounds(name):
-        return xq8 and f.dtype(name) in ("q8_0", "q4_0")
+        return ((xq8 and f.dtype(name) in ("q8_0", "q4_0"))
+                or (xbf16 and f.dtype(name) == "bf16"))
+
+    def rnd(x, name):
+        """x as the C code's product with weight `name` sees it."""
+        if xq8 and f.dtype(name) in ("q8_0", "q4_0"):
+            return q8(x)
+        if xbf16 and f.dtype(name) == "bf16":
+            return x.to(torch.float32).to(torch.bfloat16).to(x.dtype)
+        return x
 
     def q8(a):
         b = a.reshape(-1, 32)
@@ -129,16 +141,14 @@ def main():
         return (torch.round(b / safe) * d).reshape(a.shape)
 
     def lin(x, name, bias=True):
-        if rounds(name):
-            x = q8(x)
-        y = x @ T(name).T
+        y = rnd(x, name) @ T(name).T
         return y + T(name + "_bias") if bias else y
 
     feats = []
     for x in pix:
         px = torch.from_numpy(np.ascontiguousarray(x)).to(DT)[None]
         if rounds("vision.patch_embd"):
-            rows = q8(Fn.unfold(px, P, stride=P)[0].T)        # (N, 3 P P)
+            rows = rnd(Fn.unfold(px, P, stride=P)[0].T, "vision.patch_embd")
             h = rows @ conv_w.reshape(D, -1).T + conv_b + pos
         else:
             h = Fn.conv2d(px, conv_w, conv_b, stride=P)      # (1, D, G, G)
@@ -166,9 +176,7 @@ def main():
         g = g.flatten(2).transpose(1, 2)[0]                    # (TOK, D)
         w = T("mm.soft_emb_norm")
         g = g * torch.rsqrt(g.pow(2).mean(-1, keepdim=True) + eps) * (1.0 + w)
-        if rounds("mm.input_proj"):
-            g = q8(g)
-        feats.append(g @ T("mm.input_proj").T)                 # (TOK, hidden)
+        feats.append(rnd(g, "mm.input_proj") @ T("mm.input_proj").T)  # (TOK, hidden)
     torch.stack(feats).to(torch.float32).numpy().astype("<f4").tofile(req["out"])
 
 
