@@ -310,9 +310,10 @@ static void encoder_case(const char *dtype, uint32_t threads, int blas, int big)
         if (xround == 2) {
             /* The reference rounds f64 values to bf16 where the library rounds
              * f32 ones, so a value on a rounding boundary can land one bf16
-             * step (2^-7) apart and spread through attention (seen: max 8.7e-4,
-             * mean 1.5e-4; against the unrounded reference mean 1.9e-3). */
-            ck_assert_msg(e <= 3e-3 && em <= 5e-4,
+             * step (2^-7) apart and spread through attention (seen: max 9.3e-4,
+             * mean 2.0e-4; mean 7.1e-4 against a reference that leaves the
+             * attention products unrounded, 1.9e-3 against the plain one). */
+            ck_assert_msg(e <= 3e-3 && em <= 4e-4,
                           "encoder features differ from the bf16-row reference: max %g mean %g", e,
                           em);
         } else

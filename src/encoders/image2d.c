@@ -67,6 +67,7 @@ typedef struct image2d {
     float lut[3][256];
     size_t mm_scratch;     /* mg__matmul scratch of the widest weight */
     uint64_t resize_bytes; /* resize scratch for inputs up to MAX_INPUT */
+    int att_bf16;          /* attention products in bf16 (bf16 weights, AVX512_BF16) */
 } image2d;
 
 typedef struct istate {
@@ -76,6 +77,9 @@ typedef struct istate {
     float *scores;         /* max(n_threads x 64, 256) x N */
     float *inv;            /* n_threads x 256: 1 / softmax sums */
     float *mm;             /* n_threads x mm_scratch */
+    uint16_t *kb, *vt;     /* att_bf16: per head K (N x hd) and V^T (hd x N) */
+    uint16_t *xb;          /* att_bf16: bf16 inputs, as many rows as scores */
+    float *bfa;            /* the allocation holding kb, vt, xb */
     uint8_t *rgb;          /* S x S x 3 */
     void *resize;
     uint64_t bytes;
@@ -270,6 +274,11 @@ static mg_status build(void **out, const mg__mgm *f, uint32_t text_hidden,
 #undef V
     }
     e->mm_scratch = sc;
+    /* A bf16 model on a CPU with AVX512_BF16 also runs attention's two
+     * products on bf16 tiles (q, k, v and the softmax numerators rounded to
+     * bf16, f32 sums), as bf16 inference does. */
+    e->att_bf16 = e->L > 0 && e->layers[0].q.dt == MG_DTYPE_BF16 &&
+                  mg__matmul_pooled(MG_DTYPE_BF16, e->hd) && e->N % 2 == 0;
     e->resize_bytes = mg__resize_scratch_bytes(MG__VIS_MAX_INPUT, MG__VIS_MAX_INPUT, e->S, e->S);
     mg__normalize_lut(e->lut, rescale, mean, stdv);
     *out = e;
@@ -302,7 +311,8 @@ void mg__enc_no_label(const void *impl, const mg__enc_input *in, uint32_t b, cha
 static void state_free(void *p) {
     istate *s = p;
     if (!s) return;
-    float *f[] = {s->patches, s->x, s->xn, s->q, s->k, s->v, s->h, s->pooled, s->scores, s->mm};
+    float *f[] = {s->patches, s->x, s->xn, s->q, s->k, s->v, s->h, s->pooled, s->scores, s->mm,
+                  s->bfa};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) mg__aligned_free(f[i]);
     mg__aligned_free(s->rgb);
     mg__aligned_free(s->resize);
@@ -310,7 +320,7 @@ static void state_free(void *p) {
 }
 
 /* Sizes in floats (bytes for the last two) of every buffer. */
-static int state_sizes(const image2d *e, uint32_t nt, uint64_t z[10], uint64_t *total) {
+static int state_sizes(const image2d *e, uint32_t nt, uint64_t z[11], uint64_t *total) {
     const uint64_t N = e->N, D = e->D;
     int of = 0;
     uint64_t nd = N * D, acc = 0, t;
@@ -323,7 +333,13 @@ static int state_sizes(const image2d *e, uint32_t nt, uint64_t z[10], uint64_t *
     of |= mg__mul_u64(qrows, N, &z[8]);                 /* scores */
     of |= mg__add_u64(z[8], (uint64_t)nt * MG__ATT_QBLOCK_BLAS, &z[8]); /* + inv */
     of |= mg__mul_u64((uint64_t)nt, (e->mm_scratch + 63) / 4, &z[9]); /* mm */
-    for (int i = 0; i < 10; i++) of |= mg__mul_u64(z[i], 4, &t) || mg__add_u64(acc, t, &acc);
+    z[10] = 0; /* kb + vt (N x D uint16 each) + xb (qrows x N uint16) */
+    if (e->att_bf16) {
+        uint64_t xbn;
+        of |= mg__mul_u64(qrows, N, &xbn);
+        of |= mg__add_u64(nd, (xbn + 1) / 2, &z[10]);
+    }
+    for (int i = 0; i < 11; i++) of |= mg__mul_u64(z[i], 4, &t) || mg__add_u64(acc, t, &acc);
     of |= mg__add_u64(acc, 3ull * e->S * e->S, &acc);
     of |= mg__add_u64(acc, e->resize_bytes, &acc);
     if (of || acc > SIZE_MAX / 2) return -1;
@@ -333,7 +349,7 @@ static int state_sizes(const image2d *e, uint32_t nt, uint64_t z[10], uint64_t *
 
 static void geometry(const void *impl, mg__enc_geometry *g) {
     const image2d *e = impl;
-    uint64_t z[10], total = 0;
+    uint64_t z[11], total = 0;
     g->n_tokens = e->T;
     g->width = e->text_hidden;
     g->state_bytes = state_sizes(e, 1, z, &total) ? UINT64_MAX : total;
@@ -349,7 +365,7 @@ static mg_status state_new(void **out, const void *impl, uint32_t n_threads) {
     const image2d *e = impl;
     *out = NULL;
     if (!n_threads) n_threads = 1;
-    uint64_t z[10], total;
+    uint64_t z[11], total;
     if (state_sizes(e, n_threads, z, &total)) return MG_E_LIMIT;
     istate *s = mg__calloc(1, sizeof *s);
     if (!s) return MG_E_NOMEM;
@@ -372,6 +388,12 @@ static mg_status state_new(void **out, const void *impl, uint32_t n_threads) {
         s->inv = s->scores + qrows * e->N;
     }
     s->mm = falloc(z[9], &fail);
+    s->bfa = falloc(z[10], &fail);
+    if (s->bfa) {
+        s->kb = (uint16_t *)s->bfa;
+        s->vt = s->kb + (size_t)e->N * e->D;
+        s->xb = s->vt + (size_t)e->N * e->D;
+    }
     s->rgb = mg__aligned_alloc(64, 3ull * e->S * e->S);
     s->resize = mg__aligned_alloc(64, (size_t)e->resize_bytes);
     if (fail || !s->rgb || !s->resize) {
@@ -488,15 +510,20 @@ static void smax_task(void *arg, uint32_t i, uint32_t n_tasks) {
 /* sc: qb x N scores, inv: qb floats; pool: softmax rows on the pool (NULL:
  * inline). */
 static void att_item(istate *s, float *out, uint32_t item, uint32_t qb, uint32_t nqb,
-                     float *sc, float *inv, mg__pool *pool) {
+                     float *sc, float *inv, uint16_t *xb, mg__pool *pool) {
     const image2d *e = s->e;
     const uint32_t N = e->N, D = e->D, hd = e->hd;
     uint32_t h = item / nqb, q0 = (item % nqb) * qb;
     uint32_t nq = N - q0 < qb ? N - q0 : qb;
     const float scale = 1.0f / sqrtf((float)hd);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)N, (int)hd, scale,
-                s->q + (size_t)q0 * D + (size_t)h * hd, (int)D, s->k + (size_t)h * hd, (int)D,
-                0.0f, sc, (int)N);
+    /* bf16 tiles: S = bf16(scale q) bf16(k)^T, O = bf16(P) bf16(v); else sgemm. */
+    if (e->att_bf16)
+        mg__gemm_bf16(s->kb + (size_t)h * N * hd, N, hd, s->q + (size_t)q0 * D + (size_t)h * hd,
+                      D, scale, nq, sc, N, xb, pool);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)N, (int)hd, scale,
+                    s->q + (size_t)q0 * D + (size_t)h * hd, (int)D, s->k + (size_t)h * hd,
+                    (int)D, 0.0f, sc, (int)N);
     if (pool) {
         smax_job sj = {sc, inv, nq, N};
         mg__pool_run(pool, smax_task, &sj, mg__pool_size(pool));
@@ -504,8 +531,11 @@ static void att_item(istate *s, float *out, uint32_t item, uint32_t qb, uint32_t
         smax_rows(sc, inv, 0, nq, N);
     }
     float *o = out + (size_t)q0 * D + (size_t)h * hd;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)hd, (int)N, 1.0f, sc,
-                (int)N, s->v + (size_t)h * hd, (int)D, 0.0f, o, (int)D);
+    if (e->att_bf16)
+        mg__gemm_bf16(s->vt + (size_t)h * hd * N, hd, N, sc, N, 1.0f, nq, o, D, xb, pool);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)hd, (int)N, 1.0f,
+                    sc, (int)N, s->v + (size_t)h * hd, (int)D, 0.0f, o, (int)D);
     for (uint32_t r = 0; r < nq; r++)
         for (uint32_t c = 0; c < hd; c++) o[(size_t)r * D + c] *= inv[r];
 }
@@ -515,8 +545,9 @@ static void att_task(void *arg, uint32_t i, uint32_t n_tasks) {
     (void)n_tasks;
     float *sc = j->s->scores + (size_t)i * MG__ATT_QBLOCK_POOL * j->s->e->N;
     float *inv = j->s->inv + (size_t)i * MG__ATT_QBLOCK_BLAS;
+    uint16_t *xb = j->s->xb ? j->s->xb + (size_t)i * MG__ATT_QBLOCK_POOL * j->s->e->N : NULL;
     for (uint32_t it = i; it < j->n_items; it += j->parts)
-        att_item(j->s, j->out, it, j->qb, j->nqb, sc, inv, NULL);
+        att_item(j->s, j->out, it, j->qb, j->nqb, sc, inv, xb, NULL);
 }
 
 /* Two schedules: with single-threaded OpenBLAS, items run in parallel on
@@ -524,10 +555,33 @@ static void att_task(void *arg, uint32_t i, uint32_t n_tasks) {
  * N = 4096, resident in L2); with multi-threaded OpenBLAS, items run one
  * after the other with 256-query blocks (bigger GEMMs that split well over
  * OpenBLAS's threads) and the softmax rows go to the pool. */
+/* att_bf16: K and V^T of every head as bf16, from k and v (N x D). */
+typedef struct kv_job { istate *s; } kv_job;
+
+static void kv_task(void *arg, uint32_t i, uint32_t n_tasks) {
+    istate *s = ((const kv_job *)arg)->s;
+    const image2d *e = s->e;
+    const uint32_t N = e->N, D = e->D, hd = e->hd;
+    for (uint32_t h = i; h < e->NH; h += n_tasks) {
+        uint16_t *kb = s->kb + (size_t)h * N * hd, *vt = s->vt + (size_t)h * hd * N;
+        for (uint32_t n = 0; n < N; n++) {
+            const float *k = s->k + (size_t)n * D + (size_t)h * hd;
+            const float *v = s->v + (size_t)n * D + (size_t)h * hd;
+            mg__f32_to_bf16_avx512(kb + (size_t)n * hd, k, hd, 1.0f);
+            for (uint32_t c = 0; c < hd; c++) vt[(size_t)c * N + n] = mg__f32_to_bf16(v[c]);
+        }
+    }
+}
+
 static void attention(istate *s, float *out, mg__pool *pool) {
     const image2d *e = s->e;
     uint32_t np = mg__pool_size(pool);
     if (np > s->n_threads) np = s->n_threads;
+    if (e->att_bf16) {
+        kv_job kj = {s};
+        uint32_t nt = np < e->NH ? np : e->NH;
+        mg__pool_run(nt > 1 ? pool : NULL, kv_task, &kj, nt);
+    }
     int bt = blas_threaded(), par = np > 1 && !bt;
     uint32_t qb = bt ? MG__ATT_QBLOCK_BLAS : MG__ATT_QBLOCK_POOL;
     uint32_t nqb = (e->N + qb - 1) / qb, n_items = nqb * e->NH;
@@ -536,7 +590,7 @@ static void attention(istate *s, float *out, mg__pool *pool) {
         mg__pool_run(pool, att_task, &j, np);
     } else {
         for (uint32_t it = 0; it < n_items; it++)
-            att_item(s, out, it, qb, nqb, s->scores, s->inv, np > 1 ? pool : NULL);
+            att_item(s, out, it, qb, nqb, s->scores, s->inv, s->xb, np > 1 ? pool : NULL);
     }
 }
 

@@ -83,6 +83,16 @@ void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
  * than splitting tokens). */
 int mg__matmul_pooled(int32_t dtype, uint64_t cols);
 
+/* The bf16 product with its inputs spelled out, for callers that hold bf16
+ * matrices of their own (attention): Y[t][r] (row stride ldy) = sum_c
+ * W[r][c] * bf16(scale * X[t][c]) for t < n, r < rows, with X's rows ldx
+ * floats apart and W row-major bf16 (cols even). xb: scratch of n * cols
+ * uint16. Panels split over the pool (NULL = caller's thread). Only where
+ * mg__matmul_pooled(MG_DTYPE_BF16, cols) says so (AVX512_BF16). */
+void mg__gemm_bf16(const uint16_t *W, uint64_t rows, uint64_t cols, const float *X,
+                   uint64_t ldx, float scale, uint64_t n, float *Y, uint64_t ldy,
+                   uint16_t *xb, mg__pool *pool);
+
 /* ---- elementwise / row kernels (f32) ------------------------------------ */
 /* y = x / sqrt(mean(x^2) + eps) * (add_one ? 1 + w : w); y may equal x. */
 void mg__rmsnorm(float *y, const float *x, const float *w, uint64_t n,
@@ -202,7 +212,7 @@ typedef struct {
     float *Y;
 } mg__bf16_gemm;
 void mg__matmul_bf16_panels(const mg__bf16_gemm *g, uint64_t p0, uint64_t p1);
-/* n values f32 -> bf16, round to nearest even (AVX-512 BF16). */
-void mg__f32_to_bf16_avx512(uint16_t *dst, const float *src, uint64_t n);
+/* n values f32 times scale -> bf16, round to nearest even (AVX-512 BF16). */
+void mg__f32_to_bf16_avx512(uint16_t *dst, const float *src, uint64_t n, float scale);
 
 #endif /* MG_KERNELS_H */

@@ -112,44 +112,70 @@ static void matmul_q8(int32_t dtype, const void *W, uint64_t row_bytes,
 typedef struct {
     mg__bf16_gemm g;
     const float *X;
-    uint64_t panels;
+    uint64_t ldx, panels, pparts, mparts;
+    float scale;
 } bf16_job;
 
 static void bf16_conv_task(void *arg, uint32_t i, uint32_t n_tasks) {
     const bf16_job *j = arg;
     uint64_t t0 = j->g.n * i / n_tasks, t1 = j->g.n * (i + 1) / n_tasks;
-    mg__f32_to_bf16_avx512((uint16_t *)j->g.xb + t0 * j->g.cols, j->X + t0 * j->g.cols,
-                           (t1 - t0) * j->g.cols);
+    for (uint64_t t = t0; t < t1; t++)
+        mg__f32_to_bf16_avx512((uint16_t *)j->g.xb + t * j->g.cols, j->X + t * j->ldx,
+                               j->g.cols, j->scale);
 }
 
+/* Task i: panel part i / mparts, X row part i % mparts. */
 static void bf16_gemm_task(void *arg, uint32_t i, uint32_t n_tasks) {
     const bf16_job *j = arg;
-    uint64_t p0 = j->panels * i / n_tasks, p1 = j->panels * (i + 1) / n_tasks;
-    if (p0 < p1) mg__matmul_bf16_panels(&j->g, p0, p1);
+    (void)n_tasks;
+    uint64_t pi = i / j->mparts, mi = i % j->mparts;
+    uint64_t p0 = j->panels * pi / j->pparts, p1 = j->panels * (pi + 1) / j->pparts;
+    uint64_t t0 = j->g.n * mi / j->mparts, t1 = j->g.n * (mi + 1) / j->mparts;
+    if (p0 >= p1 || t0 >= t1) return;
+    mg__bf16_gemm g = j->g;
+    g.n = t1 - t0;
+    g.xb += t0 * g.cols;
+    g.Y += t0 * g.ldy;
+    mg__matmul_bf16_panels(&g, p0, p1);
+}
+
+void mg__gemm_bf16(const uint16_t *W, uint64_t rows, uint64_t cols, const float *X,
+                   uint64_t ldx, float scale, uint64_t n, float *Y, uint64_t ldy,
+                   uint16_t *xb, mg__pool *pool) {
+    if (!W || !X || !Y || !xb || !n || !rows || !cols || cols % 2) return;
+    uint32_t nt = mg__pool_size(pool);
+    bf16_job j;
+    j.g.W = W;
+    j.g.xb = xb;
+    j.g.rows = rows;
+    j.g.cols = cols;
+    j.g.n = n;
+    j.g.ldy = ldy;
+    j.g.Y = Y;
+    j.X = X;
+    j.ldx = ldx;
+    j.scale = scale;
+    j.panels = (rows + MG__GEMM_PR - 1) / MG__GEMM_PR;
+    uint32_t qt = n < nt ? (uint32_t)n : nt;
+    mg__pool_run(qt > 1 ? pool : NULL, bf16_conv_task, &j, qt);
+    /* Several tasks per thread: over panels, and also over rows of X where
+     * there are few panels (attention's 72-row products: 3 panels). */
+    uint64_t want = (uint64_t)nt * 4;
+    j.pparts = j.panels < want ? j.panels : want;
+    j.mparts = (want + j.pparts - 1) / j.pparts;
+    if (j.mparts > (n + 7) / 8) j.mparts = (n + 7) / 8; /* >= 8 rows per part */
+    uint64_t tasks = j.pparts * j.mparts;
+    mg__pool_run(tasks > 1 ? pool : NULL, bf16_gemm_task, &j, (uint32_t)tasks);
 }
 
 static void matmul_bf16(const void *W, uint64_t rows, uint64_t cols, const float *X,
                         uint64_t n, float *Y, float *scratch, mg__pool *pool) {
     uint64_t mc = mg__matmul_scratch_size(MG_DTYPE_BF16, cols) / (cols * sizeof(uint16_t));
     if (mc == 0) mc = 1; /* not reached: the scratch holds 64 rows of f32 */
-    uint32_t nt = mg__pool_size(pool);
-    bf16_job j;
-    j.g.W = W;
-    j.g.rows = rows;
-    j.g.cols = cols;
-    j.g.ldy = rows;
-    j.g.xb = (const uint16_t *)scratch;
-    j.panels = (rows + MG__GEMM_PR - 1) / MG__GEMM_PR;
     for (uint64_t t0 = 0; t0 < n; t0 += mc) {
         uint64_t m = n - t0 < mc ? n - t0 : mc;
-        j.g.n = m;
-        j.g.Y = Y + t0 * rows;
-        j.X = X + t0 * cols;
-        uint32_t qt = m < nt ? (uint32_t)m : nt;
-        mg__pool_run(qt > 1 ? pool : NULL, bf16_conv_task, &j, qt);
-        uint64_t tasks = (uint64_t)nt * 4;
-        if (tasks > j.panels) tasks = j.panels;
-        mg__pool_run(tasks > 1 ? pool : NULL, bf16_gemm_task, &j, (uint32_t)tasks);
+        mg__gemm_bf16(W, rows, cols, X + t0 * cols, cols, 1.0f, m, Y + t0 * rows, rows,
+                      (uint16_t *)scratch, pool);
     }
 }
 

@@ -269,12 +269,13 @@ void mg__matmul_bf16_panels(const mg__bf16_gemm *g, uint64_t p0, uint64_t p1) {
     }
 }
 
-void mg__f32_to_bf16_avx512(uint16_t *dst, const float *src, uint64_t n) {
+void mg__f32_to_bf16_avx512(uint16_t *dst, const float *src, uint64_t n, float scale) {
     uint64_t i = 0;
+    __m512 s = _mm512_set1_ps(scale);
     for (; i + 32 <= n; i += 32) {
-        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16),
-                                         _mm512_loadu_ps(src + i));
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_mul_ps(_mm512_loadu_ps(src + i + 16), s),
+                                         _mm512_mul_ps(_mm512_loadu_ps(src + i), s));
         _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
     }
-    for (; i < n; i++) dst[i] = mg__f32_to_bf16(src[i]);
+    for (; i < n; i++) dst[i] = mg__f32_to_bf16(src[i] * scale);
 }

@@ -41,7 +41,9 @@ to 8 bits per 32-element block (d = amax / 127, q = round-half-even(x / d)),
 which is what the C code's integer prefill product does to them on CPUs
 with AVX512-VNNI (kernels.h, mg__matmul_level); with "xbf16": true, those
 of every product with bf16 weights are rounded to bf16 (via float32,
-nearest even), as on CPUs with AVX512_BF16.
+nearest even), as on CPUs with AVX512_BF16, and so are attention's inputs
+(scaled q, k, v and the softmax numerators) when the layer's weights are
+bf16.
 """
 import json
 import math
@@ -126,12 +128,15 @@ def main():
         return ((xq8 and f.dtype(name) in ("q8_0", "q4_0"))
                 or (xbf16 and f.dtype(name) == "bf16"))
 
+    def bf(x):
+        return x.to(torch.float32).to(torch.bfloat16).to(x.dtype)
+
     def rnd(x, name):
         """x as the C code's product with weight `name` sees it."""
         if xq8 and f.dtype(name) in ("q8_0", "q4_0"):
             return q8(x)
         if xbf16 and f.dtype(name) == "bf16":
-            return x.to(torch.float32).to(torch.bfloat16).to(x.dtype)
+            return bf(x)
         return x
 
     def q8(a):
@@ -161,8 +166,18 @@ def main():
             q = lin(a, p + "attn_q").view(n, NH, hd).transpose(0, 1)
             k = lin(a, p + "attn_k").view(n, NH, hd).transpose(0, 1)
             v = lin(a, p + "attn_v").view(n, NH, hd).transpose(0, 1)
-            s = torch.softmax((q @ k.transpose(1, 2)) * hd ** -0.5, dim=-1)
-            o = (s @ v).transpose(0, 1).reshape(n, D)
+            if xbf16 and f.dtype(p + "attn_q") == "bf16":
+                # as the C code on AVX512_BF16: bf16(scale q) bf16(k)^T, the
+                # softmax numerators exp(s - max) rounded to bf16 times
+                # bf16(v), then divided by the sum of the unrounded ones
+                sc = float(np.float32(1.0) / np.sqrt(np.float32(hd)))
+                s = bf(q * sc) @ bf(k).transpose(1, 2)
+                ex = torch.exp(s - s.amax(dim=-1, keepdim=True))
+                o = (bf(ex) @ bf(v)) / ex.sum(dim=-1, keepdim=True)
+            else:
+                s = torch.softmax((q @ k.transpose(1, 2)) * hd ** -0.5, dim=-1)
+                o = s @ v
+            o = o.transpose(0, 1).reshape(n, D)
             h = r + lin(o, p + "attn_output")
             r = h
             a = Fn.layer_norm(h, (D,), T(p + "ln2"), T(p + "ln2_bias"), eps)
