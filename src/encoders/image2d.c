@@ -410,8 +410,15 @@ static size_t mm_stride(const image2d *e) { return (e->mm_scratch + 63) / 4; }
 
 static int blas_threaded(void) { return openblas_get_num_threads() > 1; }
 
+enum { ROW_LN, ROW_GELU, ROW_ADD, ROW_BIAS };
+static void rows(mg__pool *pool, uint32_t op, float *y, const float *x,
+                 const float *w, const float *b, uint32_t n, uint32_t width,
+                 float eps);
+
 /* Y[n x m.out] = X[n x m.in] W^T + bias, split over the pool by tokens when
- * OpenBLAS is single-threaded. */
+ * OpenBLAS is single-threaded and mg__matmul does not use the pool itself;
+ * otherwise one product (OpenBLAS's threads or the pool) and the bias added
+ * on the pool. */
 typedef struct lin_job {
     istate *s;
     const vmat *m;
@@ -446,8 +453,9 @@ static void linear(istate *s, const vmat *m, const float *X, uint32_t n,
         lin_job j = {s, m, X, bias, Y, n, np, NULL};
         mg__pool_run(pool, lin_task, &j, np);
     } else {
-        lin_job j = {s, m, X, bias, Y, n, 1, pool};
+        lin_job j = {s, m, X, NULL, Y, n, 1, pool};
         lin_task(&j, 0, 1);
+        if (bias) rows(pool, ROW_BIAS, Y, NULL, bias, NULL, n, (uint32_t)m->out, 0);
     }
 }
 
@@ -459,14 +467,16 @@ typedef struct rows_job {
     float eps;
 } rows_job;
 
-enum { ROW_LN, ROW_GELU, ROW_ADD };
-
 static void rows_task(void *arg, uint32_t i, uint32_t n_tasks) {
     const rows_job *j = arg;
     uint32_t per = (j->n + n_tasks - 1) / n_tasks;
     uint32_t a = i * per, b = a + per < j->n ? a + per : j->n;
     for (uint32_t t = a; t < b; t++) {
         float *y = j->y + (size_t)t * j->width;
+        if (j->op == ROW_BIAS) { /* y += w, the same vector on every row */
+            for (uint32_t c = 0; c < j->width; c++) y[c] += j->w[c];
+            continue;
+        }
         const float *x = j->x + (size_t)t * j->width;
         if (j->op == ROW_LN) mg__layernorm(y, x, j->w, j->b, j->width, j->eps);
         else if (j->op == ROW_GELU) mg__gelu_tanh(y, x, j->width);

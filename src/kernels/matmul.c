@@ -2,10 +2,11 @@
  * q8_0/q4_0 weights on a CPU with AVX512-VNNI: integer products
  * (matmul_avx512.c) with X quantized into the caller's scratch, weight
  * panels split over the pool. bf16 weights on a CPU with AVX512_BF16: the
- * same with X rounded to bf16 and vdpbf16ps (f32 sums). Otherwise through cblas_sgemm: f32 weights
- * go straight to it; other dtypes are dequantized a tile of rows at a time
- * into the caller's scratch (SIMD row dequantization) and each tile is one
- * sgemm call writing a column block of Y. */
+ * same with X rounded to bf16 and vdpbf16ps (f32 sums). Otherwise through
+ * cblas_sgemm: f32 weights go straight to it; other dtypes are dequantized
+ * a tile of rows at a time into the caller's scratch (SIMD row
+ * dequantization) and each tile is one sgemm call writing a column block
+ * of Y. */
 #include "kernels/kernels.h"
 
 #include <cblas.h>
