@@ -77,6 +77,32 @@ static void repack(int32_t dtype, const char *W, size_t row_bytes, uint64_t r0,
         }
 }
 
+/* The f32 accumulators of a micro tile (M rows x 32 columns of Y): zero, or
+ * what Y holds from the previous column chunk; and back into Y. m0, m1: the
+ * valid columns of the two 16-column halves (the panel's last rows). */
+MG_INLINE void acc_load(const int M, __m512 f[][NG], const float *Y, uint64_t ldy, int first,
+                        __mmask16 m0, __mmask16 m1) {
+#pragma GCC unroll 8
+    for (int t = 0; t < M; t++) {
+        f[t][0] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m0, Y + t * ldy);
+        f[t][1] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m1, Y + t * ldy + 16);
+    }
+}
+
+MG_INLINE void acc_store(const int M, __m512 f[][NG], float *Y, uint64_t ldy, __mmask16 m0,
+                         __mmask16 m1) {
+#pragma GCC unroll 8
+    for (int t = 0; t < M; t++) {
+        _mm512_mask_storeu_ps(Y + t * ldy, m0, f[t][0]);
+        _mm512_mask_storeu_ps(Y + t * ldy + 16, m1, f[t][1]);
+    }
+}
+
+static void panel_masks(uint32_t nr, __mmask16 *m0, __mmask16 *m1) {
+    *m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1u);
+    *m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1u);
+}
+
 /* One micro tile: M rows of X (t = 0..M-1 at xq + t * cols, xd/xs + t *
  * nb), kb blocks of the panel, into Y's 32 columns (ldy apart), adding to
  * what is there unless first. The offset comes out as s8 * off8 (s8 = 8 *
@@ -86,16 +112,7 @@ MG_INLINE void tile(const int M, const panel *p, uint32_t kb, const int8_t *xq,
                     uint64_t nb, int32_t off8, float *Y, uint64_t ldy, int first,
                     __mmask16 m0, __mmask16 m1) {
     __m512 f[MR][NG];
-#pragma GCC unroll 4
-    for (int t = 0; t < M; t++) {
-        if (first) {
-            f[t][0] = _mm512_setzero_ps();
-            f[t][1] = _mm512_setzero_ps();
-        } else {
-            f[t][0] = _mm512_maskz_loadu_ps(m0, Y + t * ldy);
-            f[t][1] = _mm512_maskz_loadu_ps(m1, Y + t * ldy + 16);
-        }
-    }
+    acc_load(M, f, Y, ldy, first, m0, m1);
     for (uint32_t b = 0; b < kb; b++) {
         __m512i a[MR][NG];
 #pragma GCC unroll 4
@@ -127,11 +144,7 @@ MG_INLINE void tile(const int M, const panel *p, uint32_t kb, const int8_t *xq,
                                       _mm512_mul_ps(d1, dx), f[t][1]);
         }
     }
-#pragma GCC unroll 4
-    for (int t = 0; t < M; t++) {
-        _mm512_mask_storeu_ps(Y + t * ldy, m0, f[t][0]);
-        _mm512_mask_storeu_ps(Y + t * ldy + 16, m1, f[t][1]);
-    }
+    acc_store(M, f, Y, ldy, m0, m1);
 }
 
 void mg__matmul_q8_panels_vnni(const mg__q8_gemm *g, uint64_t p0, uint64_t p1) {
@@ -141,9 +154,8 @@ void mg__matmul_q8_panels_vnni(const mg__q8_gemm *g, uint64_t p0, uint64_t p1) {
     for (uint64_t pi = p0; pi < p1; pi++) {
         uint64_t r0 = pi * PR;
         uint32_t nr = g->rows - r0 < PR ? (uint32_t)(g->rows - r0) : PR;
-        __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1u);
-        __mmask16 m1 = nr >= 32 ? 0xffff
-                       : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1u);
+        __mmask16 m0, m1;
+        panel_masks(nr, &m0, &m1);
         for (uint64_t b0 = 0; b0 < nb; b0 += KCB) {
             uint32_t kb = nb - b0 < KCB ? (uint32_t)(nb - b0) : KCB;
             repack(g->dtype, g->W, g->row_bytes, r0, nr, b0, kb, &p);
@@ -205,16 +217,7 @@ MG_INLINE void btile(const int M, const bpanel *p, uint32_t kp, const uint16_t *
                      uint64_t cols, float *Y, uint64_t ldy, int first, __mmask16 m0,
                      __mmask16 m1) {
     __m512 f[BMR][NG];
-#pragma GCC unroll 8
-    for (int t = 0; t < M; t++) {
-        if (first) {
-            f[t][0] = _mm512_setzero_ps();
-            f[t][1] = _mm512_setzero_ps();
-        } else {
-            f[t][0] = _mm512_maskz_loadu_ps(m0, Y + t * ldy);
-            f[t][1] = _mm512_maskz_loadu_ps(m1, Y + t * ldy + 16);
-        }
-    }
+    acc_load(M, f, Y, ldy, first, m0, m1);
     for (uint32_t q = 0; q < kp; q++) {
         __m512bh w0 = (__m512bh)_mm512_load_si512((const void *)p->u[q][0]);
         __m512bh w1 = (__m512bh)_mm512_load_si512((const void *)p->u[q][1]);
@@ -227,11 +230,7 @@ MG_INLINE void btile(const int M, const bpanel *p, uint32_t kp, const uint16_t *
             f[t][1] = _mm512_dpbf16_ps(f[t][1], w1, x2);
         }
     }
-#pragma GCC unroll 8
-    for (int t = 0; t < M; t++) {
-        _mm512_mask_storeu_ps(Y + t * ldy, m0, f[t][0]);
-        _mm512_mask_storeu_ps(Y + t * ldy + 16, m1, f[t][1]);
-    }
+    acc_store(M, f, Y, ldy, m0, m1);
 }
 
 void mg__matmul_bf16_panels(const mg__bf16_gemm *g, uint64_t p0, uint64_t p1) {
@@ -239,9 +238,8 @@ void mg__matmul_bf16_panels(const mg__bf16_gemm *g, uint64_t p0, uint64_t p1) {
     for (uint64_t pi = p0; pi < p1; pi++) {
         uint64_t r0 = pi * PR;
         uint32_t nr = g->rows - r0 < PR ? (uint32_t)(g->rows - r0) : PR;
-        __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1u);
-        __mmask16 m1 = nr >= 32 ? 0xffff
-                       : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1u);
+        __mmask16 m0, m1;
+        panel_masks(nr, &m0, &m1);
         for (uint64_t c0 = 0; c0 < g->cols; c0 += BKC) {
             uint32_t kc = g->cols - c0 < BKC ? (uint32_t)(g->cols - c0) : BKC;
             repack_bf16(g->W, g->cols, r0, nr, c0, kc / 2, &p);
