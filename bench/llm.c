@@ -3,7 +3,9 @@
  *
  *   lib/bench/llm MODEL.mgm [THREADS] [PREFILL] [DECODE]
  *
- * Set OPENBLAS_NUM_THREADS to THREADS as well (bench/llm.sh does). Without
+ * Set OPENBLAS_NUM_THREADS to THREADS as well (bench/llm.sh does).
+ * MG_BENCH_ATT=1 also compares the tiled and the per-query attention in
+ * prefill; MG_BENCH_KV_BF16=1 keeps the KV cache in bf16. Without
  * arguments it prints its usage and exits 0 (make bench runs it bare). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,12 @@
 #include <time.h>
 
 #include "medgemini.h"
+
+#include <stdint.h>
+
+/* The decoder's switch between tiled and per-query attention (internal,
+ * llm/decoder.h; linked from the static library). */
+extern uint32_t mg__dec_tile_min;
 
 static double now(void) {
     struct timespec t;
@@ -39,6 +47,9 @@ int main(int argc, char **argv) {
     mg_model_info mi = {.struct_size = sizeof mi};
     mg_model_info_get(&mi, m);
     mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
+    /* MG_BENCH_KV_BF16=1: the context keeps its KV cache in bf16. */
+    const char *kb = getenv("MG_BENCH_KV_BF16");
+    if (kb && *kb == '1') cp.flags |= MG_CONTEXT_KV_BF16;
     cp.n_threads = threads;
     cp.n_ctx = n_pre + n_dec + 1;
     mg_context *c = NULL;
@@ -56,6 +67,31 @@ int main(int argc, char **argv) {
     /* Warm-up: touch the weights once (page cache, mmap faults). */
     mg_context_eval(c, ids, 1, lg, mi.n_vocab);
     mg_context_reset(c);
+
+    /* MG_BENCH_ATT=1: prefill with the tiled attention and with the
+     * per-query path in turn, three times each, and print both (the
+     * decoder's internal switch, decoder.h). */
+    const char *ba = getenv("MG_BENCH_ATT");
+    if (ba && *ba == '1') {
+        double best[2] = {1e30, 1e30};
+        for (int rep = 0; rep < 3; rep++)
+            for (int path = 0; path < 2; path++) {
+                mg__dec_tile_min = path ? UINT32_MAX : 8;
+                mg_context_reset(c);
+                double t0 = now();
+                if (mg_context_eval(c, ids, n_pre, NULL, 0) != MG_OK) {
+                    fprintf(stderr, "prefill: %s\n", mg_context_errmsg(c));
+                    return 1;
+                }
+                double t = now() - t0;
+                if (t < best[path]) best[path] = t;
+            }
+        mg__dec_tile_min = 8;
+        mg_context_reset(c);
+        printf("%-28s threads %u  prefill %u: tiled attention %7.1f tok/s, per-query %7.1f "
+               "tok/s (best of 3 each, alternating): %.2fx\n", mi.name, threads, n_pre,
+               n_pre / best[0], n_pre / best[1], best[1] / best[0]);
+    }
 
     double t0 = now();
     mg_status st = mg_context_eval(c, ids, n_pre, NULL, 0);

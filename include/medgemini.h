@@ -440,13 +440,20 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
 
 typedef struct mg_context mg_context;
 
+/* mg_context_params.flags */
+#define MG_CONTEXT_KV_BF16 0x1u /* keep the KV cache's keys and values as
+                                   bf16 (rounded to nearest even): half its
+                                   memory and half the bytes each generated
+                                   token reads; arithmetic stays f32 (logit
+                                   difference measured: docs/PERFORMANCE.md) */
+
 typedef struct mg_context_params {
     uint32_t struct_size; /* sizeof(mg_context_params)                       */
     uint32_t n_threads;   /* threads for the library's own kernels; 0 = one
                              per online CPU (default)                        */
     uint32_t n_ctx;       /* token capacity of the KV cache; 0 = the model's
                              context length capped at 8192 (default)          */
-    uint32_t flags;       /* reserved, 0                                     */
+    uint32_t flags;       /* MG_CONTEXT_* bits; default 0 (f32 KV cache)     */
     uint64_t seed;        /* seed of the context's sampler RNG (default 0)   */
 } mg_context_params;
 

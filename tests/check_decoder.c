@@ -29,6 +29,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* States used with a pool of two threads. */
+static const mg__dstate_opts k_two = {2, 0};
+
 #define PY "/usr/bin/python3"
 
 /* ============================================================ model writer */
@@ -242,6 +245,9 @@ static int ref_available(void) {
 /* Runs the reference on the whole sequence; returns n * vocab floats (caller
  * frees) or NULL when the reference is unavailable. embed_rows/embeds: rows
  * given as embeddings (n_emb rows of `hidden` floats). */
+/* Set while a test wants the reference's bf16 keys and values. */
+static int g_ref_kv_bf16;
+
 static float *run_ref(const char *model, const int32_t *tok, const int32_t *blk,
                       uint32_t n, const uint32_t *embed_rows, uint32_t n_emb,
                       const float *embeds, uint32_t hidden, uint32_t vocab,
@@ -272,6 +278,7 @@ static float *run_ref(const char *model, const int32_t *tok, const int32_t *blk,
     }
     if (xq8_from >= 0) fprintf(f, ", \"xq8_from\": %d", xq8_from);
     if (xbf16_until >= 0) fprintf(f, ", \"xbf16_until\": %d", xbf16_until);
+    if (g_ref_kv_bf16) fprintf(f, ", \"kv_bf16\": true");
     fprintf(f, "}\n");
     ck_assert_int_eq(fclose(f), 0);
     char cmd[8192];
@@ -371,7 +378,7 @@ static void ref_case(int32_t dtype, int window_cfg) {
         return;
     }
     mg__dstate *s = NULL;
-    ck_assert_int_eq(mg__dstate_new(&s, m.d, 64, NPRE), MG_OK);
+    ck_assert_int_eq(mg__dstate_new(&s, m.d, 64, NPRE, &k_two), MG_OK);
     mg__pool *pool = mg__pool_new(2);
     ck_assert_ptr_nonnull(pool);
     float *lg = malloc((size_t)NPRE * V * sizeof *lg);
@@ -465,7 +472,7 @@ START_TEST(test_ref_image_block) {
                       : NULL;
     if (ref) {
         mg__dstate *s = NULL;
-        ck_assert_int_eq(mg__dstate_new(&s, m.d, NSEQ, NSEQ), MG_OK);
+        ck_assert_int_eq(mg__dstate_new(&s, m.d, NSEQ, NSEQ, &k_two), MG_OK);
         float *lg = malloc((size_t)NSEQ * V * sizeof *lg);
         /* whole sequence in one batch */
         ck_assert_int_eq(mg__decoder_forward(s, tok, eptr, blk, NSEQ, lg, 1, NULL), MG_OK);
@@ -501,6 +508,109 @@ START_TEST(test_ref_image_block) {
 }
 END_TEST
 
+/* Long enough for several query blocks and key chunks of the tiled
+ * attention (64 x 64), a ring that wraps on the sliding layers, an image
+ * block longer than the window across a block boundary, and the KV cache
+ * in f32 (_i = 0) or bf16 (_i = 1, against a reference that rounds keys
+ * and values to bf16). One batch; then chunks of 50 and single tokens with
+ * the default switch between tiled and per-query attention, with tiles
+ * for every call, and with the per-query path for every call. */
+START_TEST(test_ref_long_tiles) {
+    enum { N = 150 };
+    const char *path = tu_tmp_path("dec_long.mgm");
+    char mp[4096];
+    snprintf(mp, sizeof mp, "%s", path);
+    make_model(mp, MG_DTYPE_F32, 1);
+    loaded m = load(mp);
+    const mg__dconfig *c = mg__decoder_config(m.d);
+    uint32_t V = c->vocab, H = c->hidden;
+    int32_t tok[N], blk[N] = {0}, tok_ref[N];
+    make_tokens(tok, N, V, 11);
+    enum { B0 = 58, NB = 28 };
+    uint32_t rows[NB];
+    float *emb = malloc((size_t)NB * H * sizeof *emb);
+    const float *eptr[N] = {0};
+    uint64_t seed = 3;
+    for (uint32_t r = 0; r < NB; r++) {
+        rows[r] = B0 + r;
+        blk[B0 + r] = 1;
+        for (uint32_t i = 0; i < H; i++) emb[(size_t)r * H + i] = tu_rand_f32(&seed);
+        eptr[B0 + r] = emb + (size_t)r * H;
+    }
+    for (int i = 100; i < 104; i++) blk[i] = 2;
+    memcpy(tok_ref, tok, sizeof tok);
+    for (uint32_t r = 0; r < NB; r++) tok_ref[B0 + r] = 0;
+    const int kvb = _i;
+    g_ref_kv_bf16 = kvb;
+    float *ref = run_ref(mp, tok_ref, blk, N, rows, NB, emb, H, V, -1, -1);
+    g_ref_kv_bf16 = 0;
+    float *ref32 = kvb && ref ? run_ref(mp, tok_ref, blk, N, rows, NB, emb, H, V, -1, -1) : NULL;
+    if (ref) {
+        mg__pool *pool = mg__pool_new(2);
+        const mg__dstate_opts o = {2, kvb ? MG__DSTATE_KV_BF16 : 0};
+        mg__dstate *s = NULL;
+        float *lg = malloc((size_t)N * V * sizeof *lg), *lg1 = malloc((size_t)N * V * sizeof *lg1);
+        ck_assert(pool && lg && lg1);
+        ck_assert_int_eq(mg__dstate_new(&s, m.d, N, N, &o), MG_OK);
+        ck_assert_int_eq(mg__decoder_forward(s, tok, eptr, blk, N, lg, 1, pool), MG_OK);
+        /* bf16: float-level differences between this code's products and
+         * the reference's (or between batch shapes, thread counts) flip the
+         * rounding of a few keys or values, each a 2^-8 change */
+        const double tol = kvb ? 5e-3 : 1e-3;
+        double e1 = rel_err(lg, ref, (size_t)N * V);
+        ck_assert_msg(e1 < tol, "%s KV: one batch vs reference %g", kvb ? "bf16" : "f32", e1);
+        if (ref32) { /* the bf16 rounding really happens, and is small */
+            double e32 = rel_err(lg, ref32, (size_t)N * V);
+            ck_assert_msg(e32 > 4 * e1 && e32 < 5e-2, "bf16 kv vs f32 ref %g (bf16 ref %g)",
+                          e32, e1);
+            fprintf(stderr, "check_decoder: bf16 KV cache: logits vs f32 cache %.2e (std-relative "
+                    "max), vs bf16-rounding reference %.2e\n", e32, e1);
+        }
+        mg__dstate_free(s);
+        ck_assert_int_eq(mg__dstate_new(&s, m.d, N, 50, &o), MG_OK);
+        static const uint32_t tmins[3] = {8, 1, UINT32_MAX};
+        double worst = 0;
+        for (int pass = 0; pass < 3; pass++) {
+            mg__dec_tile_min = tmins[pass];
+            mg__dstate_reset(s);
+            /* chunks of 50 (the image block within the second), the text
+             * block as one 4-token call, then single tokens */
+            for (uint32_t t = 0; t < N;) {
+                uint32_t k = t < 100 ? 50 : t < 104 ? 4 : 1;
+                ck_assert_int_eq(mg__decoder_forward(s, tok + t, eptr + t, blk + t, k,
+                                                     lg1 + (size_t)t * V, 1,
+                                                     t % 3 ? pool : NULL), MG_OK);
+                t += k;
+            }
+            double e = rel_err(lg1, ref, (size_t)N * V);
+            double eb = rel_err(lg1, lg, (size_t)N * V);
+            if (getenv("MG_TEST_VERBOSE"))
+                for (uint32_t t = 0; t < N; t++)
+                    fprintf(stderr, "pass %d pos %u: vs ref %.3g vs batch %.3g\n", pass, t,
+                            rel_err(lg1 + (size_t)t * V, ref + (size_t)t * V, V),
+                            rel_err(lg1 + (size_t)t * V, lg + (size_t)t * V, V));
+            /* (a flip in an early token's key reaches every later query of
+             * a global layer: up to ~2.5e-3 here, so bf16 gets twice tol) */
+            ck_assert_msg(e < (kvb ? 2 * tol : tol), "pass %d: chunked vs reference %g", pass, e);
+            ck_assert_msg(eb < (kvb ? 2 * tol : 1e-4), "pass %d: chunked vs one batch %g", pass, eb);
+            if (e > worst) worst = e;
+        }
+        mg__dec_tile_min = 8;
+        fprintf(stderr, "check_decoder: %s KV, %u tokens: one batch rel err %.2e, chunked/tiles/"
+                "per-query %.2e\n", kvb ? "bf16" : "f32", N, e1, worst);
+        mg__dstate_free(s);
+        mg__pool_free(pool);
+        free(lg);
+        free(lg1);
+        free(ref);
+        free(ref32);
+    }
+    free(emb);
+    unload(&m);
+    unlink(mp);
+}
+END_TEST
+
 /* ============================================================ pure C tests */
 
 /* One batch vs token by token vs uneven chunks, all logits; plus a ring
@@ -526,10 +636,10 @@ START_TEST(test_batch_consistency) {
     ck_assert(a && b);
     mg__pool *pool = mg__pool_new(2);
     mg__dstate *s = NULL, *s1 = NULL;
-    ck_assert_int_eq(mg__dstate_new(&s, m.d, 64, N), MG_OK);
+    ck_assert_int_eq(mg__dstate_new(&s, m.d, 64, N, &k_two), MG_OK);
     ck_assert_int_eq(mg__decoder_forward(s, tok, NULL, NULL, N, a, 1, pool), MG_OK);
     /* token by token, ring of window + 1 = 9 slots on local layers */
-    ck_assert_int_eq(mg__dstate_new(&s1, m.d, 64, 1), MG_OK);
+    ck_assert_int_eq(mg__dstate_new(&s1, m.d, 64, 1, &k_two), MG_OK);
     for (uint32_t t = 0; t < N; t++)
         ck_assert_int_eq(mg__decoder_forward(s1, &tok[t], NULL, NULL, 1, b + (size_t)t * V, 0,
                                              t % 2 ? pool : NULL), MG_OK);
@@ -542,7 +652,7 @@ START_TEST(test_batch_consistency) {
     /* chunks of 7 into a state with max_batch 7 (ring of 15 slots) */
     mg__dstate_free(s1);
     s1 = NULL;
-    ck_assert_int_eq(mg__dstate_new(&s1, m.d, N, 7), MG_OK);
+    ck_assert_int_eq(mg__dstate_new(&s1, m.d, N, 7, &k_two), MG_OK);
     for (uint32_t t = 0; t < N; t += 7) {
         uint32_t k = N - t < 7 ? N - t : 7;
         ck_assert_int_eq(mg__decoder_forward(s1, tok + t, NULL, NULL, k, b + (size_t)t * V, 1,
@@ -591,15 +701,15 @@ START_TEST(test_context_and_args) {
     int32_t tok[9] = {2, 3, 4, 5, 6, 7, 8, 9, 10};
     mg__dstate *s = NULL;
     uint64_t bytes = 0;
-    ck_assert_int_eq(mg__dstate_bytes(m.d, 16, 8, &bytes), MG_OK);
+    ck_assert_int_eq(mg__dstate_bytes(m.d, 16, 8, NULL, &bytes), MG_OK);
     ck_assert_uint_gt(bytes, 0);
-    ck_assert_int_eq(mg__dstate_new(&s, m.d, 0, 1), MG_E_INVALID_ARG);
-    ck_assert_int_eq(mg__dstate_new(&s, m.d, 16, 0), MG_E_INVALID_ARG);
-    ck_assert_int_eq(mg__dstate_new(&s, m.d, 16, 17), MG_E_INVALID_ARG);
-    ck_assert_int_eq(mg__dstate_new(&s, m.d, (uint32_t)cfg.ctx + 1, 1), MG_E_INVALID_ARG);
-    ck_assert_int_eq(mg__dstate_new(&s, NULL, 16, 8), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg__dstate_new(&s, m.d, 0, 1, NULL), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg__dstate_new(&s, m.d, 16, 0, NULL), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg__dstate_new(&s, m.d, 16, 17, NULL), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg__dstate_new(&s, m.d, (uint32_t)cfg.ctx + 1, 1, NULL), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg__dstate_new(&s, NULL, 16, 8, NULL), MG_E_INVALID_ARG);
     ck_assert_ptr_null(s);
-    ck_assert_int_eq(mg__dstate_new(&s, m.d, 16, 8), MG_OK);
+    ck_assert_int_eq(mg__dstate_new(&s, m.d, 16, 8, NULL), MG_OK);
     /* argument errors change nothing */
     ck_assert_int_eq(mg__decoder_forward(NULL, tok, NULL, NULL, 1, lg, 0, NULL), MG_E_INVALID_ARG);
     ck_assert_int_eq(mg__decoder_forward(s, tok, NULL, NULL, 1, NULL, 0, NULL), MG_E_INVALID_ARG);
@@ -748,6 +858,7 @@ static Suite *suite(void) {
     tcase_add_loop_test(tc, test_ref_tiny, 0, 5);
     tcase_add_loop_test(tc, test_ref_window_softcap, 0, 5);
     tcase_add_loop_test(tc, test_ref_image_block, 0, 2);
+    tcase_add_loop_test(tc, test_ref_long_tiles, 0, 2);
     tcase_add_loop_test(tc, test_batch_consistency, 0, 3);
     tcase_add_test(tc, test_context_and_args);
     tcase_add_loop_test(tc, test_hostile, 0, N_HOSTILE);

@@ -703,6 +703,134 @@ START_TEST(test_vec_levels) {
 }
 END_TEST
 
+/* The attention tiles (vec.h: qk, softmax, pv) and the bf16 helpers at
+ * every SIMD level against double-precision sums written out here, over
+ * head sizes and tile shapes that reach every register block and tail. */
+START_TEST(test_attn_tiles_levels) {
+    enum { MAXK = 70, MAXQ = 80, MAXD = 264 };
+    static const uint32_t hds[] = {8, 24, 40, 256, 264};
+    static const uint32_t nks[] = {1, 3, 7, 64, 70};
+    static const uint32_t nqs[] = {1, 5, 16, 33, 64, 80};
+    float *K = malloc(sizeof(float) * MAXK * MAXD), *QT = malloc(sizeof(float) * MAXD * MAXQ);
+    float *ST = malloc(sizeof(float) * MAXK * MAXQ), *S0 = malloc(sizeof(float) * MAXK * MAXQ);
+    enum { OSZ = MAXQ * (MAXD + 3) };
+    float *O = malloc(sizeof(float) * OSZ), *O0 = malloc(sizeof(float) * OSZ);
+    uint16_t *Kb = malloc(sizeof(uint16_t) * MAXK * MAXD);
+    ck_assert(K && QT && ST && S0 && O && O0 && Kb);
+    uint64_t st = 5;
+    for (int i = 0; i < MAXK * MAXD; i++) {
+        K[i] = tu_rand_f32(&st);
+        Kb[i] = mg__f32_to_bf16(tu_rand_f32(&st));
+    }
+    for (int i = 0; i < MAXD * MAXQ; i++) QT[i] = tu_rand_f32(&st);
+    for (int i = 0; i < OSZ; i++) O0[i] = tu_rand_f32(&st);
+    int checks = 0;
+    for (int32_t lvl = MG_SIMD_SCALAR; lvl <= MG_SIMD_AVX512; lvl++) {
+        const mg__vec_fns *v = mg__vec_for(lvl);
+        for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
+            for (size_t b = 0; b < sizeof nks / sizeof nks[0]; b++)
+                for (size_t c = 0; c < sizeof nqs / sizeof nqs[0]; c++) {
+                    const uint32_t hd = hds[a], nk = nks[b], nq = nqs[c];
+                    const uint32_t ldq = (nq + 15) & ~15u;
+                    /* qk: every column of ST up to ldq, scaled */
+                    v->qk(K, nk, hd, QT, ldq, 0.5f, ST);
+                    for (uint32_t j = 0; j < nk; j++)
+                        for (uint32_t i = 0; i < ldq; i++) {
+                            double w = 0, mag = 0;
+                            for (uint32_t d = 0; d < hd; d++) {
+                                double t = (double)K[(size_t)j * hd + d] * QT[(size_t)d * ldq + i];
+                                w += t;
+                                mag += fabs(t);
+                            }
+                            w *= 0.5;
+                            ck_assert_msg(fabs(ST[(size_t)j * ldq + i] - w) <= 1e-6 * mag + 1e-7,
+                                          "qk level %d hd %u nk %u nq %u", lvl, hd, nk, nq);
+                        }
+                    /* softmax step: scores of magnitude ~8 with masked
+                     * entries, one column masked throughout, running m/l
+                     * from an earlier step (and none for column 1) */
+                    float m[MAXQ], l[MAXQ], al[MAXQ], m0[MAXQ], l0[MAXQ];
+                    for (uint32_t i = 0; i < nq; i++) {
+                        m0[i] = i == 1 ? -INFINITY : 4.0f * tu_rand_f32(&st);
+                        l0[i] = i == 1 ? 0.0f : 1.0f + fabsf(tu_rand_f32(&st));
+                        m[i] = m0[i];
+                        l[i] = l0[i];
+                    }
+                    for (uint32_t j = 0; j < nk; j++)
+                        for (uint32_t i = 0; i < ldq; i++) {
+                            float x = 16.0f * ST[(size_t)j * ldq + i];
+                            if ((i + 3 * j) % 5 == 0 || i == 1) x = -INFINITY;
+                            S0[(size_t)j * ldq + i] = ST[(size_t)j * ldq + i] = x;
+                        }
+                    v->softmax(ST, ldq, nk, nq, m, l, al);
+                    for (uint32_t i = 0; i < nq; i++) {
+                        double mx = m0[i];
+                        for (uint32_t j = 0; j < nk; j++)
+                            if (S0[(size_t)j * ldq + i] > mx) mx = S0[(size_t)j * ldq + i];
+                        ck_assert(m[i] == (float)mx);
+                        double sum = 0;
+                        for (uint32_t j = 0; j < nk; j++) {
+                            double x = S0[(size_t)j * ldq + i];
+                            double e = x - mx < -87.0 || isinf(x) ? 0.0 : exp(x - mx);
+                            sum += e;
+                            /* x - m rounds to float first: |x - m| ulps */
+                            double tol = (1e-6 + 1.2e-7 * (isinf(x) ? 0 : fabs(x - mx))) * e;
+                            ck_assert_msg(fabs(ST[(size_t)j * ldq + i] - e) <= tol + 1e-30,
+                                          "softmax level %d", lvl);
+                        }
+                        double wa = isinf(mx) ? 1.0 : (m0[i] - mx < -87.0 ? 0.0 : exp(m0[i] - mx));
+                        ck_assert_msg(fabs(al[i] - wa) <= (1e-6 + 1.2e-7 * (isinf(mx) ? 0 : fabs(m0[i] - mx))) * wa + 1e-30,
+                                      "alpha level %d", lvl);
+                        double wl = wa * l0[i] + sum;
+                        ck_assert_msg(fabs(l[i] - wl) <= 1e-5 * wl + 1e-30, "l level %d", lvl);
+                    }
+                    /* pv into O rows hd + 3 apart; nothing past hd touched */
+                    const uint64_t ldo = hd + 3;
+                    memcpy(O, O0, sizeof(float) * OSZ);
+                    v->pv(ST, ldq, nk, nq, K, hd, al, O, ldo);
+                    for (uint32_t i = 0; i < MAXQ; i++)
+                        for (uint32_t d = 0; d < ldo; d++) {
+                            size_t at = (size_t)i * ldo + d;
+                            if (i >= nq || d >= hd) {
+                                ck_assert_msg(O[at] == O0[at], "pv wrote past its tile");
+                                continue;
+                            }
+                            double w = (double)al[i] * O0[at], mag = fabs(w);
+                            for (uint32_t j = 0; j < nk; j++) {
+                                double t = (double)ST[(size_t)j * ldq + i] * K[(size_t)j * hd + d];
+                                w += t;
+                                mag += fabs(t);
+                            }
+                            ck_assert_msg(fabs(O[at] - w) <= 1e-6 * mag + 1e-7,
+                                          "pv level %d hd %u nk %u nq %u", lvl, hd, nk, nq);
+                        }
+                    checks++;
+                }
+        /* bf16 helpers: exact widening; dot and axpy against doubles */
+        for (uint32_t n = 0; n <= 70; n += (n < 20 ? 1 : 17)) {
+            float f[80], y[80], y0[80];
+            f[n] = 7.0f;
+            v->bf16_f32(f, Kb, n);
+            ck_assert(f[n] == 7.0f);
+            double w = 0, mag = 0;
+            for (uint32_t i = 0; i < n; i++) {
+                ck_assert(f[i] == mg__bf16_to_f32(Kb[i]));
+                w += (double)K[i] * f[i];
+                mag += fabs((double)K[i] * f[i]);
+                y0[i] = y[i] = K[i + 100];
+            }
+            y[n] = y0[n] = 3.0f;
+            ck_assert(fabs(v->dot_bf16(K, Kb, n) - w) <= 1e-6 * mag + 1e-7);
+            v->axpy_bf16(y, -0.25f, Kb, n);
+            for (uint32_t i = 0; i <= n; i++)
+                ck_assert(fabsf(y[i] - (i < n ? y0[i] - 0.25f * f[i] : 3.0f)) <= 1e-6f);
+        }
+    }
+    fprintf(stderr, "check_kernels: attention tiles: %d shapes x levels\n", checks);
+    free(K); free(QT); free(ST); free(S0); free(O); free(O0); free(Kb);
+}
+END_TEST
+
 START_TEST(test_ops_hand_values) {
     float x[4] = {0.0f, (float)M_LN2, 0, 0};
     mg__softmax_ref(x, 2);
@@ -880,6 +1008,46 @@ static void slow_task(void *arg, uint32_t i, uint32_t n) {
     atomic_fetch_add((_Atomic uint64_t *)arg, 1);
 }
 
+/* A task that runs an inline job (pool NULL, as the kernels do for small
+ * work) keeps its own worker number afterwards, so per-thread scratch
+ * indexed by mg__pool_worker() stays private to each thread. */
+static void inner_task(void *arg, uint32_t i, uint32_t n) {
+    (void)n;
+    ((uint32_t *)arg)[i] = mg__pool_worker();
+}
+
+typedef struct { _Atomic uint32_t bad; _Atomic uint32_t seen[8][64]; } nest_job;
+
+static void outer_task(void *arg, uint32_t i, uint32_t n) {
+    nest_job *j = arg;
+    (void)n;
+    uint32_t before = mg__pool_worker(), inner[2] = {99, 99};
+    mg__pool_run(NULL, inner_task, inner, 2);
+    if (inner[0] != 0 || inner[1] != 0 || mg__pool_worker() != before) atomic_store(&j->bad, 1);
+    if (before < 8) atomic_fetch_add(&j->seen[before][i % 64], 1);
+    for (volatile int spin = 0; spin < 20000; spin++) {
+    }
+}
+
+START_TEST(test_pool_worker_nested) {
+    mg__pool *pool = mg__pool_new(3);
+    ck_assert_ptr_nonnull(pool);
+    static nest_job j;
+    for (int rep = 0; rep < 20; rep++) mg__pool_run(pool, outer_task, &j, 64);
+    uint32_t bad = atomic_load(&j.bad);
+    ck_assert_msg(bad == 0, "a worker lost its number after an inline run");
+    /* every task saw one of the pool's numbers */
+    uint32_t total = 0;
+    for (int w = 0; w < 8; w++)
+        for (int i = 0; i < 64; i++) {
+            if (w >= 3) ck_assert_uint_eq(atomic_load(&j.seen[w][i]), 0);
+            total += atomic_load(&j.seen[w][i]);
+        }
+    ck_assert_uint_eq(total, 20 * 64);
+    mg__pool_free(pool);
+}
+END_TEST
+
 START_TEST(test_pool_sleepy) {
     /* tasks long enough that the caller and workers go to sleep */
     mg__pool *p = mg__pool_new(4);
@@ -926,12 +1094,14 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_ops_hand_values);
     tcase_add_test(tc, test_ops_vs_ref);
     tcase_add_test(tc, test_vec_levels);
+    tcase_add_test(tc, test_attn_tiles_levels);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("pool");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_pool);
     tcase_add_test(tc, test_pool_sleepy);
+    tcase_add_test(tc, test_pool_worker_nested);
     suite_add_tcase(s, tc);
     return s;
 }

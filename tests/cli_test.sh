@@ -70,6 +70,15 @@ expect "generate prints a line" test "$(wc -l < "$TMP/gen.txt")" -ge 1
 expect "dump-logits exits 0" test $? -eq 0
 expect "dump-logits: 4 positions" test "$(wc -l < "$TMP/lg.txt")" -eq 4
 expect "dump-logits: vocab columns" test "$(head -1 "$TMP/lg.txt" | wc -w)" -eq 512
+# --kv-bf16: the same prompt's logits from a bf16 KV cache: same shape, close
+# to the f32 cache's (the first position sees only itself: equal up to the
+# bf16 rounding of its value vector)
+"$CLI" generate -m "$TMP/tiny.mgm" --ids 2,300,301,302 -n 4 --kv-bf16 --dump-logits "$TMP/lgb.txt" > /dev/null 2>&1
+expect "generate --kv-bf16 exits 0" test $? -eq 0
+expect "--kv-bf16 logits: one line per position" test "$(wc -l < "$TMP/lgb.txt")" -eq 4
+expect "--kv-bf16 logits close to the f32 cache's" awk 'NR==FNR { for (i = 1; i <= NF; i++) a[FNR, i] = $i; next }
+  { for (i = 1; i <= NF; i++) { d = $i - a[FNR, i]; if (d < 0) d = -d; if (d > m) m = d; if (d > 0) nz = 1 } }
+  END { exit !(m < 0.05 && nz) }' "$TMP/lg.txt" "$TMP/lgb.txt"
 "$CLI" generate -m "$TMP/tiny.mgm" --ids 2,300 -n 6 --temp 0.9 --seed 4 > "$TMP/s1.txt" 2>/dev/null
 "$CLI" generate -m "$TMP/tiny.mgm" --ids 2,300 -n 6 --temp 0.9 --seed 4 > "$TMP/s2.txt" 2>/dev/null
 expect "seeded generation repeats" cmp -s "$TMP/s1.txt" "$TMP/s2.txt"

@@ -3,6 +3,7 @@ package medgemini
 import (
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -455,6 +456,33 @@ func TestCloseWaitsForCalls(t *testing.T) {
 	}
 	if _, err := m.Generate(context.Background(), "x"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// A session with a bf16 KV cache gives logits close to, but not equal to,
+// those of an f32 cache.
+func TestSessionKVBF16(t *testing.T) {
+	m := loadTiny(t, WithThreads(1))
+	ids := []int32{2, 300, 17, 41, 99, 5, 260, 301, 302, 12}
+	var rows [2][]float32
+	for i, opts := range [][]SessionOption{nil, {SessionKVBF16()}} {
+		s, err := m.NewSession(append(opts, SessionContextSize(64))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows[i], err = s.Eval(ids, true); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	maxd, maxa := 0.0, 0.0
+	for i := range rows[0] {
+		d := math.Abs(float64(rows[0][i] - rows[1][i]))
+		maxd = math.Max(maxd, d)
+		maxa = math.Max(maxa, math.Abs(float64(rows[0][i])))
+	}
+	if maxd == 0 || maxd > 0.05*maxa {
+		t.Fatalf("bf16 cache: max logit difference %g (largest logit %g)", maxd, maxa)
 	}
 }
 

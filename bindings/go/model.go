@@ -34,6 +34,7 @@ type contextOptions struct {
 	threads uint32
 	nCtx    uint32
 	seed    uint64
+	flags   uint32
 }
 
 type modelOptions struct {
@@ -56,6 +57,12 @@ func WithThreads(n int) ModelOption {
 // context length capped at 8192, the default).
 func WithContextSize(n int) ModelOption {
 	return func(o *modelOptions) { o.ctx.nCtx = uint32(n) }
+}
+
+// WithKVBF16 keeps the keys and values of every context's KV cache as bf16:
+// half the cache's memory, arithmetic still f32.
+func WithKVBF16() ModelOption {
+	return func(o *modelOptions) { o.ctx.flags |= C.MG_CONTEXT_KV_BF16 }
 }
 
 // WithSeed sets the seed of each new context's sampler RNG.
@@ -157,6 +164,7 @@ func (m *Model) newContext(o contextOptions) (*C.mg_context, error) {
 	params.n_threads = C.uint32_t(o.threads)
 	params.n_ctx = C.uint32_t(o.nCtx)
 	params.seed = C.uint64_t(o.seed)
+	params.flags = C.uint32_t(o.flags)
 	var c *C.mg_context
 	st := C.mg_context_new(&c, m.ptr, &params)
 	if st != C.MG_OK {

@@ -32,6 +32,11 @@ func SessionThreads(n int) SessionOption { return func(o *contextOptions) { o.th
 // SessionContextSize sets the session's token capacity.
 func SessionContextSize(n int) SessionOption { return func(o *contextOptions) { o.nCtx = uint32(n) } }
 
+// SessionKVBF16 keeps the session's KV cache keys and values as bf16.
+func SessionKVBF16() SessionOption {
+	return func(o *contextOptions) { o.flags |= C.MG_CONTEXT_KV_BF16 }
+}
+
 // SessionSeed seeds the session's sampler RNG.
 func SessionSeed(seed uint64) SessionOption { return func(o *contextOptions) { o.seed = seed } }
 

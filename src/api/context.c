@@ -31,7 +31,8 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
     if (!mg__model_ok(model)) return MG_E_MISUSE;
     mg_context_params p = MG_CONTEXT_PARAMS_INIT;
     if (mg__params_copy(&p, sizeof p, params) != MG_OK) return MG_E_INVALID_ARG;
-    if (p.flags != 0 || p.n_threads > MG__MAX_THREADS) return MG_E_INVALID_ARG;
+    if ((p.flags & ~MG_CONTEXT_KV_BF16) || p.n_threads > MG__MAX_THREADS)
+        return MG_E_INVALID_ARG;
     if (p.n_threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         p.n_threads = n < 1 ? 1u : (n > (long)MG__MAX_THREADS ? MG__MAX_THREADS : (uint32_t)n);
@@ -76,8 +77,10 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
         if (enc_tokens > c->max_batch)
             c->max_batch = enc_tokens < p.n_ctx ? (uint32_t)enc_tokens : p.n_ctx;
         size_t nl;
+        mg__dstate_opts dso = {p.n_threads,
+                               (p.flags & MG_CONTEXT_KV_BF16) ? MG__DSTATE_KV_BF16 : 0};
         if (mg__mul_size((size_t)c->max_batch, c->n_vocab, &nl) ||
-            mg__dstate_new(&c->dstate, model->decoder, p.n_ctx, c->max_batch) != MG_OK ||
+            mg__dstate_new(&c->dstate, model->decoder, p.n_ctx, c->max_batch, &dso) != MG_OK ||
             !(c->logits = mg__aligned_alloc(64, nl * sizeof(float))) ||
             !(c->sampler_scratch = mg__malloc(mg__sampler_scratch_bytes(c->n_vocab))) ||
             !(c->history = mg__calloc(p.n_ctx, sizeof(int32_t))) ||

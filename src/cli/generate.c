@@ -51,7 +51,8 @@ static void usage(void) {
         "  -n N                 at most N new tokens (default 256)\n"
         "  --temp T --top-k K --top-p P --repeat-penalty R --seed S   sampling\n"
         "  --stop STRING        stop at STRING (repeatable)\n"
-        "  --threads N --ctx N  context settings\n");
+        "  --threads N --ctx N  context settings\n"
+        "  --kv-bf16            keep the KV cache in bf16 (half the memory)\n");
 }
 
 int cli_generate(int argc, char **argv) {
@@ -66,6 +67,7 @@ int cli_generate(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
         if (!strcmp(a, "--raw")) { gp.flags |= MG_GEN_RAW_PROMPT; continue; }
+        if (!strcmp(a, "--kv-bf16")) { cp.flags |= MG_CONTEXT_KV_BF16; continue; }
         if (a[0] != '-') {
             if (prompt) { usage(); return 2; }
             prompt = a;

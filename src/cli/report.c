@@ -53,6 +53,7 @@ static void usage(const char *cmd) {
         "  -n N                 at most N new tokens (default 256)\n"
         "  --temp T --top-k K --top-p P --repeat-penalty R --seed S   sampling\n"
         "  --threads N --ctx N  context settings\n"
+        "  --kv-bf16            keep the KV cache in bf16 (half the memory)\n"
         "  --stats              print timings on stderr (load, first token, tokens/s)\n"
         "  --prompt-ids FILE    write the token ids the context held after the (last) call\n"
         "Images: JPEG, PNG or DICOM files (several: one study, e.g. frontal and lateral).\n"
@@ -100,6 +101,7 @@ static int run(const char *cmd, int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(cmd); return 0; }
         if (!strcmp(a, "--stats")) { want_stats = 1; continue; }
         if (!strcmp(a, "--volume")) { as_volume = 1; continue; }
+        if (!strcmp(a, "--kv-bf16")) { cp.flags |= MG_CONTEXT_KV_BF16; continue; }
         if (!strcmp(a, "--as-stored")) { sp.flags |= MG_SLICES_AS_STORED; continue; }
         if (a[0] != '-' || !a[1]) {
             if (n_paths == MAX_IMAGES) {

@@ -162,9 +162,15 @@ uint32_t mg__pool_size(const mg__pool *p) { return p ? p->n_threads : 1; }
 
 void mg__pool_run(mg__pool *p, mg__pool_fn fn, void *arg, uint32_t n_tasks) {
     if (!fn || n_tasks == 0) return;
+    /* The caller is thread 0 of this run. It may itself be a worker of a
+     * pool running a task (an inline run with p NULL inside a task): its
+     * own number comes back afterwards, or two workers of that pool would
+     * both say 0 and share per-thread scratch. */
+    const uint32_t outer = tl_worker;
     tl_worker = 0;
     if (!p || p->n_started == 0 || n_tasks == 1) {
         for (uint32_t i = 0; i < n_tasks; i++) fn(arg, i, n_tasks);
+        tl_worker = outer;
         return;
     }
     p->fn = fn;
@@ -190,4 +196,5 @@ void mg__pool_run(mg__pool *p, mg__pool_fn fn, void *arg, uint32_t n_tasks) {
         atomic_store_explicit(&p->sleeping, 0, memory_order_relaxed);
         pthread_mutex_unlock(&p->mu);
     }
+    tl_worker = outer;
 }

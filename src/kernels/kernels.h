@@ -121,6 +121,8 @@ float mg__max_f32(const float *x, uint64_t n);
 /* The vector kernels of one SIMD level (tests; capped at the CPU's). */
 struct mg__vec_fns;
 const struct mg__vec_fns *mg__vec_for(int32_t level);
+/* ... and those of the process's level (MG_SIMD, the CPU). */
+const struct mg__vec_fns *mg__vec(void);
 
 /* Rotary embedding on one head vector of head_dim (even) values, in place,
  * "rotate half" pairing (i, i + head_dim/2) as in Gemma/Llama HF code:

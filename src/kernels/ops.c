@@ -173,8 +173,74 @@ static float max_scalar(const float *x, uint64_t n) {
     return m;
 }
 
+static void qk_scalar(const float *K, uint32_t nk, uint32_t hd, const float *QT, uint32_t ldq,
+                      float scale, float *ST) {
+    for (uint32_t j = 0; j < nk; j++) {
+        float *s = ST + (size_t)j * ldq;
+        for (uint32_t i = 0; i < ldq; i++) s[i] = 0.0f;
+        for (uint32_t d = 0; d < hd; d++) {
+            const float k = K[(size_t)j * hd + d], *q = QT + (size_t)d * ldq;
+            for (uint32_t i = 0; i < ldq; i++) s[i] += k * q[i];
+        }
+        for (uint32_t i = 0; i < ldq; i++) s[i] *= scale;
+    }
+}
+
+static void softmax_scalar(float *ST, uint32_t ldq, uint32_t nk, uint32_t nq, float *m,
+                           float *l, float *alpha) {
+    for (uint32_t i = 0; i < nq; i++) {
+        float mx = m[i], sum = 0.0f;
+        for (uint32_t j = 0; j < nk; j++) mx = ST[(size_t)j * ldq + i] > mx ? ST[(size_t)j * ldq + i] : mx;
+        if (mx == -INFINITY) { /* nothing visible yet */
+            for (uint32_t j = 0; j < nk; j++) ST[(size_t)j * ldq + i] = 0.0f;
+            alpha[i] = 1.0f;
+            continue;
+        }
+        for (uint32_t j = 0; j < nk; j++) {
+            float d = ST[(size_t)j * ldq + i] - mx;
+            ST[(size_t)j * ldq + i] = d < -87.0f ? 0.0f : expf(d);
+            sum += ST[(size_t)j * ldq + i];
+        }
+        float d = m[i] - mx;
+        alpha[i] = d < -87.0f ? 0.0f : expf(d);
+        l[i] = alpha[i] * l[i] + sum;
+        m[i] = mx;
+    }
+}
+
+static void pv_scalar(const float *ST, uint32_t ldq, uint32_t nk, uint32_t nq, const float *V,
+                      uint32_t hd, const float *alpha, float *O, uint64_t ldo) {
+    for (uint32_t i = 0; i < nq; i++) {
+        float *o = O + (size_t)i * ldo;
+        for (uint32_t d = 0; d < hd; d++) o[d] *= alpha[i];
+        for (uint32_t j = 0; j < nk; j++) {
+            const float p = ST[(size_t)j * ldq + i], *v = V + (size_t)j * hd;
+            for (uint32_t d = 0; d < hd; d++) o[d] += p * v[d];
+        }
+    }
+}
+
+static void bf16_f32_scalar(float *dst, const uint16_t *src, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) dst[i] = mg__bf16_to_f32(src[i]);
+}
+
+static float dot_bf16_scalar(const float *a, const uint16_t *b, uint64_t n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * mg__bf16_to_f32(b[i + j]);
+    for (; i < n; i++) acc[0] += a[i] * mg__bf16_to_f32(b[i]);
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+static void axpy_bf16_scalar(float *y, float a, const uint16_t *x, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) y[i] += a * mg__bf16_to_f32(x[i]);
+}
+
 static const mg__vec_fns vec_scalar = {dot_scalar, axpy_scalar, gelu_scalar,
-                                       expsum_scalar, max_scalar};
+                                       expsum_scalar, max_scalar, qk_scalar,
+                                       softmax_scalar, pv_scalar, bf16_f32_scalar,
+                                       dot_bf16_scalar, axpy_bf16_scalar};
 
 const mg__vec_fns *mg__vec_for(int32_t level) {
     int32_t cpu = mg__cpu_simd_level();
@@ -196,6 +262,7 @@ float mg__expsum_f32(float *x, float m, uint64_t n) { return vec()->expsum(x, m,
 float mg__max_f32(const float *x, uint64_t n) { return n ? vec()->max(x, n) : -INFINITY; }
 float mg__dot_f32(const float *a, const float *b, uint64_t n) { return vec()->dot(a, b, n); }
 void mg__axpy_f32(float *y, float a, const float *x, uint64_t n) { vec()->axpy(y, a, x, n); }
+const struct mg__vec_fns *mg__vec(void) { return vec(); }
 
 void mg__rope(float *x, uint64_t head_dim, double pos, double base,
               double scale) {

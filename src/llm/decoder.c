@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/vec.h"
 
 typedef struct mg__dmat {
     const void *w;
@@ -33,9 +34,13 @@ struct mg__decoder {
 struct mg__dstate {
     const mg__decoder *d;
     uint32_t n_ctx, max_batch, pos, ring, cap_max;
-    float **kc, **vc;            /* per layer: [kv_head][cap][head_dim] */
+    uint32_t n_workers;          /* pool threads the tile scratch is for */
+    int kv_bf16;                 /* keys and values stored as bf16 */
+    void **kc, **vc;             /* per layer: [kv_head][cap][head_dim] */
     uint32_t *cap;               /* per layer: slots */
-    float *kv_mem;
+    void *kv_mem;
+    float *work;                 /* n_workers x work_floats: attention tiles */
+    uint64_t work_floats;
     float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up;
     float *cos_l, *sin_l, *cos_g, *sin_g; /* [max_batch][head_dim/2] */
     float *scores;               /* [n_heads][cap_max] */
@@ -210,20 +215,32 @@ static uint32_t layer_cap(const mg__decoder *d, uint32_t l, uint32_t n_ctx,
     return r < n_ctx ? (uint32_t)r : n_ctx;
 }
 
+/* The tiled attention (attn_tiles): blocks of up to ATT_QB queries of
+ * every head of a KV group against chunks of up to ATT_KB keys. Batches
+ * below mg__dec_tile_min tokens (decode) take the per-query path instead. */
+#define ATT_QB 64
+#define ATT_KB 64
+uint32_t mg__dec_tile_min = 8;
+
 typedef struct sizes {
-    uint64_t kv;        /* floats of all caches */
+    uint64_t kv;        /* bytes of all caches */
+    uint64_t work;      /* floats of tile scratch per worker */
     uint64_t cap_max;
     uint64_t batch_h, batch_q, batch_kv, batch_f, rope, scores;
     uint64_t total;     /* bytes */
 } sizes;
 
 static mg_status state_sizes(const mg__decoder *d, uint32_t n_ctx,
-                             uint32_t max_batch, sizes *z) {
+                             uint32_t max_batch, const mg__dstate_opts *o,
+                             sizes *z) {
     if (!d || !n_ctx || !max_batch || n_ctx > d->c.context_length ||
-        max_batch > n_ctx)
+        max_batch > n_ctx || (o && (o->n_workers > MG__DEC_MAX_WORKERS ||
+                                    o->flags & ~(uint32_t)MG__DSTATE_KV_BF16)))
         return MG_E_INVALID_ARG;
     const mg__dconfig *c = &d->c;
-    uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim, t, acc = 0;
+    const uint64_t esz = o && (o->flags & MG__DSTATE_KV_BF16) ? 2 : 4;
+    const uint64_t nw = o && o->n_workers ? o->n_workers : 1;
+    uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim * esz, t, acc = 0;
     memset(z, 0, sizeof *z);
     int of = 0;
     for (uint32_t l = 0; l < c->n_layers; l++) {
@@ -239,15 +256,27 @@ static mg_status state_sizes(const mg__decoder *d, uint32_t n_ctx,
     of |= mg__mul_u64(B, c->ffn, &z->batch_f);
     of |= mg__mul_u64(B, c->head_dim / 2, &z->rope);
     of |= mg__mul_u64(z->cap_max, c->n_heads, &z->scores);
-    /* floats: kv + x, xn, tmp (H) + q, att (Q) + k, v (KV) + gate, up (F) +
-     * 4 rope tables + scores; then matmul scratch and 3 int arrays. */
-    uint64_t parts[] = {z->kv, z->batch_h, z->batch_h, z->batch_h, z->batch_q,
+    /* per worker: the queries of a block of every head of a group
+     * transposed, the score tile, m, l and alpha, and (bf16 cache) a key
+     * and a value chunk in f32 */
+    {
+        const uint64_t G = c->n_heads / c->n_kv_heads, hd = c->head_dim;
+        z->work = G * hd * ATT_QB + (uint64_t)ATT_KB * ATT_QB + 3 * G * ATT_QB +
+                  (esz == 2 ? 2 * (uint64_t)ATT_KB * hd : 0);
+    }
+    uint64_t work_all;
+    of |= mg__mul_u64(z->work, nw, &work_all);
+    /* floats: x, xn, tmp (H) + q, att (Q) + k, v (KV) + gate, up (F) +
+     * 4 rope tables + scores + tiles; then the cache, matmul scratch and 3
+     * int arrays. */
+    uint64_t parts[] = {z->batch_h, z->batch_h, z->batch_h, z->batch_q,
                         z->batch_q, z->batch_kv, z->batch_kv, z->batch_f,
                         z->batch_f, z->rope, z->rope, z->rope, z->rope,
-                        z->scores};
+                        z->scores, work_all};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         of |= mg__add_u64(acc, parts[i], &acc);
     of |= mg__mul_u64(acc, sizeof(float), &acc);
+    of |= mg__add_u64(acc, z->kv, &acc);
     of |= mg__add_u64(acc, d->mm_scratch, &acc);
     of |= mg__add_u64(acc, 3 * B * sizeof(int32_t), &acc);
     if (of || acc > SIZE_MAX / 2) return MG_E_LIMIT;
@@ -256,9 +285,10 @@ static mg_status state_sizes(const mg__decoder *d, uint32_t n_ctx,
 }
 
 mg_status mg__dstate_bytes(const mg__decoder *d, uint32_t n_ctx,
-                           uint32_t max_batch, uint64_t *bytes) {
+                           uint32_t max_batch, const mg__dstate_opts *o,
+                           uint64_t *bytes) {
     sizes z;
-    mg_status st = state_sizes(d, n_ctx, max_batch, &z);
+    mg_status st = state_sizes(d, n_ctx, max_batch, o, &z);
     if (bytes) *bytes = st ? 0 : z.total;
     return st;
 }
@@ -271,11 +301,12 @@ static float *falloc(uint64_t n, int *fail) {
 }
 
 mg_status mg__dstate_new(mg__dstate **out, const mg__decoder *d,
-                         uint32_t n_ctx, uint32_t max_batch) {
+                         uint32_t n_ctx, uint32_t max_batch,
+                         const mg__dstate_opts *o) {
     if (!out) return MG_E_INVALID_ARG;
     *out = NULL;
     sizes z;
-    mg_status st = state_sizes(d, n_ctx, max_batch, &z);
+    mg_status st = state_sizes(d, n_ctx, max_batch, o, &z);
     if (st) return st;
     const mg__dconfig *c = &d->c;
     mg__dstate *s = mg__calloc(1, sizeof *s);
@@ -284,6 +315,9 @@ mg_status mg__dstate_new(mg__dstate **out, const mg__decoder *d,
     s->n_ctx = n_ctx;
     s->max_batch = max_batch;
     s->cap_max = (uint32_t)z.cap_max;
+    s->n_workers = o && o->n_workers ? o->n_workers : 1;
+    s->kv_bf16 = o && (o->flags & MG__DSTATE_KV_BF16);
+    s->work_floats = z.work;
     int fail = 0;
     s->kc = mg__calloc(c->n_layers, sizeof *s->kc);
     s->vc = mg__calloc(c->n_layers, sizeof *s->vc);
@@ -293,7 +327,8 @@ mg_status mg__dstate_new(mg__dstate **out, const mg__decoder *d,
     s->blast = mg__calloc(max_batch, sizeof *s->blast);
     if (!s->kc || !s->vc || !s->cap || !s->blk || !s->bfirst || !s->blast)
         fail = 1;
-    s->kv_mem = falloc(z.kv, &fail);
+    if (!(s->kv_mem = mg__aligned_alloc(64, (size_t)z.kv))) fail = 1;
+    s->work = falloc(z.work * s->n_workers, &fail);
     s->x = falloc(z.batch_h, &fail);
     s->xn = falloc(z.batch_h, &fail);
     s->tmp = falloc(z.batch_h, &fail);
@@ -313,12 +348,12 @@ mg_status mg__dstate_new(mg__dstate **out, const mg__decoder *d,
         mg__dstate_free(s);
         return MG_E_NOMEM;
     }
-    uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim, off = 0;
+    uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim * (s->kv_bf16 ? 2 : 4), off = 0;
     for (uint32_t l = 0; l < c->n_layers; l++) {
         s->cap[l] = layer_cap(d, l, n_ctx, max_batch);
-        s->kc[l] = s->kv_mem + off;
+        s->kc[l] = (char *)s->kv_mem + off;
         off += kvd * s->cap[l];
-        s->vc[l] = s->kv_mem + off;
+        s->vc[l] = (char *)s->kv_mem + off;
         off += kvd * s->cap[l];
     }
     *out = s;
@@ -327,7 +362,7 @@ mg_status mg__dstate_new(mg__dstate **out, const mg__decoder *d,
 
 void mg__dstate_free(mg__dstate *s) {
     if (!s) return;
-    float *bufs[] = {s->kv_mem, s->x, s->xn, s->tmp, s->q, s->att, s->k,
+    void *bufs[] = {s->kv_mem, s->work, s->x, s->xn, s->tmp, s->q, s->att, s->k,
                      s->v, s->gate, s->up, s->cos_l, s->sin_l, s->cos_g,
                      s->sin_g, s->scores, s->mm_scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -402,63 +437,205 @@ static void rope_tables(mg__dstate *s, uint32_t n) {
 
 typedef struct attn_job {
     mg__dstate *s;
+    const mg__vec_fns *v;
     uint32_t layer, n, pos0;
+    uint32_t n_tb, nsub;        /* tiles: query blocks, head subsets per group */
 } attn_job;
 
-/* One query head over the whole batch. */
-static void attn_task(void *arg, uint32_t h, uint32_t n_tasks) {
+/* Query token t's visible keys: [wlo, p] and, for a token of block b > 0,
+ * the block's tokens of this batch; lo/hi bound both. */
+typedef struct qvis {
+    uint64_t p, wlo, lo, hi;
+    int32_t b;
+} qvis;
+
+static qvis query_vis(const attn_job *j, uint32_t t, int global) {
+    const mg__dstate *s = j->s;
+    const uint64_t W = s->d->c.sliding_window;
+    qvis q;
+    q.p = (uint64_t)j->pos0 + t;
+    q.b = s->blk[t];
+    q.wlo = (global || q.p + 1 <= W) ? 0 : q.p + 1 - W;
+    q.lo = q.wlo;
+    q.hi = q.p;
+    if (q.b > 0) {
+        uint64_t f0 = (uint64_t)j->pos0 + (uint32_t)s->bfirst[t];
+        uint64_t f1 = (uint64_t)j->pos0 + (uint32_t)s->blast[t];
+        if (f0 < q.lo) q.lo = f0;
+        if (f1 > q.hi) q.hi = f1;
+    }
+    return q;
+}
+
+static int key_visible(const attn_job *j, const qvis *q, uint64_t k) {
+    if (k <= q->p && k >= q->wlo) return 1;
+    return q->b > 0 && k >= j->pos0 && k < (uint64_t)j->pos0 + j->n &&
+           j->s->blk[k - j->pos0] == q->b;
+}
+
+/* Per query (decode): one query head over the whole batch, two passes over
+ * the scores. */
+static void attn_rows(void *arg, uint32_t h, uint32_t n_tasks) {
     const attn_job *j = arg;
     mg__dstate *s = j->s;
+    const mg__vec_fns *v = j->v;
     const mg__dconfig *c = &s->d->c;
     const uint32_t hd = c->head_dim, qd = c->n_heads * hd;
     const uint32_t kvh = h / (c->n_heads / c->n_kv_heads);
     const uint32_t cap = s->cap[j->layer];
     const int global = (int)s->d->layers[j->layer].global;
-    const float *K = s->kc[j->layer] + (size_t)kvh * cap * hd;
-    const float *V = s->vc[j->layer] + (size_t)kvh * cap * hd;
+    const size_t base = (size_t)kvh * cap * hd;
+    const float *K = (const float *)s->kc[j->layer] + base, *V = (const float *)s->vc[j->layer] + base;
+    const uint16_t *Kb = (const uint16_t *)s->kc[j->layer] + base;
+    const uint16_t *Vb = (const uint16_t *)s->vc[j->layer] + base;
     float *sc = s->scores + (size_t)h * s->cap_max;
     const float scale = (float)(1.0 / sqrt(c->query_pre_attn_scalar));
     const float acap = (float)c->attn_softcap;
-    const uint64_t W = c->sliding_window;
     (void)n_tasks;
     for (uint32_t t = 0; t < j->n; t++) {
-        const uint64_t p = (uint64_t)j->pos0 + t;
-        const int32_t b = s->blk[t];
+        const qvis q = query_vis(j, t, global);
         const float *qv = s->q + (size_t)t * qd + (size_t)h * hd;
         float *o = s->att + (size_t)t * qd + (size_t)h * hd;
-        /* Window start (inclusive) and the candidate range [lo, hi]. */
-        uint64_t wlo = (global || p + 1 <= W) ? 0 : p + 1 - W;
-        uint64_t lo = wlo, hi = p;
-        if (b > 0) {
-            uint64_t f0 = (uint64_t)j->pos0 + (uint32_t)s->bfirst[t];
-            uint64_t f1 = (uint64_t)j->pos0 + (uint32_t)s->blast[t];
-            if (f0 < lo) lo = f0;
-            if (f1 > hi) hi = f1;
-        }
         float mx = -INFINITY;
-        for (uint64_t k = lo; k <= hi; k++) {
-            int vis = k <= p && k >= wlo;
-            if (!vis && b > 0 && k >= j->pos0 && s->blk[k - j->pos0] == b)
-                vis = 1;
-            float v = -INFINITY;
-            if (vis) {
-                v = mg__dot_f32(qv, K + (size_t)(k % cap) * hd, hd) * scale;
-                if (acap > 0) v = acap * tanhf(v / acap);
-                if (v > mx) mx = v;
+        for (uint64_t k = q.lo; k <= q.hi; k++) {
+            float x = -INFINITY;
+            if (key_visible(j, &q, k)) {
+                size_t at = (size_t)(k % cap) * hd;
+                x = (s->kv_bf16 ? v->dot_bf16(qv, Kb + at, hd) : v->dot(qv, K + at, hd)) * scale;
+                if (acap > 0) x = acap * tanhf(x / acap);
+                if (x > mx) mx = x;
             }
-            sc[k - lo] = v;
+            sc[k - q.lo] = x;
         }
         float sum = 0;
         memset(o, 0, hd * sizeof *o);
-        for (uint64_t k = lo; k <= hi; k++) {
-            if (sc[k - lo] == -INFINITY) continue;
-            float w = expf(sc[k - lo] - mx);
+        for (uint64_t k = q.lo; k <= q.hi; k++) {
+            if (sc[k - q.lo] == -INFINITY) continue;
+            float w = expf(sc[k - q.lo] - mx);
+            size_t at = (size_t)(k % cap) * hd;
             sum += w;
-            mg__axpy_f32(o, w, V + (size_t)(k % cap) * hd, hd);
+            if (s->kv_bf16) v->axpy_bf16(o, w, Vb + at, hd);
+            else v->axpy(o, w, V + at, hd);
         }
         float inv = 1.0f / sum; /* sum >= 1: the key at p itself is visible */
         for (uint32_t i = 0; i < hd; i++) o[i] *= inv;
     }
+}
+
+/* Tiled (prefill): task = (query block, KV head, subset of its query
+ * heads), the largest blocks (the last tokens see the most keys) first. */
+static void attn_tiles(void *arg, uint32_t task, uint32_t n_tasks) {
+    const attn_job *j = arg;
+    mg__dstate *s = j->s;
+    const mg__vec_fns *v = j->v;
+    const mg__dconfig *c = &s->d->c;
+    const uint32_t hd = c->head_dim, qd = c->n_heads * hd;
+    const uint32_t G = c->n_heads / c->n_kv_heads, nh = G / j->nsub;
+    const uint32_t per_tb = c->n_kv_heads * j->nsub;
+    const uint32_t tb = j->n_tb - 1 - task / per_tb;
+    const uint32_t kvh = (task % per_tb) / j->nsub;
+    const uint32_t h0 = kvh * G + (task % j->nsub) * nh;
+    const uint32_t t0 = tb * ATT_QB, nq = j->n - t0 < ATT_QB ? j->n - t0 : ATT_QB;
+    const uint32_t ldq = (nq + 15) & ~15u;
+    const uint32_t cap = s->cap[j->layer];
+    const int global = (int)s->d->layers[j->layer].global;
+    const float scale = (float)(1.0 / sqrt(c->query_pre_attn_scalar));
+    const float acap = (float)c->attn_softcap;
+    const size_t kbase = (size_t)kvh * cap * hd;
+    (void)n_tasks;
+
+    float *w = s->work + (size_t)mg__pool_worker() * s->work_floats;
+    float *QT = w;                                   /* nh x hd x ldq */
+    float *ST = QT + (size_t)G * hd * ATT_QB;        /* ATT_KB x ldq   */
+    float *M = ST + (size_t)ATT_KB * ATT_QB;         /* nh x ldq each  */
+    float *L = M + (size_t)G * ATT_QB, *A = L + (size_t)G * ATT_QB;
+    float *Kf = A + (size_t)G * ATT_QB, *Vf = Kf + (size_t)ATT_KB * hd; /* bf16 cache */
+
+    qvis qv[ATT_QB];
+    uint64_t klo = UINT64_MAX, khi = 0;
+    for (uint32_t i = 0; i < nq; i++) {
+        qv[i] = query_vis(j, t0 + i, global);
+        if (qv[i].lo < klo) klo = qv[i].lo;
+        if (qv[i].hi > khi) khi = qv[i].hi;
+    }
+    for (uint32_t hh = 0; hh < nh; hh++) {
+        const float *q = s->q + (size_t)t0 * qd + (size_t)(h0 + hh) * hd;
+        float *qt = QT + (size_t)hh * hd * ldq;
+        for (uint32_t d = 0; d < hd; d++) {
+            for (uint32_t i = 0; i < nq; i++) qt[(size_t)d * ldq + i] = q[(size_t)i * qd + d];
+            for (uint32_t i = nq; i < ldq; i++) qt[(size_t)d * ldq + i] = 0.0f;
+        }
+        for (uint32_t i = 0; i < nq; i++) {
+            M[hh * ldq + i] = -INFINITY;
+            L[hh * ldq + i] = 0.0f;
+            memset(s->att + (size_t)(t0 + i) * qd + (size_t)(h0 + hh) * hd, 0, hd * sizeof(float));
+        }
+    }
+    uint8_t cls[ATT_QB]; /* per query for the chunk: 0 none, 1 all, 2 some */
+    for (uint64_t k0 = klo; k0 <= khi;) {
+        const uint32_t slot = (uint32_t)(k0 % cap);
+        uint64_t nk64 = khi + 1 - k0;
+        if (nk64 > ATT_KB) nk64 = ATT_KB;
+        if (nk64 > cap - slot) nk64 = cap - slot; /* the ring wraps here */
+        const uint32_t nk = (uint32_t)nk64;
+        const uint64_t k1 = k0 + nk - 1;
+        int any = 0;
+        for (uint32_t i = 0; i < nq; i++) {
+            const qvis *q = &qv[i];
+            if (k1 < q->lo || k0 > q->hi) cls[i] = 0;
+            else if (k0 >= q->wlo && k1 <= q->p) cls[i] = 1;
+            else cls[i] = 2;
+            any |= cls[i];
+        }
+        if (any) {
+            const float *Kc, *Vc;
+            if (s->kv_bf16) {
+                v->bf16_f32(Kf, (const uint16_t *)s->kc[j->layer] + kbase + (size_t)slot * hd,
+                            (uint64_t)nk * hd);
+                v->bf16_f32(Vf, (const uint16_t *)s->vc[j->layer] + kbase + (size_t)slot * hd,
+                            (uint64_t)nk * hd);
+                Kc = Kf;
+                Vc = Vf;
+            } else {
+                Kc = (const float *)s->kc[j->layer] + kbase + (size_t)slot * hd;
+                Vc = (const float *)s->vc[j->layer] + kbase + (size_t)slot * hd;
+            }
+            for (uint32_t hh = 0; hh < nh; hh++) {
+                v->qk(Kc, nk, hd, QT + (size_t)hh * hd * ldq, ldq, scale, ST);
+                if (acap > 0)
+                    for (size_t e = 0; e < (size_t)nk * ldq; e++) ST[e] = acap * tanhf(ST[e] / acap);
+                for (uint32_t i = 0; i < nq; i++) {
+                    if (cls[i] == 1) continue;
+                    for (uint32_t jj = 0; jj < nk; jj++)
+                        if (!cls[i] || !key_visible(j, &qv[i], k0 + jj)) ST[(size_t)jj * ldq + i] = -INFINITY;
+                }
+                float *m = M + hh * ldq, *l = L + hh * ldq, *a = A + hh * ldq;
+                v->softmax(ST, ldq, nk, nq, m, l, a);
+                v->pv(ST, ldq, nk, nq, Vc, hd, a, s->att + (size_t)t0 * qd + (size_t)(h0 + hh) * hd, qd);
+            }
+        }
+        k0 += nk;
+    }
+    for (uint32_t hh = 0; hh < nh; hh++)
+        for (uint32_t i = 0; i < nq; i++) {
+            float *o = s->att + (size_t)(t0 + i) * qd + (size_t)(h0 + hh) * hd;
+            float inv = 1.0f / L[hh * ldq + i]; /* >= 1: the key at p is visible */
+            for (uint32_t d = 0; d < hd; d++) o[d] *= inv;
+        }
+}
+
+static void attention(mg__dstate *s, uint32_t layer, uint32_t n, uint32_t pos0, mg__pool *pool) {
+    const mg__dconfig *c = &s->d->c;
+    attn_job aj = {s, mg__vec(), layer, n, pos0, 0, 1};
+    if (n < mg__dec_tile_min) {
+        mg__pool_run(pool, attn_rows, &aj, c->n_heads);
+        return;
+    }
+    /* Split a group's heads while there are too few tasks for the pool. */
+    const uint32_t G = c->n_heads / c->n_kv_heads, want = 2 * mg__pool_size(pool);
+    aj.n_tb = (n + ATT_QB - 1) / ATT_QB;
+    while (aj.n_tb * c->n_kv_heads * aj.nsub < want && G % (2 * aj.nsub) == 0) aj.nsub *= 2;
+    mg__pool_run(pool, attn_tiles, &aj, aj.n_tb * c->n_kv_heads * aj.nsub);
 }
 
 /* gate = gelu_tanh(gate) * up over the pool, in chunks of whole vectors. */
@@ -479,7 +656,9 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
                               const float *const *embeds,
                               const int32_t *block_ids, uint32_t n,
                               float *logits, int all_logits, mg__pool *pool) {
-    if (!s || !logits || n == 0 || n > s->max_batch) return MG_E_INVALID_ARG;
+    if (!s || !logits || n == 0 || n > s->max_batch ||
+        mg__pool_size(pool) > s->n_workers)
+        return MG_E_INVALID_ARG;
     const mg__decoder *d = s->d;
     const mg__dconfig *c = &d->c;
     for (uint32_t t = 0; t < n; t++) {
@@ -551,13 +730,20 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
                 mg__rmsnorm(kh, kh, L->k_norm, hd, eps, 1);
                 rope_apply(kh, ct, st, half);
                 size_t dst = ((size_t)h * cap + slot) * hd;
-                memcpy(s->kc[l] + dst, kh, (size_t)hd * sizeof(float));
-                memcpy(s->vc[l] + dst, s->v + (size_t)t * KV + (size_t)h * hd,
-                       (size_t)hd * sizeof(float));
+                const float *vh = s->v + (size_t)t * KV + (size_t)h * hd;
+                if (s->kv_bf16) {
+                    uint16_t *kb = (uint16_t *)s->kc[l] + dst, *vb = (uint16_t *)s->vc[l] + dst;
+                    for (uint32_t i = 0; i < hd; i++) {
+                        kb[i] = mg__f32_to_bf16(kh[i]);
+                        vb[i] = mg__f32_to_bf16(vh[i]);
+                    }
+                } else {
+                    memcpy((float *)s->kc[l] + dst, kh, (size_t)hd * sizeof(float));
+                    memcpy((float *)s->vc[l] + dst, vh, (size_t)hd * sizeof(float));
+                }
             }
         }
-        attn_job aj = {s, l, n, pos0};
-        mg__pool_run(pool, attn_task, &aj, c->n_heads);
+        attention(s, l, n, pos0, pool);
         linear(s, &L->o, H, Q, s->att, n, s->tmp, pool);
         for (uint32_t t = 0; t < n; t++) {
             float *y = s->tmp + (size_t)t * H, *x = s->x + (size_t)t * H;

@@ -35,8 +35,10 @@
  *    tokens against a 1024 window are.) A block must be fed in one call:
  *    block ids do not link tokens across calls.
  *
- * KV cache: f32 (exact; f16 would halve the memory at a small accuracy cost
- * and may come later), laid out per layer as [kv_head][slot][head_dim].
+ * KV cache: f32 (exact), or bf16 (MG__DSTATE_KV_BF16: keys after RoPE and
+ * values rounded to nearest even, half the memory and half the bytes a
+ * decode step reads; all arithmetic stays f32), laid out per layer as
+ * [kv_head][slot][head_dim].
  * Global layers keep n_ctx slots (slot = position). Sliding layers keep a
  * ring of min(n_ctx, sliding_window + max_batch) slots (slot = position mod
  * ring size): enough for every query of a batch to see its whole window and
@@ -49,7 +51,16 @@
  * vdpbf16ps product with the activations rounded to bf16); a single token
  * through mg__matvec
  * (for q8_0/q4_0 weights that quantizes the activation to 8 bits per
- * 32-block, as GGML does). Attention runs over heads on the pool. */
+ * 32-block, as GGML does).
+ *
+ * Attention: a batch of 8 tokens or more is cut into blocks of up to 64
+ * queries of the heads that share a KV head, each run against the visible
+ * keys in chunks of up to 64 with an online softmax (running max and sum
+ * per query, the output rescaled when the max grows; the flash-attention
+ * recurrence): the score tile is 64 x 64 whatever the sequence length, the
+ * keys of a chunk are read once for all heads of the group, and the
+ * products are register-blocked tile kernels (kernels/vec.h). Fewer tokens
+ * (decode) run one query at a time over its keys. Both on the pool. */
 #ifndef MG_DECODER_H
 #define MG_DECODER_H
 
@@ -65,6 +76,20 @@
 #define MG__DEC_MAX_HEADDIM 4096u
 #define MG__DEC_MAX_FFN     (1u << 20)
 #define MG__DEC_MAX_CTX     (1u << 24)
+#define MG__DEC_MAX_WORKERS 1024u
+
+/* Batches of at least this many tokens take the tiled attention, smaller
+ * ones the per-query path (8; tests and benchmarks change it, before any
+ * forward runs, to compare the two). */
+extern uint32_t mg__dec_tile_min;
+
+/* How a state is made (NULL: the defaults, all zero). */
+#define MG__DSTATE_KV_BF16 1u   /* keys and values stored as bf16 */
+typedef struct mg__dstate_opts {
+    uint32_t n_workers;  /* threads of the largest pool passed to forward
+                            (0 = 1): the tile scratch is per thread */
+    uint32_t flags;      /* MG__DSTATE_* */
+} mg__dstate_opts;
 
 typedef struct mg__dconfig {
     uint32_t vocab, hidden, n_layers, n_heads, n_kv_heads, head_dim, ffn;
@@ -97,11 +122,15 @@ const mg__dconfig *mg__decoder_config(const mg__decoder *d);
  * context_length, max_batch above n_ctx; MG_E_LIMIT when the size
  * overflows. */
 mg_status mg__dstate_bytes(const mg__decoder *d, uint32_t n_ctx,
-                           uint32_t max_batch, uint64_t *bytes);
+                           uint32_t max_batch, const mg__dstate_opts *o,
+                           uint64_t *bytes);
 /* A state for sequences of up to n_ctx tokens fed in calls of up to
- * max_batch tokens. Errors: as mg__dstate_bytes, MG_E_NOMEM. */
+ * max_batch tokens, o as above (NULL for the defaults; MG_E_INVALID_ARG for
+ * unknown flags or more than MG__DEC_MAX_WORKERS workers). Errors: as
+ * mg__dstate_bytes, MG_E_NOMEM. */
 mg_status mg__dstate_new(mg__dstate **out, const mg__decoder *d,
-                         uint32_t n_ctx, uint32_t max_batch);
+                         uint32_t n_ctx, uint32_t max_batch,
+                         const mg__dstate_opts *o);
 void mg__dstate_free(mg__dstate *s);                           /* NULL ok */
 /* Forgets the sequence: the next forward starts at position 0. */
 void mg__dstate_reset(mg__dstate *s);
@@ -124,10 +153,11 @@ mg_status mg__dstate_rewind(mg__dstate *s, uint32_t pos);
  *             k > 0 = member of block k (bidirectional within the call).
  *  logits:    vocab floats for the last token, or n * vocab (row t for
  *             token t) when all_logits is nonzero.
- *  pool:      may be NULL (caller's thread only).
+ *  pool:      may be NULL (caller's thread only); at most the state's
+ *             n_workers threads.
  * Errors (nothing changes): MG_E_INVALID_ARG (NULL state or logits, n out of
  * range, token id out of range, a row with neither token nor embed, a
- * negative block id), MG_E_CONTEXT_FULL (pos + n > n_ctx). */
+ * negative block id, a pool larger than n_workers), MG_E_CONTEXT_FULL (pos + n > n_ctx). */
 mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
                               const float *const *embeds,
                               const int32_t *block_ids, uint32_t n,

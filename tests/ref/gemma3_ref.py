@@ -13,6 +13,7 @@ REQUEST.json:
    "embed_rows": [2, 3],         # which positions take those rows, in order
    "xq8_from": 24,               # optional: see below
    "xbf16_until": 24,            # optional: see below
+   "kv_bf16": true,              # optional: see below
    "out": "logits.f32"}          # written: float32 [n_tokens, vocab]
 
 Weights are dequantized to float and everything runs in float64: the
@@ -26,6 +27,9 @@ With "xbf16_until": k, the inputs of every product with bf16 weights for
 positions < k are first rounded to bf16 (via float32, nearest even), as
 the C code's batched steps do on CPUs with AVX512_BF16 (mg__matmul_level),
 while its single-token steps keep float32.
+With "kv_bf16": true, keys (after RoPE) and values are rounded to bf16
+(via float32, nearest even) before attention, as a KV cache kept in bf16
+stores them.
 
 Semantics (transformers Gemma3TextModel / Gemma3ForConditionalGeneration):
 - embeddings: embed_tokens(ids) * embed_scale, embed_scale = sqrt(hidden)
@@ -138,6 +142,8 @@ def main():
     def bf(a):
         return a.to(torch.float32).to(torch.bfloat16).to(a.dtype)
 
+    kv_bf16 = bool(req.get("kv_bf16"))
+
     def lin(a, name):
         w = emb_w if name == "text.token_embd" else T(name)
         if (xq8_from is not None and xq8_from < a.shape[0]
@@ -175,6 +181,8 @@ def main():
         cos, sin = (cos_g, sin_g) if is_global else (cos_l, sin_l)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
+        if kv_bf16:
+            k, v = bf(k), bf(v)
         k = k.repeat_interleave(rep, dim=0)
         v = v.repeat_interleave(rep, dim=0)
         s = (q @ k.transpose(1, 2)) * QPAS ** -0.5

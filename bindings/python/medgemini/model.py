@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover
 LOAD_VERIFY_CHECKSUMS = 0x1
 LOAD_NO_MMAP = 0x2
 LOAD_MMAP = 0x4
+CONTEXT_KV_BF16 = 0x1
 TOKENIZE_ADD_BOS = 0x1
 TOKENIZE_PARSE_SPECIAL = 0x2
 DETOKENIZE_SKIP_SPECIAL = 0x1
@@ -334,18 +335,19 @@ def _volume_slices(volume, max_slices, window, as_stored):
 
 # ----------------------------------------------------------------- contexts
 
-def _context_params(threads, n_ctx, seed):
+def _context_params(threads, n_ctx, seed, kv_bf16=False):
     p = _lib.mg_context_params()
     _lib.mg_context_params_init(byref(p))
     p.n_threads = int(threads or 0)
     p.n_ctx = int(n_ctx or 0)
     p.seed = int(seed or 0)
+    p.flags = CONTEXT_KV_BF16 if kv_bf16 else 0
     return p
 
 
-def _new_context(model_handle, threads, n_ctx, seed):
+def _new_context(model_handle, threads, n_ctx, seed, kv_bf16=False):
     out = c_void_p()
-    p = _context_params(threads, n_ctx, seed)
+    p = _context_params(threads, n_ctx, seed, kv_bf16)
     st = _lib.mg_context_new(byref(out), model_handle, byref(p))
     if st:
         raise make_error(st, "cannot create a context")
@@ -560,13 +562,15 @@ class Context(Owned, _Generating):
     runs one on the same context raises MisuseError. Model.context() makes
     one; Model's own methods use a pool of contexts instead."""
 
-    def __init__(self, model, threads=None, n_ctx=None, seed=None):
+    def __init__(self, model, threads=None, n_ctx=None, seed=None, kv_bf16=None):
         if threads is None:
             threads = model._threads
         if n_ctx is None:
             n_ctx = model._n_ctx
+        if kv_bf16 is None:
+            kv_bf16 = model._kv_bf16
         with model._borrow() as mh:
-            h = _new_context(mh, threads, n_ctx, seed)
+            h = _new_context(mh, threads, n_ctx, seed, kv_bf16)
         self.model = model
         self._busy = threading.Lock()
         self._own(HandleState(h, _lib.mg_context_free, "context"))
@@ -707,11 +711,12 @@ class Model(Owned, _Generating):
     makes one), so concurrent calls never share a context.
 
     Model.load(path, threads=0, n_ctx=0, seed=0, verify=False, mmap=False,
-    max_memory=0, pool_size=4): threads and n_ctx apply to the contexts it
-    makes (0 = the library's defaults)."""
+    max_memory=0, pool_size=4, kv_bf16=False): threads, n_ctx and kv_bf16
+    (keys and values of the KV cache kept as bf16: half its memory) apply to
+    the contexts it makes (0 = the library's defaults)."""
 
     def __init__(self, path, threads=0, n_ctx=0, seed=0, verify=False,
-                 mmap=False, max_memory=0, pool_size=4):
+                 mmap=False, max_memory=0, pool_size=4, kv_bf16=False):
         p = _lib.mg_model_params()
         _lib.mg_model_params_init(byref(p))
         p.flags = (LOAD_VERIFY_CHECKSUMS if verify else 0) | (LOAD_MMAP if mmap else 0)
@@ -722,6 +727,7 @@ class Model(Owned, _Generating):
             raise make_error(st, err.value.decode("utf-8", "replace"))
         self.path = os.fspath(path)
         self._threads, self._n_ctx, self._seed = threads, n_ctx, seed
+        self._kv_bf16 = bool(kv_bf16)
         self._pool_size = max(0, int(pool_size))
         self._own(_ModelState(out.value))
         self.info = self._read_info()
@@ -749,7 +755,7 @@ class Model(Owned, _Generating):
             with state.lock:
                 h = state.idle.pop() if state.idle else None
             if h is None:
-                h = _new_context(mh, self._threads, self._n_ctx, self._seed)
+                h = _new_context(mh, self._threads, self._n_ctx, self._seed, self._kv_bf16)
             try:
                 yield h
             finally:
@@ -760,10 +766,11 @@ class Model(Owned, _Generating):
                 if not keep:
                     _lib.mg_context_free(h)
 
-    def context(self, threads=None, n_ctx=None, seed=None):
+    def context(self, threads=None, n_ctx=None, seed=None, kv_bf16=None):
         """A Context of its own (for interrupt(), eval() and a KV cache that
-        persists between calls)."""
-        return Context(self, threads, n_ctx, seed)
+        persists between calls); kv_bf16=True keeps its keys and values as
+        bf16 (None: the model's setting)."""
+        return Context(self, threads, n_ctx, seed, kv_bf16)
 
     @property
     def tokenizer(self):

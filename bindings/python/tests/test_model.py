@@ -207,6 +207,21 @@ def test_eval_logits_agree_with_greedy(model):
     assert text == model.detokenize([int(np.argmax(logits[-1]))])
 
 
+def test_context_kv_bf16(model):
+    np = pytest.importorskip("numpy")
+    ids = model.tokenize("the heart size is normal. no effusion.", bos=True)
+    with model.context() as ctx:
+        a = ctx.eval(ids)
+    with model.context(kv_bf16=True) as ctx:
+        b = ctx.eval(ids)
+        report = ctx.report(CXR, max_tokens=4)
+    assert isinstance(report, str)
+    # keys and values rounded to bf16: close to the f32 cache, not equal
+    rel = np.abs(a - b).max() / a.std()
+    assert 0 < rel < 0.05
+    assert (a.argmax(axis=1) == b.argmax(axis=1)).mean() >= 0.8
+
+
 def test_context_logits(model):
     np = pytest.importorskip("numpy")
     ids = model.tokenize("the heart size is", bos=True)

@@ -74,9 +74,16 @@ pub struct ContextOptions {
     pub n_ctx: u32,
     /// Seed of the context's sampler.
     pub seed: u64,
+    /// Keep the KV cache's keys and values as bf16 (`MG_CONTEXT_KV_BF16`):
+    /// half its memory; arithmetic stays f32.
+    pub kv_bf16: bool,
 }
 
 impl ContextOptions {
+    pub fn kv_bf16(mut self, on: bool) -> Self {
+        self.kv_bf16 = on;
+        self
+    }
     pub fn n_threads(mut self, n: u32) -> Self {
         self.n_threads = n;
         self
@@ -269,6 +276,7 @@ impl Context {
         p.n_threads = opts.n_threads;
         p.n_ctx = opts.n_ctx;
         p.seed = opts.seed;
+        p.flags = if opts.kv_bf16 { sys::MG_CONTEXT_KV_BF16 } else { 0 };
         let mut out = ptr::null_mut();
         let rc = unsafe { sys::mg_context_new(&mut out, model.as_ptr(), &p) };
         if rc != sys::MG_OK {

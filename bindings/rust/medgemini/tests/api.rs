@@ -464,6 +464,19 @@ fn context_errors_and_eval() {
     assert!(ctx.generate("Hello", &o).is_ok());
 }
 
+#[test]
+fn context_kv_bf16() {
+    // a bf16 KV cache: logits close to the f32 cache's, not equal
+    let m = tiny();
+    let ids = [2, 300, 17, 41, 99, 5, 260, 301, 302, 12];
+    let a = Context::new(&m, &opts1()).unwrap().eval_logits(&ids).unwrap();
+    let b = Context::new(&m, &opts1().kv_bf16(true)).unwrap().eval_logits(&ids).unwrap();
+    assert_eq!(a.len(), b.len());
+    let maxd = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let maxa = a.iter().map(|x| x.abs()).fold(0.0f32, f32::max);
+    assert!(maxd > 0.0 && maxd < 0.05 * maxa, "max difference {maxd}, largest logit {maxa}");
+}
+
 /// Writes a PLINK 1 set of 4 founders and 2 variants, and a wide score file
 /// with two scores.
 fn write_plink(dir: &Path) -> PathBuf {
