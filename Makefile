@@ -30,7 +30,8 @@ LDFLAGS_ALL := $(SANITIZE) $(EXTRA_LDFLAGS)
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 \
                 -mavx512vnni -mfma -mf16c
-AMX_FLAGS    := $(AVX512_FLAGS) -mavx512vbmi -mamx-tile -mamx-int8
+VBMI_FLAGS   := $(AVX512_FLAGS) -mavx512vbmi
+AMX_FLAGS    := $(VBMI_FLAGS) -mamx-tile -mamx-int8
 
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
 LIB_SRC  := $(filter-out src/cli/%,$(LIB_SRC))
@@ -62,6 +63,9 @@ $(OBJDIR)/%_avx2.o: src/%_avx2.c
 $(OBJDIR)/%_avx512.o: src/%_avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(AVX512_FLAGS) -MMD -MP -c $< -o $@
+$(OBJDIR)/%_vbmi.o: src/%_vbmi.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(VBMI_FLAGS) -MMD -MP -c $< -o $@
 $(OBJDIR)/%_amx.o: src/%_amx.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(AMX_FLAGS) -MMD -MP -c $< -o $@

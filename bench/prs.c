@@ -10,11 +10,14 @@
  * find it in the page cache.
  *
  *   bench/prs [--full] [--samples N] [--variants V] [--dir DIR] [--threads T]
+ *             [--double-sums]
  *
  * Default 10,000 samples x 20,000 variants (under a minute in all); --full is the
  * issue's 10,000 x 500,000 set (1.25 GB .bed; plink1.9 needs ~1 min to make
- * it, the 100-score file is ~0.6 GB). Skips (exit 0) without plink2 and
- * plink1.9. OPENBLAS_CORETYPE / OPENBLAS_NUM_THREADS are the host's to set. */
+ * it, the 100-score file is ~0.6 GB). --double-sums runs ours with
+ * MG_PRS_DOUBLE_SUMS (the double paths even where an integer kernel is
+ * there, as mg_build_info()'s prs_ints= says). Skips (exit 0) without
+ * plink2 and plink1.9. OPENBLAS_CORETYPE / OPENBLAS_NUM_THREADS are the host's to set. */
 #include "medgemini.h"
 
 #include <math.h>
@@ -28,6 +31,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+static uint32_t g_flags; /* mg_prs_params.flags of our runs */
 
 static double now(void) {
     struct timespec ts;
@@ -68,6 +73,7 @@ static double run_child(char *const *argv, const char *bfile, const char *score,
         mg_prs_params pp;
         mg_prs_params_init(&pp);
         pp.n_threads = threads;
+        pp.flags = g_flags;
         mg_prs *p = NULL;
         char err[512];
         if (mg_prs_open_plink(&p, bfile, &pp, err, sizeof err) != MG_OK) {
@@ -129,7 +135,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--variants") && i + 1 < argc) n_variants = atol(argv[++i]);
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = (uint32_t)atoi(argv[++i]);
-        else { fprintf(stderr, "usage: %s [--full] [--samples N] [--variants V] [--dir DIR] [--threads T]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--double-sums")) g_flags |= MG_PRS_DOUBLE_SUMS;
+        else {
+            fprintf(stderr, "usage: %s [--full] [--samples N] [--variants V] [--dir DIR] [--threads T] "
+                    "[--double-sums]\n", argv[0]);
+            return 2;
+        }
     }
     if (system("command -v plink2 >/dev/null 2>&1 && command -v plink1.9 >/dev/null 2>&1") != 0) {
         printf("prs bench: skipped (plink2 and plink1.9 are needed)\n");
@@ -157,8 +168,10 @@ int main(int argc, char **argv) {
     snprintf(cmd, sizeof cmd, "cat '%s.bed' > /dev/null", prefix);
     if (system(cmd) != 0) return 1;
     static const int ks[] = {1, 10, 100};
-    printf("polygenic scores, %ld samples x %ld variants, PLINK 1 .bed, %u threads (both)\n",
-           n_samples, n_variants, threads);
+    const char *ik = strstr(mg_build_info(), "prs_ints=");
+    printf("polygenic scores, %ld samples x %ld variants, PLINK 1 .bed, %u threads (both); ours: %s%.*s\n",
+           n_samples, n_variants, threads, g_flags & MG_PRS_DOUBLE_SUMS ? "double sums, " : "",
+           ik ? (int)strcspn(ik, " ") : 0, ik ? ik : "");
     printf("%7s %10s %10s %7s %14s %14s %11s %11s %9s\n", "scores", "ours s", "plink2 s", "ratio",
            "ours prod/s", "plink2 prod/s", "ours RSS", "plink2 RSS", "max rel");
     for (size_t q = 0; q < sizeof ks / sizeof ks[0]; q++) {

@@ -77,7 +77,10 @@ MG_API const char *mg_build_info(void);
  * support, lowered by the environment variable MG_SIMD=scalar|avx2|avx512 if
  * it is set when the library first needs it). AMX tiles (the polygenic-score
  * kernel) are used at the AVX-512 level when the CPU has them and the OS
- * grants them; MG_AMX=0 turns them off; mg_build_info() says "amx=yes|no". */
+ * grants them; MG_AMX=0 turns them off; mg_build_info() says "amx=yes|no".
+ * Without AMX the polygenic-score integer sums run on AVX512-VNNI where the
+ * CPU has it and AVX512-VBMI (at the AVX-512 level); mg_build_info() says
+ * which with "prs_ints=amx|vnni|no". */
 MG_API int32_t mg_simd_level(void);
 
 /* ------------------------------------------------------------ status codes */
@@ -953,10 +956,11 @@ typedef struct mg_prs mg_prs;
                                            holding several variants        */
 #define MG_PRS_DOUBLE_SUMS        0x20u /* sum weight x dosage in double, as
                                            plink2 does, even where the CPU
-                                           has AMX (default there: exact
-                                           integer sums of the weights rounded
-                                           to 2^-46 of twice each score's
-                                           largest |weight|; docs/PRS.md)  */
+                                           has AMX or AVX512-VNNI (default
+                                           there: exact integer sums of the
+                                           weights rounded to 2^-46 of twice
+                                           each score's largest |weight|;
+                                           docs/PRS.md)                    */
 
 typedef struct mg_prs_params {
     uint32_t struct_size;  /* sizeof(mg_prs_params)                         */

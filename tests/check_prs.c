@@ -1164,11 +1164,135 @@ START_TEST(test_parse_double) {
 }
 END_TEST
 
-/* ---- the AMX integer path (prs/ints.h) ------------------------------------- */
+/* ---- the integer path (prs/ints.h): AMX or AVX512-VNNI ----------------------- */
 
 #include "prs/ints.h"
 
-static int amx_in_use(void) { return strstr(mg_build_info(), "amx=yes") != NULL; }
+/* The integer kernel this process's scores go through, as mg_build_info()
+ * reports it: "amx", "vnni" or NULL (double sums only). */
+static const char *ints_kernel(void) {
+    const char *bi = mg_build_info();
+    if (strstr(bi, "prs_ints=amx")) return "AMX";
+    if (strstr(bi, "prs_ints=vnni")) return "VNNI";
+    ck_assert_ptr_nonnull(strstr(bi, "prs_ints=no"));
+    return NULL;
+}
+
+/* One random kernel input: A (rows from nrow on zero), one .bed row per
+ * slot in its own allocation, no longer than the kernels may read (ASan
+ * sees a read past it), lut values 0..127 and random starting sums. */
+typedef struct ints_case {
+    mg__ints_step st;
+    int8_t *A;
+    unsigned char **rows;
+    uint8_t *lut;
+    int32_t *acc0;
+    size_t nacc;
+} ints_case;
+
+static void ints_case_make(ints_case *c, uint32_t nks, uint32_t nat, uint32_t nrow, uint64_t t0,
+                           uint64_t t1, uint64_t *x) {
+    memset(c, 0, sizeof *c);
+    c->A = malloc((size_t)nks * nat * 1024);
+    c->rows = malloc((size_t)nks * MG__INT_SLOTS * sizeof *c->rows);
+    c->lut = malloc((size_t)nks * 256);
+    c->nacc = (size_t)t1 * nat * 256;
+    c->acc0 = malloc(c->nacc * sizeof *c->acc0);
+    ck_assert(c->A && c->rows && c->lut && c->acc0);
+    for (size_t i = 0; i < (size_t)nks * nat * 1024; i++) {
+        uint32_t m = (uint32_t)(i % ((size_t)nat * 1024) / 1024 * 16 + i % 1024 / 64);
+        c->A[i] = m < nrow ? (int8_t)tu_rand_u64(x) : 0;
+    }
+    size_t rb = (size_t)4 * t1 + 12; /* a quad of tiles reads 16 bytes from 4 x its first */
+    for (size_t z = 0; z < (size_t)nks * MG__INT_SLOTS; z++) {
+        c->rows[z] = malloc(rb);
+        ck_assert_ptr_nonnull(c->rows[z]);
+        for (size_t b = 0; b < rb; b++) c->rows[z][b] = (unsigned char)tu_rand_u64(x);
+    }
+    for (size_t i = 0; i < (size_t)nks * 256; i++) c->lut[i] = (uint8_t)(tu_rand_u64(x) & 127);
+    for (size_t i = 0; i < c->nacc; i++) c->acc0[i] = (int32_t)(tu_rand_u64(x) % 2000001) - 1000000;
+    c->st = (mg__ints_step){ .nks = nks, .nat = nat, .nrow = nrow, .A = c->A,
+                             .geno = (const unsigned char *const *)c->rows, .lut = c->lut,
+                             .t0 = t0, .t1 = t1 };
+}
+
+static void ints_case_free(ints_case *c) {
+    for (size_t z = 0; z < (size_t)c->st.nks * MG__INT_SLOTS; z++) free(c->rows[z]);
+    free(c->rows);
+    free(c->A);
+    free(c->lut);
+    free(c->acc0);
+}
+
+/* Sum (row m, sample n of tile t) of the case, from its definition in
+ * ints.h, in int64. */
+static int64_t ints_case_sum(const ints_case *c, uint64_t t, uint32_t m, uint32_t n) {
+    const mg__ints_step *st = &c->st;
+    uint64_t smp = 16 * t + n;
+    int64_t sum = c->acc0[(t * st->nat + m / 16) * 256 + (m % 16) * 16 + n];
+    for (uint32_t k = 0; k < st->nks; k++)
+        for (uint32_t z = 0; z < MG__INT_SLOTS; z++) {
+            unsigned code = (c->rows[k * MG__INT_SLOTS + z][smp / 4] >> (2 * (smp % 4))) & 3u;
+            int8_t a = c->A[((uint64_t)k * st->nat + m / 16) * 1024 + (m % 16) * 64 + z];
+            sum += (int64_t)a * c->lut[k * 256 + z / 4 * 16 + (z % 4) * 4 + code];
+        }
+    return sum;
+}
+
+/* Runs fn on the case from its starting sums into a fresh copy. */
+static int32_t *ints_case_run(const ints_case *c, void (*fn)(const mg__ints_step *), uint8_t *bbuf) {
+    int32_t *acc = malloc(c->nacc * sizeof *acc);
+    ck_assert_ptr_nonnull(acc);
+    memcpy(acc, c->acc0, c->nacc * sizeof *acc);
+    mg__ints_step st = c->st;
+    st.acc = acc;
+    st.bbuf = bbuf;
+    fn(&st);
+    return acc;
+}
+
+/* The kernels against the plain reference, bit for bit: sample tile ranges
+ * that are not whole groups (nor whole VNNI blocks of 3, nor quads of 4),
+ * that start past 0 and span groups; k-step counts that are not whole
+ * chunks; rows in use that end inside an A tile or a VNNI row block. */
+START_TEST(test_int_kernels) {
+    static const struct { uint32_t nks, nat, nrow; uint64_t t0, t1; } shapes[] = {
+        { 1, 2, 8, 0, 1 },    { 3, 2, 32, 0, 5 },    { 9, 4, 62, 3, 30 },   { 17, 2, 20, 1, 50 },
+        { 8, 6, 90, 24, 49 }, { 13, 4, 64, 0, 24 },  { 2, 38, 602, 2, 29 }, { 11, 2, 1, 5, 7 },
+    };
+    int vnni = mg__ints_vnni_ok(), amx = mg__ints_available() == MG__INTS_AMX;
+    uint8_t *bbuf = malloc(MG__INTS_BBUF);
+    ck_assert_ptr_nonnull(bbuf);
+    uint64_t x = 0x5eed1234abcdull;
+    size_t n = tu_under_valgrind() ? 3 : sizeof shapes / sizeof shapes[0];
+    for (size_t i = 0; i < n; i++) {
+        ints_case c;
+        ints_case_make(&c, shapes[i].nks, shapes[i].nat, shapes[i].nrow, shapes[i].t0, shapes[i].t1, &x);
+        int32_t *ref = ints_case_run(&c, mg__ints_run_ref, bbuf);
+        /* the reference itself, at one sum */
+        uint64_t t = shapes[i].t1 - 1;
+        uint32_t m = shapes[i].nrow - 1;
+        ck_assert_int_eq(ref[(t * shapes[i].nat + m / 16) * 256 + (m % 16) * 16 + 5],
+                         ints_case_sum(&c, t, m, 5));
+        if (vnni) {
+            int32_t *v = ints_case_run(&c, mg__ints_run_vnni, bbuf);
+            for (size_t j = 0; j < c.nacc; j++)
+                ck_assert_msg(v[j] == ref[j], "VNNI shape %zu sum %zu: %d vs %d", i, j, v[j], ref[j]);
+            free(v);
+        }
+        if (amx) {
+            int32_t *a = ints_case_run(&c, mg__ints_run_amx, bbuf);
+            ck_assert_msg(memcmp(a, ref, c.nacc * sizeof *a) == 0, "AMX shape %zu", i);
+            free(a);
+        }
+        free(ref);
+        ints_case_free(&c);
+    }
+    free(bbuf);
+    printf("  integer kernels vs reference:%s%s%s\n", vnni ? " VNNI" : "", amx ? " AMX" : "",
+           vnni || amx ? "" : " none here (reference only)");
+}
+END_TEST
 
 /* All columns of a computed handle: ALLELE_CT, DENOM, NAMED, then SUM of
  * scores 0..K-1; n x (3 + K), column-major. */
@@ -1213,7 +1337,7 @@ START_TEST(test_int_sums) {
         { 0, 0 }, { 0, MG_PRS_NO_MEAN_IMPUTATION }, { 1, MG_PRS_DOMINANT },
         { 1, MG_PRS_RECESSIVE | MG_PRS_NO_MEAN_IMPUTATION },
     };
-    int amx = amx_in_use();
+    const char *kernel = ints_kernel();
     double worst = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         char prefix[4096], score[4200];
@@ -1250,7 +1374,7 @@ START_TEST(test_int_sums) {
                 worst = fmax(worst, d / bound);
             }
         }
-        if (amx) {
+        if (kernel) {
             uint64_t saved = mg__ints_flush_slots;
             mg__ints_flush_slots = 64; /* spill to int64 before every block */
             double *s = score_cfg(prefix, score, cases[c].flags, 2, 0, &n, 3);
@@ -1270,7 +1394,7 @@ START_TEST(test_int_sums) {
         free(b);
     }
     printf("  integer sums (%s): largest difference to double sums %.2e of the bound\n",
-           amx ? "AMX" : "no AMX here: both are double", worst);
+           kernel ? kernel : "no integer kernel here: both are double", worst);
 }
 END_TEST
 
@@ -1651,6 +1775,10 @@ static Suite *prs_suite(void) {
     tcase_add_test(tc, test_wide_chunks);
     tcase_add_test(tc, test_effect_types);
     suite_add_tcase(s, tc);
+    TCase *ti = tcase_create("ints"); /* the integer kernels alone (CK_RUN_CASE=ints) */
+    tcase_set_timeout(ti, 300);
+    tcase_add_test(ti, test_int_kernels);
+    suite_add_tcase(s, ti);
     return s;
 }
 

@@ -1,5 +1,6 @@
 /* version.c - version queries and the build description. */
 #include "core/core.h"
+#include "prs/ints.h"
 
 #include <cblas.h>
 #include <jpeglib.h>
@@ -19,6 +20,16 @@ static const char *simd_name(int32_t level) {
     }
 }
 
+/* The polygenic scores' integer kernel (prs/ints.h), "no" for the double
+ * paths. */
+static const char *ints_name(int kernel) {
+    switch (kernel) {
+    case MG__INTS_AMX: return "amx";
+    case MG__INTS_VNNI: return "vnni";
+    default: return "no";
+    }
+}
+
 static char g_info[1024];
 static pthread_once_t g_info_once = PTHREAD_ONCE_INIT;
 
@@ -31,10 +42,11 @@ static void info_init(void) {
         blas_clean[j++] = blas[i] == ' ' ? '_' : blas[i];
     blas_clean[j] = '\0';
     snprintf(g_info, sizeof g_info,
-             "version=%s simd=%s cpu_simd=%s amx=%s blas=OpenBLAS:%s zstd=%s png=%s "
+             "version=%s simd=%s cpu_simd=%s amx=%s prs_ints=%s blas=OpenBLAS:%s zstd=%s png=%s "
              "jpeg=libjpeg-turbo:api%d compiler=%s",
              MG_VERSION_STRING, simd_name(mg_simd_level()),
-             simd_name(mg__cpu_simd_level()), mg__cpu_amx_enable() ? "yes" : "no", blas_clean, ZSTD_versionString(),
+             simd_name(mg__cpu_simd_level()), mg__cpu_amx_enable() ? "yes" : "no",
+             ints_name(mg__ints_available()), blas_clean, ZSTD_versionString(),
              png_get_libpng_ver(NULL), JPEG_LIB_VERSION,
 #if defined(__clang__)
              "clang-" __clang_version__

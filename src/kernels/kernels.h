@@ -187,6 +187,7 @@ extern const mg__rows_fn mg__rows_avx512vbmi[5];
 int32_t mg__kernel_level(int32_t level);
 int mg__cpu_vnni(void);
 int mg__cpu_bf16(void); /* AVX512_BF16 (vdpbf16ps) */
+int mg__cpu_vbmi(void); /* AVX512_VBMI (vpermb, vpmultishiftqb) */
 
 /* The integer prefill product (matmul_avx512.c): X already quantized (xq:
  * n rows of cols bytes; xd, xs: n rows of cols/32 scales and s8 sums, as

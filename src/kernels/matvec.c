@@ -203,6 +203,11 @@ int mg__cpu_bf16(void) {
     return g_cpu_bf16;
 }
 
+int mg__cpu_vbmi(void) {
+    pthread_once(&g_cpu_once, cpu_init);
+    return g_cpu_vbmi;
+}
+
 static mg__rows_fn pick_rows(int32_t level, int32_t dtype) {
     if (level >= MG_SIMD_AVX512) {
         if (g_cpu_vnni && g_cpu_vbmi && mg__rows_avx512vbmi[dtype])

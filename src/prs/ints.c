@@ -1,5 +1,46 @@
-/* ints.c - whether the AMX integer kernel (ints.h) may run here. */
+/* ints.c - which integer kernel of ints.h runs here, and its plain C
+ * reference. */
 #include "core/core.h"
+#include "kernels/kernels.h"
+#include "medgemini.h"
 #include "prs/ints.h"
 
-int mg__ints_available(void) { return mg__cpu_amx_enable(); }
+int mg__ints_vnni_ok(void) {
+    return mg_simd_level() >= MG_SIMD_AVX512 && mg__cpu_vnni() && mg__cpu_vbmi();
+}
+
+int mg__ints_available(void) {
+    if (mg__cpu_amx_enable()) return MG__INTS_AMX;
+    return mg__ints_vnni_ok() ? MG__INTS_VNNI : MG__INTS_NONE;
+}
+
+void mg__ints_run(const mg__ints_step *s) {
+    if (mg__ints_available() == MG__INTS_AMX) mg__ints_run_amx(s);
+    else mg__ints_run_vnni(s);
+}
+
+/* Sample n's dosage of slot z in k-step k, as the B tiles hold it. */
+static uint32_t ref_dosage(const mg__ints_step *s, uint32_t k, uint32_t z, uint64_t n) {
+    const unsigned char *g = s->geno[(uint64_t)k * MG__INT_SLOTS + z];
+    unsigned code = (g[n / 4] >> (2 * (n % 4))) & 3u;
+    return s->lut[(uint64_t)k * 256 + z / 4 * 16 + (z % 4) * 4 + code];
+}
+
+/* Sums in uint32: the kernels' int32 sums wrap alike (and never do in use:
+ * MG__INT_FLUSH_SLOTS). */
+void mg__ints_run_ref(const mg__ints_step *s) {
+    const uint32_t rows = s->nat * 16;
+    for (uint64_t t = s->t0; t < s->t1; t++)
+        for (uint32_t k = 0; k < s->nks; k++)
+            for (uint32_t n = 0; n < 16; n++) {
+                uint32_t d[MG__INT_SLOTS];
+                for (uint32_t z = 0; z < MG__INT_SLOTS; z++) d[z] = ref_dosage(s, k, z, 16 * t + n);
+                for (uint32_t m = 0; m < rows; m++) {
+                    const int8_t *a = s->A + ((uint64_t)k * s->nat + m / 16) * 1024 + (m % 16) * 64;
+                    uint32_t sum = 0;
+                    for (uint32_t z = 0; z < MG__INT_SLOTS; z++) sum += (uint32_t)(int32_t)a[z] * d[z];
+                    int32_t *c = s->acc + (t * s->nat + m / 16) * 256 + (m % 16) * 16 + n;
+                    *c = (int32_t)((uint32_t)*c + sum);
+                }
+            }
+}

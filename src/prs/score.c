@@ -54,7 +54,11 @@ typedef struct pair_tab {
 #define FEW_SCORES 1
 #define QUAD_MIN_SAMPLES 256
 #define QUAD_SUB 16384         /* samples per quad call (scratch size)     */
-#define INT_MIN_SCORES 1       /* the AMX path from this many scores on    */
+/* The integer path (AMX or AVX512-VNNI) from this many scores on. On VNNI
+ * (2 Zen 4 vCPUs) it took 0.25-0.7 of the double paths' time at 1, 10, 20,
+ * 40 and 100 scores, alternating in one process on a busy host, and about
+ * as long at 100 scores in a quiet window (docs/PRS.md). */
+#define INT_MIN_SCORES 1
 
 typedef struct job {
     const mg_prs *p;
@@ -460,7 +464,7 @@ static void int_run_task(void *arg, uint32_t t, uint32_t nt) {
     st.t0 = (uint64_t)t * MG__INTS_GROUP;
     st.t1 = st.t0 + MG__INTS_GROUP < ij->ntile ? st.t0 + MG__INTS_GROUP : ij->ntile;
     st.bbuf = ij->bbuf + (uint64_t)mg__pool_worker() * MG__INTS_BBUF;
-    if (st.t0 < st.t1) mg__ints_run_amx(&st);
+    if (st.t0 < st.t1) mg__ints_run(&st);
 }
 
 /* Tasks per thread for the block work: threads are handed tasks as they
@@ -536,7 +540,7 @@ static void int_state_free(int_state *is) {
     is->cap_ks = 0;
 }
 
-/* One block's sex-independent rows frow[0..nf) through the AMX kernel:
+/* One block's sex-independent rows frow[0..nf) through the integer kernel:
  * a dosage slot per row, a missing-call slot per row that has missing
  * calls, padded to whole k-steps. */
 static mg_status int_block(mg_prs *p, mg__pool *pool, int_state *is, const unsigned char *geno,
@@ -592,7 +596,8 @@ static mg_status int_block(mg_prs *p, mg__pool *pool, int_state *is, const unsig
     uint64_t nabt = (uint64_t)is->nt * TASKS_PER_THREAD;
     mg__pool_run(pool, int_abuild_task, &ab, (uint32_t)(nks < nabt ? nks : nabt));
     uint64_t ntile = (N + 15) / 16;
-    int_job ij = { { (uint32_t)nks, is->nat, is->A, is->gptr, is->lut, is->acc, 0, 0, NULL },
+    int_job ij = { { (uint32_t)nks, is->nat, is->K * MG__INT_DIGITS + 2, is->A, is->gptr, is->lut,
+                     is->acc, 0, 0, NULL },
                    ntile, is->bbuf };
     mg__pool_run(pool, int_run_task, &ij, (uint32_t)((ntile + MG__INTS_GROUP - 1) / MG__INTS_GROUP));
     return MG_OK;
@@ -778,7 +783,7 @@ mg_status mg__prs_compute(mg_prs *p) {
         goto done;
     }
     /* Each row's K weights: straight from the wide blocks when they hold
-     * every kept score in order and no row twice (one wide file, the AMX
+     * every kept score in order and no row twice (one wide file, the integer
      * path: no dense copy), else from the dense matrix W. */
     wrow = mg__malloc((n_act ? n_act : 1) * sizeof *wrow);
     if (!wrow) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
@@ -859,7 +864,7 @@ mg_status mg__prs_compute(mg_prs *p) {
                 goto done;
             }
         }
-        /* the AMX kernel reads up to 16 bytes past a row's samples */
+        /* the integer kernels read up to 16 bytes past a row's samples */
         zeros = mg__calloc(p->bytes_per_var + 64, 1);
         ctab = mg__malloc(rows2 * sizeof *ctab);
         cblk = mg__malloc(rows2 * sizeof *cblk);
@@ -992,7 +997,7 @@ mg_status mg__prs_compute(mg_prs *p) {
         const row_tab *btab = tab;
         const uint32_t *bblk = blkvar;
         const uint8_t *bslow = slow;
-        if (split) { /* sex-independent .bed rows by quads or AMX, the rest below */
+        if (split) { /* sex-independent .bed rows by quads or integers, the rest below */
             uint32_t nf = 0, nsl = 0;
             for (uint32_t r = 0; r < nr; r++) {
                 if (!slow[r]) { frow[nf++] = r; continue; }

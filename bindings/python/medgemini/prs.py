@@ -83,8 +83,8 @@ class Prs(Owned):
     'recessive'), mean_imputation (default True), keep_ambiguous,
     keep_multiallelic, min_overlap (default 0.75), threads, block_variants,
     dosage (VCF: 'ds', 'gp', 'hds' or 'none'), double_sums (sum in double
-    as plink2 does even where the CPU has AMX). Calls on one Prs are
-    serialised by a lock."""
+    as plink2 does even where the CPU has AMX or AVX512-VNNI). Calls on one
+    Prs are serialised by a lock."""
 
     def __init__(self, handle):
         self._lock = threading.RLock()

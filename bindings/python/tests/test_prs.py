@@ -203,8 +203,8 @@ def test_prs_handle_is_serialised_across_threads(tmp_path):
 
 
 def test_double_sums_option(tmp_path):
-    """double_sums=True takes the double path even where AMX makes the default
-    exact integer sums: both agree with the hand computation."""
+    """double_sums=True takes the double path even where AMX or VNNI makes the
+    default exact integer sums: both agree with the hand computation."""
     prefix, d = make_set(str(tmp_path), n=40, m=29, missing=0.1, seed=5)
     out = {}
     for ds in (False, True):

@@ -50,7 +50,7 @@ pub struct PrsOptions {
     pub keep_ambiguous: bool,
     /// Keep matches at positions holding several variants.
     pub keep_multiallelic: bool,
-    /// Sum in double precision as plink2 does, even where the CPU has AMX.
+    /// Sum in double precision as plink2 does, even where the CPU has AMX or AVX512-VNNI.
     pub double_sums: bool,
     /// PGS Catalog scores matching less than this fraction are dropped.
     pub min_overlap: f64,
