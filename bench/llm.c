@@ -5,7 +5,7 @@
  *
  * Set OPENBLAS_NUM_THREADS to THREADS as well (bench/llm.sh does).
  * MG_BENCH_ATT=1 also compares the tiled and the per-query attention in
- * prefill; MG_BENCH_KV_BF16=1 keeps the KV cache in bf16. Without
+ * prefill, and the grouped and the per-query attention in decode; MG_BENCH_KV_BF16=1 keeps the KV cache in bf16. Without
  * arguments it prints its usage and exits 0 (make bench runs it bare). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +18,7 @@
 
 /* The decoder's switch between tiled and per-query attention (internal,
  * llm/decoder.h; linked from the static library). */
-extern uint32_t mg__dec_tile_min;
+extern uint32_t mg__dec_tile_min, mg__dec_grouped;
 
 static double now(void) {
     struct timespec t;
@@ -98,6 +98,30 @@ int main(int argc, char **argv) {
     double t_pre = now() - t0;
     if (st != MG_OK) { fprintf(stderr, "prefill: %s\n", mg_context_errmsg(c)); return 1; }
     int32_t t = ids[n_pre - 1];
+    if (ba && *ba == '1' && n_dec >= 6) {
+        /* decode with the grouped and the per-query attention in turn, a
+         * sixth of the tokens each, three times (the context grows by the
+         * tokens decoded: n_dec is small beside the prompt) */
+        double best[2] = {1e30, 1e30};
+        uint32_t per = n_dec / 6;
+        for (int rep = 0; rep < 3; rep++)
+            for (int path = 0; path < 2; path++) {
+                mg__dec_grouped = !path;
+                double t1 = now();
+                for (uint32_t i = 0; i < per; i++) {
+                    if (mg_context_eval(c, &t, 1, lg, mi.n_vocab) != MG_OK) return 1;
+                    t = (int32_t)(300 + i);
+                }
+                double dt = now() - t1;
+                if (dt < best[path]) best[path] = dt;
+            }
+        mg__dec_grouped = 1;
+        printf("%-28s threads %u  decode at %u: grouped attention %6.2f tok/s, per-query %6.2f "
+               "tok/s (best of 3 each, alternating): %.2fx\n", mi.name, threads, n_pre,
+               per / best[0], per / best[1], best[1] / best[0]);
+        mg_context_reset(c);
+        mg_context_eval(c, ids, n_pre, NULL, 0);
+    }
     t0 = now();
     for (uint32_t i = 0; i < n_dec; i++) {
         if (mg_context_eval(c, &t, 1, lg, mi.n_vocab) != MG_OK) {

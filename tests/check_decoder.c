@@ -568,10 +568,16 @@ START_TEST(test_ref_long_tiles) {
         }
         mg__dstate_free(s);
         ck_assert_int_eq(mg__dstate_new(&s, m.d, N, 50, &o), MG_OK);
-        static const uint32_t tmins[3] = {8, 1, UINT32_MAX};
+        /* default; tiles for everything; per-query for every call past
+         * 7 tokens (grouped decode below, its keys in 5 ranges, so that
+         * some ranges hold no key a sliding-window query sees); per-query
+         * for every call */
+        static const uint32_t tmins[4] = {8, 1, UINT32_MAX, UINT32_MAX};
         double worst = 0;
-        for (int pass = 0; pass < 3; pass++) {
+        for (int pass = 0; pass < 4; pass++) {
             mg__dec_tile_min = tmins[pass];
+            mg__dec_grouped = pass < 3;
+            mg__dec_splits = pass == 2 ? 5 : 0;
             mg__dstate_reset(s);
             /* chunks of 50 (the image block within the second), the text
              * block as one 4-token call, then single tokens */
@@ -596,6 +602,8 @@ START_TEST(test_ref_long_tiles) {
             if (e > worst) worst = e;
         }
         mg__dec_tile_min = 8;
+        mg__dec_grouped = 1;
+        mg__dec_splits = 0;
         fprintf(stderr, "check_decoder: %s KV, %u tokens: one batch rel err %.2e, chunked/tiles/"
                 "per-query %.2e\n", kvb ? "bf16" : "f32", N, e1, worst);
         mg__dstate_free(s);

@@ -41,6 +41,8 @@ struct mg__dstate {
     void *kv_mem;
     float *work;                 /* n_workers x work_floats: attention tiles */
     uint64_t work_floats;
+    float *part;                 /* grouped decode: per task partial outputs */
+    uint64_t part_floats;        /* per task */
     float *x, *xn, *q, *k, *v, *att, *tmp, *gate, *up;
     float *cos_l, *sin_l, *cos_g, *sin_g; /* [max_batch][head_dim/2] */
     float *scores;               /* [n_heads][cap_max] */
@@ -221,10 +223,18 @@ static uint32_t layer_cap(const mg__decoder *d, uint32_t l, uint32_t n_ctx,
 #define ATT_QB 64
 #define ATT_KB 64
 uint32_t mg__dec_tile_min = 8;
+uint32_t mg__dec_grouped = 1;
+uint32_t mg__dec_splits = 0;
+/* Grouped decode (attn_group): batches of up to DEC_ROWS tokens, keys in
+ * pieces of DEC_PIECE, at most DEC_SPLIT key ranges per KV head. */
+#define DEC_ROWS 7
+#define DEC_PIECE 256
+#define DEC_SPLIT 16
 
 typedef struct sizes {
     uint64_t kv;        /* bytes of all caches */
     uint64_t work;      /* floats of tile scratch per worker */
+    uint64_t part;      /* floats of grouped-decode scratch per task */
     uint64_t cap_max;
     uint64_t batch_h, batch_q, batch_kv, batch_f, rope, scores;
     uint64_t total;     /* bytes */
@@ -264,15 +274,23 @@ static mg_status state_sizes(const mg__decoder *d, uint32_t n_ctx,
         z->work = G * hd * ATT_QB + (uint64_t)ATT_KB * ATT_QB + 3 * G * ATT_QB +
                   (esz == 2 ? 2 * (uint64_t)ATT_KB * hd : 0);
     }
-    uint64_t work_all;
+    uint64_t work_all, part_all;
     of |= mg__mul_u64(z->work, nw, &work_all);
+    /* grouped decode, per task (KV head x key range): for each of up to
+     * DEC_ROWS x G rows the partial output, max and sum, and a piece of
+     * scores */
+    {
+        const uint64_t rows = (uint64_t)DEC_ROWS * (c->n_heads / c->n_kv_heads);
+        z->part = rows * ((uint64_t)c->head_dim + 2 + DEC_PIECE);
+    }
+    of |= mg__mul_u64(z->part, (uint64_t)c->n_kv_heads * DEC_SPLIT, &part_all);
     /* floats: x, xn, tmp (H) + q, att (Q) + k, v (KV) + gate, up (F) +
      * 4 rope tables + scores + tiles; then the cache, matmul scratch and 3
      * int arrays. */
     uint64_t parts[] = {z->batch_h, z->batch_h, z->batch_h, z->batch_q,
                         z->batch_q, z->batch_kv, z->batch_kv, z->batch_f,
                         z->batch_f, z->rope, z->rope, z->rope, z->rope,
-                        z->scores, work_all};
+                        z->scores, work_all, part_all};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         of |= mg__add_u64(acc, parts[i], &acc);
     of |= mg__mul_u64(acc, sizeof(float), &acc);
@@ -318,6 +336,7 @@ mg_status mg__dstate_new(mg__dstate **out, const mg__decoder *d,
     s->n_workers = o && o->n_workers ? o->n_workers : 1;
     s->kv_bf16 = o && (o->flags & MG__DSTATE_KV_BF16);
     s->work_floats = z.work;
+    s->part_floats = z.part;
     int fail = 0;
     s->kc = mg__calloc(c->n_layers, sizeof *s->kc);
     s->vc = mg__calloc(c->n_layers, sizeof *s->vc);
@@ -329,6 +348,7 @@ mg_status mg__dstate_new(mg__dstate **out, const mg__decoder *d,
         fail = 1;
     if (!(s->kv_mem = mg__aligned_alloc(64, (size_t)z.kv))) fail = 1;
     s->work = falloc(z.work * s->n_workers, &fail);
+    s->part = falloc(z.part * c->n_kv_heads * DEC_SPLIT, &fail);
     s->x = falloc(z.batch_h, &fail);
     s->xn = falloc(z.batch_h, &fail);
     s->tmp = falloc(z.batch_h, &fail);
@@ -362,7 +382,7 @@ mg_status mg__dstate_new(mg__dstate **out, const mg__decoder *d,
 
 void mg__dstate_free(mg__dstate *s) {
     if (!s) return;
-    void *bufs[] = {s->kv_mem, s->work, s->x, s->xn, s->tmp, s->q, s->att, s->k,
+    void *bufs[] = {s->kv_mem, s->work, s->part, s->x, s->xn, s->tmp, s->q, s->att, s->k,
                      s->v, s->gate, s->up, s->cos_l, s->sin_l, s->cos_g,
                      s->sin_g, s->scores, s->mm_scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
@@ -440,6 +460,11 @@ typedef struct attn_job {
     const mg__vec_fns *v;
     uint32_t layer, n, pos0;
     uint32_t n_tb, nsub;        /* tiles: query blocks, head subsets per group */
+    uint32_t hd, qd, G, cap;    /* head size, query row, heads per KV head, slots */
+    uint32_t n_split;           /* grouped decode: key ranges per KV head */
+    uint64_t klo, khi;          /* grouped decode: keys any query may see */
+    int global;
+    float scale, acap;          /* score scale, soft-cap (0 = none) */
 } attn_job;
 
 /* Query token t's visible keys: [wlo, p] and, for a token of block b > 0,
@@ -479,18 +504,14 @@ static void attn_rows(void *arg, uint32_t h, uint32_t n_tasks) {
     const attn_job *j = arg;
     mg__dstate *s = j->s;
     const mg__vec_fns *v = j->v;
-    const mg__dconfig *c = &s->d->c;
-    const uint32_t hd = c->head_dim, qd = c->n_heads * hd;
-    const uint32_t kvh = h / (c->n_heads / c->n_kv_heads);
-    const uint32_t cap = s->cap[j->layer];
-    const int global = (int)s->d->layers[j->layer].global;
+    const uint32_t hd = j->hd, qd = j->qd, cap = j->cap, kvh = h / j->G;
+    const int global = j->global;
     const size_t base = (size_t)kvh * cap * hd;
     const float *K = (const float *)s->kc[j->layer] + base, *V = (const float *)s->vc[j->layer] + base;
     const uint16_t *Kb = (const uint16_t *)s->kc[j->layer] + base;
     const uint16_t *Vb = (const uint16_t *)s->vc[j->layer] + base;
     float *sc = s->scores + (size_t)h * s->cap_max;
-    const float scale = (float)(1.0 / sqrt(c->query_pre_attn_scalar));
-    const float acap = (float)c->attn_softcap;
+    const float scale = j->scale, acap = j->acap;
     (void)n_tasks;
     for (uint32_t t = 0; t < j->n; t++) {
         const qvis q = query_vis(j, t, global);
@@ -528,19 +549,15 @@ static void attn_tiles(void *arg, uint32_t task, uint32_t n_tasks) {
     const attn_job *j = arg;
     mg__dstate *s = j->s;
     const mg__vec_fns *v = j->v;
-    const mg__dconfig *c = &s->d->c;
-    const uint32_t hd = c->head_dim, qd = c->n_heads * hd;
-    const uint32_t G = c->n_heads / c->n_kv_heads, nh = G / j->nsub;
-    const uint32_t per_tb = c->n_kv_heads * j->nsub;
+    const uint32_t hd = j->hd, qd = j->qd, G = j->G, nh = G / j->nsub;
+    const uint32_t per_tb = s->d->c.n_kv_heads * j->nsub;
     const uint32_t tb = j->n_tb - 1 - task / per_tb;
     const uint32_t kvh = (task % per_tb) / j->nsub;
     const uint32_t h0 = kvh * G + (task % j->nsub) * nh;
     const uint32_t t0 = tb * ATT_QB, nq = j->n - t0 < ATT_QB ? j->n - t0 : ATT_QB;
-    const uint32_t ldq = (nq + 15) & ~15u;
-    const uint32_t cap = s->cap[j->layer];
-    const int global = (int)s->d->layers[j->layer].global;
-    const float scale = (float)(1.0 / sqrt(c->query_pre_attn_scalar));
-    const float acap = (float)c->attn_softcap;
+    const uint32_t ldq = (nq + 15) & ~15u, cap = j->cap;
+    const int global = j->global;
+    const float scale = j->scale, acap = j->acap;
     const size_t kbase = (size_t)kvh * cap * hd;
     (void)n_tasks;
 
@@ -624,15 +641,132 @@ static void attn_tiles(void *arg, uint32_t task, uint32_t n_tasks) {
         }
 }
 
+/* Grouped decode: task = (KV head, key range). Every query row (token t,
+ * head h of the group) gets a partial output over the task's keys: max m,
+ * sum l and sum of exp(score - m) V, merged by attn_merge. Each key and
+ * value row is read once for all heads of its group, and a long context
+ * is split over the pool even when there are few KV heads. */
+static void attn_group(void *arg, uint32_t task, uint32_t n_tasks) {
+    const attn_job *j = arg;
+    mg__dstate *s = j->s;
+    const mg__vec_fns *v = j->v;
+    const uint32_t hd = j->hd, qd = j->qd, G = j->G, cap = j->cap;
+    const uint32_t kvh = task / j->n_split, part = task % j->n_split, rows = j->n * G;
+    const uint64_t span = j->khi - j->klo + 1;
+    const uint64_t a = j->klo + span * part / j->n_split;
+    const uint64_t b = j->klo + span * (part + 1) / j->n_split; /* exclusive */
+    const size_t base = (size_t)kvh * cap * hd;
+    const float *K = (const float *)s->kc[j->layer] + base, *V = (const float *)s->vc[j->layer] + base;
+    const uint16_t *Kb = (const uint16_t *)s->kc[j->layer] + base;
+    const uint16_t *Vb = (const uint16_t *)s->vc[j->layer] + base;
+    float *O = s->part + (size_t)task * s->part_floats; /* rows x hd */
+    float *M = O + (size_t)rows * hd, *L = M + rows, *sc = L + rows; /* sc: rows x DEC_PIECE */
+    qvis qv[DEC_ROWS];
+    (void)n_tasks;
+    for (uint32_t t = 0; t < j->n; t++) qv[t] = query_vis(j, t, j->global);
+    memset(O, 0, (size_t)rows * hd * sizeof *O);
+    for (uint32_t r = 0; r < rows; r++) {
+        M[r] = -INFINITY;
+        L[r] = 0.0f;
+    }
+    for (uint64_t k0 = a; k0 < b; k0 += DEC_PIECE) {
+        const uint32_t len = (uint32_t)(b - k0 < DEC_PIECE ? b - k0 : DEC_PIECE);
+        for (uint32_t i = 0; i < len; i++) {
+            const uint64_t k = k0 + i;
+            const size_t at = (size_t)(k % cap) * hd;
+            for (uint32_t t = 0; t < j->n; t++) {
+                const int vis = k >= qv[t].lo && k <= qv[t].hi && key_visible(j, &qv[t], k);
+                for (uint32_t hh = 0; hh < G; hh++) {
+                    float x = -INFINITY;
+                    if (vis) {
+                        const float *q = s->q + (size_t)t * qd + (size_t)(kvh * G + hh) * hd;
+                        x = (s->kv_bf16 ? v->dot_bf16(q, Kb + at, hd) : v->dot(q, K + at, hd)) *
+                            j->scale;
+                        if (j->acap > 0) x = j->acap * tanhf(x / j->acap);
+                    }
+                    sc[(size_t)(t * G + hh) * DEC_PIECE + i] = x;
+                }
+            }
+        }
+        for (uint32_t r = 0; r < rows; r++) {
+            float *w = sc + (size_t)r * DEC_PIECE, *o = O + (size_t)r * hd;
+            const float mx = v->max(w, len);
+            if (mx == -INFINITY) continue;
+            if (mx > M[r]) { /* rescale what was summed under the old max */
+                const float al = M[r] == -INFINITY ? 0.0f : expf(M[r] - mx);
+                for (uint32_t d = 0; d < hd; d++) o[d] *= al;
+                L[r] *= al;
+                M[r] = mx;
+            }
+            L[r] += v->expsum(w, M[r], len);
+            for (uint32_t i = 0; i < len; i++) {
+                if (w[i] == 0.0f) continue;
+                const size_t at = (size_t)((k0 + i) % cap) * hd;
+                if (s->kv_bf16) v->axpy_bf16(o, w[i], Vb + at, hd);
+                else v->axpy(o, w[i], V + at, hd);
+            }
+        }
+    }
+}
+
+/* The partial outputs of a grouped decode merged into the attention rows. */
+static void attn_merge(const attn_job *j) {
+    const mg__dstate *s = j->s;
+    const uint32_t hd = j->hd, G = j->G, rows = j->n * G;
+    for (uint32_t kvh = 0; kvh < s->d->c.n_kv_heads; kvh++)
+        for (uint32_t r = 0; r < rows; r++) {
+            const uint32_t t = r / G, h = kvh * G + r % G;
+            float *out = s->att + (size_t)t * j->qd + (size_t)h * hd, mx = -INFINITY, sum = 0;
+            for (uint32_t p = 0; p < j->n_split; p++) {
+                const float *O = s->part + (size_t)(kvh * j->n_split + p) * s->part_floats;
+                const float m = O[(size_t)rows * hd + r];
+                if (m > mx) mx = m;
+            }
+            memset(out, 0, hd * sizeof *out);
+            for (uint32_t p = 0; p < j->n_split; p++) {
+                const float *O = s->part + (size_t)(kvh * j->n_split + p) * s->part_floats;
+                const float m = O[(size_t)rows * hd + r];
+                if (m == -INFINITY) continue;
+                const float w = expf(m - mx);
+                sum += w * O[(size_t)rows * hd + rows + r];
+                j->v->axpy(out, w, O + (size_t)r * hd, hd);
+            }
+            const float inv = 1.0f / sum; /* > 0: the key at p itself is visible */
+            for (uint32_t d = 0; d < hd; d++) out[d] *= inv;
+        }
+}
+
 static void attention(mg__dstate *s, uint32_t layer, uint32_t n, uint32_t pos0, mg__pool *pool) {
     const mg__dconfig *c = &s->d->c;
-    attn_job aj = {s, mg__vec(), layer, n, pos0, 0, 1};
+    const uint32_t G = c->n_heads / c->n_kv_heads;
+    attn_job aj = {s, mg__vec(), layer, n, pos0, 0, 1, c->head_dim, c->n_heads * c->head_dim, G,
+                   s->cap[layer], 0, 0, 0, (int)s->d->layers[layer].global,
+                   (float)(1.0 / sqrt(c->query_pre_attn_scalar)), (float)c->attn_softcap};
+    if (n < mg__dec_tile_min && n <= DEC_ROWS && mg__dec_grouped) {
+        /* the keys any query sees, split in ranges of at least 128 */
+        aj.klo = UINT64_MAX;
+        for (uint32_t t = 0; t < n; t++) {
+            qvis q = query_vis(&aj, t, aj.global);
+            if (q.lo < aj.klo) aj.klo = q.lo;
+            if (q.hi > aj.khi) aj.khi = q.hi;
+        }
+        const uint64_t span = aj.khi - aj.klo + 1;
+        uint32_t want = (2 * mg__pool_size(pool) + c->n_kv_heads - 1) / c->n_kv_heads;
+        if (want > DEC_SPLIT) want = DEC_SPLIT;
+        if (want > span / 128) want = (uint32_t)(span / 128);
+        if (mg__dec_splits) want = mg__dec_splits < span ? mg__dec_splits : (uint32_t)span;
+        if (want > DEC_SPLIT) want = DEC_SPLIT;
+        aj.n_split = want ? want : 1;
+        mg__pool_run(pool, attn_group, &aj, c->n_kv_heads * aj.n_split);
+        attn_merge(&aj);
+        return;
+    }
     if (n < mg__dec_tile_min) {
         mg__pool_run(pool, attn_rows, &aj, c->n_heads);
         return;
     }
     /* Split a group's heads while there are too few tasks for the pool. */
-    const uint32_t G = c->n_heads / c->n_kv_heads, want = 2 * mg__pool_size(pool);
+    const uint32_t want = 2 * mg__pool_size(pool);
     aj.n_tb = (n + ATT_QB - 1) / ATT_QB;
     while (aj.n_tb * c->n_kv_heads * aj.nsub < want && G % (2 * aj.nsub) == 0) aj.nsub *= 2;
     mg__pool_run(pool, attn_tiles, &aj, aj.n_tb * c->n_kv_heads * aj.nsub);

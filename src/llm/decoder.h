@@ -60,7 +60,10 @@
  * recurrence): the score tile is 64 x 64 whatever the sequence length, the
  * keys of a chunk are read once for all heads of the group, and the
  * products are register-blocked tile kernels (kernels/vec.h). Fewer tokens
- * (decode) run one query at a time over its keys. Both on the pool. */
+ * (decode) run per KV head and key range: every head of the group scores
+ * each key row as it is read, partial sums (max, sum, weighted values) per
+ * range are merged at the end, so the cache is read once per group and a
+ * long context is split over the pool. Both on the pool. */
 #ifndef MG_DECODER_H
 #define MG_DECODER_H
 
@@ -82,6 +85,13 @@
  * ones the per-query path (8; tests and benchmarks change it, before any
  * forward runs, to compare the two). */
 extern uint32_t mg__dec_tile_min;
+/* Smaller batches of up to 7 tokens run grouped by KV head and split over
+ * key ranges (1, the default), or one query head per task over all its keys
+ * (0; tests compare the two). */
+extern uint32_t mg__dec_grouped;
+/* Key ranges per KV head in a grouped decode: 0 = by the pool size and the
+ * span (at least 128 keys a range); tests force a count (at most 16). */
+extern uint32_t mg__dec_splits;
 
 /* How a state is made (NULL: the defaults, all zero). */
 #define MG__DSTATE_KV_BF16 1u   /* keys and values stored as bf16 */
