@@ -730,6 +730,26 @@ START_TEST(test_context_and_args) {
     ck_assert_int_eq(mg__decoder_forward(s, bad, NULL, NULL, 2, lg, 0, NULL), MG_E_INVALID_ARG);
     int32_t nblk[2] = {0, -3};
     ck_assert_int_eq(mg__decoder_forward(s, tok, NULL, nblk, 2, lg, 0, NULL), MG_E_INVALID_ARG);
+    {   /* state options: unknown flags, too many workers; a pool larger than
+         * the state's workers (its per-thread scratch) is refused */
+        mg__dstate *t = NULL;
+        const mg__dstate_opts badf = {1, 0x2}, badw = {MG__DEC_MAX_WORKERS + 1, 0};
+        ck_assert_int_eq(mg__dstate_new(&t, m.d, 16, 8, &badf), MG_E_INVALID_ARG);
+        ck_assert_int_eq(mg__dstate_new(&t, m.d, 16, 8, &badw), MG_E_INVALID_ARG);
+        ck_assert_int_eq(mg__dstate_bytes(m.d, 16, 8, &badf, &bytes), MG_E_INVALID_ARG);
+        ck_assert_ptr_null(t);
+        mg__pool *p3 = mg__pool_new(3);
+        ck_assert_ptr_nonnull(p3);
+        ck_assert_int_eq(mg__decoder_forward(s, tok, NULL, NULL, 8, lg, 0, p3), MG_E_INVALID_ARG);
+        ck_assert_uint_eq(mg__dstate_pos(s), 0);
+        mg__pool_free(p3);
+        /* a bf16 cache is half the f32 one's size */
+        const mg__dstate_opts kvb = {1, MG__DSTATE_KV_BF16};
+        uint64_t b32 = 0, b16 = 0;
+        ck_assert_int_eq(mg__dstate_bytes(m.d, 256, 8, NULL, &b32), MG_OK);
+        ck_assert_int_eq(mg__dstate_bytes(m.d, 256, 8, &kvb, &b16), MG_OK);
+        ck_assert_uint_lt(b16, b32);
+    }
     ck_assert_uint_eq(mg__dstate_pos(s), 0);
     /* fill the context: 8 + 7 + 1, then one more is CONTEXT_FULL */
     ck_assert_int_eq(mg__decoder_forward(s, tok, NULL, NULL, 8, lg, 0, NULL), MG_OK);

@@ -250,13 +250,14 @@ static mg_status state_sizes(const mg__decoder *d, uint32_t n_ctx,
     const mg__dconfig *c = &d->c;
     const uint64_t esz = o && (o->flags & MG__DSTATE_KV_BF16) ? 2 : 4;
     const uint64_t nw = o && o->n_workers ? o->n_workers : 1;
-    uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim * esz, t, acc = 0;
+    const uint64_t kvd = (uint64_t)c->n_kv_heads * c->head_dim; /* values per token */
+    uint64_t t, acc = 0;
     memset(z, 0, sizeof *z);
     int of = 0;
     for (uint32_t l = 0; l < c->n_layers; l++) {
         uint32_t cap = layer_cap(d, l, n_ctx, max_batch);
         if (cap > z->cap_max) z->cap_max = cap;
-        of |= mg__mul_u64(kvd, cap, &t) || mg__mul_u64(t, 2, &t) ||
+        of |= mg__mul_u64(kvd * esz, cap, &t) || mg__mul_u64(t, 2, &t) ||
               mg__add_u64(z->kv, t, &z->kv);
     }
     uint64_t B = max_batch;
