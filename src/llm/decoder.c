@@ -676,7 +676,7 @@ static void attn_group(void *arg, uint32_t task, uint32_t n_tasks) {
             const uint64_t k = k0 + i;
             const size_t at = (size_t)(k % cap) * hd;
             for (uint32_t t = 0; t < j->n; t++) {
-                const int vis = k >= qv[t].lo && k <= qv[t].hi && key_visible(j, &qv[t], k);
+                const int vis = key_visible(j, &qv[t], k);
                 for (uint32_t hh = 0; hh < G; hh++) {
                     float x = -INFINITY;
                     if (vis) {
@@ -866,16 +866,11 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
                 rope_apply(kh, ct, st, half);
                 size_t dst = ((size_t)h * cap + slot) * hd;
                 const float *vh = s->v + (size_t)t * KV + (size_t)h * hd;
-                if (s->kv_bf16) {
-                    uint16_t *kb = (uint16_t *)s->kc[l] + dst, *vb = (uint16_t *)s->vc[l] + dst;
-                    for (uint32_t i = 0; i < hd; i++) {
-                        kb[i] = mg__f32_to_bf16(kh[i]);
-                        vb[i] = mg__f32_to_bf16(vh[i]);
-                    }
-                } else {
-                    memcpy((float *)s->kc[l] + dst, kh, (size_t)hd * sizeof(float));
-                    memcpy((float *)s->vc[l] + dst, vh, (size_t)hd * sizeof(float));
-                }
+                /* f32 as it is, or rounded to bf16 (nearest even) */
+                const int32_t kdt = s->kv_bf16 ? MG_DTYPE_BF16 : MG_DTYPE_F32;
+                const size_t at = dst * (s->kv_bf16 ? 2 : 4);
+                mg__quantize(kdt, (char *)s->kc[l] + at, kh, hd);
+                mg__quantize(kdt, (char *)s->vc[l] + at, vh, hd);
             }
         }
         attention(s, l, n, pos0, pool);
