@@ -190,8 +190,9 @@ int mg__cpu_bf16(void); /* AVX512_BF16 (vdpbf16ps) */
 int mg__cpu_vbmi(void); /* AVX512_VBMI (vpermb, vpmultishiftqb) */
 
 /* The integer prefill product (matmul_avx512.c): X already quantized (xq:
- * n rows of cols bytes; xd, xs: n rows of cols/32 scales and s8 sums, as
- * mg__quantize_x8 writes them), Y[t][r] for panels p0..p1-1 of
+ * n rows of cols bytes; xd, xs: n rows of cols/32 scales and offset
+ * terms, the scales as mg__quantize_x8 writes them and xs its s8 sums times
+ * -16 for q8_0, -1 for q4_0), Y[t][r] for panels p0..p1-1 of
  * MG__GEMM_PR weight rows each. */
 #define MG__GEMM_PR 32
 typedef struct {

@@ -34,8 +34,10 @@ size_t mg__matmul_scratch_size(int32_t dtype, uint64_t cols) {
     return (size_t)bytes;
 }
 
-static int q8_path(int32_t level, int32_t dtype) {
-    return (dtype == MG_DTYPE_Q8_0 || dtype == MG_DTYPE_Q4_0) &&
+/* Rows of up to 2^26 columns: the repack's gathers address 16 rows with
+ * 32-bit offsets. */
+static int q8_path(int32_t level, int32_t dtype, uint64_t cols) {
+    return (dtype == MG_DTYPE_Q8_0 || dtype == MG_DTYPE_Q4_0) && cols <= (1u << 26) &&
            mg__kernel_level(level) >= MG_SIMD_AVX512 && mg__cpu_vnni();
 }
 
@@ -45,7 +47,7 @@ static int bf16_path(int32_t level, int32_t dtype, uint64_t cols) {
 }
 
 int mg__matmul_pooled(int32_t dtype, uint64_t cols) {
-    return q8_path(mg_simd_level(), dtype) || bf16_path(mg_simd_level(), dtype, cols);
+    return q8_path(mg_simd_level(), dtype, cols) || bf16_path(mg_simd_level(), dtype, cols);
 }
 
 /* ---- the integer path (AVX512-VNNI) --------------------------------------- */
@@ -64,6 +66,12 @@ static void q8_quant_task(void *arg, uint32_t i, uint32_t n_tasks) {
         mg__quantize_x8_avx512(j->X + t * j->g.cols, j->g.cols,
                                (int8_t *)j->g.xq + t * j->g.cols,
                                (float *)j->g.xd + t * nb, (int32_t *)j->g.xs + t * nb);
+    /* The kernel starts each block's sums at minus the weight offset times
+     * the block's activation sum: s8 (8 * sum q) times offset / 8, which is
+     * 16 for q8_0 (w + 128) and 1 for q4_0 (w + 8). */
+    int32_t off8 = j->g.dtype == MG_DTYPE_Q8_0 ? 16 : 1;
+    int32_t *xs = (int32_t *)j->g.xs;
+    for (uint64_t k = t0 * nb; k < t1 * nb; k++) xs[k] = -xs[k] * off8;
 }
 
 static void q8_gemm_task(void *arg, uint32_t i, uint32_t n_tasks) {
@@ -190,7 +198,7 @@ void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
         memset(Y, 0, (size_t)(n * rows) * sizeof(float));
         return;
     }
-    if (scratch && q8_path(level, dtype)) {
+    if (scratch && q8_path(level, dtype, cols)) {
         /* One row: the matvec computes the same sums without the repack. */
         if (n == 1) {
             mg__matvec_level(level, dtype, W, rows, cols, X, Y, pool);
