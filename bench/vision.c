@@ -6,7 +6,11 @@
  * the machine's GEMM rate.
  *
  *   vision [--layers N] [--threads T] [--dtype f32|bf16|both] [--reps R]
+ *   vision --model FILE.mgm [--image FILE] [--threads T] [--reps R]
  *
+ * The second form times the image encoder of a given model (bench/peer
+ * uses it on a converted mmproj) on an image file, or on the synthetic
+ * image below when none is given.
  * N defaults to 2 (so `make bench` stays short); the full encoder is
  * --layers 27 (about 5.5 TFLOP). Each encode runs once to page the
  * weights in, then R times (default 2); the best time is reported. GFLOP/s counts the multiply-adds of the
@@ -104,16 +108,98 @@ static int write_model(const char *path, int32_t dt, uint32_t layers) {
     return st ? -1 : 0;
 }
 
+/* Opens path, builds its image encoder and encodes img once to page the
+ * weights in, then reps times; the best time in *best, the encoder state's
+ * bytes in *state_bytes. */
+static int time_encode(const char *path, const mg_image *img, uint32_t threads, uint32_t reps,
+                       double *best, double *state_bytes) {
+    char err[256];
+    mg__mgm *f = NULL;
+    if (mg__mgm_open(&f, path, 0, 0, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    const mg__encoder_vtable *vt = &mg__encoder_image2d;
+    void *impl = NULL, *state = NULL;
+    uint32_t ht = HT; /* the decoder's width when the file has one */
+    if (mg__mgm_get_u32(f, "model", "text.hidden_size", 0, HT, 1, 1u << 20, &ht, err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        mg__mgm_close(f);
+        return -1;
+    }
+    if (vt->build(&impl, f, ht, err, sizeof err) || vt->state_new(&state, impl, threads)) {
+        fprintf(stderr, "build: %s\n", err);
+        vt->destroy(impl);
+        mg__mgm_close(f);
+        return -1;
+    }
+    mg__enc_geometry g;
+    vt->geometry(impl, &g);
+    mg__pool *pool = mg__pool_new(threads);
+    float *out = mg__aligned_alloc(64, (size_t)g.n_tokens * ht * 4);
+    mg__enc_input in;
+    memset(&in, 0, sizeof in);
+    in.kind = MG__INPUT_IMAGE;
+    in.image = img;
+    atomic_int intr = 0;
+    int rc = 0;
+    /* warm-up: page the weights in */
+    if (!pool || !out || vt->encode(state, &in, out, pool, &intr, err, sizeof err)) {
+        fprintf(stderr, "encode: %s\n", err);
+        rc = -1;
+    }
+    *best = 1e30;
+    for (uint32_t r = 0; r < reps && !rc; r++) {
+        double t0 = now();
+        vt->encode(state, &in, out, pool, &intr, err, sizeof err);
+        double t = now() - t0;
+        if (t < *best) *best = t;
+    }
+    *state_bytes = (double)g.state_bytes;
+    mg__aligned_free(out);
+    mg__pool_free(pool);
+    vt->state_free(state);
+    vt->destroy(impl);
+    mg__mgm_close(f);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     uint32_t layers = 2, threads = 2, reps = 2;
-    const char *which = "both";
+    const char *which = "both", *model = NULL, *image = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--layers")) layers = (uint32_t)atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--model")) model = argv[i + 1];
+        else if (!strcmp(argv[i], "--image")) image = argv[i + 1];
+        else if (!strcmp(argv[i], "--layers")) layers = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--dtype")) which = argv[i + 1];
         else if (!strcmp(argv[i], "--reps")) reps = (uint32_t)atoi(argv[i + 1]);
     }
     if (!layers || !threads || !reps) return 2;
+    if (model) { /* a given model's encoder on a given (or the synthetic) image */
+        mg_image *mi = NULL;
+        char err[256];
+        if (image && mg_image_load_file(&mi, image, NULL, err, sizeof err)) {
+            fprintf(stderr, "%s: %s\n", image, err);
+            return 1;
+        }
+        if (!image) {
+            uint8_t *px = malloc(1024 * 1024);
+            if (!px) return 1;
+            for (size_t i = 0; i < 1024 * 1024; i++) px[i] = (uint8_t)(128 + 100 * frand());
+            int bad = mg_image_from_pixels(&mi, px, 1024, 1024, 0, MG_PIXEL_GRAY8, NULL, err,
+                                           sizeof err) != MG_OK;
+            free(px);
+            if (bad) return 1;
+        }
+        double best, gb;
+        int rc = time_encode(model, mi, threads, reps, &best, &gb);
+        if (!rc)
+            printf("encode %s: %.2f s (best of %u after a warm-up; %u threads; state %.0f MiB)\n",
+                   model, best, reps, threads, gb / 1048576.0);
+        mg_image_free(mi);
+        return rc ? 1 : 0;
+    }
     const double N = (double)(S / P) * (S / P);
     double flop = layers * (2 * N * (4.0 * D * D + 2.0 * D * F) + 4 * N * N * D) +
                   2 * N * 3 * P * P * D + 2.0 * TOK * D * HT;
@@ -154,53 +240,17 @@ int main(int argc, char **argv) {
     int32_t dts[2] = {MG_DTYPE_F32, MG_DTYPE_BF16};
     for (int k = 0; k < 2; k++) {
         if (strcmp(which, "both") && strcmp(which, mg_dtype_name(dts[k]))) continue;
-        char path[4096], err[256];
+        char path[4096];
         snprintf(path, sizeof path, "%s/mg_bench_vision_%d_%s.mgm", tmp, (int)getpid(),
                  mg_dtype_name(dts[k]));
         double t0 = now();
         if (write_model(path, dts[k], layers)) return 1;
         double tw = now() - t0;
-        mg__mgm *f = NULL;
-        if (mg__mgm_open(&f, path, 0, 0, err, sizeof err)) {
-            fprintf(stderr, "%s\n", err);
-            return 1;
-        }
-        const mg__encoder_vtable *vt = &mg__encoder_image2d;
-        void *impl = NULL, *state = NULL;
-        if (vt->build(&impl, f, HT, err, sizeof err) || vt->state_new(&state, impl, threads)) {
-            fprintf(stderr, "build: %s\n", err);
-            return 1;
-        }
-        mg__enc_geometry g;
-        vt->geometry(impl, &g);
-        mg__pool *pool = mg__pool_new(threads);
-        float *out = mg__aligned_alloc(64, (size_t)TOK * HT * 4);
-        mg__enc_input in;
-        memset(&in, 0, sizeof in);
-        in.kind = MG__INPUT_IMAGE;
-        in.image = img;
-        atomic_int intr = 0;
-        /* warm-up: page the weights in */
-        if (vt->encode(state, &in, out, pool, &intr, err, sizeof err)) {
-            fprintf(stderr, "encode: %s\n", err);
-            return 1;
-        }
-        double best = 1e30;
-        for (uint32_t r = 0; r < reps; r++) {
-            t0 = now();
-            vt->encode(state, &in, out, pool, &intr, err, sizeof err);
-            double t = now() - t0;
-            if (t < best) best = t;
-        }
+        double best, gb;
+        if (time_encode(path, img, threads, reps, &best, &gb)) return 1;
         printf("encode %-5s: %.2f s, %.1f GFLOP/s (state %.0f MiB; model written in %.1f s)\n",
-               mg_dtype_name(dts[k]), best, flop / best * 1e-9,
-               (double)g.state_bytes / 1048576.0, tw);
+               mg_dtype_name(dts[k]), best, flop / best * 1e-9, gb / 1048576.0, tw);
         fflush(stdout);
-        mg__aligned_free(out);
-        mg__pool_free(pool);
-        vt->state_free(state);
-        vt->destroy(impl);
-        mg__mgm_close(f);
         unlink(path);
     }
     mg_image_free(img);

@@ -3,8 +3,16 @@
 
     /usr/bin/python3 bench/peer/make_models.py [--out DIR] [--llama DIR] [--seed N] [NAME ...]
 
-NAME: gemma3-1b-q8_0, medgemma-4b-q4_0, medgemma-4b-q8_0 (default: all three). Output in
-~/.cache/mg-peer/models (--out). Existing files are kept (delete one to rewrite it).
+NAME: gemma3-1b-q8_0, medgemma-4b-q4_0, medgemma-4b-q8_0, siglip-mmproj-bf16,
+siglip-mmproj-f16 (default: all). Output in ~/.cache/mg-peer/models (--out). Existing files are
+kept (delete one to rewrite it).
+
+The siglip-mmproj files are MedGemma's image side as llama.cpp's converter writes a Gemma 3
+mmproj (architecture `clip`, projector type gemma3): SigLIP-400M at 896 px (patch 14, width
+1152, MLP 4304, 27 layers, 16 heads), the 4x4 average pool and the projection to 2560. Patch
+and position embeddings, norms and biases in f32, the input projection in f16 (as that
+converter forces), the layer matrices in bf16 (MedGemma's own dtype) or f16 (the community
+files' usual type). Random normal weights (0.02), norms around 1.
 
 The files are laid out as llama.cpp's convert_hf_to_gguf.py writes a Gemma 3 text model
 (architecture `gemma3`, its tensor names and metadata keys, norms stored as 1 + w, no
@@ -193,26 +201,97 @@ def write_model(gguf, path, qtype, h, seed):
     os.replace(str(path) + ".part", path)
 
 
+VISION = dict(image=896, patch=14, width=1152, ffn=4304, layers=27, heads=16, text=2560)
+
+
+def write_mmproj(gguf, path, mtype, seed):
+    rng = np.random.default_rng(seed)
+    v = VISION
+    W, F, P, NP = v["width"], v["ffn"], v["patch"], (v["image"] // v["patch"]) ** 2
+    w = gguf.GGUFWriter(str(path) + ".part", "clip")
+    w.add_type(gguf.GGUFType.MMPROJ)
+    w.add_name("SigLIP-400M 896 + Gemma 3 projector (random weights)")
+    w.add_file_type({"bf16": gguf.LlamaFileType.MOSTLY_BF16,
+                     "f16": gguf.LlamaFileType.MOSTLY_F16}[mtype])
+    w.add_clip_projector_type(gguf.VisionProjectorType.GEMMA3)
+    w.add_clip_has_vision_encoder(True)
+    w.add_vision_projection_dim(v["text"])
+    w.add_vision_image_size(v["image"])
+    w.add_vision_patch_size(P)
+    w.add_vision_embedding_length(W)
+    w.add_vision_feed_forward_length(F)
+    w.add_vision_block_count(v["layers"])
+    w.add_vision_head_count(v["heads"])
+    w.add_vision_image_mean([0.5, 0.5, 0.5])
+    w.add_vision_image_std([0.5, 0.5, 0.5])
+    w.add_vision_attention_layernorm_eps(1e-6)
+    w.add_vision_use_gelu(True)
+    GT = gguf.GGMLQuantizationType
+    # (name, kind, numpy shape); kind: "f32" random, "norm" (f32 around 1), "bf16", "f16"
+    t = [("v.patch_embd.weight", "f32", (W, 3, P, P)), ("v.patch_embd.bias", "f32", (W,)),
+         ("v.position_embd.weight", "f32", (NP, W))]
+    for i in range(v["layers"]):
+        b = "v.blk.%d." % i
+        t += [(b + "ln1.weight", "norm", (W,)), (b + "ln1.bias", "f32", (W,)),
+              (b + "ln2.weight", "norm", (W,)), (b + "ln2.bias", "f32", (W,))]
+        for m, shp in (("attn_q", (W, W)), ("attn_k", (W, W)), ("attn_v", (W, W)),
+                       ("attn_out", (W, W)), ("ffn_up", (F, W)), ("ffn_down", (W, F))):
+            t += [(b + m + ".weight", mtype, shp), (b + m + ".bias", "f32", (shp[0],))]
+    t += [("v.post_ln.weight", "norm", (W,)), ("v.post_ln.bias", "f32", (W,)),
+          ("mm.soft_emb_norm.weight", "norm", (W,)),
+          ("mm.input_projection.weight", "f16", (W, v["text"]))]
+    for name, kind, shp in t:
+        n = int(np.prod(shp))
+        if kind in ("f32", "norm"):
+            w.add_tensor_info(name, shp, np.dtype(np.float32), n * 4)
+        else:
+            w.add_tensor_info(name, shp[:-1] + (shp[-1] * 2,), np.dtype(np.uint8), n * 2,
+                              raw_dtype=GT.BF16 if kind == "bf16" else GT.F16)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    for name, kind, shp in t:
+        x = rng.standard_normal(shp, dtype=np.float32)
+        if kind == "norm":
+            x = 1.0 + 0.05 * x
+        else:
+            x *= 0.02
+        if kind == "bf16":
+            x = (x.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+            x = x.reshape(shp[:-1] + (shp[-1] * 2,))
+        elif kind == "f16":
+            x = x.astype(np.float16).view(np.uint8).reshape(shp[:-1] + (shp[-1] * 2,))
+        w.write_tensor_data(x)
+    w.close()
+    os.replace(str(path) + ".part", path)
+
+
+MMPROJ = {"siglip-mmproj-bf16": "bf16", "siglip-mmproj-f16": "f16"}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.expanduser("~/.cache/mg-peer/models"))
     ap.add_argument("--llama", default=os.path.expanduser("~/.cache/mg-peer/llama.cpp"))
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("names", nargs="*", default=list(MODELS))
+    ap.add_argument("names", nargs="*", default=list(MODELS) + list(MMPROJ))
     a = ap.parse_args()
     sys.path.insert(0, os.path.join(a.llama, "gguf-py"))
     import gguf  # noqa: E402  (llama.cpp's own package)
     os.makedirs(a.out, exist_ok=True)
     for n in a.names:
-        if n not in MODELS:
-            sys.exit("unknown model %s (known: %s)" % (n, ", ".join(MODELS)))
+        if n not in MODELS and n not in MMPROJ:
+            sys.exit("unknown model %s (known: %s)" % (n, ", ".join(list(MODELS) + list(MMPROJ))))
         path = os.path.join(a.out, n + ".gguf")
         if os.path.exists(path):
             print("%s: exists" % path)
             continue
         t0 = time.time()
-        qtype, h = MODELS[n]
-        write_model(gguf, path, qtype, h, a.seed)
+        if n in MMPROJ:
+            write_mmproj(gguf, path, MMPROJ[n], a.seed)
+        else:
+            qtype, h = MODELS[n]
+            write_model(gguf, path, qtype, h, a.seed)
         print("%s: %.2f GB in %.0f s" % (path, os.path.getsize(path) / 1e9, time.time() - t0))
 
 
