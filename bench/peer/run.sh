@@ -61,6 +61,20 @@ mtmd() {
         -v >"$2.out" 2>"$2" || echo "llama-mtmd-cli failed (see $2)" | tee -a "$LOG"
 }
 
+# our converter into $1 from the sources and options that follow (model $m); fails when it refuses
+convert() {
+    out=$1
+    shift
+    echo "$m: converting $*" | tee -a "$LOG"
+    if ! $NICE "$OURS/bin/medgemini" convert "$@" -o "$out" --quiet --no-checksums \
+            >"$RAW/$m.convert" 2>&1; then
+        echo "$m: our converter refused:" | tee -a "$LOG"; tee -a "$LOG" <"$RAW/$m.convert"
+        rm -f "$out"
+        return 1
+    fi
+    cat "$RAW/$m.convert" >>"$LOG"
+}
+
 for m in "$@"; do
     g=$MODELS/$m.gguf
     o=$MODELS/$m.mgm
@@ -70,13 +84,7 @@ for m in "$@"; do
         o=$MODELS/medgemma-4b-q4_0+$m.mgm
         if [ ! -f "$t" ]; then echo "$m: $t missing (make_models.py)" | tee -a "$LOG"; continue; fi
         if [ ! -f "$o" ] || [ "$g" -nt "$o" ] || [ "$t" -nt "$o" ] || [ "$OURS/bin/medgemini" -nt "$o" ]; then
-            echo "$m: converting with medgemma-4b-q4_0" | tee -a "$LOG"
-            if ! $NICE "$OURS/bin/medgemini" convert "$t" --mmproj "$g" -o "$o" --quiet \
-                    --no-checksums >"$RAW/$m.convert" 2>&1; then
-                echo "$m: our converter refused:" | tee -a "$LOG"; tee -a "$LOG" <"$RAW/$m.convert"
-                rm -f "$o"; continue
-            fi
-            cat "$RAW/$m.convert" >>"$LOG"
+            convert "$o" "$t" --mmproj "$g" || continue
         fi
         echo "$m: load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$LOG"
         for k in 1 2; do
@@ -98,12 +106,7 @@ for m in "$@"; do
         continue ;;
     esac
     if [ ! -f "$o" ] || [ "$g" -nt "$o" ] || [ "$OURS/bin/medgemini" -nt "$o" ]; then
-        echo "$m: converting" | tee -a "$LOG"
-        if ! $NICE "$OURS/bin/medgemini" convert "$g" -o "$o" --quiet --no-checksums >"$RAW/$m.convert" 2>&1; then
-            echo "$m: our converter refused:" | tee -a "$LOG"; tee -a "$LOG" <"$RAW/$m.convert"
-            rm -f "$o"; continue
-        fi
-        cat "$RAW/$m.convert" >>"$LOG"
+        convert "$o" "$g" || continue
     fi
     echo "$m: load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$LOG"
     # ours (prefill + decode after it; decode from an empty context), llama.cpp, ours again
