@@ -397,7 +397,9 @@ typedef int32_t (*mg_convert_progress)(void *user_data, const char *name,
 #define MG_CONVERT_COMPRESS     0x1u /* store tensors zstd-compressed        */
 #define MG_CONVERT_NO_CHECKSUMS 0x2u /* skip the SHA-256 of the source files */
 
-#define MG_CONVERT_DTYPE_SOURCE (-1) /* keep each matrix's source type     */
+#define MG_CONVERT_DTYPE_SOURCE (-1) /* keep each matrix's source type (an
+                                        f16 matrix whose values are all exact
+                                        in bf16 is stored as bf16)          */
 
 typedef struct mg_convert_params {
     uint32_t struct_size;     /* sizeof(mg_convert_params)                  */

@@ -31,6 +31,7 @@
 #include "convert/convert.h"
 #include "llm/tokenizer.h"
 #include "core/sha256.h"
+#include "kernels/kernels.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -97,6 +98,16 @@ static mg_model *load(const char *path) {
     return m;
 }
 
+/* Tensor i of a in *x and the tensor of that name in b in *y. */
+static void tensor_pair(const mg_model *a, const mg_model *b, uint64_t i, mg_tensor_info *x,
+                        mg_tensor_info *y) {
+    memset(x, 0, sizeof *x);
+    memset(y, 0, sizeof *y);
+    x->struct_size = y->struct_size = sizeof *x;
+    ck_assert_int_eq(mg_model_tensor_at(x, a, i), MG_OK);
+    ck_assert_msg(mg_model_tensor_find(y, b, x->name) == MG_OK, "%s missing", x->name);
+}
+
 /* Every tensor of a is in b with the same dtype, dims and bytes, and the
  * counts match; Gemma norm weights (names ending in "norm", applied as
  * 1 + w) must agree in 1 + w: a GGUF's 1 + w brought back to w' = (1 + w) - 1
@@ -107,11 +118,7 @@ static uint64_t same_tensors(const mg_model *a, const mg_model *b) {
     ck_assert_uint_eq(n, mg_model_tensor_count(b));
     for (uint64_t i = 0; i < n; i++) {
         mg_tensor_info x, y;
-        memset(&x, 0, sizeof x);
-        memset(&y, 0, sizeof y);
-        x.struct_size = y.struct_size = sizeof x;
-        ck_assert_int_eq(mg_model_tensor_at(&x, a, i), MG_OK);
-        ck_assert_msg(mg_model_tensor_find(&y, b, x.name) == MG_OK, "%s missing", x.name);
+        tensor_pair(a, b, i, &x, &y);
         ck_assert_msg(x.dtype == y.dtype && x.n_dims == y.n_dims && x.n_bytes == y.n_bytes,
                       "%s: dtype/dims differ", x.name);
         for (int d = 0; d < MG_TENSOR_MAX_DIMS; d++) ck_assert_uint_eq(x.dims[d], y.dims[d]);
@@ -614,6 +621,53 @@ static int32_t dtype_of(const mg_model *m, const char *name) {
 /* config.json's genome_config becomes genome.* keys with the types the
  * JSON values have (integral numbers as integers), and the model then has
  * a genomics encoder; a member of another type is refused. */
+/* Dtypes kept: an f16 source whose every value bf16 holds exactly (as an
+ * f16 file converted from bf16 weights) has its matrices stored as bf16,
+ * value for value: against the same source converted to f16 on request.
+ * A source rounded to f16 alone keeps f16. Norms stay f32 either way. */
+START_TEST(test_f16_as_bf16) {
+    if (!have_numpy()) return;
+    char dir[4096], cmd[8192], src[4200], a_path[4300], b_path[4300], err[512];
+    fmt(dir, sizeof dir, "%s", tu_tmp_path("f16src"));
+    fmt(cmd, sizeof cmd, "%s tests/convert/make_fixtures.py f16 tests/reference/fixtures/gqa1_full '%s'",
+        g_py, dir);
+    run(cmd);
+    for (int exact = 1; exact >= 0; exact--) {
+        fmt(src, sizeof src, "%s/%s", dir, exact ? "exact" : "plain");
+        fmt(a_path, sizeof a_path, "%s/kept.mgm", dir);
+        fmt(b_path, sizeof b_path, "%s/f16.mgm", dir);
+        ck_assert_msg(conv(src, a_path, MG_CONVERT_DTYPE_SOURCE, NULL, 0, err, sizeof err) == MG_OK,
+                      "%s", err);
+        ck_assert_msg(conv(src, b_path, MG_DTYPE_F16, NULL, 0, err, sizeof err) == MG_OK, "%s", err);
+        mg_model *a = load(a_path), *b = load(b_path);
+        uint64_t n = mg_model_tensor_count(a), mats = 0;
+        ck_assert_uint_eq(n, mg_model_tensor_count(b));
+        for (uint64_t i = 0; i < n; i++) {
+            mg_tensor_info x, y;
+            tensor_pair(a, b, i, &x, &y);
+            ck_assert_uint_eq(x.n_elems, y.n_elems);
+            if (y.dtype != MG_DTYPE_F16) { /* norms: f32 in both */
+                ck_assert_int_eq(x.dtype, y.dtype);
+                continue;
+            }
+            mats++;
+            ck_assert_msg(x.dtype == (exact ? MG_DTYPE_BF16 : MG_DTYPE_F16), "%s: dtype %d",
+                          x.name, x.dtype);
+            const uint16_t *xv = x.data, *yv = y.data;
+            for (uint64_t e = 0; e < x.n_elems; e++) {
+                float u = exact ? mg__bf16_to_f32(xv[e]) : mg__f16_to_f32(xv[e]);
+                float v = mg__f16_to_f32(yv[e]);
+                ck_assert_msg(memcmp(&u, &v, 4) == 0, "%s[%llu]: %g vs %g", x.name,
+                              (unsigned long long)e, u, v);
+            }
+        }
+        ck_assert_uint_ge(mats, 7); /* token embedding and a layer's six matrices at least */
+        mg_model_free(a);
+        mg_model_free(b);
+    }
+}
+END_TEST
+
 START_TEST(test_genome_config) {
     if (!have_numpy()) return;
     make_mm();
@@ -1638,6 +1692,7 @@ int main(void) {
     tcase_add_test(tc, test_gguf_kquant);
     tcase_add_test(tc, test_multimodal);
     tcase_add_test(tc, test_quantized);
+    tcase_add_test(tc, test_f16_as_bf16);
     tcase_add_test(tc, test_genome_config);
     tcase_add_test(tc, test_real_tokenizer);
     tcase_add_test(tc, test_prune_vocab);

@@ -12,7 +12,8 @@ mmproj (architecture `clip`, projector type gemma3): SigLIP-400M at 896 px (patc
 1152, MLP 4304, 27 layers, 16 heads), the 4x4 average pool and the projection to 2560. Patch
 and position embeddings, norms and biases in f32, the input projection in f16 (as that
 converter forces), the layer matrices in bf16 (MedGemma's own dtype) or f16 (the community
-files' usual type). Random normal weights (0.02), norms around 1.
+files' usual type; their values rounded to bf16 first, as in f16 files converted from MedGemma's
+bf16 weights). Random normal weights (0.02), norms around 1.
 
 The files are laid out as llama.cpp's convert_hf_to_gguf.py writes a Gemma 3 text model
 (architecture `gemma3`, its tensor names and metadata keys, norms stored as 1 + w, no
@@ -260,6 +261,11 @@ def write_mmproj(gguf, path, mtype, seed):
             x = (x.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
             x = x.reshape(shp[:-1] + (shp[-1] * 2,))
         elif kind == "f16":
+            if name != "mm.input_projection.weight":
+                # the layer matrices rounded to bf16 first: the f16 files in circulation are
+                # converted from MedGemma's bf16 weights, so their values are bf16 values (the
+                # small input projection, f16 in both files, keeps full f16 values)
+                x = ((x.view(np.uint32) + 0x8000) & 0xFFFF0000).view(np.float32)
             x = x.astype(np.float16).view(np.uint8).reshape(shp[:-1] + (shp[-1] * 2,))
         w.write_tensor_data(x)
     w.close()

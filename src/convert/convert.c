@@ -274,6 +274,47 @@ static int32_t choose_dtype(const plan *p, int32_t want) {
     return dt;
 }
 
+/* Whether every value of an f16 source tensor is exact in bf16, as in
+ * files converted to f16 from bf16 weights (MedGemma's own dtype): an f32
+ * widened from such an f16 has its low 16 bits zero. Reads the tensor once. */
+static mg_status f16_fits_bf16(conv *cv, const mg__ctensor *t, int *exact) {
+    uint64_t cols = t->dims[0], rows = cols ? t->n_elems / cols : 0;
+    uint64_t chunk = cols ? CHUNK_ELEMS / cols : 0;
+    int ok = 1;
+    uint64_t src_row = mg__csrc_bytes(t->dtype, cols, &ok);
+    *exact = 0;
+    if (!ok || !rows) return MG_OK;
+    if (chunk < 1) chunk = 1;
+    if (chunk > rows) chunk = rows;
+    float *x = mg__malloc((size_t)(chunk * cols) * sizeof *x);
+    void *scratch = mg__malloc((size_t)(chunk * src_row) + 64);
+    mg_status st = MG_OK;
+    if (!x || !scratch) {
+        st = FAILC(cv, MG_E_NOMEM, "out of memory reading tensor '%s'", t->name);
+        goto done;
+    }
+    *exact = 1;
+    for (uint64_t r0 = 0; r0 < rows && *exact; r0 += chunk) {
+        uint64_t nr = rows - r0 < chunk ? rows - r0 : chunk;
+        if ((st = mg__csrc_read_rows(&cv->src, t, r0, nr, x, scratch, cv->err, cv->errlen))) {
+            *exact = 0;
+            goto done;
+        }
+        for (uint64_t i = 0; i < nr * cols; i++) {
+            uint32_t b;
+            memcpy(&b, x + i, 4);
+            if (b & 0xffffu) {
+                *exact = 0;
+                break;
+            }
+        }
+    }
+done:
+    mg__free(x);
+    mg__free(scratch);
+    return st;
+}
+
 /* ------------------------------------------------------------- metadata */
 
 #define W(call) do { if ((st = (call))) return mg__err(cv->err, cv->errlen, st, "%s", mg_writer_errmsg(w)); } while (0)
@@ -920,7 +961,18 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
     }
     if ((st = check_unused(&cv))) goto done;
     for (size_t i = 0; i < cv.n_p; i++) {
-        cv.p[i].dtype = choose_dtype(&cv.p[i], p.dtype);
+        plan *q = &cv.p[i];
+        q->dtype = choose_dtype(q, p.dtype);
+        /* dtypes kept: an f16 matrix that bf16 holds exactly is stored as
+         * bf16 (no value changes; prefill and the image encoder multiply bf16
+         * on their tile path, f16 through dequantized tiles) */
+        int exact = 0;
+        if (p.dtype == MG_CONVERT_DTYPE_SOURCE && q->dtype == MG_DTYPE_F16 &&
+            q->src->dtype == MG_DTYPE_F16 && q->xform != XF_MINUS_ONE &&
+            (q->kind == K_MAT || q->kind == K_EMBD)) {
+            if ((st = f16_fits_bf16(&cv, q->src, &exact))) goto done;
+            if (exact) q->dtype = MG_DTYPE_BF16;
+        }
     }
     cv.src_vocab = cv.cfg.vocab;
     if ((st = load_tokenizer(&cv, src, p.tokenizer)) ||

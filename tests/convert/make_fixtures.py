@@ -10,6 +10,9 @@
       A one-layer gemma3 GGUF whose tokenizer.ggml.* keys hold the given
       tokenizer.json as llama.cpp stores SentencePiece vocabularies (pieces,
       scores, token types; no merges).
+  make_fixtures.py f16 HF_DIR OUT_DIR
+      HF_DIR's weights as F16 safetensors in OUT_DIR/exact (values exact in bf16)
+      and OUT_DIR/plain (rounded to f16 only), each with HF_DIR's config.json.
   make_fixtures.py kquant OUT_DIR
       OUT_DIR/text.gguf, a one-layer gemma3 GGUF (hidden 256) whose token
       embedding is Q6_K and ffn_gate/ffn_up Q4_K (random blocks), and
@@ -28,6 +31,7 @@ key counts, key/values, tensor infos (dims fastest first), data aligned to 32.
 """
 import json
 import os
+import shutil
 import struct
 import sys
 
@@ -106,17 +110,19 @@ def read_safetensors(path):
     return out
 
 
-def write_safetensors(path, tensors):
+def write_safetensors(path, tensors, dtype="F32"):
+    np_dt = {"F32": "<f4", "F16": "<f2"}[dtype]
+    tensors = {k: np.ascontiguousarray(a, dtype=np_dt) for k, a in tensors.items()}
     hdr, off = {}, 0
     for k, a in tensors.items():
-        hdr[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
+        hdr[k] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
         off += a.nbytes
     h = json.dumps(hdr).encode()
     h += b" " * ((-len(h)) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(h)) + h)
         for a in tensors.values():
-            f.write(np.ascontiguousarray(a, dtype="<f4").tobytes())
+            f.write(a.tobytes())
 
 
 TEXT_MAP = [("input_layernorm", "attn_norm"), ("self_attn.q_proj", "attn_q"),
@@ -467,7 +473,30 @@ def cmd_tokgguf(tok_path, out):
     write_gguf(out, kv, t)
 
 
+def cmd_f16(hf_dir, out):
+    """hf_dir's weights as F16 safetensors, twice: out/exact holds values that
+    bf16 represents exactly (rounded to bf16 first, as an f16 file converted
+    from bf16 weights is), out/plain the values rounded to f16 alone."""
+    t = read_safetensors(os.path.join(hf_dir, "model.safetensors"))
+    for name in ("exact", "plain"):
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        shutil.copy(os.path.join(hf_dir, "config.json"), d)
+        w = {}
+        for k, a in t.items():
+            a = np.asarray(a, dtype=np.float32)
+            if name == "exact":  # round to nearest even bf16
+                b = a.view(np.uint32).astype(np.uint64)
+                b = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16 << 16).astype(np.uint32)
+                a = b.view(np.float32)
+            w[k] = a
+        write_safetensors(os.path.join(d, "model.safetensors"), w, "F16")
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "f16":
+        cmd_f16(sys.argv[2], sys.argv[3])
+        sys.exit(0)
     if len(sys.argv) == 3 and sys.argv[1] == "kquant":
         cmd_kquant(sys.argv[2])
         sys.exit(0)
