@@ -20,7 +20,6 @@
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
-#include <stdint.h>
 #include <string.h>
 
 #define MG_INLINE static inline __attribute__((always_inline))
@@ -161,51 +160,8 @@ MG_INLINE void tile(const int M, const panel *p, uint32_t kb, const int8_t *xq,
     acc_store(M, f, Y, ldy, m0, m1);
 }
 
-/* The weight bytes the next repack reads: rows r0..r0+nr, blocks b0..b0+kb,
- * as cache lines in row order. */
-typedef struct {
-    const char *base;
-    size_t row_bytes, seg;
-    uint32_t lines_per_row, lines, next;
-} prefetch_plan;
-
-static void plan_next(prefetch_plan *pf, const mg__q8_gemm *g, uint64_t pi, uint64_t b0,
-                      uint64_t p1) {
-    const uint64_t nb = g->cols / MG__QK;
-    const size_t bs = g->dtype == MG_DTYPE_Q8_0 ? sizeof(mg__block_q8_0) : sizeof(mg__block_q4_0);
-    *pf = (prefetch_plan){0};
-    if (b0 + KCB >= nb) { /* next panel, first chunk */
-        pi++;
-        b0 = 0;
-        if (pi >= p1) return;
-    } else {
-        b0 += KCB;
-    }
-    uint64_t r0 = pi * PR;
-    uint32_t nr = g->rows - r0 < PR ? (uint32_t)(g->rows - r0) : PR;
-    uint32_t kb = nb - b0 < KCB ? (uint32_t)(nb - b0) : KCB;
-    pf->base = g->W + r0 * g->row_bytes + b0 * bs;
-    pf->row_bytes = g->row_bytes;
-    pf->seg = kb * bs;
-    pf->lines_per_row = (uint32_t)((pf->seg + 63) / 64 + 1); /* segments are not aligned */
-    pf->lines = pf->lines_per_row * nr;
-}
-
-/* Up to k more lines of the plan into the cache (L2): the loads of the next
- * repack overlap this chunk's products instead of stalling it. */
-MG_INLINE void prefetch_some(prefetch_plan *pf, uint32_t k) {
-    for (; k && pf->next < pf->lines; k--, pf->next++) {
-        uint32_t r = pf->next / pf->lines_per_row, l = pf->next % pf->lines_per_row;
-        size_t off = (size_t)l * 64;
-        if (off >= pf->seg + 63) continue;
-        _mm_prefetch(pf->base + r * pf->row_bytes + (off < pf->seg ? off : pf->seg - 1),
-                     _MM_HINT_T1);
-    }
-}
-
 void mg__matmul_q8_panels_vnni(const mg__q8_gemm *g, uint64_t p0, uint64_t p1) {
     panel p;
-    prefetch_plan pf;
     const uint64_t nb = g->cols / MG__QK;
     for (uint64_t pi = p0; pi < p1; pi++) {
         uint64_t r0 = pi * PR;
@@ -215,17 +171,11 @@ void mg__matmul_q8_panels_vnni(const mg__q8_gemm *g, uint64_t p0, uint64_t p1) {
         for (uint64_t b0 = 0; b0 < nb; b0 += KCB) {
             uint32_t kb = nb - b0 < KCB ? (uint32_t)(nb - b0) : KCB;
             repack(g->dtype, g->W, g->row_bytes, r0, nr, b0, kb, &p);
-            plan_next(&pf, g, pi, b0, p1);
-            /* Lines per micro tile so the plan is done by the last tile. */
-            uint32_t per = (uint32_t)(pf.lines / (g->n / MR + 1) + 1);
             uint64_t t = 0;
-            for (; t + MR <= g->n; t += MR) {
-                prefetch_some(&pf, per);
+            for (; t + MR <= g->n; t += MR)
                 tile(MR, &p, kb, g->xq + t * g->cols + b0 * MG__QK, g->xd + t * nb + b0,
                      g->xs + t * nb + b0, g->cols, nb, g->Y + t * g->ldy + r0, g->ldy,
                      b0 == 0, m0, m1);
-            }
-            prefetch_some(&pf, pf.lines);
             switch (g->n - t) {
 #define TAIL(k)                                                                        \
     case k:                                                                            \
