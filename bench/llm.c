@@ -40,10 +40,15 @@ int main(int argc, char **argv) {
     mg_model_params mp = MG_MODEL_PARAMS_INIT;
     const char *nm = getenv("MG_BENCH_NO_MMAP");
     if (nm && *nm == '1') mp.flags |= MG_LOAD_NO_MMAP;
+    /* MG_BENCH_FILE_LAYOUT=1: q4_0 matrices kept as stored (MG_LOAD_FILE_LAYOUT). */
+    const char *fl = getenv("MG_BENCH_FILE_LAYOUT");
+    if (fl && *fl == '1') mp.flags |= MG_LOAD_FILE_LAYOUT;
+    double tl = now();
     if (mg_model_load(&m, argv[1], &mp, err, sizeof err) != MG_OK) {
         fprintf(stderr, "%s: %s\n", argv[1], err);
         return 1;
     }
+    printf("load %.2f s%s\n", now() - tl, (mp.flags & MG_LOAD_FILE_LAYOUT) ? " (file layout)" : "");
     mg_model_info mi = {.struct_size = sizeof mi};
     mg_model_info_get(&mi, m);
     mg_context_params cp = MG_CONTEXT_PARAMS_INIT;

@@ -48,7 +48,7 @@ static double triad(mg__pool *pool, char *mem) {
 }
 
 static const char *LNAME[] = {"scalar", "avx2", "avx512"};
-static const char *DNAME[] = {"f32", "f16", "bf16", "q8_0", "q4_0"};
+static const char *DNAME[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4x16"};
 
 int main(void) {
     mg__pool *pool = mg__pool_new(NT);
@@ -70,31 +70,36 @@ int main(void) {
     }
     for (int i = 0; i < 10240; i++) x[i] = src[i * 7] * 2.0f;
     static const uint64_t SH[][2] = {{4096, 4096}, {10240, 2560}, {2560, 10240}, {1024, 2560}};
-    for (int dt = 0; dt < 5; dt++) {
+    /* dtype 5: q4_0 in the 16-row decode layout the loader makes */
+    const char *only = getenv("MG_BENCH_DTYPE");
+    for (int dt = 0; dt < 6; dt++) {
+        if (only && strcmp(only, DNAME[dt])) continue;
+        int32_t fmt = dt == 5 ? MG_DTYPE_Q4_0 : dt, kdt = dt == 5 ? MG__DTYPE_Q4_0X16 : dt;
         for (int s = 0; s < (int)(sizeof SH / sizeof SH[0]); s++) {
             uint64_t rows = SH[s][0], cols = SH[s][1];
             int ok;
-            uint64_t bytes = mg__dtype_bytes(dt, rows * cols, &ok);
+            uint64_t bytes = mg__dtype_bytes(fmt, rows * cols, &ok);
             uint64_t stride = (bytes + 4095) & ~4095ull;
             uint64_t ncopy = POOL_BYTES / stride;
-            mg__quantize(dt, mem, src, rows * cols);
+            mg__quantize(fmt, mem, src, rows * cols);
+            if (dt == 5 && mg__q4x16_pack(mem, rows, cols)) { fprintf(stderr, "pack failed\n"); return 1; }
             for (uint64_t k = 1; k < ncopy; k++) memcpy(mem + k * stride, mem, bytes);
             for (int32_t lvl = MG_SIMD_SCALAR; lvl <= maxl; lvl++) {
                 /* cold: cycle through the copies */
                 uint64_t calls = 0;
                 double t0 = now(), t;
                 do {
-                    mg__matvec_level(lvl, dt, mem + (calls % ncopy) * stride, rows, cols,
+                    mg__matvec_level(lvl, kdt, mem + (calls % ncopy) * stride, rows, cols,
                                      x, y, pool);
                     calls++;
                 } while ((t = now() - t0) < BUDGET_S || calls < 3);
                 double cold = (double)bytes * (double)calls / t * 1e-9, us = t / (double)calls * 1e6;
                 /* hot: one copy */
                 uint64_t hc = 0;
-                mg__matvec_level(lvl, dt, mem, rows, cols, x, y, pool);
+                mg__matvec_level(lvl, kdt, mem, rows, cols, x, y, pool);
                 t0 = now();
                 do {
-                    mg__matvec_level(lvl, dt, mem, rows, cols, x, y, pool);
+                    mg__matvec_level(lvl, kdt, mem, rows, cols, x, y, pool);
                     hc++;
                 } while ((t = now() - t0) < BUDGET_S / 2 || hc < 3);
                 double hot = (double)bytes * (double)hc / t * 1e-9;

@@ -130,6 +130,16 @@ typedef struct mg_model mg_model;
                                          file, but decoding is slower (4 KiB
                                          pages) and a file truncated while
                                          mapped raises SIGBUS in the host    */
+#define MG_LOAD_FILE_LAYOUT      0x8u /* keep every tensor's bytes as stored.
+                                         Without it, on CPUs with
+                                         AVX512-VNNI, the text decoder's
+                                         q4_0 matrices (rows a multiple of
+                                         16, columns of 64) are rearranged
+                                         in place at load, 16 rows
+                                         interleaved, for faster decoding;
+                                         mg_model_tensor_* then report their
+                                         data as NULL. Ignored (nothing is
+                                         rearranged) with MG_LOAD_MMAP     */
 
 typedef struct mg_model_params {
     uint32_t struct_size;  /* sizeof(mg_model_params)                        */
@@ -242,7 +252,9 @@ typedef struct mg_tensor_info {
     uint32_t crc32c;       /* CRC-32C of the decompressed bytes             */
     uint32_t reserved;
     const char *name;      /* points into the model                         */
-    const void *data;      /* the decompressed bytes, read-only             */
+    const void *data;      /* the decompressed bytes, read-only; NULL for a
+                              matrix rearranged at load (see
+                              MG_LOAD_FILE_LAYOUT)                          */
 } mg_tensor_info;
 
 MG_API uint64_t mg_model_tensor_count(const mg_model *model);

@@ -696,6 +696,80 @@ START_TEST(test_batch_consistency) {
 }
 END_TEST
 
+/* q4_0 decoder matrices in the 16-row decode layout (rearranged at load on
+ * AVX512-VNNI unless MG_LOAD_FILE_LAYOUT or MG_LOAD_MMAP): the same logits
+ * as the file layout, bitwise for a batch (the prefill product reads the
+ * same panels) and within f32 summation order for single tokens. */
+START_TEST(test_q4x16_layout) {
+    const char *path = tu_tmp_path("dec_q4x16.mgm");
+    char mp[4096];
+    snprintf(mp, sizeof mp, "%s", path);
+    tcfg cfg = small_cfg(MG_DTYPE_Q4_0);
+    if (tu_under_valgrind()) cfg.layers = 2;
+    write_model(mp, &cfg);
+    static const uint32_t fl[3] = {0, MG_LOAD_FILE_LAYOUT, MG_LOAD_MMAP};
+    int can = mg__kernel_level(mg_simd_level()) >= MG_SIMD_AVX512 && mg__cpu_vnni();
+    uint32_t V = (uint32_t)cfg.vocab;
+    enum { N = 24 };
+    int32_t tok[N];
+    make_tokens(tok, N, V, 11);
+    float *lg[3][2];
+    mg__pool *pool = mg__pool_new(2);
+    for (int k = 0; k < 3; k++) {
+        loaded m = {NULL, NULL};
+        char err[512] = "";
+        ck_assert_msg(mg__mgm_open(&m.f, mp, fl[k], 0, err, sizeof err) == MG_OK, "%s", err);
+        ck_assert_msg(mg__decoder_build(&m.d, m.f, err, sizeof err) == MG_OK, "%s", err);
+        const char *names[] = {"text.token_embd", "text.blk.0.attn_k", "text.blk.1.ffn_down"};
+        for (int i = 0; i < 3; i++) {
+            const mg__tensor *t = mg__mgm_tensor(m.f, names[i]);
+            ck_assert_ptr_nonnull(t);
+            ck_assert_int_eq(t->dtype, k == 0 && can ? MG__DTYPE_Q4_0X16 : MG_DTYPE_Q4_0);
+        }
+        lg[k][0] = malloc((size_t)N * V * sizeof(float));
+        lg[k][1] = malloc((size_t)N * V * sizeof(float));
+        mg__dstate *s = NULL;
+        ck_assert_int_eq(mg__dstate_new(&s, m.d, 64, N, &k_two), MG_OK);
+        ck_assert_int_eq(mg__decoder_forward(s, tok, NULL, NULL, N, lg[k][0], 1, pool), MG_OK);
+        mg__dstate_reset(s);
+        for (uint32_t t = 0; t < N; t++)
+            ck_assert_int_eq(mg__decoder_forward(s, &tok[t], NULL, NULL, 1,
+                                                 lg[k][1] + (size_t)t * V, 0, pool), MG_OK);
+        mg__dstate_free(s);
+        unload(&m);
+    }
+    for (int k = 1; k < 3; k++) {
+        ck_assert(memcmp(lg[0][0], lg[k][0], (size_t)N * V * sizeof(float)) == 0);
+        double e = rel_err(lg[0][1], lg[k][1], (size_t)N * V);
+        ck_assert_msg(e < 1e-5, "single tokens, flags 0x%x: rel err %g", fl[k], e);
+    }
+    for (int k = 0; k < 3; k++) { free(lg[k][0]); free(lg[k][1]); }
+    mg__pool_free(pool);
+    /* the public tensor view: still q4_0; no bytes for a rearranged matrix,
+     * the file's bytes with MG_LOAD_FILE_LAYOUT (as mapped) */
+    mg_model *pm[3] = {NULL, NULL, NULL};
+    for (int k = 0; k < 3; k++) {
+        mg_model_params p = MG_MODEL_PARAMS_INIT;
+        p.flags = fl[k];
+        char err[512] = "";
+        ck_assert_msg(mg_model_load(&pm[k], mp, &p, err, sizeof err) == MG_OK, "%s", err);
+    }
+    mg_tensor_info ti[3];
+    for (int k = 0; k < 3; k++) {
+        memset(&ti[k], 0, sizeof ti[k]);
+        ti[k].struct_size = sizeof ti[k];
+        ck_assert_int_eq(mg_model_tensor_find(&ti[k], pm[k], "text.blk.0.ffn_up"), MG_OK);
+        ck_assert_int_eq(ti[k].dtype, MG_DTYPE_Q4_0);
+    }
+    ck_assert(ti[0].n_bytes == ti[2].n_bytes && ti[1].n_bytes == ti[2].n_bytes);
+    ck_assert(can ? ti[0].data == NULL : ti[0].data != NULL);
+    ck_assert(ti[1].data && ti[2].data);
+    ck_assert(!memcmp(ti[1].data, ti[2].data, (size_t)ti[1].n_bytes));
+    for (int k = 0; k < 3; k++) mg_model_free(pm[k]);
+    unlink(mp);
+}
+END_TEST
+
 START_TEST(test_context_and_args) {
     const char *path = tu_tmp_path("dec_ctx.mgm");
     char mp[4096];
@@ -888,6 +962,7 @@ static Suite *suite(void) {
     tcase_add_loop_test(tc, test_ref_image_block, 0, 2);
     tcase_add_loop_test(tc, test_ref_long_tiles, 0, 2);
     tcase_add_loop_test(tc, test_batch_consistency, 0, 3);
+    tcase_add_test(tc, test_q4x16_layout);
     tcase_add_test(tc, test_context_and_args);
     tcase_add_loop_test(tc, test_hostile, 0, N_HOSTILE);
     tcase_add_test(tc, test_build_args);

@@ -637,6 +637,130 @@ START_TEST(test_matmul) {
 }
 END_TEST
 
+/* ============================================================ q4x16 */
+
+/* The 16-row decode layout (MG__DTYPE_Q4_0X16) against the q4_0 rows it
+ * came from: every element the same value; the matvec at every SIMD level
+ * (and each row kernel called directly) within f32 summation order of the
+ * q4_0 matvec on the same 8-bit x; the prefill product bitwise equal to
+ * q4_0's at every level (the same panels, or the same dequantized rows into
+ * sgemm); shapes it cannot hold refused. */
+START_TEST(test_q4x16) {
+    static const shape SH[] = {{16, 64}, {32, 128}, {48, 2560}, {272, 1152},
+                               {16, 10240}, {64, 16384}, {1040, 256}};
+    size_t ns = sizeof SH / sizeof SH[0];
+    if (tu_under_valgrind()) ns = 4;
+    init_levels();
+    mg__pool *pool = mg__pool_new(3);
+    ck_assert_ptr_nonnull(pool);
+    uint64_t seed = 4242;
+    int vnni = mg__cpu_simd_level() >= MG_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni");
+    for (size_t s = 0; s < ns; s++) {
+        uint64_t rows = SH[s].rows, cols = SH[s].cols;
+        int ok;
+        uint64_t rb = mg__dtype_bytes(MG_DTYPE_Q4_0, cols, &ok), bytes = rb * rows;
+        void *W = make_weights(MG_DTYPE_Q4_0, rows, cols, &seed);
+        void *P = malloc(bytes);
+        memcpy(P, W, bytes);
+        ck_assert(mg__q4x16_fits(rows, cols));
+        ck_assert_int_eq(mg__q4x16_pack(P, rows, cols), 0);
+        ck_assert(memcmp(P, W, bytes) != 0);
+        /* every element */
+        float *wf = malloc(cols * 4), *pf = malloc(cols * 4);
+        for (uint64_t r = 0; r < rows; r++) {
+            ck_assert_int_eq(mg__dequantize(MG_DTYPE_Q4_0, wf, (const char *)W + r * rb, cols), 0);
+            mg__q4x16_dequant_rows(pf, P, cols, r, 1);
+            ck_assert(memcmp(wf, pf, cols * 4) == 0);
+            for (uint64_t c = 0; c < cols; c += 7)
+                ck_assert(mg__q4x16_elem(P, cols, r, c) == wf[c]);
+        }
+        /* matvec at every level, with and without the pool */
+        float *x = malloc(cols * 4), *y0 = malloc((rows + 1) * 4), *y1 = malloc((rows + 1) * 4);
+        fill(x, cols, &seed, 2.0f);
+        for (int li = 0; li < g_nlevels; li++)
+            for (int wp = 0; wp < 2; wp++) {
+                mg__matvec_level(g_levels[li], MG_DTYPE_Q4_0, W, rows, cols, x, y0, NULL);
+                y1[rows] = 777.0f;
+                for (uint64_t r = 0; r < rows; r++) y1[r] = NAN;
+                mg__matvec_level(g_levels[li], MG__DTYPE_Q4_0X16, P, rows, cols, x, y1,
+                                 wp ? pool : NULL);
+                ck_assert(y1[rows] == 777.0f);
+                for (uint64_t r = 0; r < rows; r++) {
+                    ck_assert_int_eq(mg__dequantize(MG_DTYPE_Q4_0, wf,
+                                                    (const char *)W + r * rb, cols), 0);
+                    double S = 0;
+                    for (uint64_t c = 0; c < cols; c++) S += fabs((double)wf[c] * x[c]);
+                    ck_assert_msg(fabs((double)y1[r] - y0[r]) <= 2e-6 * S + 1e-30,
+                                  "q4x16 L%d %llux%llu r=%llu: %g vs q4_0 %g", g_levels[li],
+                                  (unsigned long long)rows, (unsigned long long)cols,
+                                  (unsigned long long)r, (double)y1[r], (double)y0[r]);
+                }
+            }
+        /* the row kernels directly, storing and accumulating */
+        {
+            int8_t *q = malloc(cols);
+            float *d = malloc(cols / 32 * 4);
+            int32_t *s8 = malloc(cols / 32 * 4);
+            mg__quantize_x8(x, cols, q, d, s8);
+            mg__xq8 xq = {q, d, s8};
+            mg__matvec_level(MG_SIMD_SCALAR, MG_DTYPE_Q4_0, W, rows, cols, x, y0, NULL);
+            for (int k = 0; k < 2 + vnni; k++) {
+                int acc = k == 1;
+                for (uint64_t r = 0; r < rows; r++) y1[r] = acc ? 1.0f : NAN;
+                (k < 2 ? mg__rows_q4x16_scalar : mg__rows_q4x16_vnni)(P, rb, rows, cols, &xq,
+                                                                      y1, acc);
+                for (uint64_t r = 0; r < rows; r++) {
+                    double want = y0[r] + (acc ? 1.0 : 0.0);
+                    ck_assert_msg(fabs(y1[r] - want) <= 1e-5 * (fabs(want) + 1.0),
+                                  "row kernel %d: %g vs %g", k, (double)y1[r], want);
+                }
+            }
+            free(q); free(d); free(s8);
+        }
+        /* prefill: bitwise what q4_0 gives, at every level */
+        if (!tu_under_valgrind() || rows * cols <= 65536) {
+            uint64_t n = 9;
+            size_t ss = mg__matmul_scratch_size(MG__DTYPE_Q4_0X16, cols);
+            ck_assert_uint_eq(ss, mg__matmul_scratch_size(MG_DTYPE_Q4_0, cols));
+            float *scratch = mg__aligned_alloc(64, ss);
+            float *X = malloc(n * cols * 4), *Y0 = malloc(n * rows * 4), *Y1 = malloc(n * rows * 4);
+            fill(X, n * cols, &seed, 1.0f);
+            for (int li = 0; li < g_nlevels; li++) {
+                mg__matmul_level(g_levels[li], MG_DTYPE_Q4_0, W, rows, cols, X, n, Y0, scratch, pool);
+                memset(Y1, 0xff, n * rows * 4);
+                mg__matmul_level(g_levels[li], MG__DTYPE_Q4_0X16, P, rows, cols, X, n, Y1, scratch,
+                                 pool);
+                ck_assert_msg(memcmp(Y0, Y1, n * rows * 4) == 0, "matmul L%d %llux%llu",
+                              g_levels[li], (unsigned long long)rows, (unsigned long long)cols);
+            }
+            mg__aligned_free(scratch);
+            free(X); free(Y0); free(Y1);
+        }
+        free(W); free(P); free(wf); free(pf); free(x); free(y0); free(y1);
+    }
+    /* shapes the layout cannot hold: refused, and the kernels write nothing */
+    static const shape BAD[] = {{17, 64}, {16, 32}, {16, 96}, {16, 16448}, {0, 64}};
+    for (size_t b = 0; b < sizeof BAD / sizeof BAD[0]; b++) {
+        uint64_t rows = BAD[b].rows, cols = BAD[b].cols;
+        ck_assert(!mg__q4x16_fits(rows, cols));
+        if (!rows) continue;
+        void *W = make_weights(MG_DTYPE_Q4_0, rows, cols, &seed);
+        ck_assert_int_eq(mg__q4x16_pack(W, rows, cols), -1);
+        float *x = calloc(cols, 4), *y = malloc(rows * 4);
+        for (uint64_t r = 0; r < rows; r++) y[r] = 5.0f;
+        mg__matvec(MG__DTYPE_Q4_0X16, W, rows, cols, x, y, pool);
+        for (uint64_t r = 0; r < rows; r++) ck_assert(y[r] == 5.0f);
+        free(W); free(x); free(y);
+    }
+    ck_assert_int_eq(mg__q4x16_pack(NULL, 16, 64), -1);
+    /* not a dtype of files or of the conversion functions */
+    float f[32];
+    ck_assert_int_eq(mg__dequantize(MG__DTYPE_Q4_0X16, f, f, 32), -1);
+    ck_assert_uint_eq(mg__dtype_block_elems(MG__DTYPE_Q4_0X16), 0);
+    mg__pool_free(pool);
+}
+END_TEST
+
 /* ============================================================ row ops */
 
 static void assert_close(const float *a, const float *b, uint64_t n, double rel,
@@ -1082,6 +1206,7 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_matvec_pools);
     tcase_add_test(tc, test_matvec_edges);
     tcase_add_test(tc, test_rows_variants);
+    tcase_add_test(tc, test_q4x16);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("matmul");

@@ -1,6 +1,7 @@
 package medgemini
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -280,5 +281,49 @@ func TestWriterRoundTrip(t *testing.T) {
 	w2.Close()
 	if _, err := os.Stat(p2); !os.IsNotExist(err) {
 		t.Fatalf("unfinished file left: %v", err)
+	}
+}
+
+// q4_0 decoder matrices may be rearranged at load (AVX512-VNNI): the same
+// text either way; WithFileLayout keeps the stored bytes, which a default
+// load then either has too or refuses to hand out.
+func TestFileLayout(t *testing.T) {
+	p := tinyModel(t, "--no-vision", "--dtype", "q4_0")
+	kept, err := LoadModel(p, WithFileLayout())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	mapped, err := LoadModel(p, WithMmap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mapped.Close()
+	def, err := LoadModel(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer def.Close()
+	const name = "text.blk.0.ffn_up"
+	stored, err := mapped.TensorData(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := kept.TensorData(name); err != nil || string(got) != string(stored) {
+		t.Fatalf("file layout: %d bytes, %v", len(got), err)
+	}
+	if got, err := def.TensorData(name); err != nil {
+		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "WithFileLayout") {
+			t.Fatalf("default load: %v", err)
+		}
+	} else if string(got) != string(stored) {
+		t.Fatal("default load: bytes differ from the file's")
+	}
+	want, err := kept.Generate(context.Background(), "Describe the film.", WithMaxTokens(12))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := def.Generate(context.Background(), "Describe the film.", WithMaxTokens(12)); err != nil || got != want {
+		t.Fatalf("default load generates %q (%v), file layout %q", got, err, want)
 	}
 }

@@ -2,6 +2,7 @@
  * queries. Argument and handle checks live here; parsing is in io/mgm.c. */
 #include "api/api.h"
 
+#include "kernels/kernels.h"
 #include "llm/tokenizer.h"
 
 #include <string.h>
@@ -63,7 +64,8 @@ MG_API mg_status mg_model_load(mg_model **out, const char *path,
     if (mg__params_copy(&p, sizeof p, params) != MG_OK)
         return mg__err(err, errlen, MG_E_INVALID_ARG,
                        "mg_model_params.struct_size is invalid");
-    if (p.flags & ~(uint32_t)(MG_LOAD_VERIFY_CHECKSUMS | MG_LOAD_NO_MMAP | MG_LOAD_MMAP))
+    if (p.flags & ~(uint32_t)(MG_LOAD_VERIFY_CHECKSUMS | MG_LOAD_NO_MMAP | MG_LOAD_MMAP |
+                             MG_LOAD_FILE_LAYOUT))
         return mg__err(err, errlen, MG_E_INVALID_ARG,
                        "unknown mg_model_params.flags bits 0x%x", p.flags);
 
@@ -283,7 +285,10 @@ static mg_status tensor_fill(mg_tensor_info *out, const mg__tensor *t) {
     mg_tensor_info i;
     memset(&i, 0, sizeof i);
     i.struct_size = out->struct_size < sizeof i ? out->struct_size : (uint32_t)sizeof i;
-    i.dtype = t->dtype;
+    /* A q4_0 matrix the decoder rearranged at load (MG_LOAD_FILE_LAYOUT
+     * keeps it): still q4_0 in the file, its bytes no longer in that order. */
+    int moved = t->dtype == MG__DTYPE_Q4_0X16;
+    i.dtype = moved ? MG_DTYPE_Q4_0 : t->dtype;
     i.n_dims = t->n_dims;
     i.compressed = (t->flags & MG__MGM_FLAG_ZSTD) ? 1 : 0;
     for (int k = 0; k < MG_TENSOR_MAX_DIMS; k++) i.dims[k] = t->dims[k];
@@ -293,7 +298,7 @@ static mg_status tensor_fill(mg_tensor_info *out, const mg__tensor *t) {
     i.stored_bytes = t->stored;
     i.crc32c = t->crc32c;
     i.name = t->name;
-    i.data = t->data;
+    i.data = moved ? NULL : t->data;
     memcpy(out, &i, i.struct_size);
     return MG_OK;
 }

@@ -47,6 +47,7 @@ typedef struct mgm_priv {
     void *arena;        /* decompressed tensors (aligned), or NULL */
     const mg__meta **meta_idx;     /* sorted by key */
     const mg__tensor **tensor_idx; /* sorted by name */
+    uint32_t flags;     /* the MG_LOAD_* bits it was opened with */
 } mgm_priv;
 
 typedef struct mgm_obj {
@@ -912,8 +913,27 @@ mg_status mg__mgm_open(mg__mgm **out, const char *path, uint32_t flags,
         mg__mgm_close(&o->pub);
         return st;
     }
+    o->priv.flags = flags;
     *out = &o->pub;
     return MG_OK;
+}
+
+int mg__mgm_repack_q4x16(const mg__mgm *f, const mg__tensor *t, uint64_t rows,
+                         uint64_t cols) {
+    if (!f || !t) return 0;
+    if (t->dtype == MG__DTYPE_Q4_0X16) return 1;
+    const mgm_obj *o = (const mgm_obj *)(const void *)f;
+    if (t->dtype != MG_DTYPE_Q4_0 || o->priv.map || !t->data ||
+        (o->priv.flags & MG_LOAD_FILE_LAYOUT) || !mg__q4x16_fits(rows, cols) ||
+        mg__kernel_level(mg_simd_level()) < MG_SIMD_AVX512 || !mg__cpu_vnni())
+        return 0;
+    /* The bytes are the file object's own buffer (read or decompressed), and
+     * the builders run before the model is handed out, so no one else can be
+     * reading them. */
+    mg__tensor *w = (mg__tensor *)(void *)t;
+    if (mg__q4x16_pack((void *)(uintptr_t)w->data, rows, cols)) return -1;
+    w->dtype = MG__DTYPE_Q4_0X16;
+    return 1;
 }
 
 void mg__mgm_close(mg__mgm *f) {

@@ -72,6 +72,16 @@ mg_status mg__mgm_open(mg__mgm **out, const char *path, uint32_t flags,
                        uint64_t max_memory, char *err, size_t errlen);
 void mg__mgm_close(mg__mgm *f);   /* NULL ok */
 
+/* Rearranges the q4_0 matrix t (rows x cols) into the decode layout in place
+ * (kernels.h, MG__DTYPE_Q4_0X16; its dtype then reads so) when its bytes are
+ * the file object's own memory (not MG_LOAD_MMAP), MG_LOAD_FILE_LAYOUT is
+ * not set, the shape fits and the CPU runs the layout's kernel
+ * (AVX512-VNNI at the process's SIMD level). For model builders only,
+ * before the model is shared. Returns 1 if t is in that layout (now or
+ * already), 0 if left as it is, -1 out of memory. */
+int mg__mgm_repack_q4x16(const mg__mgm *f, const mg__tensor *t, uint64_t rows,
+                         uint64_t cols);
+
 /* Look-ups: NULL when absent (or f/key NULL). Both are O(log n). */
 const mg__meta *mg__mgm_meta(const mg__mgm *f, const char *key);
 const mg__tensor *mg__mgm_tensor(const mg__mgm *f, const char *name);

@@ -69,7 +69,9 @@ mg_status mg__mgm_get_matrix(const mg__mgm *f, const char *what,
     const mg__tensor *t = find(f, what, name, err, errlen, &st);
     if (!t) return st;
     int ok = 0;
-    uint64_t row = mg__dtype_bytes(t->dtype, in, &ok), total;
+    /* a matrix a builder already rearranged (mg__mgm_repack_q4x16) */
+    int32_t fdt = t->dtype == MG__DTYPE_Q4_0X16 ? MG_DTYPE_Q4_0 : t->dtype;
+    uint64_t row = mg__dtype_bytes(fdt, in, &ok), total;
     if (!ok || mg__mul_u64(row, out, &total))
         return mg__err(err, errlen, MG_E_MODEL_FORMAT,
                        "%s: tensor %s has unsupported dtype %d for rows of %llu", what, name,

@@ -93,6 +93,31 @@ void mg__gemm_bf16(const uint16_t *W, uint64_t rows, uint64_t cols, const float 
                    uint64_t ldx, float scale, uint64_t n, float *Y, uint64_t ldy,
                    uint16_t *xb, mg__pool *pool);
 
+/* ---- q4_0 in the decode layout: 16 rows interleaved (q4x16.c) ------------ */
+/* MG__DTYPE_Q4_0X16 is internal (never in a file): the q4_0 bytes of a
+ * matrix whose rows come in groups of 16, reordered so that one 64-byte
+ * vector holds the same four quant bytes of 16 rows. A group keeps its 16
+ * rows' bytes (16 * row_bytes; row 16 g still starts at 16 g * row_bytes);
+ * inside it, per pair of blocks 2p, 2p+1 (576 bytes at 576 p): block 2p's
+ * quants as four 64-byte vectors (vector k, 32-bit lane i: bytes 4k..4k+3
+ * of row i's block), block 2p+1's the same, then block 2p's 16 f16 scales
+ * in row order and block 2p+1's. The dtype functions above do not know it
+ * (a file cannot name it): sizes are q4_0's.
+ * Matrices need rows % 16 == 0, cols % 64 == 0 and cols <=
+ * MG__Q4X16_MAX_COLS (x is then quantized in one piece). mg__matvec,
+ * mg__matmul and the references take it like any dtype. */
+#define MG__DTYPE_Q4_0X16 64
+#define MG__Q4X16_MAX_COLS 16384u
+int mg__q4x16_fits(uint64_t rows, uint64_t cols);
+/* One group: 16 q4_0 rows of cols at src (contiguous) into dst (no overlap). */
+void mg__q4x16_pack_group(void *dst, const void *src, uint64_t cols);
+/* A whole q4_0 matrix rearranged in place; 0, or -1 (shape, memory). */
+int mg__q4x16_pack(void *W, uint64_t rows, uint64_t cols);
+/* Element (r, c) and rows r0..r0+nr-1 (into dst, nr x cols), dequantized. */
+float mg__q4x16_elem(const void *W, uint64_t cols, uint64_t r, uint64_t c);
+void mg__q4x16_dequant_rows(float *dst, const void *W, uint64_t cols, uint64_t r0,
+                            uint64_t nr);
+
 /* ---- elementwise / row kernels (f32) ------------------------------------ */
 /* y = x / sqrt(mean(x^2) + eps) * (add_one ? 1 + w : w); y may equal x. */
 void mg__rmsnorm(float *y, const float *x, const float *w, uint64_t n,
@@ -181,6 +206,13 @@ extern const mg__rows_fn mg__rows_avx512vnni[5];
 /* AVX512-VBMI + VNNI variants (q4_0 only: index 4; others NULL); the caller
  * checks both CPUID bits. */
 extern const mg__rows_fn mg__rows_avx512vbmi[5];
+
+/* The q4x16 row kernels (nrows a multiple of 16, rows at W with row_bytes
+ * of q4_0; xv a const mg__xq8 *): scalar (q4x16.c) and AVX512-VNNI. */
+void mg__rows_q4x16_scalar(const void *W, size_t row_bytes, uint64_t nrows,
+                           uint64_t cols, const void *xv, float *y, int accumulate);
+void mg__rows_q4x16_vnni(const void *W, size_t row_bytes, uint64_t nrows,
+                         uint64_t cols, const void *xv, float *y, int accumulate);
 
 /* The process's SIMD level capped by the CPU's (and >= scalar), and whether
  * the CPU has AVX512_VNNI. */

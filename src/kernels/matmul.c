@@ -27,6 +27,7 @@ static uint64_t tile_rows(uint64_t cols) {
 
 size_t mg__matmul_scratch_size(int32_t dtype, uint64_t cols) {
     uint64_t bytes;
+    if (dtype == MG__DTYPE_Q4_0X16) dtype = MG_DTYPE_Q4_0;
     if (dtype == MG_DTYPE_F32 || !mg__dtype_block_elems(dtype)) return 0;
     if (mg__mul_u64(tile_rows(cols), cols, &bytes) ||
         mg__mul_u64(bytes, sizeof(float), &bytes) || bytes > SIZE_MAX)
@@ -37,7 +38,8 @@ size_t mg__matmul_scratch_size(int32_t dtype, uint64_t cols) {
 /* Rows of up to 2^26 columns: the repack's gathers address 16 rows with
  * 32-bit offsets. */
 static int q8_path(int32_t level, int32_t dtype, uint64_t cols) {
-    return (dtype == MG_DTYPE_Q8_0 || dtype == MG_DTYPE_Q4_0) && cols <= (1u << 26) &&
+    return (dtype == MG_DTYPE_Q8_0 || dtype == MG_DTYPE_Q4_0 || dtype == MG__DTYPE_Q4_0X16) &&
+           cols <= (1u << 26) &&
            mg__kernel_level(level) >= MG_SIMD_AVX512 && mg__cpu_vnni();
 }
 
@@ -69,7 +71,7 @@ static void q8_quant_task(void *arg, uint32_t i, uint32_t n_tasks) {
     /* The kernel starts each block's sums at minus the weight offset times
      * the block's activation sum: s8 (8 * sum q) times offset / 8, which is
      * 16 for q8_0 (w + 128) and 1 for q4_0 (w + 8). */
-    int32_t off8 = j->g.dtype == MG_DTYPE_Q8_0 ? 16 : 1;
+    int32_t off8 = j->g.dtype == MG_DTYPE_Q8_0 ? 16 : 1; /* q4_0 in either layout: 1 */
     int32_t *xs = (int32_t *)j->g.xs;
     for (uint64_t k = t0 * nb; k < t1 * nb; k++) xs[k] = -xs[k] * off8;
 }
@@ -192,8 +194,10 @@ void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
                       uint64_t rows, uint64_t cols, const float *X, uint64_t n,
                       float *Y, float *scratch, mg__pool *pool) {
     int ok;
-    uint64_t row_bytes = mg__dtype_bytes(dtype, cols, &ok);
+    const int x16 = dtype == MG__DTYPE_Q4_0X16;
+    uint64_t row_bytes = mg__dtype_bytes(x16 ? MG_DTYPE_Q4_0 : dtype, cols, &ok);
     if (!ok || !W || !X || !Y || n == 0 || rows == 0) return;
+    if (x16 && !mg__q4x16_fits(rows, cols)) return;
     if (cols == 0) {
         memset(Y, 0, (size_t)(n * rows) * sizeof(float));
         return;
@@ -228,8 +232,11 @@ void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
     uint64_t tr = tile_rows(cols);
     for (uint64_t r0 = 0; r0 < rows; r0 += tr) {
         uint64_t nr = rows - r0 < tr ? rows - r0 : tr;
-        mg__dequant_row_level(mg__kernel_level(level), dtype, scratch,
-                              (const char *)W + r0 * row_bytes, nr * cols);
+        if (x16) /* rows of 16-row groups: tr and r0 are multiples of 16 */
+            mg__q4x16_dequant_rows(scratch, W, cols, r0, nr);
+        else
+            mg__dequant_row_level(mg__kernel_level(level), dtype, scratch,
+                                  (const char *)W + r0 * row_bytes, nr * cols);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nr,
                     (int)cols, 1.0f, X, (int)cols, scratch, (int)cols, 0.0f,
                     Y + r0, (int)rows);

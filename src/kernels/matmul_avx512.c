@@ -65,6 +65,27 @@ static void repack(int32_t dtype, const char *W, size_t row_bytes, uint64_t r0,
             }
             continue;
         }
+        if (dtype == MG__DTYPE_Q4_0X16) {
+            /* the 16-row decode layout (kernels.h): plain loads, no gathers;
+             * rows come in whole groups, so m is all or nothing here */
+            const uint8_t *gp = (const uint8_t *)W + (r0 + g * 16) * row_bytes;
+            for (uint32_t b = 0; b < kb; b++) {
+                uint64_t bb = b0 + b;
+                const uint8_t *q = gp + (bb / 2) * 576 + (bb % 2) * 256;
+                const uint8_t *sc = gp + (bb / 2) * 576 + 512 + (bb % 2) * 32;
+                _mm512_store_ps(p->dw[b][g],
+                                _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc)));
+                uint8_t *u = p->u[b][g];
+#pragma GCC unroll 4
+                for (int q4 = 0; q4 < 4; q4++) {
+                    __m512i v = _mm512_loadu_si512((const void *)(q + 64 * q4));
+                    _mm512_store_si512((void *)(u + q4 * 64), _mm512_and_si512(v, lo4));
+                    _mm512_store_si512((void *)(u + (q4 + 4) * 64),
+                                       _mm512_and_si512(_mm512_srli_epi16(v, 4), lo4));
+                }
+            }
+            continue;
+        }
         const char *base = W + (r0 + g * 16) * row_bytes + b0 * bs;
         for (uint32_t b = 0; b < kb; b++, base += bs) {
             /* f16 scale in the low half of each gathered dword */

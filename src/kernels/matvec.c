@@ -34,12 +34,14 @@ static float ref_elem(int32_t dtype, const void *W, uint64_t cols, uint64_t r,
         int nib = j < 16 ? (b->qs[j] & 0x0f) : (b->qs[j - 16] >> 4);
         return mg__f16_to_f32(b->d) * (float)(nib - 8);
     }
+    case MG__DTYPE_Q4_0X16: return mg__q4x16_elem(W, cols, r, c);
     default: return 0.0f;
     }
 }
 
 void mg__matvec_ref(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
                     const float *x, float *y) {
+    if (dtype == MG__DTYPE_Q4_0X16 && !mg__q4x16_fits(rows, cols)) return;
     for (uint64_t r = 0; r < rows; r++) {
         double s = 0.0;
         for (uint64_t c = 0; c < cols; c++)
@@ -244,13 +246,14 @@ typedef struct {
     const void *xv;
     float *y;
     int acc;
+    uint32_t gran; /* row ranges start at multiples of this */
 } mv_job;
 
 static void mv_task(void *arg, uint32_t i, uint32_t n) {
     const mv_job *j = arg;
-    /* Contiguous row ranges, boundaries on multiples of 4 rows. */
-    uint64_t q = (j->rows + 3) / 4;
-    uint64_t r0 = q * i / n * 4, r1 = q * (i + 1) / n * 4;
+    /* Contiguous row ranges, boundaries on multiples of gran rows. */
+    uint64_t q = (j->rows + j->gran - 1) / j->gran;
+    uint64_t r0 = q * i / n * j->gran, r1 = q * (i + 1) / n * j->gran;
     if (r1 > j->rows) r1 = j->rows;
     if (r0 >= r1) return;
     j->fn(j->W + r0 * j->row_bytes, j->row_bytes, r1 - r0, j->cols, j->xv,
@@ -268,7 +271,7 @@ static void run_job(mv_job *j, mg__pool *pool) {
      * thread that falls behind (another process, a page fault) does not
      * leave the others waiting at the end. */
     uint64_t tasks = (uint64_t)nt * 8;
-    if (tasks > j->rows / 4) tasks = j->rows / 4;
+    if (tasks > j->rows / j->gran) tasks = j->rows / j->gran;
     mg__pool_run(pool, mv_task, j, (uint32_t)tasks);
 }
 
@@ -276,15 +279,30 @@ void mg__matvec_level(int32_t level, int32_t dtype, const void *W,
                       uint64_t rows, uint64_t cols, const float *x, float *y,
                       mg__pool *pool) {
     int ok;
-    uint64_t row_bytes = mg__dtype_bytes(dtype, cols, &ok);
+    const int x16 = dtype == MG__DTYPE_Q4_0X16;
+    uint64_t row_bytes = mg__dtype_bytes(x16 ? MG_DTYPE_Q4_0 : dtype, cols, &ok);
     if (!ok || !W || !x || !y || rows == 0) return;
     if (cols == 0) {
         memset(y, 0, (size_t)rows * sizeof(float));
         return;
     }
     level = clamp_level(level);
+    if (x16) {
+        /* Interleaved q4_0: whole rows at once (cols <= the chunk). */
+        if (!mg__q4x16_fits(rows, cols)) return;
+        int8_t xq[MG__Q4X16_MAX_COLS] __attribute__((aligned(64)));
+        float xd[MG__Q4X16_MAX_COLS / MG__QK];
+        int32_t xs[MG__Q4X16_MAX_COLS / MG__QK];
+        quantize_x8_level(level, x, cols, xq, xd, xs);
+        mg__xq8 xq8 = {xq, xd, xs};
+        mv_job j = {level >= MG_SIMD_AVX512 && mg__cpu_vnni() ? mg__rows_q4x16_vnni
+                                                              : mg__rows_q4x16_scalar,
+                    W, (size_t)row_bytes, rows, cols, &xq8, y, 0, 16};
+        run_job(&j, pool);
+        return;
+    }
     mv_job j = {pick_rows(level, dtype), W, (size_t)row_bytes, rows, cols, x,
-                y, 0};
+                y, 0, 4};
     if (dtype != MG_DTYPE_Q8_0 && dtype != MG_DTYPE_Q4_0) {
         run_job(&j, pool);
         return;

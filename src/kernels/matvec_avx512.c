@@ -270,6 +270,56 @@ static void rows_q4_0_vbmi(const void *W, size_t rb, uint64_t nrows,
     }
 }
 
+/* The 16-row interleaved q4_0 layout (q4x16.c): per pair of blocks, eight
+ * 64-byte quant vectors (four per block, 16 rows x 4 bytes) and two
+ * 32-byte scale vectors. Each vector's low nibbles meet four activation
+ * bytes broadcast from the block's first half, its high nibbles four from
+ * the second half; a block's int32 sums start at minus its offset term, so
+ * the 16 lanes end up holding the 16 rows' block sums, scaled in f32 by
+ * d_w (16 scales at once) times d_x. Four independent sum chains per pair
+ * keep vpdpbusd's latency hidden. */
+#define X16_PAIR 576u
+MG_INLINE __m512i x16_block(const uint8_t *q, const int8_t *x, __m512i init) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i lo = init, hi = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m512i v = _mm512_loadu_si512((const void *)(q + 64 * k));
+        int32_t xl, xh;
+        memcpy(&xl, x + 4 * k, 4);
+        memcpy(&xh, x + 16 + 4 * k, 4);
+        lo = _mm512_dpbusd_epi32(lo, _mm512_and_si512(v, m4), _mm512_set1_epi32(xl));
+        hi = _mm512_dpbusd_epi32(hi, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                 _mm512_set1_epi32(xh));
+    }
+    return _mm512_add_epi32(lo, hi);
+}
+
+void mg__rows_q4x16_vnni(const void *W, size_t rb, uint64_t nrows, uint64_t cols,
+                         const void *xv, float *y, int acc) {
+    const mg__xq8 *xq = xv;
+    const uint64_t np = cols / (2 * MG__QK);
+    for (uint64_t g0 = 0; g0 < nrows; g0 += 16) {
+        const uint8_t *g = (const uint8_t *)W + g0 * rb;
+        __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps();
+        for (uint64_t p = 0; p < np; p++, g += X16_PAIR) {
+            const uint64_t b = 2 * p;
+            __m512i s0 = x16_block(g, xq->q + b * MG__QK, _mm512_set1_epi32(-xq->s8[b]));
+            __m512i s1 = x16_block(g + 256, xq->q + (b + 1) * MG__QK,
+                                   _mm512_set1_epi32(-xq->s8[b + 1]));
+            __m512 d0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 512)));
+            __m512 d1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 544)));
+            f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0),
+                                 _mm512_mul_ps(d0, _mm512_set1_ps(xq->d[b])), f0);
+            f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1),
+                                 _mm512_mul_ps(d1, _mm512_set1_ps(xq->d[b + 1])), f1);
+        }
+        __m512 t = _mm512_add_ps(f0, f1);
+        if (acc) t = _mm512_add_ps(t, _mm512_loadu_ps(y + g0));
+        _mm512_storeu_ps(y + g0, t);
+    }
+}
+
 const mg__rows_fn mg__rows_avx512[5] = {rows_f32, rows_f16, rows_bf16,
                                         rows_q8_0, rows_q4_0};
 const mg__rows_fn mg__rows_avx512vnni[5] = {NULL, NULL, NULL, rows_q8_0_vnni,

@@ -120,6 +120,9 @@ static mg_status get_mat(const mg__mgm *f, const char *name, uint64_t in,
     const mg__tensor *t;
     mg_status st = mg__mgm_get_matrix(f, WHAT, name, in, out, &t, scratch, err, errlen);
     if (st != MG_OK) return st;
+    /* q4_0 rows interleaved 16 at a time where the CPU decodes them faster so */
+    if (mg__mgm_repack_q4x16(f, t, out, in) < 0)
+        return mg__err(err, errlen, MG_E_NOMEM, "out of memory");
     m->w = t->data;
     m->dt = t->dtype;
     return MG_OK;
@@ -155,7 +158,8 @@ mg_status mg__decoder_build(mg__decoder **out, const mg__mgm *f, char *err,
                       err, errlen)))
         goto fail;
     int ok;
-    d->embd_row_bytes = (size_t)mg__dtype_bytes(d->embd.dt, H, &ok);
+    d->embd_row_bytes = (size_t)mg__dtype_bytes(
+        d->embd.dt == MG__DTYPE_Q4_0X16 ? MG_DTYPE_Q4_0 : d->embd.dt, H, &ok);
     if ((st = get_vec(f, "text.output_norm", H, &d->out_norm, err, errlen)))
         goto fail;
     /* HF multiplies by sqrt(hidden) cast to the embedding's dtype. */
@@ -834,9 +838,13 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
             memcpy(x, embeds[t], (size_t)H * sizeof *x);
             continue;
         }
-        const char *row = (const char *)d->embd.w +
-                          (size_t)tokens[t] * d->embd_row_bytes;
-        mg__dequantize(d->embd.dt, x, row, H);
+        if (d->embd.dt == MG__DTYPE_Q4_0X16) {
+            mg__q4x16_dequant_rows(x, d->embd.w, H, tokens[t], 1);
+        } else {
+            const char *row = (const char *)d->embd.w +
+                              (size_t)tokens[t] * d->embd_row_bytes;
+            mg__dequantize(d->embd.dt, x, row, H);
+        }
         for (uint32_t i = 0; i < H; i++) x[i] *= d->embd_scale;
     }
     rope_tables(s, n);

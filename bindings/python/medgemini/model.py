@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from . import _lib
 from ._handle import HandleState, Owned
-from .errors import (E_BUFFER_TOO_SMALL, E_INTERRUPTED, E_MISUSE, Interrupted,
+from .errors import (E_BUFFER_TOO_SMALL, E_INTERRUPTED, E_MISUSE, E_UNSUPPORTED, Interrupted,
                      InvalidArgumentError, MisuseError, UnsupportedError,
                      make_error)
 from .image import Image, as_image
@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover
 LOAD_VERIFY_CHECKSUMS = 0x1
 LOAD_NO_MMAP = 0x2
 LOAD_MMAP = 0x4
+LOAD_FILE_LAYOUT = 0x8
 CONTEXT_KV_BF16 = 0x1
 TOKENIZE_ADD_BOS = 0x1
 TOKENIZE_PARSE_SPECIAL = 0x2
@@ -711,15 +712,20 @@ class Model(Owned, _Generating):
     makes one), so concurrent calls never share a context.
 
     Model.load(path, threads=0, n_ctx=0, seed=0, verify=False, mmap=False,
-    max_memory=0, pool_size=4, kv_bf16=False): threads, n_ctx and kv_bf16
-    (keys and values of the KV cache kept as bf16: half its memory) apply to
-    the contexts it makes (0 = the library's defaults)."""
+    max_memory=0, pool_size=4, kv_bf16=False, file_layout=False): threads,
+    n_ctx and kv_bf16 (keys and values of the KV cache kept as bf16: half its
+    memory) apply to the contexts it makes (0 = the library's defaults).
+    file_layout keeps every tensor's bytes as stored; without it the text
+    decoder's q4_0 matrices may be rearranged at load for faster decoding,
+    and tensor_bytes() refuses them."""
 
     def __init__(self, path, threads=0, n_ctx=0, seed=0, verify=False,
-                 mmap=False, max_memory=0, pool_size=4, kv_bf16=False):
+                 mmap=False, max_memory=0, pool_size=4, kv_bf16=False,
+                 file_layout=False):
         p = _lib.mg_model_params()
         _lib.mg_model_params_init(byref(p))
-        p.flags = (LOAD_VERIFY_CHECKSUMS if verify else 0) | (LOAD_MMAP if mmap else 0)
+        p.flags = ((LOAD_VERIFY_CHECKSUMS if verify else 0) | (LOAD_MMAP if mmap else 0) |
+                   (LOAD_FILE_LAYOUT if file_layout else 0))
         p.max_memory = int(max_memory or 0)
         out, err = c_void_p(), ctypes.create_string_buffer(_lib.ERRBUF)
         st = _lib.mg_model_load(byref(out), os.fsencode(path), byref(p), err, _lib.ERRBUF)
@@ -874,6 +880,10 @@ class Model(Owned, _Generating):
             st = _lib.mg_model_tensor_find(byref(t), h, _enc(name))
             if st:
                 raise make_error(st, "no tensor %r" % name)
+            if t.n_bytes and not t.data:
+                raise make_error(E_UNSUPPORTED, "tensor %r was rearranged at load for "
+                                 "decoding; load the model with file_layout=True to "
+                                 "read its bytes" % name)
             return ctypes.string_at(t.data, t.n_bytes)
 
     @staticmethod

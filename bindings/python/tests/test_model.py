@@ -42,6 +42,27 @@ def test_load_mmap_same_weights(model, tiny_path):
             assert mapped.tensor_bytes(t.name) == model.tensor_bytes(t.name)
 
 
+def test_load_file_layout(tmp_path):
+    # q4_0 decoder matrices may be rearranged at load (AVX512-VNNI): the
+    # same text either way; file_layout=True keeps the stored bytes, which
+    # the default load then either has too or refuses to hand out
+    path = str(tmp_path / "q4.mgm")
+    cli("mkmodel", "--shape", "tiny", "--no-vision", "--dtype", "q4_0", "-o", path)
+    name = "text.blk.0.ffn_up"
+    with medgemini.Model.load(path, file_layout=True) as kept, \
+            medgemini.Model.load(path, mmap=True) as mapped, \
+            medgemini.Model.load(path) as default:
+        stored = mapped.tensor_bytes(name)
+        assert kept.tensor_bytes(name) == stored
+        assert default.tensor_info(name).dtype == kept.tensor_info(name).dtype
+        try:
+            assert default.tensor_bytes(name) == stored
+        except medgemini.UnsupportedError as e:
+            assert e.status == 7 and "file_layout" in e.message
+        want = kept.generate("Describe the film.", max_tokens=12)
+        assert default.generate("Describe the film.", max_tokens=12) == want
+
+
 def test_load_errors(tmp_path):
     with pytest.raises(medgemini.FileAccessError) as e:
         medgemini.Model.load(str(tmp_path / "missing.mgm"))

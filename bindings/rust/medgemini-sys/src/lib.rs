@@ -77,6 +77,7 @@ pub struct mg_volume {
 pub const MG_LOAD_VERIFY_CHECKSUMS: u32 = 0x1;
 pub const MG_LOAD_NO_MMAP: u32 = 0x2;
 pub const MG_LOAD_MMAP: u32 = 0x4;
+pub const MG_LOAD_FILE_LAYOUT: u32 = 0x8;
 pub const MG_CONTEXT_KV_BF16: u32 = 0x1;
 
 #[repr(C)]

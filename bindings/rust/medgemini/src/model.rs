@@ -45,6 +45,10 @@ pub struct LoadOptions {
     /// Map the file read-only instead of reading it: shares pages between
     /// processes, decodes more slowly (4 KiB pages).
     pub mmap: bool,
+    /// Keep every tensor's bytes as stored. Without it, on CPUs with
+    /// AVX512-VNNI, the text decoder's q4_0 matrices are rearranged at load
+    /// for faster decoding and their [`TensorInfo::data`] is empty.
+    pub file_layout: bool,
     /// Refuse files whose tensors need more bytes than this (0 = no limit).
     pub max_memory: u64,
 }
@@ -60,6 +64,10 @@ impl LoadOptions {
     }
     pub fn mmap(mut self, on: bool) -> Self {
         self.mmap = on;
+        self
+    }
+    pub fn file_layout(mut self, on: bool) -> Self {
+        self.file_layout = on;
         self
     }
     pub fn max_memory(mut self, bytes: u64) -> Self {
@@ -167,6 +175,8 @@ pub struct TensorInfo<'a> {
     pub file_offset: u64,
     pub stored_bytes: u64,
     pub crc32c: u32,
+    /// The decompressed bytes; empty for a matrix the library rearranged at
+    /// load (see [`LoadOptions::file_layout`]).
     pub data: &'a [u8],
 }
 
@@ -192,6 +202,9 @@ impl Model {
         }
         if opts.mmap {
             p.flags |= sys::MG_LOAD_MMAP;
+        }
+        if opts.file_layout {
+            p.flags |= sys::MG_LOAD_FILE_LAYOUT;
         }
         p.max_memory = opts.max_memory;
         let mut err = [0 as c_char; ERRLEN];

@@ -915,3 +915,34 @@ fn volume_generation_errors() {
     assert!(e.message().contains("max_slices"), "{e}");
     assert_eq!(ctx.vqa_volume(&v, "a\0b", &SliceOptions::default(), &o).unwrap_err().status(), Status::InvalidArg);
 }
+
+/// q4_0 decoder matrices may be rearranged at load (AVX512-VNNI): the same
+/// text either way; `file_layout` keeps the stored bytes, which a default
+/// load then either has too or leaves empty.
+#[test]
+fn load_file_layout() {
+    let d = TempDir(temp_dir("q4"));
+    let p = d.0.join("q4.mgm");
+    let st = Command::new(cli())
+        .args(["mkmodel", "--shape", "tiny", "--no-vision", "--dtype", "q4_0", "-o"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    let kept = Model::load_with(&p, &LoadOptions::default().file_layout(true)).unwrap();
+    let mapped = Model::load_with(&p, &LoadOptions::default().mmap(true)).unwrap();
+    let def = Model::load(&p).unwrap();
+    let name = "text.blk.0.ffn_up";
+    let stored = mapped.tensor_by_name(name).unwrap();
+    let k = kept.tensor_by_name(name).unwrap();
+    assert_eq!(k.data, stored.data);
+    assert_eq!(k.data.len() as u64, k.n_bytes);
+    let t = def.tensor_by_name(name).unwrap();
+    assert_eq!(t.dtype, k.dtype);
+    assert_eq!(t.n_bytes, k.n_bytes);
+    assert!(t.data.is_empty() || t.data == stored.data);
+    let o = GenOptions::default().max_tokens(12);
+    let want = kept.context(&opts1()).unwrap().generate("Describe the film.", &o).unwrap();
+    let got = def.context(&opts1()).unwrap().generate("Describe the film.", &o).unwrap();
+    assert_eq!(got, want);
+}
