@@ -346,6 +346,98 @@ START_TEST(test_context_params) {
 }
 END_TEST
 
+/* A caller built against a newer header: our struct then 16 bytes of fields
+ * this version does not know, all zero (their defaults: accepted) or one of
+ * them set (refused with MG_E_UNSUPPORTED, not ignored). */
+typedef struct { _Alignas(16) unsigned char b[512]; } newer_buf;
+static const void *newer(newer_buf *nb, const void *ours, size_t size, int set) {
+    ck_assert_uint_le(size + 16, sizeof nb->b);
+    memset(nb->b, 0, sizeof nb->b);
+    memcpy(nb->b, ours, size);
+    uint32_t n = (uint32_t)size + 16;
+    memcpy(nb->b, &n, sizeof n);
+    if (set) nb->b[size + 9] = 1;
+    return nb->b;
+}
+
+START_TEST(test_newer_params) {
+    newer_buf nb;
+    char err[256];
+    const char *path = make_model("newer.mgm", 1024);
+    for (int set = 0; set < 2; set++) {
+        mg_status want = set ? MG_E_UNSUPPORTED : MG_OK;
+        mg_model_params mp = MG_MODEL_PARAMS_INIT;
+        mg_model *m = NULL;
+        ck_assert_int_eq(mg_model_load(&m, path, newer(&nb, &mp, sizeof mp, set), err, sizeof err),
+                         want);
+        if (set) {
+            ck_assert_ptr_null(m);
+            ck_assert_ptr_nonnull(strstr(err, "mg_model_params"));
+            m = load(path);
+        }
+        mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
+        mg_context *c = NULL;
+        ck_assert_int_eq(mg_context_new(&c, m, newer(&nb, &cp, sizeof cp, set)), want);
+        if (!c) ck_assert_int_eq(mg_context_new(&c, m, NULL), MG_OK);
+        mg_context_free(c);
+        mg_model_free(m);
+        /* generation, on a tiny model with a decoder from the CLI when there is one */
+        const char *cli = getenv("MG_CLI");
+        if (cli && *cli) {
+            const char *tp = tu_tmp_path("newer_tiny.mgm");
+            char cmd[8192];
+            snprintf(cmd, sizeof cmd, "%s mkmodel --shape tiny --no-vision -o %s", cli, tp);
+            ck_assert_int_eq(system(cmd), 0);
+            m = load(tp);
+            ck_assert_int_eq(mg_context_new(&c, m, NULL), MG_OK);
+            mg_gen_params gp = MG_GEN_PARAMS_INIT;
+            gp.max_tokens = 2;
+            char *out = NULL;
+            ck_assert_int_eq(mg_generate(&out, c, "hi", newer(&nb, &gp, sizeof gp, set)),
+                             set ? MG_E_UNSUPPORTED : MG_OK);
+            ck_assert((strstr(mg_context_errmsg(c), "mg_gen_params") != NULL) == (set != 0));
+            ck_assert((out == NULL) == (set != 0));
+            mg_string_free(out);
+            mg_context_free(c);
+            mg_model_free(m);
+            remove(tp);
+        }
+        /* the rest: a missing file is MG_E_IO once the parameters pass */
+        const char *missing = tu_tmp_path("no-such-file");
+        mg_status io = set ? MG_E_UNSUPPORTED : MG_E_IO;
+        mg_image_params ip = MG_IMAGE_PARAMS_INIT;
+        mg_image *img = NULL;
+        ck_assert_int_eq(mg_image_load_file(&img, missing, newer(&nb, &ip, sizeof ip, set), err,
+                                            sizeof err), io);
+        mg_volume_params vp = MG_VOLUME_PARAMS_INIT;
+        mg_volume *vol = NULL;
+        ck_assert_int_eq(mg_volume_load_nifti(&vol, missing, newer(&nb, &vp, sizeof vp, set), err,
+                                              sizeof err), io);
+        mg_prs_params pp;
+        mg_prs_params_init(&pp);
+        mg_prs *prs = NULL;
+        mg_status ps = mg_prs_open_plink(&prs, missing, newer(&nb, &pp, sizeof pp, set), err,
+                                         sizeof err);
+        ck_assert_int_eq(ps, set ? MG_E_UNSUPPORTED : MG_E_IO);
+        mg_convert_params vc = MG_CONVERT_PARAMS_INIT;
+        mg_status cs = mg_convert(missing, tu_tmp_path("newer-out.mgm"),
+                                  newer(&nb, &vc, sizeof vc, set), err, sizeof err);
+        if (set) ck_assert_int_eq(cs, MG_E_UNSUPPORTED);
+        else ck_assert_int_ne(cs, MG_E_UNSUPPORTED);
+        float vox[8] = {0};
+        ck_assert_int_eq(mg_volume_from_voxels(&vol, vox, 2, 2, 2, NULL, NULL, NULL, err,
+                                               sizeof err), MG_OK);
+        mg_slice_params sp = MG_SLICE_PARAMS_INIT;
+        size_t n = 0;
+        ck_assert_int_eq(mg_volume_slices(NULL, 0, &n, NULL, vol,
+                                          newer(&nb, &sp, sizeof sp, set), err, sizeof err),
+                         set ? MG_E_UNSUPPORTED : MG_OK);
+        mg_volume_free(vol);
+    }
+    remove(path);
+}
+END_TEST
+
 START_TEST(test_tasks_unsupported) {
     const char *path = make_model("tasks.mgm", 1024);
     mg_model *m = load(path);
@@ -467,6 +559,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_misuse);
     tcase_add_test(tc, test_zombie_model);
     tcase_add_test(tc, test_context_params);
+    tcase_add_test(tc, test_newer_params);
     tcase_add_test(tc, test_tasks_unsupported);
     tcase_add_test(tc, test_threads_share_model);
     tcase_add_test(tc, test_interrupt_any_thread);

@@ -87,6 +87,19 @@ expect "bad token id fails" test $? -eq 1
 expect "bad token id: message" grep -q 'out of range' "$TMP/e.err"
 "$CLI" generate -m "$TMP/tiny.mgm" --ids 2,x > /dev/null 2>&1
 expect "malformed --ids exits 2" test $? -eq 2
+# A context that fills during the answer: the text so far on stdout, why it
+# stops on stderr, exit status 3 (it used to exit 0 without a word).
+"$CLI" generate -m "$TMP/tiny.mgm" --ctx 4 --ids 2,300 -n 8 > "$TMP/cf.txt" 2> "$TMP/cf.err"
+expect "generate cut by a full context exits 3" test $? -eq 3
+expect "generate cut by a full context says so" grep -q 'answer cut short' "$TMP/cf.err"
+# the same for a report: a context two tokens longer than its prompt
+"$CLI" report examples/data/cxr_nih_00006585_008.png -m "$TMP/tiny.mgm" -n 1 \
+  --prompt-ids "$TMP/rp.txt" > /dev/null 2>&1
+rpn=$(( $(wc -l < "$TMP/rp.txt") + 1 ))
+"$CLI" report examples/data/cxr_nih_00006585_008.png -m "$TMP/tiny.mgm" -n 8 --ctx "$rpn" \
+  > "$TMP/rcf.txt" 2> "$TMP/rcf.err"
+expect "report cut by a full context exits 3" test $? -eq 3
+expect "report cut by a full context says so" grep -q 'medgemini report: answer cut short' "$TMP/rcf.err"
 
 # convert: a Hugging Face folder (the decoder's reference fixture) to q8_0,
 # with a small tokenizer.json given by --tokenizer, and --eval on prompts.

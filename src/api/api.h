@@ -81,6 +81,9 @@ mg_status mg__feed_prompt(mg_context *c, const int32_t *ids, size_t n,
                           size_t errlen);
 /* Validates params into *gp (defaults for NULL). */
 mg_status mg__gen_params_check(mg_gen_params *gp, const mg_gen_params *params);
+/* Leaves the context call with the status and message for a failed
+ * mg__gen_params_check (MG_E_UNSUPPORTED: fields of a newer header set). */
+mg_status mg__gen_params_refuse(mg_context *c, mg_status st);
 
 /* A live (not freed) model, for functions taking one. */
 int mg__model_ok(const mg_model *m);

@@ -30,7 +30,8 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
     *out = NULL;
     if (!mg__model_ok(model)) return MG_E_MISUSE;
     mg_context_params p = MG_CONTEXT_PARAMS_INIT;
-    if (mg__params_copy(&p, sizeof p, params) != MG_OK) return MG_E_INVALID_ARG;
+    mg_status pst = mg__params_copy(&p, sizeof p, params);
+    if (pst != MG_OK) return pst == MG_E_UNSUPPORTED ? pst : MG_E_INVALID_ARG;
     if ((p.flags & ~MG_CONTEXT_KV_BF16) || p.n_threads > MG__MAX_THREADS)
         return MG_E_INVALID_ARG;
     if (p.n_threads == 0) {

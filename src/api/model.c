@@ -13,7 +13,8 @@ mg_status mg__params_copy(void *dst, size_t dst_size, const void *src) {
     memcpy(&n, src, sizeof n);
     if (n < sizeof(uint32_t) || n > 65536) return MG_E_INVALID_ARG;
     /* Fields past the caller's struct keep their defaults; fields the caller
-     * has beyond ours (a newer header) are ignored. */
+     * has beyond ours (a newer header) must be zero (their defaults). */
+    if (n > dst_size && mg__opts_newer_byte(src, n, dst_size)) return MG_E_UNSUPPORTED;
     memcpy((char *)dst + sizeof(uint32_t), (const char *)src + sizeof(uint32_t),
            (n < dst_size ? n : dst_size) - sizeof(uint32_t));
     memcpy(dst, &dst_size, sizeof(uint32_t));
@@ -61,7 +62,11 @@ MG_API mg_status mg_model_load(mg_model **out, const char *path,
     if (!out) return mg__err(err, errlen, MG_E_INVALID_ARG, "out is NULL");
     *out = NULL;
     if (!path) return mg__err(err, errlen, MG_E_INVALID_ARG, "path is NULL");
-    if (mg__params_copy(&p, sizeof p, params) != MG_OK)
+    mg_status pst = mg__params_copy(&p, sizeof p, params);
+    if (pst == MG_E_UNSUPPORTED)
+        return mg__err(err, errlen, pst, "mg_model_params sets fields this version (%s) does "
+                       "not know", MG_VERSION_STRING);
+    if (pst != MG_OK)
         return mg__err(err, errlen, MG_E_INVALID_ARG,
                        "mg_model_params.struct_size is invalid");
     if (p.flags & ~(uint32_t)(MG_LOAD_VERIFY_CHECKSUMS | MG_LOAD_NO_MMAP | MG_LOAD_MMAP |

@@ -5,6 +5,11 @@
 #include <stddef.h>
 #include <stdio.h>
 
+/* Exit statuses: 0 done, 1 an error (message on stderr), 2 bad usage, 3 an
+ * answer cut short because the context filled (the text so far is on
+ * stdout, the reason on stderr). */
+#define CLI_EXIT_PARTIAL 3
+
 /* Prints s in double quotes with C-style escapes, at most max bytes. */
 void cli_print_quoted(FILE *f, const char *s, size_t max);
 int cli_mkmodel(int argc, char **argv);

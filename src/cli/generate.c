@@ -52,7 +52,8 @@ static void usage(void) {
         "  --temp T --top-k K --top-p P --repeat-penalty R --seed S   sampling\n"
         "  --stop STRING        stop at STRING (repeatable)\n"
         "  --threads N --ctx N  context settings\n"
-        "  --kv-bf16            keep the KV cache in bf16 (half the memory)\n");
+        "  --kv-bf16            keep the KV cache in bf16 (half the memory)\n"
+        "exit status: 0 done, 1 error, 2 bad usage, 3 answer cut short by a full context\n");
 }
 
 int cli_generate(int argc, char **argv) {
@@ -154,8 +155,16 @@ int cli_generate(int argc, char **argv) {
     char *text = NULL;
     st = ids ? mg_generate_ids(&text, ctx, ids, n_ids, &gp) : mg_generate(&text, ctx, prompt, &gp);
     fputc('\n', stdout);
+    int text_seen = text != NULL;
     mg_string_free(text);
-    if (st != MG_OK && st != MG_E_CONTEXT_FULL) {
+    if (st == MG_E_CONTEXT_FULL && text_seen) {
+        /* the answer so far is on stdout; say why it stops there */
+        fprintf(stderr, "medgemini generate: answer cut short: %s (a larger --ctx holds more)\n",
+                mg_context_errmsg(ctx));
+        rc = CLI_EXIT_PARTIAL;
+        goto done;
+    }
+    if (st != MG_OK) {
         fprintf(stderr, "medgemini generate: %s\n", mg_context_errmsg(ctx));
         goto done;
     }

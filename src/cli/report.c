@@ -64,7 +64,8 @@ static void usage(const char *cmd) {
         "  --slices N           at most N evenly spaced slices (default 85)\n"
         "  --window W           auto (default: CT windows for CT, else min-max), ct, minmax\n"
         "  --as-stored          slices in voxel order, not turned to the radiological view\n"
-        "  --series UID         the DICOM series to read (default: the largest)\n");
+        "  --series UID         the DICOM series to read (default: the largest)\n"
+        "exit status: 0 done, 1 error, 2 bad usage, 3 answer cut short by a full context\n");
 }
 
 /* --prompt-ids: the context's tokens, one id a line. */
@@ -237,7 +238,14 @@ static int run(const char *cmd, int argc, char **argv) {
         int partial = text != NULL; /* a context that filled during generation */
         mg_string_free(text);
         if (ids_path && q + 1 == n_calls && write_ids(cmd, ids_path, ctx)) goto done;
-        if (st != MG_OK && (st != MG_E_CONTEXT_FULL || !partial)) {
+        if (st == MG_E_CONTEXT_FULL && partial) {
+            /* the answer so far is on stdout; say why it stops there */
+            fprintf(stderr, "medgemini %s: answer cut short: %s (a larger --ctx holds more)\n",
+                    cmd, mg_context_errmsg(ctx));
+            rc = CLI_EXIT_PARTIAL;
+            goto done;
+        }
+        if (st != MG_OK) {
             fprintf(stderr, "medgemini %s: %s\n", cmd, mg_context_errmsg(ctx));
             goto done;
         }

@@ -899,6 +899,11 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
     if (params) {
         if (params->struct_size < sizeof(uint32_t) * 2 || params->struct_size > (1u << 16))
             return mg__err(err, errlen, MG_E_INVALID_ARG, "params->struct_size is invalid");
+        if (params->struct_size > sizeof p &&
+            mg__opts_newer_byte(params, params->struct_size, sizeof p))
+            return mg__err(err, errlen, MG_E_UNSUPPORTED,
+                           "mg_convert_params sets fields this version (%s) does not know",
+                           MG_VERSION_STRING);
         size_t n = params->struct_size < sizeof p ? params->struct_size : sizeof p;
         memcpy(&p, params, n);
         p.struct_size = sizeof p;

@@ -31,6 +31,14 @@ mg_status mg__err(char *buf, size_t n, mg_status status, const char *fmt, ...)
 mg_status mg__verr(char *buf, size_t n, mg_status status, const char *fmt,
                    va_list ap);
 
+/* Options structs (mg_*_params) from a newer header are longer than ours;
+ * fields added later start at the older sizeof (docs/ABI.md). Those extra
+ * fields must be left at zero (a new field's zero means its default), else
+ * the call is refused with MG_E_UNSUPPORTED rather than run without what
+ * the caller asked for. Returns the offset of the first non-zero byte in
+ * [known, n) (known = our sizeof), or 0 when there is none. */
+size_t mg__opts_newer_byte(const void *src, size_t n, size_t known);
+
 /* ---- overflow-checked arithmetic --------------------------------------- */
 /* Each returns 0 on success, 1 on overflow (and then leaves *out undefined). */
 static inline int mg__add_u64(uint64_t a, uint64_t b, uint64_t *out) {

@@ -42,3 +42,10 @@ MG_API const char *mg_status_str(mg_status status) {
     default: return "unknown status";
     }
 }
+
+size_t mg__opts_newer_byte(const void *src, size_t n, size_t known) {
+    const unsigned char *b = src;
+    for (size_t i = known; i < n; i++)
+        if (b[i]) return i;
+    return 0;
+}

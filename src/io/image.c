@@ -79,6 +79,13 @@ mg_status mg__image_params_get(mg_image_params *dst, const mg_image_params *src,
                        "mg_image_params.struct_size is %u; set it with "
                        "mg_image_params_init()", (unsigned)src->struct_size);
     }
+    if (src && src->struct_size > sizeof *dst &&
+        mg__opts_newer_byte(src, src->struct_size, sizeof *dst)) {
+        mg__image_params_resolve(dst, NULL);
+        return mg__err(err, errlen, MG_E_UNSUPPORTED,
+                       "mg_image_params sets fields this version (%s) does not know",
+                       MG_VERSION_STRING);
+    }
     mg__image_params_resolve(dst, src);
     if (dst->flags != 0)
         return mg__err(err, errlen, MG_E_INVALID_ARG,

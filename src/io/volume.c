@@ -41,6 +41,10 @@ mg_status mg__volume_params_get(mg_volume_params *dst,
         return mg__err(err, errlen, MG_E_INVALID_ARG,
                        "mg_volume_params.struct_size is %u; set it with "
                        "mg_volume_params_init()", (unsigned)n);
+    if (n > sizeof *dst && mg__opts_newer_byte(src, n, sizeof *dst))
+        return mg__err(err, errlen, MG_E_UNSUPPORTED,
+                       "mg_volume_params sets fields this version (%s) does not know",
+                       MG_VERSION_STRING);
     MG__VP_FIELD(dst, src, n, flags);
     MG__VP_FIELD(dst, src, n, max_voxels);
     MG__VP_FIELD(dst, src, n, max_memory);

@@ -161,6 +161,10 @@ mg_status mg__slice_params_get(mg_slice_params *dst, const mg_slice_params *src,
     if (!src) return MG_OK;
     if (src->struct_size < sizeof(uint32_t) || src->struct_size > 65536)
         return mg__err(err, errlen, MG_E_INVALID_ARG, "mg_slice_params.struct_size is invalid");
+    if (src->struct_size > sizeof *dst && mg__opts_newer_byte(src, src->struct_size, sizeof *dst))
+        return mg__err(err, errlen, MG_E_UNSUPPORTED,
+                       "mg_slice_params sets fields this version (%s) does not know",
+                       MG_VERSION_STRING);
     size_t n = src->struct_size < sizeof *dst ? src->struct_size : sizeof *dst;
     memcpy(dst, src, n);
     dst->struct_size = sizeof *dst;

@@ -42,6 +42,9 @@ static mg_status open_any(mg_prs **out, const char *prefix, const mg_prs_params 
     mg_prs_params_init(&pp);
     if (params) {
         mg_status st = mg__params_copy(&pp, sizeof pp, params);
+        if (st == MG_E_UNSUPPORTED)
+            return mg__err(err, errlen, st, "mg_prs_params sets fields this version (%s) does "
+                           "not know", MG_VERSION_STRING);
         if (st != MG_OK) return mg__err(err, errlen, st, "bad mg_prs_params.struct_size %u", params->struct_size);
         pp.struct_size = sizeof pp;
     }

@@ -232,7 +232,8 @@ static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
 static mg_status check_gen_params(mg_gen_params *gp, const mg_gen_params *params) {
     mg_gen_params d = MG_GEN_PARAMS_INIT;
     *gp = d;
-    if (mg__params_copy(gp, sizeof *gp, params) != MG_OK) return MG_E_INVALID_ARG;
+    mg_status pst = mg__params_copy(gp, sizeof *gp, params);
+    if (pst != MG_OK) return pst == MG_E_UNSUPPORTED ? pst : MG_E_INVALID_ARG;
     if (!(gp->temperature >= 0.0f) || !(gp->top_p > 0.0f && gp->top_p <= 1.0f) ||
         gp->top_k < 0 || !(gp->repetition_penalty > 0.0f) || (gp->n_stop && !gp->stop) ||
         gp->n_stop > MG__MAX_STOP || (gp->flags & ~MG_GEN_RAW_PROMPT))
@@ -337,6 +338,13 @@ mg_status mg__gen_params_check(mg_gen_params *gp, const mg_gen_params *params) {
     return check_gen_params(gp, params);
 }
 
+mg_status mg__gen_params_refuse(mg_context *c, mg_status st) {
+    if (st == MG_E_UNSUPPORTED)
+        return mg__ctx_leave(c, st, "mg_gen_params sets fields this version (%s) does not know",
+                             MG_VERSION_STRING);
+    return mg__ctx_leave(c, MG_E_INVALID_ARG, "generation parameters out of range");
+}
+
 MG_API mg_status mg_generate_ids(char **out, mg_context *c, const int32_t *ids,
                                  size_t n, const mg_gen_params *params) {
     if (out) *out = NULL;
@@ -345,8 +353,7 @@ MG_API mg_status mg_generate_ids(char **out, mg_context *c, const int32_t *ids,
     if (!out) return mg__ctx_leave(c, MG_E_INVALID_ARG, "out is NULL");
     if ((st = need_text(c)) || (st = check_ids(c, ids, n))) return st;
     mg_gen_params gp;
-    if (check_gen_params(&gp, params))
-        return mg__ctx_leave(c, MG_E_INVALID_ARG, "generation parameters out of range");
+    if ((st = check_gen_params(&gp, params))) return mg__gen_params_refuse(c, st);
     return run(out, c, ids, n, &gp);
 }
 
@@ -364,8 +371,7 @@ MG_API mg_status mg_generate(char **out, mg_context *c, const char *prompt,
     const mg_tokenizer *tok = c->model->tokenizer; /* also while the model lingers freed */
     if (!tok) return mg__ctx_leave(c, MG_E_UNSUPPORTED, "the model has no tokenizer");
     mg_gen_params gp;
-    if (check_gen_params(&gp, params))
-        return mg__ctx_leave(c, MG_E_INVALID_ARG, "generation parameters out of range");
+    if ((st = check_gen_params(&gp, params))) return mg__gen_params_refuse(c, st);
 
     obuf text = {0};
     int raw = (gp.flags & MG_GEN_RAW_PROMPT) != 0;

@@ -29,7 +29,11 @@ static mg_status check_images(mg_context *ctx, const mg_image *const *images,
 
 static mg_status check_gen(mg_context *ctx, const mg_gen_params *params) {
     mg_gen_params p = MG_GEN_PARAMS_INIT;
-    if (mg__params_copy(&p, sizeof p, params) != MG_OK)
+    mg_status pst = mg__params_copy(&p, sizeof p, params);
+    if (pst == MG_E_UNSUPPORTED)
+        return mg__ctx_leave(ctx, pst, "mg_gen_params sets fields this version (%s) does not "
+                             "know", MG_VERSION_STRING);
+    if (pst != MG_OK)
         return mg__ctx_leave(ctx, MG_E_INVALID_ARG, "mg_gen_params.struct_size is invalid");
     if (!(p.temperature >= 0.0f) || !(p.top_p > 0.0f && p.top_p <= 1.0f) ||
         p.top_k < 0 || !(p.repetition_penalty > 0.0f) || (p.n_stop && !p.stop))
@@ -204,8 +208,8 @@ static mg_status multimodal(char **out, mg_context *c, const mg_image *const *im
                             size_t n_images, const char *question,
                             const mg_gen_params *params) {
     mg_gen_params gp;
-    if (mg__gen_params_check(&gp, params))
-        return mg__ctx_leave(c, MG_E_INVALID_ARG, "generation parameters out of range");
+    mg_status gst = mg__gen_params_check(&gp, params);
+    if (gst) return mg__gen_params_refuse(c, gst);
     const mg_model *m = c->model;
     mg__gen_block *blocks = mg__calloc(n_images, sizeof *blocks);
     if (!blocks) return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
@@ -246,8 +250,8 @@ static mg_status volumetric(char **out, mg_context *c, const mg_volume *volume,
                             const char *question, const mg_slice_params *sparams,
                             const mg_gen_params *params) {
     mg_gen_params gp;
-    if (mg__gen_params_check(&gp, params))
-        return mg__ctx_leave(c, MG_E_INVALID_ARG, "generation parameters out of range");
+    mg_status gst = mg__gen_params_check(&gp, params);
+    if (gst) return mg__gen_params_refuse(c, gst);
     char err[256];
     mg__enc_input in;
     memset(&in, 0, sizeof in);
@@ -443,8 +447,8 @@ MG_API mg_status mg_prs_predict(char **out, double *risk, mg_context *ctx,
     if ((st = check_scores(ctx, scores, names, n_scores))) return st;
     if ((st = check_gen(ctx, params))) return st;
     mg_gen_params gp;
-    if (mg__gen_params_check(&gp, params))
-        return mg__ctx_leave(ctx, MG_E_INVALID_ARG, "generation parameters out of range");
+    mg_status gst = mg__gen_params_check(&gp, params);
+    if (gst) return mg__gen_params_refuse(ctx, gst);
     if (!out) gp.max_tokens = 0;
     mg__genome_input g = {scores, names, n_scores};
     mg__gen_block bl;
