@@ -52,7 +52,8 @@ CHECK_LIBS := $(shell pkg-config --libs check)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all clean check check-asan check-valgrind install uninstall \
+.PHONY: all clean check check-asan check-valgrind install uninstall fuzz fuzz-run \
+        fuzz-replay fuzz-replay-run fuzz-coverage fuzz-coverage-run \
         test-install bench demo test check-reference bindings-test train-demo \
         eval-demo eval-polygenic train-polygenic bench-peer bench-build
 all: $(STATIC) $(SHARED) $(CLI)
@@ -150,11 +151,78 @@ bindings-test: $(SHARED) $(CLI)
 	    LD_LIBRARY_PATH=$(abspath $(BUILD)) bindings/$$b/run_tests.sh || fail=1; fi; \
 	done; exit $$fail
 
+# Fuzzing (tests/fuzz/README.md). fuzz-replay: every harness linked with
+# tests/fuzz/replay.c and run over its committed corpus and saved crash
+# reproducers under ASan+UBSan (gcc; part of `make test`). fuzz: the same
+# harnesses with libFuzzer (clang), FUZZ_TIME seconds each, growing
+# lib/fuzz/corpus/<name> from the committed seeds; new crashes land in
+# lib/fuzz/crashes/<name>.
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_HDR   := tests/fuzz/fuzz.h tests/fuzz/prs_fixture.h
+FUZZ_TIME  ?= 60
+FUZZ_CC    ?= clang
+ASAN_ENV   := ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1
+
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_HDR) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/fuzz -o $@ $< tests/fuzz/replay.c $(STATIC) $(LDFLAGS_ALL) $(DEPS_LIBS)
+
+fuzz-replay-run: $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_NAMES))
+	@fail=0; for n in $(FUZZ_NAMES); do \
+	  set --; for d in tests/fuzz/corpus/$$n tests/fuzz/crashes/$$n; do [ -d $$d ] && set -- "$$@" $$d; done; \
+	  env $(ASAN_ENV) $(BUILD)/fuzz/replay_$$n "$$@" || { echo "FAIL: fuzz replay $$n"; fail=1; }; \
+	done; exit $$fail
+
+fuzz-replay:
+	$(MAKE) BUILD=lib/asan BINDIR=lib/asan/bin OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all" fuzz-replay-run
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_HDR) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fsanitize=fuzzer -Itests/fuzz -o $@ $< $(STATIC) $(LDFLAGS_ALL) $(DEPS_LIBS)
+
+fuzz-run: $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_NAMES))
+	@for n in $(FUZZ_NAMES); do \
+	  mkdir -p $(BUILD)/corpus/$$n $(BUILD)/crashes/$$n; \
+	  echo "== fuzz $$n ($(FUZZ_TIME) s)"; \
+	  env $(ASAN_ENV) $(BUILD)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_TIME) -rss_limit_mb=3072 \
+	    -timeout=20 -print_final_stats=1 -artifact_prefix=$(BUILD)/crashes/$$n/ \
+	    $(BUILD)/corpus/$$n tests/fuzz/corpus/$$n 2>&1 | \
+	    grep -E "^(stat::|#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY|artifact_prefix)" || true; \
+	done
+
+fuzz:
+	$(MAKE) CC=$(FUZZ_CC) BUILD=lib/fuzz BINDIR=lib/fuzz/bin WARN="-Wall -Wextra -Wno-unused-parameter" \
+	  OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SANITIZE="-fsanitize=address,undefined -fsanitize=fuzzer-no-link" fuzz-run
+
+# Line coverage of the library's parsers by the corpora (committed seeds plus
+# what `make fuzz` grew in lib/fuzz/corpus): the replay harnesses built with
+# clang's source-based coverage, one summary per harness from llvm-cov.
+fuzz-coverage-run: $(patsubst %,$(BUILD)/fuzz/replay_%,$(FUZZ_NAMES))
+	@for n in $(FUZZ_NAMES); do \
+	  set --; for d in tests/fuzz/corpus/$$n lib/fuzz/corpus/$$n; do [ -d $$d ] && set -- "$$@" $$d; done; \
+	  LLVM_PROFILE_FILE=$(BUILD)/fuzz/$$n.profraw $(BUILD)/fuzz/replay_$$n "$$@" 2>/dev/null; \
+	  llvm-profdata merge -sparse $(BUILD)/fuzz/$$n.profraw -o $(BUILD)/fuzz/$$n.profdata; \
+	  case $$n in mgm) f='io/mgm|llm/decoder|llm/tokenizer\.c|encoders/';; \
+	    image) f='io/image|io/dicom|io/jpeg_lossless';; nifti) f='io/nifti|io/volume';; \
+	    plink) f='prs/plink|prs/score\.c';; score) f='prs/scorefile';; \
+	    tokenizer) f='llm/tokenizer';; vcf) f='prs/vcf';; *) f='src/';; esac; \
+	  echo "== $$n (file, regions, missed, cover, functions, missed, cover, lines, missed, cover)"; \
+	  llvm-cov report $(BUILD)/fuzz/replay_$$n -instr-profile=$(BUILD)/fuzz/$$n.profdata | \
+	    grep -E "$$f" | awk '{print $$1, $$2, $$3, $$4, $$5, $$6, $$7, $$8, $$9, $$10}'; \
+	done
+
+fuzz-coverage:
+	$(MAKE) CC=$(FUZZ_CC) BUILD=lib/fuzzcov BINDIR=lib/fuzzcov/bin WARN="-Wall -Wextra -Wno-unused-parameter" \
+	  OPT="-O1 -g" SANITIZE="-fprofile-instr-generate -fcoverage-mapping" fuzz-coverage-run
+
 # Everything CI runs: the plain suite (with the install test), then the
 # same suites under ASan+UBSan and under valgrind, then the bindings.
 test:
 	$(MAKE) check
 	$(MAKE) check-asan
+	$(MAKE) fuzz-replay
 	$(MAKE) check-valgrind
 	$(MAKE) bindings-test
 
@@ -257,6 +325,6 @@ test-install:
 	sh tests/install_test.sh
 
 clean:
-	rm -rf lib/obj lib/tests lib/bench lib/tmp lib/asan lib/vg lib/*.a lib/*.so* bin
+	rm -rf lib/obj lib/tests lib/bench lib/tmp lib/asan lib/vg lib/fuzz lib/fuzzcov lib/*.a lib/*.so* bin
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
