@@ -108,6 +108,19 @@ void mg__gemm_bf16(const uint16_t *W, uint64_t rows, uint64_t cols, const float 
  * mg__matmul and the references take it like any dtype. */
 #define MG__DTYPE_Q4_0X16 64
 #define MG__Q4X16_MAX_COLS 16384u
+/* Offsets inside a group: the pair of blocks b / 2 starts at PAIR * (b / 2);
+ * block b's quants at + QUANTS * (b % 2), its scales at + SCALES0 +
+ * SCALES * (b % 2). */
+#define MG__Q4X16_PAIR 576u   /* 2 blocks x 16 rows x 18 bytes */
+#define MG__Q4X16_QUANTS 256u /* 4 vectors of 16 rows x 4 bytes */
+#define MG__Q4X16_SCALES0 512u
+#define MG__Q4X16_SCALES 32u  /* 16 f16 scales */
+static inline const uint8_t *mg__q4x16_quants(const uint8_t *group, uint64_t b) {
+    return group + (b / 2) * MG__Q4X16_PAIR + (b % 2) * MG__Q4X16_QUANTS;
+}
+static inline const uint8_t *mg__q4x16_scales(const uint8_t *group, uint64_t b) {
+    return group + (b / 2) * MG__Q4X16_PAIR + MG__Q4X16_SCALES0 + (b % 2) * MG__Q4X16_SCALES;
+}
 int mg__q4x16_fits(uint64_t rows, uint64_t cols);
 /* One group: 16 q4_0 rows of cols at src (contiguous) into dst (no overlap). */
 void mg__q4x16_pack_group(void *dst, const void *src, uint64_t cols);

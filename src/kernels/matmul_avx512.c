@@ -71,8 +71,7 @@ static void repack(int32_t dtype, const char *W, size_t row_bytes, uint64_t r0,
             const uint8_t *gp = (const uint8_t *)W + (r0 + g * 16) * row_bytes;
             for (uint32_t b = 0; b < kb; b++) {
                 uint64_t bb = b0 + b;
-                const uint8_t *q = gp + (bb / 2) * 576 + (bb % 2) * 256;
-                const uint8_t *sc = gp + (bb / 2) * 576 + 512 + (bb % 2) * 32;
+                const uint8_t *q = mg__q4x16_quants(gp, bb), *sc = mg__q4x16_scales(gp, bb);
                 _mm512_store_ps(p->dw[b][g],
                                 _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)sc)));
                 uint8_t *u = p->u[b][g];

@@ -278,7 +278,6 @@ static void rows_q4_0_vbmi(const void *W, size_t rb, uint64_t nrows,
  * the 16 lanes end up holding the 16 rows' block sums, scaled in f32 by
  * d_w (16 scales at once) times d_x. Four independent sum chains per pair
  * keep vpdpbusd's latency hidden. */
-#define X16_PAIR 576u
 MG_INLINE __m512i x16_block(const uint8_t *q, const int8_t *x, __m512i init) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512i lo = init, hi = _mm512_setzero_si512();
@@ -302,13 +301,13 @@ void mg__rows_q4x16_vnni(const void *W, size_t rb, uint64_t nrows, uint64_t cols
     for (uint64_t g0 = 0; g0 < nrows; g0 += 16) {
         const uint8_t *g = (const uint8_t *)W + g0 * rb;
         __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps();
-        for (uint64_t p = 0; p < np; p++, g += X16_PAIR) {
+        for (uint64_t p = 0; p < np; p++, g += MG__Q4X16_PAIR) {
             const uint64_t b = 2 * p;
             __m512i s0 = x16_block(g, xq->q + b * MG__QK, _mm512_set1_epi32(-xq->s8[b]));
-            __m512i s1 = x16_block(g + 256, xq->q + (b + 1) * MG__QK,
+            __m512i s1 = x16_block(mg__q4x16_quants(g, 1), xq->q + (b + 1) * MG__QK,
                                    _mm512_set1_epi32(-xq->s8[b + 1]));
-            __m512 d0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 512)));
-            __m512 d1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(g + 544)));
+            __m512 d0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)mg__q4x16_scales(g, 0)));
+            __m512 d1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)mg__q4x16_scales(g, 1)));
             f0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0),
                                  _mm512_mul_ps(d0, _mm512_set1_ps(xq->d[b])), f0);
             f1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1),

@@ -8,7 +8,8 @@
  * so an integer dot-product instruction works on 16 rows at once with the
  * activation bytes broadcast, and the 16 scales of a block are one 32-byte
  * load. Decoder matrices are rearranged in place when a model is loaded
- * (api/model.c): the bytes are the same, only their order changes.
+ * (llm/decoder.c through io/mgm.c's mg__mgm_repack_q4x16): the bytes are
+ * the same, only their order changes.
  *
  * This file: the packing, the scalar element and row access, and the
  * scalar row kernel (the reference the SIMD kernel is tested against, and
@@ -17,26 +18,18 @@
 
 #include <string.h>
 
-#define PAIR_BYTES (2u * 16u * (uint32_t)sizeof(mg__block_q4_0)) /* 576 */
-
 int mg__q4x16_fits(uint64_t rows, uint64_t cols) {
     return rows > 0 && rows % 16 == 0 && cols > 0 && cols % 64 == 0 &&
            cols <= MG__Q4X16_MAX_COLS;
 }
 
-/* Where block b of the group at g starts: its quants and its scales. */
-static const uint8_t *quants(const uint8_t *g, uint64_t b) {
-    return g + (b / 2) * PAIR_BYTES + (b % 2) * 256u;
-}
-static const uint8_t *scales(const uint8_t *g, uint64_t b) {
-    return g + (b / 2) * PAIR_BYTES + 512u + (b % 2) * 32u;
-}
+_Static_assert(MG__Q4X16_PAIR == 2 * 16 * sizeof(mg__block_q4_0), "a pair holds 2 blocks of 16 rows");
 
 void mg__q4x16_pack_group(void *dst, const void *src, uint64_t cols) {
     const size_t rb = (size_t)(cols / MG__QK) * sizeof(mg__block_q4_0);
     uint8_t *g = dst;
     for (uint64_t b = 0; b < cols / MG__QK; b++) {
-        uint8_t *q = (uint8_t *)quants(g, b), *s = (uint8_t *)scales(g, b);
+        uint8_t *q = (uint8_t *)mg__q4x16_quants(g, b), *s = (uint8_t *)mg__q4x16_scales(g, b);
         for (uint32_t i = 0; i < 16; i++) {
             const mg__block_q4_0 *blk =
                 (const mg__block_q4_0 *)((const char *)src + i * rb) + b;
@@ -66,8 +59,8 @@ float mg__q4x16_elem(const void *W, uint64_t cols, uint64_t r, uint64_t c) {
     uint32_t i = (uint32_t)(r % 16), j = (uint32_t)(c % MG__QK);
     uint64_t b = c / MG__QK;
     uint16_t d;
-    memcpy(&d, scales(g, b) + 2 * i, 2);
-    uint8_t byte = quants(g, b)[64 * ((j % 16) / 4) + 4 * i + j % 4];
+    memcpy(&d, mg__q4x16_scales(g, b) + 2 * i, 2);
+    uint8_t byte = mg__q4x16_quants(g, b)[64 * ((j % 16) / 4) + 4 * i + j % 4];
     int nib = j < 16 ? (byte & 0x0f) : (byte >> 4);
     return mg__f16_to_f32(d) * (float)(nib - 8);
 }
@@ -88,7 +81,7 @@ void mg__rows_q4x16_scalar(const void *W, size_t rb, uint64_t nrows, uint64_t co
         const uint8_t *g = (const uint8_t *)W + g0 * rb;
         float s[16] = {0};
         for (uint64_t b = 0; b < cols / MG__QK; b++) {
-            const uint8_t *q = quants(g, b), *sc = scales(g, b);
+            const uint8_t *q = mg__q4x16_quants(g, b), *sc = mg__q4x16_scales(g, b);
             const int8_t *x = xq->q + b * MG__QK;
             for (uint32_t i = 0; i < 16; i++) {
                 int32_t isum = -xq->s8[b];
