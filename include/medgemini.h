@@ -463,6 +463,10 @@ typedef struct mg_context mg_context;
                                    memory and half the bytes each generated
                                    token reads; arithmetic stays f32 (logit
                                    difference measured: docs/PERFORMANCE.md) */
+#define MG_CONTEXT_NO_REUSE 0x2u /* read every prompt from the start and
+                                   encode every image anew: no prefix reuse
+                                   and no encoder-output cache (see "Reuse
+                                   across calls" below)                   */
 
 typedef struct mg_context_params {
     uint32_t struct_size; /* sizeof(mg_context_params)                       */
@@ -479,7 +483,35 @@ MG_API void mg_context_params_init(mg_context_params *params);
 
 /* Creates a context over a model. The context holds a reference: the model's
  * memory lives until both the model and every context are freed. All buffers
- * are sized here so that generation allocates nothing.
+ * are sized here so that generation allocates nothing, except the
+ * encoder-output cache below, which grows as inputs are encoded (an
+ * allocation failure there only means the output is not kept).
+ *
+ * Reuse across calls (unless flags has MG_CONTEXT_NO_REUSE). A context
+ * keeps what its last call read:
+ *  - Prefix reuse: a generating call (mg_generate*, mg_generate_report*,
+ *    mg_vqa*, mg_prs_predict) reads only the part of its prompt that
+ *    differs from the sequence the context holds: the leading tokens that
+ *    agree, image blocks included (the same image, volume slice or score
+ *    set at the same place), are kept in the KV cache and not evaluated
+ *    again. A second question that extends a conversation therefore costs
+ *    only its own tokens.
+ *  - Encoder-output cache: the encoder's output for each image, volume
+ *    slice or score set is kept, keyed by the input's identity (the same
+ *    image or volume handle, the same slice choice and block; for scores,
+ *    the same values and names); a later prompt holding that input at
+ *    another place (e.g. after a different question: MedGemma's layout puts
+ *    the text before the images) reads it from the cache instead of running
+ *    the encoder. The cache holds at most n_ctx tokens' worth of outputs
+ *    (n_ctx x hidden floats), least recently used dropped first.
+ * Cached encoder outputs are the very numbers a fresh encoding gives. The
+ * part of a prompt read again is read in other batches than a fresh read
+ * would use, so logits may differ in their last bits (seen: ~1e-7
+ * relative; tests compare the generated text, exactly, and the logits, to
+ * 1e-5, with and without reuse); MG_CONTEXT_NO_REUSE makes every call's
+ * numbers independent of what the context did before. Identity is by
+ * handle: an image loaded twice from one file is two inputs.
+ * mg_context_reset empties the sequence and keeps the cache.
  * Errors: MG_E_MISUSE, MG_E_INVALID_ARG, MG_E_NOMEM. */
 MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
                                 const mg_context_params *params);
@@ -856,6 +888,42 @@ MG_API mg_status mg_volume_slices(mg_image **out, size_t cap, size_t *n_out,
 typedef int32_t (*mg_token_callback)(void *user_data, const char *piece,
                                      size_t len, int32_t token);
 
+/* Progress of a generating call (mg_progress_callback). */
+#define MG_STAGE_ENCODE   1 /* an encoder reads one block of the prompt (an
+                               image, a volume slice, a score set)         */
+#define MG_STAGE_PREFILL  2 /* the text decoder reads the prompt           */
+#define MG_STAGE_GENERATE 3 /* the answer's tokens are made               */
+
+typedef struct mg_progress {
+    uint32_t struct_size; /* sizeof(mg_progress) of the library            */
+    int32_t stage;        /* MG_STAGE_*                                     */
+    uint32_t block;       /* ENCODE: the block's index among the prompt's
+                             blocks (0-based)                              */
+    uint32_t n_blocks;    /* blocks in the prompt                           */
+    uint32_t step;        /* ENCODE: encoder steps done (three per layer,
+                             then the projector); PREFILL: decoder layers
+                             done for the current batch of tokens (fields
+                             another stage uses keep their last values)    */
+    uint32_t n_steps;     /* steps of that encoder run or decoder batch     */
+    uint32_t done;        /* PREFILL: prompt tokens read; GENERATE: tokens
+                             generated                                     */
+    uint32_t total;       /* PREFILL: prompt tokens to read; GENERATE:
+                             max_tokens                                    */
+    uint32_t reused;      /* prompt tokens kept from the context's sequence
+                             (not read again)                              */
+    uint32_t cached;      /* blocks whose encoder output came from the
+                             context's cache (not encoded again)          */
+    double seconds;       /* since the call began                           */
+} mg_progress;
+
+/* Progress callback: called when each stage and each block begins, then at
+ * most every 100 ms while work goes on (checked after every encoder step,
+ * decoder layer and token: on MedGemma 4B with 2 cores at least every
+ * ~0.5 s). Return 0 to continue, non-zero to stop: the call returns
+ * MG_E_INTERRUPTED as for mg_context_interrupt. Runs on the calling thread;
+ * *progress is valid during the call only. */
+typedef int32_t (*mg_progress_callback)(void *user_data, const mg_progress *progress);
+
 typedef struct mg_gen_params {
     uint32_t struct_size;
     uint32_t max_tokens;         /* default 256                              */
@@ -873,6 +941,8 @@ typedef struct mg_gen_params {
                                     and VQA ("" = none); mg_generate uses
                                     none                                    */
     const char *instruction;     /* NULL = the model's default report prompt */
+    mg_progress_callback on_progress; /* may be NULL                        */
+    void *progress_user_data;
 } mg_gen_params;
 
 /* mg_gen_params.flags */
@@ -881,7 +951,7 @@ typedef struct mg_gen_params {
 
 #define MG_GEN_PARAMS_INIT \
     { sizeof(mg_gen_params), 256, 0.0f, 0, 1.0f, 1.0f, 0, NULL, 0, 0, NULL, \
-      NULL, NULL, NULL }
+      NULL, NULL, NULL, NULL, NULL }
 MG_API void mg_gen_params_init(mg_gen_params *params);
 
 /* ---------------------------------------------------------- text generation */
@@ -891,9 +961,10 @@ MG_API void mg_gen_params_init(mg_gen_params *params);
  * the system prompt, when given, opens the user turn) after BOS, unless
  * params->flags has MG_GEN_RAW_PROMPT. Generation stops at the end-of-turn
  * or end-of-sequence token, at a stop string (left out of the text), after
- * max_tokens, on mg_context_interrupt (checked before every token), or when
- * the streaming callback returns non-zero. The context's sequence is reset
- * first. *out receives the text (free with mg_string_free) also when the
+ * max_tokens, on mg_context_interrupt (checked before every token and after
+ * every decoder layer), or when the streaming or progress callback returns
+ * non-zero. The context's sequence is replaced by the prompt (keeping what
+ * agrees with it: see mg_context_new). *out receives the text (free with mg_string_free) also when the
  * call returns MG_E_INTERRUPTED or MG_E_CONTEXT_FULL, holding what was made
  * until then. The text is valid UTF-8: generated bytes that do not form a
  * valid sequence become U+FFFD. With temperature 0 the result is
@@ -951,8 +1022,9 @@ MG_API uint32_t mg_context_n_tokens(const mg_context *ctx);
  * results. Genotypes are streamed from the .bed in blocks of variants, so
  * memory is bounded by a block plus the sample and variant tables.
  *
- * Threads: a handle is used by one thread at a time; separate handles are
- * independent. mg_prs_compute() uses params.n_threads threads of its own.
+ * Threads: a handle is used by one thread at a time (mg_prs_interrupt()
+ * excepted); separate handles are independent. mg_prs_compute() uses
+ * params.n_threads threads of its own.
  * Errors of every mg_prs_* call returning mg_status: MG_E_MISUSE (NULL,
  * freed or foreign handle; calls out of order), MG_E_INVALID_ARG,
  * MG_E_IO (open/read/write failed), MG_E_DATA_FORMAT (malformed genotype,
@@ -1060,9 +1132,24 @@ MG_API mg_status mg_prs_add_scores(mg_prs *prs, uint32_t *n_added,
  * OpenBLAS dgemm (double precision; its threads are the host's to set).
  * Fails with MG_E_MISUSE when no score was added, MG_E_INVALID_ARG when
  * every score was dropped by min_overlap, MG_E_UNSUPPORTED for dominant or
- * recessive scores on X, Y or MT variants (as plink2). May be called again
- * (e.g. after adding scores); results are replaced. */
+ * recessive scores on X, Y or MT variants (as plink2), MG_E_INTERRUPTED
+ * (mg_prs_interrupt or the progress callback: no results then). May be
+ * called again (e.g. after adding scores); results are replaced. */
 MG_API mg_status mg_prs_compute(mg_prs *prs);
+
+/* Progress of mg_prs_compute(): done of total variant rows scored; called
+ * on the calling thread before the first block, then at most every 100 ms
+ * between blocks, and once with done == total at the end (its return value
+ * is then ignored: the results are complete). Return non-zero to stop:
+ * mg_prs_compute() then returns MG_E_INTERRUPTED with no results. */
+typedef int32_t (*mg_prs_progress)(void *user_data, uint64_t done, uint64_t total);
+/* Sets (fn NULL: clears) the handle's progress callback. */
+MG_API mg_status mg_prs_set_progress(mg_prs *prs, mg_prs_progress fn, void *user_data);
+/* Asks a running mg_prs_compute() on prs to stop at its next block of
+ * variants (it returns MG_E_INTERRUPTED, no results). Callable from any
+ * thread, async-signal-safe; a request made while no compute runs is
+ * dropped when the next one starts. Errors: MG_E_MISUSE. */
+MG_API mg_status mg_prs_interrupt(mg_prs *prs);
 
 /* Counts; 0 for a bad handle. Scores count every score added, kept or not. */
 MG_API uint64_t mg_prs_sample_count(const mg_prs *prs);
@@ -1127,8 +1214,8 @@ MG_API void mg_prs_free(mg_prs *prs);
  * (docs/VISION.md): the system text is params->system_prompt (NULL: metadata
  * prompt.system_default; "": none), the instruction params->instruction
  * (NULL: metadata prompt.report_instruction). Generation then works as in
- * mg_generate (greedy or sampled, stop strings, streaming, interrupt, the
- * context's sequence reset first); *out receives the report text (free it
+ * mg_generate (greedy or sampled, stop strings, streaming, progress,
+ * interrupt, the sequence replaced by the prompt); *out receives the report text (free it
  * with mg_string_free), also on MG_E_INTERRUPTED and MG_E_CONTEXT_FULL.
  * params may be NULL for defaults.
  * Errors: MG_E_MISUSE, MG_E_INVALID_ARG (also: image marker tokens in the
@@ -1148,6 +1235,33 @@ MG_API mg_status mg_generate_report(char **out, mg_context *ctx,
 MG_API mg_status mg_vqa(char **out, mg_context *ctx,
                         const mg_image *const *images, size_t n_images,
                         const char *question, const mg_gen_params *params);
+
+/* Multi-turn chat about images, the conversation held in the context.
+ * The first call (on a fresh context, after mg_context_reset, or after any
+ * other generating call on it) opens a conversation with MedGemma's chat
+ * template: <bos>, the user turn with the system text (params->system_prompt,
+ * NULL: metadata prompt.system_default), the message and its images (as
+ * mg_vqa lays them out), then the model's turn, whose answer is generated.
+ * Each later call appends the user's next turn (message, and images if any)
+ * after the previous answer and generates the next answer; only the new
+ * turn's tokens are read (the conversation stays in the KV cache), so a
+ * follow-up question costs its own tokens, not the images again.
+ * The history is the tokens the model produced (an answer cut by max_tokens,
+ * a stop string or an interrupt is closed there).
+ * When the context fills: before a turn is read, room is kept for its
+ * answer (max_tokens, at most a quarter of n_ctx). If the conversation,
+ * the turn and that room do not fit, the oldest exchanges are dropped
+ * (whole question-answer pairs), except the first (the system text and the
+ * first images), and the kept ones after it are read again at their new
+ * places (their images from the encoder-output cache; an exchange whose
+ * images are no longer cached is dropped too). When even the first
+ * exchange and the new turn do not fit, MG_E_CONTEXT_FULL.
+ * n_images may be 0 (images may then be NULL). *out receives the answer as
+ * in mg_vqa. Needs a context without MG_CONTEXT_NO_REUSE.
+ * Errors: as mg_vqa, MG_E_UNSUPPORTED (MG_CONTEXT_NO_REUSE). */
+MG_API mg_status mg_chat(char **out, mg_context *ctx, const mg_image *const *images,
+                         size_t n_images, const char *message,
+                         const mg_gen_params *params);
 
 /* A report (mg_generate_report_volume) or an answer (mg_vqa_volume) for a
  * CT or MR volume, the way MedGemma 1.5 reads one: the slices of

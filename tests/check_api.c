@@ -334,7 +334,7 @@ START_TEST(test_context_params) {
     cp.n_threads = 100000;
     ck_assert_int_eq(mg_context_new(&c, m, &cp), MG_E_INVALID_ARG);
     cp.n_threads = 3;
-    cp.flags = 0x2; /* unknown bit */
+    cp.flags = 0x40; /* unknown bit */
     ck_assert_int_eq(mg_context_new(&c, m, &cp), MG_E_INVALID_ARG);
     cp.flags = MG_CONTEXT_KV_BF16 | 0x80000000u;
     ck_assert_int_eq(mg_context_new(&c, m, &cp), MG_E_INVALID_ARG);

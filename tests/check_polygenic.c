@@ -140,8 +140,13 @@ START_TEST(test_predict) {
     mg_model *m = load(tu_make_model(_i ? "pg_pred8.mgm" : "pg_pred.mgm",
                                      _i ? "--shape tiny --genome 4,3 --dtype q8_0"
                                         : "--shape tiny --genome 4,3"));
+    /* Exact comparisons between calls read every prompt afresh (without
+     * prefix reuse the same prompt is read in the same chunks); the
+     * context with reuse is checked against it at the end. */
     mg_context *c = NULL;
-    ck_assert_int_eq(mg_context_new(&c, m, NULL), MG_OK);
+    mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
+    cp.flags = MG_CONTEXT_NO_REUSE;
+    ck_assert_int_eq(mg_context_new(&c, m, &cp), MG_OK);
     const mg_tokenizer *tok = mg_model_tokenizer(m);
     double v[12];
     const char *names[12];
@@ -199,6 +204,25 @@ START_TEST(test_predict) {
         }
     ck_assert(br[0] != br[2] || br[0] != br[4]); /* the scores matter */
 
+    /* With reuse (the default): a run of calls where each prompt shares a
+     * prefix with the last (the same call again, another individual,
+     * another question) gives the fresh risks within float rounding of a
+     * different batch split (the kept prefix is not read again), and the
+     * same block is taken from the encoder-output cache. */
+    mg_context *r = NULL;
+    ck_assert_int_eq(mg_context_new(&r, m, NULL), MG_OK);
+    const int order[][2] = {{0, 0}, {0, 0}, {0, 1}, {1, 1}, {1, 0}, {0, 0}, {2, 1}, {2, 1}};
+    for (size_t k = 0; k < sizeof order / sizeof order[0]; k++) {
+        int i = order[k][0], q = order[k][1];
+        double one = -1;
+        ck_assert_int_eq(mg_prs_predict(NULL, &one, r, all + 12 * i, names, 12, qs[q], NULL),
+                         MG_OK);
+        ck_assert_msg(fabs(one - br[i * 2 + q]) <= 1e-6, "call %zu: reuse %.17g, fresh %.17g", k,
+                      one, br[i * 2 + q]);
+    }
+    ck_assert_uint_eq(r->n_embeds, 3); /* one encoder output per individual */
+    mg_context_free(r);
+
     /* the block holds the image encoder's tokens of the score image */
     mg_image *img = NULL;
     char err[256];
@@ -213,9 +237,9 @@ START_TEST(test_predict) {
     size_t per = (size_t)m->encoders.e[kg].geo.n_tokens * m->encoders.e[kg].geo.width;
     float *a = malloc(per * sizeof *a), *b = malloc(per * sizeof *b);
     ck_assert_int_eq(m->encoders.e[kg].vt->encode(c->enc_state[kg], &gin, a, c->pool,
-                                                  &c->interrupt, err, sizeof err), MG_OK);
+                                                  &(mg__enc_ctl){&c->interrupt, NULL, NULL}, err, sizeof err), MG_OK);
     ck_assert_int_eq(m->encoders.e[ki].vt->encode(c->enc_state[ki], &iin, b, c->pool,
-                                                  &c->interrupt, err, sizeof err), MG_OK);
+                                                  &(mg__enc_ctl){&c->interrupt, NULL, NULL}, err, sizeof err), MG_OK);
     ck_assert(memcmp(a, b, per * sizeof *a) == 0);
     free(a);
     free(b);

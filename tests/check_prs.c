@@ -5,6 +5,8 @@
 #include "testutil.h"
 #include "prs/prs_internal.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -668,6 +670,103 @@ START_TEST(test_threads_blocks) {
     ck_assert_uint_eq(lines, n + 1);
     free(d0);
     free(d1);
+}
+END_TEST
+
+/* ---- progress and interrupt ------------------------------------------------------ */
+
+typedef struct prog_rec {
+    uint64_t done[4096], total;
+    int n, stop_at;      /* stop_at > 0: return 1 at that call */
+    mg_prs *interrupt;   /* non-NULL: call mg_prs_interrupt on the 2nd call */
+} prog_rec;
+
+static int32_t prs_prog(void *u, uint64_t done, uint64_t total) {
+    prog_rec *r = u;
+    if (r->n < 4096) r->done[r->n] = done;
+    r->n++;
+    r->total = total;
+    if (r->interrupt && r->n == 2) mg_prs_interrupt(r->interrupt);
+    usleep(101000); /* every later block is due for a report */
+    return r->stop_at && r->n == r->stop_at;
+}
+
+typedef struct prs_intr { mg_prs *p; atomic_int stop; } prs_intr;
+
+static void *prs_interrupter(void *arg) {
+    prs_intr *a = arg;
+    while (!atomic_load(&a->stop)) {
+        mg_prs_interrupt(a->p);
+        usleep(100);
+    }
+    return NULL;
+}
+
+START_TEST(test_progress_interrupt) {
+    char prefix[4096], score[4200];
+    snprintf(prefix, sizeof prefix, "%s", tu_tmp_path("simp"));
+    make_cohort(prefix, 60, 11, 0);
+    snprintf(score, sizeof score, "%s.score", prefix);
+    mg_prs_params pp;
+    mg_prs_params_init(&pp);
+    pp.n_threads = 2;
+    pp.block_variants = 16;
+    mg_prs *p = NULL;
+    ck_assert_int_eq(mg_prs_open_plink(&p, prefix, &pp, NULL, 0), MG_OK);
+    ck_assert_int_eq(mg_prs_add_scores(p, NULL, score), MG_OK);
+    /* the reference: no callback */
+    ck_assert_int_eq(mg_prs_compute(p), MG_OK);
+    uint64_t n = mg_prs_sample_count(p);
+    double *ref = malloc(n * sizeof *ref), *v = malloc(n * sizeof *v);
+    ck_assert_int_eq(mg_prs_results(ref, n, p, MG_PRS_COL_SUM, 0), MG_OK);
+    /* progress: from 0, rising, once per block here, ending at total */
+    prog_rec *r = calloc(1, sizeof *r);
+    ck_assert_int_eq(mg_prs_set_progress(p, prs_prog, r), MG_OK);
+    ck_assert_int_eq(mg_prs_compute(p), MG_OK);
+    ck_assert_int_ge(r->n, 3);
+    ck_assert_uint_eq(r->done[0], 0);
+    for (int i = 1; i < r->n; i++) ck_assert_uint_gt(r->done[i], r->done[i - 1]);
+    ck_assert_uint_eq(r->done[r->n - 1], r->total);
+    ck_assert_uint_gt(r->total, 32);
+    ck_assert_int_eq(mg_prs_results(v, n, p, MG_PRS_COL_SUM, 0), MG_OK);
+    ck_assert(memcmp(v, ref, n * sizeof *v) == 0);
+    /* the callback stops it: no results */
+    int calls = r->n;
+    memset(r, 0, sizeof *r);
+    r->stop_at = 2;
+    ck_assert_int_eq(mg_prs_compute(p), MG_E_INTERRUPTED);
+    ck_assert_ptr_nonnull(strstr(mg_prs_errmsg(p), "progress callback"));
+    ck_assert_int_eq(r->n, 2);
+    ck_assert_int_eq(mg_prs_results(v, n, p, MG_PRS_COL_SUM, 0), MG_E_MISUSE);
+    /* mg_prs_interrupt (here from inside the callback) */
+    memset(r, 0, sizeof *r);
+    r->interrupt = p;
+    ck_assert_int_eq(mg_prs_compute(p), MG_E_INTERRUPTED);
+    ck_assert_ptr_nonnull(strstr(mg_prs_errmsg(p), "mg_prs_interrupt"));
+    ck_assert_int_eq(r->n, 2);
+    /* a request left from before is dropped; the results come back */
+    ck_assert_int_eq(mg_prs_interrupt(p), MG_OK);
+    memset(r, 0, sizeof *r);
+    ck_assert_int_eq(mg_prs_compute(p), MG_OK);
+    ck_assert_int_eq(r->n, calls);
+    ck_assert_int_eq(mg_prs_results(v, n, p, MG_PRS_COL_SUM, 0), MG_OK);
+    ck_assert(memcmp(v, ref, n * sizeof *v) == 0);
+    /* from another thread, until one lands inside a compute */
+    ck_assert_int_eq(mg_prs_set_progress(p, NULL, NULL), MG_OK);
+    prs_intr a = {p, 0};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, prs_interrupter, &a), 0);
+    mg_status st = MG_OK;
+    for (int i = 0; i < 100000 && st == MG_OK; i++) st = mg_prs_compute(p);
+    atomic_store(&a.stop, 1);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(st, MG_E_INTERRUPTED);
+    ck_assert_int_eq(mg_prs_interrupt(NULL), MG_E_MISUSE);
+    ck_assert_int_eq(mg_prs_set_progress(NULL, prs_prog, r), MG_E_MISUSE);
+    free(r);
+    free(ref);
+    free(v);
+    mg_prs_free(p);
 }
 END_TEST
 
@@ -1762,6 +1861,7 @@ static Suite *prs_suite(void) {
     tcase_add_test(tc, test_live_toy);
     tcase_add_test(tc, test_catalog_rules);
     tcase_add_test(tc, test_threads_blocks);
+    tcase_add_test(tc, test_progress_interrupt);
     tcase_add_test(tc, test_malformed);
     tcase_add_test(tc, test_misuse);
     tcase_add_test(tc, test_vcf_tiny1000g);

@@ -200,7 +200,7 @@ static mg_status encode(mg_context *c, const mg_image *img, float *out) {
     int k = mg__encoders_pick(set, &in);
     ck_assert_int_ge(k, 0);
     char err[256];
-    return set->e[k].vt->encode(c->enc_state[k], &in, out, c->pool, &c->interrupt, err, sizeof err);
+    return set->e[k].vt->encode(c->enc_state[k], &in, out, c->pool, &(mg__enc_ctl){&c->interrupt, NULL, NULL}, err, sizeof err);
 }
 
 /* ================================================================ preprocessing */
@@ -625,7 +625,7 @@ static mg_status fake_state_new(void **out, const void *impl, uint32_t nt) {
 }
 static void fake_state_free(void *s) { mg__free(s); }
 static mg_status fake_encode(void *st, const mg__enc_input *in, float *out, mg__pool *pool,
-                             const atomic_int *intr, char *err, size_t n) {
+                             const mg__enc_ctl *intr, char *err, size_t n) {
     (void)st; (void)in; (void)pool; (void)intr; (void)err; (void)n;
     for (int i = 0; i < 3 * 64; i++) out[i] = 0.01f * (float)(i % 7);
     return MG_OK;
@@ -798,6 +798,487 @@ START_TEST(test_hostile_model) {
 }
 END_TEST
 
+/* ================================================================ reuse */
+
+/* What one call left: its status, text, sequence and last logits. */
+typedef struct outcome {
+    mg_status st;
+    char *text;
+    int32_t ids[1024];
+    size_t n;
+    float logits[512];
+} outcome;
+
+typedef enum { CALL_VQA, CALL_REPORT, CALL_TEXT } call_kind;
+
+static void call(outcome *o, mg_context *c, call_kind k, mg_image *const *imgs, size_t n_img,
+                 const char *text) {
+    mg_gen_params gp = MG_GEN_PARAMS_INIT;
+    gp.max_tokens = 6;
+    o->text = NULL;
+    if (k == CALL_VQA)
+        o->st = mg_vqa(&o->text, c, (const mg_image *const *)imgs, n_img, text, &gp);
+    else if (k == CALL_REPORT)
+        o->st = mg_generate_report(&o->text, c, (const mg_image *const *)imgs, n_img, &gp);
+    else o->st = mg_generate(&o->text, c, text, &gp);
+    ck_assert_msg(o->st == MG_OK, "%s", mg_context_errmsg(c));
+    ck_assert_int_eq(mg_context_tokens(o->ids, 1024, &o->n, c), MG_OK);
+    ck_assert_int_eq(mg_context_logits(c, o->logits, 512), MG_OK);
+}
+
+/* The call on the reusing context r gives what a context reading every
+ * prompt afresh (f) gives: the same status, text and sequence, logits
+ * within float rounding of another batch split (seen: ~1e-7). */
+static void same_call(mg_context *r, mg_context *f, call_kind k, mg_image *const *imgs,
+                      size_t n_img, const char *text, const char *what) {
+    static outcome a, b;
+    call(&a, r, k, imgs, n_img, text);
+    call(&b, f, k, imgs, n_img, text);
+    ck_assert_int_eq(a.st, MG_OK);
+    ck_assert_int_eq(b.st, MG_OK);
+    ck_assert_msg(!strcmp(a.text, b.text), "%s: reuse '%s', fresh '%s'", what, a.text, b.text);
+    ck_assert_uint_eq(a.n, b.n);
+    ck_assert_msg(!memcmp(a.ids, b.ids, a.n * sizeof *a.ids), "%s: sequences differ", what);
+    double e = rel_max(a.logits, b.logits, 512);
+    ck_assert_msg(e <= 1e-5, "%s: logits rel err %g", what, e);
+    mg_string_free(a.text);
+    mg_string_free(b.text);
+}
+
+START_TEST(test_reuse) {
+    /* f32, and q8_0 (whose decode kernels round activations to 8 bits) */
+    mg_model *m = load(make_model("vis_reuse.mgm", _i ? "--shape tiny --seed 12 --context 2048 "
+                                                        "--dtype q8_0"
+                                                      : "--shape tiny --seed 12 --context 2048"));
+    mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
+    cp.n_threads = 2;
+    cp.n_ctx = 2048;
+    mg_context *r = NULL, *f = NULL;
+    ck_assert_int_eq(mg_context_new(&r, m, &cp), MG_OK);
+    cp.flags = MG_CONTEXT_NO_REUSE;
+    ck_assert_int_eq(mg_context_new(&f, m, &cp), MG_OK);
+    mg_image *a = synth(90, 70, MG_PIXEL_GRAY8, 31), *b = synth(64, 64, MG_PIXEL_RGB8, 32);
+    mg_image *ab[2] = {a, b}, *ba[2] = {b, a};
+    same_call(r, f, CALL_VQA, &a, 1, "Is there a fracture?", "first question");
+    ck_assert_uint_eq(r->n_embeds, 1);
+    ck_assert_uint_eq(f->n_embeds, 0);
+    same_call(r, f, CALL_VQA, &a, 1, "Is there a fracture?", "the same question again");
+    same_call(r, f, CALL_VQA, &a, 1, "Where is the heart?", "a second question");
+    same_call(r, f, CALL_REPORT, ab, 2, NULL, "a report on two images");
+    ck_assert_uint_eq(r->n_embeds, 2);
+    same_call(r, f, CALL_REPORT, ba, 2, NULL, "the two images swapped");
+    same_call(r, f, CALL_REPORT, &a, 1, NULL, "a prefix of the last prompt");
+    same_call(r, f, CALL_TEXT, NULL, 0, "The heart", "text");
+    same_call(r, f, CALL_TEXT, NULL, 0, "The heart is", "text extending the last");
+    ck_assert_uint_eq(r->n_embeds, 2);
+    /* 600 tokens appended past a kept prefix: the sliding layers' ring
+     * (window 32 + 512 slots here) no longer holds the window before it,
+     * so the next call reads everything again */
+    int32_t more[600];
+    for (int i = 0; i < 600; i++) more[i] = 20 + i % 100;
+    ck_assert_int_eq(mg_context_eval(r, more, 600, NULL, 0), MG_OK);
+    ck_assert_int_eq(mg_context_eval(f, more, 600, NULL, 0), MG_OK);
+    same_call(r, f, CALL_TEXT, NULL, 0, "The heart", "after a rewind the ring refuses");
+    same_call(r, f, CALL_VQA, &a, 1, "Where is the heart?", "an image after that");
+    /* a freed image's handle is not recognised in its successor, even at
+     * the same address */
+    mg_image_free(a);
+    a = synth(90, 70, MG_PIXEL_GRAY8, 33);
+    same_call(r, f, CALL_VQA, &a, 1, "Where is the heart?", "a new image");
+    ck_assert_uint_eq(r->n_embeds, 3);
+    /* the cache is what is read: blanking a cached output changes the
+     * answer's logits (the encoder did not run again) */
+    outcome *o1 = malloc(sizeof *o1), *o2 = malloc(sizeof *o2);
+    call(o1, r, CALL_VQA, &b, 1, "Is it normal?");
+    mg_string_free(o1->text);
+    for (uint32_t i = 0; i < r->n_embeds; i++)
+        memset(r->embeds[i].rows, 0, (size_t)r->embeds[i].n_tokens * r->embeds[i].width * 4);
+    call(o2, r, CALL_VQA, &b, 1, "Is it new?");
+    mg_string_free(o2->text);
+    call(o1, f, CALL_VQA, &b, 1, "Is it new?");
+    mg_string_free(o1->text);
+    ck_assert(rel_max(o1->logits, o2->logits, 512) > 1e-3);
+    free(o1);
+    free(o2);
+    /* reset keeps the cache; a small context bounds it */
+    ck_assert_int_eq(mg_context_reset(r), MG_OK);
+    ck_assert_uint_eq(mg_context_n_tokens(r), 0);
+    ck_assert_uint_eq(r->n_embeds, 3);
+    mg_context_free(r);
+    cp.flags = 0;
+    cp.n_ctx = 90; /* five 16-token blocks at most */
+    ck_assert_int_eq(mg_context_new(&r, m, &cp), MG_OK);
+    outcome *o = malloc(sizeof *o);
+    mg_image *many[7];
+    for (int i = 0; i < 7; i++) {
+        many[i] = synth(20, 20, MG_PIXEL_GRAY8, 40 + (uint64_t)i);
+        call(o, r, CALL_VQA, &many[i], 1, "Q?");
+        mg_string_free(o->text);
+        ck_assert_uint_eq(r->n_embeds, i < 5 ? i + 1 : 5);
+    }
+    ck_assert_uint_eq(r->embed_tokens, 80);
+    for (int i = 0; i < 7; i++) mg_image_free(many[i]);
+    free(o);
+    mg_image_free(a);
+    mg_image_free(b);
+    mg_context_free(r);
+    mg_context_free(f);
+    mg_model_free(m);
+}
+END_TEST
+
+/* ================================================================ progress */
+
+typedef struct plog {
+    mg_progress ev[256];
+    int n;
+    int slow;              /* sleep past the report interval on each call */
+    int32_t stop_stage;    /* stop at this stage ... */
+    uint32_t stop_step;    /* ... once step reaches this */
+} plog;
+
+static int32_t on_prog(void *u, const mg_progress *p) {
+    plog *l = u;
+    ck_assert_uint_eq(p->struct_size, sizeof *p);
+    if (l->n < 256) l->ev[l->n++] = *p;
+    if (l->slow) usleep(110000);
+    return l->stop_stage && p->stage == l->stop_stage && p->step >= l->stop_step;
+}
+
+static mg_status vqa_logged(mg_context *c, mg_image *img, const char *q, plog *l) {
+    mg_gen_params gp = MG_GEN_PARAMS_INIT;
+    gp.max_tokens = 3;
+    gp.on_progress = on_prog;
+    gp.progress_user_data = l;
+    l->n = 0;
+    char *out = NULL;
+    mg_status st = mg_vqa(&out, c, (const mg_image *const *)&img, 1, q, &gp);
+    mg_string_free(out);
+    return st;
+}
+
+static int count_stage(const plog *l, int32_t stage) {
+    int k = 0;
+    for (int i = 0; i < l->n; i++) k += l->ev[i].stage == stage;
+    return k;
+}
+
+START_TEST(test_progress) {
+    mg_model *m = load(make_model("vis_prog.mgm", "--shape tiny --seed 13"));
+    mg_context *c = ctx_new(m, 1, 0);
+    mg_image *img = synth(50, 40, MG_PIXEL_GRAY8, 14);
+    plog *l = calloc(1, sizeof *l);
+    l->slow = 1; /* every check point is due: each step is seen */
+    ck_assert_int_eq(vqa_logged(c, img, "Is it normal?", l), MG_OK);
+    /* prefill begins (nothing reused), the image is encoded step by step
+     * (2 layers x 3 steps + projector), prefill goes on layer by layer
+     * until every token is read, generation counts up to max_tokens */
+    ck_assert_int_eq(l->ev[0].stage, MG_STAGE_PREFILL);
+    ck_assert_uint_eq(l->ev[0].reused, 0);
+    ck_assert_uint_eq(l->ev[0].done, 0);
+    const uint32_t total = l->ev[0].total;
+    ck_assert_uint_eq(total, mg_context_n_tokens(c) - 2); /* 3 generated, the last not fed */
+    uint32_t enc_steps = 0, last_done = 0, gen = 0;
+    double t = 0;
+    for (int i = 0; i < l->n; i++) {
+        const mg_progress *p = &l->ev[i];
+        ck_assert(p->seconds >= t);
+        t = p->seconds;
+        ck_assert_uint_eq(p->n_blocks, 1);
+        if (p->stage == MG_STAGE_ENCODE) {
+            ck_assert_uint_eq(p->block, 0);
+            ck_assert_uint_eq(p->n_steps, 7);
+            ck_assert_uint_ge(p->step, enc_steps);
+            enc_steps = p->step;
+        } else if (p->stage == MG_STAGE_PREFILL) {
+            ck_assert_uint_ge(p->done, last_done);
+            ck_assert_uint_le(p->done, total);
+            last_done = p->done;
+            if (p->n_steps) ck_assert_uint_eq(p->n_steps, 2);
+        } else {
+            ck_assert_int_eq(p->stage, MG_STAGE_GENERATE);
+            ck_assert_uint_eq(p->total, 3);
+            ck_assert_uint_ge(p->done, gen);
+            gen = p->done;
+        }
+    }
+    ck_assert_uint_eq(enc_steps, 6); /* the last check point before the projector */
+    ck_assert_uint_eq(last_done, total);
+    ck_assert_uint_eq(gen, 2);
+    ck_assert_int_ge(count_stage(l, MG_STAGE_ENCODE), 7);
+    /* another question: the image comes from the cache */
+    ck_assert_int_eq(vqa_logged(c, img, "Is it new?", l), MG_OK);
+    ck_assert_int_eq(count_stage(l, MG_STAGE_ENCODE), 0);
+    ck_assert_uint_eq(l->ev[l->n - 1].cached, 1);
+    ck_assert_uint_gt(l->ev[0].reused, 0); /* <bos>, the turn marker, the system text */
+    const uint32_t prompt2 = l->ev[0].reused + l->ev[0].total;
+    /* the same question again: only its last two tokens are read */
+    ck_assert_int_eq(vqa_logged(c, img, "Is it new?", l), MG_OK);
+    ck_assert_uint_eq(l->ev[0].total, 2);
+    ck_assert_uint_eq(l->ev[0].reused, prompt2 - 2);
+    /* stopping from the callback, in the encoder and in prefill */
+    mg_image *img2 = synth(50, 40, MG_PIXEL_GRAY8, 15);
+    l->stop_stage = MG_STAGE_ENCODE;
+    l->stop_step = 2;
+    ck_assert_int_eq(vqa_logged(c, img2, "Is it normal?", l), MG_E_INTERRUPTED);
+    ck_assert_ptr_nonnull(strstr(mg_context_errmsg(c), "progress callback"));
+    ck_assert_int_eq(l->ev[l->n - 1].stage, MG_STAGE_ENCODE);
+    ck_assert_uint_eq(l->ev[l->n - 1].step, 2);
+    l->stop_stage = MG_STAGE_PREFILL;
+    l->stop_step = 1;
+    ck_assert_int_eq(vqa_logged(c, img2, "Is it normal?", l), MG_E_INTERRUPTED);
+    /* the text before the image was kept from the stopped run, so the
+     * encoder ran first (its output was not kept: it had been stopped),
+     * then the image block stopped after its first layer */
+    ck_assert_int_ge(count_stage(l, MG_STAGE_ENCODE), 7);
+    ck_assert_int_eq(l->ev[l->n - 1].stage, MG_STAGE_PREFILL);
+    ck_assert_uint_eq(l->ev[l->n - 1].step, 1);
+    /* and then a call runs to the end with the right answer, the encoder
+     * output from the cache, the sequence sound */
+    l->stop_stage = 0;
+    l->slow = 0;
+    ck_assert_int_eq(vqa_logged(c, img2, "Is it normal?", l), MG_OK);
+    ck_assert_int_eq(count_stage(l, MG_STAGE_ENCODE), 0);
+    mg_context *f = NULL;
+    mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
+    cp.n_threads = 1;
+    cp.flags = MG_CONTEXT_NO_REUSE;
+    ck_assert_int_eq(mg_context_new(&f, m, &cp), MG_OK);
+    mg_gen_params gp = MG_GEN_PARAMS_INIT;
+    gp.max_tokens = 3;
+    char *a = NULL, *b = NULL;
+    ck_assert_int_eq(mg_vqa(&a, c, (const mg_image *const *)&img2, 1, "Why?", &gp), MG_OK);
+    ck_assert_int_eq(mg_vqa(&b, f, (const mg_image *const *)&img2, 1, "Why?", &gp), MG_OK);
+    ck_assert_str_eq(a, b);
+    mg_string_free(a);
+    mg_string_free(b);
+    mg_context_free(f);
+    free(l);
+    mg_image_free(img);
+    mg_image_free(img2);
+    mg_context_free(c);
+    mg_model_free(m);
+}
+END_TEST
+
+/* ================================================================ chat */
+
+/* The answer a context reading afresh gives for a whole sequence of ids
+ * whose runs of 16 image tokens (id 8 in the tiny vocabulary) are the
+ * images, in order; its logits into lg. */
+static char *fresh_answer(mg_model *m, const int32_t *ids, size_t n, mg_image *const *imgs,
+                          size_t n_img, float *lg) {
+    mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
+    cp.n_threads = 2;
+    cp.flags = MG_CONTEXT_NO_REUSE;
+    mg_context *f = NULL;
+    ck_assert_int_eq(mg_context_new(&f, m, &cp), MG_OK);
+    mg__gen_block bl[8];
+    memset(bl, 0, sizeof bl);
+    size_t nb = 0;
+    for (size_t t = 0; t < n; t++) {
+        if (ids[t] != 8 || (t && ids[t - 1] == 8)) continue;
+        ck_assert_uint_lt(nb, n_img);
+        bl[nb].at = t;
+        bl[nb].in.kind = MG__INPUT_IMAGE;
+        bl[nb].in.image = imgs[nb];
+        bl[nb].enc = mg__encoders_pick(&m->encoders, &bl[nb].in);
+        nb++;
+    }
+    ck_assert_uint_eq(nb, n_img);
+    mg_gen_params gp;
+    mg_gen_params in = MG_GEN_PARAMS_INIT;
+    in.max_tokens = 5;
+    ck_assert_int_eq(mg__gen_params_check(&gp, &in), MG_OK);
+    char *out = NULL;
+    ck_assert_int_eq(mg__ctx_enter(f), MG_OK);
+    ck_assert_int_eq(mg__generate_with_blocks(&out, f, ids, n, bl, nb, &gp), MG_OK);
+    ck_assert_int_eq(mg_context_logits(f, lg, 512), MG_OK);
+    mg_context_free(f);
+    return out;
+}
+
+/* The conversation so far as ids: the context's sequence and the last
+ * answer token when it was not fed. */
+static size_t convo(mg_context *c, int32_t *ids, size_t cap) {
+    size_t n = 0;
+    ck_assert_int_eq(mg_context_tokens(ids, cap, &n, c), MG_OK);
+    if (c->chat_last >= 0) ids[n++] = c->chat_last;
+    return n;
+}
+
+static size_t append_text(const mg_model *m, int32_t *ids, size_t n, size_t cap, const char *s) {
+    size_t k = 0;
+    ck_assert_int_eq(mg_tokenize(ids + n, cap - n, &k, mg_model_tokenizer(m), s, strlen(s),
+                                 MG_TOKENIZE_PARSE_SPECIAL), MG_OK);
+    return n + k;
+}
+
+/* The prompt's length, from the first progress report (kept + to read). */
+static int32_t prompt_len_cb(void *u, const mg_progress *p) {
+    size_t *len = u;
+    if (p->stage == MG_STAGE_PREFILL && !*len) *len = (size_t)p->reused + p->total;
+    return 0;
+}
+
+static size_t g_prompt_len;
+
+static char *chat_turn(mg_context *c, mg_image *const *imgs, size_t n_img, const char *msg,
+                       float *lg) {
+    mg_gen_params gp = MG_GEN_PARAMS_INIT;
+    gp.max_tokens = 5;
+    g_prompt_len = 0;
+    gp.on_progress = prompt_len_cb;
+    gp.progress_user_data = &g_prompt_len;
+    char *out = NULL;
+    mg_status st = mg_chat(&out, c, (const mg_image *const *)imgs, n_img, msg, &gp);
+    ck_assert_msg(st == MG_OK, "chat: %s", mg_context_errmsg(c));
+    ck_assert_int_eq(mg_context_logits(c, lg, 512), MG_OK);
+    return out;
+}
+
+START_TEST(test_chat) {
+    mg_model *m = load(make_model("vis_chat.mgm", "--shape tiny --seed 21"));
+    mg_context *c = ctx_new(m, 2, 0);
+    mg_image *a = synth(60, 50, MG_PIXEL_GRAY8, 51), *b = synth(40, 40, MG_PIXEL_RGB8, 52);
+    float lg[512], lf[512];
+    int32_t *ids = malloc(4096 * sizeof *ids);
+    /* turn 1 is laid out as mg_vqa lays out its prompt */
+    char *t1 = chat_turn(c, &a, 1, "Describe the image.", lg);
+    size_t n = 0;
+    int32_t vq[1024];
+    size_t nv = 0;
+    {
+        mg_context *f = ctx_new(m, 2, 0);
+        mg_gen_params gp = MG_GEN_PARAMS_INIT;
+        gp.max_tokens = 5;
+        char *v = NULL;
+        ck_assert_int_eq(mg_vqa(&v, f, (const mg_image *const *)&a, 1, "Describe the image.", &gp),
+                         MG_OK);
+        ck_assert_str_eq(v, t1);
+        ck_assert_int_eq(mg_context_tokens(vq, 1024, &nv, f), MG_OK);
+        mg_string_free(v);
+        mg_context_free(f);
+    }
+    n = convo(c, ids, 4096);
+    ck_assert_uint_ge(n, nv);
+    ck_assert(memcmp(ids, vq, nv * sizeof *ids) == 0);
+    /* turn 2: the previous answer closed, the next user turn, read alone */
+    const char *q2 = "Is there a fracture?";
+    char want[256];
+    snprintf(want, sizeof want, "<end_of_turn>\n<start_of_turn>user\n%s<end_of_turn>\n"
+                                "<start_of_turn>model\n", q2);
+    n = append_text(m, ids, n, 4096, want);
+    char *t2 = chat_turn(c, NULL, 0, q2, lg);
+    int32_t got[4096];
+    size_t ng = 0;
+    ck_assert_int_eq(mg_context_tokens(got, 4096, &ng, c), MG_OK);
+    ck_assert_uint_ge(ng, n);
+    ck_assert(memcmp(got, ids, n * sizeof *ids) == 0);
+    char *f2 = fresh_answer(m, ids, n, &a, 1, lf);
+    ck_assert_str_eq(t2, f2);
+    ck_assert(rel_max(lg, lf, 512) <= 1e-5);
+    /* turn 3 brings a second image, laid out as in the first turn */
+    n = convo(c, ids, 4096);
+    char turn3[2048];
+    int o = snprintf(turn3, sizeof turn3, "<end_of_turn>\n<start_of_turn>user\nAnd this one?"
+                                          "\n\n<start_of_image>");
+    for (int t = 0; t < 16; t++) o += snprintf(turn3 + o, sizeof turn3 - (size_t)o, "<image_soft_token>");
+    snprintf(turn3 + o, sizeof turn3 - (size_t)o,
+             "<end_of_image>\n\n<end_of_turn>\n<start_of_turn>model\n");
+    n = append_text(m, ids, n, 4096, turn3);
+    char *t3 = chat_turn(c, &b, 1, "And this one?", lg);
+    ck_assert_uint_eq(g_prompt_len, n);
+    size_t np = 0;
+    ck_assert_int_eq(mg_context_tokens(got, 4096, &np, c), MG_OK);
+    ck_assert(memcmp(got, ids, n * sizeof *ids) == 0);
+    mg_image *ab[2] = {a, b};
+    char *f3 = fresh_answer(m, ids, n, ab, 2, lf);
+    ck_assert_str_eq(t3, f3);
+    ck_assert(rel_max(lg, lf, 512) <= 1e-5);
+    mg_string_free(t1);
+    mg_string_free(t2);
+    mg_string_free(f2);
+    mg_string_free(t3);
+    mg_string_free(f3);
+    /* another call on the context ends the conversation */
+    mg_gen_params gp = MG_GEN_PARAMS_INIT;
+    gp.max_tokens = 2;
+    char *x = NULL;
+    ck_assert_int_eq(mg_generate(&x, c, "Hello", &gp), MG_OK);
+    mg_string_free(x);
+    x = chat_turn(c, &a, 1, "Describe the image.", lg);
+    ck_assert_int_eq(mg_context_tokens(got, 4096, &ng, c), MG_OK);
+    ck_assert(memcmp(got, vq, nv * sizeof *got) == 0);
+    mg_string_free(x);
+    mg_context_free(c);
+
+    /* a small context: the conversation is truncated, the first exchange
+     * kept, and each answer is what a fresh read of the kept conversation
+     * gives */
+    c = ctx_new(m, 2, 160);
+    char *first = chat_turn(c, &a, 1, "Describe the image.", lg);
+    mg_string_free(first);
+    size_t n_first = convo(c, ids, 4096);
+    int truncated = 0;
+    int32_t sig[12];
+    for (int k = 0; k < 12; k++) {
+        char q[64];
+        snprintf(q, sizeof q, "Why %d?", k);
+        char *ans = chat_turn(c, NULL, 0, q, lg);
+        ck_assert_uint_le(mg_context_n_tokens(c), 160);
+        n = convo(c, got, 4096);
+        ck_assert(memcmp(got, ids, n_first * sizeof *got) == 0);
+        /* the exchange after the first: a new one once the oldest went */
+        if (k && memcmp(sig, got + n_first, sizeof sig)) truncated++;
+        memcpy(sig, got + n_first, sizeof sig);
+        /* the prompt: what the context holds up to the answer */
+        ck_assert_int_eq(mg_context_tokens(got, 4096, &np, c), MG_OK);
+        ck_assert_uint_gt(g_prompt_len, n_first);
+        ck_assert_uint_le(g_prompt_len, np);
+        char *fa = fresh_answer(m, got, g_prompt_len, &a, 1, lf);
+        ck_assert_msg(!strcmp(ans, fa), "turn %d: '%s', fresh '%s'", k, ans, fa);
+        ck_assert(rel_max(lg, lf, 512) <= 1e-5);
+        mg_string_free(ans);
+        mg_string_free(fa);
+    }
+    ck_assert_int_ge(truncated, 2);
+    /* a message that cannot fit even with the first exchange alone */
+    char big[2048];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    x = NULL;
+    ck_assert_int_eq(mg_chat(&x, c, NULL, 0, big, &gp), MG_E_CONTEXT_FULL);
+    ck_assert_msg(strstr(mg_context_errmsg(c), "the context holds 160") != NULL, "%s",
+                  mg_context_errmsg(c));
+    /* one that fits alone but not after the first exchange */
+    ck_assert_int_eq(mg_chat(&x, c, NULL, 0, big + sizeof big - 1 - 100, &gp),
+                     MG_E_CONTEXT_FULL);
+    ck_assert_msg(strstr(mg_context_errmsg(c), "new conversation") != NULL, "%s",
+                  mg_context_errmsg(c));
+    /* and the conversation goes on after those refusals */
+    x = chat_turn(c, NULL, 0, "Why?", lg);
+    mg_string_free(x);
+    n = convo(c, got, 4096);
+    ck_assert(memcmp(got, ids, n_first * sizeof *got) == 0);
+    x = NULL;
+    /* misuse */
+    ck_assert_int_eq(mg_chat(&x, c, NULL, 0, NULL, &gp), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_chat(NULL, c, NULL, 0, "q", &gp), MG_E_INVALID_ARG);
+    ck_assert_int_eq(mg_chat(&x, NULL, NULL, 0, "q", &gp), MG_E_MISUSE);
+    mg_context_free(c);
+    mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
+    cp.flags = MG_CONTEXT_NO_REUSE;
+    ck_assert_int_eq(mg_context_new(&c, m, &cp), MG_OK);
+    ck_assert_int_eq(mg_chat(&x, c, NULL, 0, "q", &gp), MG_E_UNSUPPORTED);
+    mg_context_free(c);
+    free(ids);
+    mg_image_free(a);
+    mg_image_free(b);
+    mg_model_free(m);
+}
+END_TEST
+
 /* ================================================================ interrupt, threads */
 
 typedef struct intr_arg { mg_context *c; atomic_int stop; } intr_arg;
@@ -918,6 +1399,10 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_zombie_model_generates);
     tcase_add_test(tc, test_registry);
     tcase_add_loop_test(tc, test_hostile_model, 0, (int)(sizeof k_hostile / sizeof k_hostile[0]));
+    tc = tcase(s, "reuse");
+    tcase_add_loop_test(tc, test_reuse, 0, 2);
+    tcase_add_test(tc, test_progress);
+    tcase_add_test(tc, test_chat);
     tc = tcase(s, "threads");
     tcase_add_test(tc, test_interrupt);
     tcase_add_test(tc, test_two_contexts);

@@ -476,9 +476,9 @@ START_TEST(test_prompt_layout) {
         ck_assert_int_eq(mg__encoders_pick(&m->encoders, &iin), 0);
         ck_assert_uint_eq(m->encoders.e[1].vt->n_blocks(m->encoders.e[1].impl, &vin), 4);
         ck_assert_int_eq(m->encoders.e[1].vt->encode(c->enc_state[1], &vin, a, c->pool,
-                                                     &c->interrupt, err, sizeof err), MG_OK);
+                                                     &(mg__enc_ctl){&c->interrupt, NULL, NULL}, err, sizeof err), MG_OK);
         ck_assert_int_eq(m->encoders.e[0].vt->encode(c->enc_state[0], &iin, b, c->pool,
-                                                     &c->interrupt, err, sizeof err), MG_OK);
+                                                     &(mg__enc_ctl){&c->interrupt, NULL, NULL}, err, sizeof err), MG_OK);
         ck_assert_msg(memcmp(a, b, per * sizeof *a) == 0, "block %u differs from its slice", i);
         mg_image_free(imgs[i]);
     }
@@ -522,6 +522,67 @@ START_TEST(test_prompt_layout) {
     ck_assert_ptr_nonnull(strstr(mg_context_errmsg(c), "volume encoder"));
     mg_volume_free(v);
     mg_context_free(c);
+    mg_model_free(m);
+}
+END_TEST
+
+/* Questions about one volume on a context that reuses what it read (the
+ * slices come before the question, so a second question reads only its
+ * own tokens) against a context that reads every prompt afresh: the same
+ * text and sequence, logits within float rounding of another batch split. */
+START_TEST(test_reuse_volume) {
+    mg_model *m = NULL;
+    char err[512];
+    ck_assert_int_eq(mg_model_load(&m, make_model("v3_reuse.mgm", "--shape tiny --seed 4"), NULL,
+                                   err, sizeof err), MG_OK);
+    mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
+    cp.n_threads = 2;
+    mg_context *r = NULL, *f = NULL;
+    ck_assert_int_eq(mg_context_new(&r, m, &cp), MG_OK);
+    cp.flags = MG_CONTEXT_NO_REUSE;
+    ck_assert_int_eq(mg_context_new(&f, m, &cp), MG_OK);
+    mg_volume *v = ct_volume(20, 16, 9, "CT");
+    mg_slice_params sp = MG_SLICE_PARAMS_INIT;
+    mg_gen_params gp = MG_GEN_PARAMS_INIT;
+    gp.max_tokens = 5;
+    const char *qs[] = {"Is there a mass?", "Is there a mass?", "Any effusion?", NULL, "Size?"};
+    const uint32_t nsl[] = {4, 4, 4, 4, 9};
+    uint32_t V = r->n_vocab;
+    float *la = malloc(V * sizeof *la), *lb = malloc(V * sizeof *lb);
+    for (int k = 0; k < 5; k++) {
+        sp.max_slices = nsl[k];
+        char *a = NULL, *b = NULL;
+        mg_status sa, sb;
+        if (qs[k]) {
+            sa = mg_vqa_volume(&a, r, v, qs[k], &sp, &gp);
+            ck_assert_int_eq(mg_context_logits(r, la, V), MG_OK);
+            sb = mg_vqa_volume(&b, f, v, qs[k], &sp, &gp);
+        } else {
+            sa = mg_generate_report_volume(&a, r, v, &sp, &gp);
+            ck_assert_int_eq(mg_context_logits(r, la, V), MG_OK);
+            sb = mg_generate_report_volume(&b, f, v, &sp, &gp);
+        }
+        ck_assert_int_eq(sa, MG_OK);
+        ck_assert_int_eq(sb, MG_OK);
+        ck_assert_int_eq(mg_context_logits(f, lb, V), MG_OK);
+        ck_assert_msg(!strcmp(a, b), "call %d: reuse '%s', fresh '%s'", k, a, b);
+        ck_assert_uint_eq(mg_context_n_tokens(r), mg_context_n_tokens(f));
+        double e = 0, mx = 0;
+        for (uint32_t i = 0; i < V; i++) {
+            if (fabs(la[i] - lb[i]) > e) e = fabs(la[i] - lb[i]);
+            if (fabs(lb[i]) > mx) mx = fabs(lb[i]);
+        }
+        ck_assert_msg(e <= 1e-5 * mx, "call %d: logits differ by %g", k, e);
+        mg_string_free(a);
+        mg_string_free(b);
+    }
+    /* 4 slices, then 9 others (another slice choice is another input) */
+    ck_assert_uint_eq(r->n_embeds, 13);
+    free(la);
+    free(lb);
+    mg_volume_free(v);
+    mg_context_free(r);
+    mg_context_free(f);
     mg_model_free(m);
 }
 END_TEST
@@ -609,6 +670,7 @@ int main(void) {
     tcase_add_test(tc, test_selection);
     tcase_add_test(tc, test_context_tokens);
     tcase_add_test(tc, test_prompt_layout);
+    tcase_add_test(tc, test_reuse_volume);
     tcase_add_test(tc, test_slices_reference);
     tcase_add_test(tc, test_slices_source_independent);
     tcase_add_test(tc, test_demo_ct_report);

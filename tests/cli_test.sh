@@ -190,6 +190,33 @@ two=$("$CLI" vqa "tests/data/vision/rgb.jpg" -q "Is there a fracture?" -q "Where
 expect "vqa -q twice prints Q:/A: pairs" test "$(printf '%s\n' "$two" | grep -c '^Q: ')" -eq 2
 expect "vqa -q twice: the first answer is the single call's" \
   test "$(printf '%s\n' "$two" | sed -n 's/^A: //p' | head -1)" = "$(printf '%s\n' "$one" | head -1)"
+# the second question with the image from the context's cache: same answer
+# as the first question's when asked twice
+three=$("$CLI" vqa "tests/data/vision/rgb.jpg" -q "Where?" -q "Is there a fracture?" -m "$TMP/img.mgm" -n 5 2>/dev/null)
+expect "vqa: a later question is answered as it is alone" \
+  test "$(printf '%s\n' "$three" | sed -n 's/^A: //p' | sed -n 2p)" = "$(printf '%s\n' "$one" | head -1)"
+# progress bar on request (stderr is not a terminal here)
+"$CLI" vqa "tests/data/vision/rgb.jpg" -q "Is there a fracture?" -m "$TMP/img.mgm" -n 5 \
+  --progress > /dev/null 2> "$TMP/p.err"
+expect "vqa --progress draws the encoder's progress" grep -q 'encoding image 1/1' "$TMP/p.err"
+expect "vqa --progress draws the prompt's progress" grep -q 'reading the prompt' "$TMP/p.err"
+"$CLI" vqa "tests/data/vision/rgb.jpg" -q "Is there a fracture?" -m "$TMP/img.mgm" -n 5 \
+  > /dev/null 2> "$TMP/p.err"
+expect "vqa: no progress bar when stderr is not a terminal" test ! -s "$TMP/p.err"
+# chat: one answer line per message; the first is the vqa answer
+printf 'Is there a fracture?\n\nWhere?\n' | "$CLI" chat "tests/data/vision/rgb.jpg" -m "$TMP/img.mgm" \
+  -n 5 > "$TMP/chat.out" 2> "$TMP/chat.err"
+expect "chat exits 0" test $? -eq 0
+expect "chat answers each message (blank lines skipped)" test "$(wc -l < "$TMP/chat.out")" -eq 2
+expect "chat: the first answer is vqa's" test "$(head -1 "$TMP/chat.out")" = "$(printf '%s\n' "$one" | head -1)"
+printf 'Is there a fracture?\n/reset\nIs there a fracture?\n' | "$CLI" chat "tests/data/vision/rgb.jpg" \
+  -m "$TMP/img.mgm" -n 5 > "$TMP/chat2.out" 2>/dev/null
+expect "chat: /reset starts over with the images" \
+  test "$(sed -n 2p "$TMP/chat2.out")" = "$(head -1 "$TMP/chat.out")"
+printf 'Hello\n' | "$CLI" chat -m "$TMP/img.mgm" -n 3 > /dev/null 2>&1
+expect "chat without images exits 0" test $? -eq 0
+"$CLI" chat "$TMP/ct3.nii.gz" -m "$TMP/img.mgm" < /dev/null > /dev/null 2>&1
+expect "chat on a volume exits 2" test $? -eq 2
 "$CLI" report "$TMP/missing.png" -m "$TMP/img.mgm" > /dev/null 2> "$TMP/e.err"
 expect "report on a missing image fails" test $? -eq 1
 "$CLI" report "tests/data/vision/rgb.jpg" -m "$TMP/g.mgm" > /dev/null 2> "$TMP/e.err"

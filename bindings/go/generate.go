@@ -5,10 +5,16 @@ package medgemini
 #include "medgemini.h"
 
 extern int32_t medgeminiGoToken(void *user, char *piece, size_t n, int32_t token);
+extern int32_t medgeminiGoGenProgress(void *user, mg_progress *progress);
 
 static void mgo_set_stream(mg_gen_params *p, uintptr_t handle) {
     p->on_token = (mg_token_callback)medgeminiGoToken;
     p->user_data = (void *)handle;
+}
+
+static void mgo_set_gen_progress(mg_gen_params *p, uintptr_t handle) {
+    p->on_progress = (mg_progress_callback)medgeminiGoGenProgress;
+    p->progress_user_data = (void *)handle;
 }
 */
 import "C"
@@ -17,6 +23,8 @@ import (
 	"context"
 	"runtime"
 	"runtime/cgo"
+	"strconv"
+	"time"
 	"unsafe"
 )
 
@@ -32,6 +40,7 @@ type genOptions struct {
 	instruction  *string
 	raw          bool
 	onToken      func(piece string, token int32) error
+	onProgress   func(Progress) error
 }
 
 // GenOption configures a generation call (Report, VQA, Generate, ...).
@@ -77,16 +86,79 @@ func WithOnToken(fn func(piece string, token int32) error) GenOption {
 	return func(o *genOptions) { o.onToken = fn }
 }
 
-// streamState is what the token callback reaches through a cgo.Handle.
-type streamState struct {
-	ctx      context.Context
-	fn       func(string, int32) error
-	err      error
-	panicked bool
-	panicVal interface{}
+// WithProgress reports the call's progress: fn is called on the calling
+// goroutine when each stage (StageEncode, StagePrefill, StageGenerate) and
+// each encoder block begins, then at most every 100 ms while work goes on. A
+// non-nil error stops the call, which then returns an *Error with
+// StatusInterrupted (matching ErrInterrupted) wrapping it, and the text made
+// so far. The Progress value is a copy; fn may keep it.
+func WithProgress(fn func(Progress) error) GenOption {
+	return func(o *genOptions) { o.onProgress = fn }
 }
 
-func (s *streamState) token(piece *C.char, n C.size_t, token C.int32_t) (ret C.int32_t) {
+// Stage is the part of a generating call that a Progress report describes.
+type Stage int32
+
+// Stages of a generating call. The prompt is read in StagePrefill; each
+// encoder block in it that is not cached is read in StageEncode, after
+// which StagePrefill resumes; then StageGenerate.
+const (
+	StageEncode   Stage = C.MG_STAGE_ENCODE   // an encoder reads one block (image, volume slice, score set)
+	StagePrefill  Stage = C.MG_STAGE_PREFILL  // the text decoder reads the prompt
+	StageGenerate Stage = C.MG_STAGE_GENERATE // the answer's tokens are made
+)
+
+// String names the stage ("encode", "prefill", "generate").
+func (s Stage) String() string {
+	switch s {
+	case StageEncode:
+		return "encode"
+	case StagePrefill:
+		return "prefill"
+	case StageGenerate:
+		return "generate"
+	}
+	return "Stage(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Progress is one progress report of a generating call (WithProgress).
+type Progress struct {
+	Stage   Stage
+	Block   int           // StageEncode: the block's index among the prompt's blocks
+	NBlocks int           // encoder blocks (images, slices, score sets) in the prompt
+	Step    int           // StageEncode: encoder steps done; StagePrefill: decoder layers done for the current batch
+	NSteps  int           // steps of that encoder run or decoder batch
+	Done    int           // StagePrefill: prompt tokens read; StageGenerate: tokens generated
+	Total   int           // StagePrefill: prompt tokens to read; StageGenerate: the token limit
+	Reused  int           // prompt tokens kept from the context's sequence (not read again)
+	Cached  int           // blocks taken from the context's encoder-output cache (not encoded again)
+	Elapsed time.Duration // since the call began
+}
+
+// callState is what the token and progress callbacks reach through a
+// cgo.Handle.
+type callState struct {
+	ctx        context.Context
+	onToken    func(string, int32) error
+	onProgress func(Progress) error
+	err        error
+	panicked   bool
+	panicVal   interface{}
+}
+
+// stop records a callback's outcome; nonzero tells the library to stop.
+func (s *callState) stop(err error) C.int32_t {
+	if err != nil {
+		s.err = err
+		return 1
+	}
+	if s.ctx != nil && s.ctx.Err() != nil {
+		return 1 // cancelled: stop now rather than when the interrupt lands
+	}
+	return 0
+}
+
+func (s *callState) token(piece *C.char, n C.size_t, token C.int32_t) (ret C.int32_t) {
 	if s.err != nil || s.panicked {
 		return 1
 	}
@@ -99,23 +171,47 @@ func (s *streamState) token(piece *C.char, n C.size_t, token C.int32_t) (ret C.i
 	if n > 0 {
 		text = string(unsafe.Slice((*byte)(unsafe.Pointer(piece)), int(n)))
 	}
-	if err := s.fn(text, int32(token)); err != nil {
-		s.err = err
+	return s.stop(s.onToken(text, int32(token)))
+}
+
+func (s *callState) progress(cp *C.mg_progress) (ret C.int32_t) {
+	if s.err != nil || s.panicked {
 		return 1
 	}
-	if s.ctx != nil && s.ctx.Err() != nil {
-		return 1 // cancelled: stop now rather than when the interrupt lands
+	defer func() {
+		if r := recover(); r != nil {
+			s.panicked, s.panicVal, ret = true, r, 1
+		}
+	}()
+	// Read only the fields the library's struct has (struct_size), so that
+	// an older library's shorter struct leaves the rest zero.
+	var p C.mg_progress
+	n := uintptr(cp.struct_size)
+	if n > unsafe.Sizeof(p) {
+		n = unsafe.Sizeof(p)
 	}
-	return 0
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&p)), n), unsafe.Slice((*byte)(unsafe.Pointer(cp)), n))
+	return s.stop(s.onProgress(Progress{
+		Stage:   Stage(p.stage),
+		Block:   int(p.block),
+		NBlocks: int(p.n_blocks),
+		Step:    int(p.step),
+		NSteps:  int(p.n_steps),
+		Done:    int(p.done),
+		Total:   int(p.total),
+		Reused:  int(p.reused),
+		Cached:  int(p.cached),
+		Elapsed: time.Duration(float64(p.seconds) * float64(time.Second)),
+	}))
 }
 
 // call is the state of one generation call: its C parameters (in C memory,
 // so that no Go pointer sits next to them), the C strings they point to and
-// the stream handle.
+// the handle both callbacks receive as their user data.
 type call struct {
 	params *C.mg_gen_params
 	strs   cstrs
-	stream *streamState
+	state  *callState
 	handle cgo.Handle
 }
 
@@ -152,10 +248,15 @@ func newCall(opts []GenOption) *call {
 	}
 	p.system_prompt = k.strs.optStr(o.systemPrompt)
 	p.instruction = k.strs.optStr(o.instruction)
-	if o.onToken != nil {
-		k.stream = &streamState{fn: o.onToken}
-		k.handle = cgo.NewHandle(k.stream)
-		C.mgo_set_stream(p, C.uintptr_t(k.handle))
+	if o.onToken != nil || o.onProgress != nil {
+		k.state = &callState{onToken: o.onToken, onProgress: o.onProgress}
+		k.handle = cgo.NewHandle(k.state)
+		if o.onToken != nil {
+			C.mgo_set_stream(p, C.uintptr_t(k.handle))
+		}
+		if o.onProgress != nil {
+			C.mgo_set_gen_progress(p, C.uintptr_t(k.handle))
+		}
 	}
 	return k
 }
@@ -174,8 +275,8 @@ func (k *call) free() {
 // cancellation of ctx into mg_context_interrupt. The watcher has exited
 // before run returns, so it never touches c after the call.
 func (k *call) run(ctx context.Context, c *C.mg_context, fn func(out **C.char) C.mg_status) (string, error) {
-	if k.stream != nil {
-		k.stream.ctx = ctx
+	if k.state != nil {
+		k.state.ctx = ctx
 	}
 	var done, exited chan struct{}
 	if ctx.Done() != nil {
@@ -200,16 +301,16 @@ func (k *call) run(ctx context.Context, c *C.mg_context, fn func(out **C.char) C
 		text = C.GoString(out)
 		C.mg_string_free(out)
 	}
-	if k.stream != nil && k.stream.panicked {
-		panic(k.stream.panicVal)
+	if k.state != nil && k.state.panicked {
+		panic(k.state.panicVal)
 	}
 	if st == C.MG_OK {
 		return text, nil
 	}
 	e := &Error{Status: Status(st), Message: C.GoString(C.mg_context_errmsg(c))}
 	if st == C.MG_E_INTERRUPTED {
-		if k.stream != nil && k.stream.err != nil {
-			e.Cause = k.stream.err
+		if k.state != nil && k.state.err != nil {
+			e.Cause = k.state.err
 		} else if ctx.Err() != nil {
 			e.Cause = ctx.Err()
 		}

@@ -65,6 +65,16 @@ func WithKVBF16() ModelOption {
 	return func(o *modelOptions) { o.ctx.flags |= C.MG_CONTEXT_KV_BF16 }
 }
 
+// WithNoReuse turns off reuse across calls in every context of the model:
+// each prompt is read from its start and each image encoded anew (no prefix
+// reuse, no encoder-output cache). The text is the same either way; reuse
+// saves time when calls share a prompt's start or images, and costs each
+// pooled context up to its token capacity x the model's width of floats
+// for the cache. Sessions of the model inherit it.
+func WithNoReuse() ModelOption {
+	return func(o *modelOptions) { o.ctx.flags |= C.MG_CONTEXT_NO_REUSE }
+}
+
 // WithSeed sets the seed of each new context's sampler RNG.
 func WithSeed(seed uint64) ModelOption {
 	return func(o *modelOptions) { o.ctx.seed = seed }

@@ -3,20 +3,30 @@ package medgemini
 /*
 #include <stdlib.h>
 #include "medgemini.h"
+
+extern int32_t medgeminiGoPRSProgress(void *user, uint64_t done, uint64_t total);
+
+static mg_status mgo_set_prs_progress(mg_prs *prs, uintptr_t handle) {
+    return mg_prs_set_progress(prs, (mg_prs_progress)medgeminiGoPRSProgress, (void *)handle);
+}
 */
 import "C"
 
 import (
+	"context"
 	"runtime"
+	"runtime/cgo"
 	"unsafe"
 )
 
 // PRS holds one genotype set, the scoring files matched to it and, after
 // Compute, the per-sample polygenic scores (plink2 --score rules, see the
-// library's docs/PRS.md). A PRS is used by one goroutine at a time.
+// library's docs/PRS.md). A PRS is used by one goroutine at a time
+// (Interrupt may be called from any).
 type PRS struct {
-	ptr  *C.mg_prs
-	life life
+	ptr      *C.mg_prs
+	life     life
+	progress func(done, total uint64) error
 }
 
 // PRS flags (PRSFlags option).
@@ -174,14 +184,131 @@ func (r *PRS) AddScores(path string) (int, error) {
 	return int(n), err
 }
 
-// Compute streams the genotypes once and computes every score.
-func (r *PRS) Compute() error {
+// Compute streams the genotypes once and computes every score. It may be
+// called again (after adding scores, say); results are replaced.
+func (r *PRS) Compute() error { return r.ComputeContext(context.Background()) }
+
+// ComputeContext is Compute that stops when ctx is done: at the next block
+// of variants, with an error matching ErrInterrupted and ctx.Err(), and no
+// results (until a later compute succeeds).
+func (r *PRS) ComputeContext(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := cancelledError(ctx); err != nil {
+		return err
+	}
 	if err := r.life.acquire(); err != nil {
 		return err
 	}
 	defer r.life.release()
+	// The callback is installed for this call only (and also without a
+	// progress function when ctx can be cancelled: it closes the window in
+	// which an interrupt made just before the compute starts is dropped).
+	state := &prsProgressState{ctx: ctx, fn: r.progress}
+	if state.fn != nil || ctx.Done() != nil {
+		h := cgo.NewHandle(state)
+		defer h.Delete()
+		if err := r.check(C.mgo_set_prs_progress(r.ptr, C.uintptr_t(h))); err != nil {
+			return err
+		}
+		defer C.mg_prs_set_progress(r.ptr, nil, nil) // runs before h.Delete
+	}
+	var done, exited chan struct{}
+	if ctx.Done() != nil {
+		done, exited = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(exited)
+			select {
+			case <-ctx.Done():
+				C.mg_prs_interrupt(r.ptr)
+			case <-done:
+			}
+		}()
+	}
 	st := C.mg_prs_compute(r.ptr)
-	return r.check(st)
+	if done != nil {
+		close(done)
+		<-exited
+	}
+	if state.panicked {
+		panic(state.panicVal)
+	}
+	if st == C.MG_OK {
+		return nil
+	}
+	e := &Error{Status: Status(st), Message: C.GoString(C.mg_prs_errmsg(r.ptr))}
+	if st == C.MG_E_INTERRUPTED {
+		if state.err != nil {
+			e.Cause = state.err
+		} else if ctx.Err() != nil {
+			e.Cause = ctx.Err()
+		}
+	}
+	return e
+}
+
+// SetProgress makes later computes call fn with the variant rows scored so
+// far (done of total): before the first block (done 0), at most every
+// 100 ms between blocks, and once with done == total at the end. It runs on
+// the goroutine that called Compute. An error from fn stops the compute (no
+// results); Compute then returns an error matching ErrInterrupted that
+// wraps it. (The library ignores an error from the final report, when
+// every score is computed already.) nil removes the function.
+func (r *PRS) SetProgress(fn func(done, total uint64) error) error {
+	if err := r.life.acquire(); err != nil {
+		return err
+	}
+	defer r.life.release()
+	r.progress = fn
+	return nil
+}
+
+// Interrupt asks a compute running on r to stop at its next block of
+// variants; it then returns an error matching ErrInterrupted, and no
+// results. Safe from any goroutine. A request made while no compute runs is
+// dropped when the next one starts.
+func (r *PRS) Interrupt() error {
+	if err := r.life.acquire(); err != nil {
+		return err
+	}
+	defer r.life.release()
+	return newError(C.mg_prs_interrupt(r.ptr), "mg_prs_interrupt failed")
+}
+
+// prsProgressState is what the compute progress callback reaches through a
+// cgo.Handle.
+type prsProgressState struct {
+	ctx      context.Context
+	fn       func(done, total uint64) error
+	err      error
+	panicked bool
+	panicVal interface{}
+}
+
+func (s *prsProgressState) progress(done, total uint64) (ret C.int32_t) {
+	if s.err != nil || s.panicked {
+		return 1
+	}
+	if s.ctx.Err() != nil {
+		return 1
+	}
+	if s.fn == nil {
+		return 0
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.panicked, s.panicVal, ret = true, r, 1
+		}
+	}()
+	if err := s.fn(done, total); err != nil {
+		s.err = err
+		return 1
+	}
+	if s.ctx.Err() != nil {
+		return 1 // cancelled meanwhile: stop now rather than when the interrupt lands
+	}
+	return 0
 }
 
 // WriteSScore writes the results as a PLINK 2 .sscore file.

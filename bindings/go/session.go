@@ -12,10 +12,12 @@ import (
 )
 
 // Session is one inference context of a model, for callers who need its
-// state across calls (Eval appends tokens to its sequence). A Session is used
-// by one goroutine at a time; Interrupt may be called from any goroutine.
-// The Model's Report, VQA and Generate need no Session: they take contexts
-// from the model's pool.
+// state across calls (Eval appends tokens to its sequence, Chat holds a
+// conversation, and unless SessionNoReuse a call reuses what the previous
+// one read: the prompt's common start and the encoder outputs of the same
+// *Image). A Session is used by one goroutine at a time; Interrupt may be
+// called from any goroutine. The Model's Report, VQA and Generate need no
+// Session: they take contexts from the model's pool.
 type Session struct {
 	model  *Model
 	ptr    *C.mg_context
@@ -35,6 +37,13 @@ func SessionContextSize(n int) SessionOption { return func(o *contextOptions) { 
 // SessionKVBF16 keeps the session's KV cache keys and values as bf16.
 func SessionKVBF16() SessionOption {
 	return func(o *contextOptions) { o.flags |= C.MG_CONTEXT_KV_BF16 }
+}
+
+// SessionNoReuse turns off the session's reuse across calls, as
+// WithNoReuse does for a model's contexts: every prompt is read from its
+// start and every image encoded anew. Chat needs reuse.
+func SessionNoReuse() SessionOption {
+	return func(o *contextOptions) { o.flags |= C.MG_CONTEXT_NO_REUSE }
 }
 
 // SessionSeed seeds the session's sampler RNG.
@@ -199,8 +208,8 @@ func (s *Session) Len() int {
 	return int(C.mg_context_n_tokens(s.ptr))
 }
 
-// Generate runs generation on the session (its sequence is reset first), as
-// Model.Generate.
+// Generate runs generation on the session (its sequence is replaced by the
+// prompt, with reuse as in Session.Report), as Model.Generate.
 func (s *Session) Generate(ctx context.Context, prompt string, opts ...GenOption) (string, error) {
 	var strs cstrs
 	defer strs.free()
@@ -227,4 +236,63 @@ func (s *Session) generate(ctx context.Context, opts []GenOption, fn func(c *C.m
 	defer k.free()
 	c := s.ptr
 	return k.run(ctx, c, func(out **C.char) C.mg_status { return fn(c, out, k.params) })
+}
+
+// Report is Model.Report on the session. Its sequence is replaced by the
+// new prompt; unless the session was made with SessionNoReuse, the part of
+// the prompt that matches what the session holds is not read again and an
+// image the session has encoded already (the same *Image) is taken from its
+// encoder-output cache. The text is the same either way.
+func (s *Session) Report(ctx context.Context, images []*Image, opts ...GenOption) (string, error) {
+	a, err := acquireImages(images)
+	if err != nil {
+		return "", err
+	}
+	defer a.release()
+	imgs, n := a.cptr(), C.size_t(len(a.ptrs))
+	return s.generate(ctx, opts, func(c *C.mg_context, out **C.char, p *C.mg_gen_params) C.mg_status {
+		return C.mg_generate_report(out, c, imgs, n, p)
+	})
+}
+
+// VQA is Model.VQA on the session, with reuse as in Session.Report.
+func (s *Session) VQA(ctx context.Context, images []*Image, question string, opts ...GenOption) (string, error) {
+	a, err := acquireImages(images)
+	if err != nil {
+		return "", err
+	}
+	defer a.release()
+	imgs, n := a.cptr(), C.size_t(len(a.ptrs))
+	var strs cstrs
+	defer strs.free()
+	cq := strs.str(question)
+	return s.generate(ctx, opts, func(c *C.mg_context, out **C.char, p *C.mg_gen_params) C.mg_status {
+		return C.mg_vqa(out, c, imgs, n, cq, p)
+	})
+}
+
+// Chat holds a conversation in the session. The first call (on a new
+// session, after Reset, or after any other generating call on it) opens one
+// as VQA does (system text, message, images) and returns the answer; each
+// later call appends the next user turn (message, and images, which may be
+// nil) and returns the next answer, reading only the new turn. When the
+// context fills, the oldest exchanges but the first are dropped; when even
+// the first and the new turn do not fit, the error matches ErrContextFull.
+// Generation options, streaming and cancellation work as in VQA (the
+// history keeps an answer cut short as it was returned). A session made with
+// SessionNoReuse (or from a model loaded WithNoReuse) cannot chat: the
+// error matches ErrUnsupported.
+func (s *Session) Chat(ctx context.Context, images []*Image, message string, opts ...GenOption) (string, error) {
+	a, err := acquireImages(images)
+	if err != nil {
+		return "", err
+	}
+	defer a.release()
+	imgs, n := a.cptr(), C.size_t(len(a.ptrs))
+	var strs cstrs
+	defer strs.free()
+	cm := strs.str(message)
+	return s.generate(ctx, opts, func(c *C.mg_context, out **C.char, p *C.mg_gen_params) C.mg_status {
+		return C.mg_chat(out, c, imgs, n, cm, p)
+	})
 }

@@ -48,7 +48,56 @@ struct mg_context {
     uint64_t enc_bytes;        /* bytes the encoder states hold */
     const float **enc_rows;    /* max_batch row pointers into enc_out */
     int32_t *enc_blk;          /* max_batch block ids */
+    /* reuse across calls (generate.c): the encoder blocks the sequence
+     * holds, and the encoder-output cache */
+    struct mg__held *held;     /* n_held blocks, by position */
+    uint32_t n_held, cap_held;
+    struct mg__embed *embeds;  /* n_embeds cached encoder outputs */
+    uint32_t n_embeds, cap_embeds;
+    uint64_t embed_tokens;     /* tokens the cache holds (<= n_ctx) */
+    uint64_t embed_clock;      /* use counter for least-recently-used */
+    struct mg__progress *prog; /* the running call's progress, or NULL */
+    int32_t last_tok;          /* the last generated token when generation
+                                  stopped without feeding it, else -1 */
+    /* the conversation mg_chat holds (tasks.c): the sequence's first
+     * chat_pos tokens, then chat_last when >= 0; exchange k starts at
+     * chat_at[k]; n_chat = 0: none */
+    uint32_t *chat_at;
+    uint32_t n_chat, cap_chat, chat_pos;
+    int32_t chat_last;
+    int in_chat;               /* an mg_chat call is running */
 };
+
+/* A generating call's progress reports (generate.c). */
+typedef struct mg__progress {
+    mg_progress_callback fn;
+    void *user;
+    mg_progress p;
+    double t0, last;           /* monotonic seconds: start, last report */
+    int stop;                  /* the callback asked to stop */
+} mg__progress;
+
+/* An encoder block the context's sequence holds: positions [at, at + n),
+ * made from the input whose identity is key. */
+typedef struct mg__held { uint32_t at, n; int32_t enc; uint8_t key[32]; } mg__held;
+/* A cached encoder output: n_tokens x width floats of the input key. */
+typedef struct mg__embed {
+    uint8_t key[32];
+    uint32_t n_tokens, width;
+    uint64_t used;
+    float *rows;
+} mg__embed;
+
+/* The decoder hook every context sets on its state (generate.c):
+ * mg_context_interrupt and progress reports between layers. */
+int mg__ctx_decoder_hook(void *user, uint32_t layer, uint32_t n_layers, uint32_t n_tokens);
+/* Forgets the context's sequence (KV cache, held blocks). */
+void mg__ctx_seq_reset(mg_context *c);
+/* Forgets the sequence from position pos on; MG_E_INVALID_ARG as
+ * mg__dstate_rewind. */
+mg_status mg__ctx_seq_rewind(mg_context *c, uint32_t pos);
+/* Frees the encoder-output cache and the held-block list. */
+void mg__ctx_reuse_free(mg_context *c);
 
 /* A prompt block filled by an encoder: positions [at, at + n_tokens) of the
  * prompt's ids hold placeholders (the image token) whose rows come from
@@ -57,6 +106,9 @@ typedef struct mg__gen_block {
     size_t at;
     int enc;
     mg__enc_input in;
+    const uint8_t *key;        /* NULL, or the input's identity (32 bytes)
+                                  when only the context's encoder-output
+                                  cache can give its rows (in.kind 0) */
 } mg__gen_block;
 
 /* Resets the sequence, feeds ids with the blocks' encoder outputs (each block

@@ -11,6 +11,8 @@
 
 /* Frees what a context owns except its model reference. */
 static void context_destroy(mg_context *c) {
+    mg__ctx_reuse_free(c);
+    mg__free(c->chat_at);
     for (uint32_t i = 0; c->model && i < c->model->encoders.n; i++)
         c->model->encoders.e[i].vt->state_free(c->enc_state[i]);
     mg__aligned_free(c->enc_out);
@@ -32,7 +34,7 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
     mg_context_params p = MG_CONTEXT_PARAMS_INIT;
     mg_status pst = mg__params_copy(&p, sizeof p, params);
     if (pst != MG_OK) return pst == MG_E_UNSUPPORTED ? pst : MG_E_INVALID_ARG;
-    if ((p.flags & ~MG_CONTEXT_KV_BF16) || p.n_threads > MG__MAX_THREADS)
+    if ((p.flags & ~(MG_CONTEXT_KV_BF16 | MG_CONTEXT_NO_REUSE)) || p.n_threads > MG__MAX_THREADS)
         return MG_E_INVALID_ARG;
     if (p.n_threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -90,8 +92,23 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
             context_destroy(c);
             return MG_E_NOMEM;
         }
+        mg__dstate_set_hook(c->dstate, mg__ctx_decoder_hook, c);
+        /* The most encoder blocks a sequence can hold, for prefix reuse. */
+        uint32_t min_tok = 0;
+        for (uint32_t i = 0; i < model->encoders.n; i++) {
+            uint32_t nt = model->encoders.e[i].geo.n_tokens;
+            if (nt && (!min_tok || nt < min_tok)) min_tok = nt;
+        }
+        if (min_tok && p.n_ctx >= min_tok) {
+            c->cap_held = p.n_ctx / min_tok;
+            if (!(c->held = mg__calloc(c->cap_held, sizeof *c->held))) {
+                context_destroy(c);
+                return MG_E_NOMEM;
+            }
+        }
     }
     mg__rng_seed(&c->rng, p.seed);
+    c->last_tok = c->chat_last = -1;
     c->tag = MG__TAG_CONTEXT;
     c->params = p;
     atomic_init(&c->interrupt, 0);

@@ -22,5 +22,6 @@ int cli_volume(int argc, char **argv);
 int cli_convert(int argc, char **argv);
 int cli_report(int argc, char **argv);
 int cli_vqa(int argc, char **argv);
+int cli_chat(int argc, char **argv);
 
 #endif

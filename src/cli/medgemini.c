@@ -26,6 +26,8 @@ static void usage(FILE *f) {
         "  report IMAGE... -m MODEL.mgm        write a report for one study (images, or a\n"
         "                                      CT/MR volume: a series folder or NIfTI file)\n"
         "  vqa IMAGE... -q QUESTION -m MODEL   answer a question about images (or a volume)\n"
+        "  chat [IMAGE...] -m MODEL            a conversation about images: one message per\n"
+        "                                      stdin line, answers streamed\n"
         "  prs score --bfile P --score F --out O   polygenic scores (plink2 --score compatible)\n"
         "  image FILE (-o OUT.pgm|.ppm | --info) [--frame N] [--raw] [--window C,W]\n"
         "                                      decode a JPEG/PNG/DICOM image (see image --help)\n"
@@ -170,6 +172,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "convert")) return cli_convert(argc - 2, argv + 2);
     if (!strcmp(cmd, "report")) return cli_report(argc - 2, argv + 2);
     if (!strcmp(cmd, "vqa")) return cli_vqa(argc - 2, argv + 2);
+    if (!strcmp(cmd, "chat")) return cli_chat(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return cmd_version();
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -37,8 +38,53 @@ static int32_t stream(void *user, const char *piece, size_t len, int32_t token) 
     return 0;
 }
 
+/* The progress bar on stderr (--progress, or by default when stderr is a
+ * terminal): the stage, how far it is, the seconds since the call began;
+ * cleared when the answer starts streaming. */
+typedef struct bar { int on, drawn; } bar;
+
+static void bar_clear(bar *b) {
+    if (b->drawn) fputs("\r\033[K", stderr);
+    b->drawn = 0;
+}
+
+static int32_t draw_bar(void *user, const mg_progress *p) {
+    bar *b = user;
+    if (p->stage == MG_STAGE_GENERATE) {
+        bar_clear(b);
+        return 0;
+    }
+    double frac = 0;
+    char what[96];
+    if (p->stage == MG_STAGE_ENCODE) {
+        frac = p->n_steps ? (double)p->step / p->n_steps : 0;
+        snprintf(what, sizeof what, "encoding image %u/%u", p->block + 1, p->n_blocks);
+    } else {
+        double layer = p->n_steps ? (double)p->step / p->n_steps : 0;
+        frac = p->total ? ((double)p->done + 0.999 * layer *
+                           (p->total - p->done < 512 ? p->total - p->done : 512)) / p->total
+                        : 1;
+        if (frac > 1) frac = 1;
+        snprintf(what, sizeof what, "reading the prompt, %u/%u tokens (%u kept)", p->done,
+                 p->total, p->reused);
+    }
+    char cells[21];
+    int fill = (int)(frac * 20 + 0.5);
+    for (int i = 0; i < 20; i++) cells[i] = i < fill ? '#' : '-';
+    cells[20] = '\0';
+    fprintf(stderr, "\r\033[K%s [%s] %3.0f%% %.1f s", what, cells, 100 * frac, p->seconds);
+    fflush(stderr);
+    b->drawn = 1;
+    return 0;
+}
+
 static void usage(const char *cmd) {
-    if (!strcmp(cmd, "vqa"))
+    if (!strcmp(cmd, "chat"))
+        fprintf(stderr, "usage: medgemini chat [IMAGE...] -m MODEL.mgm [options]\n"
+                        "  one message per line on stdin; each answer is streamed to stdout,\n"
+                        "  the conversation kept (the images are read once, with the first\n"
+                        "  message); a line \"/reset\" starts a new conversation\n");
+    else if (!strcmp(cmd, "vqa"))
         fprintf(stderr, "usage: medgemini vqa IMAGE... -q QUESTION [-q QUESTION...] -m MODEL.mgm "
                         "[options]\n"
                         "  -q QUESTION          may be repeated: each is answered on its own\n"
@@ -54,7 +100,11 @@ static void usage(const char *cmd) {
         "  --temp T --top-k K --top-p P --repeat-penalty R --seed S   sampling\n"
         "  --threads N --ctx N  context settings\n"
         "  --kv-bf16            keep the KV cache in bf16 (half the memory)\n"
+        "  --no-reuse           read every prompt afresh: no prefix reuse, no cached\n"
+        "                       image encodings across questions\n"
         "  --stats              print timings on stderr (load, first token, tokens/s)\n"
+        "  --progress, --no-progress  a progress bar on stderr (default: when stderr is\n"
+        "                       a terminal)\n"
         "  --prompt-ids FILE    write the token ids the context held after the (last) call\n"
         "Images: JPEG, PNG or DICOM files (several: one study, e.g. frontal and lateral).\n"
         "Volumes (a CT or MR read slice by slice, MedGemma 1.5's recipe; docs/VOLUME.md):\n"
@@ -82,7 +132,52 @@ static int write_ids(const char *cmd, const char *path, mg_context *ctx) {
     return bad;
 }
 
-/* cmd: "report" or "vqa". */
+/* `medgemini chat`: one message per stdin line, the images with the first. */
+static int chat_loop(mg_context *ctx, mg_image **imgs, size_t n_imgs, mg_gen_params *gp,
+                     stats *ts, int want_stats, bar *pb) {
+    char *line = NULL;
+    size_t cap = 0;
+    int first = 1, rc = 0, tty = isatty(0);
+    for (;;) {
+        if (tty) fputs("> ", stderr);
+        ssize_t len = getline(&line, &cap, stdin);
+        if (len < 0) break;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (!len) continue;
+        if (!strcmp(line, "/reset")) {
+            mg_context_reset(ctx);
+            first = 1;
+            continue;
+        }
+        char *text = NULL;
+        double t0 = now_s();
+        ts->n = 0;
+        mg_status st = mg_chat(&text, ctx, first ? (const mg_image *const *)imgs : NULL,
+                               first ? n_imgs : 0, line, gp);
+        bar_clear(pb);
+        if (text) fputc('\n', stdout);
+        fflush(stdout);
+        if (want_stats)
+            fprintf(stderr, "stats: first token after %.2f s, %llu tokens, %u in the context\n",
+                    ts->n ? ts->first - t0 : now_s() - t0, (unsigned long long)ts->n,
+                    mg_context_n_tokens(ctx));
+        int partial = text != NULL;
+        mg_string_free(text);
+        if (st == MG_E_CONTEXT_FULL && partial) {
+            fprintf(stderr, "medgemini chat: answer cut short: %s\n", mg_context_errmsg(ctx));
+            rc = CLI_EXIT_PARTIAL;
+        } else if (st != MG_OK) {
+            fprintf(stderr, "medgemini chat: %s\n", mg_context_errmsg(ctx));
+            rc = 1;
+            break;
+        }
+        first = 0;
+    }
+    free(line);
+    return rc;
+}
+
+/* cmd: "report", "vqa" or "chat". */
 static int run(const char *cmd, int argc, char **argv) {
     const char *model_path = NULL, *questions[MAX_QUESTIONS], *paths[MAX_IMAGES];
     size_t n_paths = 0, n_questions = 0;
@@ -90,7 +185,8 @@ static int run(const char *cmd, int argc, char **argv) {
     mg_gen_params_init(&gp);
     mg_context_params cp;
     mg_context_params_init(&cp);
-    int vqa = !strcmp(cmd, "vqa"), want_stats = 0, as_volume = 0;
+    int vqa = !strcmp(cmd, "vqa"), chat = !strcmp(cmd, "chat"), want_stats = 0, as_volume = 0;
+    bar pb = {isatty(2), 0};
     const char *ids_path = NULL;
     mg_slice_params sp;
     mg_slice_params_init(&sp);
@@ -101,8 +197,11 @@ static int run(const char *cmd, int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(cmd); return 0; }
         if (!strcmp(a, "--stats")) { want_stats = 1; continue; }
+        if (!strcmp(a, "--progress")) { pb.on = 1; continue; }
+        if (!strcmp(a, "--no-progress")) { pb.on = 0; continue; }
         if (!strcmp(a, "--volume")) { as_volume = 1; continue; }
         if (!strcmp(a, "--kv-bf16")) { cp.flags |= MG_CONTEXT_KV_BF16; continue; }
+        if (!strcmp(a, "--no-reuse")) { cp.flags |= MG_CONTEXT_NO_REUSE; continue; }
         if (!strcmp(a, "--as-stored")) { sp.flags |= MG_SLICES_AS_STORED; continue; }
         if (a[0] != '-' || !a[1]) {
             if (n_paths == MAX_IMAGES) {
@@ -122,7 +221,7 @@ static int run(const char *cmd, int argc, char **argv) {
             }
             questions[n_questions++] = v;
         }
-        else if (!vqa && !strcmp(a, "--instruction")) gp.instruction = v;
+        else if (!vqa && !chat && !strcmp(a, "--instruction")) gp.instruction = v;
         else if (!strcmp(a, "--system")) gp.system_prompt = v;
         else if (!strcmp(a, "-n")) gp.max_tokens = (uint32_t)strtoul(v, &end, 10);
         else if (!strcmp(a, "--temp")) gp.temperature = strtof(v, &end);
@@ -152,12 +251,16 @@ static int run(const char *cmd, int argc, char **argv) {
         if (end && *end) { fprintf(stderr, "medgemini %s: bad value for %s: %s\n", cmd, a, v); return 2; }
         i++;
     }
-    if (!model_path || !n_paths || (vqa && !n_questions)) {
+    if (!model_path || (!n_paths && !chat) || (vqa && !n_questions)) {
         usage(cmd);
         return 2;
     }
     gp.on_token = stream;
     gp.user_data = &ts;
+    if (pb.on) {
+        gp.on_progress = draw_bar;
+        gp.progress_user_data = &pb;
+    }
     double t0 = now_s(), t_loaded = 0, t_start = 0;
     char err[512];
     mg_model *m = NULL;
@@ -178,6 +281,10 @@ static int run(const char *cmd, int argc, char **argv) {
             }
             as_volume = 2;
         }
+    }
+    if (chat && as_volume) {
+        fprintf(stderr, "medgemini chat: chat reads images (volumes: use vqa)\n");
+        return 2;
     }
     if (as_volume == 2) {
         if (mg_volume_load_nifti(&vol, paths[0], &vp, err, sizeof err) != MG_OK) {
@@ -207,6 +314,10 @@ static int run(const char *cmd, int argc, char **argv) {
     }
     t_loaded = now_s();
     t_start = t_loaded;
+    if (chat) {
+        rc = chat_loop(ctx, imgs, n_paths, &gp, &ts, want_stats, &pb);
+        goto done;
+    }
     size_t n_calls = vqa ? n_questions : 1;
     for (size_t q = 0; q < n_calls; q++) {
         char *text = NULL;
@@ -223,6 +334,7 @@ static int run(const char *cmd, int argc, char **argv) {
                               &gp)
                      : mg_generate_report(&text, ctx, (const mg_image *const *)imgs, n_paths,
                                           &gp);
+        bar_clear(&pb);
         if (text) fputc('\n', stdout);
         if (want_stats) {
             double t_end = now_s();
@@ -261,3 +373,4 @@ done:
 
 int cli_report(int argc, char **argv) { return run("report", argc, argv); }
 int cli_vqa(int argc, char **argv) { return run("vqa", argc, argv); }
+int cli_chat(int argc, char **argv) { return run("chat", argc, argv); }

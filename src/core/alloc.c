@@ -1,6 +1,7 @@
 /* alloc.c - the library's allocation entry points. */
 #include "core/core.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,3 +43,8 @@ void *mg__aligned_alloc(size_t align, size_t n) {
 void mg__aligned_free(void *p) { free(p); }
 
 MG_API void mg_string_free(char *s) { free(s); }
+
+uint64_t mg__serial_next(void) {
+    static _Atomic uint64_t next = 1;
+    return atomic_fetch_add(&next, 1);
+}

@@ -77,6 +77,11 @@ void mg__aligned_free(void *p);
 #define MG__TAG_VOLUME  0x4d47564fu /* "MGVO" */
 #define MG__TAG_DEAD    0xdeadbeefu
 
+/* A number no earlier call in this process returned (never 0): an image's
+ * or volume's identity, by which a context recognises an input it has
+ * already encoded (handles are immutable once made). */
+uint64_t mg__serial_next(void);
+
 /* ---- CPU features ------------------------------------------------------ */
 /* Best SIMD level the CPU and OS support (XGETBV-checked), ignoring MG_SIMD. */
 int32_t mg__cpu_simd_level(void);

@@ -47,7 +47,7 @@
 #include "core/pool.h"
 #include "io/mgm.h"
 
-#define MG__ENCODER_ABI 2u     /* vtable layout version (2: blocks per input) */
+#define MG__ENCODER_ABI 3u     /* vtable layout version (3: encode takes mg__enc_ctl) */
 #define MG__MAX_ENCODERS 8u    /* encoders per model */
 
 /* Input kinds. */
@@ -71,6 +71,22 @@ typedef struct mg__genome_input {
     const char *const *names;
     size_t n;
 } mg__genome_input;
+
+/* What encode checks between its steps (at least every layer): the
+ * interrupt flag, and a step callback (progress: steps done of total) that
+ * stops the encoder by returning nonzero. Both may be NULL. */
+typedef struct mg__enc_ctl {
+    const atomic_int *interrupt;
+    int (*step)(void *user, uint32_t done, uint32_t total);
+    void *user;
+} mg__enc_ctl;
+
+/* Nonzero when the encoder must stop (then MG_E_INTERRUPTED). */
+static inline int mg__enc_stop(const mg__enc_ctl *ctl, uint32_t done, uint32_t total) {
+    if (!ctl) return 0;
+    if (ctl->interrupt && atomic_load(ctl->interrupt)) return 1;
+    return ctl->step && ctl->step(ctl->user, done, total);
+}
 
 typedef struct mg__enc_geometry {
     uint32_t n_tokens;   /* tokens per block */
@@ -105,9 +121,9 @@ typedef struct mg__encoder_vtable {
     void (*state_free)(void *state);                     /* NULL ok */
     /* Encodes block in->block of one input into out[n_tokens * width]. Errors:
      * MG_E_INVALID_ARG / MG_E_UNSUPPORTED / MG_E_LIMIT (input not usable,
-     * message in err), MG_E_INTERRUPTED (*interrupt became nonzero). */
+     * message in err), MG_E_INTERRUPTED (mg__enc_stop said so). */
     mg_status (*encode)(void *state, const mg__enc_input *in, float *out,
-                        mg__pool *pool, const atomic_int *interrupt,
+                        mg__pool *pool, const mg__enc_ctl *ctl,
                         char *err, size_t errlen);
 } mg__encoder_vtable;
 
@@ -135,7 +151,7 @@ void mg__enc_no_label(const void *impl, const mg__enc_input *in, uint32_t b, cha
  * the caller keeps for the call; the pixels are not copied). */
 mg_status mg__image2d_encode_rgb(void *state, mg_image *wrap, uint8_t *rgb, uint32_t w,
                                  uint32_t h, float *out, mg__pool *pool,
-                                 const atomic_int *interrupt, char *err, size_t errlen);
+                                 const mg__enc_ctl *ctl, char *err, size_t errlen);
 
 /* The genomics encoder's score image (S x S RGB8) of g; val and seen:
  * T*C scratch entries (S and T*C from mg__genome_size). Errors: MG_E_INVALID_ARG (a

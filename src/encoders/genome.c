@@ -283,14 +283,14 @@ mg_status mg__genome_render(const void *impl, const mg__genome_input *g, uint8_t
 }
 
 static mg_status encode(void *state, const mg__enc_input *in, float *out, mg__pool *pool,
-                        const atomic_int *interrupt, char *err, size_t errlen) {
+                        const mg__enc_ctl *ctl, char *err, size_t errlen) {
     gstate *s = state;
     if (!s || !out || bid(s->e, in) <= 0)
         return mg__err(err, errlen, MG_E_INVALID_ARG, WHAT ": bad input");
     const genome *e = s->e;
     mg_status st = mg__genome_render(e, in->data, s->rgb, s->val, s->seen, err, errlen);
     if (st) return st;
-    return mg__image2d_encode_rgb(s->image, &s->img, s->rgb, e->S, e->S, out, pool, interrupt,
+    return mg__image2d_encode_rgb(s->image, &s->img, s->rgb, e->S, e->S, out, pool, ctl,
                                   err, errlen);
 }
 

@@ -104,7 +104,7 @@ static mg_status state_new(void **out, const void *impl, uint32_t n_threads) {
 }
 
 static mg_status encode(void *state, const mg__enc_input *in, float *out, mg__pool *pool,
-                        const atomic_int *interrupt, char *err, size_t errlen) {
+                        const mg__enc_ctl *ctl, char *err, size_t errlen) {
     vstate *s = state;
     if (!s || !out || bid(s->e, in) <= 0)
         return mg__err(err, errlen, MG_E_INVALID_ARG, "volume encoder: bad input");
@@ -134,7 +134,7 @@ static mg_status encode(void *state, const mg__enc_input *in, float *out, mg__po
         s->rgb_cap = need;
     }
     mg__slices_render(v, in->slices.flags, in->slices.window, idx, s->rgb);
-    return mg__image2d_encode_rgb(s->image, &s->slice, s->rgb, w, h, out, pool, interrupt, err,
+    return mg__image2d_encode_rgb(s->image, &s->slice, s->rgb, w, h, out, pool, ctl, err,
                                   errlen);
 }
 

@@ -155,6 +155,7 @@ mg_status mg__image_alloc(mg_image **out, uint32_t w, uint32_t h,
                        "out of memory for %zu bytes of pixels", bytes);
     }
     img->tag = MG__TAG_IMAGE;
+    img->serial = mg__serial_next();
     img->width = w;
     img->height = h;
     img->format = format;

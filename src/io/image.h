@@ -8,6 +8,7 @@
 struct mg_image {
     uint32_t tag;          /* MG__TAG_IMAGE */
     uint32_t width, height;
+    uint64_t serial;       /* mg__serial_next() at creation */
     int32_t format;        /* MG_PIXEL_* */
     int32_t source;        /* MG_IMAGE_SRC_* */
     uint32_t bits_stored;

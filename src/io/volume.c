@@ -125,6 +125,7 @@ mg_status mg__volume_alloc(mg_volume **out, uint32_t nx, uint32_t ny,
                        "out of memory for %zu voxels", n);
     }
     v->tag = MG__TAG_VOLUME;
+    v->serial = mg__serial_next();
     v->nx = nx;
     v->ny = ny;
     v->nz = nz;

@@ -8,6 +8,7 @@
 struct mg_volume {
     uint32_t tag;              /* MG__TAG_VOLUME */
     uint32_t nx, ny, nz;
+    uint64_t serial;           /* mg__serial_next() at creation */
     int32_t source;            /* MG_VOLUME_SRC_* */
     uint32_t n_files, n_skipped, n_warnings;
     double affine[16];         /* row-major, voxel -> LPS+ mm */

@@ -34,6 +34,11 @@ struct mg__decoder {
 struct mg__dstate {
     const mg__decoder *d;
     uint32_t n_ctx, max_batch, pos, ring, cap_max;
+    uint32_t hi;                 /* positions below hi may have been written
+                                    since the last reset (a stopped forward
+                                    writes past pos) */
+    mg__dstate_hook hook;        /* after each layer; may be NULL */
+    void *hook_user;
     uint32_t n_workers;          /* pool threads the tile scratch is for */
     int kv_bf16;                 /* keys and values stored as bf16 */
     void **kc, **vc;             /* per layer: [kv_head][cap][head_dim] */
@@ -402,7 +407,13 @@ void mg__dstate_free(mg__dstate *s) {
 }
 
 void mg__dstate_reset(mg__dstate *s) {
-    if (s) s->pos = 0;
+    if (s) s->pos = s->hi = 0;
+}
+
+void mg__dstate_set_hook(mg__dstate *s, mg__dstate_hook fn, void *user) {
+    if (!s) return;
+    s->hook = fn;
+    s->hook_user = user;
 }
 
 uint32_t mg__dstate_pos(const mg__dstate *s) { return s ? s->pos : 0; }
@@ -414,8 +425,9 @@ mg_status mg__dstate_rewind(mg__dstate *s, uint32_t pos) {
      * written: the window before pos is intact while at most cap - window
      * positions were written since. */
     const uint64_t W = s->d->c.sliding_window;
+    const uint32_t top = s->hi > s->pos ? s->hi : s->pos;
     for (uint32_t l = 0; l < s->d->c.n_layers; l++)
-        if (s->cap[l] < s->n_ctx && (uint64_t)(s->pos - pos) + W > s->cap[l])
+        if (s->cap[l] < s->n_ctx && (uint64_t)(top - pos) + W > s->cap[l])
             return MG_E_INVALID_ARG;
     s->pos = pos;
     return MG_OK;
@@ -848,8 +860,11 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
         for (uint32_t i = 0; i < H; i++) x[i] *= d->embd_scale;
     }
     rope_tables(s, n);
+    if (pos0 + n > s->hi) s->hi = pos0 + n;
 
     for (uint32_t l = 0; l < c->n_layers; l++) {
+        if (l && s->hook && s->hook(s->hook_user, l, c->n_layers, n))
+            return MG_E_INTERRUPTED; /* pos unchanged: the rows written are past it */
         const mg__dlayer *L = &d->layers[l];
         const uint32_t cap = s->cap[l];
         for (uint32_t t = 0; t < n; t++)
@@ -901,6 +916,7 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
         }
     }
 
+    if (s->hook && s->hook(s->hook_user, c->n_layers, c->n_layers, n)) return MG_E_INTERRUPTED;
     /* Final norm and the tied output projection. */
     uint32_t first = all_logits ? 0 : n - 1, rows = n - first;
     for (uint32_t t = first; t < n; t++)

@@ -153,6 +153,14 @@ uint32_t mg__dstate_pos(const mg__dstate *s);
  * max_batch tokens were written since). */
 mg_status mg__dstate_rewind(mg__dstate *s, uint32_t pos);
 
+/* Called by mg__decoder_forward before layer l (1 <= l < n_layers) and
+ * after the last (l = n_layers) with the call's token count; nonzero stops
+ * the call with MG_E_INTERRUPTED, the sequence as before it. */
+typedef int (*mg__dstate_hook)(void *user, uint32_t layer, uint32_t n_layers,
+                               uint32_t n_tokens);
+/* Sets (fn NULL: clears) the state's hook. */
+void mg__dstate_set_hook(mg__dstate *s, mg__dstate_hook fn, void *user);
+
 /* Runs n tokens (1 <= n <= max_batch) at positions pos .. pos + n - 1 and
  * appends their keys and values to the cache.
  *  tokens:    n ids in [0, vocab); may be NULL when every row has an embed.
@@ -165,7 +173,8 @@ mg_status mg__dstate_rewind(mg__dstate *s, uint32_t pos);
  *             token t) when all_logits is nonzero.
  *  pool:      may be NULL (caller's thread only); at most the state's
  *             n_workers threads.
- * Errors (nothing changes): MG_E_INVALID_ARG (NULL state or logits, n out of
+ * Errors (nothing changes): MG_E_INTERRUPTED (the hook said so),
+ * MG_E_INVALID_ARG (NULL state or logits, n out of
  * range, token id out of range, a row with neither token nor embed, a
  * negative block id, a pool larger than n_workers), MG_E_CONTEXT_FULL (pos + n > n_ctx). */
 mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,

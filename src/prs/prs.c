@@ -104,7 +104,22 @@ MG_API mg_status mg_prs_add_scores(mg_prs *prs, uint32_t *n_added, const char *p
 MG_API mg_status mg_prs_compute(mg_prs *prs) {
     mg_status st = enter(prs);
     if (st != MG_OK) return st;
+    atomic_store(&prs->interrupt, 0);
     return mg__prs_compute(prs);
+}
+
+MG_API mg_status mg_prs_set_progress(mg_prs *prs, mg_prs_progress fn, void *user_data) {
+    mg_status st = enter(prs);
+    if (st != MG_OK) return st;
+    prs->progress = fn;
+    prs->progress_user = user_data;
+    return MG_OK;
+}
+
+MG_API mg_status mg_prs_interrupt(mg_prs *prs) {
+    if (!prs_ok(prs)) return MG_E_MISUSE;
+    atomic_store(&prs->interrupt, 1);
+    return MG_OK;
 }
 
 MG_API uint64_t mg_prs_sample_count(const mg_prs *prs) { return prs_ok(prs) ? prs->n_samples : 0; }

@@ -6,6 +6,7 @@
 
 #include "core/core.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -155,6 +156,11 @@ struct mg_prs {
     mg__prs_entry *ent; uint64_t n_ent, cap_ent;
     mg__prs_wide *wide; uint32_t n_wide, cap_wide;
     uint32_t file_serial;
+
+    /* progress and interrupt of mg_prs_compute */
+    mg_prs_progress progress;
+    void *progress_user;
+    atomic_int interrupt;
 
     /* results (after compute) */
     int computed;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <time.h>
 
 /* Per row and sex group (0: female/unknown, 1: male), per 2-bit code:
  * the score dosage, the observed named-allele dosage, the allele count and
@@ -691,6 +692,23 @@ static void gather_task(void *arg, uint32_t t, uint32_t nt) {
     }
 }
 
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Between blocks: mg_prs_interrupt, and the progress callback (at the
+ * first block, then at most every 100 ms); nonzero: stop. */
+static int prs_stop(mg_prs *p, uint64_t done, uint64_t total, double *last) {
+    if (atomic_load(&p->interrupt)) return 1;
+    if (!p->progress) return 0;
+    double t = mono_s();
+    if (done && t - *last < 0.1) return 0;
+    *last = t;
+    return p->progress(p->progress_user, done, total) != 0;
+}
+
 mg_status mg__prs_compute(mg_prs *p) {
     if (p->n_scores == 0) return mg__prs_set(p, MG_E_MISUSE, "no scores were added");
     uint32_t K = 0;
@@ -958,7 +976,16 @@ mg_status mg__prs_compute(mg_prs *p) {
     }
     double pfast = 0; /* ploidy summed over the sex-independent variants */
 
+    double t_last = 0;
     for (uint32_t i = 0; i < n_act;) {
+        if (prs_stop(p, i, n_act, &t_last)) {
+            p->computed = 0;
+            st = mg__prs_set(p, MG_E_INTERRUPTED, "mg_prs_compute was stopped after %u of %u "
+                             "variant rows (%s)", i, n_act,
+                             atomic_load(&p->interrupt) ? "mg_prs_interrupt"
+                                                        : "the progress callback");
+            goto done;
+        }
         /* gather up to B distinct variants; threads read them and make the
          * row tables */
         uint32_t start = i, nv = 0;
@@ -1081,6 +1108,7 @@ mg_status mg__prs_compute(mg_prs *p) {
         for (uint32_t k = 0; k < p->n_scores; k++)
             p->r_sum[s * p->n_scores + k] = col[k] >= 0 ? sum[s * KS + (uint32_t)col[k]] : NAN;
     p->computed = 1;
+    if (p->progress) p->progress(p->progress_user, n_act, n_act);
 done:
     mg__pool_free(pool);
     mg__free(active); mg__free(order); mg__free(rowpos); mg__free(W);

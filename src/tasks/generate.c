@@ -2,10 +2,69 @@
  * decoder, sampling, stop conditions, streaming. */
 #include "api/api.h"
 
+#include "core/sha256.h"
+#include "io/image.h"
+#include "io/volume.h"
+
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define MG__MAX_STOP 16u
 #define MG__MAX_STOP_LEN 256u
+
+/* ---------------------------------------------------------------- progress */
+
+#define MG__PROGRESS_EVERY_S 0.1
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Reports c->prog->p to the callback when force is set or enough time
+ * passed; nonzero when the call must stop (the callback said so now or
+ * before, or mg_context_interrupt). */
+static int prog_emit(mg_context *c, int force) {
+    if (atomic_load(&c->interrupt)) return 1;
+    mg__progress *g = c->prog;
+    if (!g) return 0;
+    if (g->stop) return 1;
+    double t = now_s();
+    if (!force && t - g->last < MG__PROGRESS_EVERY_S) return 0;
+    g->last = t;
+    g->p.seconds = t - g->t0;
+    if (g->fn(g->user, &g->p)) g->stop = 1;
+    return g->stop;
+}
+
+static void prog_stage(mg_context *c, int32_t stage, uint32_t n_steps) {
+    if (!c->prog) return;
+    c->prog->p.stage = stage;
+    c->prog->p.step = 0;
+    c->prog->p.n_steps = n_steps;
+}
+
+/* The decoder's per-layer hook: interrupts and progress inside a batch. */
+int mg__ctx_decoder_hook(void *user, uint32_t layer, uint32_t n_layers, uint32_t n_tokens) {
+    mg_context *c = user;
+    if (c->prog && c->prog->p.stage == MG_STAGE_PREFILL) {
+        c->prog->p.step = layer;
+        c->prog->p.n_steps = n_layers;
+    }
+    return prog_emit(c, 0);
+}
+
+/* The encoders' step callback; step 0 is the block's first report. */
+static int enc_step(void *user, uint32_t done, uint32_t total) {
+    mg_context *c = user;
+    if (c->prog) {
+        c->prog->p.step = done;
+        c->prog->p.n_steps = total;
+    }
+    return prog_emit(c, done == 0);
+}
 
 /* Appends n ids to the sequence; logits of every id go to `all` (n rows)
  * when it is not NULL, else the last id's logits go to ctx->logits. */
@@ -22,6 +81,10 @@ static mg_status feed(mg_context *c, const int32_t *ids, size_t n, float *all) {
         if (st != MG_OK) return st;
         memcpy(c->history + pos + off, ids + off, chunk * sizeof(int32_t));
         off += chunk;
+        if (c->prog && c->prog->p.stage == MG_STAGE_PREFILL) {
+            c->prog->p.done += chunk;
+            if (prog_emit(c, 0)) return MG_E_INTERRUPTED;
+        }
     }
     if (all && n) memcpy(c->logits, all + (n - 1) * c->n_vocab, c->n_vocab * sizeof(float));
     if (n) c->logits_valid = 1;
@@ -59,8 +122,7 @@ MG_API mg_status mg_context_eval(mg_context *c, const int32_t *ids, size_t n,
 MG_API mg_status mg_context_reset(mg_context *c) {
     mg_status st = mg__ctx_enter(c);
     if (st) return st;
-    if (c->dstate) mg__dstate_reset(c->dstate);
-    c->logits_valid = 0;
+    mg__ctx_seq_reset(c);
     return mg__ctx_leave(c, MG_OK, NULL);
 }
 
@@ -159,6 +221,59 @@ static int u8_flush(obuf *o, u8dec *d) {
     return put_fffd(o);
 }
 
+/* Output side of generation: the text so far, streaming and stop strings. */
+typedef struct gen_out {
+    const mg_gen_params *p;
+    const mg_tokenizer *tok;
+    obuf *out;
+    size_t hold, emitted;
+    int32_t last;
+    u8dec u8;
+} gen_out;
+
+/* Takes token t into the text: *done when a stop string ended it. Errors:
+ * MG_E_INTERRUPTED (the streaming callback said stop), MG_E_NOMEM,
+ * MG_E_INTERNAL. */
+static mg_status take(gen_out *g, int32_t t, int *done) {
+    const mg_gen_params *p = g->p;
+    obuf *out = g->out;
+    char piece[512];
+    size_t n = 0;
+    *done = 0;
+    g->last = t;
+    mg_status st = mg_detokenize(piece, sizeof piece, &n, g->tok, &t, 1,
+                                 MG_DETOKENIZE_SKIP_SPECIAL);
+    if (st != MG_OK) return st == MG_E_BUFFER_TOO_SMALL ? MG_E_INTERNAL : st;
+    size_t before = out->len;
+    for (size_t j = 0; j < n; j++)
+        if (u8_push(out, &g->u8, (unsigned char)piece[j])) return MG_E_NOMEM;
+    /* Stop strings: look only where the new piece could complete one. */
+    for (uint32_t k = 0; k < p->n_stop && !*done; k++) {
+        size_t l = strlen(p->stop[k]);
+        if (!l) continue;
+        size_t from = before >= l - 1 ? before - (l - 1) : 0;
+        for (size_t j = from; j + l <= out->len; j++)
+            if (!memcmp(out->p + j, p->stop[k], l)) {
+                out->len = j;
+                out->p[j] = '\0';
+                *done = 1;
+                break;
+            }
+    }
+    if (p->on_token) {
+        size_t safe = *done ? out->len : (out->len > g->hold ? out->len - g->hold : 0);
+        if (safe < g->emitted) safe = g->emitted;
+        while (safe > g->emitted && safe < out->len && ((unsigned char)out->p[safe] & 0xc0) == 0x80)
+            safe--;
+        if (safe > g->emitted) {
+            int stop = p->on_token(p->user_data, out->p + g->emitted, safe - g->emitted, t) != 0;
+            g->emitted = safe;
+            if (stop) return MG_E_INTERRUPTED;
+        }
+    }
+    return MG_OK;
+}
+
 /* Generates from the logits in ctx->logits (the sequence is already fed). */
 static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
     const mg_tokenizer *tok = c->model->tokenizer; /* also while the model lingers freed */
@@ -167,65 +282,37 @@ static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
     int32_t eot = mg_tokenizer_special(tok, MG_TOKEN_END_OF_TURN);
     mg__sampling sp = {p->temperature, p->top_k, p->top_p, p->repetition_penalty};
     if (p->seed) mg__rng_seed(&c->rng, p->seed);
-    size_t hold = 0, emitted = 0;
+    gen_out g = {p, tok, out, 0, 0, -1, {{0}, 0, 0}};
     for (uint32_t i = 0; i < p->n_stop; i++) {
         size_t l = strlen(p->stop[i]);
-        if (l > hold) hold = l;
+        if (l > g.hold) g.hold = l;
     }
-    hold = hold ? hold - 1 : 0;
-    int32_t last = -1;
+    g.hold = g.hold ? g.hold - 1 : 0;
     mg_status st = MG_OK;
-    u8dec u8 = {{0}, 0, 0};
-    char piece[512];
+    c->last_tok = -1;
+    prog_stage(c, MG_STAGE_GENERATE, 0);
+    if (c->prog) c->prog->p.total = p->max_tokens;
     for (uint32_t i = 0; i < p->max_tokens; i++) {
-        if (atomic_load(&c->interrupt)) { st = MG_E_INTERRUPTED; break; }
+        if (c->prog) c->prog->p.done = i;
+        if (prog_emit(c, i == 0)) { st = MG_E_INTERRUPTED; break; }
         uint32_t pos = mg__dstate_pos(c->dstate);
         int32_t t = mg__sample(c->logits, c->n_vocab, &sp, c->history, pos, &c->rng,
                                c->sampler_scratch);
         if (t == eos || t == eot) break;
-        last = t;
-        size_t n = 0;
-        st = mg_detokenize(piece, sizeof piece, &n, tok, &t, 1, MG_DETOKENIZE_SKIP_SPECIAL);
-        if (st != MG_OK) { st = st == MG_E_BUFFER_TOO_SMALL ? MG_E_INTERNAL : st; break; }
-        size_t before = out->len;
-        int bad = 0;
-        for (size_t j = 0; j < n && !bad; j++) bad = u8_push(out, &u8, (unsigned char)piece[j]);
-        if (bad) { st = MG_E_NOMEM; break; }
-        /* Stop strings: look only where the new piece could complete one. */
         int done = 0;
-        for (uint32_t k = 0; k < p->n_stop && !done; k++) {
-            size_t l = strlen(p->stop[k]);
-            if (!l) continue;
-            size_t from = before >= l - 1 ? before - (l - 1) : 0;
-            for (size_t j = from; j + l <= out->len; j++)
-                if (!memcmp(out->p + j, p->stop[k], l)) {
-                    out->len = j;
-                    out->p[j] = '\0';
-                    done = 1;
-                    break;
-                }
+        if ((st = take(&g, t, &done)) != MG_OK) break;
+        if (done || i + 1 == p->max_tokens) { /* no need to run the last token */
+            c->last_tok = t;
+            break;
         }
-        if (p->on_token) {
-            size_t safe = done ? out->len : (out->len > hold ? out->len - hold : 0);
-            if (safe < emitted) safe = emitted;
-            while (safe > emitted && safe < out->len && ((unsigned char)out->p[safe] & 0xc0) == 0x80)
-                safe--;
-            if (safe > emitted) {
-                if (p->on_token(p->user_data, out->p + emitted, safe - emitted, t)) {
-                    emitted = safe;
-                    st = MG_E_INTERRUPTED;
-                    break;
-                }
-                emitted = safe;
-            }
+        if ((st = feed(c, &t, 1, NULL)) != MG_OK) {
+            c->last_tok = t;
+            break;
         }
-        if (done) break;
-        if (i + 1 == p->max_tokens) break; /* no need to run the last token */
-        if ((st = feed(c, &t, 1, NULL)) != MG_OK) break;
     }
-    if (u8_flush(out, &u8) && st == MG_OK) st = MG_E_NOMEM;
-    if (p->on_token && st == MG_OK && out->len > emitted)
-        p->on_token(p->user_data, out->p + emitted, out->len - emitted, last);
+    if (u8_flush(out, &g.u8) && st == MG_OK) st = MG_E_NOMEM;
+    if (p->on_token && st == MG_OK && out->len > g.emitted)
+        p->on_token(p->user_data, out->p + g.emitted, out->len - g.emitted, g.last);
     return st;
 }
 
@@ -243,28 +330,260 @@ static mg_status check_gen_params(mg_gen_params *gp, const mg_gen_params *params
     return MG_OK;
 }
 
-/* Feeds the prompt: text runs through feed(), each block is encoded and
- * fed in one decoder call with its own block id. */
-static mg_status feed_prompt(mg_context *c, const int32_t *ids, size_t n,
+/* ------------------------------------------------------ reuse across calls
+ *
+ * The context remembers which encoder blocks its sequence holds (c->held,
+ * by position) and keeps encoder outputs by input identity (c->embeds). A
+ * new prompt keeps the longest leading part that agrees with the sequence:
+ * the same token ids, and at every block position the same input; a block
+ * is kept whole or not at all (its tokens attend to each other). */
+
+static int reuse_on(const mg_context *c) { return !(c->params.flags & MG_CONTEXT_NO_REUSE); }
+
+/* The identity of a block's input: everything its encoder output depends on
+ * besides the model. 0 when the kind has none (never reused). */
+static int block_key(const mg__gen_block *bl, uint8_t key[32]) {
+    const mg__enc_input *in = &bl->in;
+    if (bl->key) {
+        memcpy(key, bl->key, 32);
+        return 1;
+    }
+    uint64_t head[4] = {(uint64_t)(uint32_t)in->kind, (uint64_t)(uint32_t)bl->enc, in->block, 0};
+    mg__sha256 h;
+    mg__sha256_init(&h);
+    switch (in->kind) {
+    case MG__INPUT_IMAGE:
+        if (!in->image || !in->image->serial) return 0;
+        head[3] = in->image->serial;
+        mg__sha256_update(&h, head, sizeof head);
+        break;
+    case MG__INPUT_VOLUME: {
+        if (!in->volume || !in->volume->serial) return 0;
+        head[3] = in->volume->serial;
+        uint32_t sp[3] = {in->slices.max_slices, (uint32_t)in->slices.window, in->slices.flags};
+        mg__sha256_update(&h, head, sizeof head);
+        mg__sha256_update(&h, sp, sizeof sp);
+        break;
+    }
+    case MG__INPUT_GENOME: {
+        const mg__genome_input *g = in->data;
+        if (!g || in->size != sizeof *g || (g->n && (!g->scores || !g->names))) return 0;
+        head[3] = g->n;
+        mg__sha256_update(&h, head, sizeof head);
+        for (size_t i = 0; i < g->n; i++) {
+            uint64_t len = g->names[i] ? strlen(g->names[i]) : UINT64_MAX;
+            mg__sha256_update(&h, &g->scores[i], sizeof g->scores[i]);
+            mg__sha256_update(&h, &len, sizeof len);
+            if (g->names[i]) mg__sha256_update(&h, g->names[i], (size_t)len);
+        }
+        break;
+    }
+    default: return 0;
+    }
+    mg__sha256_final(&h, key);
+    return 1;
+}
+
+static const uint8_t k_no_key[32] = {0};
+
+/* Records a block fed at [at, at + n); the list is sized for the most
+ * blocks a sequence can hold (mg_context_new), so this cannot fail. */
+static void held_add(mg_context *c, uint32_t at, uint32_t n, int enc, const uint8_t *key) {
+    if (c->n_held >= c->cap_held) return; /* unreachable; then never matched */
+    mg__held *h = &c->held[c->n_held++];
+    h->at = at;
+    h->n = n;
+    h->enc = enc;
+    memcpy(h->key, key ? key : k_no_key, sizeof h->key);
+}
+
+/* Drops the held blocks that reach position pos or beyond. */
+static void held_trim(mg_context *c, uint32_t pos) {
+    while (c->n_held && c->held[c->n_held - 1].at + c->held[c->n_held - 1].n > pos) c->n_held--;
+}
+
+void mg__ctx_seq_reset(mg_context *c) {
+    if (c->dstate) mg__dstate_reset(c->dstate);
+    c->n_held = 0;
+    c->logits_valid = 0;
+    c->n_chat = 0;
+}
+
+mg_status mg__ctx_seq_rewind(mg_context *c, uint32_t pos) {
+    mg_status st = mg__dstate_rewind(c->dstate, pos);
+    if (st == MG_OK) {
+        held_trim(c, pos);
+        c->logits_valid = 0;
+        if (pos < c->chat_pos && !c->in_chat) c->n_chat = 0;
+    }
+    return st;
+}
+
+void mg__ctx_reuse_free(mg_context *c) {
+    for (uint32_t i = 0; i < c->n_embeds; i++) mg__aligned_free(c->embeds[i].rows);
+    mg__free(c->embeds);
+    mg__free(c->held);
+    c->embeds = NULL;
+    c->held = NULL;
+    c->n_embeds = c->cap_embeds = c->n_held = c->cap_held = 0;
+    c->embed_tokens = 0;
+}
+
+static mg__embed *embed_find(mg_context *c, const uint8_t key[32], uint32_t nt, uint32_t w) {
+    for (uint32_t i = 0; i < c->n_embeds; i++) {
+        mg__embed *e = &c->embeds[i];
+        if (e->n_tokens == nt && e->width == w && !memcmp(e->key, key, 32)) return e;
+    }
+    return NULL;
+}
+
+/* Keeps a copy of an encoder output, dropping the least recently used
+ * ones to stay within n_ctx tokens; an allocation failure keeps nothing. */
+static void embed_put(mg_context *c, const uint8_t key[32], const float *rows, uint32_t nt,
+                      uint32_t w) {
+    if (nt > c->params.n_ctx) return;
+    while (c->n_embeds && c->embed_tokens + nt > c->params.n_ctx) {
+        uint32_t lru = 0;
+        for (uint32_t i = 1; i < c->n_embeds; i++)
+            if (c->embeds[i].used < c->embeds[lru].used) lru = i;
+        c->embed_tokens -= c->embeds[lru].n_tokens;
+        mg__aligned_free(c->embeds[lru].rows);
+        c->embeds[lru] = c->embeds[--c->n_embeds];
+    }
+    if (c->n_embeds == c->cap_embeds) {
+        uint32_t cap = c->cap_embeds ? 2 * c->cap_embeds : 8;
+        mg__embed *p = mg__realloc(c->embeds, (size_t)cap * sizeof *p);
+        if (!p) return;
+        c->embeds = p;
+        c->cap_embeds = cap;
+    }
+    size_t nf = (size_t)nt * w;
+    float *copy = mg__aligned_alloc(64, nf * sizeof *copy);
+    if (!copy) return;
+    memcpy(copy, rows, nf * sizeof *copy);
+    mg__embed *e = &c->embeds[c->n_embeds++];
+    memcpy(e->key, key, 32);
+    e->n_tokens = nt;
+    e->width = w;
+    e->used = ++c->embed_clock;
+    e->rows = copy;
+    c->embed_tokens += nt;
+}
+
+/* The held block at position at, or NULL. */
+static const mg__held *held_at(const mg_context *c, size_t at) {
+    for (uint32_t i = 0; i < c->n_held; i++)
+        if (c->held[i].at == at) return &c->held[i];
+    return NULL;
+}
+
+/* How many leading tokens of the prompt (ids, blocks) the sequence already
+ * holds, leaving at least its last two to read again: the last for its
+ * logits, and two so that they are read as a batch. A single token goes
+ * through the decode kernels, whose 8-bit rounding of the activations (q8_0
+ * and q4_0 weights) moves logits by up to ~1e-2 from the batch kernels a
+ * fresh read uses; rows of batches agree with each other to ~1e-7. */
+#define MG__REREAD 2u
+static size_t common_prefix(const mg_context *c, const int32_t *ids, size_t n,
+                            const mg__gen_block *blocks, size_t n_blocks) {
+    size_t pos = mg__dstate_pos(c->dstate), L = 0;
+    size_t lim = n > MG__REREAD ? n - MG__REREAD : 0;
+    if (pos < lim) lim = pos;
+    while (L < lim && c->history[L] == ids[L]) L++;
+    for (size_t L0 = SIZE_MAX; L != L0;) {
+        L0 = L;
+        for (size_t b = 0; b < n_blocks; b++) {
+            const mg__gen_block *bl = &blocks[b];
+            if (bl->at >= L) break;
+            uint32_t nt = c->model->encoders.e[bl->enc].geo.n_tokens;
+            uint8_t key[32];
+            const mg__held *h = held_at(c, bl->at);
+            if (bl->at + nt > L || !h || h->n != nt || !block_key(bl, key) ||
+                !memcmp(h->key, k_no_key, 32) || memcmp(h->key, key, 32)) {
+                L = bl->at;
+                break;
+            }
+        }
+        for (uint32_t i = 0; i < c->n_held && c->held[i].at < L; i++) {
+            size_t b = 0;
+            while (b < n_blocks && blocks[b].at != c->held[i].at) b++;
+            if (b == n_blocks || c->held[i].at + c->held[i].n > L) {
+                L = c->held[i].at;
+                break;
+            }
+        }
+    }
+    return L;
+}
+
+/* Keeps the reusable prefix of the prompt in the sequence and returns its
+ * length: where feeding starts. */
+static size_t reuse_prefix(mg_context *c, const int32_t *ids, size_t n,
+                           const mg__gen_block *blocks, size_t n_blocks) {
+    if (!reuse_on(c) || !n) {
+        mg__ctx_seq_reset(c);
+        return 0;
+    }
+    size_t L = common_prefix(c, ids, n, blocks, n_blocks);
+    if (L < mg__dstate_pos(c->dstate) && mg__ctx_seq_rewind(c, (uint32_t)L) != MG_OK) {
+        mg__ctx_seq_reset(c); /* a sliding layer's ring no longer holds the window */
+        L = 0;
+    }
+    return L;
+}
+
+/* Feeds ids[from, n) of a prompt whose ids[0] sits at position
+ * pos - from (pos: the sequence's length now): text through feed(), each
+ * block from the encoder-output cache or its encoder, in one decoder call
+ * with its own block id. Blocks before from are already in the sequence. */
+static mg_status feed_prompt(mg_context *c, const int32_t *ids, size_t n, size_t from,
                              const mg__gen_block *blocks, size_t n_blocks,
                              char *err, size_t errlen) {
-    if (n > c->params.n_ctx) return MG_E_CONTEXT_FULL;
-    size_t at = 0;
+    uint32_t pos0 = mg__dstate_pos(c->dstate);
+    if (from > pos0 || n - from > (size_t)c->params.n_ctx - pos0) return MG_E_CONTEXT_FULL;
+    const uint32_t base = pos0 - (uint32_t)from;
+    size_t at = from;
     for (size_t b = 0; b < n_blocks; b++) {
         const mg__gen_block *bl = &blocks[b];
         const mg__encoder *e = &c->model->encoders.e[bl->enc];
         uint32_t nt = e->geo.n_tokens;
-        if (bl->at < at || bl->at + nt > n) return MG_E_INTERNAL;
+        if (bl->at + nt > n) return MG_E_INTERNAL;
+        if (bl->at < from) {
+            if (bl->at + nt > from) return MG_E_INTERNAL;
+            continue;
+        }
+        if (bl->at < at) return MG_E_INTERNAL;
         mg_status st = feed(c, ids + at, bl->at - at, NULL);
         if (st != MG_OK) return st;
         if (nt > c->max_batch) return MG_E_CONTEXT_FULL;
-        if (atomic_load(&c->interrupt)) return MG_E_INTERRUPTED;
-        st = e->vt->encode(c->enc_state[bl->enc], &bl->in, c->enc_out, c->pool,
-                           &c->interrupt, err, errlen);
-        if (st != MG_OK) return st;
+        if (prog_emit(c, 0)) return MG_E_INTERRUPTED;
+        uint8_t key[32];
+        int keyed = reuse_on(c) && block_key(bl, key);
+        mg__embed *hit = keyed ? embed_find(c, key, nt, e->geo.width) : NULL;
+        const float *src = c->enc_out;
+        if (hit) {
+            hit->used = ++c->embed_clock;
+            src = hit->rows;
+            if (c->prog) c->prog->p.cached++;
+        } else if (!bl->in.kind) {
+            snprintf(err, errlen, "an earlier image's encoder output is no longer in the "
+                                  "context's cache: start a new conversation");
+            return MG_E_CONTEXT_FULL;
+        } else {
+            if (c->prog) {
+                prog_stage(c, MG_STAGE_ENCODE, 0);
+                c->prog->p.block = (uint32_t)b;
+            }
+            const mg__enc_ctl ctl = {&c->interrupt, enc_step, c};
+            st = e->vt->encode(c->enc_state[bl->enc], &bl->in, c->enc_out, c->pool, &ctl, err,
+                               errlen);
+            if (st != MG_OK) return st;
+            if (keyed) embed_put(c, key, c->enc_out, nt, e->geo.width);
+            prog_stage(c, MG_STAGE_PREFILL, 0);
+        }
         uint32_t pos = mg__dstate_pos(c->dstate);
         for (uint32_t t = 0; t < nt; t++) {
-            c->enc_rows[t] = c->enc_out + (size_t)t * e->geo.width;
+            c->enc_rows[t] = src + (size_t)t * e->geo.width;
             c->enc_blk[t] = (int32_t)(b + 1);
         }
         c->logits_valid = 0;
@@ -273,7 +592,12 @@ static mg_status feed_prompt(mg_context *c, const int32_t *ids, size_t n,
         if (st != MG_OK) return st;
         c->logits_valid = 1;
         memcpy(c->history + pos, ids + bl->at, nt * sizeof(int32_t));
+        held_add(c, base + (uint32_t)bl->at, nt, bl->enc, keyed ? key : NULL);
         at = bl->at + nt;
+        if (c->prog) {
+            c->prog->p.done += nt;
+            if (prog_emit(c, 0)) return MG_E_INTERRUPTED;
+        }
     }
     return feed(c, ids + at, n - at, NULL);
 }
@@ -283,10 +607,29 @@ static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_
                             const mg_gen_params *gp, mg__prompt_hook hook, void *user) {
     obuf b = {0};
     char err[256] = "";
-    mg__dstate_reset(c->dstate);
-    c->logits_valid = 0;
-    mg_status st = n ? feed_prompt(c, ids, n, blocks, n_blocks, err, sizeof err)
-                     : MG_E_INVALID_ARG;
+    mg_status st = MG_E_INVALID_ARG;
+    mg__progress prog;
+    if (gp->on_progress) {
+        memset(&prog, 0, sizeof prog);
+        prog.fn = gp->on_progress;
+        prog.user = gp->progress_user_data;
+        prog.p.struct_size = sizeof prog.p;
+        prog.p.n_blocks = (uint32_t)n_blocks;
+        prog.t0 = prog.last = now_s();
+        c->prog = &prog;
+    }
+    if (!c->in_chat) c->n_chat = 0;
+    if (n > c->params.n_ctx) st = MG_E_CONTEXT_FULL;
+    else if (n) {
+        size_t from = reuse_prefix(c, ids, n, blocks, n_blocks);
+        if (c->prog) {
+            prog.p.stage = MG_STAGE_PREFILL;
+            prog.p.reused = (uint32_t)from;
+            prog.p.total = (uint32_t)(n - from);
+        }
+        st = prog_emit(c, 1) ? MG_E_INTERRUPTED
+                             : feed_prompt(c, ids, n, from, blocks, n_blocks, err, sizeof err);
+    }
     int in_prompt = st != MG_OK;
     if (st == MG_OK && hook) st = hook(c, user, err, sizeof err);
     if (st == MG_OK) st = gen_loop(c, gp, &b);
@@ -295,11 +638,15 @@ static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_
         else *out = b.p;
     }
     if (!*out) mg__free(b.p);
+    int by_callback = c->prog && c->prog->stop;
+    c->prog = NULL;
     switch (st) {
     case MG_OK: return mg__ctx_leave(c, st, NULL);
     case MG_E_INTERRUPTED:
-        return mg__ctx_leave(c, st, in_prompt ? "interrupted while reading the prompt"
-                                              : "generation was interrupted");
+        return mg__ctx_leave(c, st, "%s%s",
+                             in_prompt ? "interrupted while reading the prompt"
+                                       : "generation was interrupted",
+                             by_callback ? " (by the progress callback)" : "");
     case MG_E_CONTEXT_FULL:
         return mg__ctx_leave(c, st, "the context holds %u tokens%s", c->params.n_ctx,
                              in_prompt ? " and the prompt does not fit" : "");
@@ -331,7 +678,7 @@ mg_status mg__generate_with_hook(char **out, mg_context *c, const int32_t *ids, 
 mg_status mg__feed_prompt(mg_context *c, const int32_t *ids, size_t n,
                           const mg__gen_block *blocks, size_t n_blocks, char *err,
                           size_t errlen) {
-    return feed_prompt(c, ids, n, blocks, n_blocks, err, errlen);
+    return feed_prompt(c, ids, n, 0, blocks, n_blocks, err, errlen);
 }
 
 mg_status mg__gen_params_check(mg_gen_params *gp, const mg_gen_params *params) {

@@ -107,15 +107,21 @@ static void add_block(sbuf *sb, mg_context *c, const mg__gen_block *bl) {
     sadd_trim(sb, label);
 }
 
-/* Tokenizes the prompt text sb (consumed), puts each block's tokens after
- * its <boi> marker, and generates. */
-static mg_status run_prompt_hook(char **out, mg_context *c, sbuf *sb, mg__gen_block *blocks,
-                                 size_t n_blocks, const mg_gen_params *gp, mg__prompt_hook hook,
-                                 void *user) {
+/* Tokenizes the prompt text sb (consumed; BOS first when bos is set) into
+ * *all (*total ids), with each block's tokens after its <boi> marker and
+ * blocks[].at set; `room` tokens must remain in the context besides them.
+ * On failure the context is left with the error. */
+static mg_status prompt_ids(mg_context *c, sbuf *sb, mg__gen_block *blocks, size_t n_blocks,
+                            int bos, size_t room, int32_t **all_out, size_t *total_out) {
     const mg_model *m = c->model;
     const mg_tokenizer *tok = m->tokenizer;
-    int32_t boi, eoi, img;
-    mg_status st = markers(c, &boi, &eoi, &img);
+    int32_t boi = -1, eoi = -1, img = -1;
+    mg_status st = MG_OK;
+    if (!tok || !c->dstate || n_blocks ||
+        (mg_tokenizer_special(tok, MG_TOKEN_START_OF_IMAGE) >= 0 &&
+         mg_tokenizer_special(tok, MG_TOKEN_END_OF_IMAGE) >= 0 &&
+         mg_tokenizer_special(tok, MG_TOKEN_IMAGE) >= 0))
+        st = markers(c, &boi, &eoi, &img);
     if (st) {
         mg__free(sb->p);
         return st;
@@ -124,7 +130,7 @@ static mg_status run_prompt_hook(char **out, mg_context *c, sbuf *sb, mg__gen_bl
         mg__free(sb->p);
         return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
     }
-    const uint32_t flags = MG_TOKENIZE_ADD_BOS | MG_TOKENIZE_PARSE_SPECIAL;
+    const uint32_t flags = (bos ? MG_TOKENIZE_ADD_BOS : 0) | MG_TOKENIZE_PARSE_SPECIAL;
     size_t n = 0;
     st = mg_tokenize(NULL, 0, &n, tok, sb->p, sb->len, flags);
     int32_t *ids = NULL, *all = NULL;
@@ -154,13 +160,13 @@ static mg_status run_prompt_hook(char **out, mg_context *c, sbuf *sb, mg__gen_bl
                              "the instruction, question or system text contains image "
                              "marker tokens");
     }
-    if (total > c->params.n_ctx) {
+    if (total + room > c->params.n_ctx) {
         mg__free(ids);
         return mg__ctx_leave(c, MG_E_CONTEXT_FULL,
                              "the prompt with %zu image block(s) needs %zu tokens; the context "
-                             "holds %u", n_blocks, total, c->params.n_ctx);
+                             "holds %u", n_blocks, total + room, c->params.n_ctx);
     }
-    all = mg__calloc(total, sizeof *all);
+    all = mg__calloc(total ? total : 1, sizeof *all);
     if (!all) {
         mg__free(ids);
         return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
@@ -175,6 +181,20 @@ static mg_status run_prompt_hook(char **out, mg_context *c, sbuf *sb, mg__gen_bl
         for (uint32_t t = 0; t < nt; t++) all[o++] = img;
     }
     mg__free(ids);
+    *all_out = all;
+    *total_out = total;
+    return MG_OK;
+}
+
+/* Tokenizes the prompt text sb (consumed), puts each block's tokens after
+ * its <boi> marker, and generates. */
+static mg_status run_prompt_hook(char **out, mg_context *c, sbuf *sb, mg__gen_block *blocks,
+                                 size_t n_blocks, const mg_gen_params *gp, mg__prompt_hook hook,
+                                 void *user) {
+    int32_t *all = NULL;
+    size_t total = 0;
+    mg_status st = prompt_ids(c, sb, blocks, n_blocks, 1, 0, &all, &total);
+    if (st) return st;
     st = mg__generate_with_hook(out, c, all, total, blocks, n_blocks, gp, hook, user);
     mg__free(all);
     return st;
@@ -240,6 +260,223 @@ static mg_status multimodal(char **out, mg_context *c, const mg_image *const *im
     close_turn(&sb, m);
     st = run_prompt(out, c, &sb, blocks, n_images, &gp);
     mg__free(blocks);
+    return st;
+}
+
+/* ------------------------------------------------------------------ chat */
+
+/* Appends an exchange start to the conversation record. */
+static int chat_push(mg_context *c, uint32_t at) {
+    if (c->n_chat == c->cap_chat) {
+        uint32_t cap = c->cap_chat ? 2 * c->cap_chat : 16;
+        uint32_t *p = mg__realloc(c->chat_at, (size_t)cap * sizeof *p);
+        if (!p) return -1;
+        c->chat_at = p;
+        c->cap_chat = cap;
+    }
+    c->chat_at[c->n_chat++] = at;
+    return 0;
+}
+
+/* The conversation's tokens: history[0, chat_pos) and chat_last. */
+static uint32_t chat_len(const mg_context *c) {
+    return c->chat_pos + (c->chat_last >= 0);
+}
+
+/* The cached-block check for an exchange kept by truncation. */
+static int span_cached(const mg_context *c, uint32_t a, uint32_t b) {
+    for (uint32_t i = 0; i < c->n_held; i++) {
+        const mg__held *h = &c->held[i];
+        if (h->at < a || h->at >= b) continue;
+        int found = 0;
+        for (uint32_t k = 0; k < c->n_embeds && !found; k++)
+            found = !memcmp(c->embeds[k].key, h->key, 32) && c->embeds[k].n_tokens == h->n;
+        if (!found) return 0;
+    }
+    return 1;
+}
+
+MG_API mg_status mg_chat(char **out, mg_context *ctx, const mg_image *const *images,
+                         size_t n_images, const char *message, const mg_gen_params *params) {
+    if (out) *out = NULL;
+    mg_status st = mg__ctx_enter(ctx);
+    if (st) return st;
+    if (!out || !message)
+        return mg__ctx_leave(ctx, MG_E_INVALID_ARG, "out or message is NULL");
+    if (n_images && (st = check_images(ctx, images, n_images))) return st;
+    if ((st = check_gen(ctx, params))) return st;
+    mg_context *c = ctx;
+    if (c->params.flags & MG_CONTEXT_NO_REUSE)
+        return mg__ctx_leave(c, MG_E_UNSUPPORTED,
+                             "chat keeps the conversation in the context: it needs a context "
+                             "made without MG_CONTEXT_NO_REUSE");
+    if (!c->dstate || !c->model->tokenizer)
+        return mg__ctx_leave(c, MG_E_UNSUPPORTED, "the model has no text decoder or tokenizer");
+    mg_gen_params gp;
+    mg_status gst = mg__gen_params_check(&gp, params);
+    if (gst) return mg__gen_params_refuse(c, gst);
+    const mg_model *m = c->model;
+    /* The conversation goes on when the context still holds it. */
+    int cont = c->n_chat > 0 && mg__dstate_pos(c->dstate) >= c->chat_pos;
+    if (!cont) c->n_chat = 0;
+    mg__gen_block *nb = n_images ? mg__calloc(n_images, sizeof *nb) : NULL;
+    if (n_images && !nb) return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n_images; i++) {
+        nb[i].in.kind = MG__INPUT_IMAGE;
+        nb[i].in.image = images[i];
+        nb[i].enc = mg__encoders_pick(&m->encoders, &nb[i].in);
+        if (nb[i].enc < 0) {
+            mg__free(nb);
+            return mg__ctx_leave(c, MG_E_UNSUPPORTED,
+                                 "the model has no image encoder (no vision tensors): "
+                                 "it cannot read images");
+        }
+    }
+    /* The new user turn, as Gemma 3's chat template writes a later turn:
+     * the previous answer closed by <end_of_turn>, then the user turn with
+     * the message and its images, then the model turn's opening. The first
+     * turn starts with <bos> and the system text. */
+    sbuf sb = {0};
+    if (cont) {
+        sadds(&sb, meta_str(m, "prompt.turn_end", "<end_of_turn>\n"));
+        sadds(&sb, meta_str(m, "prompt.turn_user", "<start_of_turn>user\n"));
+    } else {
+        open_turn(&sb, m, &gp);
+    }
+    sadd_trim(&sb, message);
+    for (size_t i = 0; i < n_images; i++) add_block(&sb, c, &nb[i]);
+    close_turn(&sb, m);
+    int32_t *turn = NULL;
+    size_t n_turn = 0;
+    if ((st = prompt_ids(c, &sb, nb, n_images, !cont, 0, &turn, &n_turn))) {
+        mg__free(nb);
+        return st;
+    }
+    /* Room for the answer: max_tokens, at most a quarter of the context. */
+    const uint32_t n_ctx = c->params.n_ctx;
+    size_t room = gp.max_tokens < n_ctx / 4 ? gp.max_tokens : n_ctx / 4;
+    if (room < 1) room = 1;
+    /* Which exchanges stay: all, or (when the conversation no longer fits)
+     * the first (its images and system text) and the latest ones that fit
+     * and whose images are still cached; the oldest go first. */
+    uint32_t len = cont ? chat_len(c) : 0, n_ex = cont ? c->n_chat : 0;
+    uint32_t first_keep = 1; /* exchanges 1 .. first_keep-1 are dropped */
+    uint32_t *ex_end = NULL;
+    st = MG_OK;
+    if (n_ex && !(ex_end = mg__calloc(n_ex, sizeof *ex_end))) st = MG_E_NOMEM;
+    for (uint32_t k = 0; st == MG_OK && k < n_ex; k++)
+        ex_end[k] = k + 1 < n_ex ? c->chat_at[k + 1] : len;
+    size_t kept = len;
+    if (st == MG_OK && n_ex && kept + n_turn + room > n_ctx) {
+        kept = ex_end[0];
+        size_t tail = 0;
+        first_keep = n_ex;
+        for (uint32_t k = n_ex; k-- > 1;) {
+            size_t span = ex_end[k] - c->chat_at[k];
+            if (kept + tail + span + n_turn + room > n_ctx ||
+                !span_cached(c, c->chat_at[k], ex_end[k]))
+                break;
+            tail += span;
+            first_keep = k;
+        }
+        kept += tail;
+    }
+    if (st == MG_OK && kept + n_turn > n_ctx) {
+        size_t need = kept + n_turn;
+        mg__free(ex_end);
+        mg__free(turn);
+        mg__free(nb);
+        return mg__ctx_leave(c, MG_E_CONTEXT_FULL,
+                             "the conversation's first exchange and the new message need %zu "
+                             "tokens; the context holds %u (start a new conversation with "
+                             "mg_context_reset, or use a larger context)", need, n_ctx);
+    }
+    /* The prompt: the kept exchanges' tokens and blocks (known by their
+     * keys: their rows are in the KV cache or the encoder-output cache),
+     * then the new turn. */
+    int32_t *ids = NULL;
+    mg__gen_block *blocks = NULL;
+    uint32_t *new_at = NULL;
+    size_t n_blocks = 0, n_ids = kept + n_turn;
+    if (st == MG_OK) {
+        ids = mg__calloc(n_ids, sizeof *ids);
+        blocks = mg__calloc(c->n_held + n_images + 1, sizeof *blocks);
+        new_at = mg__calloc(n_ex + 1, sizeof *new_at);
+        if (!ids || !blocks || !new_at) st = MG_E_NOMEM;
+    }
+    uint32_t n_new_ex = 0;
+    if (st == MG_OK) {
+        size_t o = 0;
+        for (uint32_t k = 0; k < n_ex; k++) {
+            if (k && k < first_keep) continue;
+            uint32_t a = c->chat_at[k], b = ex_end[k];
+            new_at[n_new_ex++] = (uint32_t)o;
+            for (uint32_t i = a; i < b; i++)
+                ids[o + i - a] = i < c->chat_pos ? c->history[i] : c->chat_last;
+            for (uint32_t h = 0; h < c->n_held; h++) {
+                const mg__held *hb = &c->held[h];
+                if (hb->at < a || hb->at >= b) continue;
+                mg__gen_block *bl = &blocks[n_blocks++];
+                bl->at = o + hb->at - a;
+                bl->enc = hb->enc;
+                bl->key = hb->key;
+            }
+            o += b - a;
+        }
+        new_at[n_new_ex++] = (uint32_t)o;
+        memcpy(ids + o, turn, n_turn * sizeof *ids);
+        for (size_t i = 0; i < n_images; i++) {
+            blocks[n_blocks] = nb[i];
+            blocks[n_blocks++].at += o;
+        }
+    }
+    mg__free(turn);
+    mg__free(ex_end);
+    if (st != MG_OK) {
+        mg__free(ids);
+        mg__free(blocks);
+        mg__free(new_at);
+        mg__free(nb);
+        return mg__ctx_leave(c, st, "out of memory");
+    }
+    /* Held keys are copied: the held list changes while the prompt is read. */
+    uint8_t (*keys)[32] = n_blocks ? mg__calloc(n_blocks, sizeof *keys) : NULL;
+    if (n_blocks && !keys) st = MG_E_NOMEM;
+    for (size_t i = 0; st == MG_OK && i < n_blocks; i++)
+        if (blocks[i].key) {
+            memcpy(keys[i], blocks[i].key, 32);
+            blocks[i].key = keys[i];
+        }
+    if (st == MG_OK) {
+        c->in_chat = 1;
+        st = mg__generate_with_blocks(out, c, ids, n_ids, blocks, n_blocks, &gp);
+        c->in_chat = 0;
+        /* The exchange is kept when its prompt was read whole (also when
+         * the answer was cut short); else the conversation is as before
+         * unless it had been truncated. */
+        uint32_t pos = mg__dstate_pos(c->dstate);
+        int read = pos >= n_ids && (st == MG_OK || st == MG_E_INTERRUPTED ||
+                                    st == MG_E_CONTEXT_FULL);
+        if (read) {
+            c->n_chat = 0;
+            for (uint32_t k = 0; k < n_new_ex; k++)
+                if (chat_push(c, new_at[k])) {
+                    c->n_chat = 0; /* out of memory: the next call starts anew */
+                    break;
+                }
+            c->chat_pos = pos;
+            c->chat_last = c->last_tok;
+        } else if (first_keep > 1 || !cont) {
+            c->n_chat = 0;
+        }
+    } else {
+        st = mg__ctx_leave(c, st, "out of memory");
+    }
+    mg__free(keys);
+    mg__free(ids);
+    mg__free(blocks);
+    mg__free(new_at);
+    mg__free(nb);
     return st;
 }
 
@@ -542,12 +779,11 @@ MG_API mg_status mg_prs_predict_batch(double *risk, mg_context *ctx, const doubl
     }
     for (size_t i = 0; i < n_individuals && st == MG_OK; i++) {
         g.scores = scores + i * n_scores;
-        mg__dstate_reset(ctx->dstate);
-        ctx->logits_valid = 0;
+        mg__ctx_seq_reset(ctx);
         st = mg__feed_prompt(ctx, prefix, n_prefix, &bl, 1, err, sizeof err);
         uint32_t at = mg__dstate_pos(ctx->dstate);
         for (size_t q = 0; q < n_questions && st == MG_OK; q++) {
-            if (q && mg__dstate_rewind(ctx->dstate, at) != MG_OK) st = MG_E_INTERNAL;
+            if (q && mg__ctx_seq_rewind(ctx, at) != MG_OK) st = MG_E_INTERNAL;
             if (st == MG_OK) st = mg__feed_prompt(ctx, tail[q], n_tail[q], NULL, 0, err, sizeof err);
             if (st == MG_OK) risk[i * n_questions + q] = yes_risk(ctx->logits, yes, no);
         }

@@ -11,7 +11,7 @@ from .errors import (BufferTooSmallError, ChecksumError, ContextFullError,
                      error_class)
 from .image import Image, ImageInfo
 from .volume import Volume, VolumeInfo
-from .model import Cancel, Context, Model, ModelInfo, TensorInfo, Tokenizer
+from .model import Cancel, Context, Model, ModelInfo, Progress, TensorInfo, Tokenizer
 from .prs import Prs, MatchReport
 from .convert import Writer, convert
 
@@ -48,7 +48,7 @@ def dtype_name(dtype):
 library_path = _lib.lib_path
 
 __all__ = [
-    "Model", "ModelInfo", "TensorInfo", "Context", "Cancel", "Tokenizer",
+    "Model", "ModelInfo", "TensorInfo", "Context", "Cancel", "Progress", "Tokenizer",
     "Image", "ImageInfo", "Volume", "VolumeInfo", "Prs", "MatchReport", "Writer", "convert",
     "version", "version_number", "build_info", "simd_level", "status_str",
     "dtype_name", "library_path", "error_class",

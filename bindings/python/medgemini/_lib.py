@@ -136,6 +136,20 @@ mg_token_callback = ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_size_t,
                                      c_int32)
 
 
+class mg_progress(Structure):
+    _fields_ = [("struct_size", c_uint32), ("stage", c_int32),
+                ("block", c_uint32), ("n_blocks", c_uint32),
+                ("step", c_uint32), ("n_steps", c_uint32),
+                ("done", c_uint32), ("total", c_uint32),
+                ("reused", c_uint32), ("cached", c_uint32),
+                ("seconds", c_double)]
+
+
+MG_STAGE_ENCODE, MG_STAGE_PREFILL, MG_STAGE_GENERATE = 1, 2, 3
+
+mg_progress_callback = ctypes.CFUNCTYPE(c_int32, c_void_p, POINTER(mg_progress))
+
+
 class mg_gen_params(Structure):
     _fields_ = [("struct_size", c_uint32), ("max_tokens", c_uint32),
                 ("temperature", c_float), ("top_k", c_int32),
@@ -143,13 +157,18 @@ class mg_gen_params(Structure):
                 ("seed", c_uint64), ("stop", POINTER(c_char_p)),
                 ("n_stop", c_uint32), ("flags", c_uint32),
                 ("on_token", mg_token_callback), ("user_data", c_void_p),
-                ("system_prompt", c_char_p), ("instruction", c_char_p)]
+                ("system_prompt", c_char_p), ("instruction", c_char_p),
+                ("on_progress", mg_progress_callback),
+                ("progress_user_data", c_void_p)]
 
 
 class mg_prs_params(Structure):
     _fields_ = [("struct_size", c_uint32), ("flags", c_uint32),
                 ("min_overlap", c_double), ("n_threads", c_uint32),
                 ("block_variants", c_uint32), ("vcf_dosage", c_uint32)]
+
+
+mg_prs_progress = ctypes.CFUNCTYPE(c_int32, c_void_p, c_uint64, c_uint64)
 
 
 class mg_prs_match_report(Structure):
@@ -278,12 +297,15 @@ mg_prs_score_name = _fn("mg_prs_score_name", c_char_p, [P, c_uint32])
 mg_prs_match_report_get = _fn("mg_prs_match_report_get", st, [POINTER(mg_prs_match_report), P, c_uint32])
 mg_prs_results = _fn("mg_prs_results", st, [c_void_p, c_size_t, P, c_int32, c_uint32])
 mg_prs_write_sscore = _fn("mg_prs_write_sscore", st, [P, c_char_p])
+mg_prs_set_progress = _fn("mg_prs_set_progress", st, [P, mg_prs_progress, c_void_p])
+mg_prs_interrupt = _fn("mg_prs_interrupt", st, [P])
 mg_prs_errmsg = _fn("mg_prs_errmsg", c_char_p, [P])
 mg_prs_free = _fn("mg_prs_free", None, [P])
 
 # tasks
 mg_generate_report = _fn("mg_generate_report", st, [PP, P, POINTER(c_void_p), c_size_t, POINTER(mg_gen_params)])
 mg_vqa = _fn("mg_vqa", st, [PP, P, POINTER(c_void_p), c_size_t, c_char_p, POINTER(mg_gen_params)])
+mg_chat = _fn("mg_chat", st, [PP, P, POINTER(c_void_p), c_size_t, c_char_p, POINTER(mg_gen_params)])
 mg_generate_report_volume = _fn("mg_generate_report_volume", st, [PP, P, P, POINTER(mg_slice_params), POINTER(mg_gen_params)])
 mg_vqa_volume = _fn("mg_vqa_volume", st, [PP, P, P, c_char_p, POINTER(mg_slice_params), POINTER(mg_gen_params)])
 mg_prs_predict = _fn("mg_prs_predict", st, [PP, POINTER(c_double), P, POINTER(c_double), POINTER(c_char_p), c_size_t, c_char_p, POINTER(mg_gen_params)])

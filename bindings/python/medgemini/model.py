@@ -6,6 +6,7 @@ import os
 import queue
 import threading
 from array import array
+from collections import namedtuple
 from ctypes import byref, c_char_p, c_double, c_int32, c_int64, c_size_t, c_uint64, c_void_p
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ LOAD_NO_MMAP = 0x2
 LOAD_MMAP = 0x4
 LOAD_FILE_LAYOUT = 0x8
 CONTEXT_KV_BF16 = 0x1
+CONTEXT_NO_REUSE = 0x2
 TOKENIZE_ADD_BOS = 0x1
 TOKENIZE_PARSE_SPECIAL = 0x2
 DETOKENIZE_SKIP_SPECIAL = 0x1
@@ -173,6 +175,47 @@ class Cancel:
             self._ctxs.discard(h)
 
 
+_STAGES = {_lib.MG_STAGE_ENCODE: "encode", _lib.MG_STAGE_PREFILL: "prefill",
+           _lib.MG_STAGE_GENERATE: "generate"}
+_PROGRESS_FIELDS = ("block", "n_blocks", "step", "n_steps", "done", "total",
+                    "reused", "cached", "seconds")
+# (name, end offset) of each field after stage: a field past the library's
+# struct_size (an older library) reads as 0
+_PROGRESS_LAYOUT = tuple((f, getattr(_lib.mg_progress, f).offset +
+                          getattr(_lib.mg_progress, f).size) for f in _PROGRESS_FIELDS)
+
+
+class Progress(namedtuple("Progress", ("stage",) + _PROGRESS_FIELDS)):
+    """One progress event of a generating call (an immutable namedtuple),
+    passed to the progress= callable of report(), vqa(), chat(), ...:
+
+    stage: "encode" (an encoder reads one block: an image, a volume slice,
+    a score set), "prefill" (the text decoder reads the prompt) or
+    "generate" (the answer's tokens are made);
+    block, n_blocks: encode: the block's index (0-based) among the
+    prompt's n_blocks blocks;
+    step, n_steps: encode: encoder steps done of n_steps; prefill: decoder
+    layers done for the current batch of prompt tokens;
+    done, total: prefill: prompt tokens read of total to read; generate:
+    tokens made of max_tokens;
+    reused: prompt tokens kept from the context's sequence (not read
+    again); cached: blocks taken from the context's encoder-output cache
+    (not encoded again); seconds: time since the call began.
+
+    Events come when each stage and each block begins, then at most every
+    100 ms; no final event is promised, so a stage may end before done
+    reaches total."""
+    __slots__ = ()
+
+
+def _read_progress(ptr):
+    p = ptr.contents
+    size = p.struct_size
+    stage = p.stage
+    return Progress(_STAGES.get(stage, "stage %d" % stage),
+                    *[getattr(p, f) if end <= size else 0 for f, end in _PROGRESS_LAYOUT])
+
+
 _GEN_FIELDS = ("max_tokens", "temperature", "top_k", "top_p",
                "repetition_penalty", "seed", "system_prompt", "instruction")
 
@@ -180,7 +223,7 @@ _GEN_FIELDS = ("max_tokens", "temperature", "top_k", "top_p",
 class _GenCall:
     """mg_gen_params for one call plus everything it must keep alive."""
 
-    def __init__(self, params, on_token=None, cancels=()):
+    def __init__(self, params, on_token=None, cancels=(), progress=None):
         p = _lib.mg_gen_params()
         _lib.mg_gen_params_init(byref(p))
         self._keep = []
@@ -205,18 +248,39 @@ class _GenCall:
                     p.flags |= GEN_RAW_PROMPT
             else:
                 raise TypeError("unknown generation parameter %r" % key)
+        if progress is not None and not callable(progress):
+            raise TypeError("progress must be a callable, got %r" % type(progress).__name__)
         self.on_token = on_token
+        self.progress = progress
         self.cancels = [c for c in cancels if c is not None]
         self.exc = None
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         if on_token is not None or self.cancels:
             self._cb = _lib.mg_token_callback(self._callback)
             p.on_token = self._cb
+        if progress is not None or self.cancels:
+            # with cancellation tokens too: the first event comes before
+            # the encoders run, so a cancel() that lands just before the C
+            # call starts stops it there rather than at the first token
+            self._pcb = _lib.mg_progress_callback(self._progress_callback)
+            p.on_progress = self._pcb
         self.params = p
+
+    def _progress_callback(self, _user, ptr):
+        # runs on the calling thread inside the C call: nothing may escape
+        try:
+            if self.exc is not None or any(c.cancelled for c in self.cancels):
+                return 1
+            if self.progress is not None and self.progress(_read_progress(ptr)):
+                return 1
+            return 0
+        except BaseException as exc:  # re-raised after the C call returns
+            self.exc = exc
+            return 1
 
     def _callback(self, _user, piece, n, _token):
         try:
-            if any(c.cancelled for c in self.cancels):
+            if self.exc is not None or any(c.cancelled for c in self.cancels):
                 return 1
             if self.on_token is not None:
                 text = self._decoder.decode(ctypes.string_at(piece, n) if n else b"")
@@ -266,17 +330,27 @@ class _GenCall:
 _DONE = object()
 
 
-def _stream(acquire, fn, prepare, params, cancel):
+_STOPPED = object()
+
+
+def _stream(acquire, fn, prepare, params, cancel, progress=None):
     """Runs a generation call in a worker thread and yields its text pieces.
-    Closing the generator interrupts the call; its return value is the text."""
+    Closing the generator interrupts the call; its return value is the text.
+    Progress events travel through the same queue, so progress() runs on
+    the thread that iterates the generator, in order with the pieces; a
+    truthy return or an exception there interrupts the call (Interrupted,
+    or that exception, is raised by the generator)."""
     q = queue.SimpleQueue()
     own = Cancel()
     result = {}
+    if progress is not None and not callable(progress):
+        raise TypeError("progress must be a callable, got %r" % type(progress).__name__)
 
     def on_token(piece):
         q.put(piece)
 
-    call = _GenCall(params, on_token=on_token, cancels=(cancel, own))
+    call = _GenCall(params, on_token=on_token, cancels=(cancel, own),
+                    progress=q.put if progress is not None else None)
 
     def worker():
         try:
@@ -289,28 +363,46 @@ def _stream(acquire, fn, prepare, params, cancel):
 
     t = threading.Thread(target=worker, name="medgemini-stream", daemon=True)
     t.start()
+    stop = None  # _STOPPED, or the exception progress() raised
     try:
         while True:
             item = q.get()
             if item is _DONE:
                 break
-            yield item
+            if isinstance(item, Progress):
+                if stop is None:
+                    try:
+                        if progress(item):
+                            stop = _STOPPED
+                    except BaseException as exc:
+                        stop = exc
+                    if stop is not None:
+                        own.cancel()
+            elif stop is None:
+                yield item
     finally:
         if t.is_alive():
             own.cancel()
         t.join()
+    if stop is not None and stop is not _STOPPED:
+        raise stop
     if "exc" in result:
         raise result["exc"]
+    if stop is _STOPPED:  # the call ended before the request reached it
+        raise Interrupted("stopped by the progress callback", E_INTERRUPTED, result["text"])
     return result["text"]
 
 
 # ------------------------------------------------------------------ images
 
 @contextlib.contextmanager
-def _image_array(images):
+def _image_array(images, optional=False):
     """Borrows the handles of images (one or a sequence of Images, paths,
-    bytes or arrays) as an mg_image* array for the length of a call."""
-    if not isinstance(images, (list, tuple)):
+    bytes or arrays) as an mg_image* array for the length of a call.
+    optional: None means no images."""
+    if images is None and optional:
+        images = []
+    elif not isinstance(images, (list, tuple)):
         images = [images]
     made, held = [], []
     with contextlib.ExitStack() as stack:
@@ -336,19 +428,19 @@ def _volume_slices(volume, max_slices, window, as_stored):
 
 # ----------------------------------------------------------------- contexts
 
-def _context_params(threads, n_ctx, seed, kv_bf16=False):
+def _context_params(threads, n_ctx, seed, kv_bf16=False, reuse=True):
     p = _lib.mg_context_params()
     _lib.mg_context_params_init(byref(p))
     p.n_threads = int(threads or 0)
     p.n_ctx = int(n_ctx or 0)
     p.seed = int(seed or 0)
-    p.flags = CONTEXT_KV_BF16 if kv_bf16 else 0
+    p.flags = (CONTEXT_KV_BF16 if kv_bf16 else 0) | (0 if reuse else CONTEXT_NO_REUSE)
     return p
 
 
-def _new_context(model_handle, threads, n_ctx, seed, kv_bf16=False):
+def _new_context(model_handle, threads, n_ctx, seed, kv_bf16=False, reuse=True):
     out = c_void_p()
-    p = _context_params(threads, n_ctx, seed, kv_bf16)
+    p = _context_params(threads, n_ctx, seed, kv_bf16, reuse)
     st = _lib.mg_context_new(byref(out), model_handle, byref(p))
     if st:
         raise make_error(st, "cannot create a context")
@@ -361,61 +453,69 @@ class _Generating:
     def _acquire(self):
         raise NotImplementedError
 
-    def _call(self, fn, args, params, on_token=None, cancel=None):
-        call = _GenCall(params, on_token=on_token, cancels=(cancel,))
+    def _call(self, fn, args, params, on_token=None, cancel=None, progress=None):
+        call = _GenCall(params, on_token=on_token, cancels=(cancel,), progress=progress)
         with self._acquire() as ctx:
             return call.run(ctx, fn, *args)
 
-    def generate(self, prompt, on_token=None, cancel=None, **params):
+    def generate(self, prompt, on_token=None, cancel=None, progress=None, **params):
         """Text generated from a prompt (wrapped in the chat turn unless
         raw_prompt=True). Parameters: max_tokens, temperature, top_k, top_p,
         repetition_penalty, seed, stop (a string or list of strings),
         system_prompt, raw_prompt; on_token(piece) is called with each piece
-        of text (return True to stop); cancel is a Cancel token."""
-        return self._call(_lib.mg_generate, (_enc(prompt),), params, on_token, cancel)
+        of text (return True to stop); cancel is a Cancel token;
+        progress(p) is called with a Progress event as each stage and
+        block begins and then at most every 100 ms (return True to stop:
+        Interrupted; an exception it raises stops the call and is raised
+        again once the call has returned)."""
+        return self._call(_lib.mg_generate, (_enc(prompt),), params, on_token, cancel, progress)
 
-    def generate_stream(self, prompt, cancel=None, **params):
-        """As generate(), as a generator of text pieces."""
+    def generate_stream(self, prompt, cancel=None, progress=None, **params):
+        """As generate(), as a generator of text pieces (progress() runs on
+        the thread iterating it)."""
         return _stream(self._acquire, _lib.mg_generate,
-                       lambda: contextlib.nullcontext((_enc(prompt),)), params, cancel)
+                       lambda: contextlib.nullcontext((_enc(prompt),)), params, cancel, progress)
 
-    def generate_ids(self, ids, on_token=None, cancel=None, **params):
+    def generate_ids(self, ids, on_token=None, cancel=None, progress=None, **params):
         """Generation from token ids used as they are."""
         ids = list(ids)
         arr = (c_int32 * max(len(ids), 1))(*ids)
-        return self._call(_lib.mg_generate_ids, (arr, len(ids)), params, on_token, cancel)
+        return self._call(_lib.mg_generate_ids, (arr, len(ids)), params, on_token, cancel,
+                          progress)
 
-    def report(self, images, on_token=None, cancel=None, **params):
+    def report(self, images, on_token=None, cancel=None, progress=None, **params):
         """A radiology report for one study: images is one image or a list
         (Image objects, paths, bytes or numpy arrays). Extra parameters as
         generate(), plus instruction."""
         with _image_array(images) as (arr, n):
-            return self._call(_lib.mg_generate_report, (arr, n), params, on_token, cancel)
+            return self._call(_lib.mg_generate_report, (arr, n), params, on_token, cancel,
+                              progress)
 
-    def report_stream(self, images, cancel=None, **params):
+    def report_stream(self, images, cancel=None, progress=None, **params):
         """As report(), as a generator of text pieces; closing it stops the
         generation. The generator's return value is the whole text."""
         @contextlib.contextmanager
         def prepare():
             with _image_array(images) as (arr, n):
                 yield (arr, n)
-        return _stream(self._acquire, _lib.mg_generate_report, prepare, params, cancel)
+        return _stream(self._acquire, _lib.mg_generate_report, prepare, params, cancel, progress)
 
-    def vqa(self, images, question, on_token=None, cancel=None, **params):
+    def vqa(self, images, question, on_token=None, cancel=None, progress=None, **params):
         """The answer to a question about one or more images."""
         with _image_array(images) as (arr, n):
-            return self._call(_lib.mg_vqa, (arr, n, _enc(question)), params, on_token, cancel)
+            return self._call(_lib.mg_vqa, (arr, n, _enc(question)), params, on_token, cancel,
+                              progress)
 
-    def vqa_stream(self, images, question, cancel=None, **params):
+    def vqa_stream(self, images, question, cancel=None, progress=None, **params):
         """As vqa(), as a generator of text pieces."""
         @contextlib.contextmanager
         def prepare():
             with _image_array(images) as (arr, n):
                 yield (arr, n, _enc(question))
-        return _stream(self._acquire, _lib.mg_vqa, prepare, params, cancel)
+        return _stream(self._acquire, _lib.mg_vqa, prepare, params, cancel, progress)
 
     def report_volume(self, volume, on_token=None, cancel=None, max_slices=None,
-                      window=None, as_stored=False, **params):
+                      window=None, as_stored=False, progress=None, **params):
         """A report for a CT or MR Volume, read as MedGemma 1.5 reads one:
         the slices of volume.slices(max_slices, window, as_stored) (at most
         85 by default), each through the image encoder, labelled "SLICE 1",
@@ -425,10 +525,10 @@ class _Generating:
         sp = _volume_slices(volume, max_slices, window, as_stored)
         with volume._borrow() as vh:
             return self._call(_lib.mg_generate_report_volume, (vh, byref(sp)), params,
-                              on_token, cancel)
+                              on_token, cancel, progress)
 
     def report_volume_stream(self, volume, cancel=None, max_slices=None, window=None,
-                             as_stored=False, **params):
+                             as_stored=False, progress=None, **params):
         """As report_volume(), as a generator of text pieces."""
         sp = _volume_slices(volume, max_slices, window, as_stored)
 
@@ -436,19 +536,20 @@ class _Generating:
         def prepare():
             with volume._borrow() as vh:
                 yield (vh, byref(sp))
-        return _stream(self._acquire, _lib.mg_generate_report_volume, prepare, params, cancel)
+        return _stream(self._acquire, _lib.mg_generate_report_volume, prepare, params, cancel,
+                       progress)
 
     def vqa_volume(self, volume, question, on_token=None, cancel=None, max_slices=None,
-                   window=None, as_stored=False, **params):
+                   window=None, as_stored=False, progress=None, **params):
         """The answer to a question about a CT or MR Volume (slices as in
         report_volume())."""
         sp = _volume_slices(volume, max_slices, window, as_stored)
         with volume._borrow() as vh:
             return self._call(_lib.mg_vqa_volume, (vh, _enc(question), byref(sp)), params,
-                              on_token, cancel)
+                              on_token, cancel, progress)
 
     def vqa_volume_stream(self, volume, question, cancel=None, max_slices=None, window=None,
-                          as_stored=False, **params):
+                          as_stored=False, progress=None, **params):
         """As vqa_volume(), as a generator of text pieces."""
         sp = _volume_slices(volume, max_slices, window, as_stored)
 
@@ -456,9 +557,10 @@ class _Generating:
         def prepare():
             with volume._borrow() as vh:
                 yield (vh, _enc(question), byref(sp))
-        return _stream(self._acquire, _lib.mg_vqa_volume, prepare, params, cancel)
+        return _stream(self._acquire, _lib.mg_vqa_volume, prepare, params, cancel, progress)
 
-    def prs_predict(self, scores, question, on_token=None, cancel=None, **params):
+    def prs_predict(self, scores, question, on_token=None, cancel=None, progress=None,
+                    **params):
         """Polygenic risk prediction with a model that has a genomics
         encoder (metadata genome.*; UnsupportedError otherwise). scores is
         a dict {name: value} or a (names, values) pair, named
@@ -474,20 +576,20 @@ class _Generating:
         names, vals, n = _score_arrays(scores)
         risk = c_double(float("nan"))
         q = _enc(question)
-        call = _GenCall(params, on_token=on_token, cancels=(cancel,))
+        call = _GenCall(params, on_token=on_token, cancels=(cancel,), progress=progress)
         with self._acquire() as ctx:
             text = call.invoke(ctx, lambda out, p: _lib.mg_prs_predict(
                 out, byref(risk), ctx, vals, names, n, q, p))
         return text, risk.value
 
-    def prs_risk(self, scores, question, cancel=None):
+    def prs_risk(self, scores, question, cancel=None, progress=None):
         """The risk of prs_predict() alone, as a float in (0, 1), without
         generating text (the context's logits() are then those of the
         answer's first token)."""
         names, vals, n = _score_arrays(scores)
         risk = c_double(float("nan"))
         q = _enc(question)
-        call = _GenCall({}, cancels=(cancel,))
+        call = _GenCall({}, cancels=(cancel,), progress=progress)
         with self._acquire() as ctx:
             call.invoke(ctx, lambda out, p: _lib.mg_prs_predict(
                 None, byref(risk), ctx, vals, names, n, q, p))
@@ -559,20 +661,24 @@ def _score_arrays(scores):
 class Context(Owned, _Generating):
     """A generation context of its own (KV cache and scratch buffers): the
     low-level interface (eval, reset, n_tokens) and an interrupt() that any
-    thread may call. One thread at a time: a call made while another thread
-    runs one on the same context raises MisuseError. Model.context() makes
-    one; Model's own methods use a pool of contexts instead."""
+    thread may call, and chat(), whose conversation it holds. One thread at
+    a time: a call made while another thread runs one on the same context
+    raises MisuseError. Model.context() makes one; Model's own methods use a
+    pool of contexts instead."""
 
-    def __init__(self, model, threads=None, n_ctx=None, seed=None, kv_bf16=None):
+    def __init__(self, model, threads=None, n_ctx=None, seed=None, kv_bf16=None, reuse=None):
         if threads is None:
             threads = model._threads
         if n_ctx is None:
             n_ctx = model._n_ctx
         if kv_bf16 is None:
             kv_bf16 = model._kv_bf16
+        if reuse is None:
+            reuse = model._reuse
         with model._borrow() as mh:
-            h = _new_context(mh, threads, n_ctx, seed, kv_bf16)
+            h = _new_context(mh, threads, n_ctx, seed, kv_bf16, reuse)
         self.model = model
+        self._reuse = bool(reuse)
         self._busy = threading.Lock()
         self._own(HandleState(h, _lib.mg_context_free, "context"))
 
@@ -586,6 +692,37 @@ class Context(Owned, _Generating):
         finally:
             self._busy.release()
 
+    @property
+    def reuse(self):
+        """Whether the context keeps what its last call read (prefix reuse
+        and the encoder-output cache); False for reuse=False
+        (MG_CONTEXT_NO_REUSE). The texts are the same either way."""
+        return self._reuse
+
+    def chat(self, message, images=None, on_token=None, cancel=None, progress=None, **params):
+        """The model's answer to the next user turn of a conversation held
+        in this context. The first call (on a new context, after reset(),
+        or after any other generating call on it) opens the conversation
+        as vqa() would (system prompt, images, message); each later call
+        appends the next turn (message, plus images if any: one image or a
+        list, as vqa()) after the previous answer and reads only that turn.
+        When the context fills, the oldest exchanges but the first are
+        dropped. Generation parameters, on_token, cancel and progress as
+        vqa(). UnsupportedError on a context made with reuse=False."""
+        with _image_array(images, optional=True) as (arr, n):
+            return self._call(_lib.mg_chat, (arr, n, _enc(message)), params, on_token, cancel,
+                              progress)
+
+    def chat_stream(self, message, images=None, cancel=None, progress=None, **params):
+        """As chat(), as a generator of text pieces (its return value is the
+        whole answer; closing it interrupts the answer, which the
+        conversation then keeps as cut)."""
+        @contextlib.contextmanager
+        def prepare():
+            with _image_array(images, optional=True) as (arr, n):
+                yield (arr, n, _enc(message))
+        return _stream(self._acquire, _lib.mg_chat, prepare, params, cancel, progress)
+
     def interrupt(self):
         """Asks the call running on this context (if any) to stop; it raises
         Interrupted within one token. Callable from any thread."""
@@ -593,7 +730,8 @@ class Context(Owned, _Generating):
             _lib.mg_context_interrupt(h)
 
     def reset(self):
-        """Empties the context's token sequence (KV cache)."""
+        """Empties the context's token sequence (KV cache) and ends a chat
+        conversation; the encoder-output cache is kept."""
         with self._acquire() as h:
             st = _lib.mg_context_reset(h)
             if st:
@@ -712,16 +850,21 @@ class Model(Owned, _Generating):
     makes one), so concurrent calls never share a context.
 
     Model.load(path, threads=0, n_ctx=0, seed=0, verify=False, mmap=False,
-    max_memory=0, pool_size=4, kv_bf16=False, file_layout=False): threads,
-    n_ctx and kv_bf16 (keys and values of the KV cache kept as bf16: half its
-    memory) apply to the contexts it makes (0 = the library's defaults).
+    max_memory=0, pool_size=4, kv_bf16=False, file_layout=False, reuse=True):
+    threads, n_ctx, kv_bf16 (keys and values of the KV cache kept as bf16:
+    half its memory) and reuse apply to the contexts it makes (0 = the
+    library's defaults). reuse=False makes contexts that read every prompt
+    from the start and encode every image anew (MG_CONTEXT_NO_REUSE); by
+    default a context keeps what its last call read (the leading prompt
+    tokens it shares with the next call, and the encoder's output for each
+    Image object), with the same texts.
     file_layout keeps every tensor's bytes as stored; without it the text
     decoder's q4_0 matrices may be rearranged at load for faster decoding,
     and tensor_bytes() refuses them."""
 
     def __init__(self, path, threads=0, n_ctx=0, seed=0, verify=False,
                  mmap=False, max_memory=0, pool_size=4, kv_bf16=False,
-                 file_layout=False):
+                 file_layout=False, reuse=True):
         p = _lib.mg_model_params()
         _lib.mg_model_params_init(byref(p))
         p.flags = ((LOAD_VERIFY_CHECKSUMS if verify else 0) | (LOAD_MMAP if mmap else 0) |
@@ -734,6 +877,7 @@ class Model(Owned, _Generating):
         self.path = os.fspath(path)
         self._threads, self._n_ctx, self._seed = threads, n_ctx, seed
         self._kv_bf16 = bool(kv_bf16)
+        self._reuse = bool(reuse)
         self._pool_size = max(0, int(pool_size))
         self._own(_ModelState(out.value))
         self.info = self._read_info()
@@ -761,7 +905,8 @@ class Model(Owned, _Generating):
             with state.lock:
                 h = state.idle.pop() if state.idle else None
             if h is None:
-                h = _new_context(mh, self._threads, self._n_ctx, self._seed, self._kv_bf16)
+                h = _new_context(mh, self._threads, self._n_ctx, self._seed, self._kv_bf16,
+                                 self._reuse)
             try:
                 yield h
             finally:
@@ -772,11 +917,12 @@ class Model(Owned, _Generating):
                 if not keep:
                     _lib.mg_context_free(h)
 
-    def context(self, threads=None, n_ctx=None, seed=None, kv_bf16=None):
-        """A Context of its own (for interrupt(), eval() and a KV cache that
-        persists between calls); kv_bf16=True keeps its keys and values as
-        bf16 (None: the model's setting)."""
-        return Context(self, threads, n_ctx, seed, kv_bf16)
+    def context(self, threads=None, n_ctx=None, seed=None, kv_bf16=None, reuse=None):
+        """A Context of its own (for chat(), interrupt(), eval() and a KV
+        cache that persists between calls); kv_bf16=True keeps its keys and
+        values as bf16, reuse=False turns off prefix reuse and the
+        encoder-output cache (None: the model's settings)."""
+        return Context(self, threads, n_ctx, seed, kv_bf16, reuse)
 
     @property
     def tokenizer(self):

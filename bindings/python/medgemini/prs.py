@@ -84,10 +84,15 @@ class Prs(Owned):
     keep_multiallelic, min_overlap (default 0.75), threads, block_variants,
     dosage (VCF: 'ds', 'gp', 'hds' or 'none'), double_sums (sum in double
     as plink2 does even where the CPU has AMX or AVX512-VNNI). Calls on one
-    Prs are serialised by a lock."""
+    Prs are serialised by a lock; interrupt() is the exception (any thread,
+    at any time)."""
 
     def __init__(self, handle):
         self._lock = threading.RLock()
+        # interrupt() state, apart from _lock (held by a running compute())
+        self._ilock = threading.Lock()
+        self._computing = False
+        self._stop = False
         self._own(HandleState(handle, _lib.mg_prs_free, "PRS handle"))
 
     @classmethod
@@ -128,10 +133,59 @@ class Prs(Owned):
             self._check(h, _lib.mg_prs_add_scores(h, byref(n), os.fsencode(path)))
         return n.value
 
-    def compute(self):
+    def compute(self, progress=None):
+        """Streams the genotypes once and computes every score for every
+        sample; returns self (so prs.compute().results() reads well).
+        progress(done, total) is called with the variant rows scored so
+        far, before the first block (done 0), at most every 100 ms after,
+        and once with done == total at the end; a truthy return stops the
+        computation (Interrupted, and no results until the next compute()).
+        An exception raised by progress stops it too and is raised again
+        here. interrupt() from another thread stops it as well."""
+        if progress is not None and not callable(progress):
+            raise TypeError("progress must be a callable, got %r" % type(progress).__name__)
+        box = {}
+
+        def on_progress(_user, done, total):
+            # runs inside mg_prs_compute: nothing may escape into C
+            try:
+                if progress is not None and progress(done, total):
+                    return 1
+                return 1 if self._stop else 0
+            except BaseException as exc:
+                box["exc"] = exc
+                return 1
+
+        # installed even without progress: it sees an interrupt() that lands
+        # before the library's compute starts (which drops its own request)
+        cb = _lib.mg_prs_progress(on_progress)
         with self._use() as h:
-            self._check(h, _lib.mg_prs_compute(h))
+            self._check(h, _lib.mg_prs_set_progress(h, cb, None))
+            with self._ilock:
+                self._computing, self._stop = True, False
+            try:
+                st = _lib.mg_prs_compute(h)
+                msg = (_lib.mg_prs_errmsg(h) or b"").decode("utf-8", "replace") if st else ""
+            finally:
+                with self._ilock:
+                    self._computing, self._stop = False, False
+                _lib.mg_prs_set_progress(h, _lib.mg_prs_progress(), None)  # NULL: clears
+        if "exc" in box:
+            raise box["exc"]
+        if st:
+            raise make_error(st, msg)
         return self
+
+    def interrupt(self):
+        """Stops a compute() running on this handle in another thread (it
+        raises Interrupted, with no results). Callable from any thread; does
+        nothing when no compute() runs."""
+        with self._ilock:
+            if not self._computing:
+                return
+            self._stop = True
+            with self._borrow() as h:
+                _lib.mg_prs_interrupt(h)
 
     @property
     def n_samples(self):

@@ -79,6 +79,7 @@ pub const MG_LOAD_NO_MMAP: u32 = 0x2;
 pub const MG_LOAD_MMAP: u32 = 0x4;
 pub const MG_LOAD_FILE_LAYOUT: u32 = 0x8;
 pub const MG_CONTEXT_KV_BF16: u32 = 0x1;
+pub const MG_CONTEXT_NO_REUSE: u32 = 0x2;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -312,6 +313,29 @@ pub type mg_token_callback = Option<
     unsafe extern "C" fn(user_data: *mut c_void, piece: *const c_char, len: usize, token: i32) -> i32,
 >;
 
+pub const MG_STAGE_ENCODE: i32 = 1;
+pub const MG_STAGE_PREFILL: i32 = 2;
+pub const MG_STAGE_GENERATE: i32 = 3;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct mg_progress {
+    pub struct_size: u32,
+    pub stage: i32,
+    pub block: u32,
+    pub n_blocks: u32,
+    pub step: u32,
+    pub n_steps: u32,
+    pub done: u32,
+    pub total: u32,
+    pub reused: u32,
+    pub cached: u32,
+    pub seconds: f64,
+}
+
+pub type mg_progress_callback =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, progress: *const mg_progress) -> i32>;
+
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct mg_gen_params {
@@ -329,6 +353,8 @@ pub struct mg_gen_params {
     pub user_data: *mut c_void,
     pub system_prompt: *const c_char,
     pub instruction: *const c_char,
+    pub on_progress: mg_progress_callback,
+    pub progress_user_data: *mut c_void,
 }
 
 pub const MG_GEN_RAW_PROMPT: u32 = 0x1;
@@ -371,6 +397,8 @@ pub struct mg_prs_match_report {
     pub n_unmatched: u64,
     pub overlap: f64,
 }
+
+pub type mg_prs_progress = Option<unsafe extern "C" fn(user_data: *mut c_void, done: u64, total: u64) -> i32>;
 
 pub const MG_PRS_COL_SUM: i32 = 1;
 pub const MG_PRS_COL_AVG: i32 = 2;
@@ -485,6 +513,8 @@ extern "C" {
     pub fn mg_prs_read_freq(prs: *mut mg_prs, path: *const c_char) -> mg_status;
     pub fn mg_prs_add_scores(prs: *mut mg_prs, n_added: *mut u32, path: *const c_char) -> mg_status;
     pub fn mg_prs_compute(prs: *mut mg_prs) -> mg_status;
+    pub fn mg_prs_set_progress(prs: *mut mg_prs, fn_: mg_prs_progress, user_data: *mut c_void) -> mg_status;
+    pub fn mg_prs_interrupt(prs: *mut mg_prs) -> mg_status;
     pub fn mg_prs_sample_count(prs: *const mg_prs) -> u64;
     pub fn mg_prs_variant_count(prs: *const mg_prs) -> u64;
     pub fn mg_prs_score_count(prs: *const mg_prs) -> u32;
@@ -499,6 +529,7 @@ extern "C" {
     // tasks
     pub fn mg_generate_report(out: *mut *mut c_char, ctx: *mut mg_context, images: *const *const mg_image, n_images: usize, params: *const mg_gen_params) -> mg_status;
     pub fn mg_vqa(out: *mut *mut c_char, ctx: *mut mg_context, images: *const *const mg_image, n_images: usize, question: *const c_char, params: *const mg_gen_params) -> mg_status;
+    pub fn mg_chat(out: *mut *mut c_char, ctx: *mut mg_context, images: *const *const mg_image, n_images: usize, message: *const c_char, params: *const mg_gen_params) -> mg_status;
     pub fn mg_generate_report_volume(out: *mut *mut c_char, ctx: *mut mg_context, volume: *const mg_volume, slices: *const mg_slice_params, params: *const mg_gen_params) -> mg_status;
     pub fn mg_vqa_volume(out: *mut *mut c_char, ctx: *mut mg_context, volume: *const mg_volume, question: *const c_char, slices: *const mg_slice_params, params: *const mg_gen_params) -> mg_status;
     pub fn mg_prs_predict(out: *mut *mut c_char, risk: *mut f64, ctx: *mut mg_context, scores: *const f64, names: *const *const c_char, n_scores: usize, question: *const c_char, params: *const mg_gen_params) -> mg_status;
@@ -522,7 +553,8 @@ mod tests {
         assert_eq!(size_of::<mg_context_params>(), 24);
         assert_eq!(size_of::<mg_image_params>(), 56);
         assert_eq!(size_of::<mg_image_info>(), 80);
-        assert_eq!(size_of::<mg_gen_params>(), 80);
+        assert_eq!(size_of::<mg_gen_params>(), 96);
+        assert_eq!(size_of::<mg_progress>(), 48);
         assert_eq!(size_of::<mg_prs_params>(), 32);
         assert_eq!(size_of::<mg_prs_match_report>(), 72);
         assert_eq!(size_of::<mg_volume_params>(), 40);
@@ -537,6 +569,7 @@ mod tests {
             mg_gen_params_init(&mut g);
             assert_eq!(g.struct_size as usize, core::mem::size_of::<mg_gen_params>());
             assert_eq!(g.max_tokens, 256);
+            assert!(g.on_progress.is_none() && g.progress_user_data.is_null());
             let mut i = core::mem::zeroed::<mg_image_params>();
             mg_image_params_init(&mut i);
             assert_eq!(i.struct_size as usize, core::mem::size_of::<mg_image_params>());

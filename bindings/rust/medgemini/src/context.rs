@@ -11,7 +11,8 @@ use std::ffi::{c_char, c_void, CString};
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 /// The C context, shared by the [`Context`] and its [`Interrupter`]s; freed
 /// when the last of them is dropped, so an interrupt never reaches a freed
@@ -65,7 +66,7 @@ impl std::fmt::Debug for Interrupter {
 }
 
 /// Options of [`Context::new`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ContextOptions {
     /// Threads of the library's own kernels; 0 = one per online CPU.
@@ -77,11 +78,32 @@ pub struct ContextOptions {
     /// Keep the KV cache's keys and values as bf16 (`MG_CONTEXT_KV_BF16`):
     /// half its memory; arithmetic stays f32.
     pub kv_bf16: bool,
+    /// Keep what the last call read (default true): prefix reuse (a prompt
+    /// sharing leading tokens, image blocks included, with the context's
+    /// sequence is read only from where it differs) and the encoder-output
+    /// cache (an [`Image`] or [`Volume`] already encoded is not encoded
+    /// again; identity is by handle). The texts are the same either way;
+    /// scores computed from the logits (e.g. [`Context::prs_risk`]) may
+    /// differ in the last float digits, the kept prefix not being read
+    /// again in the same batches. False sets `MG_CONTEXT_NO_REUSE`: every prompt is read from scratch,
+    /// and [`Context::chat`] is [`Status::Unsupported`].
+    pub reuse: bool,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        ContextOptions { n_threads: 0, n_ctx: 0, seed: 0, kv_bf16: false, reuse: true }
+    }
 }
 
 impl ContextOptions {
     pub fn kv_bf16(mut self, on: bool) -> Self {
         self.kv_bf16 = on;
+        self
+    }
+    /// See [`reuse`](Self::reuse); `reuse(false)` is `MG_CONTEXT_NO_REUSE`.
+    pub fn reuse(mut self, on: bool) -> Self {
+        self.reuse = on;
         self
     }
     pub fn n_threads(mut self, n: u32) -> Self {
@@ -124,6 +146,8 @@ pub struct GenOptions {
     pub instruction: Option<String>,
     /// Plain generation: use the prompt as it is (no BOS, no chat turn).
     pub raw_prompt: bool,
+    /// Called with the call's [`Progress`]; see [`GenOptions::progress`].
+    pub progress: Option<ProgressCallback>,
 }
 
 impl Default for GenOptions {
@@ -140,6 +164,7 @@ impl Default for GenOptions {
             system_prompt: None,
             instruction: None,
             raw_prompt: false,
+            progress: None,
         }
     }
 }
@@ -184,6 +209,136 @@ impl GenOptions {
     pub fn raw_prompt(mut self, on: bool) -> Self {
         self.raw_prompt = on;
         self
+    }
+    /// Calls `f` with the progress of each generating call made with these
+    /// options (reports, VQA, chat, volumes, plain generation,
+    /// [`prs_predict`](Context::prs_predict)): when each stage and each
+    /// encoder block begins, then at most every 100 ms while work goes on,
+    /// on the calling thread. `f` returns true to go on, false to stop:
+    /// the call then fails with [`Status::Interrupted`] (the text made so
+    /// far in [`Error::partial_text`]), as for an [`Interrupter`]. A panic
+    /// in `f` stops the call and is resumed once the call has returned.
+    ///
+    /// The closure is `Send + 'static` because the options are `Clone`,
+    /// `Send` and `Sync`: clones share it (and call it under a lock, one
+    /// call at a time, should several threads use them at once), so it
+    /// must not itself start a call with the same options.
+    pub fn progress(mut self, f: impl FnMut(&Progress) -> bool + Send + 'static) -> Self {
+        self.progress = Some(ProgressCallback::new(f));
+        self
+    }
+}
+
+/// The progress closure of [`GenOptions`], shared by its clones. Two are
+/// equal when they are the same closure.
+#[derive(Clone)]
+pub struct ProgressCallback(Arc<Mutex<ProgressFn>>);
+
+type ProgressFn = dyn FnMut(&Progress) -> bool + Send;
+
+impl ProgressCallback {
+    /// Wraps `f` (see [`GenOptions::progress`]).
+    pub fn new(f: impl FnMut(&Progress) -> bool + Send + 'static) -> Self {
+        ProgressCallback(Arc::new(Mutex::new(f)))
+    }
+
+    fn call(&self, p: &Progress) -> bool {
+        // A panic in an earlier call poisoned the lock; the closure itself
+        // is still there to call.
+        let mut f = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (*f)(p)
+    }
+}
+
+impl PartialEq for ProgressCallback {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for ProgressCallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressCallback")
+    }
+}
+
+/// The stage a generating call is in ([`Progress::stage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stage {
+    /// An encoder reads one block of the prompt (an image, a volume slice,
+    /// a score set): [`Progress::block`] of [`Progress::n_blocks`], encoder
+    /// steps [`Progress::step`] of [`Progress::n_steps`].
+    Encode,
+    /// The text decoder reads the prompt: [`Progress::done`] of
+    /// [`Progress::total`] tokens, decoder layers `step` of `n_steps` of
+    /// the current batch.
+    Prefill,
+    /// The answer's tokens are made: `done` of `total` (= max_tokens).
+    Generate,
+    /// A stage this binding does not know (from a newer library).
+    Other(i32),
+}
+
+impl Stage {
+    fn from_code(code: i32) -> Stage {
+        match code {
+            sys::MG_STAGE_ENCODE => Stage::Encode,
+            sys::MG_STAGE_PREFILL => Stage::Prefill,
+            sys::MG_STAGE_GENERATE => Stage::Generate,
+            n => Stage::Other(n),
+        }
+    }
+}
+
+/// Where a generating call stands (`mg_progress`), passed to the closure
+/// of [`GenOptions::progress`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Progress {
+    pub stage: Stage,
+    /// Encode: the block's index among the prompt's blocks (0-based).
+    pub block: u32,
+    /// Blocks (images, slices, score sets) in the prompt.
+    pub n_blocks: u32,
+    /// Encode: encoder steps done (three per layer, then the projector);
+    /// Prefill: decoder layers done for the current batch of tokens.
+    pub step: u32,
+    /// Steps of that encoder run or decoder batch.
+    pub n_steps: u32,
+    /// Prefill: prompt tokens read; Generate: tokens generated.
+    pub done: u32,
+    /// Prefill: prompt tokens to read; Generate: max_tokens.
+    pub total: u32,
+    /// Prompt tokens kept from the context's sequence (not read again).
+    pub reused: u32,
+    /// Blocks whose encoder output came from the context's cache.
+    pub cached: u32,
+    /// Time since the call began.
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    /// # Safety
+    /// `p` points to a live `mg_progress` whose `struct_size` is right.
+    unsafe fn from_raw(p: *const sys::mg_progress) -> Progress {
+        // Copy no more than the library's struct holds (an older one may be
+        // shorter); fields it lacks read as 0.
+        let mut c = std::mem::zeroed::<sys::mg_progress>();
+        let n = ((*p).struct_size as usize).min(std::mem::size_of::<sys::mg_progress>());
+        ptr::copy_nonoverlapping(p as *const u8, &mut c as *mut sys::mg_progress as *mut u8, n);
+        Progress {
+            stage: Stage::from_code(c.stage),
+            block: c.block,
+            n_blocks: c.n_blocks,
+            step: c.step,
+            n_steps: c.n_steps,
+            done: c.done,
+            total: c.total,
+            reused: c.reused,
+            cached: c.cached,
+            elapsed: Duration::try_from_secs_f64(c.seconds).unwrap_or_default(),
+        }
     }
 }
 
@@ -235,24 +390,30 @@ impl Prepared {
     }
 }
 
-/// What the token callback sees through user_data.
-struct Stream<'a> {
-    f: &'a mut dyn FnMut(&str) -> bool,
+/// What the token and progress callbacks see through their user_data
+/// (both point to the one Hooks of the call).
+struct Hooks<'a> {
+    stream: Option<&'a mut dyn FnMut(&str) -> bool>,
+    /// The stream closure asked to stop (an early, normal end).
     stopped: bool,
+    progress: Option<ProgressCallback>,
+    /// A panic of either closure, resumed after the C call.
     panic: Option<Box<dyn Any + Send>>,
 }
 
 unsafe extern "C" fn on_token(ud: *mut c_void, piece: *const c_char, len: usize, _token: i32) -> i32 {
-    // SAFETY: ud is the &mut Stream set up by Context::run for this call,
-    // and the library calls back on the calling thread only.
-    let st = &mut *(ud as *mut Stream);
+    // SAFETY: ud is the &mut Hooks set up by Context::run for this call,
+    // and the library calls back on the calling thread only, one callback
+    // at a time.
+    let st = &mut *(ud as *mut Hooks);
     if st.panic.is_some() || st.stopped {
         return 1;
     }
+    let Some(f) = st.stream.as_mut() else { return 0 };
     let bytes = if len == 0 { &[][..] } else { std::slice::from_raw_parts(piece as *const u8, len) };
     let text = String::from_utf8_lossy(bytes);
     // A panic must not unwind through C: catch it, stop, rethrow after.
-    match panic::catch_unwind(AssertUnwindSafe(|| (st.f)(&text))) {
+    match panic::catch_unwind(AssertUnwindSafe(|| f(&text))) {
         Ok(true) => 0,
         Ok(false) => {
             st.stopped = true;
@@ -260,6 +421,27 @@ unsafe extern "C" fn on_token(ud: *mut c_void, piece: *const c_char, len: usize,
         }
         Err(p) => {
             st.panic = Some(p);
+            1
+        }
+    }
+}
+
+unsafe extern "C" fn on_progress(ud: *mut c_void, p: *const sys::mg_progress) -> i32 {
+    // SAFETY: as on_token; p is valid during this call.
+    let st = &mut *(ud as *mut Hooks);
+    if st.panic.is_some() {
+        return 1;
+    }
+    let Some(cb) = st.progress.as_ref() else { return 0 };
+    if p.is_null() {
+        return 0;
+    }
+    let prog = Progress::from_raw(p);
+    match panic::catch_unwind(AssertUnwindSafe(|| cb.call(&prog))) {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            st.panic = Some(e);
             1
         }
     }
@@ -276,7 +458,13 @@ impl Context {
         p.n_threads = opts.n_threads;
         p.n_ctx = opts.n_ctx;
         p.seed = opts.seed;
-        p.flags = if opts.kv_bf16 { sys::MG_CONTEXT_KV_BF16 } else { 0 };
+        p.flags = 0;
+        if opts.kv_bf16 {
+            p.flags |= sys::MG_CONTEXT_KV_BF16;
+        }
+        if !opts.reuse {
+            p.flags |= sys::MG_CONTEXT_NO_REUSE;
+        }
         let mut out = ptr::null_mut();
         let rc = unsafe { sys::mg_context_new(&mut out, model.as_ptr(), &p) };
         if rc != sys::MG_OK {
@@ -382,7 +570,8 @@ impl Context {
         Ok(ids)
     }
 
-    /// Runs one generating call with the given options and optional stream.
+    /// Runs one generating call with the given options (and their progress
+    /// closure) and optional stream.
     fn run(
         &mut self,
         opts: &GenOptions,
@@ -390,22 +579,26 @@ impl Context {
         call: impl FnOnce(*mut *mut c_char, *mut sys::mg_context, *const sys::mg_gen_params) -> i32,
     ) -> Result<String> {
         let mut prep = Prepared::new(opts)?;
-        let mut stream = f.map(|f| Stream { f, stopped: false, panic: None });
-        if let Some(st) = stream.as_mut() {
+        let (has_stream, has_progress) = (f.is_some(), opts.progress.is_some());
+        let mut hooks = Hooks { stream: f, stopped: false, progress: opts.progress.clone(), panic: None };
+        let ud = &mut hooks as *mut Hooks as *mut c_void;
+        if has_stream {
             prep.params.on_token = Some(on_token);
-            prep.params.user_data = st as *mut Stream as *mut c_void;
+            prep.params.user_data = ud;
+        }
+        if has_progress {
+            prep.params.on_progress = Some(on_progress);
+            prep.params.progress_user_data = ud;
         }
         let mut out: *mut c_char = ptr::null_mut();
         let rc = call(&mut out, self.ptr(), &prep.params);
         let text = unsafe { take_string(out) };
-        if let Some(st) = stream {
-            if let Some(p) = st.panic {
-                panic::resume_unwind(p);
-            }
-            if st.stopped && rc == sys::MG_E_INTERRUPTED {
-                // The caller's closure asked to stop: a normal, early end.
-                return Ok(text.unwrap_or_default());
-            }
+        if let Some(p) = hooks.panic.take() {
+            panic::resume_unwind(p);
+        }
+        if hooks.stopped && rc == sys::MG_E_INTERRUPTED {
+            // The caller's stream closure asked to stop: a normal, early end.
+            return Ok(text.unwrap_or_default());
         }
         if rc == sys::MG_OK {
             Ok(text.unwrap_or_default())
@@ -468,6 +661,33 @@ impl Context {
         self.run(opts, Some(&mut f), |o, c, g| unsafe {
             sys::mg_vqa(o, c, ptrs.as_ptr(), ptrs.len(), q.as_ptr(), g)
         })
+    }
+
+    /// One turn of a conversation about images, held in the context: the
+    /// first call (on a fresh context, after [`reset`](Self::reset) or after
+    /// any other generating call) opens it as [`vqa`](Self::vqa) does (the
+    /// same prompt, so the same answer); each later call appends the next
+    /// user turn (`message`, and `images` if any: usually none) and
+    /// generates the next answer, reading only the new turn. When the
+    /// context fills, the oldest exchanges but the first are dropped.
+    /// [`Status::Unsupported`] on a context made with
+    /// [`reuse(false)`](ContextOptions::reuse).
+    pub fn chat(&mut self, images: &[&Image], message: &str, opts: &GenOptions) -> Result<String> {
+        self.chat_call(images, message, opts, None)
+    }
+
+    /// [`chat`](Self::chat) with streaming.
+    pub fn chat_stream(&mut self, images: &[&Image], message: &str, opts: &GenOptions,
+                       mut f: impl FnMut(&str) -> bool) -> Result<String> {
+        self.chat_call(images, message, opts, Some(&mut f))
+    }
+
+    fn chat_call(&mut self, images: &[&Image], message: &str, opts: &GenOptions,
+                 f: Option<&mut dyn FnMut(&str) -> bool>) -> Result<String> {
+        let ptrs = image_ptrs(images);
+        let images_ptr = if ptrs.is_empty() { ptr::null() } else { ptrs.as_ptr() };
+        let m = cstring(message, "message")?;
+        self.run(opts, f, |o, c, g| unsafe { sys::mg_chat(o, c, images_ptr, ptrs.len(), m.as_ptr(), g) })
     }
 
     /// Writes a report for a CT or MR volume the way MedGemma 1.5 reads

@@ -14,6 +14,7 @@
 //! | [`Model`] | yes | yes | immutable after load, shared by any number of threads (cheap `Clone`) |
 //! | [`Context`] | yes | **no** | used by one thread at a time |
 //! | [`Interrupter`] | yes | yes | `mg_context_interrupt` may be called from any thread |
+//! | [`PrsInterrupter`] | yes | yes | `mg_prs_interrupt` may be called from any thread |
 //! | [`Image`] | yes | yes | read-only after creation |
 //! | [`Volume`] | yes | yes | read-only after creation |
 //! | [`Tokenizer`] | yes | yes | immutable |
@@ -41,6 +42,9 @@
 //! needs_both::<medgemini::Image>();
 //! needs_both::<medgemini::Volume>();
 //! needs_both::<medgemini::Interrupter>();
+//! needs_both::<medgemini::PrsInterrupter>();
+//! needs_both::<medgemini::GenOptions>();
+//! needs_send::<medgemini::Prs>();
 //! needs_both::<medgemini::Tokenizer>();
 //! ```
 //!
@@ -71,12 +75,12 @@ mod writer;
 
 pub use medgemini_sys as sys;
 
-pub use context::{Context, ContextOptions, GenOptions, Interrupter};
+pub use context::{Context, ContextOptions, GenOptions, Interrupter, Progress, ProgressCallback, Stage};
 pub use convert::{convert, convert_with_progress, ConvertOptions, ConvertProgress};
 pub use error::{Error, Result, Status};
 pub use image::{Image, ImageInfo, ImageOptions, ImageSource, PixelFormat, Window};
 pub use model::{Dtype, LoadOptions, MetaEntry, MetaType, Model, ModelInfo, TensorInfo};
-pub use prs::{MatchReport, Prs, PrsColumn, PrsOptions, VcfDosage};
+pub use prs::{MatchReport, Prs, PrsColumn, PrsInterrupter, PrsOptions, VcfDosage};
 pub use tokenizer::{SpecialToken, Tokenizer};
 pub use volume::{SliceOptions, SliceWindow, Volume, VolumeInfo, VolumeOptions, VolumeSlice, VolumeSource, MAX_SLICES};
 pub use writer::Writer;

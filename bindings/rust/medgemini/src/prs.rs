@@ -1,27 +1,89 @@
 //! Polygenic scores, computed as PLINK 2 `--score` does.
 use crate::error::{Error, Result, Status};
 use crate::sys;
-use crate::util::{check_buf, opt_str, path_cstring, static_str, ERRLEN};
+use crate::util::{check, check_buf, opt_str, path_cstring, static_str, ERRLEN};
+use std::any::Any;
 use std::cell::Cell;
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::marker::PhantomData;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+/// The C handle, shared by the [`Prs`] and its [`PrsInterrupter`]s; freed
+/// when the last of them is dropped, so an interrupt never reaches a freed
+/// handle and the free never runs during another call.
+struct PrsInner {
+    ptr: NonNull<sys::mg_prs>,
+}
+
+// SAFETY: through a PrsInner shared between threads only mg_prs_interrupt
+// is ever called (callable from any thread); every other call goes through
+// the single, !Sync Prs that owns the first reference.
+unsafe impl Send for PrsInner {}
+unsafe impl Sync for PrsInner {}
+
+impl Drop for PrsInner {
+    fn drop(&mut self) {
+        unsafe { sys::mg_prs_free(self.ptr.as_ptr()) }
+    }
+}
 
 /// One genotype set, the scoring files matched to it and, after
 /// [`compute`](Prs::compute), the per-sample results. Used by one thread at
 /// a time (`Send`, not `Sync`).
 pub struct Prs {
-    ptr: NonNull<sys::mg_prs>,
+    inner: Arc<PrsInner>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
-// SAFETY: a handle is used by one thread at a time; moving it is fine.
-unsafe impl Send for Prs {}
+/// Stops a running [`Prs::compute`] from any thread. Cloneable,
+/// `Send + Sync`; it keeps the C handle alive, so it may outlive the
+/// [`Prs`] it came from (interrupting then does nothing) — and holds the
+/// handle's memory until it is dropped too.
+#[derive(Clone)]
+pub struct PrsInterrupter {
+    inner: Arc<PrsInner>,
+}
 
-impl Drop for Prs {
-    fn drop(&mut self) {
-        unsafe { sys::mg_prs_free(self.ptr.as_ptr()) }
+impl PrsInterrupter {
+    /// Asks the running compute (if any) to stop at its next block of
+    /// variants: it returns [`Status::Interrupted`] and no results. A
+    /// request made while no compute runs is dropped when the next one
+    /// starts.
+    pub fn interrupt(&self) -> Result<()> {
+        check(unsafe { sys::mg_prs_interrupt(self.inner.ptr.as_ptr()) })
+    }
+}
+
+impl std::fmt::Debug for PrsInterrupter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrsInterrupter")
+    }
+}
+
+/// What the compute progress callback sees through user_data.
+struct Hook<'a> {
+    f: &'a mut dyn FnMut(u64, u64) -> bool,
+    panic: Option<Box<dyn Any + Send>>,
+}
+
+unsafe extern "C" fn on_progress(ud: *mut c_void, done: u64, total: u64) -> i32 {
+    // SAFETY: ud is the &mut Hook of Prs::compute_with_progress, registered
+    // only while that call runs; the library calls back on its thread.
+    let st = &mut *(ud as *mut Hook);
+    if st.panic.is_some() {
+        return 1;
+    }
+    // A panic must not unwind through C: catch it, stop, rethrow after.
+    match panic::catch_unwind(AssertUnwindSafe(|| (st.f)(done, total))) {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(e) => {
+            st.panic = Some(e);
+            1
+        }
     }
 }
 
@@ -210,7 +272,7 @@ fn open(
     let rc = unsafe { f(&mut out, c.as_ptr(), &p, err.as_mut_ptr(), ERRLEN) };
     check_buf(rc, &err)?;
     let ptr = NonNull::new(out).ok_or_else(|| Error::new(Status::Internal, "NULL PRS handle"))?;
-    Ok(Prs { ptr, _not_sync: PhantomData })
+    Ok(Prs { inner: Arc::new(PrsInner { ptr }), _not_sync: PhantomData })
 }
 
 impl Prs {
@@ -225,7 +287,13 @@ impl Prs {
     }
 
     fn ptr(&self) -> *mut sys::mg_prs {
-        self.ptr.as_ptr()
+        self.inner.ptr.as_ptr()
+    }
+
+    /// A handle that interrupts this set's running
+    /// [`compute`](Self::compute) from any thread.
+    pub fn interrupter(&self) -> PrsInterrupter {
+        PrsInterrupter { inner: Arc::clone(&self.inner) }
     }
 
     fn check(&self, rc: i32) -> Result<()> {
@@ -254,9 +322,35 @@ impl Prs {
     }
 
     /// Streams the genotypes once and computes every score.
+    /// [`Status::Interrupted`] (and no results) when stopped by a
+    /// [`PrsInterrupter`].
     pub fn compute(&mut self) -> Result<()> {
         let rc = unsafe { sys::mg_prs_compute(self.ptr()) };
         self.check(rc)
+    }
+
+    /// [`compute`](Self::compute), calling `f(done, total)` with the
+    /// variant rows scored: before the first block (done = 0), at most
+    /// every 100 ms between blocks, and once with done == total at the end.
+    /// `f` returns true to go on, false to stop: the call then fails with
+    /// [`Status::Interrupted`] and no results (false at the final call
+    /// changes nothing: the results are complete). A panic in `f` stops the
+    /// compute and is resumed once it has returned.
+    pub fn compute_with_progress(&mut self, mut f: impl FnMut(u64, u64) -> bool) -> Result<()> {
+        let mut hook = Hook { f: &mut f, panic: None };
+        let ud = &mut hook as *mut Hook as *mut c_void;
+        let rc = unsafe { sys::mg_prs_set_progress(self.ptr(), Some(on_progress), ud) };
+        self.check(rc)?;
+        let rc = unsafe { sys::mg_prs_compute(self.ptr()) };
+        // Read the outcome before clearing: every call resets the message.
+        let result = self.check(rc);
+        // Never leave the callback registered past this borrow of f.
+        let cleared = unsafe { sys::mg_prs_set_progress(self.ptr(), None, ptr::null_mut()) };
+        debug_assert_eq!(cleared, sys::MG_OK);
+        if let Some(p) = hook.panic.take() {
+            panic::resume_unwind(p);
+        }
+        result
     }
 
     pub fn sample_count(&self) -> u64 {

@@ -7,8 +7,9 @@
 use medgemini::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 fn repo_root() -> PathBuf {
     // bindings/rust/medgemini -> repository root
@@ -945,4 +946,364 @@ fn load_file_layout() {
     let want = kept.context(&opts1()).unwrap().generate("Describe the film.", &o).unwrap();
     let got = def.context(&opts1()).unwrap().generate("Describe the film.", &o).unwrap();
     assert_eq!(got, want);
+}
+
+// ------------------------------------------- reuse, progress, chat, PRS stop
+
+const Q1: &str = "Is there a pneumothorax?";
+const Q2: &str = "Any effusion?";
+
+/// Longer than the library's 100 ms between progress reports: a closure
+/// that sleeps this long is called at every check the library makes.
+const PAST_INTERVAL: Duration = Duration::from_millis(105);
+
+/// `o` with a progress closure that sends every report to the returned
+/// channel, sleeps past the report interval where `pause` says so, and
+/// goes on while `go` says so.
+fn recorded(
+    o: &GenOptions,
+    pause: impl Fn(&Progress) -> bool + Send + 'static,
+    go: impl Fn(&Progress) -> bool + Send + 'static,
+) -> (GenOptions, mpsc::Receiver<Progress>) {
+    let (tx, rx) = mpsc::channel();
+    let o = o.clone().progress(move |p| {
+        tx.send(*p).unwrap();
+        if pause(p) {
+            std::thread::sleep(PAST_INTERVAL);
+        }
+        go(p)
+    });
+    (o, rx)
+}
+
+fn watched(o: &GenOptions) -> (GenOptions, mpsc::Receiver<Progress>) {
+    recorded(o, |_| false, |_| true)
+}
+
+/// The answer of a fresh context (reuse on), for comparison.
+fn fresh_vqa(m: &Model, img: &Image, q: &str, o: &GenOptions) -> String {
+    Context::new(m, &opts1()).unwrap().vqa(&[img], q, o).unwrap()
+}
+
+fn non_decreasing(v: impl IntoIterator<Item = u32>) -> bool {
+    let v: Vec<u32> = v.into_iter().collect();
+    v.windows(2).all(|w| w[0] <= w[1])
+}
+
+#[test]
+fn progress_stages_and_reuse_across_calls() {
+    let m = tiny();
+    let img = Image::open(cxr_path()).unwrap();
+    let o = GenOptions::default().max_tokens(8);
+    let mut ctx = Context::new(&m, &opts1()).unwrap();
+
+    // First call: sleeping while the prompt's first tokens are read and the
+    // first two tokens are made lets every check report, so done must rise.
+    let (slow, rx) = recorded(
+        &o,
+        |p| (p.stage == Stage::Prefill && p.done == 0) || (p.stage == Stage::Generate && p.done < 2),
+        |_| true,
+    );
+    let first = ctx.vqa(&[&img], Q1, &slow).unwrap();
+    assert_eq!(first, fresh_vqa(&m, &img, Q1, &o), "progress changes nothing");
+    let ev: Vec<Progress> = rx.try_iter().collect();
+    let p0 = ev[0];
+    assert_eq!((p0.stage, p0.done, p0.reused, p0.cached, p0.n_blocks), (Stage::Prefill, 0, 0, 0, 1));
+    assert!(p0.total > 0);
+    let at = |s: Stage| ev.iter().position(|p| p.stage == s).unwrap_or_else(|| panic!("no {s:?} in {ev:?}"));
+    let (enc, gen) = (at(Stage::Encode), at(Stage::Generate));
+    assert!(0 < enc && enc < gen, "{ev:?}");
+    assert!(ev[gen..].iter().all(|p| p.stage == Stage::Generate), "generation comes last: {ev:?}");
+    for p in &ev {
+        assert_eq!((p.n_blocks, p.reused, p.cached), (1, 0, 0), "{p:?}");
+        assert!(p.step <= p.n_steps || p.n_steps == 0, "{p:?}");
+        if p.stage == Stage::Encode {
+            assert_eq!(p.block, 0);
+        }
+    }
+    let prefill: Vec<&Progress> = ev.iter().filter(|p| p.stage == Stage::Prefill).collect();
+    assert!(prefill.iter().all(|p| p.total == p0.total && p.done <= p.total));
+    assert!(non_decreasing(prefill.iter().map(|p| p.done)));
+    assert!(prefill.iter().any(|p| p.done > 0), "prompt reading reported as it went: {ev:?}");
+    let generate = &ev[gen..];
+    assert!(generate.iter().all(|p| p.total == 8 && p.done < 8));
+    assert!(non_decreasing(generate.iter().map(|p| p.done)));
+    assert!(generate.last().unwrap().done >= 2, "{generate:?}");
+    assert!(ev.windows(2).all(|w| w[0].elapsed <= w[1].elapsed));
+    assert!(ev.last().unwrap().elapsed >= PAST_INTERVAL * 4, "{ev:?}");
+
+    // Another question about the same Image: its encoder output comes from
+    // the context's cache (no Encode stage), the shared leading text is kept.
+    let (w, rx) = watched(&o);
+    assert_eq!(ctx.vqa(&[&img], Q2, &w).unwrap(), fresh_vqa(&m, &img, Q2, &o));
+    let ev: Vec<Progress> = rx.try_iter().collect();
+    assert!(ev.iter().all(|p| p.stage != Stage::Encode), "{ev:?}");
+    assert!(ev[0].reused > 0, "{ev:?}");
+    assert_eq!(ev.last().unwrap().cached, 1, "{ev:?}");
+    let prompt_len = ev[0].reused + ev[0].total;
+
+    // The same question again: the whole prompt is kept but what is read
+    // again to make the next token's scores.
+    let (w, rx) = watched(&o);
+    assert_eq!(ctx.vqa(&[&img], Q2, &w).unwrap(), fresh_vqa(&m, &img, Q2, &o));
+    let ev: Vec<Progress> = rx.try_iter().collect();
+    assert!(ev.iter().all(|p| p.stage != Stage::Encode), "{ev:?}");
+    assert_eq!(ev[0].reused + ev[0].total, prompt_len);
+    assert!(ev[0].total <= 2, "{ev:?}"); // the last two tokens, read as a batch
+
+    // The same file loaded again is another input: encoded anew.
+    let again = Image::open(cxr_path()).unwrap();
+    let (w, rx) = watched(&o);
+    assert_eq!(ctx.vqa(&[&again], Q2, &w).unwrap(), fresh_vqa(&m, &img, Q2, &o));
+    assert!(rx.try_iter().any(|p| p.stage == Stage::Encode));
+}
+
+#[test]
+fn no_reuse_context() {
+    assert!(ContextOptions::default().reuse);
+    assert!(!opts1().reuse(false).reuse);
+    let m = tiny();
+    let img = Image::open(cxr_path()).unwrap();
+    let o = GenOptions::default().max_tokens(8);
+    let mut ctx = Context::new(&m, &opts1().reuse(false)).unwrap();
+    // the same texts as with reuse, every prompt read and encoded afresh
+    for q in [Q1, Q2, Q2] {
+        let (w, rx) = watched(&o);
+        assert_eq!(ctx.vqa(&[&img], q, &w).unwrap(), fresh_vqa(&m, &img, q, &o), "{q}");
+        let ev: Vec<Progress> = rx.try_iter().collect();
+        assert!(ev.iter().any(|p| p.stage == Stage::Encode), "{q}: {ev:?}");
+        assert!(ev.iter().all(|p| p.reused == 0 && p.cached == 0), "{q}: {ev:?}");
+    }
+    assert_eq!(ctx.report(&[&img], &o).unwrap(), Context::new(&m, &opts1()).unwrap().report(&[&img], &o).unwrap());
+    // chat keeps the conversation in the context: refused here
+    let e = ctx.chat(&[&img], Q1, &o).unwrap_err();
+    assert_eq!(e.status(), Status::Unsupported, "{e}");
+    assert!(e.message().contains("MG_CONTEXT_NO_REUSE"), "{e}");
+}
+
+#[test]
+fn progress_stops_the_call() {
+    let m = tiny();
+    let img = Image::open(cxr_path()).unwrap();
+    let o = GenOptions::default().max_tokens(8);
+    let full = fresh_vqa(&m, &img, Q1, &o);
+    let mut ctx = Context::new(&m, &opts1()).unwrap();
+
+    // false at the first report: stopped while reading the prompt
+    let (stop, rx) = recorded(&o, |_| false, |_| false);
+    let e = ctx.vqa(&[&img], Q1, &stop).unwrap_err();
+    assert_eq!(e.status(), Status::Interrupted, "{e}");
+    assert!(e.message().contains("progress callback"), "{e}");
+    assert_eq!(e.partial_text(), Some(""));
+    assert_eq!(rx.try_iter().count(), 1, "not called again after it said stop");
+    assert_eq!(ctx.last_status(), Some(Status::Interrupted));
+    assert_eq!(ctx.vqa(&[&img], Q1, &o).unwrap(), full, "the context works afterwards");
+
+    // false once two tokens are made: the text so far, even with a stream
+    // closure that goes on (unlike its own false, which ends with Ok)
+    let long = GenOptions::default().max_tokens(40);
+    let prompt = "Write a very long story.";
+    let whole = ctx.generate(prompt, &long).unwrap();
+    let (stop2, _rx) = recorded(
+        &long,
+        |p| p.stage == Stage::Generate && p.done < 2,
+        |p| !(p.stage == Stage::Generate && p.done >= 2),
+    );
+    let mut streamed = String::new();
+    let e = ctx
+        .generate_stream(prompt, &stop2, |piece| {
+            streamed.push_str(piece);
+            true
+        })
+        .unwrap_err();
+    assert_eq!(e.status(), Status::Interrupted, "{e}");
+    let partial = e.partial_text().expect("partial text");
+    assert!(!partial.is_empty() && whole.starts_with(partial) && partial.len() < whole.len(), "{partial:?} {whole:?}");
+    assert_eq!(streamed, partial);
+    // a stream closure's false is still an early Ok with progress set
+    let (w, _rx) = watched(&long);
+    let early = ctx.generate_stream(prompt, &w, |_| false).unwrap();
+    assert!(whole.starts_with(&early));
+
+    // clones share the closure; equality is identity
+    assert_eq!(w.clone(), w);
+    assert_ne!(w, long);
+    assert_ne!(watched(&long).0, w);
+}
+
+#[test]
+fn progress_panic_reaches_the_caller() {
+    let m = tiny();
+    let img = Image::open(cxr_path()).unwrap();
+    let o = GenOptions::default().max_tokens(8);
+    let full = fresh_vqa(&m, &img, Q1, &o);
+    let mut ctx = Context::new(&m, &opts1()).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let after_panic = Arc::new(AtomicBool::new(false));
+    let (c, a) = (calls.clone(), after_panic.clone());
+    let mut panicked = false;
+    // panics once, at the first Encode report; fine afterwards
+    let once = o.clone().progress(move |p| {
+        c.fetch_add(1, Ordering::SeqCst);
+        if panicked {
+            a.store(true, Ordering::SeqCst);
+        } else if p.stage == Stage::Encode {
+            panicked = true;
+            panic!("progress boom");
+        }
+        true
+    });
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ctx.vqa(&[&img], Q1, &once)));
+    let payload = r.expect_err("the panic propagates");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"progress boom"));
+    assert!(!after_panic.load(Ordering::SeqCst), "not called again in that call");
+    assert!(calls.load(Ordering::SeqCst) >= 2);
+    assert_eq!(ctx.last_status(), Some(Status::Interrupted));
+    // the context and the very same options work afterwards
+    assert_eq!(ctx.vqa(&[&img], Q1, &once).unwrap(), full);
+    assert!(after_panic.load(Ordering::SeqCst));
+    assert_eq!(ctx.vqa(&[&img], Q1, &o).unwrap(), full);
+}
+
+#[test]
+fn chat_turns() {
+    let (_model_dir, model_file) = tiny_file();
+    let m = Model::load(&model_file).unwrap();
+    let img = Image::open(cxr_path()).unwrap();
+    let o = GenOptions::default().max_tokens(8);
+    let mut ctx = Context::new(&m, &opts1()).unwrap();
+    // the first turn is the VQA prompt: the same answer
+    let a1 = ctx.chat(&[&img], Q1, &o).unwrap();
+    assert_eq!(a1, fresh_vqa(&m, &img, Q1, &o));
+    let held = ctx.n_tokens();
+    // the second turn reads only itself: no encoding, the conversation kept
+    let (w, rx) = watched(&o);
+    let mut pieces = String::new();
+    let a2 = ctx
+        .chat_stream(&[], "Why?", &w, |p| {
+            pieces.push_str(p);
+            true
+        })
+        .unwrap();
+    assert_eq!(pieces, a2);
+    let ev: Vec<Progress> = rx.try_iter().collect();
+    assert!(ev.iter().all(|p| p.stage != Stage::Encode), "{ev:?}");
+    assert!(ev[0].reused >= held - 1 && ev[0].total > 0, "held {held}: {ev:?}");
+    assert!(ctx.n_tokens() > held);
+    // the CLI's chat (a peer over the same C API) answers the same
+    let cxr = cxr_path();
+    let out = Command::new(cli())
+        .args(["chat", cxr.to_str().unwrap(), "-m", model_file.to_str().unwrap(), "-n", "8", "--threads", "1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(format!("{Q1}\nWhy?\n").as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{a1}\n{a2}\n"));
+    // a third turn, with an image again
+    ctx.chat(&[&img], "And this one?", &o).unwrap();
+    // another generating call ends the conversation: the next chat opens a
+    // new one (so does reset)
+    ctx.vqa(&[&img], Q2, &o).unwrap();
+    assert_eq!(ctx.chat(&[&img], Q1, &o).unwrap(), a1);
+    ctx.reset().unwrap();
+    assert_eq!(ctx.chat(&[&img], Q1, &o).unwrap(), a1);
+    assert_eq!(ctx.chat(&[], "Why?", &o).unwrap(), a2);
+    assert_eq!(ctx.chat(&[], "a\0b", &o).unwrap_err().status(), Status::InvalidArg);
+}
+
+#[test]
+fn prs_progress_and_interrupt() {
+    let d = TempDir(temp_dir("prsstop"));
+    let prefix = write_plink(&d.0);
+    let score = d.0.join("w.score");
+    let w1 = [3.0, 4.5, 0.0, 2.5]; // as in prs_hand_computed
+    let close = |a: &[f64]| a.len() == 4 && a.iter().zip(w1).all(|(x, y)| (x - y).abs() < 1e-9);
+    // one variant a block: two blocks, a check between them
+    let opts = PrsOptions::default().n_threads(1).block_variants(1);
+    let mut p = Prs::open_plink(&prefix, &opts).unwrap();
+    p.add_scores(&score).unwrap();
+
+    let mut seen = Vec::new();
+    p.compute_with_progress(|done, total| {
+        seen.push((done, total));
+        true
+    })
+    .unwrap();
+    assert!(close(&p.sums(0).unwrap()));
+    let total = seen[0].1;
+    assert_eq!(total, 2, "two variant rows: {seen:?}");
+    assert_eq!(seen.first(), Some(&(0, total)));
+    assert_eq!(seen.last(), Some(&(total, total)));
+    assert!(seen.iter().all(|&(d, t)| t == total && d <= t));
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0));
+
+    // false stops it: no results until the next compute
+    let mut calls = 0;
+    let e = p
+        .compute_with_progress(|_, _| {
+            calls += 1;
+            false
+        })
+        .unwrap_err();
+    assert_eq!(e.status(), Status::Interrupted, "{e}");
+    assert!(e.message().contains("progress callback"), "{e}");
+    assert_eq!(calls, 1);
+    assert_eq!(p.sums(0).unwrap_err().status(), Status::Misuse);
+    p.compute().unwrap(); // the closure is no longer registered
+    assert!(close(&p.sums(0).unwrap()));
+
+    // a panic reaches the caller after the compute returned
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        p.compute_with_progress(|_, _| panic!("prs boom"))
+    }));
+    assert_eq!(r.expect_err("panics").downcast_ref::<&str>(), Some(&"prs boom"));
+    assert_eq!(p.sums(0).unwrap_err().status(), Status::Misuse);
+    p.compute().unwrap();
+    assert!(close(&p.sums(0).unwrap()));
+
+    // from another thread: the compute waits in its first report until the
+    // interrupt was made, and stops before the second block
+    let stopper = p.interrupter();
+    let (to_thread, from_compute) = mpsc::channel::<()>();
+    let (ack, acked) = mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        from_compute.recv().unwrap();
+        stopper.interrupt().unwrap();
+        ack.send(()).unwrap();
+    });
+    let mut reports = 0;
+    let e = p
+        .compute_with_progress(|_, _| {
+            reports += 1;
+            if reports == 1 {
+                to_thread.send(()).unwrap();
+                acked.recv().unwrap();
+            }
+            true
+        })
+        .unwrap_err();
+    t.join().unwrap();
+    assert_eq!(e.status(), Status::Interrupted, "{e}");
+    assert!(e.message().contains("mg_prs_interrupt"), "{e}");
+    assert_eq!(reports, 1);
+    assert_eq!(p.sums(0).unwrap_err().status(), Status::Misuse);
+
+    // an interrupt while no compute runs is dropped when the next starts
+    p.interrupter().interrupt().unwrap();
+    p.compute().unwrap();
+    assert!(close(&p.sums(0).unwrap()));
+
+    // the interrupter may outlive the set, and be moved and shared
+    let late = Arc::new(p.interrupter());
+    drop(p);
+    let l2 = late.clone();
+    std::thread::spawn(move || l2.interrupt().unwrap()).join().unwrap();
+    late.interrupt().unwrap();
 }

@@ -52,8 +52,12 @@ fn genome_model() -> Model {
     mkmodel(&["--genome", "4,3"])
 }
 
+/// A context that reads every prompt afresh: the exact comparisons between
+/// calls below need the same batch split each time (with reuse, the kept
+/// prefix is not read again, and the rest's scores may differ by float
+/// rounding; `risks_with_reuse` checks that context against this one).
 fn ctx(m: &Model) -> Context {
-    Context::new(m, &ContextOptions::default().n_threads(1)).unwrap()
+    Context::new(m, &ContextOptions::default().n_threads(1).reuse(false)).unwrap()
 }
 
 fn score_name(t: usize, c: usize) -> String {
@@ -280,4 +284,31 @@ fn model_without_genome_is_unsupported() {
         assert_eq!(e.status(), Status::Unsupported, "call {i}: {e}");
         assert!(e.message().contains("genom"), "call {i}: {e}");
     }
+}
+
+#[test]
+fn risks_with_reuse() {
+    let m = genome_model();
+    let names = ["t0_p0", "t1_p1", "t2_p2", "t3_p0"];
+    let rows: [[f64; 4]; 2] = [[0.5, -1.2, 2.0, 0.0], [3.0, 1.0, -2.0, 0.4]];
+    let questions = [QUESTION, "Does this individual have type 2 diabetes?"];
+    let mut fresh = ctx(&m);
+    let mut reuse = Context::new(&m, &ContextOptions::default().n_threads(1)).unwrap();
+    // each prompt shares a prefix with the last: the same call again, the
+    // other question, the other individual
+    for (i, q) in [(0, 0), (0, 0), (0, 1), (1, 1), (1, 0), (0, 0)] {
+        let want = fresh.prs_risk(&rows[i], &names, questions[q]).unwrap();
+        let got = reuse.prs_risk(&rows[i], &names, questions[q]).unwrap();
+        assert!((got - want).abs() <= 1e-6, "individual {i}, question {q}: reuse {got}, fresh {want}");
+    }
+    // the score set read before comes from the encoder-output cache
+    let (tx, rx) = std::sync::mpsc::channel();
+    let o = GenOptions::default().max_tokens(2).progress(move |p| tx.send(*p).is_ok());
+    let (text, risk) = reuse.prs_predict(&rows[1], &names, questions[1], &o).unwrap();
+    let ev: Vec<Progress> = rx.try_iter().collect();
+    assert!(ev.iter().all(|p| p.stage != Stage::Encode), "{ev:?}");
+    assert_eq!(ev.last().unwrap().cached, 1, "{ev:?}");
+    let (want_text, want_risk) = fresh.prs_predict(&rows[1], &names, questions[1], &o).unwrap();
+    assert_eq!(text, want_text);
+    assert!((risk - want_risk).abs() <= 1e-6, "{risk} {want_risk}");
 }
