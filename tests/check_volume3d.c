@@ -549,7 +549,8 @@ START_TEST(test_reuse_volume) {
     const uint32_t nsl[] = {4, 4, 4, 4, 9};
     uint32_t V = r->n_vocab;
     float *la = malloc(V * sizeof *la), *lb = malloc(V * sizeof *lb);
-    for (int k = 0; k < 5; k++) {
+    const int n_calls = tu_under_valgrind() ? 3 : 5; /* valgrind: the 4-slice calls */
+    for (int k = 0; k < n_calls; k++) {
         sp.max_slices = nsl[k];
         char *a = NULL, *b = NULL;
         mg_status sa, sb;
@@ -577,7 +578,7 @@ START_TEST(test_reuse_volume) {
         mg_string_free(b);
     }
     /* 4 slices, then 9 others (another slice choice is another input) */
-    ck_assert_uint_eq(r->n_embeds, 13);
+    ck_assert_uint_eq(r->n_embeds, n_calls == 5 ? 13 : 4);
     free(la);
     free(lb);
     mg_volume_free(v);
