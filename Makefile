@@ -54,7 +54,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all clean check check-asan check-valgrind install uninstall fuzz fuzz-run \
         fuzz-replay fuzz-replay-run fuzz-coverage fuzz-coverage-run \
-        test-install bench demo test check-reference bindings-test train-demo \
+        test-install bench demo test check-reference bindings-test train-demo check-faults \
         eval-demo eval-polygenic train-polygenic bench-peer bench-build
 all: $(STATIC) $(SHARED) $(CLI)
 
@@ -217,11 +217,28 @@ fuzz-coverage:
 	$(MAKE) CC=$(FUZZ_CC) BUILD=lib/fuzzcov BINDIR=lib/fuzzcov/bin WARN="-Wall -Wextra -Wno-unused-parameter" \
 	  OPT="-O1 -g" SANITIZE="-fprofile-instr-generate -fcoverage-mapping" fuzz-coverage-run
 
+# Allocation failures (tests/faults/check_faults.c): the library built with
+# MG_FAULT_INJECTION under ASan+UBSan fails its k-th allocation, for every k,
+# in each scenario (load, images, report, VQA and chat, volume, convert,
+# polygenic scores and prediction); each run must end in MG_OK or
+# MG_E_NOMEM with a message, without a leak or crash.
+FAULTS_ENV := MG_TEST_TMP=$(abspath lib/faults)/tmp MG_CLI=$(abspath lib/faults/bin/medgemini) \
+              OPENBLAS_NUM_THREADS=1 CK_FORK=no ASAN_OPTIONS=detect_leaks=1
+check-faults:
+	$(MAKE) BUILD=lib/faults BINDIR=lib/faults/bin \
+	  OPT="-O1 -g -fno-omit-frame-pointer -DMG_FAULT_INJECTION" \
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  lib/faults/tests/faults/check_faults lib/faults/bin/medgemini
+	@mkdir -p lib/faults/tmp
+	$(FAULTS_ENV) lib/faults/tests/faults/check_faults
+
 # Everything CI runs: the plain suite (with the install test), then the
-# same suites under ASan+UBSan and under valgrind, then the bindings.
+# same suites under ASan+UBSan (and the allocation failures) and under
+# valgrind, then the bindings.
 test:
 	$(MAKE) check
 	$(MAKE) check-asan
+	$(MAKE) check-faults
 	$(MAKE) fuzz-replay
 	$(MAKE) check-valgrind
 	$(MAKE) bindings-test

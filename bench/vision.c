@@ -142,16 +142,17 @@ static int time_encode(const char *path, const mg_image *img, uint32_t threads, 
     in.kind = MG__INPUT_IMAGE;
     in.image = img;
     atomic_int intr = 0;
+    const mg__enc_ctl ctl = {&intr, NULL, NULL};
     int rc = 0;
     /* warm-up: page the weights in */
-    if (!pool || !out || vt->encode(state, &in, out, pool, &intr, err, sizeof err)) {
+    if (!pool || !out || vt->encode(state, &in, out, pool, &ctl, err, sizeof err)) {
         fprintf(stderr, "encode: %s\n", err);
         rc = -1;
     }
     *best = 1e30;
     for (uint32_t r = 0; r < reps && !rc; r++) {
         double t0 = now();
-        vt->encode(state, &in, out, pool, &intr, err, sizeof err);
+        vt->encode(state, &in, out, pool, &ctl, err, sizeof err);
         double t = now() - t0;
         if (t < *best) *best = t;
     }

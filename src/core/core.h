@@ -65,6 +65,13 @@ char *mg__strndup(const char *s, size_t n);
 /* Aligned to `align` (a power of two >= sizeof(void*)); release with
  * mg__aligned_free. Returns NULL for n == 0 or on failure. */
 void *mg__aligned_alloc(size_t align, size_t n);
+#ifdef MG_FAULT_INJECTION
+/* Test builds: fail the at-th allocation from now (once; 0 = none), how
+ * many allocations were asked for since, and whether the failure struck. */
+void mg__fault_set(long at);
+long mg__fault_count(void);
+int mg__fault_hit(void);
+#endif
 void mg__aligned_free(void *p);
 
 /* ---- handle tags --------------------------------------------------------- */

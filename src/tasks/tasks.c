@@ -609,6 +609,7 @@ static mg_status answer_ids(mg_context *c, int32_t *yes, int32_t *no) {
     for (int k = 0; k < 2; k++) {
         size_t n = 0;
         mg_status st = mg_tokenize(id + k, 1, &n, tok, w[k], strlen(w[k]), 0);
+        if (st == MG_E_NOMEM) return mg__ctx_leave(c, st, "out of memory");
         if (st != MG_OK || n != 1)
             return mg__ctx_leave(c, MG_E_UNSUPPORTED,
                                  "the answer word '%s' is not one token of the model's tokenizer",
