@@ -55,6 +55,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 .PHONY: all clean check check-asan check-valgrind install uninstall fuzz fuzz-run \
         fuzz-replay fuzz-replay-run fuzz-coverage fuzz-coverage-run \
         test-install bench demo test check-reference bindings-test train-demo check-faults \
+        abi-check abi-dump \
         eval-demo eval-polygenic train-polygenic bench-peer bench-build
 all: $(STATIC) $(SHARED) $(CLI)
 
@@ -232,10 +233,22 @@ check-faults:
 	@mkdir -p lib/faults/tmp
 	$(FAULTS_ENV) lib/faults/tests/faults/check_faults
 
+# The ABI against the committed baseline abi/libmedgemini.abi (abigail-tools;
+# tools/abi_check.py: an incompatible change fails unless CHANGELOG.md's
+# [Unreleased] ABI notes name it). abi-dump refreshes the baseline.
+ABIDW := abidw --headers-dir include --drop-private-types --no-show-locs --no-corpus-path
+abi-check: $(SHARED)
+	@mkdir -p $(BUILD)/abi
+	$(ABIDW) $(SHARED) | sed "s/ comp-dir-path='[^']*'//" > $(BUILD)/abi/current.abi
+	/usr/bin/python3 tools/abi_check.py abi/libmedgemini.abi $(BUILD)/abi/current.abi CHANGELOG.md
+abi-dump: $(SHARED)
+	$(ABIDW) $(SHARED) | sed "s/ comp-dir-path='[^']*'//" > abi/libmedgemini.abi
+
 # Everything CI runs: the plain suite (with the install test), then the
 # same suites under ASan+UBSan (and the allocation failures) and under
-# valgrind, then the bindings.
+# valgrind, then the bindings, then the ABI check.
 test:
+	$(MAKE) abi-check
 	$(MAKE) check
 	$(MAKE) check-asan
 	$(MAKE) check-faults

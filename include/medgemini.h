@@ -948,6 +948,20 @@ typedef struct mg_gen_params {
 /* mg_gen_params.flags */
 #define MG_GEN_RAW_PROMPT 0x1u /* mg_generate: use the prompt text as it is
                                   (no BOS, no chat turn markers)            */
+#define MG_GEN_DRAFT_NGRAM 0x2u /* speculative decoding, greedy only (with
+                                  temperature > 0 the flag is ignored):
+                                  after each token, the tokens that followed
+                                  the last earlier occurrence of the
+                                  sequence's last 3 (else 2) tokens, up to
+                                  4 (fewer after refused drafts), are fed
+                                  with it in one decoder call
+                                  computed exactly as single tokens (the
+                                  same kernels, each weight block read once)
+                                  and kept while greedy decoding agrees with
+                                  them. The text, the context's sequence and
+                                  logits are bit for bit those without the
+                                  flag; faster when the answer repeats the
+                                  prompt or itself (docs/INTERACTIVE.md)   */
 
 #define MG_GEN_PARAMS_INIT \
     { sizeof(mg_gen_params), 256, 0.0f, 0, 1.0f, 1.0f, 0, NULL, 0, 0, NULL, \

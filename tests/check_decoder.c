@@ -696,6 +696,74 @@ START_TEST(test_batch_consistency) {
 }
 END_TEST
 
+/* Exact mode: a batch of tokens after a prefix gives, row for row, the very
+ * logits that feeding those tokens one at a time gives (bitwise), for f32,
+ * q8_0 and q4_0 weights (q4_0 in the 16-row layout where the CPU has
+ * AVX512-VNNI), f32 and bf16 caches, with the prefix past the sliding
+ * window (8 here), at every batch size up to 8; and a batch in exact mode
+ * leaves the cache as single tokens would (the next token's logits agree). */
+START_TEST(test_exact_batch) {
+    static const int32_t dts[3] = {MG_DTYPE_F32, MG_DTYPE_Q8_0, MG_DTYPE_Q4_0};
+    const char *path = tu_tmp_path("dec_exact.mgm");
+    char mp[4096];
+    snprintf(mp, sizeof mp, "%s", path);
+    tcfg cfg = small_cfg(dts[_i]);
+    write_model(mp, &cfg);
+    uint32_t V = (uint32_t)cfg.vocab;
+    enum { XPRE = 21, NB = 8 };
+    int32_t tok[XPRE + NB + 1];
+    make_tokens(tok, XPRE + NB + 1, V, 5 + (uint64_t)_i);
+    mg__pool *pool = mg__pool_new(2);
+    loaded m = {NULL, NULL};
+    char err[512] = "";
+    ck_assert_msg(mg__mgm_open(&m.f, mp, 0, 0, err, sizeof err) == MG_OK, "%s", err);
+    ck_assert_msg(mg__decoder_build(&m.d, m.f, err, sizeof err) == MG_OK, "%s", err);
+    float *one = malloc((size_t)(NB + 1) * V * sizeof(float));
+    float *bat = malloc((size_t)(NB + 1) * V * sizeof(float));
+    float *pre = malloc((size_t)V * sizeof(float));
+    for (int kv = 0; kv < 2; kv++) {
+        mg__dstate_opts o = {2, kv ? MG__DSTATE_KV_BF16 : 0};
+        mg__dstate *s = NULL;
+        ck_assert_int_eq(mg__dstate_new(&s, m.d, 64, NB, &o), MG_OK);
+        for (uint32_t nb = 2; nb <= NB; nb += tu_under_valgrind() ? NB - 2 : 1) {
+            /* one at a time */
+            mg__dstate_reset(s);
+            for (uint32_t t = 0; t < XPRE; t += 7)
+                ck_assert_int_eq(mg__decoder_forward(s, tok + t, NULL, NULL, 7, pre, 0, pool), MG_OK);
+            for (uint32_t t = 0; t <= nb; t++)
+                ck_assert_int_eq(mg__decoder_forward(s, tok + XPRE + t, NULL, NULL, 1,
+                                                     one + (size_t)t * V, 0, pool), MG_OK);
+            /* the same tokens as one exact batch, then the next alone */
+            mg__dstate_reset(s);
+            for (uint32_t t = 0; t < XPRE; t += 7)
+                ck_assert_int_eq(mg__decoder_forward(s, tok + t, NULL, NULL, 7, pre, 0, pool), MG_OK);
+            ck_assert_int_eq(mg__dstate_set_exact(s, 1), MG_OK);
+            ck_assert_int_eq(mg__decoder_forward(s, tok + XPRE, NULL, NULL, nb, bat, 1, pool), MG_OK);
+            ck_assert_int_eq(mg__dstate_set_exact(s, 0), MG_OK);
+            ck_assert_int_eq(mg__decoder_forward(s, tok + XPRE + nb, NULL, NULL, 1,
+                                                 bat + (size_t)nb * V, 0, pool), MG_OK);
+            for (uint32_t t = 0; t <= nb; t++)
+                ck_assert_msg(!memcmp(one + (size_t)t * V, bat + (size_t)t * V, V * sizeof(float)),
+                              "dtype %d kv %d batch %u: row %u differs", dts[_i], kv, nb, t);
+            /* the last row only */
+            mg__dstate_reset(s);
+            for (uint32_t t = 0; t < XPRE; t += 7)
+                ck_assert_int_eq(mg__decoder_forward(s, tok + t, NULL, NULL, 7, pre, 0, pool), MG_OK);
+            ck_assert_int_eq(mg__dstate_set_exact(s, 1), MG_OK);
+            ck_assert_int_eq(mg__decoder_forward(s, tok + XPRE, NULL, NULL, nb, bat, 0, pool), MG_OK);
+            ck_assert_int_eq(mg__dstate_set_exact(s, 0), MG_OK);
+            ck_assert(!memcmp(one + (size_t)(nb - 1) * V, bat, V * sizeof(float)));
+        }
+        mg__dstate_free(s);
+    }
+    free(one);
+    free(bat);
+    free(pre);
+    mg__pool_free(pool);
+    unload(&m);
+}
+END_TEST
+
 /* q4_0 decoder matrices in the 16-row decode layout (rearranged at load on
  * AVX512-VNNI unless MG_LOAD_FILE_LAYOUT or MG_LOAD_MMAP): the same logits
  * as the file layout, bitwise for a batch (the prefill product reads the
@@ -963,6 +1031,7 @@ static Suite *suite(void) {
     tcase_add_loop_test(tc, test_ref_long_tiles, 0, 2);
     tcase_add_loop_test(tc, test_batch_consistency, 0, 3);
     tcase_add_test(tc, test_q4x16_layout);
+    tcase_add_loop_test(tc, test_exact_batch, 0, 3);
     tcase_add_test(tc, test_context_and_args);
     tcase_add_loop_test(tc, test_hostile, 0, N_HOSTILE);
     tcase_add_test(tc, test_build_args);

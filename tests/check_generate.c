@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "core/core.h"
 #include "llm/sampler.h"
 #include "medgemini.h"
@@ -480,6 +481,89 @@ END_TEST
 
 /* Half of the tiny vocabulary is byte tokens, so sampled text is full of
  * byte sequences that are not UTF-8: the output must still be valid. */
+/* Speculative decoding by n-gram lookup (MG_GEN_DRAFT_NGRAM) against plain
+ * greedy decoding: the same text, streamed pieces, sequence, last token and
+ * final logits, bit for bit, over many prompts (random models decoding
+ * greedily fall into loops, so drafts are both kept and refused), three
+ * weight types, stop strings, a repetition penalty and token limits; with
+ * sampling the flag changes nothing. */
+START_TEST(test_speculative) {
+    const char *dts[3] = {"f32", "q8_0", "q4_0"};
+    char args[128];
+    snprintf(args, sizeof args, "--shape tiny --no-vision --dtype %s --seed %d", dts[_i], 31 + _i);
+    mg_model *m = NULL;
+    char err[256];
+    ck_assert_msg(mg_model_load(&m, tu_make_model("spec.mgm", args), NULL, err, sizeof err) ==
+                  MG_OK, "%s", err);
+    mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
+    cp.flags = MG_CONTEXT_NO_REUSE;
+    cp.n_threads = 2;
+    mg_context *a = NULL, *b = NULL;
+    ck_assert_int_eq(mg_context_new(&a, m, &cp), MG_OK);
+    ck_assert_int_eq(mg_context_new(&b, m, &cp), MG_OK);
+    cbstate *sa = calloc(1, sizeof *sa), *sb = calloc(1, sizeof *sb);
+    float *la = malloc(512 * sizeof *la), *lb = malloc(512 * sizeof *lb);
+    int32_t *ta = malloc(512 * sizeof *ta), *tb = malloc(512 * sizeof *tb);
+    uint64_t seed = 99;
+    const int n_prompts = tu_under_valgrind() ? 4 : 24;
+    for (int k = 0; k < n_prompts; k++) {
+        int32_t prompt[40];
+        uint32_t np = 4 + (uint32_t)(tu_rand_u64(&seed) % 30);
+        prompt[0] = 2;
+        for (uint32_t i = 1; i < np; i++) /* some prompts repeat a short pattern */
+            prompt[i] = k % 3 == 0 ? 20 + (int32_t)(i % 5)
+                                   : 10 + (int32_t)(tu_rand_u64(&seed) % 400);
+        mg_gen_params gp = MG_GEN_PARAMS_INIT;
+        gp.max_tokens = k % 4 == 1 ? 7 : k % 4 == 2 ? 1 : 60;
+        const char *stops[1] = {"ab"};
+        if (k % 5 == 3) { gp.stop = stops; gp.n_stop = 1; }
+        if (k % 6 == 4) gp.repetition_penalty = 1.3f;
+        if (k % 8 == 7) { gp.temperature = 0.8f; gp.seed = 5 + (uint64_t)k; }
+        memset(sa, 0, sizeof *sa);
+        memset(sb, 0, sizeof *sb);
+        gp.on_token = collect;
+        gp.user_data = sa;
+        char *x = NULL, *y = NULL;
+        mg_status s1 = mg_generate_ids(&x, a, prompt, np, &gp);
+        gp.user_data = sb;
+        gp.flags = MG_GEN_DRAFT_NGRAM;
+        mg_status s2 = mg_generate_ids(&y, b, prompt, np, &gp);
+        ck_assert_int_eq(s1, MG_OK);
+        ck_assert_int_eq(s2, MG_OK);
+        ck_assert_msg(!strcmp(x, y), "prompt %d: plain '%s', speculative '%s'", k, x, y);
+        ck_assert_str_eq(sa->text, sb->text);
+        ck_assert_int_eq(sa->calls, sb->calls);
+        size_t na = 0, nb = 0;
+        ck_assert_int_eq(mg_context_tokens(ta, 512, &na, a), MG_OK);
+        ck_assert_int_eq(mg_context_tokens(tb, 512, &nb, b), MG_OK);
+        ck_assert_uint_eq(na, nb);
+        ck_assert_msg(!memcmp(ta, tb, na * sizeof *ta), "prompt %d: sequences differ", k);
+        ck_assert_int_eq(a->last_tok, b->last_tok);
+        ck_assert_int_eq(mg_context_logits(a, la, 512), MG_OK);
+        ck_assert_int_eq(mg_context_logits(b, lb, 512), MG_OK);
+        ck_assert_msg(!memcmp(la, lb, 512 * sizeof *la), "prompt %d: final logits differ", k);
+        mg_string_free(x);
+        mg_string_free(y);
+    }
+    /* drafts were made, and both kept and refused */
+    fprintf(stderr, "check_generate: speculative (%s): %llu calls, %llu tokens drafted, %llu "
+            "kept\n", dts[_i], (unsigned long long)b->spec_steps,
+            (unsigned long long)b->spec_drafted, (unsigned long long)b->spec_accepted);
+    ck_assert_uint_gt(b->spec_accepted, 0);
+    ck_assert_uint_lt(b->spec_accepted, b->spec_drafted);
+    ck_assert_uint_eq(a->spec_drafted, 0);
+    free(sa);
+    free(sb);
+    free(la);
+    free(lb);
+    free(ta);
+    free(tb);
+    mg_context_free(a);
+    mg_context_free(b);
+    mg_model_free(m);
+}
+END_TEST
+
 START_TEST(test_output_is_utf8) {
     mg_model *m = load_tiny();
     mg_context *c = NULL;
@@ -577,6 +661,7 @@ static Suite *suite(void) {
     tcase_add_test(tg, test_interrupt_other_thread);
     tcase_add_test(tg, test_generate_text_prompt);
     tcase_add_test(tg, test_output_is_utf8);
+    tcase_add_loop_test(tg, test_speculative, 0, 3);
     tcase_add_test(tg, test_generate_misuse);
     suite_add_tcase(s, tg);
     return s;

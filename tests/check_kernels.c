@@ -637,6 +637,61 @@ START_TEST(test_matmul) {
 }
 END_TEST
 
+/* ============================================================ several vectors */
+
+/* mg__matvec_multi_level: every vector's product bit for bit what the
+ * single-vector decode product gives at the same level, for every dtype
+ * (and q4x16), shapes across a row block and a column chunk, 2 to 8
+ * vectors, with and without the pool; 9 vectors run one by one. */
+START_TEST(test_matvec_multi) {
+    static const shape SH[] = {{16, 64}, {48, 2560}, {1040, 256}, {64, 17408}, {4100, 96}};
+    size_t ns = tu_under_valgrind() ? 2 : sizeof SH / sizeof SH[0];
+    init_levels();
+    mg__pool *pool = mg__pool_new(3);
+    ck_assert_ptr_nonnull(pool);
+    uint64_t seed = 777;
+    void *scratch = NULL;
+    ck_assert_int_eq(posix_memalign(&scratch, 64, mg__matvec_multi_scratch(8)), 0);
+    for (int k = 0; k <= NDT; k++) {
+        const int x16 = k == NDT;
+        const int32_t dt = x16 ? MG__DTYPE_Q4_0X16 : DTYPES[k];
+        for (size_t si = 0; si < ns; si++) {
+            uint64_t rows = SH[si].rows, cols = SH[si].cols;
+            if (x16 && !mg__q4x16_fits(rows, cols)) continue;
+            void *W = make_weights(x16 ? MG_DTYPE_Q4_0 : dt, rows, cols, &seed);
+            if (x16) ck_assert_int_eq(mg__q4x16_pack(W, rows, cols), 0);
+            const uint64_t nmax = 9;
+            float *X = malloc(nmax * cols * 4), *Y = malloc(nmax * rows * 4),
+                  *y = malloc(rows * 4);
+            fill(X, nmax * cols, &seed, 2.0f);
+            for (int li = 0; li < g_nlevels; li++)
+                for (uint64_t n = tu_under_valgrind() ? 3 : 2; n <= nmax;
+                     n += tu_under_valgrind() ? 6 : (n < 4 ? 1 : 5 - (n == 4)))
+                    for (int wp = 0; wp < 2; wp++) {
+                        for (uint64_t i = 0; i < n * rows; i++) Y[i] = NAN;
+                        mg__matvec_multi_level(g_levels[li], dt, W, rows, cols, X, n, Y,
+                                               scratch, wp ? pool : NULL);
+                        for (uint64_t v = 0; v < n; v++) {
+                            mg__matvec_level(g_levels[li], dt, W, rows, cols, X + v * cols, y,
+                                             wp ? pool : NULL);
+                            ck_assert_msg(!memcmp(y, Y + v * rows, rows * 4),
+                                          "%s L%d %llux%llu n=%llu vector %llu differs",
+                                          x16 ? "q4x16" : DTNAME[k], g_levels[li],
+                                          (unsigned long long)rows, (unsigned long long)cols,
+                                          (unsigned long long)n, (unsigned long long)v);
+                        }
+                    }
+            free(X);
+            free(Y);
+            free(y);
+            free(W);
+        }
+    }
+    free(scratch);
+    mg__pool_free(pool);
+}
+END_TEST
+
 /* ============================================================ q4x16 */
 
 /* The 16-row decode layout (MG__DTYPE_Q4_0X16) against the q4_0 rows it
@@ -1207,6 +1262,7 @@ static Suite *kernels_suite(void) {
     tcase_add_test(tc, test_matvec_edges);
     tcase_add_test(tc, test_rows_variants);
     tcase_add_test(tc, test_q4x16);
+    tcase_add_test(tc, test_matvec_multi);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("matmul");

@@ -203,6 +203,12 @@ expect "vqa --progress draws the prompt's progress" grep -q 'reading the prompt'
 "$CLI" vqa "tests/data/vision/rgb.jpg" -q "Is there a fracture?" -m "$TMP/img.mgm" -n 5 \
   > /dev/null 2> "$TMP/p.err"
 expect "vqa: no progress bar when stderr is not a terminal" test ! -s "$TMP/p.err"
+# speculative decoding: the same text
+"$CLI" generate -m "$TMP/tiny.mgm" -n 40 "a b c a b c a b" > "$TMP/g1.out" 2>/dev/null
+"$CLI" generate -m "$TMP/tiny.mgm" -n 40 --draft "a b c a b c a b" > "$TMP/g2.out" 2>/dev/null
+expect "generate --draft exits 0 with the same text" cmp -s "$TMP/g1.out" "$TMP/g2.out"
+two_d=$("$CLI" vqa "tests/data/vision/rgb.jpg" -q "Is there a fracture?" -q "Where?" -m "$TMP/img.mgm" -n 5 --draft 2>/dev/null)
+expect "vqa --draft: the same answers" test "$two_d" = "$two"
 # chat: one answer line per message; the first is the vqa answer
 printf 'Is there a fracture?\n\nWhere?\n' | "$CLI" chat "tests/data/vision/rgb.jpg" -m "$TMP/img.mgm" \
   -n 5 > "$TMP/chat.out" 2> "$TMP/chat.err"

@@ -39,6 +39,7 @@ type genOptions struct {
 	systemPrompt *string
 	instruction  *string
 	raw          bool
+	draftNgram   bool
 	onToken      func(piece string, token int32) error
 	onProgress   func(Progress) error
 }
@@ -78,6 +79,16 @@ func WithInstruction(s string) GenOption { return func(o *genOptions) { o.instru
 
 // WithRawPrompt makes Generate use the prompt as it is (no BOS, no turn).
 func WithRawPrompt() GenOption { return func(o *genOptions) { o.raw = true } }
+
+// WithDraftNgram turns on speculative decoding from n-grams
+// (MG_GEN_DRAFT_NGRAM) for greedy generation: after each token, the tokens
+// that followed the last earlier occurrence of the sequence's last 3 (else
+// 2) tokens, up to 4, are read with it in one decoder call and kept while
+// greedy decoding agrees with them. The text, the context's sequence and
+// its logits are exactly those without the option; it only saves time,
+// most when the answer repeats the prompt or itself. With a temperature
+// above 0 it is ignored.
+func WithDraftNgram() GenOption { return func(o *genOptions) { o.draftNgram = true } }
 
 // WithOnToken streams: fn is called with each piece of text and its token id
 // as it is produced, on the calling goroutine. A non-nil error stops the
@@ -245,6 +256,9 @@ func newCall(opts []GenOption) *call {
 	}
 	if o.raw {
 		p.flags |= C.MG_GEN_RAW_PROMPT
+	}
+	if o.draftNgram {
+		p.flags |= C.MG_GEN_DRAFT_NGRAM
 	}
 	p.system_prompt = k.strs.optStr(o.systemPrompt)
 	p.instruction = k.strs.optStr(o.instruction)

@@ -570,3 +570,102 @@ func TestSession(t *testing.T) {
 		t.Fatalf("closed session tokens: %v", err)
 	}
 }
+
+// WithDraftNgram changes nothing but speed: greedy generation gives the same
+// text, streamed token ids, sequence and last logits as without it (prompts
+// that repeat themselves, so that drafts are made and kept, and a stop
+// string); with a temperature above 0 the option is ignored.
+func TestDraftNgram(t *testing.T) {
+	m, err := LoadModel(tinyModel(t, "--no-vision"), WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	type result struct {
+		text   string
+		ids    []int32
+		seq    []int32
+		logits []float32
+	}
+	run := func(prompt string, opts ...GenOption) result {
+		t.Helper()
+		s, err := m.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var r result
+		opts = with(opts, WithOnToken(func(_ string, id int32) error {
+			r.ids = append(r.ids, id)
+			return nil
+		}))
+		if r.text, err = s.Generate(context.Background(), prompt, opts...); err != nil {
+			t.Fatalf("%q: %v", prompt, err)
+		}
+		if r.seq, err = s.Tokens(); err != nil {
+			t.Fatal(err)
+		}
+		if r.logits, err = s.Logits(); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	same := func(what string, a, b result) {
+		t.Helper()
+		if a.text != b.text {
+			t.Fatalf("%s: text %q with the option, %q without", what, a.text, b.text)
+		}
+		if len(a.ids) != len(b.ids) || len(a.seq) != len(b.seq) || len(a.logits) != len(b.logits) {
+			t.Fatalf("%s: %d/%d streamed ids, %d/%d sequence tokens, %d/%d logits", what,
+				len(a.ids), len(b.ids), len(a.seq), len(b.seq), len(a.logits), len(b.logits))
+		}
+		for i := range a.ids {
+			if a.ids[i] != b.ids[i] {
+				t.Fatalf("%s: streamed ids %v, without the option %v", what, a.ids, b.ids)
+			}
+		}
+		for i := range a.seq {
+			if a.seq[i] != b.seq[i] {
+				t.Fatalf("%s: sequence %v, without the option %v", what, a.seq, b.seq)
+			}
+		}
+		for i := range a.logits {
+			if math.Float32bits(a.logits[i]) != math.Float32bits(b.logits[i]) {
+				t.Fatalf("%s: logit %d is %g, without the option %g", what, i, a.logits[i], b.logits[i])
+			}
+		}
+	}
+	cases := []struct {
+		prompt string
+		opts   []GenOption
+	}{
+		{"hello there", nil},
+		{"the heart the heart the heart the heart the heart", nil},
+		{"No acute findings. No acute findings. No acute findings.", nil},
+		{"a b c d a b c d a b c d a b c d a b c d", []GenOption{WithRawPrompt()}},
+		{"lungs are clear, lungs are clear, lungs are clear", []GenOption{WithRawPrompt(), WithMaxTokens(7)}},
+	}
+	for _, c := range cases {
+		opts := with([]GenOption{WithMaxTokens(40)}, c.opts...)
+		want := run(c.prompt, opts...)
+		if len(want.ids) == 0 {
+			t.Fatalf("%q: nothing generated", c.prompt)
+		}
+		same(c.prompt, run(c.prompt, with(opts, WithDraftNgram())...), want)
+		// a stop string inside the text cuts it at the same place
+		if runes := []rune(want.text); len(runes) > 4 {
+			stop := string(runes[len(runes)/2 : len(runes)/2+2])
+			what := c.prompt + " (stop " + strconv.Quote(stop) + ")"
+			same(what, run(c.prompt, with(opts, WithStop(stop), WithDraftNgram())...), run(c.prompt, with(opts, WithStop(stop))...))
+		}
+		// sampling: the option is ignored
+		sampled := with(opts, WithTemperature(0.8), WithGenSeed(11))
+		same(c.prompt+" (sampled)", run(c.prompt, with(sampled, WithDraftNgram())...), run(c.prompt, sampled...))
+	}
+}
+
+// with returns a new slice of opts followed by more (never sharing opts'
+// array, so that option lists built from one base stay apart).
+func with(opts []GenOption, more ...GenOption) []GenOption {
+	return append(append(make([]GenOption, 0, len(opts)+len(more)), opts...), more...)
+}

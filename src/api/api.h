@@ -66,6 +66,9 @@ struct mg_context {
     uint32_t n_chat, cap_chat, chat_pos;
     int32_t chat_last;
     int in_chat;               /* an mg_chat call is running */
+    uint64_t spec_steps;       /* speculative decoding (bench, tests): calls */
+    uint64_t spec_drafted;     /* verifying drafts, tokens drafted, */
+    uint64_t spec_accepted;    /* and of those kept */
 };
 
 /* A generating call's progress reports (generate.c). */

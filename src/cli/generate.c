@@ -47,6 +47,8 @@ static void usage(void) {
         "  --dump-logits FILE   with --ids: write the logits of every prompt position,\n"
         "                       one line per position, space-separated\n"
         "  --raw                no BOS and no chat turn around the prompt\n"
+        "  --draft              speculative decoding by n-gram lookup (greedy: the same\n"
+        "                       text, faster when it repeats itself or the prompt)\n"
         "  --system TEXT        a system prompt at the start of the user turn\n"
         "  -n N                 at most N new tokens (default 256)\n"
         "  --temp T --top-k K --top-p P --repeat-penalty R --seed S   sampling\n"
@@ -68,6 +70,7 @@ int cli_generate(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
         if (!strcmp(a, "--raw")) { gp.flags |= MG_GEN_RAW_PROMPT; continue; }
+        if (!strcmp(a, "--draft")) { gp.flags |= MG_GEN_DRAFT_NGRAM; continue; }
         if (!strcmp(a, "--kv-bf16")) { cp.flags |= MG_CONTEXT_KV_BF16; continue; }
         if (a[0] != '-') {
             if (prompt) { usage(); return 2; }

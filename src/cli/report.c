@@ -102,6 +102,8 @@ static void usage(const char *cmd) {
         "  --kv-bf16            keep the KV cache in bf16 (half the memory)\n"
         "  --no-reuse           read every prompt afresh: no prefix reuse, no cached\n"
         "                       image encodings across questions\n"
+        "  --draft              speculative decoding by n-gram lookup (greedy: the same\n"
+        "                       text, faster when it repeats itself or the prompt)\n"
         "  --stats              print timings on stderr (load, first token, tokens/s)\n"
         "  --progress, --no-progress  a progress bar on stderr (default: when stderr is\n"
         "                       a terminal)\n"
@@ -202,6 +204,7 @@ static int run(const char *cmd, int argc, char **argv) {
         if (!strcmp(a, "--volume")) { as_volume = 1; continue; }
         if (!strcmp(a, "--kv-bf16")) { cp.flags |= MG_CONTEXT_KV_BF16; continue; }
         if (!strcmp(a, "--no-reuse")) { cp.flags |= MG_CONTEXT_NO_REUSE; continue; }
+        if (!strcmp(a, "--draft")) { gp.flags |= MG_GEN_DRAFT_NGRAM; continue; }
         if (!strcmp(a, "--as-stored")) { sp.flags |= MG_SLICES_AS_STORED; continue; }
         if (a[0] != '-' || !a[1]) {
             if (n_paths == MAX_IMAGES) {

@@ -57,6 +57,17 @@ void mg__matvec_level(int32_t level, int32_t dtype, const void *W,
                       uint64_t rows, uint64_t cols, const float *x, float *y,
                       mg__pool *pool);
 
+/* n vectors (rows of X, n x cols) through the decode kernels at once: Y[v]
+ * (n x rows) is bit for bit what mg__matvec_level gives for X[v] at the same
+ * level (each row is computed by the same kernel call on the same 8-bit
+ * vector), while each block of weight rows is read from memory once for all
+ * n vectors (then from cache). scratch: mg__matvec_multi_scratch(n) bytes,
+ * 64-byte aligned. n > 8 runs the vectors one by one. */
+size_t mg__matvec_multi_scratch(uint64_t n);
+void mg__matvec_multi_level(int32_t level, int32_t dtype, const void *W, uint64_t rows,
+                            uint64_t cols, const float *X, uint64_t n, float *Y,
+                            void *scratch, mg__pool *pool);
+
 /* Prefill matmul: f32 W goes straight to cblas_sgemm; other dtypes are
  * dequantized a tile of rows at a time into `scratch` and multiplied with
  * cblas_sgemm. scratch must hold mg__matmul_scratch_size(dtype, cols) bytes

@@ -238,6 +238,12 @@ static void quantize_x8_level(int32_t level, const float *x, uint64_t n,
 /* Below this many weight bytes a matvec runs on the caller's thread only. */
 #define MIN_SPLIT_BYTES (64u * 1024u)
 
+/* The most vectors mg__matvec_multi takes at once. */
+#define MV_MAX_VECS 8u
+/* Rows a multi-vector task works through for all vectors before moving on
+ * (then read from L2 for every vector but the first): about 128 KiB. */
+#define MV_BLOCK_BYTES (128u * 1024u)
+
 typedef struct {
     mg__rows_fn fn;
     const char *W;
@@ -247,7 +253,29 @@ typedef struct {
     float *y;
     int acc;
     uint32_t gran; /* row ranges start at multiples of this */
+    /* several vectors (nv > 1): xvs[v] and ys[v] instead of xv and y */
+    uint32_t nv;
+    const void *xvs[MV_MAX_VECS];
+    float *ys[MV_MAX_VECS];
 } mv_job;
+
+static void mv_rows(const mv_job *j, uint64_t r0, uint64_t r1) {
+    if (j->nv <= 1) {
+        j->fn(j->W + r0 * j->row_bytes, j->row_bytes, r1 - r0, j->cols, j->xv, j->y + r0,
+              j->acc);
+        return;
+    }
+    /* Blocks of rows, each for every vector: each row is computed by the
+     * same kernel call as a single-vector product would make. */
+    uint64_t blk = MV_BLOCK_BYTES / j->row_bytes;
+    blk = blk < j->gran ? j->gran : blk / j->gran * j->gran;
+    for (uint64_t a = r0; a < r1; a += blk) {
+        uint64_t b = a + blk < r1 ? a + blk : r1;
+        for (uint32_t v = 0; v < j->nv; v++)
+            j->fn(j->W + a * j->row_bytes, j->row_bytes, b - a, j->cols, j->xvs[v],
+                  j->ys[v] + a, j->acc);
+    }
+}
 
 static void mv_task(void *arg, uint32_t i, uint32_t n) {
     const mv_job *j = arg;
@@ -256,15 +284,14 @@ static void mv_task(void *arg, uint32_t i, uint32_t n) {
     uint64_t r0 = q * i / n * j->gran, r1 = q * (i + 1) / n * j->gran;
     if (r1 > j->rows) r1 = j->rows;
     if (r0 >= r1) return;
-    j->fn(j->W + r0 * j->row_bytes, j->row_bytes, r1 - r0, j->cols, j->xv,
-          j->y + r0, j->acc);
+    mv_rows(j, r0, r1);
 }
 
 static void run_job(mv_job *j, mg__pool *pool) {
     uint32_t nt = mg__pool_size(pool);
     uint64_t bytes = j->rows * (uint64_t)j->row_bytes;
     if (nt <= 1 || j->rows < 8 || bytes < MIN_SPLIT_BYTES) {
-        j->fn(j->W, j->row_bytes, j->rows, j->cols, j->xv, j->y, j->acc);
+        mv_rows(j, 0, j->rows);
         return;
     }
     /* Several tasks per thread, taken from the pool's shared counter, so a
@@ -297,12 +324,12 @@ void mg__matvec_level(int32_t level, int32_t dtype, const void *W,
         mg__xq8 xq8 = {xq, xd, xs};
         mv_job j = {level >= MG_SIMD_AVX512 && mg__cpu_vnni() ? mg__rows_q4x16_vnni
                                                               : mg__rows_q4x16_scalar,
-                    W, (size_t)row_bytes, rows, cols, &xq8, y, 0, 16};
+                    W, (size_t)row_bytes, rows, cols, &xq8, y, 0, 16, 0, {0}, {0}};
         run_job(&j, pool);
         return;
     }
     mv_job j = {pick_rows(level, dtype), W, (size_t)row_bytes, rows, cols, x,
-                y, 0, 4};
+                y, 0, 4, 0, {0}, {0}};
     if (dtype != MG_DTYPE_Q8_0 && dtype != MG_DTYPE_Q4_0) {
         run_job(&j, pool);
         return;
@@ -321,6 +348,66 @@ void mg__matvec_level(int32_t level, int32_t dtype, const void *W,
         j.W = (const char *)W + b0 * bb;
         j.cols = cb * MG__QK;
         j.xv = &xq8;
+        j.acc = b0 > 0;
+        run_job(&j, pool);
+    }
+}
+
+size_t mg__matvec_multi_scratch(uint64_t n) {
+    uint64_t per = (uint64_t)XCHUNK + (XCHUNK / MG__QK) * (sizeof(float) + sizeof(int32_t));
+    return (size_t)((n < MV_MAX_VECS ? n : MV_MAX_VECS) * ((per + 63) & ~(uint64_t)63));
+}
+
+void mg__matvec_multi_level(int32_t level, int32_t dtype, const void *W, uint64_t rows,
+                            uint64_t cols, const float *X, uint64_t n, float *Y,
+                            void *scratch, mg__pool *pool) {
+    int ok;
+    const int x16 = dtype == MG__DTYPE_Q4_0X16;
+    uint64_t row_bytes = mg__dtype_bytes(x16 ? MG_DTYPE_Q4_0 : dtype, cols, &ok);
+    if (n > MV_MAX_VECS || n <= 1) { /* one vector at a time */
+        for (uint64_t v = 0; v < n; v++)
+            mg__matvec_level(level, dtype, W, rows, cols, X + v * cols, Y + v * rows, pool);
+        return;
+    }
+    if (!ok || !W || !X || !Y || !scratch || rows == 0) return;
+    if (cols == 0) {
+        memset(Y, 0, (size_t)(n * rows) * sizeof(float));
+        return;
+    }
+    level = clamp_level(level);
+    const int quant = x16 || dtype == MG_DTYPE_Q8_0 || dtype == MG_DTYPE_Q4_0;
+    if (x16 && !mg__q4x16_fits(rows, cols)) return;
+    mv_job j = {x16 ? (level >= MG_SIMD_AVX512 && mg__cpu_vnni() ? mg__rows_q4x16_vnni
+                                                                : mg__rows_q4x16_scalar)
+                    : pick_rows(level, dtype),
+                W, (size_t)row_bytes, rows, cols, NULL, NULL, 0, x16 ? 16 : 4, (uint32_t)n,
+                {0}, {0}};
+    for (uint64_t v = 0; v < n; v++) j.ys[v] = Y + v * rows;
+    if (!quant) {
+        for (uint64_t v = 0; v < n; v++) j.xvs[v] = X + v * cols;
+        run_job(&j, pool);
+        return;
+    }
+    /* Each vector quantized as mg__matvec_level quantizes it: the same
+     * column chunks (one for q4x16), the same 8-bit blocks. */
+    const size_t per = mg__matvec_multi_scratch(1);
+    mg__xq8 xq8[MV_MAX_VECS];
+    uint64_t nb = cols / MG__QK, pc = XCHUNK / MG__QK;
+    uint64_t nchunks = x16 ? 1 : (nb + pc - 1) / pc, bpc = (nb + nchunks - 1) / nchunks;
+    uint32_t bb = x16 ? 0 : mg__dtype_block_bytes(dtype);
+    for (uint64_t b0 = 0; b0 < nb; b0 += bpc) {
+        uint64_t cb = nb - b0 < bpc ? nb - b0 : bpc;
+        for (uint64_t v = 0; v < n; v++) {
+            char *sc = (char *)scratch + v * per;
+            int8_t *q = (int8_t *)sc;
+            float *d = (float *)(sc + XCHUNK);
+            int32_t *s8 = (int32_t *)(sc + XCHUNK + (XCHUNK / MG__QK) * sizeof(float));
+            quantize_x8_level(level, X + v * cols + b0 * MG__QK, cb * MG__QK, q, d, s8);
+            xq8[v] = (mg__xq8){q, d, s8};
+            j.xvs[v] = &xq8[v];
+        }
+        j.W = (const char *)W + b0 * bb;
+        j.cols = cb * MG__QK;
         j.acc = b0 > 0;
         run_job(&j, pool);
     }

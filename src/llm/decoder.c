@@ -39,6 +39,8 @@ struct mg__dstate {
                                     writes past pos) */
     mg__dstate_hook hook;        /* after each layer; may be NULL */
     void *hook_user;
+    int exact;                   /* batches computed as single tokens are */
+    void *mvm_scratch;           /* mg__matvec_multi scratch (exact mode) */
     uint32_t n_workers;          /* pool threads the tile scratch is for */
     int kv_bf16;                 /* keys and values stored as bf16 */
     void **kc, **vc;             /* per layer: [kv_head][cap][head_dim] */
@@ -306,6 +308,7 @@ static mg_status state_sizes(const mg__decoder *d, uint32_t n_ctx,
     of |= mg__mul_u64(acc, sizeof(float), &acc);
     of |= mg__add_u64(acc, z->kv, &acc);
     of |= mg__add_u64(acc, d->mm_scratch, &acc);
+    of |= mg__add_u64(acc, mg__matvec_multi_scratch(B), &acc);
     of |= mg__add_u64(acc, 3 * B * sizeof(int32_t), &acc);
     if (of || acc > SIZE_MAX / 2) return MG_E_LIMIT;
     z->total = acc;
@@ -374,6 +377,8 @@ mg_status mg__dstate_new(mg__dstate **out, const mg__decoder *d,
     s->sin_g = falloc(z.rope, &fail);
     s->scores = falloc(z.scores, &fail);
     if (d->mm_scratch) s->mm_scratch = falloc(d->mm_scratch / sizeof(float), &fail);
+    if (max_batch > 1 && !(s->mvm_scratch = mg__aligned_alloc(64, mg__matvec_multi_scratch(max_batch))))
+        fail = 1;
     if (fail) {
         mg__dstate_free(s);
         return MG_E_NOMEM;
@@ -394,7 +399,7 @@ void mg__dstate_free(mg__dstate *s) {
     if (!s) return;
     void *bufs[] = {s->kv_mem, s->work, s->part, s->x, s->xn, s->tmp, s->q, s->att, s->k,
                      s->v, s->gate, s->up, s->cos_l, s->sin_l, s->cos_g,
-                     s->sin_g, s->scores, s->mm_scratch};
+                     s->sin_g, s->scores, s->mm_scratch, s->mvm_scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         mg__aligned_free(bufs[i]);
     mg__free(s->kc);
@@ -408,6 +413,16 @@ void mg__dstate_free(mg__dstate *s) {
 
 void mg__dstate_reset(mg__dstate *s) {
     if (s) s->pos = s->hi = 0;
+}
+
+mg_status mg__dstate_set_exact(mg__dstate *s, int on) {
+    if (!s) return MG_E_INVALID_ARG;
+    const mg__dconfig *c = &s->d->c;
+    /* the per-row attention outputs are gathered in the FFN buffer */
+    if (on && (!s->mvm_scratch || (uint64_t)c->ffn < (uint64_t)c->n_heads * c->head_dim))
+        return MG_E_UNSUPPORTED;
+    s->exact = on != 0;
+    return MG_OK;
 }
 
 void mg__dstate_set_hook(mg__dstate *s, mg__dstate_hook fn, void *user) {
@@ -436,11 +451,15 @@ mg_status mg__dstate_rewind(mg__dstate *s, uint32_t pos) {
 /* ======================================================= forward pieces */
 
 
-/* y = W x (n == 1, matvec) or Y = X W^T (n > 1, matmul). */
+/* y = W x (n == 1, matvec) or Y = X W^T (n > 1, matmul; in exact mode the
+ * decode kernels for every row). */
 static void linear(mg__dstate *s, const mg__dmat *m, uint64_t rows,
                    uint64_t cols, const float *X, uint32_t n, float *Y,
                    mg__pool *pool) {
     if (n == 1) mg__matvec(m->dt, m->w, rows, cols, X, Y, pool);
+    else if (s->exact)
+        mg__matvec_multi_level(mg_simd_level(), m->dt, m->w, rows, cols, X, n, Y,
+                               s->mvm_scratch, pool);
     else mg__matmul(m->dt, m->w, rows, cols, X, n, Y, s->mm_scratch, pool);
 }
 
@@ -753,6 +772,25 @@ static void attn_merge(const attn_job *j) {
         }
 }
 
+static void attention(mg__dstate *s, uint32_t layer, uint32_t n, uint32_t pos0, mg__pool *pool);
+
+/* Exact mode: each query row through the single-token path, as if fed
+ * alone (rows of text only); outputs gathered in s->gate, then in s->att. */
+static void attention_exact(mg__dstate *s, uint32_t layer, uint32_t n, uint32_t pos0,
+                            mg__pool *pool) {
+    const mg__dconfig *c = &s->d->c;
+    const size_t Q = (size_t)c->n_heads * c->head_dim;
+    float *q0 = s->q, *a0 = s->att;
+    for (uint32_t t = 0; t < n; t++) {
+        s->q = q0 + t * Q;
+        s->att = s->gate + t * Q;
+        attention(s, layer, 1, pos0 + t, pool);
+    }
+    s->q = q0;
+    s->att = a0;
+    memcpy(s->att, s->gate, (size_t)n * Q * sizeof *s->att);
+}
+
 static void attention(mg__dstate *s, uint32_t layer, uint32_t n, uint32_t pos0, mg__pool *pool) {
     const mg__dconfig *c = &s->d->c;
     const uint32_t G = c->n_heads / c->n_kv_heads;
@@ -896,7 +934,8 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
                 mg__quantize(kdt, (char *)s->vc[l] + at, vh, hd);
             }
         }
-        attention(s, l, n, pos0, pool);
+        if (s->exact && n > 1) attention_exact(s, l, n, pos0, pool);
+        else attention(s, l, n, pos0, pool);
         linear(s, &L->o, H, Q, s->att, n, s->tmp, pool);
         for (uint32_t t = 0; t < n; t++) {
             float *y = s->tmp + (size_t)t * H, *x = s->x + (size_t)t * H;
@@ -924,7 +963,10 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
                     d->out_norm, H, eps, 1);
     /* A batch keeps to the matmul path even for its last row alone, so a
      * prefill's logits do not depend on 8-bit activation rounding. */
-    if (n > 1)
+    if (n > 1 && s->exact)
+        mg__matvec_multi_level(mg_simd_level(), d->embd.dt, d->embd.w, c->vocab, H, s->xn,
+                               rows, logits, s->mvm_scratch, pool);
+    else if (n > 1)
         mg__matmul(d->embd.dt, d->embd.w, c->vocab, H, s->xn, rows, logits,
                    s->mm_scratch, pool);
     else

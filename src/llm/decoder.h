@@ -158,6 +158,13 @@ mg_status mg__dstate_rewind(mg__dstate *s, uint32_t pos);
  * the call with MG_E_INTERRUPTED, the sequence as before it. */
 typedef int (*mg__dstate_hook)(void *user, uint32_t layer, uint32_t n_layers,
                                uint32_t n_tokens);
+/* Exact mode (on != 0): a forward of n > 1 tokens computes every row as a
+ * forward of that token alone would (the decode kernels, each row's
+ * attention by the single-token path), bit for bit, while each weight block
+ * is read once for all rows (mg__matvec_multi_level); for speculative
+ * decoding's verification. Rows must be text (no block ids). Errors:
+ * MG_E_UNSUPPORTED (the model's FFN is narrower than its attention). */
+mg_status mg__dstate_set_exact(mg__dstate *s, int on);
 /* Sets (fn NULL: clears) the state's hook. */
 void mg__dstate_set_hook(mg__dstate *s, mg__dstate_hook fn, void *user);
 

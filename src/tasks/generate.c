@@ -274,7 +274,42 @@ static mg_status take(gen_out *g, int32_t t, int *done) {
     return MG_OK;
 }
 
-/* Generates from the logits in ctx->logits (the sequence is already fed). */
+/* Speculative decoding by n-gram lookup: the draft is what followed the
+ * most recent earlier occurrence of the sequence's last MG__DRAFT_NGRAM
+ * (then fewer, down to 2) tokens, at most MG__DRAFT_MAX tokens, stopping
+ * at an image placeholder; a continuation that reaches the end of the
+ * sequence goes on with the draft itself (a repeating pattern repeats). */
+#define MG__DRAFT_NGRAM 3u
+#define MG__DRAFT_MAX 4u
+#define MG__DRAFT_PAUSE 4u
+
+static uint32_t draft_ngram(const int32_t *s, uint32_t len, int32_t img, int32_t *d,
+                            uint32_t kmax) {
+    for (uint32_t n = MG__DRAFT_NGRAM; n >= 2; n--) {
+        if (len <= n) continue;
+        const int32_t *tail = s + len - n;
+        for (uint32_t at = len - n; at-- > 0;) {
+            if (s[at] != tail[0] || memcmp(s + at, tail, n * sizeof *s)) continue;
+            uint32_t k = 0;
+            for (; k < kmax; k++) {
+                uint32_t from = at + n + k;
+                int32_t v = from < len ? s[from] : d[from - len];
+                if (v == img) break;
+                d[k] = v;
+            }
+            if (k) return k;
+        }
+    }
+    return 0;
+}
+
+/* Generates from the logits in ctx->logits (the sequence is already fed).
+ * With MG_GEN_DRAFT_NGRAM (greedy only), a drafted continuation is fed with
+ * the chosen token in one decoder call in exact mode (every row computed as
+ * that token alone would be: mg__dstate_set_exact) and kept as far as each
+ * drafted token is the one greedy decoding takes from the row before it; the
+ * text, the sequence and the final logits are then bit for bit those of
+ * plain decoding. */
 static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
     const mg_tokenizer *tok = c->model->tokenizer; /* also while the model lingers freed */
     if (!tok) return MG_E_UNSUPPORTED;
@@ -288,27 +323,116 @@ static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
         if (l > g.hold) g.hold = l;
     }
     g.hold = g.hold ? g.hold - 1 : 0;
+    const int32_t img = mg_tokenizer_special(tok, MG_TOKEN_IMAGE);
+    const int spec = (p->flags & MG_GEN_DRAFT_NGRAM) && p->temperature == 0.0f &&
+                     c->max_batch > 1 && mg__dstate_set_exact(c->dstate, 1) == MG_OK &&
+                     mg__dstate_set_exact(c->dstate, 0) == MG_OK;
+    const size_t V = c->n_vocab;
     mg_status st = MG_OK;
     c->last_tok = -1;
     prog_stage(c, MG_STAGE_GENERATE, 0);
     if (c->prog) c->prog->p.total = p->max_tokens;
-    for (uint32_t i = 0; i < p->max_tokens; i++) {
+    int32_t next = -1; /* a token already chosen from row 0 */
+    uint32_t i = 0;
+    /* Draft length: a verifying call of 1 + k rows costs about 1 + 0.6 k
+     * single steps (MedGemma 4B q4_0, 2 threads), so drafts grow while they
+     * are kept whole and shrink when refused; after a wholly refused one,
+     * drafting pauses for MG__DRAFT_PAUSE tokens. */
+    uint32_t klen = 2, pause = 0;
+    while (i < p->max_tokens) {
         if (c->prog) c->prog->p.done = i;
         if (prog_emit(c, i == 0)) { st = MG_E_INTERRUPTED; break; }
-        uint32_t pos = mg__dstate_pos(c->dstate);
-        int32_t t = mg__sample(c->logits, c->n_vocab, &sp, c->history, pos, &c->rng,
-                               c->sampler_scratch);
+        const uint32_t pos = mg__dstate_pos(c->dstate);
+        int32_t t = next >= 0 ? next
+                              : mg__sample(c->logits, c->n_vocab, &sp, c->history, pos, &c->rng,
+                                           c->sampler_scratch);
+        next = -1;
         if (t == eos || t == eot) break;
         int done = 0;
         if ((st = take(&g, t, &done)) != MG_OK) break;
-        if (done || i + 1 == p->max_tokens) { /* no need to run the last token */
+        i++;
+        if (done || i == p->max_tokens) { /* no need to run the last token */
             c->last_tok = t;
             break;
         }
-        if ((st = feed(c, &t, 1, NULL)) != MG_OK) {
+        int32_t d[MG__DRAFT_MAX + 1];
+        uint32_t k = 0;
+        if (pause) pause--;
+        else if (spec && pos < c->params.n_ctx) {
+            uint32_t kmax = klen, room = c->params.n_ctx - pos - 1;
+            if (kmax > room) kmax = room;
+            if (kmax > c->max_batch - 1) kmax = c->max_batch - 1;
+            if (kmax > p->max_tokens - i) kmax = p->max_tokens - i;
+            c->history[pos] = t;
+            k = kmax ? draft_ngram(c->history, pos + 1, img, d + 1, kmax) : 0;
+        }
+        if (!k) {
+            if ((st = feed(c, &t, 1, NULL)) != MG_OK) {
+                c->last_tok = t;
+                break;
+            }
+            continue;
+        }
+        /* t and the draft in one exact call, every row's logits kept */
+        d[0] = t;
+        c->logits_valid = 0;
+        mg__dstate_set_exact(c->dstate, 1);
+        st = mg__decoder_forward(c->dstate, d, NULL, NULL, k + 1, c->logits, 1, c->pool);
+        mg__dstate_set_exact(c->dstate, 0);
+        if (st != MG_OK) {
             c->last_tok = t;
             break;
         }
+        memcpy(c->history + pos, d, (k + 1) * sizeof *d);
+        c->logits_valid = 1;
+        c->spec_drafted += k;
+        c->spec_steps++;
+        /* Row j holds the scores after d[j]; d[j + 1] stands while it is
+         * the token greedy decoding takes from row j. */
+        uint32_t j = 0, keep = k + 1; /* tokens of the call the sequence keeps */
+        int ended = 0;
+        for (; j < k; j++) {
+            float *row = c->logits + (size_t)j * V;
+            int32_t u = mg__sample(row, c->n_vocab, &sp, c->history, pos + 1 + j, &c->rng,
+                                   c->sampler_scratch);
+            if (u != d[j + 1]) { /* the draft ends: u is the next token */
+                next = u;
+                keep = j + 1;
+                break;
+            }
+            c->spec_accepted++;
+            if (u == eos || u == eot) { ended = 1; keep = j + 1; break; }
+            if ((st = take(&g, u, &done)) != MG_OK) { ended = 1; keep = j + 1; break; }
+            i++;
+            if (done || i == p->max_tokens) {
+                c->last_tok = u;
+                ended = 1;
+                keep = j + 1;
+                break;
+            }
+            if (c->prog) c->prog->p.done = i;
+            if (prog_emit(c, 0)) { /* as plain decoding: u fed, its row current */
+                st = MG_E_INTERRUPTED;
+                ended = 1;
+                j++;
+                keep = j + 1;
+                break;
+            }
+        }
+        if (j == k && klen < MG__DRAFT_MAX) klen++;
+        else if (j < k && j == 0) {
+            klen = klen > 1 ? klen - 1 : 1;
+            pause = MG__DRAFT_PAUSE;
+        } else if (j < k && klen > 1) klen--;
+        /* row j (the one the last token was chosen from, or the next
+         * token's) becomes row 0; the sequence drops what was not kept */
+        if (j) memmove(c->logits, c->logits + (size_t)j * V, V * sizeof *c->logits);
+        if (keep < k + 1 && mg__ctx_seq_rewind(c, pos + keep) != MG_OK) {
+            st = MG_E_INTERNAL; /* a rewind of at most a batch within the ring */
+            break;
+        }
+        c->logits_valid = 1;
+        if (ended) break;
     }
     if (u8_flush(out, &g.u8) && st == MG_OK) st = MG_E_NOMEM;
     if (p->on_token && st == MG_OK && out->len > g.emitted)
@@ -323,7 +447,7 @@ static mg_status check_gen_params(mg_gen_params *gp, const mg_gen_params *params
     if (pst != MG_OK) return pst == MG_E_UNSUPPORTED ? pst : MG_E_INVALID_ARG;
     if (!(gp->temperature >= 0.0f) || !(gp->top_p > 0.0f && gp->top_p <= 1.0f) ||
         gp->top_k < 0 || !(gp->repetition_penalty > 0.0f) || (gp->n_stop && !gp->stop) ||
-        gp->n_stop > MG__MAX_STOP || (gp->flags & ~MG_GEN_RAW_PROMPT))
+        gp->n_stop > MG__MAX_STOP || (gp->flags & ~(MG_GEN_RAW_PROMPT | MG_GEN_DRAFT_NGRAM)))
         return MG_E_INVALID_ARG;
     for (uint32_t i = 0; i < gp->n_stop; i++)
         if (!gp->stop[i] || strlen(gp->stop[i]) > MG__MAX_STOP_LEN) return MG_E_INVALID_ARG;

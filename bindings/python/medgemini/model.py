@@ -33,6 +33,7 @@ TOKENIZE_ADD_BOS = 0x1
 TOKENIZE_PARSE_SPECIAL = 0x2
 DETOKENIZE_SKIP_SPECIAL = 0x1
 GEN_RAW_PROMPT = 0x1
+GEN_DRAFT_NGRAM = 0x2
 SPECIAL_TOKENS = {"bos": 0, "eos": 1, "pad": 2, "unk": 3, "start_of_turn": 4,
                   "end_of_turn": 5, "start_of_image": 6, "end_of_image": 7,
                   "image": 8}
@@ -246,6 +247,11 @@ class _GenCall:
             elif key == "raw_prompt":
                 if value:
                     p.flags |= GEN_RAW_PROMPT
+            elif key == "draft_ngram":
+                # speculative decoding by n-gram lookup (greedy only): the same
+                # text, faster when the answer repeats itself or the prompt
+                if value:
+                    p.flags |= GEN_DRAFT_NGRAM
             else:
                 raise TypeError("unknown generation parameter %r" % key)
         if progress is not None and not callable(progress):
@@ -462,7 +468,8 @@ class _Generating:
         """Text generated from a prompt (wrapped in the chat turn unless
         raw_prompt=True). Parameters: max_tokens, temperature, top_k, top_p,
         repetition_penalty, seed, stop (a string or list of strings),
-        system_prompt, raw_prompt; on_token(piece) is called with each piece
+        system_prompt, raw_prompt, draft_ngram (speculative decoding, greedy only:
+        the same text); on_token(piece) is called with each piece
         of text (return True to stop); cancel is a Cancel token;
         progress(p) is called with a Progress event as each stage and
         block begins and then at most every 100 ms (return True to stop:

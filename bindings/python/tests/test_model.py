@@ -352,3 +352,15 @@ def test_close_while_another_thread_generates(slow_path):
     assert "text" in box, box
     with pytest.raises(medgemini.MisuseError):
         m.generate("x")
+
+
+def test_draft_gives_the_same_text(model):
+    # speculative decoding (draft_ngram=True) is exact for greedy decoding, and
+    # ignored when sampling
+    with model.context(threads=1) as a, model.context(threads=1) as b:
+        for prompt in ("The heart", "a b c a b c a b c", "Lungs: clear. Heart: normal. Lungs:"):
+            want = a.generate(prompt, max_tokens=40)
+            assert b.generate(prompt, max_tokens=40, draft_ngram=True) == want
+            want = a.generate(prompt, max_tokens=20, temperature=0.9, seed=7)
+            assert b.generate(prompt, max_tokens=20, temperature=0.9, seed=7, draft_ngram=True) == want
+

@@ -358,6 +358,7 @@ pub struct mg_gen_params {
 }
 
 pub const MG_GEN_RAW_PROMPT: u32 = 0x1;
+pub const MG_GEN_DRAFT_NGRAM: u32 = 0x2;
 
 // -------------------------------------------------------- polygenic scores
 pub const MG_PRS_NO_MEAN_IMPUTATION: u32 = 0x01;

@@ -146,6 +146,10 @@ pub struct GenOptions {
     pub instruction: Option<String>,
     /// Plain generation: use the prompt as it is (no BOS, no chat turn).
     pub raw_prompt: bool,
+    /// Greedy generation: speculative decoding from the sequence's own
+    /// n-grams (`MG_GEN_DRAFT_NGRAM`); see [`GenOptions::draft_ngram`].
+    /// Ignored when `temperature` > 0.
+    pub draft_ngram: bool,
     /// Called with the call's [`Progress`]; see [`GenOptions::progress`].
     pub progress: Option<ProgressCallback>,
 }
@@ -164,6 +168,7 @@ impl Default for GenOptions {
             system_prompt: None,
             instruction: None,
             raw_prompt: false,
+            draft_ngram: false,
             progress: None,
         }
     }
@@ -208,6 +213,17 @@ impl GenOptions {
     }
     pub fn raw_prompt(mut self, on: bool) -> Self {
         self.raw_prompt = on;
+        self
+    }
+    /// Speculative decoding for greedy generation (`MG_GEN_DRAFT_NGRAM`):
+    /// after each token, the tokens that followed the last earlier
+    /// occurrence of the sequence's last 3 (else 2) tokens, up to 4, are
+    /// read with it in one decoder call and kept while greedy decoding
+    /// agrees with them. The text, the context's sequence and its logits
+    /// are exactly those without it; it only saves time, most when the
+    /// answer repeats the prompt or itself. Ignored when `temperature` > 0.
+    pub fn draft_ngram(mut self, on: bool) -> Self {
+        self.draft_ngram = on;
         self
     }
     /// Calls `f` with the progress of each generating call made with these
@@ -370,6 +386,9 @@ impl Prepared {
         p.seed = o.seed;
         if o.raw_prompt {
             p.flags |= sys::MG_GEN_RAW_PROMPT;
+        }
+        if o.draft_ngram {
+            p.flags |= sys::MG_GEN_DRAFT_NGRAM;
         }
         let stop = o.stop.iter().map(|s| cstring(s, "stop string")).collect::<Result<Vec<_>>>()?;
         let stop_ptrs: Vec<*const c_char> = stop.iter().map(|s| s.as_ptr()).collect();

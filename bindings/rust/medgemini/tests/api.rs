@@ -44,11 +44,17 @@ impl Drop for TempDir {
 /// A tiny random-weight model made by the CLI (12 ms, 230 KB) in a fresh
 /// directory that is removed when the guard is dropped.
 fn tiny_file() -> (TempDir, PathBuf) {
+    tiny_file_with(&[])
+}
+
+/// [`tiny_file`] with more `mkmodel` arguments (`--no-vision`, ...).
+fn tiny_file_with(extra: &[&str]) -> (TempDir, PathBuf) {
     let d = TempDir(temp_dir("model"));
     let p = d.0.join("tiny.mgm");
     let st = Command::new(cli())
         .args(["mkmodel", "--shape", "tiny", "--dtype", "q8_0", "-o"])
         .arg(&p)
+        .args(extra)
         .output()
         .expect("run medgemini mkmodel (set MG_CLI)");
     assert!(st.status.success(), "mkmodel failed: {}", String::from_utf8_lossy(&st.stderr));
@@ -311,6 +317,57 @@ fn generate_tokenize_and_stop() {
     let raw_bytes = [0x66u8, 0xff, 0x6f];
     let b = tok.tokenize_bytes(&raw_bytes, 0).unwrap();
     assert_eq!(tok.detokenize_bytes(&b, false).unwrap(), raw_bytes);
+}
+
+/// `draft_ngram` changes nothing but speed: greedy generation gives the same
+/// text, streamed pieces, sequence and last logits as without it (prompts
+/// that repeat themselves, so that drafts are made and kept, and a stop
+/// string); with a temperature above 0 the option is ignored.
+#[test]
+fn draft_ngram_same_as_without() {
+    let (_dir, p) = tiny_file_with(&["--no-vision"]);
+    let m = Model::load(&p).unwrap();
+    assert!(m.info().has_text && !m.info().has_vision);
+    // text, streamed pieces, the context's sequence, its last logits (as bits)
+    type Run = (String, Vec<String>, Vec<i32>, Vec<u32>);
+    let run = |prompt: &str, o: &GenOptions| -> Run {
+        let mut ctx = m.context(&opts1()).unwrap();
+        let mut pieces = Vec::new();
+        let text = ctx.generate_stream(prompt, o, |s| {
+            pieces.push(s.to_owned());
+            true
+        }).unwrap_or_else(|e| panic!("{prompt:?}: {e}"));
+        let logits = ctx.logits().unwrap().iter().map(|x| x.to_bits()).collect();
+        (text, pieces, ctx.tokens().unwrap(), logits)
+    };
+    let g = GenOptions::default().max_tokens(40);
+    let cases = [
+        ("hello there", g.clone()),
+        ("the heart the heart the heart the heart the heart", g.clone()),
+        ("No acute findings. No acute findings. No acute findings.", g.clone()),
+        ("a b c d a b c d a b c d a b c d a b c d", g.clone().raw_prompt(true)),
+        ("lungs are clear, lungs are clear, lungs are clear", g.clone().raw_prompt(true).max_tokens(7)),
+    ];
+    for (prompt, o) in cases {
+        let want = run(prompt, &o);
+        assert!(!want.1.is_empty(), "{prompt:?}: nothing generated");
+        assert_eq!(run(prompt, &o.clone().draft_ngram(true)), want, "{prompt:?}");
+        // a stop string inside the text cuts it at the same place
+        let chars: Vec<char> = want.0.chars().collect();
+        if chars.len() > 4 {
+            let stop: String = chars[chars.len() / 2..chars.len() / 2 + 2].iter().collect();
+            let so = o.clone().stop(stop.clone());
+            assert_eq!(run(prompt, &so.clone().draft_ngram(true)), run(prompt, &so), "{prompt:?}, stop {stop:?}");
+        }
+        // sampling: the option is ignored
+        let sampled = o.clone().temperature(0.8).seed(11);
+        assert_eq!(run(prompt, &sampled.clone().draft_ngram(true)), run(prompt, &sampled), "{prompt:?} sampled");
+    }
+    // the field and the builder are the same setting
+    let mut f = GenOptions::default();
+    assert!(!f.draft_ngram);
+    f.draft_ngram = true;
+    assert_eq!(f, GenOptions::default().draft_ngram(true));
 }
 
 #[test]
