@@ -5,6 +5,7 @@
  * mg_context_eval. */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -438,18 +439,18 @@ START_TEST(test_stop_strings_and_limits) {
 }
 END_TEST
 
-typedef struct racer { mg_context *c; volatile int *started; } racer;
+typedef struct racer { mg_context *c; atomic_int *started; } racer;
 
 static void *interrupter(void *p) {
     racer *r = p;
-    while (!*r->started) ;
+    while (!atomic_load(r->started)) ;
     mg_context_interrupt(r->c);
     return NULL;
 }
 
 static int32_t mark_started(void *u, const char *piece, size_t len, int32_t token) {
     (void)piece; (void)len; (void)token;
-    *(volatile int *)u = 1;
+    atomic_store((atomic_int *)u, 1);
     return 0;
 }
 
@@ -457,7 +458,7 @@ START_TEST(test_interrupt_other_thread) {
     mg_model *m = load_tiny();
     mg_context *c = NULL;
     ck_assert_int_eq(mg_context_new(&c, m, NULL), MG_OK);
-    volatile int started = 0;
+    atomic_int started = 0;
     racer r = {c, &started};
     pthread_t th;
     pthread_create(&th, NULL, interrupter, &r);
@@ -466,7 +467,7 @@ START_TEST(test_interrupt_other_thread) {
     gp.temperature = 1.0f;
     gp.seed = 3;
     gp.on_token = mark_started;
-    gp.user_data = (void *)&started;
+    gp.user_data = &started;
     char *got = NULL;
     mg_status st = mg_generate_ids(&got, c, k_prompt, 6, &gp);
     pthread_join(th, NULL);
