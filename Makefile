@@ -244,9 +244,10 @@ TSAN_ENV := MG_TEST_TMP=$(abspath lib/tsan)/tmp MG_CLI=$(abspath lib/tsan/bin/me
 check-tsan:
 	$(MAKE) BUILD=lib/tsan BINDIR=lib/tsan/bin OPT="-O1 -g" SANITIZE="-fsanitize=thread" \
 	  lib/tsan/tests/check_threads lib/tsan/tests/check_api lib/tsan/tests/check_generate \
-	  lib/tsan/tests/check_prs lib/tsan/tests/check_vision lib/tsan/bin/medgemini
+	  lib/tsan/tests/check_batch lib/tsan/tests/check_prs lib/tsan/tests/check_vision \
+	  lib/tsan/bin/medgemini
 	@mkdir -p lib/tsan/tmp
-	@fail=0; for t in check_threads check_api check_generate check_prs; do \
+	@fail=0; for t in check_threads check_api check_generate check_batch check_prs; do \
 	  echo "== lib/tsan/tests/$$t"; $(TSAN_ENV) lib/tsan/tests/$$t || fail=1; done; \
 	for c in threads reuse report misuse; do \
 	  echo "== lib/tsan/tests/check_vision ($$c)"; \

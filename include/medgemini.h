@@ -456,6 +456,8 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
 /* ----------------------------------------------------------------- context */
 
 typedef struct mg_context mg_context;
+/* A decoding batch: contexts that decode together (see mg_batch_new). */
+typedef struct mg_batch mg_batch;
 
 /* mg_context_params.flags */
 #define MG_CONTEXT_KV_BF16 0x1u /* keep the KV cache's keys and values as
@@ -476,9 +478,13 @@ typedef struct mg_context_params {
                              context length capped at 8192 (default)          */
     uint32_t flags;       /* MG_CONTEXT_* bits; default 0 (f32 KV cache)     */
     uint64_t seed;        /* seed of the context's sampler RNG (default 0)   */
+    mg_batch *batch;      /* NULL (default), or a batch on the same model:
+                             the context's token-by-token decode steps run
+                             together with those of the batch's other
+                             contexts (see mg_batch_new)                     */
 } mg_context_params;
 
-#define MG_CONTEXT_PARAMS_INIT { sizeof(mg_context_params), 0, 0, 0, 0 }
+#define MG_CONTEXT_PARAMS_INIT { sizeof(mg_context_params), 0, 0, 0, 0, NULL }
 MG_API void mg_context_params_init(mg_context_params *params);
 
 /* Creates a context over a model. The context holds a reference: the model's
@@ -512,7 +518,11 @@ MG_API void mg_context_params_init(mg_context_params *params);
  * numbers independent of what the context did before. Identity is by
  * handle: an image loaded twice from one file is two inputs.
  * mg_context_reset empties the sequence and keeps the cache.
- * Errors: MG_E_MISUSE, MG_E_INVALID_ARG, MG_E_NOMEM. */
+ * With params->batch, the context holds a reference to the batch, and its
+ * KV cache and scratch are sized for the larger of its own and the batch's
+ * thread count.
+ * Errors: MG_E_MISUSE (also a freed batch), MG_E_INVALID_ARG (also a batch
+ * on another model), MG_E_NOMEM. */
 MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
                                 const mg_context_params *params);
 /* Frees a context. Must not run concurrently with another call on the same
@@ -530,6 +540,66 @@ MG_API mg_status mg_context_interrupt(mg_context *ctx);
 MG_API const char *mg_context_errmsg(const mg_context *ctx);
 /* The status of the last call on ctx. */
 MG_API mg_status mg_context_errcode(const mg_context *ctx);
+
+/* ----------------------------------------------------------- batched decoding
+ *
+ * Serving several requests at once on one model (e.g. one thread per
+ * request, each with its own context): decoding one token reads every
+ * weight of the model, so a step that decodes a token for each of several
+ * contexts reads them once for all. Contexts made with
+ * mg_context_params.batch = b join b: whenever such a context decodes a
+ * single token while generating (the steps after the prompt), it hands the
+ * token to b, and one thread (the first of a step) runs the step for every
+ * context of b that is waiting, on b's own thread pool, while the others
+ * wait for their rows. Everything else (prompt reading, image encoding,
+ * sampling, streaming, speculative verification) stays on each context's
+ * own threads.
+ *
+ * A step waits for the batch's contexts that are generating, up to wait_us
+ * after its first row arrived; those that are busy elsewhere (reading a
+ * prompt) do not hold it. Each row is computed exactly as the context
+ * would compute that token alone (the decode kernels, single-token
+ * attention against its own KV cache), so a context's output does not
+ * depend on which contexts it shares steps with: text, tokens and logits
+ * are bit for bit those of the same call on an unbatched context with
+ * n_threads equal to the batch's (the key ranges of a long attention are
+ * split by thread count). mg_context_interrupt is seen between steps.
+ * Thread safety: a batch is shared by its contexts' threads; its contexts
+ * follow the usual rule (one call at a time on each). */
+typedef struct mg_batch_params {
+    uint32_t struct_size; /* sizeof(mg_batch_params)                         */
+    uint32_t n_threads;   /* threads of the batch's pool, which runs the
+                             joint steps; 0 = one per online CPU             */
+    uint32_t max_rows;    /* most contexts in one step, 1..8; 0 = 8          */
+    uint32_t wait_us;     /* how long a step's first row waits for the other
+                             generating contexts, in microseconds, at most
+                             1000000; 0 = 2000                               */
+} mg_batch_params;
+
+#define MG_BATCH_PARAMS_INIT { sizeof(mg_batch_params), 0, 0, 0 }
+MG_API void mg_batch_params_init(mg_batch_params *params);
+
+/* Creates a batch for contexts on model (it holds a reference to the
+ * model). params may be NULL for defaults.
+ * Errors: MG_E_MISUSE (freed model), MG_E_INVALID_ARG (bad params),
+ * MG_E_UNSUPPORTED (no text decoder, or one whose FFN is narrower than its
+ * attention output, which the exact row kernels need), MG_E_NOMEM. */
+MG_API mg_status mg_batch_new(mg_batch **out, mg_model *model,
+                              const mg_batch_params *params);
+/* Drops the caller's reference; the batch lives on while contexts made
+ * with it exist. NULL is ignored. */
+MG_API void mg_batch_free(mg_batch *batch);
+
+/* What a batch has done since it was made. */
+typedef struct mg_batch_stats {
+    uint64_t steps;          /* decode steps run                             */
+    uint64_t rows;           /* tokens decoded by them (rows / steps = the
+                                mean batch size)                             */
+    uint64_t by_rows[8];     /* steps of 1, 2, ..., 8 rows                   */
+    double busy_seconds;     /* wall time spent in steps                     */
+} mg_batch_stats;
+/* Errors: MG_E_MISUSE (not a live batch), MG_E_INVALID_ARG (NULL out). */
+MG_API mg_status mg_batch_get_stats(const mg_batch *batch, mg_batch_stats *out);
 
 /* ------------------------------------------------------------------- image */
 

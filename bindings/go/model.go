@@ -9,6 +9,7 @@ import "C"
 import (
 	"runtime"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -28,6 +29,7 @@ type Model struct {
 	sessions int  // open Sessions; the C model is freed when the last one closes
 	closed   bool // Close was called
 	ctxOpts  contextOptions
+	batch    *C.mg_batch // WithBatching; its contexts join it
 }
 
 type contextOptions struct {
@@ -42,6 +44,8 @@ type modelOptions struct {
 	maxMemory uint64
 	ctx       contextOptions
 	poolSize  int
+	batchRows int // 0: no batching
+	batchWait time.Duration
 }
 
 // ModelOption configures LoadModel.
@@ -115,6 +119,29 @@ func WithPoolSize(n int) ModelOption {
 	return func(o *modelOptions) { o.poolSize = n }
 }
 
+// WithBatching runs the decode steps of calls made at the same time (from
+// several goroutines: Report, VQA, Generate, Sessions) together, up to
+// maxRows of them in one step (1..8; 0 means 8): each step reads the
+// model's weights once for all its calls, so a server's throughput grows
+// with concurrent requests. Every call's text is exactly what it would be
+// alone. The steps run on a thread pool of the model's thread count
+// (WithThreads).
+func WithBatching(maxRows int) ModelOption {
+	return func(o *modelOptions) {
+		o.batchRows = maxRows
+		if maxRows == 0 {
+			o.batchRows = 8
+		}
+	}
+}
+
+// WithBatchWait sets how long a decode step waits for the other calls that
+// are generating to join it (default 2 ms; at most 1 s). Only with
+// WithBatching.
+func WithBatchWait(d time.Duration) ModelOption {
+	return func(o *modelOptions) { o.batchWait = d }
+}
+
 // LoadModel loads an .mgm model file.
 func LoadModel(path string, opts ...ModelOption) (*Model, error) {
 	o := modelOptions{poolSize: runtime.GOMAXPROCS(0)}
@@ -135,8 +162,53 @@ func LoadModel(path string, opts ...ModelOption) (*Model, error) {
 		return nil, eb.err(st)
 	}
 	m := &Model{ptr: ptr, poolSize: o.poolSize, ctxOpts: o.ctx}
+	if o.batchRows != 0 {
+		if o.batchRows < 0 || o.batchRows > 8 || o.batchWait < 0 || o.batchWait > time.Second {
+			C.mg_model_free(ptr)
+			return nil, newError(C.MG_E_INVALID_ARG, "WithBatching: 1..8 rows, a wait of at most 1 s")
+		}
+		var bp C.mg_batch_params
+		C.mg_batch_params_init(&bp)
+		bp.n_threads = C.uint32_t(o.ctx.threads)
+		bp.max_rows = C.uint32_t(o.batchRows)
+		bp.wait_us = C.uint32_t(o.batchWait / time.Microsecond)
+		if st := C.mg_batch_new(&m.batch, ptr, &bp); st != C.MG_OK {
+			C.mg_model_free(ptr)
+			return nil, newError(st, "cannot make the decoding batch")
+		}
+	}
 	runtime.SetFinalizer(m, (*Model).Close)
 	return m, nil
+}
+
+// BatchStats is what a model's decoding batch (WithBatching) has done.
+type BatchStats struct {
+	Steps  uint64        // decode steps run
+	Rows   uint64        // tokens decoded by them (Rows/Steps: the mean batch)
+	ByRows [8]uint64     // steps of 1, 2, ..., 8 rows
+	Busy   time.Duration // time spent in steps
+}
+
+// BatchStats returns the decoding batch's counters; an error without
+// WithBatching or after Close.
+func (m *Model) BatchStats() (BatchStats, error) {
+	if err := m.life.acquire(); err != nil {
+		return BatchStats{}, err
+	}
+	defer m.life.release()
+	if m.batch == nil {
+		return BatchStats{}, newError(C.MG_E_INVALID_ARG, "the model was loaded without WithBatching")
+	}
+	var cs C.mg_batch_stats
+	if st := C.mg_batch_get_stats(m.batch, &cs); st != C.MG_OK {
+		return BatchStats{}, newError(st, "mg_batch_get_stats failed")
+	}
+	out := BatchStats{Steps: uint64(cs.steps), Rows: uint64(cs.rows),
+		Busy: time.Duration(float64(cs.busy_seconds) * float64(time.Second))}
+	for i := range out.ByRows {
+		out.ByRows[i] = uint64(cs.by_rows[i])
+	}
+	return out, nil
 }
 
 // Close frees the model and its pooled contexts. It waits for calls in
@@ -156,6 +228,9 @@ func (m *Model) Close() error {
 	m.mu.Unlock()
 	for _, c := range idle {
 		C.mg_context_free(c)
+	}
+	if m.batch != nil {
+		C.mg_batch_free(m.batch) // lives on while sessions' contexts use it
 	}
 	if last {
 		C.mg_model_free(m.ptr)
@@ -182,6 +257,7 @@ func (m *Model) newContext(o contextOptions) (*C.mg_context, error) {
 	params.n_ctx = C.uint32_t(o.nCtx)
 	params.seed = C.uint64_t(o.seed)
 	params.flags = C.uint32_t(o.flags)
+	params.batch = m.batch
 	var c *C.mg_context
 	st := C.mg_context_new(&c, m.ptr, &params)
 	if st != C.MG_OK {

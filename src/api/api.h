@@ -29,6 +29,7 @@ struct mg_context {
     uint32_t tag;              /* MG__TAG_CONTEXT */
     mg_model *model;
     mg__pool *pool;
+    mg_batch *batch;           /* params.batch, joined (tasks/batch.c) */
     mg_context_params params;
     atomic_int interrupt;
     atomic_int busy;           /* a call is running on this context */
@@ -90,6 +91,19 @@ typedef struct mg__embed {
     uint64_t used;
     float *rows;
 } mg__embed;
+
+/* Batched decoding (tasks/batch.c). A context joins its batch when made
+ * (a reference; MG_E_MISUSE for a dead batch, MG_E_INVALID_ARG for another
+ * model; *n_threads = the batch's pool size) and leaves it when freed. */
+mg_status mg__batch_join(mg_batch *b, const mg_model *model, uint32_t *n_threads);
+void mg__batch_leave(mg_batch *b);
+/* Counts the context in (on) or out of the batch's generating contexts,
+ * whose rows a step waits for. */
+void mg__batch_generating(mg_batch *b, int on);
+/* Feeds tok to c's sequence in a step of the batch: afterwards c->logits
+ * holds its row and the history the token, as a one-token feed leaves
+ * them. Errors: as mg__decoder_forward_rows, MG_E_INTERRUPTED. */
+mg_status mg__batch_step(mg_batch *b, mg_context *c, int32_t tok);
 
 /* The decoder hook every context sets on its state (generate.c):
  * mg_context_interrupt and progress reports between layers. */

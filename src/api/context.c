@@ -11,6 +11,7 @@
 
 /* Frees what a context owns except its model reference. */
 static void context_destroy(mg_context *c) {
+    mg__batch_leave(c->batch);
     mg__ctx_reuse_free(c);
     mg__free(c->chat_at);
     for (uint32_t i = 0; c->model && i < c->model->encoders.n; i++)
@@ -47,10 +48,22 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
         return MG_E_INVALID_ARG;
     }
 
+    uint32_t workers = p.n_threads;
+    if (p.batch) {
+        uint32_t bt = 0;
+        mg_status bst = mg__batch_join(p.batch, model, &bt);
+        if (bst != MG_OK) return bst;
+        if (bt > workers) workers = bt;
+    }
     mg_context *c = mg__calloc(1, sizeof *c);
-    if (!c) return MG_E_NOMEM;
+    if (!c) {
+        mg__batch_leave(p.batch);
+        return MG_E_NOMEM;
+    }
+    c->batch = p.batch;
     c->pool = mg__pool_new(p.n_threads);
     if (!c->pool) {
+        mg__batch_leave(c->batch);
         mg__free(c);
         return MG_E_NOMEM;
     }
@@ -80,7 +93,7 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
         if (enc_tokens > c->max_batch)
             c->max_batch = enc_tokens < p.n_ctx ? (uint32_t)enc_tokens : p.n_ctx;
         size_t nl;
-        mg__dstate_opts dso = {p.n_threads,
+        mg__dstate_opts dso = {workers,
                                (p.flags & MG_CONTEXT_KV_BF16) ? MG__DSTATE_KV_BF16 : 0};
         if (mg__mul_size((size_t)c->max_batch, c->n_vocab, &nl) ||
             mg__dstate_new(&c->dstate, model->decoder, p.n_ctx, c->max_batch, &dso) != MG_OK ||

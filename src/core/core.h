@@ -82,6 +82,7 @@ void mg__aligned_free(void *p);
 #define MG__TAG_WRITER  0x4d475752u /* "MGWR" */
 #define MG__TAG_PRS     0x4d475052u /* "MGPR" */
 #define MG__TAG_VOLUME  0x4d47564fu /* "MGVO" */
+#define MG__TAG_BATCH   0x4d474254u /* "MGBT" */
 #define MG__TAG_DEAD    0xdeadbeefu
 
 /* A number no earlier call in this process returned (never 0): an image's

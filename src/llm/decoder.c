@@ -451,13 +451,13 @@ mg_status mg__dstate_rewind(mg__dstate *s, uint32_t pos) {
 /* ======================================================= forward pieces */
 
 
-/* y = W x (n == 1, matvec) or Y = X W^T (n > 1, matmul; in exact mode the
- * decode kernels for every row). */
-static void linear(mg__dstate *s, const mg__dmat *m, uint64_t rows,
+/* y = W x (n == 1, matvec) or Y = X W^T (n > 1, matmul; exact: the decode
+ * kernels for every row). */
+static void linear(const mg__dstate *s, int exact, const mg__dmat *m, uint64_t rows,
                    uint64_t cols, const float *X, uint32_t n, float *Y,
                    mg__pool *pool) {
     if (n == 1) mg__matvec(m->dt, m->w, rows, cols, X, Y, pool);
-    else if (s->exact)
+    else if (exact)
         mg__matvec_multi_level(mg_simd_level(), m->dt, m->w, rows, cols, X, n, Y,
                                s->mvm_scratch, pool);
     else mg__matmul(m->dt, m->w, rows, cols, X, n, Y, s->mm_scratch, pool);
@@ -473,7 +473,9 @@ static void rope_apply(float *x, const float *cs, const float *sn,
     }
 }
 
-static void rope_tables(mg__dstate *s, uint32_t n) {
+/* cos/sin for the n rows of a forward: row t at position s->pos + t, or at
+ * rs[t]->pos when rows come from several states (rs not NULL). */
+static void rope_tables(mg__dstate *s, mg__dstate *const *rs, uint32_t n) {
     const mg__dconfig *c = &s->d->c;
     uint32_t half = c->head_dim / 2;
     for (uint32_t i = 0; i < half; i++) {
@@ -481,7 +483,7 @@ static void rope_tables(mg__dstate *s, uint32_t n) {
         double fl = pow(c->rope_theta_local, e);
         double fg = pow(c->rope_theta_global, e) / c->rope_scaling_factor;
         for (uint32_t t = 0; t < n; t++) {
-            double p = (double)(s->pos + t);
+            double p = (double)(rs ? rs[t]->pos : s->pos + t);
             size_t j = (size_t)t * half + i;
             s->cos_l[j] = (float)cos(p * fl);
             s->sin_l[j] = (float)sin(p * fl);
@@ -775,19 +777,25 @@ static void attn_merge(const attn_job *j) {
 static void attention(mg__dstate *s, uint32_t layer, uint32_t n, uint32_t pos0, mg__pool *pool);
 
 /* Exact mode: each query row through the single-token path, as if fed
- * alone (rows of text only); outputs gathered in s->gate, then in s->att. */
-static void attention_exact(mg__dstate *s, uint32_t layer, uint32_t n, uint32_t pos0,
-                            mg__pool *pool) {
+ * alone (rows of text only), against its own state's cache (rs[t], or s
+ * itself at pos0 + t when rs is NULL); queries in s->q, outputs gathered in
+ * s->gate, then in s->att. */
+static void attention_exact(mg__dstate *s, mg__dstate *const *rs, uint32_t layer, uint32_t n,
+                            uint32_t pos0, mg__pool *pool) {
     const mg__dconfig *c = &s->d->c;
     const size_t Q = (size_t)c->n_heads * c->head_dim;
-    float *q0 = s->q, *a0 = s->att;
     for (uint32_t t = 0; t < n; t++) {
-        s->q = q0 + t * Q;
-        s->att = s->gate + t * Q;
-        attention(s, layer, 1, pos0 + t, pool);
+        mg__dstate *r = rs ? rs[t] : s;
+        float *q0 = r->q, *a0 = r->att;
+        int32_t b0 = r->blk[0];
+        r->q = s->q + t * Q;
+        r->att = s->gate + t * Q;
+        r->blk[0] = 0;
+        attention(r, layer, 1, rs ? r->pos : pos0 + t, pool);
+        r->q = q0;
+        r->att = a0;
+        r->blk[0] = b0;
     }
-    s->q = q0;
-    s->att = a0;
     memcpy(s->att, s->gate, (size_t)n * Q * sizeof *s->att);
 }
 
@@ -841,24 +849,15 @@ static void geglu_task(void *arg, uint32_t i, uint32_t n_tasks) {
 
 /* ======================================================= forward */
 
-mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
-                              const float *const *embeds,
-                              const int32_t *block_ids, uint32_t n,
-                              float *logits, int all_logits, mg__pool *pool) {
-    if (!s || !logits || n == 0 || n > s->max_batch ||
-        mg__pool_size(pool) > s->n_workers)
-        return MG_E_INVALID_ARG;
+/* The forward pass. rs NULL: n tokens of s's sequence. rs not NULL: one
+ * token for each of the n states rs[t] (exact, text only), s lending only
+ * its batch buffers. Arguments are checked by the callers. */
+static mg_status forward(mg__dstate *s, mg__dstate *const *rs, const int32_t *tokens,
+                         const float *const *embeds, const int32_t *block_ids, uint32_t n,
+                         float *logits, int all_logits, mg__pool *pool) {
     const mg__decoder *d = s->d;
     const mg__dconfig *c = &d->c;
-    for (uint32_t t = 0; t < n; t++) {
-        if (embeds && embeds[t]) continue;
-        if (!tokens || tokens[t] < 0 || (uint32_t)tokens[t] >= c->vocab)
-            return MG_E_INVALID_ARG;
-    }
-    for (uint32_t t = 0; block_ids && t < n; t++)
-        if (block_ids[t] < 0) return MG_E_INVALID_ARG;
-    if ((uint64_t)s->pos + n > s->n_ctx) return MG_E_CONTEXT_FULL;
-
+    const int exact = rs || s->exact;
     const uint32_t H = c->hidden, hd = c->head_dim, half = hd / 2;
     const uint32_t Q = c->n_heads * hd, KV = c->n_kv_heads * hd, FF = c->ffn;
     const float eps = (float)c->rms_norm_eps;
@@ -897,20 +896,21 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
         }
         for (uint32_t i = 0; i < H; i++) x[i] *= d->embd_scale;
     }
-    rope_tables(s, n);
-    if (pos0 + n > s->hi) s->hi = pos0 + n;
+    rope_tables(s, rs, n);
+    if (!rs && pos0 + n > s->hi) s->hi = pos0 + n;
+    for (uint32_t t = 0; rs && t < n; t++)
+        if (rs[t]->pos + 1 > rs[t]->hi) rs[t]->hi = rs[t]->pos + 1;
 
     for (uint32_t l = 0; l < c->n_layers; l++) {
         if (l && s->hook && s->hook(s->hook_user, l, c->n_layers, n))
             return MG_E_INTERRUPTED; /* pos unchanged: the rows written are past it */
         const mg__dlayer *L = &d->layers[l];
-        const uint32_t cap = s->cap[l];
         for (uint32_t t = 0; t < n; t++)
             mg__rmsnorm(s->xn + (size_t)t * H, s->x + (size_t)t * H,
                         L->attn_norm, H, eps, 1);
-        linear(s, &L->q, Q, H, s->xn, n, s->q, pool);
-        linear(s, &L->k, KV, H, s->xn, n, s->k, pool);
-        linear(s, &L->v, KV, H, s->xn, n, s->v, pool);
+        linear(s, exact, &L->q, Q, H, s->xn, n, s->q, pool);
+        linear(s, exact, &L->k, KV, H, s->xn, n, s->k, pool);
+        linear(s, exact, &L->v, KV, H, s->xn, n, s->v, pool);
         const float *cs = L->global ? s->cos_g : s->cos_l;
         const float *sn = L->global ? s->sin_g : s->sin_l;
         for (uint32_t t = 0; t < n; t++) {
@@ -920,7 +920,11 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
                 mg__rmsnorm(qh, qh, L->q_norm, hd, eps, 1);
                 rope_apply(qh, ct, st, half);
             }
-            uint32_t slot = (uint32_t)((pos0 + (uint64_t)t) % cap);
+            /* the row's keys and values go to its own state's cache */
+            mg__dstate *r = rs ? rs[t] : s;
+            const uint32_t cap = r->cap[l];
+            const uint64_t pt = rs ? r->pos : pos0 + (uint64_t)t;
+            uint32_t slot = (uint32_t)(pt % cap);
             for (uint32_t h = 0; h < c->n_kv_heads; h++) {
                 float *kh = s->k + (size_t)t * KV + (size_t)h * hd;
                 mg__rmsnorm(kh, kh, L->k_norm, hd, eps, 1);
@@ -928,26 +932,26 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
                 size_t dst = ((size_t)h * cap + slot) * hd;
                 const float *vh = s->v + (size_t)t * KV + (size_t)h * hd;
                 /* f32 as it is, or rounded to bf16 (nearest even) */
-                const int32_t kdt = s->kv_bf16 ? MG_DTYPE_BF16 : MG_DTYPE_F32;
-                const size_t at = dst * (s->kv_bf16 ? 2 : 4);
-                mg__quantize(kdt, (char *)s->kc[l] + at, kh, hd);
-                mg__quantize(kdt, (char *)s->vc[l] + at, vh, hd);
+                const int32_t kdt = r->kv_bf16 ? MG_DTYPE_BF16 : MG_DTYPE_F32;
+                const size_t at = dst * (r->kv_bf16 ? 2 : 4);
+                mg__quantize(kdt, (char *)r->kc[l] + at, kh, hd);
+                mg__quantize(kdt, (char *)r->vc[l] + at, vh, hd);
             }
         }
-        if (s->exact && n > 1) attention_exact(s, l, n, pos0, pool);
+        if (rs || (s->exact && n > 1)) attention_exact(s, rs, l, n, pos0, pool);
         else attention(s, l, n, pos0, pool);
-        linear(s, &L->o, H, Q, s->att, n, s->tmp, pool);
+        linear(s, exact, &L->o, H, Q, s->att, n, s->tmp, pool);
         for (uint32_t t = 0; t < n; t++) {
             float *y = s->tmp + (size_t)t * H, *x = s->x + (size_t)t * H;
             mg__rmsnorm(y, y, L->post_attn_norm, H, eps, 1);
             for (uint32_t i = 0; i < H; i++) x[i] += y[i];
             mg__rmsnorm(s->xn + (size_t)t * H, x, L->ffn_norm, H, eps, 1);
         }
-        linear(s, &L->gate, FF, H, s->xn, n, s->gate, pool);
-        linear(s, &L->up, FF, H, s->xn, n, s->up, pool);
+        linear(s, exact, &L->gate, FF, H, s->xn, n, s->gate, pool);
+        linear(s, exact, &L->up, FF, H, s->xn, n, s->up, pool);
         geglu_job gj = {s->gate, s->up, (uint64_t)n * FF};
         mg__pool_run(pool, geglu_task, &gj, mg__pool_size(pool));
-        linear(s, &L->down, H, FF, s->gate, n, s->tmp, pool);
+        linear(s, exact, &L->down, H, FF, s->gate, n, s->tmp, pool);
         for (uint32_t t = 0; t < n; t++) {
             float *y = s->tmp + (size_t)t * H, *x = s->x + (size_t)t * H;
             mg__rmsnorm(y, y, L->post_ffn_norm, H, eps, 1);
@@ -963,7 +967,7 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
                     d->out_norm, H, eps, 1);
     /* A batch keeps to the matmul path even for its last row alone, so a
      * prefill's logits do not depend on 8-bit activation rounding. */
-    if (n > 1 && s->exact)
+    if (n > 1 && exact)
         mg__matvec_multi_level(mg_simd_level(), d->embd.dt, d->embd.w, c->vocab, H, s->xn,
                                rows, logits, s->mvm_scratch, pool);
     else if (n > 1)
@@ -976,6 +980,47 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
         for (size_t i = 0; i < (size_t)rows * c->vocab; i++)
             logits[i] = cap * tanhf(logits[i] / cap);
     }
-    s->pos = pos0 + n;
+    if (rs)
+        for (uint32_t t = 0; t < n; t++) rs[t]->pos++;
+    else
+        s->pos = pos0 + n;
     return MG_OK;
+}
+
+mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
+                              const float *const *embeds,
+                              const int32_t *block_ids, uint32_t n,
+                              float *logits, int all_logits, mg__pool *pool) {
+    if (!s || !logits || n == 0 || n > s->max_batch ||
+        mg__pool_size(pool) > s->n_workers)
+        return MG_E_INVALID_ARG;
+    const mg__dconfig *c = &s->d->c;
+    for (uint32_t t = 0; t < n; t++) {
+        if (embeds && embeds[t]) continue;
+        if (!tokens || tokens[t] < 0 || (uint32_t)tokens[t] >= c->vocab)
+            return MG_E_INVALID_ARG;
+    }
+    for (uint32_t t = 0; block_ids && t < n; t++)
+        if (block_ids[t] < 0) return MG_E_INVALID_ARG;
+    if ((uint64_t)s->pos + n > s->n_ctx) return MG_E_CONTEXT_FULL;
+    return forward(s, NULL, tokens, embeds, block_ids, n, logits, all_logits, pool);
+}
+
+mg_status mg__decoder_forward_rows(mg__dstate *s, mg__dstate *const *rs, const int32_t *tokens,
+                                   uint32_t n, float *logits, mg__pool *pool) {
+    if (!s || !rs || !tokens || !logits || n == 0 || n > s->max_batch || !s->mvm_scratch ||
+        mg__pool_size(pool) > s->n_workers)
+        return MG_E_INVALID_ARG;
+    const mg__dconfig *c = &s->d->c;
+    if ((uint64_t)c->ffn < (uint64_t)c->n_heads * c->head_dim) return MG_E_UNSUPPORTED;
+    for (uint32_t t = 0; t < n; t++) {
+        const mg__dstate *r = rs[t];
+        if (!r || r == s || r->d != s->d || mg__pool_size(pool) > r->n_workers ||
+            tokens[t] < 0 || (uint32_t)tokens[t] >= c->vocab)
+            return MG_E_INVALID_ARG;
+        for (uint32_t u = 0; u < t; u++)
+            if (rs[u] == r) return MG_E_INVALID_ARG;
+        if (r->pos >= r->n_ctx) return MG_E_CONTEXT_FULL;
+    }
+    return forward(s, rs, tokens, NULL, NULL, n, logits, 1, pool);
 }

@@ -189,4 +189,21 @@ mg_status mg__decoder_forward(mg__dstate *s, const int32_t *tokens,
                               const int32_t *block_ids, uint32_t n,
                               float *logits, int all_logits, mg__pool *pool);
 
+/* One token for each of n states at once (batched serving): rows[t] takes
+ * tokens[t] at its own position, with its own cache, each row computed as
+ * mg__decoder_forward of that token alone on rows[t] computes it (exact
+ * mode: the decode kernels, single-token attention) provided the pool has
+ * as many threads as the one the lone call would use, while every weight
+ * block is read once for all rows. s lends its batch buffers only (its
+ * sequence is untouched): n <= s's max_batch, s made with max_batch > 1.
+ * logits: n x vocab, row t for rows[t]. States' hooks are not called.
+ * Errors (nothing changes): MG_E_INVALID_ARG (NULL arguments, n out of
+ * range, a state twice, s among the rows, rows of another decoder, a token
+ * out of range, a pool larger than s's or a row's n_workers),
+ * MG_E_CONTEXT_FULL (a row's state is full), MG_E_UNSUPPORTED (as
+ * mg__dstate_set_exact). */
+mg_status mg__decoder_forward_rows(mg__dstate *s, mg__dstate *const *rows,
+                                   const int32_t *tokens, uint32_t n, float *logits,
+                                   mg__pool *pool);
+
 #endif

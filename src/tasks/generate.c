@@ -367,7 +367,8 @@ static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
             k = kmax ? draft_ngram(c->history, pos + 1, img, d + 1, kmax) : 0;
         }
         if (!k) {
-            if ((st = feed(c, &t, 1, NULL)) != MG_OK) {
+            st = c->batch ? mg__batch_step(c->batch, c, t) : feed(c, &t, 1, NULL);
+            if (st != MG_OK) {
                 c->last_tok = t;
                 break;
             }
@@ -756,7 +757,11 @@ static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_
     }
     int in_prompt = st != MG_OK;
     if (st == MG_OK && hook) st = hook(c, user, err, sizeof err);
-    if (st == MG_OK) st = gen_loop(c, gp, &b);
+    if (st == MG_OK) {
+        if (c->batch) mg__batch_generating(c->batch, 1);
+        st = gen_loop(c, gp, &b);
+        if (c->batch) mg__batch_generating(c->batch, 0);
+    }
     if (st == MG_OK || st == MG_E_INTERRUPTED || st == MG_E_CONTEXT_FULL) {
         if (!b.p && obuf_add(&b, "", 0)) st = MG_E_NOMEM;
         else *out = b.p;

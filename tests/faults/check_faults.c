@@ -1,7 +1,8 @@
 /* check_faults.c - allocation failures. Built against the library compiled
  * with MG_FAULT_INJECTION and ASan+UBSan (make check-faults): each scenario
  * (model load, image decoding, a report, questions and a conversation, a
- * volume report, conversion, polygenic scores and prediction) runs once
+ * volume report, conversion, polygenic scores and prediction, generation
+ * through a decoding batch) runs once
  * clean, counting the allocations it asks the library for, then once for
  * every k with the k-th of them failing. Every run must end with MG_OK (the
  * failure was absorbed: an optional cache entry) or MG_E_NOMEM with a
@@ -58,15 +59,24 @@ static mg_status with_context(const char *path, int what) {
     mg_context *c = NULL;
     mg_image *img = NULL;
     mg_volume *vol = NULL;
+    mg_batch *b = NULL;
     char err[512] = "", *out = NULL;
     mg_status st = mg_model_load(&m, path, NULL, err, sizeof err);
+    if (st == MG_OK && what == 5) { /* decoding through a batch */
+        mg_batch_params bp = MG_BATCH_PARAMS_INIT;
+        bp.n_threads = 1;
+        st = mg_batch_new(&b, m, &bp);
+        snprintf(err, sizeof err, "mg_batch_new");
+    }
     if (st == MG_OK) {
         mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
         cp.n_threads = 1;
         cp.n_ctx = 256;
+        cp.batch = b;
         st = mg_context_new(&c, m, &cp);
         snprintf(err, sizeof err, "mg_context_new");
     }
+    mg_batch_free(b); /* the context keeps its own reference */
     if (st == MG_OK && what <= 2)
         st = mg_image_load_file(&img, "tests/data/images/rgb420.jpg", NULL, err, sizeof err);
     mg_gen_params gp = MG_GEN_PARAMS_INIT;
@@ -100,6 +110,8 @@ static mg_status with_context(const char *path, int what) {
         const double scores[2] = {0.5, -1.0};
         double risk = 0;
         CALL(mg_prs_predict(&out, &risk, c, scores, names, 2, "Has it?", &gp));
+    } else if (what == 5) {
+        CALL(mg_generate(&out, c, "The heart", &gp));
     }
 #undef CALL
     mg_volume_free(vol);
@@ -113,6 +125,7 @@ static mg_status sc_report(void) { return with_context(g_vis, 1); }
 static mg_status sc_vqa_chat(void) { return with_context(g_vis, 2); }
 static mg_status sc_volume(void) { return with_context(g_vis, 3); }
 static mg_status sc_predict(void) { return with_context(g_gen, 4); }
+static mg_status sc_batch(void) { return with_context(g_vis, 5); }
 
 static mg_status sc_convert(void) {
     char err[512] = "";
@@ -271,7 +284,7 @@ static void fail_each(const scenario *s) {
 static const scenario k_scenarios[] = {
     {"load", sc_load},       {"images", sc_images},   {"report", sc_report},
     {"vqa+chat", sc_vqa_chat}, {"volume", sc_volume}, {"convert", sc_convert},
-    {"prs", sc_prs},         {"predict", sc_predict},
+    {"prs", sc_prs},         {"predict", sc_predict}, {"batch", sc_batch},
 };
 
 START_TEST(test_faults) {

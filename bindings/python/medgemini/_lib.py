@@ -89,7 +89,18 @@ class mg_convert_params(Structure):
 
 class mg_context_params(Structure):
     _fields_ = [("struct_size", c_uint32), ("n_threads", c_uint32),
-                ("n_ctx", c_uint32), ("flags", c_uint32), ("seed", c_uint64)]
+                ("n_ctx", c_uint32), ("flags", c_uint32), ("seed", c_uint64),
+                ("batch", c_void_p)]
+
+
+class mg_batch_params(Structure):
+    _fields_ = [("struct_size", c_uint32), ("n_threads", c_uint32),
+                ("max_rows", c_uint32), ("wait_us", c_uint32)]
+
+
+class mg_batch_stats(Structure):
+    _fields_ = [("steps", c_uint64), ("rows", c_uint64), ("by_rows", c_uint64 * 8),
+                ("busy_seconds", c_double)]
 
 
 class mg_image_params(Structure):
@@ -245,6 +256,10 @@ mg_convert = _fn("mg_convert", st, [c_char_p, c_char_p, POINTER(mg_convert_param
 mg_context_params_init = _fn("mg_context_params_init", None, [POINTER(mg_context_params)])
 mg_context_new = _fn("mg_context_new", st, [PP, P, POINTER(mg_context_params)])
 mg_context_free = _fn("mg_context_free", None, [P])
+mg_batch_params_init = _fn("mg_batch_params_init", None, [POINTER(mg_batch_params)])
+mg_batch_new = _fn("mg_batch_new", st, [PP, P, POINTER(mg_batch_params)])
+mg_batch_free = _fn("mg_batch_free", None, [P])
+mg_batch_get_stats = _fn("mg_batch_get_stats", st, [P, POINTER(mg_batch_stats)])
 mg_context_interrupt = _fn("mg_context_interrupt", st, [P])
 mg_context_errmsg = _fn("mg_context_errmsg", c_char_p, [P])
 mg_context_errcode = _fn("mg_context_errcode", st, [P])

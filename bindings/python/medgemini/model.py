@@ -434,19 +434,20 @@ def _volume_slices(volume, max_slices, window, as_stored):
 
 # ----------------------------------------------------------------- contexts
 
-def _context_params(threads, n_ctx, seed, kv_bf16=False, reuse=True):
+def _context_params(threads, n_ctx, seed, kv_bf16=False, reuse=True, batch=None):
     p = _lib.mg_context_params()
     _lib.mg_context_params_init(byref(p))
     p.n_threads = int(threads or 0)
     p.n_ctx = int(n_ctx or 0)
     p.seed = int(seed or 0)
     p.flags = (CONTEXT_KV_BF16 if kv_bf16 else 0) | (0 if reuse else CONTEXT_NO_REUSE)
+    p.batch = batch
     return p
 
 
-def _new_context(model_handle, threads, n_ctx, seed, kv_bf16=False, reuse=True):
+def _new_context(model_handle, threads, n_ctx, seed, kv_bf16=False, reuse=True, batch=None):
     out = c_void_p()
-    p = _context_params(threads, n_ctx, seed, kv_bf16, reuse)
+    p = _context_params(threads, n_ctx, seed, kv_bf16, reuse, batch)
     st = _lib.mg_context_new(byref(out), model_handle, byref(p))
     if st:
         raise make_error(st, "cannot create a context")
@@ -683,7 +684,7 @@ class Context(Owned, _Generating):
         if reuse is None:
             reuse = model._reuse
         with model._borrow() as mh:
-            h = _new_context(mh, threads, n_ctx, seed, kv_bf16, reuse)
+            h = _new_context(mh, threads, n_ctx, seed, kv_bf16, reuse, model._state.batch)
         self.model = model
         self._reuse = bool(reuse)
         self._busy = threading.Lock()
@@ -844,10 +845,14 @@ class _ModelState(HandleState):
     def __init__(self, handle):
         super().__init__(handle, _lib.mg_model_free, "model")
         self.idle = []
+        self.batch = None  # batch=N: the decoding batch its contexts join
 
     def free_extra(self):
         while self.idle:
             _lib.mg_context_free(self.idle.pop())
+        if self.batch:  # lives on in the C library while Contexts use it
+            _lib.mg_batch_free(self.batch)
+            self.batch = None
 
 
 class Model(Owned, _Generating):
@@ -867,11 +872,16 @@ class Model(Owned, _Generating):
     Image object), with the same texts.
     file_layout keeps every tensor's bytes as stored; without it the text
     decoder's q4_0 matrices may be rearranged at load for faster decoding,
-    and tensor_bytes() refuses them."""
+    and tensor_bytes() refuses them.
+    batch=N (1..8) runs the decode steps of calls made at the same time from
+    several threads together, up to N a step (one read of the weights for
+    all: server throughput), each call's text exactly what it is alone;
+    batch_wait is how long (seconds, default 0.002) a step waits for the
+    other generating calls. batch_stats() says what it did."""
 
     def __init__(self, path, threads=0, n_ctx=0, seed=0, verify=False,
                  mmap=False, max_memory=0, pool_size=4, kv_bf16=False,
-                 file_layout=False, reuse=True):
+                 file_layout=False, reuse=True, batch=0, batch_wait=None):
         p = _lib.mg_model_params()
         _lib.mg_model_params_init(byref(p))
         p.flags = ((LOAD_VERIFY_CHECKSUMS if verify else 0) | (LOAD_MMAP if mmap else 0) |
@@ -887,6 +897,22 @@ class Model(Owned, _Generating):
         self._reuse = bool(reuse)
         self._pool_size = max(0, int(pool_size))
         self._own(_ModelState(out.value))
+        if batch:
+            bp = _lib.mg_batch_params()
+            _lib.mg_batch_params_init(byref(bp))
+            bp.n_threads = int(threads or 0)
+            bp.max_rows = int(batch)
+            wait = 0 if batch_wait is None else int(round(batch_wait * 1e6))
+            if not 1 <= bp.max_rows <= 8 or not 0 <= wait <= 1000000:
+                self.close()
+                raise InvalidArgumentError("batch must be 1..8 and batch_wait 0..1 s")
+            bp.wait_us = wait
+            b = c_void_p()
+            st = _lib.mg_batch_new(byref(b), out.value, byref(bp))
+            if st:
+                self.close()
+                raise make_error(st, "cannot make the decoding batch")
+            self._state.batch = b.value
         self.info = self._read_info()
 
     @classmethod
@@ -913,7 +939,7 @@ class Model(Owned, _Generating):
                 h = state.idle.pop() if state.idle else None
             if h is None:
                 h = _new_context(mh, self._threads, self._n_ctx, self._seed, self._kv_bf16,
-                                 self._reuse)
+                                 self._reuse, state.batch)
             try:
                 yield h
             finally:
@@ -930,6 +956,22 @@ class Model(Owned, _Generating):
         values as bf16, reuse=False turns off prefix reuse and the
         encoder-output cache (None: the model's settings)."""
         return Context(self, threads, n_ctx, seed, kv_bf16, reuse)
+
+    def batch_stats(self):
+        """What the decoding batch (batch=N) has done: a dict with steps,
+        rows (tokens decoded; rows / steps is the mean batch), by_rows (the
+        count of steps of 1..8 rows) and busy_seconds. InvalidArgumentError
+        for a model loaded without batch."""
+        with self._borrow():
+            b = self._state.batch
+            if not b:
+                raise InvalidArgumentError("the model was loaded without batch=")
+            s = _lib.mg_batch_stats()
+            st = _lib.mg_batch_get_stats(b, byref(s))
+        if st:
+            raise make_error(st, "")
+        return {"steps": s.steps, "rows": s.rows, "by_rows": list(s.by_rows),
+                "busy_seconds": s.busy_seconds}
 
     @property
     def tokenizer(self):

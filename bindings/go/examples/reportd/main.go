@@ -8,8 +8,13 @@
 // POST /report takes a multipart form (every file part is one image of the
 // study) or the raw bytes of one image (JPEG, PNG or DICOM) and answers
 // {"report": "..."}; ?question=... asks a question instead (VQA) and
-// ?max_tokens=N caps the length. GET /healthz describes the model. A client
-// that goes away cancels its generation.
+// ?max_tokens=N caps the length. GET /healthz describes the model and, with
+// batching, how many decode steps ran and how many tokens they decoded. A
+// client that goes away cancels its generation.
+//
+// Requests served at the same time share their decode steps (-batch N, up to
+// N requests a step, 0 to turn it off): a step reads the model's weights
+// once for all of them, and each report is exactly the one it would be alone.
 //
 // Random-weight test models produce meaningless text: this is a software
 // example, not a medical device.
@@ -184,9 +189,13 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]interface{}{
+	out := map[string]interface{}{
 		"model": info.Name, "vision": info.HasVision, "library": medgemini.Version(),
-	})
+	}
+	if st, err := s.model.BatchStats(); err == nil {
+		out["batch_steps"], out["batch_rows"] = st.Steps, st.Rows
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func newHandler(m *medgemini.Model, maxTokens int, maxBody int64) http.Handler {
@@ -203,12 +212,17 @@ func main() {
 	threads := flag.Int("threads", 0, "kernel threads per request (0: one per CPU)")
 	maxTokens := flag.Int("max-tokens", 256, "longest report, in tokens")
 	maxBody := flag.Int64("max-body", 64<<20, "largest request body, in bytes")
+	batch := flag.Int("batch", 8, "most concurrent requests in one decode step, 1..8 (0: no batching)")
 	flag.Parse()
 	if *modelPath == "" {
 		flag.Usage()
 		log.Fatal("reportd: -model is required")
 	}
-	m, err := medgemini.LoadModel(*modelPath, medgemini.WithThreads(*threads))
+	opts := []medgemini.ModelOption{medgemini.WithThreads(*threads)}
+	if *batch > 0 {
+		opts = append(opts, medgemini.WithBatching(*batch))
+	}
+	m, err := medgemini.LoadModel(*modelPath, opts...)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,15 +34,7 @@ func repoRoot(t *testing.T) string {
 // a loopback listener.
 func setup(t *testing.T, mkmodelArgs ...string) (*medgemini.Model, *httptest.Server, []byte) {
 	root := repoRoot(t)
-	cli := os.Getenv("MG_CLI")
-	if cli == "" {
-		cli = filepath.Join(root, "bin", "medgemini")
-	}
-	path := filepath.Join(t.TempDir(), "tiny.mgm")
-	args := append([]string{"mkmodel", "--shape", "tiny", "--dtype", "q8_0", "-o", path}, mkmodelArgs...)
-	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
-		t.Fatalf("mkmodel: %v\n%s", err, out)
-	}
+	path := makeModel(t, mkmodelArgs...)
 	m, err := medgemini.LoadModel(path, medgemini.WithThreads(1))
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +50,20 @@ func setup(t *testing.T, mkmodelArgs ...string) (*medgemini.Model, *httptest.Ser
 		t.Fatal(err)
 	}
 	return m, srv, img
+}
+
+// makeModel writes a tiny random-weight q8_0 model with the medgemini CLI.
+func makeModel(t *testing.T, mkmodelArgs ...string) string {
+	cli := os.Getenv("MG_CLI")
+	if cli == "" {
+		cli = filepath.Join(repoRoot(t), "bin", "medgemini")
+	}
+	path := filepath.Join(t.TempDir(), "tiny.mgm")
+	args := append([]string{"mkmodel", "--shape", "tiny", "--dtype", "q8_0", "-o", path}, mkmodelArgs...)
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("mkmodel: %v\n%s", err, out)
+	}
+	return path
 }
 
 func decode(t *testing.T, resp *http.Response, code int, v interface{}) {
@@ -192,4 +200,64 @@ func TestClientDisconnectCancels(t *testing.T) {
 	if el := time.Since(start); el > 3*time.Second {
 		t.Fatalf("handler ran on for %v after the client left", el)
 	}
+}
+
+// Concurrent requests to a batching service share decode steps and get the
+// reports the unbatched model gives.
+func TestBatchedRequests(t *testing.T) {
+	m, _, img := setup(t)
+	path := makeModel(t) // the same file again: mkmodel is deterministic
+	bm, err := medgemini.LoadModel(path, medgemini.WithThreads(1), medgemini.WithBatching(4),
+		medgemini.WithBatchWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(newHandler(bm, 32, 4<<20))
+	defer func() { srv.Close(); bm.Close() }()
+	decoded, err := medgemini.ImageFromBytes(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer decoded.Close()
+	const n = 4
+	want := make([]string, n)
+	for i := range want {
+		if want[i], err = m.Report(context.Background(), []*medgemini.Image{decoded},
+			medgemini.WithMaxTokens(12+5*i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make([]reportResponse, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := http.Post(fmt.Sprintf("%s/report?max_tokens=%d", srv.URL, 12+5*i), "image/png",
+				bytes.NewReader(img))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			decode(t, resp, http.StatusOK, &got[i])
+		}(i)
+	}
+	wg.Wait()
+	for i := range got {
+		if got[i].Report != want[i] {
+			t.Fatalf("request %d: %q, want %q", i, got[i].Report, want[i])
+		}
+	}
+	hresp, err := http.Get(srv.URL + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h map[string]interface{}
+	decode(t, hresp, http.StatusOK, &h)
+	steps, _ := h["batch_steps"].(float64)
+	rows, _ := h["batch_rows"].(float64)
+	if steps == 0 || rows < steps {
+		t.Fatalf("health %v", h)
+	}
+	t.Logf("%v rows in %v steps", rows, steps)
 }

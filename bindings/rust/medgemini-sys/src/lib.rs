@@ -61,6 +61,10 @@ pub struct mg_context {
     _private: [u8; 0],
 }
 #[repr(C)]
+pub struct mg_batch {
+    _private: [u8; 0],
+}
+#[repr(C)]
 pub struct mg_image {
     _private: [u8; 0],
 }
@@ -197,6 +201,25 @@ pub struct mg_context_params {
     pub n_ctx: u32,
     pub flags: u32,
     pub seed: u64,
+    pub batch: *mut mg_batch,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct mg_batch_params {
+    pub struct_size: u32,
+    pub n_threads: u32,
+    pub max_rows: u32,
+    pub wait_us: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct mg_batch_stats {
+    pub steps: u64,
+    pub rows: u64,
+    pub by_rows: [u64; 8],
+    pub busy_seconds: f64,
 }
 
 // ------------------------------------------------------------------- image
@@ -471,6 +494,10 @@ extern "C" {
     pub fn mg_context_interrupt(ctx: *mut mg_context) -> mg_status;
     pub fn mg_context_errmsg(ctx: *const mg_context) -> *const c_char;
     pub fn mg_context_errcode(ctx: *const mg_context) -> mg_status;
+    pub fn mg_batch_params_init(params: *mut mg_batch_params);
+    pub fn mg_batch_new(out: *mut *mut mg_batch, model: *mut mg_model, params: *const mg_batch_params) -> mg_status;
+    pub fn mg_batch_free(batch: *mut mg_batch);
+    pub fn mg_batch_get_stats(batch: *const mg_batch, out: *mut mg_batch_stats) -> mg_status;
 
     // image
     pub fn mg_image_params_init(params: *mut mg_image_params);
@@ -551,7 +578,9 @@ mod tests {
         assert_eq!(size_of::<mg_model_info>(), 72);
         assert_eq!(size_of::<mg_tensor_info>(), 104);
         assert_eq!(size_of::<mg_convert_params>(), 72);
-        assert_eq!(size_of::<mg_context_params>(), 24);
+        assert_eq!(size_of::<mg_context_params>(), 32);
+        assert_eq!(size_of::<mg_batch_params>(), 16);
+        assert_eq!(size_of::<mg_batch_stats>(), 88);
         assert_eq!(size_of::<mg_image_params>(), 56);
         assert_eq!(size_of::<mg_image_info>(), 80);
         assert_eq!(size_of::<mg_gen_params>(), 96);

@@ -88,11 +88,14 @@ pub struct ContextOptions {
     /// again in the same batches. False sets `MG_CONTEXT_NO_REUSE`: every prompt is read from scratch,
     /// and [`Context::chat`] is [`Status::Unsupported`].
     pub reuse: bool,
+    /// Decode together with the batch's other contexts (see [`Batch`]);
+    /// the batch must be on the same model.
+    pub batch: Option<crate::Batch>,
 }
 
 impl Default for ContextOptions {
     fn default() -> Self {
-        ContextOptions { n_threads: 0, n_ctx: 0, seed: 0, kv_bf16: false, reuse: true }
+        ContextOptions { n_threads: 0, n_ctx: 0, seed: 0, kv_bf16: false, reuse: true, batch: None }
     }
 }
 
@@ -116,6 +119,11 @@ impl ContextOptions {
     }
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
+        self
+    }
+    /// See [`batch`](Self::batch).
+    pub fn batch(mut self, batch: &crate::Batch) -> Self {
+        self.batch = Some(batch.clone());
         self
     }
 }
@@ -484,6 +492,8 @@ impl Context {
         if !opts.reuse {
             p.flags |= sys::MG_CONTEXT_NO_REUSE;
         }
+        // the context takes its own reference to the batch in the library
+        p.batch = opts.batch.as_ref().map_or(ptr::null_mut(), |b| b.as_ptr());
         let mut out = ptr::null_mut();
         let rc = unsafe { sys::mg_context_new(&mut out, model.as_ptr(), &p) };
         if rc != sys::MG_OK {

@@ -13,6 +13,7 @@
 //! |---|---|---|---|
 //! | [`Model`] | yes | yes | immutable after load, shared by any number of threads (cheap `Clone`) |
 //! | [`Context`] | yes | **no** | used by one thread at a time |
+//! | [`Batch`] | yes | yes | shared by the threads of its contexts |
 //! | [`Interrupter`] | yes | yes | `mg_context_interrupt` may be called from any thread |
 //! | [`PrsInterrupter`] | yes | yes | `mg_prs_interrupt` may be called from any thread |
 //! | [`Image`] | yes | yes | read-only after creation |
@@ -62,6 +63,7 @@
 //! # }
 //! ```
 
+mod batch;
 mod context;
 mod convert;
 mod error;
@@ -75,6 +77,7 @@ mod writer;
 
 pub use medgemini_sys as sys;
 
+pub use batch::{Batch, BatchOptions, BatchStats};
 pub use context::{Context, ContextOptions, GenOptions, Interrupter, Progress, ProgressCallback, Stage};
 pub use convert::{convert, convert_with_progress, ConvertOptions, ConvertProgress};
 pub use error::{Error, Result, Status};

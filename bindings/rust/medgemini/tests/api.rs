@@ -1364,3 +1364,50 @@ fn prs_progress_and_interrupt() {
     std::thread::spawn(move || l2.interrupt().unwrap()).join().unwrap();
     late.interrupt().unwrap();
 }
+
+/// Contexts of one batch generating in several threads at once share
+/// decode steps, and each text is the one a context of its own gives.
+#[test]
+fn batch_threads_keep_their_text() {
+    let m = tiny();
+    let prompts: Vec<String> = (0..4).map(|i| format!("request {i} about the film")).collect();
+    let gens: Vec<GenOptions> = (0..4u32)
+        .map(|i| {
+            let g = GenOptions::default().max_tokens(20 + 5 * i);
+            if i == 1 { g.temperature(0.8).seed(7) } else { g }
+        })
+        .collect();
+    let base = opts1().reuse(false);
+    let want: Vec<String> = (0..4)
+        .map(|i| Context::new(&m, &base).unwrap().generate(&prompts[i], &gens[i]).unwrap())
+        .collect();
+    let b = medgemini::Batch::new(
+        &m,
+        &medgemini::BatchOptions::default().n_threads(1).max_rows(4).wait(std::time::Duration::from_millis(200)),
+    )
+    .unwrap();
+    let got: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|i| {
+                let (m, o, p, g) = (&m, base.clone().batch(&b), &prompts[i], &gens[i]);
+                s.spawn(move || Context::new(m, &o).unwrap().generate(p, g).unwrap())
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(got, want);
+    let st = b.stats().unwrap();
+    assert!(st.steps > 0);
+    assert_eq!(st.by_rows.iter().sum::<u64>(), st.steps);
+    assert_eq!(st.by_rows.iter().enumerate().map(|(k, n)| (k as u64 + 1) * n).sum::<u64>(), st.rows);
+    // a context outlives the Batch value it was made with
+    let mut c = Context::new(&m, &base.clone().batch(&b)).unwrap();
+    drop(b);
+    assert_eq!(c.generate(&prompts[0], &gens[0]).unwrap(), want[0]);
+    // refused: too many rows, a batch of another model
+    assert!(medgemini::Batch::new(&m, &medgemini::BatchOptions::default().max_rows(9)).is_err());
+    let other = tiny();
+    let ob = medgemini::Batch::new(&other, &Default::default()).unwrap();
+    let e = Context::new(&m, &base.clone().batch(&ob)).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArg);
+}
