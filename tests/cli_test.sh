@@ -223,6 +223,10 @@ printf 'Hello\n' | "$CLI" chat -m "$TMP/img.mgm" -n 3 > /dev/null 2>&1
 expect "chat without images exits 0" test $? -eq 0
 "$CLI" chat "$TMP/ct3.nii.gz" -m "$TMP/img.mgm" < /dev/null > /dev/null 2>&1
 expect "chat on a volume exits 2" test $? -eq 2
+"$CLI" report "tests/data/vision/rgb.jpg" -m "$TMP/img.mgm" -n 2 --sr "$TMP/no.dcm" > /dev/null 2> "$TMP/e.err"
+expect "report --sr on a JPEG fails" test $? -eq 1
+expect "report --sr on a JPEG: message" grep -q 'not a DICOM file' "$TMP/e.err"
+expect "report --sr on a JPEG writes no SR" test ! -e "$TMP/no.dcm"
 "$CLI" report "$TMP/missing.png" -m "$TMP/img.mgm" > /dev/null 2> "$TMP/e.err"
 expect "report on a missing image fails" test $? -eq 1
 "$CLI" report "tests/data/vision/rgb.jpg" -m "$TMP/g.mgm" > /dev/null 2> "$TMP/e.err"
@@ -375,6 +379,21 @@ if [ -d "$DCM/ct_series_3slice" ]; then
   expect "vqa on a NIfTI volume exits 0" test $? -eq 0
   "$CLI" report "$S3/01.dcm" "$S3/02.dcm" --volume -m "$TMP/tiny.mgm" -n 2 > "$TMP/o.txt" 2> "$TMP/e.txt"
   expect "report --volume on DICOM files exits 0" test $? -eq 0
+  "$CLI" report "$S3" -m "$TMP/tiny.mgm" -n 3 --slices 2 --sr "$TMP/sr.dcm" > "$TMP/o.txt" 2> "$TMP/e.txt"
+  expect "report --sr on a series exits 0" test $? -eq 0
+  expect "report --sr writes a DICOM file" sh -c "head -c 132 '$TMP/sr.dcm' | tail -c 4 | grep -q DICM"
+  if command -v dsrdump > /dev/null 2>&1; then
+    dsrdump "$TMP/sr.dcm" > "$TMP/srd.txt" 2> "$TMP/srd.err"
+    expect "dsrdump reads the SR" test $? -eq 0
+    expect "dsrdump has no warnings" test ! -s "$TMP/srd.err"
+    expect "the SR names the model file" grep -q 'tiny.mgm' "$TMP/srd.txt"
+    uid=$(dcmdump +P StudyInstanceUID "$S3/01.dcm" | sed 's/.*\[\(.*\)\].*/\1/')
+    expect "the series has a study UID" test -n "$uid"
+    expect "the SR is in the series' study" sh -c "dcmdump +P StudyInstanceUID '$TMP/sr.dcm' | grep -qF '$uid'"
+  fi
+  "$CLI" report "$TMP/ct3.nii.gz" -m "$TMP/tiny.mgm" -n 2 --slices 1 --sr "$TMP/sr2.dcm" > "$TMP/o.txt" 2> "$TMP/e.txt"
+  expect "report --sr on NIfTI exits 1" test $? -eq 1
+  expect "report --sr on NIfTI says why" grep -q 'needs DICOM input' "$TMP/e.txt"
   "$CLI" report "$TMP/ct3.nii.gz" "$S3/01.dcm" -m "$TMP/tiny.mgm" > "$TMP/o.txt" 2> "$TMP/e.txt"
   expect "a NIfTI file with another path exits 2" test $? -eq 2
   "$CLI" report "$S3" -m "$TMP/tiny.mgm" --ctx 40 > "$TMP/o.txt" 2> "$TMP/e.txt"

@@ -93,7 +93,9 @@ static void usage(const char *cmd) {
         fprintf(stderr, "usage: medgemini report IMAGE... -m MODEL.mgm [options]\n"
                         "       medgemini report (SERIES_DIR... | VOLUME.nii[.gz]) -m MODEL.mgm "
                         "[options]\n"
-                        "  --instruction TEXT   instead of the model's report instruction\n");
+                        "  --instruction TEXT   instead of the model's report instruction\n"
+                        "  --sr OUT.dcm         also write the report as a DICOM Basic Text SR in\n"
+                        "                       the study of the DICOM inputs (docs/DICOM.md)\n");
     fprintf(stderr,
         "  --system TEXT        instead of the model's system text (\"\" for none)\n"
         "  -n N                 at most N new tokens (default 256)\n"
@@ -179,6 +181,56 @@ static int chat_loop(mg_context *ctx, mg_image **imgs, size_t n_imgs, mg_gen_par
     return rc;
 }
 
+/* --sr: the report as a DICOM SR in the study of its DICOM inputs (the
+ * images given, or every slice file of a DICOM volume). */
+static int write_sr(const char *cmd, const char *out, const char *text, const char **paths,
+                    size_t n_paths, const mg_volume *vol, const char *model_path) {
+    const char *slices = vol ? mg_volume_get_string(vol, "slices") : NULL;
+    size_t cap = slices ? 1 : n_paths, n = 0;
+    for (const char *c = slices; c && *c; c++) cap += *c == '\n';
+    char **src = calloc(cap ? cap : 1, sizeof *src);
+    int rc = 1;
+    if (!src) goto oom;
+    if (vol && !slices) {
+        fprintf(stderr, "medgemini %s: --sr needs DICOM input (not NIfTI)\n", cmd);
+        goto done;
+    }
+    for (const char *c = slices; c && *c;) { /* "PATH\tFRAME" lines, a file once */
+        const char *tab = strchr(c, '\t'), *nl = strchr(c, '\n');
+        if (!nl) nl = c + strlen(c);
+        size_t l = (tab && tab < nl ? tab : nl) - c;
+        int seen = 0;
+        for (size_t k = 0; k < n && !seen; k++) seen = strlen(src[k]) == l && !strncmp(src[k], c, l);
+        if (!seen) {
+            if (!(src[n] = strndup(c, l))) goto oom;
+            n++;
+        }
+        c = *nl ? nl + 1 : nl;
+    }
+    for (size_t i = 0; !vol && i < n_paths; i++)
+        if (!(src[n++] = strdup(paths[i]))) goto oom;
+    const char *slash = strrchr(model_path, '/');
+    mg_sr_params srp;
+    mg_sr_params_init(&srp);
+    char name[65]; /* the file name, cut to 64 bytes at a character boundary */
+    snprintf(name, sizeof name, "%s", slash ? slash + 1 : model_path);
+    if (strlen(name) == 64) /* a cut character would be invalid UTF-8: drop its bytes */
+        for (size_t l = 64; l && (unsigned char)name[l - 1] >= 0x80;) name[--l] = '\0';
+    srp.model_name = name;
+    char err[512];
+    if (mg_sr_write(out, text, (const char *const *)src, n, &srp, err, sizeof err) != MG_OK)
+        fprintf(stderr, "medgemini %s: --sr %s: %s\n", cmd, out, err);
+    else
+        rc = 0;
+    goto done;
+oom:
+    fprintf(stderr, "medgemini %s: --sr: out of memory\n", cmd);
+done:
+    for (size_t i = 0; src && i < n; i++) free(src[i]);
+    free(src);
+    return rc;
+}
+
 /* cmd: "report", "vqa" or "chat". */
 static int run(const char *cmd, int argc, char **argv) {
     const char *model_path = NULL, *questions[MAX_QUESTIONS], *paths[MAX_IMAGES];
@@ -189,7 +241,7 @@ static int run(const char *cmd, int argc, char **argv) {
     mg_context_params_init(&cp);
     int vqa = !strcmp(cmd, "vqa"), chat = !strcmp(cmd, "chat"), want_stats = 0, as_volume = 0;
     bar pb = {isatty(2), 0};
-    const char *ids_path = NULL;
+    const char *ids_path = NULL, *sr_path = NULL;
     mg_slice_params sp;
     mg_slice_params_init(&sp);
     mg_volume_params vp;
@@ -246,6 +298,7 @@ static int run(const char *cmd, int argc, char **argv) {
         }
         else if (!strcmp(a, "--series")) vp.series_uid = v;
         else if (!strcmp(a, "--prompt-ids")) ids_path = v;
+        else if (!vqa && !chat && !strcmp(a, "--sr")) sr_path = v;
         else {
             fprintf(stderr, "medgemini %s: unknown option %s\n", cmd, a);
             usage(cmd);
@@ -351,6 +404,10 @@ static int run(const char *cmd, int argc, char **argv) {
             fputc('\n', stderr);
         }
         int partial = text != NULL; /* a context that filled during generation */
+        if (sr_path && st == MG_OK && write_sr(cmd, sr_path, text, paths, n_paths, vol, model_path)) {
+            mg_string_free(text);
+            goto done;
+        }
         mg_string_free(text);
         if (ids_path && q + 1 == n_calls && write_ids(cmd, ids_path, ctx)) goto done;
         if (st == MG_E_CONTEXT_FULL && partial) {

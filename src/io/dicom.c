@@ -698,6 +698,22 @@ int mg__dcm_str(const mg__dcm_dataset *ds, int32_t idx, char *buf, size_t n) {
     return 1;
 }
 
+int mg__dcm_text(const mg__dcm_dataset *ds, int32_t idx, char *buf, size_t n) {
+    if (n) buf[0] = '\0';
+    if (idx < 0 || !n) return 0;
+    const mg__dcm_elem *e = &ds->el[idx];
+    if (e->len == MG__DCM_UNDEF) return 0;
+    const unsigned char *s = ds->data + e->off;
+    size_t len = e->len;
+    while (len && *s == ' ') { s++; len--; }
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\0')) len--;
+    if (len > n - 1) len = n - 1;
+    for (size_t i = 0; i < len; i++)
+        buf[i] = s[i] < ' ' && s[i] != '\n' && s[i] != '\r' && s[i] != '\t' ? '?' : (char)s[i];
+    buf[len] = '\0';
+    return 1;
+}
+
 int32_t mg__dcm_u16(const mg__dcm_dataset *ds, int32_t idx) {
     if (idx < 0) return -1;
     const mg__dcm_elem *e = &ds->el[idx];

@@ -99,6 +99,10 @@ int mg__dcm_str(const mg__dcm_dataset *ds, int32_t idx, char *buf, size_t n);
  * success, 0 if absent, -1 if present but not a number. */
 int mg__dcm_num(const mg__dcm_dataset *ds, int32_t idx, uint32_t k,
                 double *out);
+/* Same, but bytes above 0x7E are kept as they are (text in the dataset's
+ * character set, for the caller to convert); control characters other than
+ * TAB, LF and CR become '?'. */
+int mg__dcm_text(const mg__dcm_dataset *ds, int32_t idx, char *buf, size_t n);
 /* A 16-bit unsigned binary value (US); -1 if absent or malformed. */
 int32_t mg__dcm_u16(const mg__dcm_dataset *ds, int32_t idx);
 

@@ -14,6 +14,7 @@ from .volume import Volume, VolumeInfo
 from .model import Cancel, Context, Model, ModelInfo, Progress, TensorInfo, Tokenizer
 from .prs import Prs, MatchReport
 from .convert import Writer, convert
+from .sr import write_sr
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,7 @@ library_path = _lib.lib_path
 __all__ = [
     "Model", "ModelInfo", "TensorInfo", "Context", "Cancel", "Progress", "Tokenizer",
     "Image", "ImageInfo", "Volume", "VolumeInfo", "Prs", "MatchReport", "Writer", "convert",
+    "write_sr",
     "version", "version_number", "build_info", "simd_level", "status_str",
     "dtype_name", "library_path", "error_class",
     "MedGeminiError", "InvalidArgumentError", "MisuseError", "OutOfMemoryError",

@@ -93,6 +93,12 @@ class mg_context_params(Structure):
                 ("batch", c_void_p)]
 
 
+class mg_sr_params(Structure):
+    _fields_ = [("struct_size", c_uint32), ("flags", c_uint32), ("model_name", c_char_p),
+                ("manufacturer", c_char_p), ("series_description", c_char_p),
+                ("series_number", c_uint32), ("reserved", c_uint32)]
+
+
 class mg_batch_params(Structure):
     _fields_ = [("struct_size", c_uint32), ("n_threads", c_uint32),
                 ("max_rows", c_uint32), ("wait_us", c_uint32)]
@@ -266,6 +272,9 @@ mg_context_errcode = _fn("mg_context_errcode", st, [P])
 
 # images
 mg_image_params_init = _fn("mg_image_params_init", None, [POINTER(mg_image_params)])
+mg_sr_params_init = _fn("mg_sr_params_init", None, [POINTER(mg_sr_params)])
+mg_sr_write = _fn("mg_sr_write", st, [c_char_p, c_char_p, POINTER(c_char_p), c_size_t,
+                                      POINTER(mg_sr_params), c_char_p, c_size_t])
 mg_image_load_file = _fn("mg_image_load_file", st, [PP, c_char_p, POINTER(mg_image_params), c_char_p, c_size_t])
 mg_image_load_memory = _fn("mg_image_load_memory", st, [PP, c_void_p, c_size_t, POINTER(mg_image_params), c_char_p, c_size_t])
 mg_image_from_pixels = _fn("mg_image_from_pixels", st, [PP, c_void_p, c_uint32, c_uint32, c_size_t, c_int32, POINTER(mg_image_params), c_char_p, c_size_t])

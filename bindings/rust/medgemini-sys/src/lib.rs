@@ -206,6 +206,18 @@ pub struct mg_context_params {
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
+pub struct mg_sr_params {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub model_name: *const c_char,
+    pub manufacturer: *const c_char,
+    pub series_description: *const c_char,
+    pub series_number: u32,
+    pub reserved: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
 pub struct mg_batch_params {
     pub struct_size: u32,
     pub n_threads: u32,
@@ -494,6 +506,8 @@ extern "C" {
     pub fn mg_context_interrupt(ctx: *mut mg_context) -> mg_status;
     pub fn mg_context_errmsg(ctx: *const mg_context) -> *const c_char;
     pub fn mg_context_errcode(ctx: *const mg_context) -> mg_status;
+    pub fn mg_sr_params_init(params: *mut mg_sr_params);
+    pub fn mg_sr_write(out_path: *const c_char, report: *const c_char, sources: *const *const c_char, n_sources: usize, params: *const mg_sr_params, err: *mut c_char, errlen: usize) -> mg_status;
     pub fn mg_batch_params_init(params: *mut mg_batch_params);
     pub fn mg_batch_new(out: *mut *mut mg_batch, model: *mut mg_model, params: *const mg_batch_params) -> mg_status;
     pub fn mg_batch_free(batch: *mut mg_batch);
@@ -580,6 +594,7 @@ mod tests {
         assert_eq!(size_of::<mg_convert_params>(), 72);
         assert_eq!(size_of::<mg_context_params>(), 32);
         assert_eq!(size_of::<mg_batch_params>(), 16);
+        assert_eq!(size_of::<mg_sr_params>(), 40);
         assert_eq!(size_of::<mg_batch_stats>(), 88);
         assert_eq!(size_of::<mg_image_params>(), 56);
         assert_eq!(size_of::<mg_image_info>(), 80);

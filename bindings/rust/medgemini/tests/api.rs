@@ -1411,3 +1411,25 @@ fn batch_threads_keep_their_text() {
     let e = Context::new(&m, &base.clone().batch(&ob)).unwrap_err();
     assert_eq!(e.status(), Status::InvalidArg);
 }
+
+/// A report written as a DICOM SR in the study of the shared CR image.
+#[test]
+fn write_sr_in_the_source_study() {
+    let png = cxr_path();
+    let d = TempDir(temp_dir("sr"));
+    let out = d.0.join("sr.dcm");
+    let e = medgemini::write_sr(&out, "text", &[&png], &SrOptions::default()).unwrap_err();
+    assert_eq!(e.status(), Status::ImageFormat);
+    assert!(!out.exists());
+    let cr = repo_root().join("../shared/data/dicom/cr_chest/RG1_J2KI.dcm");
+    if !cr.exists() {
+        return; // the shared data tree is not here
+    }
+    medgemini::write_sr(&out, "Findings: Clear.\nImpression: Normal.", &[&cr],
+                        &SrOptions::default().model_name("demo.mgm").series_number(3)).unwrap();
+    let data = std::fs::read(&out).unwrap();
+    assert_eq!(&data[128..132], b"DICM");
+    assert!(data.windows(8).any(|w| w == b"demo.mgm"));
+    // the source's Study Instance UID is in the SR
+    assert!(data.windows(42).any(|w| w == b"1.3.6.1.4.1.5962.1.2.9.20040826185059.5457"));
+}
