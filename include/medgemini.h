@@ -775,6 +775,64 @@ MG_API mg_status mg_sr_write(const char *out_path, const char *report,
                              const char *const *sources, size_t n_sources,
                              const mg_sr_params *params, char *err, size_t errlen);
 
+/* ---------------------------------------------------------------- studies */
+
+/* DICOM files grouped into studies and series, as PACS exports and media
+ * are organised: folders (read recursively; hidden entries and links to
+ * folders skipped) and DICOMDIR files (the files their records reference,
+ * which must lie under the DICOMDIR's folder). Each file is read once;
+ * files that are not DICOM, cannot be parsed, lack a Study or Series
+ * Instance UID, or repeat an instance already seen are listed in the
+ * warnings and otherwise skipped. */
+typedef struct mg_studies mg_studies;
+
+typedef struct mg_studies_params {
+    uint32_t struct_size; /* sizeof(mg_studies_params)                       */
+    uint32_t flags;       /* reserved, 0                                     */
+    uint32_t max_files;   /* most files looked at (also entries per folder);
+                             0 = 100000, at most 4194304                     */
+    uint32_t reserved;    /* 0                                               */
+} mg_studies_params;
+
+#define MG_STUDIES_PARAMS_INIT { sizeof(mg_studies_params), 0, 0, 0 }
+MG_API void mg_studies_params_init(mg_studies_params *params);
+
+/* Scans paths (folders, DICOMDIR or other DICOM files). Studies are sorted
+ * by Patient ID, Study Date and Time, Study Instance UID; series by Series
+ * Number and UID; files by Instance Number and path.
+ * Errors: MG_E_INVALID_ARG, MG_E_IO (a path that cannot be opened),
+ * MG_E_LIMIT (more than max_files), MG_E_IMAGE_FORMAT (no study found),
+ * MG_E_NOMEM; err receives a message. */
+MG_API mg_status mg_studies_scan(mg_studies **out, const char *const *paths, size_t n_paths,
+                                 const mg_studies_params *params, char *err, size_t errlen);
+MG_API void mg_studies_free(mg_studies *studies);                    /* NULL ok */
+/* Number of studies (0 for a bad handle). */
+MG_API size_t mg_studies_count(const mg_studies *studies);
+/* Number of series of a study (0 when out of range). */
+MG_API size_t mg_studies_series_count(const mg_studies *studies, size_t study);
+/* Text attributes, owned by the set (valid until mg_studies_free); NULL for
+ * an unknown key, an index out of range or a value the files do not have.
+ * series < 0: the study's keys
+ *   "study_uid", "patient_id", "patient_name", "date", "time", "accession",
+ *   "description" (from its first file, characters above 0x7E as stored);
+ *   "kind": "volume" (a CT, MR or PT series of two or more files or
+ *   frames: read it with mg_volume_load_dicom), "radiograph" (a CR or DX
+ *   series), else "other";
+ *   "frontal", "lateral": the path of the study's first frontal (View
+ *   Position PA or AP) and lateral (LL, RL, LAT, LATERAL) radiograph, the
+ *   view read from View Position, else from the series or protocol
+ *   description as whole words; a radiograph study with no view
+ *   information has its first image as "frontal";
+ *   "prior": the index (decimal) of the latest study of the same Patient ID
+ *   on an earlier Study Date.
+ * series >= 0: that series' "series_uid", "modality", "description",
+ *   "number", "body_part", "view" ("frontal" or "lateral" from its first
+ *   file), "files" (its paths, one a line, in instance order).
+ * study = SIZE_MAX, series = -1, "warnings": one line per skipped file
+ * (the first 100, then a count), "" when none. */
+MG_API const char *mg_studies_get(const mg_studies *studies, size_t study, int64_t series,
+                                  const char *key);
+
 /* ------------------------------------------------------------------ volume */
 
 /* A 3D volume: nx * ny * nz voxels as float32 in modality units (DICOM:

@@ -17,64 +17,29 @@
 
 /* ---- hand-made source files ------------------------------------------------ */
 
-typedef struct dbuf { unsigned char p[8192]; size_t n; } dbuf;
-
-static void raw(dbuf *b, const void *d, size_t n) {
-    ck_assert(b->n + n <= sizeof b->p);
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-static void u16(dbuf *b, unsigned v) { unsigned char x[2] = {(unsigned char)v, (unsigned char)(v >> 8)}; raw(b, x, 2); }
-static void u32(dbuf *b, unsigned v) {
-    unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
-                          (unsigned char)(v >> 24)};
-    raw(b, x, 4);
-}
-static void str(dbuf *b, unsigned g, unsigned e, const char *vr, const char *s) {
-    size_t n = strlen(s), pad = n & 1;
-    u16(b, g);
-    u16(b, e);
-    raw(b, vr, 2);
-    u16(b, (unsigned)(n + pad));
-    raw(b, s, n);
-    if (pad) raw(b, strcmp(vr, "UI") ? " " : "", 1);
-}
-
-/* A small CR-like object without pixels (the SR needs only its header):
- * explicit VR LE with a meta group. charset NULL: none. */
+/* A small CR-like object without pixels (the SR needs only its header).
+ * charset NULL: none. */
 static const char *make_source(const char *name, const char *charset, const char *patient_name,
                                const char *patient_id, const char *study, const char *series,
                                const char *sop) {
-    dbuf b = {{0}, 0}, m = {{0}, 0};
-    unsigned char pre[128] = {0};
-    raw(&b, pre, 128);
-    raw(&b, "DICM", 4);
-    str(&m, 0x0002, 0x0002, "UI", "1.2.840.10008.5.1.4.1.1.1");
-    str(&m, 0x0002, 0x0003, "UI", sop);
-    str(&m, 0x0002, 0x0010, "UI", "1.2.840.10008.1.2.1");
-    u16(&b, 0x0002);
-    u16(&b, 0x0000);
-    raw(&b, "UL", 2);
-    u16(&b, 4);
-    u32(&b, (unsigned)m.n);
-    raw(&b, m.p, m.n);
-    if (charset) str(&b, 0x0008, 0x0005, "CS", charset);
-    str(&b, 0x0008, 0x0016, "UI", "1.2.840.10008.5.1.4.1.1.1");
-    str(&b, 0x0008, 0x0018, "UI", sop);
-    str(&b, 0x0008, 0x0020, "DA", "20240102");
-    str(&b, 0x0008, 0x0030, "TM", "101500");
-    str(&b, 0x0008, 0x0050, "SH", "ACC42");
-    str(&b, 0x0008, 0x0060, "CS", "CR");
-    str(&b, 0x0008, 0x0090, "PN", "Ref^Doc");
-    str(&b, 0x0010, 0x0010, "PN", patient_name);
-    str(&b, 0x0010, 0x0020, "LO", patient_id);
-    str(&b, 0x0010, 0x0030, "DA", "19700101");
-    str(&b, 0x0010, 0x0040, "CS", "O");
-    str(&b, 0x0020, 0x000D, "UI", study);
-    str(&b, 0x0020, 0x000E, "UI", series);
-    str(&b, 0x0020, 0x0010, "SH", "S1");
+    const tu_dcm els[] = {
+        {0x0008, 0x0005, "CS", charset ? charset : ""},
+        {0x0008, 0x0016, "UI", "1.2.840.10008.5.1.4.1.1.1"},
+        {0x0008, 0x0018, "UI", sop},
+        {0x0008, 0x0020, "DA", "20240102"},
+        {0x0008, 0x0030, "TM", "101500"},
+        {0x0008, 0x0050, "SH", "ACC42"},
+        {0x0008, 0x0060, "CS", "CR"},
+        {0x0008, 0x0090, "PN", "Ref^Doc"},
+        {0x0010, 0x0010, "PN", patient_name},
+        {0x0010, 0x0020, "LO", patient_id},
+        {0x0010, 0x0030, "DA", "19700101"},
+        {0x0010, 0x0040, "CS", "O"},
+        {0x0020, 0x000D, "UI", study},
+        {0x0020, 0x000E, "UI", series},
+        {0x0020, 0x0010, "SH", "S1"}};
     const char *path = tu_tmp_path(name);
-    ck_assert_int_eq(tu_write_file(path, b.p, b.n), 0);
+    tu_write_dicom(path, els, sizeof els / sizeof *els);
     return path;
 }
 

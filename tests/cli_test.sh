@@ -391,6 +391,23 @@ if [ -d "$DCM/ct_series_3slice" ]; then
     expect "the series has a study UID" test -n "$uid"
     expect "the SR is in the series' study" sh -c "dcmdump +P StudyInstanceUID '$TMP/sr.dcm' | grep -qF '$uid'"
   fi
+  # a PACS export of two studies: listed, then one report (and one SR) each
+  mkdir -p "$TMP/pacs/a" "$TMP/pacs/b" "$TMP/srs"
+  cp "$DCM/cr_chest/RG1_J2KI.dcm" "$TMP/pacs/a/"
+  cp "$S3"/*.dcm "$TMP/pacs/b/"
+  "$CLI" study "$TMP/pacs" > "$TMP/st.txt" 2> "$TMP/e.txt"
+  expect "study exits 0" test $? -eq 0
+  expect "study lists two studies" test "$(grep -c '^study ' "$TMP/st.txt")" -eq 2
+  expect "study finds the CT volume" grep -q 'accession 03086212, volume' "$TMP/st.txt"
+  expect "study finds the radiograph's frontal view" grep -q "frontal: $TMP/pacs/a/RG1_J2KI.dcm" "$TMP/st.txt"
+  "$CLI" report "$TMP/pacs" -m "$TMP/tiny.mgm" -n 3 --slices 2 --sr "$TMP/srs" > "$TMP/o.txt" 2> "$TMP/e.txt"
+  expect "report on two studies exits 0" test $? -eq 0
+  expect "one report per study" test "$(grep -c '^== study ' "$TMP/o.txt")" -eq 2
+  expect "one SR per study" test "$(ls "$TMP/srs" | grep -c '\.dcm$')" -eq 2
+  "$CLI" report "$TMP/pacs" -m "$TMP/tiny.mgm" -n 3 --slices 2 --sr "$TMP/one.dcm" > "$TMP/o.txt" 2> "$TMP/e.txt"
+  expect "two studies and an --sr file exit 2" test $? -eq 2
+  "$CLI" study "$TMP/missing" > "$TMP/o.txt" 2> "$TMP/e.txt"
+  expect "study on a missing folder exits 1" test $? -eq 1
   "$CLI" report "$TMP/ct3.nii.gz" -m "$TMP/tiny.mgm" -n 2 --slices 1 --sr "$TMP/sr2.dcm" > "$TMP/o.txt" 2> "$TMP/e.txt"
   expect "report --sr on NIfTI exits 1" test $? -eq 1
   expect "report --sr on NIfTI says why" grep -q 'needs DICOM input' "$TMP/e.txt"

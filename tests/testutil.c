@@ -113,6 +113,58 @@ int tu_python(const char *script, const char *fmt, ...) {
     return system(cmd) == 0;
 }
 
+typedef struct tu_buf { unsigned char *p; size_t n, cap; } tu_buf;
+
+static void tu_put(tu_buf *b, const void *d, size_t n) {
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 256;
+        b->p = realloc(b->p, b->cap);
+        ck_assert_ptr_nonnull(b->p);
+    }
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+static void tu_put16(tu_buf *b, unsigned v) {
+    unsigned char x[2] = {(unsigned char)v, (unsigned char)(v >> 8)};
+    tu_put(b, x, 2);
+}
+static void tu_el(tu_buf *b, unsigned g, unsigned e, const char *vr, const char *v) {
+    size_t n = strlen(v), pad = n & 1;
+    tu_put16(b, g);
+    tu_put16(b, e);
+    tu_put(b, vr, 2);
+    tu_put16(b, (unsigned)(n + pad));
+    tu_put(b, v, n);
+    if (pad) tu_put(b, strcmp(vr, "UI") ? " " : "", 1);
+}
+
+void tu_write_dicom(const char *path, const tu_dcm *els, size_t n) {
+    tu_buf b = {0}, m = {0};
+    const char *cls = "1.2.840.10008.5.1.4.1.1.7", *sop = "1.2.3";
+    for (size_t i = 0; i < n; i++) {
+        if (els[i].g == 0x0008 && els[i].e == 0x0016) cls = els[i].v;
+        if (els[i].g == 0x0008 && els[i].e == 0x0018) sop = els[i].v;
+    }
+    unsigned char pre[128] = {0};
+    tu_put(&b, pre, sizeof pre);
+    tu_put(&b, "DICM", 4);
+    tu_el(&m, 0x0002, 0x0002, "UI", cls);
+    tu_el(&m, 0x0002, 0x0003, "UI", sop);
+    tu_el(&m, 0x0002, 0x0010, "UI", "1.2.840.10008.1.2.1");
+    tu_put16(&b, 0x0002);
+    tu_put16(&b, 0x0000);
+    tu_put(&b, "UL", 2);
+    tu_put16(&b, 4);
+    unsigned char len[4] = {(unsigned char)m.n, (unsigned char)(m.n >> 8), (unsigned char)(m.n >> 16),
+                            (unsigned char)(m.n >> 24)};
+    tu_put(&b, len, 4);
+    tu_put(&b, m.p, m.n);
+    for (size_t i = 0; i < n; i++) tu_el(&b, els[i].g, els[i].e, els[i].vr, els[i].v);
+    ck_assert_int_eq(tu_write_file(path, b.p, b.n), 0);
+    free(b.p);
+    free(m.p);
+}
+
 int tu_run_suite(Suite *s) {
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

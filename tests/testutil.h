@@ -31,6 +31,12 @@ int tu_exists(const char *path);
 /* Runs `/usr/bin/python3 <repository>/tests/<script> <formatted args>` with
  * its stdout discarded; 1 when it exits 0. */
 int tu_python(const char *script, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A DICOM Part 10 file (preamble, meta group, Explicit VR Little Endian)
+ * of string elements, written in the order given (give them sorted by
+ * tag); the meta group takes SOP Class/Instance from (0008,0016/0018).
+ * Fails the test when it cannot be written. */
+typedef struct tu_dcm { uint16_t g, e; const char *vr, *v; } tu_dcm;
+void tu_write_dicom(const char *path, const tu_dcm *els, size_t n);
 /* Runs a suite with CK_NORMAL output and returns the process exit status. */
 int tu_run_suite(Suite *s);
 

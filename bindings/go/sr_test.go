@@ -46,3 +46,33 @@ func TestWriteSR(t *testing.T) {
 		}
 	}
 }
+
+func TestScanStudies(t *testing.T) {
+	root := repoRoot(t)
+	shared := filepath.Join(root, "..", "shared", "data", "dicom")
+	if _, err := os.Stat(shared); err != nil {
+		t.Skip("shared DICOM data not present")
+	}
+	set, err := ScanStudies([]string{filepath.Join(shared, "cr_chest"), filepath.Join(shared, "ct_series_3slice")}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Studies) != 2 || set.Studies[0].Kind != "volume" || set.Studies[1].Kind != "radiograph" {
+		t.Fatalf("studies %+v", set.Studies)
+	}
+	if filepath.Base(set.Studies[1].Frontal) != "RG1_J2KI.dcm" || set.Studies[1].Prior != -1 {
+		t.Fatalf("radiograph %+v", set.Studies[1])
+	}
+	ct := 0
+	for _, se := range set.Studies[0].Series {
+		if se.Modality == "CT" {
+			ct = len(se.Files)
+		}
+	}
+	if ct != 3 || len(set.Warnings) == 0 {
+		t.Fatalf("CT files %d, warnings %v", ct, set.Warnings)
+	}
+	if _, err := ScanStudies([]string{filepath.Join(t.TempDir(), "missing")}, 0); !errors.Is(err, ErrIO) {
+		t.Fatalf("missing folder: %v", err)
+	}
+}

@@ -19,6 +19,7 @@ int cli_prs_predict(int argc, char **argv);
 int cli_generate(int argc, char **argv);
 int cli_image(int argc, char **argv);
 int cli_volume(int argc, char **argv);
+int cli_study(int argc, char **argv);
 int cli_convert(int argc, char **argv);
 int cli_report(int argc, char **argv);
 int cli_vqa(int argc, char **argv);

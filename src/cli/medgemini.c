@@ -34,6 +34,8 @@ static void usage(FILE *f) {
         "  volume SRC... (--info | -o OUT.nii.gz | --slices-dir DIR) [--series UID]\n"
         "                                      a DICOM series or NIfTI file as a volume\n"
         "                                      (see volume --help)\n"
+        "  study PATH... [--files] [--warnings]  DICOM folders or DICOMDIR grouped into studies\n"
+        "                                      and series: views, prior, kind\n"
         "  version                             print version and build information\n"
         "\n"
         "mkmodel options:\n"
@@ -169,6 +171,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "generate")) return cli_generate(argc - 2, argv + 2);
     if (!strcmp(cmd, "image")) return cli_image(argc - 2, argv + 2);
     if (!strcmp(cmd, "volume")) return cli_volume(argc - 2, argv + 2);
+    if (!strcmp(cmd, "study")) return cli_study(argc - 2, argv + 2);
     if (!strcmp(cmd, "convert")) return cli_convert(argc - 2, argv + 2);
     if (!strcmp(cmd, "report")) return cli_report(argc - 2, argv + 2);
     if (!strcmp(cmd, "vqa")) return cli_vqa(argc - 2, argv + 2);

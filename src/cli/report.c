@@ -181,6 +181,26 @@ static int chat_loop(mg_context *ctx, mg_image **imgs, size_t n_imgs, mg_gen_par
     return rc;
 }
 
+/* Writes text as an SR at out over the source files src (model named by its
+ * file name). */
+static int sr_files(const char *cmd, const char *out, const char *text, const char *const *src,
+                    size_t n, const char *model_path) {
+    const char *slash = strrchr(model_path, '/');
+    mg_sr_params srp;
+    mg_sr_params_init(&srp);
+    char name[65]; /* the file name, cut to 64 bytes at a character boundary */
+    snprintf(name, sizeof name, "%s", slash ? slash + 1 : model_path);
+    if (strlen(name) == 64) /* a cut character would be invalid UTF-8: drop its bytes */
+        for (size_t l = 64; l && (unsigned char)name[l - 1] >= 0x80;) name[--l] = '\0';
+    srp.model_name = name;
+    char err[512];
+    if (mg_sr_write(out, text, src, n, &srp, err, sizeof err) != MG_OK) {
+        fprintf(stderr, "medgemini %s: --sr %s: %s\n", cmd, out, err);
+        return 1;
+    }
+    return 0;
+}
+
 /* --sr: the report as a DICOM SR in the study of its DICOM inputs (the
  * images given, or every slice file of a DICOM volume). */
 static int write_sr(const char *cmd, const char *out, const char *text, const char **paths,
@@ -209,25 +229,115 @@ static int write_sr(const char *cmd, const char *out, const char *text, const ch
     }
     for (size_t i = 0; !vol && i < n_paths; i++)
         if (!(src[n++] = strdup(paths[i]))) goto oom;
-    const char *slash = strrchr(model_path, '/');
-    mg_sr_params srp;
-    mg_sr_params_init(&srp);
-    char name[65]; /* the file name, cut to 64 bytes at a character boundary */
-    snprintf(name, sizeof name, "%s", slash ? slash + 1 : model_path);
-    if (strlen(name) == 64) /* a cut character would be invalid UTF-8: drop its bytes */
-        for (size_t l = 64; l && (unsigned char)name[l - 1] >= 0x80;) name[--l] = '\0';
-    srp.model_name = name;
-    char err[512];
-    if (mg_sr_write(out, text, (const char *const *)src, n, &srp, err, sizeof err) != MG_OK)
-        fprintf(stderr, "medgemini %s: --sr %s: %s\n", cmd, out, err);
-    else
-        rc = 0;
+    rc = sr_files(cmd, out, text, (const char *const *)src, n, model_path);
     goto done;
 oom:
     fprintf(stderr, "medgemini %s: --sr: out of memory\n", cmd);
 done:
     for (size_t i = 0; src && i < n; i++) free(src[i]);
     free(src);
+    return rc;
+}
+
+/* The lines of a newline-separated list as an array (pointers into a copy;
+ * free both with free_lines). */
+static char **split_lines(const char *s, size_t *n) {
+    char *copy = strdup(s ? s : "");
+    size_t cap = 1;
+    for (const char *c = copy; c && *c; c++) cap += *c == '\n';
+    char **v = copy ? malloc((cap + 1) * sizeof *v) : NULL;
+    *n = 0;
+    if (!v) { free(copy); return NULL; }
+    v[0] = copy; /* slot 0 keeps the buffer for free_lines */
+    for (char *c = copy; *c;) {
+        v[++*n] = c;
+        char *e = strchr(c, '\n');
+        if (!e) break;
+        *e = '\0';
+        c = e + 1;
+    }
+    return v;
+}
+static void free_lines(char **v) {
+    if (v) free(v[0]);
+    free(v);
+}
+
+/* `report DIR...` over several studies (or one radiograph study): one
+ * report per study, from its volume (the largest CT/MR/PT series) or its
+ * frontal and lateral radiographs; with --sr naming a folder, one SR per
+ * study in it (STUDY_UID.dcm), or a file for a single study. */
+static int report_studies(mg_context *ctx, mg_studies *st, mg_gen_params *gp,
+                          const mg_slice_params *sp, const mg_volume_params *vp, bar *pb,
+                          const char *sr_path, const char *model_path) {
+    size_t ns = mg_studies_count(st);
+    struct stat sb;
+    int sr_dir = sr_path && stat(sr_path, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (sr_path && ns > 1 && !sr_dir) {
+        fprintf(stderr, "medgemini report: %zu studies: --sr must name a folder (one SR each)\n",
+                ns);
+        return 2;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < ns; i++) {
+        const char *kind = mg_studies_get(st, i, -1, "kind"), *uid = mg_studies_get(st, i, -1, "study_uid");
+        printf("%s== study %zu of %zu: %s (patient %s, %s, %s)\n", i ? "\n" : "", i + 1, ns, uid,
+               mg_studies_get(st, i, -1, "patient_id") ? mg_studies_get(st, i, -1, "patient_id") : "-",
+               mg_studies_get(st, i, -1, "date") ? mg_studies_get(st, i, -1, "date") : "no date", kind);
+        fflush(stdout);
+        char **files = NULL;
+        size_t nf = 0;
+        mg_image *imgs[2] = {NULL, NULL};
+        mg_volume *vol = NULL;
+        char err[512], *text = NULL;
+        mg_status s = MG_OK;
+        if (!strcmp(kind, "volume")) {
+            size_t best = 0, best_n = 0; /* the largest volume series */
+            for (size_t k = 0; k < mg_studies_series_count(st, i); k++) {
+                const char *m = mg_studies_get(st, i, (int64_t)k, "modality");
+                char **f = split_lines(mg_studies_get(st, i, (int64_t)k, "files"), &nf);
+                if (m && (!strcmp(m, "CT") || !strcmp(m, "MR") || !strcmp(m, "PT")) && nf > best_n)
+                    best = k, best_n = nf;
+                free_lines(f);
+            }
+            files = split_lines(mg_studies_get(st, i, (int64_t)best, "files"), &nf);
+            if (!files) { rc = 1; break; }
+            s = mg_volume_load_dicom(&vol, (const char *const *)files + 1, nf, vp, err, sizeof err);
+            if (s == MG_OK) s = mg_generate_report_volume(&text, ctx, vol, sp, gp);
+        } else if (!strcmp(kind, "radiograph")) {
+            const char *v[2] = {mg_studies_get(st, i, -1, "frontal"), mg_studies_get(st, i, -1, "lateral")};
+            char both[8192];
+            snprintf(both, sizeof both, "%s%s%s", v[0] ? v[0] : "", v[0] && v[1] ? "\n" : "",
+                     v[1] ? v[1] : "");
+            files = split_lines(both, &nf);
+            if (!files) { rc = 1; break; }
+            for (size_t k = 0; k < nf && s == MG_OK; k++)
+                s = mg_image_load_file(&imgs[k], files[k + 1], NULL, err, sizeof err);
+            if (s == MG_OK) s = mg_generate_report(&text, ctx, (const mg_image *const *)imgs, nf, gp);
+        } else {
+            printf("(skipped: no radiograph or CT/MR volume in this study)\n");
+            free_lines(files);
+            continue;
+        }
+        bar_clear(pb);
+        if (text) fputc('\n', stdout);
+        if (s != MG_OK) {
+            fprintf(stderr, "medgemini report: study %s: %s\n", uid,
+                    text || s == MG_E_INTERRUPTED || s == MG_E_CONTEXT_FULL ? mg_context_errmsg(ctx) : err);
+            rc = s == MG_E_CONTEXT_FULL && text ? CLI_EXIT_PARTIAL : 1;
+        } else if (sr_path) {
+            char out[4096];
+            if (sr_dir) snprintf(out, sizeof out, "%s/%s.dcm", sr_path, uid);
+            else snprintf(out, sizeof out, "%s", sr_path);
+            if (sr_files("report", out, text, (const char *const *)files + 1, nf, model_path)) rc = 1;
+        }
+        mg_string_free(text);
+        mg_image_free(imgs[0]);
+        mg_image_free(imgs[1]);
+        mg_volume_free(vol);
+        free_lines(files);
+        if (s == MG_E_INTERRUPTED) break;
+    }
     return rc;
 }
 
@@ -324,6 +434,29 @@ static int run(const char *cmd, int argc, char **argv) {
     mg_image *imgs[MAX_IMAGES] = {0};
     mg_volume *vol = NULL;
     int rc = 1;
+    mg_studies *studies = NULL;
+    /* report on folders or a DICOMDIR: one report per study, unless they
+     * hold a single study that is a volume (read as one series, as before) */
+    if (!vqa && !chat) {
+        int dirs = 0;
+        for (size_t i = 0; i < n_paths; i++) {
+            struct stat sb;
+            const char *b = strrchr(paths[i], '/');
+            dirs += (stat(paths[i], &sb) == 0 && S_ISDIR(sb.st_mode)) ||
+                    !strcmp(b ? b + 1 : paths[i], "DICOMDIR");
+        }
+        if (dirs && dirs == (int)n_paths) {
+            if (mg_studies_scan(&studies, paths, n_paths, NULL, err, sizeof err) != MG_OK) {
+                fprintf(stderr, "medgemini %s: %s\n", cmd, err);
+                goto done;
+            }
+            if (mg_studies_count(studies) == 1 &&
+                !strcmp(mg_studies_get(studies, 0, -1, "kind"), "volume")) {
+                mg_studies_free(studies);
+                studies = NULL;
+            }
+        }
+    }
     /* A folder, or a NIfTI file, is a volume. */
     for (size_t i = 0; i < n_paths; i++) {
         struct stat sb;
@@ -338,11 +471,14 @@ static int run(const char *cmd, int argc, char **argv) {
             as_volume = 2;
         }
     }
+    if (studies) as_volume = 0;
     if (chat && as_volume) {
         fprintf(stderr, "medgemini chat: chat reads images (volumes: use vqa)\n");
         return 2;
     }
-    if (as_volume == 2) {
+    if (studies) {
+        /* the images and volumes are read per study below */
+    } else if (as_volume == 2) {
         if (mg_volume_load_nifti(&vol, paths[0], &vp, err, sizeof err) != MG_OK) {
             fprintf(stderr, "medgemini %s: %s: %s\n", cmd, paths[0], err);
             goto done;
@@ -372,6 +508,10 @@ static int run(const char *cmd, int argc, char **argv) {
     t_start = t_loaded;
     if (chat) {
         rc = chat_loop(ctx, imgs, n_paths, &gp, &ts, want_stats, &pb);
+        goto done;
+    }
+    if (studies) {
+        rc = report_studies(ctx, studies, &gp, &sp, &vp, &pb, sr_path, model_path);
         goto done;
     }
     size_t n_calls = vqa ? n_questions : 1;
@@ -424,6 +564,7 @@ static int run(const char *cmd, int argc, char **argv) {
     }
     rc = 0;
 done:
+    mg_studies_free(studies);
     for (size_t i = 0; i < n_paths; i++) mg_image_free(imgs[i]);
     mg_volume_free(vol);
     mg_context_free(ctx);

@@ -15,6 +15,7 @@ from .model import Cancel, Context, Model, ModelInfo, Progress, TensorInfo, Toke
 from .prs import Prs, MatchReport
 from .convert import Writer, convert
 from .sr import write_sr
+from .studies import Series, Study, StudySet, scan_studies
 
 __version__ = "0.1.0"
 
@@ -51,7 +52,7 @@ library_path = _lib.lib_path
 __all__ = [
     "Model", "ModelInfo", "TensorInfo", "Context", "Cancel", "Progress", "Tokenizer",
     "Image", "ImageInfo", "Volume", "VolumeInfo", "Prs", "MatchReport", "Writer", "convert",
-    "write_sr",
+    "write_sr", "scan_studies", "StudySet", "Study", "Series",
     "version", "version_number", "build_info", "simd_level", "status_str",
     "dtype_name", "library_path", "error_class",
     "MedGeminiError", "InvalidArgumentError", "MisuseError", "OutOfMemoryError",

@@ -99,6 +99,11 @@ class mg_sr_params(Structure):
                 ("series_number", c_uint32), ("reserved", c_uint32)]
 
 
+class mg_studies_params(Structure):
+    _fields_ = [("struct_size", c_uint32), ("flags", c_uint32), ("max_files", c_uint32),
+                ("reserved", c_uint32)]
+
+
 class mg_batch_params(Structure):
     _fields_ = [("struct_size", c_uint32), ("n_threads", c_uint32),
                 ("max_rows", c_uint32), ("wait_us", c_uint32)]
@@ -272,6 +277,13 @@ mg_context_errcode = _fn("mg_context_errcode", st, [P])
 
 # images
 mg_image_params_init = _fn("mg_image_params_init", None, [POINTER(mg_image_params)])
+mg_studies_params_init = _fn("mg_studies_params_init", None, [POINTER(mg_studies_params)])
+mg_studies_scan = _fn("mg_studies_scan", st, [PP, POINTER(c_char_p), c_size_t,
+                                              POINTER(mg_studies_params), c_char_p, c_size_t])
+mg_studies_free = _fn("mg_studies_free", None, [P])
+mg_studies_count = _fn("mg_studies_count", c_size_t, [P])
+mg_studies_series_count = _fn("mg_studies_series_count", c_size_t, [P, c_size_t])
+mg_studies_get = _fn("mg_studies_get", c_char_p, [P, c_size_t, c_int64, c_char_p])
 mg_sr_params_init = _fn("mg_sr_params_init", None, [POINTER(mg_sr_params)])
 mg_sr_write = _fn("mg_sr_write", st, [c_char_p, c_char_p, POINTER(c_char_p), c_size_t,
                                       POINTER(mg_sr_params), c_char_p, c_size_t])

@@ -48,3 +48,24 @@ def test_write_sr_refusals(tmp_path):
     with pytest.raises(medgemini.FileAccessError):
         medgemini.write_sr(tmp_path / "x.dcm", "text", [str(tmp_path / "missing.dcm")])
     assert not (tmp_path / "x.dcm").exists()
+
+
+@pytest.mark.skipif(not os.path.exists(CR), reason="shared DICOM data not present")
+def test_scan_studies_and_sr_per_study(tmp_path):
+    ct = os.path.join(SHARED, "dicom", "ct_series_3slice")
+    st = medgemini.scan_studies([os.path.dirname(CR), ct])
+    assert len(st) == 2
+    kinds = sorted(s.kind for s in st)
+    assert kinds == ["radiograph", "volume"]
+    cr = next(s for s in st if s.kind == "radiograph")
+    assert cr.frontal.endswith("RG1_J2KI.dcm") and cr.lateral is None and cr.prior is None
+    vol = next(s for s in st if s.kind == "volume")
+    ct_series = next(se for se in vol.series if se.modality == "CT")
+    assert len(ct_series.files) == 3
+    assert any("same instance" in w for w in st.warnings)
+    out = tmp_path / "sr.dcm"
+    medgemini.write_sr(out, "Clear.", [cr.frontal])
+    again = medgemini.scan_studies([str(out), cr.frontal])
+    assert len(again) == 1 and {se.modality for se in again[0].series} == {"CR", "SR"}
+    with pytest.raises(medgemini.FileAccessError):
+        medgemini.scan_studies([str(tmp_path / "missing")])

@@ -205,6 +205,20 @@ pub struct mg_context_params {
 }
 
 #[repr(C)]
+pub struct mg_studies {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct mg_studies_params {
+    pub struct_size: u32,
+    pub flags: u32,
+    pub max_files: u32,
+    pub reserved: u32,
+}
+
+#[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct mg_sr_params {
     pub struct_size: u32,
@@ -506,6 +520,12 @@ extern "C" {
     pub fn mg_context_interrupt(ctx: *mut mg_context) -> mg_status;
     pub fn mg_context_errmsg(ctx: *const mg_context) -> *const c_char;
     pub fn mg_context_errcode(ctx: *const mg_context) -> mg_status;
+    pub fn mg_studies_params_init(params: *mut mg_studies_params);
+    pub fn mg_studies_scan(out: *mut *mut mg_studies, paths: *const *const c_char, n_paths: usize, params: *const mg_studies_params, err: *mut c_char, errlen: usize) -> mg_status;
+    pub fn mg_studies_free(studies: *mut mg_studies);
+    pub fn mg_studies_count(studies: *const mg_studies) -> usize;
+    pub fn mg_studies_series_count(studies: *const mg_studies, study: usize) -> usize;
+    pub fn mg_studies_get(studies: *const mg_studies, study: usize, series: i64, key: *const c_char) -> *const c_char;
     pub fn mg_sr_params_init(params: *mut mg_sr_params);
     pub fn mg_sr_write(out_path: *const c_char, report: *const c_char, sources: *const *const c_char, n_sources: usize, params: *const mg_sr_params, err: *mut c_char, errlen: usize) -> mg_status;
     pub fn mg_batch_params_init(params: *mut mg_batch_params);
@@ -595,6 +615,7 @@ mod tests {
         assert_eq!(size_of::<mg_context_params>(), 32);
         assert_eq!(size_of::<mg_batch_params>(), 16);
         assert_eq!(size_of::<mg_sr_params>(), 40);
+        assert_eq!(size_of::<mg_studies_params>(), 16);
         assert_eq!(size_of::<mg_batch_stats>(), 88);
         assert_eq!(size_of::<mg_image_params>(), 56);
         assert_eq!(size_of::<mg_image_info>(), 80);

@@ -84,7 +84,7 @@ pub use convert::{convert, convert_with_progress, ConvertOptions, ConvertProgres
 pub use error::{Error, Result, Status};
 pub use image::{Image, ImageInfo, ImageOptions, ImageSource, PixelFormat, Window};
 pub use model::{Dtype, LoadOptions, MetaEntry, MetaType, Model, ModelInfo, TensorInfo};
-pub use sr::{write_sr, SrOptions};
+pub use sr::{scan_studies, write_sr, Series, SrOptions, Study, StudySet};
 pub use prs::{MatchReport, Prs, PrsColumn, PrsInterrupter, PrsOptions, VcfDosage};
 pub use tokenizer::{SpecialToken, Tokenizer};
 pub use volume::{SliceOptions, SliceWindow, Volume, VolumeInfo, VolumeOptions, VolumeSlice, VolumeSource, MAX_SLICES};

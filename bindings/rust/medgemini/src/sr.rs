@@ -63,3 +63,119 @@ pub fn write_sr<P: AsRef<Path>>(out: impl AsRef<Path>, report: &str, sources: &[
     };
     check_buf(rc, &err)
 }
+
+/// One series of a [`Study`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Series {
+    pub uid: String,
+    pub modality: Option<String>,
+    pub description: Option<String>,
+    pub number: Option<String>,
+    pub body_part: Option<String>,
+    /// "frontal", "lateral" or `None`.
+    pub view: Option<String>,
+    /// In instance order.
+    pub files: Vec<std::path::PathBuf>,
+}
+
+/// One study of a [`StudySet`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Study {
+    pub uid: String,
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub date: Option<String>,
+    pub time: Option<String>,
+    pub accession: Option<String>,
+    pub description: Option<String>,
+    /// "volume", "radiograph" or "other".
+    pub kind: String,
+    pub frontal: Option<std::path::PathBuf>,
+    pub lateral: Option<std::path::PathBuf>,
+    /// Index of the patient's prior study in the set.
+    pub prior: Option<usize>,
+    pub series: Vec<Series>,
+}
+
+/// What [`scan_studies`] found: the studies and the files it skipped.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StudySet {
+    pub studies: Vec<Study>,
+    pub warnings: Vec<String>,
+}
+
+/// Reads folders (recursively), DICOMDIR files or DICOM files and groups
+/// them into studies and series (`mg_studies_scan`): each study's kind,
+/// chest views and prior, each series' files in instance order. `max_files`
+/// 0 takes the library's default.
+pub fn scan_studies<P: AsRef<Path>>(paths: &[P], max_files: u32) -> Result<StudySet> {
+    use std::ffi::CStr;
+    use std::os::unix::ffi::OsStrExt;
+    let cs = paths.iter().map(|p| path_cstring(p.as_ref())).collect::<Result<Vec<_>>>()?;
+    let ptrs: Vec<*const c_char> = cs.iter().map(|s| s.as_ptr()).collect();
+    let mut p = unsafe {
+        let mut p = std::mem::zeroed::<sys::mg_studies_params>();
+        sys::mg_studies_params_init(&mut p);
+        p
+    };
+    p.max_files = max_files;
+    let mut err = [0 as c_char; ERRLEN];
+    let mut h = ptr::null_mut();
+    let rc = unsafe { sys::mg_studies_scan(&mut h, ptrs.as_ptr(), ptrs.len(), &p, err.as_mut_ptr(), ERRLEN) };
+    check_buf(rc, &err)?;
+    struct Guard(*mut sys::mg_studies);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            unsafe { sys::mg_studies_free(self.0) }
+        }
+    }
+    let g = Guard(h);
+    // SAFETY: the handle is live until g drops; values are copied out.
+    let raw = |i: usize, k: i64, key: &str| -> Option<Vec<u8>> {
+        let ck = CString::new(key).ok()?;
+        let v = unsafe { sys::mg_studies_get(g.0, i, k, ck.as_ptr()) };
+        (!v.is_null()).then(|| unsafe { CStr::from_ptr(v) }.to_bytes().to_vec())
+    };
+    let text = |i: usize, k: i64, key: &str| raw(i, k, key).map(|b| String::from_utf8_lossy(&b).into_owned());
+    let path = |i: usize, k: i64, key: &str| raw(i, k, key).map(|b| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&b)));
+    let mut set = StudySet::default();
+    for i in 0..unsafe { sys::mg_studies_count(g.0) } {
+        let mut s = Study {
+            uid: text(i, -1, "study_uid").unwrap_or_default(),
+            patient_id: text(i, -1, "patient_id"),
+            patient_name: text(i, -1, "patient_name"),
+            date: text(i, -1, "date"),
+            time: text(i, -1, "time"),
+            accession: text(i, -1, "accession"),
+            description: text(i, -1, "description"),
+            kind: text(i, -1, "kind").unwrap_or_default(),
+            frontal: path(i, -1, "frontal"),
+            lateral: path(i, -1, "lateral"),
+            prior: text(i, -1, "prior").and_then(|v| v.parse().ok()),
+            series: Vec::new(),
+        };
+        for k in 0..unsafe { sys::mg_studies_series_count(g.0, i) } as i64 {
+            let files = raw(i, k, "files").unwrap_or_default();
+            s.series.push(Series {
+                uid: text(i, k, "series_uid").unwrap_or_default(),
+                modality: text(i, k, "modality"),
+                description: text(i, k, "description"),
+                number: text(i, k, "number"),
+                body_part: text(i, k, "body_part"),
+                view: text(i, k, "view"),
+                files: files
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(|l| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(l)))
+                    .collect(),
+            });
+        }
+        set.studies.push(s);
+    }
+    set.warnings = text(usize::MAX, -1, "warnings")
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    Ok(set)
+}

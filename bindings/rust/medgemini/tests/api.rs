@@ -1433,3 +1433,23 @@ fn write_sr_in_the_source_study() {
     // the source's Study Instance UID is in the SR
     assert!(data.windows(42).any(|w| w == b"1.3.6.1.4.1.5962.1.2.9.20040826185059.5457"));
 }
+
+/// The shared CR and CT folders as two studies.
+#[test]
+fn scan_studies_of_the_shared_corpus() {
+    let d = repo_root().join("../shared/data/dicom");
+    if !d.exists() {
+        return;
+    }
+    let set = medgemini::scan_studies(&[d.join("cr_chest"), d.join("ct_series_3slice")], 0).unwrap();
+    assert_eq!(set.studies.len(), 2);
+    assert_eq!(set.studies[0].kind, "volume");
+    assert_eq!(set.studies[1].kind, "radiograph");
+    assert!(set.studies[1].frontal.as_ref().unwrap().ends_with("RG1_J2KI.dcm"));
+    assert_eq!(set.studies[1].prior, None);
+    let ct = set.studies[0].series.iter().find(|s| s.modality.as_deref() == Some("CT")).unwrap();
+    assert_eq!(ct.files.len(), 3);
+    assert!(!set.warnings.is_empty());
+    let e = medgemini::scan_studies(&[d.join("no-such-folder")], 0).unwrap_err();
+    assert_eq!(e.status(), Status::Io);
+}
