@@ -41,16 +41,8 @@ func WriteSR(path, report string, sources []string, o SROptions) error {
 	cpath, crep := C.CString(path), C.CString(report)
 	defer C.free(unsafe.Pointer(cpath))
 	defer C.free(unsafe.Pointer(crep))
-	srcs := (*[1 << 20]*C.char)(C.calloc(C.size_t(len(sources)), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
-	defer func() {
-		for i := range sources {
-			C.free(unsafe.Pointer(srcs[i]))
-		}
-		C.free(unsafe.Pointer(srcs))
-	}()
-	for i, s := range sources {
-		srcs[i] = C.CString(s)
-	}
+	srcs, freeSrcs := cStrings(sources)
+	defer freeSrcs()
 	var p C.mg_sr_params
 	C.mg_sr_params_init(&p)
 	p.model_name, p.manufacturer, p.series_description = cstr(o.ModelName), cstr(o.Manufacturer), cstr(o.SeriesDescription)
@@ -60,5 +52,19 @@ func WriteSR(path, report string, sources []string, o SROptions) error {
 	p.series_number = C.uint32_t(o.SeriesNumber)
 	eb := newErrbuf()
 	defer eb.free()
-	return eb.err(C.mg_sr_write(cpath, crep, &srcs[0], C.size_t(len(sources)), &p, eb.p, eb.n))
+	return eb.err(C.mg_sr_write(cpath, crep, srcs, C.size_t(len(sources)), &p, eb.p, eb.n))
+}
+
+// cStrings copies ss into a C array of C strings; free releases both.
+func cStrings(ss []string) (arr **C.char, free func()) {
+	ptrs := (*[1 << 28]*C.char)(C.calloc(C.size_t(len(ss)), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+	for i, s := range ss {
+		ptrs[i] = C.CString(s)
+	}
+	return &ptrs[0], func() {
+		for i := range ss {
+			C.free(unsafe.Pointer(ptrs[i]))
+		}
+		C.free(unsafe.Pointer(ptrs))
+	}
 }

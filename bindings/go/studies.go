@@ -47,23 +47,15 @@ func ScanStudies(paths []string, maxFiles int) (*StudySet, error) {
 	if maxFiles < 0 || maxFiles > math.MaxUint32 {
 		return nil, argError("ScanStudies: maxFiles %d out of range", maxFiles)
 	}
-	cp := (*[1 << 20]*C.char)(C.calloc(C.size_t(len(paths)), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
-	defer func() {
-		for i := range paths {
-			C.free(unsafe.Pointer(cp[i]))
-		}
-		C.free(unsafe.Pointer(cp))
-	}()
-	for i, p := range paths {
-		cp[i] = C.CString(p)
-	}
+	cp, freeCp := cStrings(paths)
+	defer freeCp()
 	var p C.mg_studies_params
 	C.mg_studies_params_init(&p)
 	p.max_files = C.uint32_t(maxFiles)
 	eb := newErrbuf()
 	defer eb.free()
 	var h *C.mg_studies
-	if err := eb.err(C.mg_studies_scan(&h, &cp[0], C.size_t(len(paths)), &p, eb.p, eb.n)); err != nil {
+	if err := eb.err(C.mg_studies_scan(&h, cp, C.size_t(len(paths)), &p, eb.p, eb.n)); err != nil {
 		return nil, err
 	}
 	defer C.mg_studies_free(h)
