@@ -939,6 +939,60 @@ START_TEST(test_spec_sampling) {
 }
 END_TEST
 
+/* With an image in the prompt the draft (a model with an image encoder it
+ * does not use) reads the prompt's text only; the answers are those without
+ * a draft, and the draft's sequence is the target's without the image
+ * block. */
+START_TEST(test_spec_draft_image) {
+    mg_model *m = NULL, *dm = NULL;
+    char err[256];
+    ck_assert_msg(mg_model_load(&m, tu_make_model("spec_img.mgm", "--shape tiny --seed 21"), NULL,
+                                err, sizeof err) == MG_OK, "%s", err);
+    ck_assert_msg(mg_model_load(&dm, tu_make_model("spec_img_draft.mgm",
+                                                   "--shape tiny --seed 22 --layers 1"),
+                                NULL, err, sizeof err) == MG_OK, "%s", err);
+    uint8_t px[32 * 24 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 7 % 251);
+    mg_image *img = NULL;
+    ck_assert_int_eq(mg_image_from_pixels(&img, px, 32, 24, 0, MG_PIXEL_RGB8, NULL, err,
+                                          sizeof err), MG_OK);
+    mg_context *a = NULL, *b = NULL, *d = NULL;
+    ck_assert_int_eq(mg_context_new(&a, m, NULL), MG_OK);
+    ck_assert_int_eq(mg_context_new(&b, m, NULL), MG_OK);
+    ck_assert_int_eq(mg_context_new(&d, dm, NULL), MG_OK);
+    const char *qs[3] = {"Is there a fracture?", "Where is it?", "a b a b a b a b"};
+    const mg_image *const imgs[1] = {img};
+    for (int q = 0; q < 3; q++) {
+        mg_gen_params gp = MG_GEN_PARAMS_INIT;
+        gp.max_tokens = 24;
+        char *x = NULL, *y = NULL;
+        ck_assert_int_eq(mg_vqa(&x, a, imgs, 1, qs[q], &gp), MG_OK);
+        gp.draft = d;
+        ck_assert_msg(mg_vqa(&y, b, imgs, 1, qs[q], &gp) == MG_OK, "%s", mg_context_errmsg(b));
+        ck_assert_str_eq(x, y);
+        mg_string_free(x);
+        mg_string_free(y);
+        int32_t tt[512], td[512];
+        size_t nt = 0, nd = 0;
+        ck_assert_int_eq(mg_context_tokens(tt, 512, &nt, b), MG_OK);
+        ck_assert_int_eq(mg_context_tokens(td, 512, &nd, d), MG_OK);
+        int32_t img_tok = mg_tokenizer_special(mg_model_tokenizer(m), MG_TOKEN_IMAGE);
+        size_t k = 0;
+        for (size_t i = 0; i < nt && k < nd; i++)
+            if (tt[i] != img_tok) ck_assert_int_eq(td[k++], tt[i]);
+        ck_assert_uint_eq(k, nd);
+        ck_assert_uint_lt(nd, nt);
+    }
+    ck_assert_uint_gt(b->spec_drafted, 0);
+    mg_context_free(a);
+    mg_context_free(b);
+    mg_context_free(d);
+    mg_image_free(img);
+    mg_model_free(m);
+    mg_model_free(dm);
+}
+END_TEST
+
 START_TEST(test_output_is_utf8) {
     mg_model *m = load_tiny();
     mg_context *c = NULL;
@@ -1045,6 +1099,7 @@ static Suite *suite(void) {
     tcase_set_timeout(tp, 300);
     tcase_add_loop_test(tp, test_spec_draft_greedy, 0, 3);
     tcase_add_test(tp, test_spec_draft_refused);
+    tcase_add_test(tp, test_spec_draft_image);
     tcase_add_test(tp, test_spec_sampling);
     suite_add_tcase(s, tp);
     return s;
