@@ -950,6 +950,7 @@ typedef struct mg_gen_params {
                                     NULL = none. See below                  */
     uint32_t n_draft;            /* most tokens per draft; 0 = 4; capped at
                                     16 and at the context's batch - 1      */
+    uint32_t reserved;           /* 0 (keeps the struct free of padding)   */
 } mg_gen_params;
 
 /* mg_gen_params.flags */
@@ -996,7 +997,7 @@ typedef struct mg_gen_params {
 
 #define MG_GEN_PARAMS_INIT \
     { sizeof(mg_gen_params), 256, 0.0f, 0, 1.0f, 1.0f, 0, NULL, 0, 0, NULL, \
-      NULL, NULL, NULL, NULL, NULL, NULL, 0 }
+      NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 }
 MG_API void mg_gen_params_init(mg_gen_params *params);
 
 /* ---------------------------------------------------------- text generation */

@@ -595,7 +595,8 @@ static mg_status check_gen_params(mg_gen_params *gp, const mg_gen_params *params
     if (pst != MG_OK) return pst == MG_E_UNSUPPORTED ? pst : MG_E_INVALID_ARG;
     if (!(gp->temperature >= 0.0f) || !(gp->top_p > 0.0f && gp->top_p <= 1.0f) ||
         gp->top_k < 0 || !(gp->repetition_penalty > 0.0f) || (gp->n_stop && !gp->stop) ||
-        gp->n_stop > MG__MAX_STOP || (gp->flags & ~(MG_GEN_RAW_PROMPT | MG_GEN_DRAFT_NGRAM)))
+        gp->n_stop > MG__MAX_STOP || (gp->flags & ~(MG_GEN_RAW_PROMPT | MG_GEN_DRAFT_NGRAM)) ||
+        gp->reserved)
         return MG_E_INVALID_ARG;
     for (uint32_t i = 0; i < gp->n_stop; i++)
         if (!gp->stop[i] || strlen(gp->stop[i]) > MG__MAX_STOP_LEN) return MG_E_INVALID_ARG;

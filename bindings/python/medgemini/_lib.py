@@ -160,7 +160,7 @@ class mg_gen_params(Structure):
                 ("system_prompt", c_char_p), ("instruction", c_char_p),
                 ("on_progress", mg_progress_callback),
                 ("progress_user_data", c_void_p),
-                ("draft", c_void_p), ("n_draft", c_uint32)]
+                ("draft", c_void_p), ("n_draft", c_uint32), ("reserved", c_uint32)]
 
 
 class mg_prs_params(Structure):

@@ -359,6 +359,8 @@ pub struct mg_gen_params {
     pub draft: *mut mg_context,
     /// Most tokens per draft (0 = the library's default).
     pub n_draft: u32,
+    /// 0.
+    pub reserved: u32,
 }
 
 pub const MG_GEN_RAW_PROMPT: u32 = 0x1;
