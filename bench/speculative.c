@@ -13,9 +13,10 @@
  * model with the same tokenizer. TEMP > 0 samples (top-k 0, top-p 1), seed
  * 1 + rep in every mode, so the modes draw from the same distributions but
  * their texts differ. Each of REPS rounds (default 2) runs every mode once,
- * alternating; rates are the sums over the rounds (tokens after the first
- * over the time after the first). Without arguments it prints its usage
- * and exits 0 (make bench runs it bare). */
+ * alternating; a round's rate is its tokens after the first over the time
+ * after the first; printed are the median over the rounds (robust to a
+ * machine shared with other work) and the sum over them. Without arguments
+ * it prints its usage and exits 0 (make bench runs it bare). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,10 +49,17 @@ static const char *k_prompt =
     "'Heart: normal size.', 'Pleura: no effusion.', 'Bones: intact.', one organ per line, "
     "then repeat the list.";
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 enum { PLAIN, NGRAM, DRAFT, N_MODES };
 static const char *k_names[N_MODES] = {"plain", "n-gram", "draft model"};
 
 typedef struct mode_stats {
+    double *rate;            /* each round's tokens/s after the first */
+    int n_rate;
     double seconds;          /* after each answer's first token, summed */
     uint64_t tokens;         /* pieces after the first, summed */
     uint64_t steps, drafted, kept;
@@ -97,6 +105,8 @@ int main(int argc, char **argv) {
     const int n_modes = dm ? N_MODES : DRAFT;
     mode_stats ms[N_MODES];
     memset(ms, 0, sizeof ms);
+    for (int mode = 0; mode < N_MODES; mode++)
+        if (!(ms[mode].rate = calloc((size_t)(reps > 0 ? reps : 1), sizeof(double)))) return 1;
     char *plain_text = NULL;
     for (int r = 0; r < reps; r++)
         for (int mode = 0; mode < n_modes; mode++) {
@@ -121,9 +131,10 @@ int main(int argc, char **argv) {
                 return 1;
             }
             mode_stats *s = &ms[mode];
-            if (t.n > 1) {
+            if (t.n > 1 && t.last > t.first) {
                 s->seconds += t.last - t.first;
                 s->tokens += t.n - 1;
+                s->rate[s->n_rate++] = (t.n - 1) / (t.last - t.first);
             }
             s->steps += c->spec_steps - s0;
             s->drafted += c->spec_drafted - d0;
@@ -141,15 +152,23 @@ int main(int argc, char **argv) {
     printf("%s, %u threads, %s, %d rounds%s%s\n", img ? "report" : "text prompt", threads,
            temp > 0 ? "sampled" : "greedy", reps, dm ? ", draft " : "", dm ? draft_path : "");
     if (temp > 0) printf("  (sampling: seed 1 + round in every mode)\n");
-    double base = ms[PLAIN].seconds > 0 ? ms[PLAIN].tokens / ms[PLAIN].seconds : 0;
+    double med[N_MODES];
+    for (int mode = 0; mode < n_modes; mode++) {
+        mode_stats *s = &ms[mode];
+        qsort(s->rate, (size_t)s->n_rate, sizeof *s->rate, cmp_double);
+        med[mode] = !s->n_rate ? 0
+                    : s->n_rate % 2 ? s->rate[s->n_rate / 2]
+                                    : 0.5 * (s->rate[s->n_rate / 2 - 1] + s->rate[s->n_rate / 2]);
+    }
+    printf("tokens/s after each answer's first token: median of the rounds (sum over them)\n");
     for (int mode = 0; mode < n_modes; mode++) {
         const mode_stats *s = &ms[mode];
         double rate = s->seconds > 0 ? s->tokens / s->seconds : 0;
-        printf("%-12s %6llu tokens, %8.2f tokens/s after the first", k_names[mode],
-               (unsigned long long)s->tokens, rate);
+        printf("%-12s %6llu tokens, %8.1f tokens/s (%.1f)", k_names[mode],
+               (unsigned long long)s->tokens, med[mode], rate);
         if (mode != PLAIN)
-            printf(" (%.3fx), %llu verifying calls, %llu drafted, %llu kept (%.2f per call)%s",
-                   base > 0 ? rate / base : 0.0, (unsigned long long)s->steps,
+            printf(" %.2fx, %llu verifying calls, %llu drafted, %llu kept (%.2f per call)%s",
+                   med[PLAIN] > 0 ? med[mode] / med[PLAIN] : 0.0, (unsigned long long)s->steps,
                    (unsigned long long)s->drafted, (unsigned long long)s->kept,
                    s->steps ? (double)s->kept / (double)s->steps : 0.0,
                    temp > 0 ? "" : s->differs ? ", TEXT DIFFERS" : ", text identical");
@@ -157,6 +176,7 @@ int main(int argc, char **argv) {
         if (temp == 0 && s->differs) bad = 1;
     }
     mg_string_free(plain_text);
+    for (int mode = 0; mode < N_MODES; mode++) free(ms[mode].rate);
     mg_image_free(img);
     mg_context_free(c);
     mg_context_free(dc);

@@ -69,7 +69,8 @@ static int enc_step(void *user, uint32_t done, uint32_t total) {
 
 /* Appends n ids to the sequence; logits of every id go to `all` (n rows)
  * when it is not NULL, else the last id's logits go to ctx->logits. */
-static mg_status feed(mg_context *c, const int32_t *ids, size_t n, float *all) {
+static mg_status feed_with(mg_context *c, const int32_t *ids, size_t n, float *all,
+                           mg__pool *pool) {
     uint32_t pos = mg__dstate_pos(c->dstate);
     if (n > (size_t)c->params.n_ctx - pos) return MG_E_CONTEXT_FULL;
     if (n) c->logits_valid = 0;
@@ -78,7 +79,7 @@ static mg_status feed(mg_context *c, const int32_t *ids, size_t n, float *all) {
         uint32_t chunk = (uint32_t)(n - off < c->max_batch ? n - off : c->max_batch);
         float *dst = all ? all + off * c->n_vocab : c->logits;
         mg_status st = mg__decoder_forward(c->dstate, ids + off, NULL, NULL, chunk, dst,
-                                           all != NULL, c->pool);
+                                           all != NULL, pool);
         if (st != MG_OK) return st;
         memcpy(c->history + pos + off, ids + off, chunk * sizeof(int32_t));
         off += chunk;
@@ -90,6 +91,10 @@ static mg_status feed(mg_context *c, const int32_t *ids, size_t n, float *all) {
     if (all && n) memcpy(c->logits, all + (n - 1) * c->n_vocab, c->n_vocab * sizeof(float));
     if (n) c->logits_valid = 1;
     return MG_OK;
+}
+
+static mg_status feed(mg_context *c, const int32_t *ids, size_t n, float *all) {
+    return feed_with(c, ids, n, all, c->pool);
 }
 
 static mg_status need_text(mg_context *c) {
@@ -317,6 +322,7 @@ typedef struct draft_run {
     mg_context *dc;            /* NULL: none, or given up */
     uint32_t off, n_max;
     float *q;
+    mg__pool *pool;            /* the threads the draft runs on */
 } draft_run;
 
 /* Stops drafting with the model for the rest of the call. */
@@ -352,7 +358,7 @@ static void draft_start(draft_run *dr, mg_context *c, int sampling) {
         mg__ctx_seq_reset(dc);
         L = 0;
     }
-    if (feed(dc, text + L, n - L, NULL) != MG_OK) draft_drop(dr);
+    if (feed_with(dc, text + L, n - L, NULL, dr->pool) != MG_OK) draft_drop(dr);
     mg__free(text);
 }
 
@@ -367,8 +373,9 @@ static uint32_t draft_model(draft_run *dr, mg_context *c, uint32_t pos, const mg
     uint32_t k = 0;
     for (; k < kmax; k++) {
         uint32_t have = mg__dstate_pos(dc->dstate) + dr->off;
-        mg_status st = k ? feed(dc, &d[k], 1, NULL)
-                         : have <= pos ? feed(dc, c->history + have, pos + 1 - have, NULL)
+        mg_status st = k ? feed_with(dc, &d[k], 1, NULL, dr->pool)
+                         : have <= pos ? feed_with(dc, c->history + have, pos + 1 - have, NULL,
+                                                   dr->pool)
                                        : MG_E_INTERNAL;
         if (st != MG_OK) {
             draft_drop(dr);
@@ -585,6 +592,10 @@ static mg_status draft_claim(draft_run *dr, mg_context *c, const mg_gen_params *
     if (n > MG__DRAFT_CAP) n = MG__DRAFT_CAP;
     dr->dc = dc;
     dr->n_max = n;
+    /* The draft runs on the generating context's threads when its decoder
+     * state has room for as many (the call owns both contexts): two pools
+     * taking turns would each keep spinning while the other works. */
+    dr->pool = mg__pool_size(c->pool) <= mg__pool_size(dc->pool) ? c->pool : dc->pool;
     return MG_OK;
 }
 
