@@ -993,6 +993,45 @@ START_TEST(test_spec_draft_image) {
 }
 END_TEST
 
+/* Stopping a call that drafts with a model (progress callback) returns
+ * MG_E_INTERRUPTED with the text so far and releases the draft context,
+ * which then serves the next call as before. */
+static int32_t stop_at_3(void *user, const mg_progress *p) {
+    (void)user;
+    return p->stage == MG_STAGE_GENERATE && p->done >= 3;
+}
+
+START_TEST(test_spec_draft_interrupt) {
+    mg_model *m = load_tiny();
+    mg_context *a = NULL, *b = NULL, *d = NULL;
+    ck_assert_int_eq(mg_context_new(&a, m, NULL), MG_OK);
+    ck_assert_int_eq(mg_context_new(&b, m, NULL), MG_OK);
+    ck_assert_int_eq(mg_context_new(&d, m, NULL), MG_OK);
+    const int32_t ids[6] = {2, 30, 31, 32, 30, 31};
+    mg_gen_params gp = MG_GEN_PARAMS_INIT;
+    gp.max_tokens = 40;
+    gp.draft = d;
+    gp.on_progress = stop_at_3;
+    char *out = NULL;
+    ck_assert_int_eq(mg_generate_ids(&out, b, ids, 6, &gp), MG_E_INTERRUPTED);
+    ck_assert_ptr_nonnull(out);
+    mg_string_free(out);
+    ck_assert_int_eq(atomic_load(&d->busy), 0);
+    gp.on_progress = NULL;
+    char *x = NULL, *y = NULL;
+    ck_assert_int_eq(mg_generate_ids(&y, b, ids, 6, &gp), MG_OK);
+    gp.draft = NULL;
+    ck_assert_int_eq(mg_generate_ids(&x, a, ids, 6, &gp), MG_OK);
+    ck_assert_str_eq(x, y);
+    mg_string_free(x);
+    mg_string_free(y);
+    mg_context_free(a);
+    mg_context_free(b);
+    mg_context_free(d);
+    mg_model_free(m);
+}
+END_TEST
+
 START_TEST(test_output_is_utf8) {
     mg_model *m = load_tiny();
     mg_context *c = NULL;
@@ -1100,6 +1139,7 @@ static Suite *suite(void) {
     tcase_add_loop_test(tp, test_spec_draft_greedy, 0, 3);
     tcase_add_test(tp, test_spec_draft_refused);
     tcase_add_test(tp, test_spec_draft_image);
+    tcase_add_test(tp, test_spec_draft_interrupt);
     tcase_add_test(tp, test_spec_sampling);
     suite_add_tcase(s, tp);
     return s;

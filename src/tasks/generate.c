@@ -331,7 +331,8 @@ static void draft_drop(draft_run *dr) {
 }
 
 /* Brings the draft context to the text of c's sequence: keeps what it
- * already holds of it, feeds the rest. */
+ * already holds of it, feeds the rest. An interrupt of c stops it (and
+ * drafting; generation then sees the interrupt). */
 static void draft_start(draft_run *dr, mg_context *c, int sampling) {
     mg_context *dc = dr->dc;
     uint32_t pos = mg__dstate_pos(c->dstate), n = 0;
@@ -358,7 +359,14 @@ static void draft_start(draft_run *dr, mg_context *c, int sampling) {
         mg__ctx_seq_reset(dc);
         L = 0;
     }
-    if (feed_with(dc, text + L, n - L, NULL, dr->pool) != MG_OK) draft_drop(dr);
+    /* in batches, so that mg_context_interrupt and the progress callback
+     * of the generating call are heard while a long prompt is read */
+    for (uint32_t at = L; at < n && dr->dc;) {
+        uint32_t chunk = n - at < dc->max_batch ? n - at : dc->max_batch;
+        if (prog_emit(c, 0) || feed_with(dc, text + at, chunk, NULL, dr->pool) != MG_OK)
+            draft_drop(dr);
+        at += chunk;
+    }
     mg__free(text);
 }
 
