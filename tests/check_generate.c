@@ -805,6 +805,9 @@ START_TEST(test_spec_draft_refused) {
     ck_assert_int_eq(mg_generate_ids(&out, c, ids, 4, &gp), MG_E_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(mg_context_errmsg(c), "tokenizer differs"));
     gp.draft = d;
+    gp.reserved = 1; /* must be 0 */
+    ck_assert_int_eq(mg_generate_ids(&out, c, ids, 4, &gp), MG_E_INVALID_ARG);
+    gp.reserved = 0;
     atomic_store(&d->busy, 1); /* as while another thread runs a call on it */
     ck_assert_int_eq(mg_generate_ids(&out, c, ids, 4, &gp), MG_E_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(mg_context_errmsg(c), "busy"));
