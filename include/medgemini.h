@@ -1125,29 +1125,61 @@ typedef struct mg_gen_params {
     const char *instruction;     /* NULL = the model's default report prompt */
     mg_progress_callback on_progress; /* may be NULL                        */
     void *progress_user_data;
+    mg_context *draft;           /* speculative decoding with a draft model:
+                                    a context (the caller's, not the one
+                                    generating; used by this call alone) on
+                                    a smaller model with the same tokenizer;
+                                    NULL = none. See below                  */
+    uint32_t n_draft;            /* most tokens per draft; 0 = 4; capped at
+                                    16 and at the context's batch - 1      */
+    uint32_t reserved;           /* 0 (keeps the struct free of padding)   */
 } mg_gen_params;
 
 /* mg_gen_params.flags */
 #define MG_GEN_RAW_PROMPT 0x1u /* mg_generate: use the prompt text as it is
                                   (no BOS, no chat turn markers)            */
-#define MG_GEN_DRAFT_NGRAM 0x2u /* speculative decoding, greedy only (with
-                                  temperature > 0 the flag is ignored):
+#define MG_GEN_DRAFT_NGRAM 0x2u /* speculative decoding by n-gram lookup:
                                   after each token, the tokens that followed
                                   the last earlier occurrence of the
                                   sequence's last 3 (else 2) tokens, up to
                                   4 (fewer after refused drafts), are fed
-                                  with it in one decoder call
-                                  computed exactly as single tokens (the
-                                  same kernels, each weight block read once)
-                                  and kept while greedy decoding agrees with
-                                  them. The text, the context's sequence and
-                                  logits are bit for bit those without the
-                                  flag; faster when the answer repeats the
-                                  prompt or itself (docs/INTERACTIVE.md)   */
+                                  with it in one decoder call computed
+                                  exactly as single tokens (the same
+                                  kernels, each weight block read once) and
+                                  checked against what decoding would have
+                                  chosen. Faster when the answer repeats the
+                                  prompt or itself (docs/INTERACTIVE.md).
+                                  Greedy: the text, the context's sequence
+                                  and logits are bit for bit those without
+                                  the flag. Sampling (temperature > 0): each
+                                  drafted token is kept with the probability
+                                  speculative sampling gives it (Leviathan
+                                  et al. / Chen et al. 2023), else replaced
+                                  by a draw from what the sampler's
+                                  distribution has beyond the draft: the
+                                  text has exactly the distribution of plain
+                                  sampling, but the RNG is used differently,
+                                  so a seed gives another text than without
+                                  the flag (still the same one every time).
+                                  Ignored when params.draft is set        */
+/* params.draft: a draft model proposes the next tokens (up to n_draft, by
+ * its own greedy choice or sampling with the same settings), checked as
+ * above in one exact decoder call of the generating context; with the same
+ * guarantees (greedy: bit for bit plain decoding; sampling: the same
+ * distribution, another text per seed). The draft context reads the
+ * prompt's text tokens (encoder blocks such as images left out: the draft
+ * model needs no encoder; what its sequence already holds is kept when it
+ * agrees) and follows the answer; afterwards its sequence holds the
+ * prompt's text and the answer, possibly without the last tokens. Its
+ * model must have a text decoder and the same tokenizer (vocabulary, token
+ * strings and types, special tokens, merges), else MG_E_INVALID_ARG; so
+ * for the generating context itself or a context busy in another call.
+ * A failure of the draft context (e.g. its context length reached) ends
+ * drafting for the call without failing it. */
 
 #define MG_GEN_PARAMS_INIT \
     { sizeof(mg_gen_params), 256, 0.0f, 0, 1.0f, 1.0f, 0, NULL, 0, 0, NULL, \
-      NULL, NULL, NULL, NULL, NULL }
+      NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 }
 MG_API void mg_gen_params_init(mg_gen_params *params);
 
 /* ---------------------------------------------------------- text generation */

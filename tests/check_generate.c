@@ -109,6 +109,118 @@ START_TEST(test_distributions) {
 }
 END_TEST
 
+
+/* ---- speculative sampling's check --------------------------------------- */
+
+/* Chi-square statistic to a standard normal deviate (Wilson-Hilferty);
+ * above 4.75 is a p-value below 1e-6. */
+static double chi2_z(double x, int df) {
+    if (df < 1) return 0.0;
+    double k = df, v = 2.0 / (9.0 * k);
+    return (cbrt(x / k) - (1.0 - v)) / sqrt(v);
+}
+
+/* Draws x from q (one-hot at x1 when q is NULL), checks it against p with
+ * mg__spec_verify, `trials` times: the outcomes must follow p. */
+static void check_verify(const mg__tokp *pl, uint32_t np, const float *q, int32_t x1,
+                         uint64_t seed, int trials) {
+    mg__rng r;
+    mg__rng_seed(&r, seed);
+    mg__tokp ql[6];
+    uint32_t nq = 0;
+    for (int32_t i = 0; q && i < 6; i++)
+        if (q[i] > 0) { ql[nq].id = i; ql[nq].p = q[i]; nq++; }
+    long count[6] = {0}, kept = 0;
+    for (int t = 0; t < trials; t++) {
+        int32_t x = q ? mg__sample_from(ql, nq, &r) : x1, y = -1;
+        int ok = mg__spec_verify(&y, pl, np, q, x, &r);
+        ck_assert(y >= 0 && y < 6);
+        if (ok) { ck_assert_int_eq(y, x); kept++; }
+        else ck_assert_int_ne(y, x); /* refused x is never drawn again */
+        count[y]++;
+    }
+    double want[6] = {0}, chi = 0;
+    for (uint32_t i = 0; i < np; i++) want[pl[i].id] = pl[i].p;
+    int df = -1;
+    for (int i = 0; i < 6; i++) {
+        if (want[i] == 0) {
+            ck_assert_msg(count[i] == 0, "id %d lies outside p but came %ld times", i, count[i]);
+            continue;
+        }
+        double e = want[i] * trials;
+        chi += (count[i] - e) * (count[i] - e) / e;
+        df++;
+    }
+    ck_assert_msg(chi2_z(chi, df) < 4.75, "chi-square %.1f with %d degrees of freedom", chi, df);
+    /* the acceptance rate is sum min(p, q) */
+    double acc = 0;
+    for (int i = 0; i < 6; i++) acc += fmin(want[i], q ? q[i] : i == x1);
+    ck_assert_msg(fabs((double)kept / trials - acc) < 5 * sqrt(fabs(acc * (1 - acc)) / trials) + 1e-6,
+                  "kept %.4f, expected %.4f", (double)kept / trials, acc);
+}
+
+START_TEST(test_spec_verify) {
+    int trials = tu_under_valgrind() ? 20000 : 200000;
+    /* p over the whole vocabulary, in id order (plain temperature) */
+    const mg__tokp full[6] = {{0.1f, 0}, {0.3f, 1}, {0.05f, 2}, {0.25f, 3}, {0.2f, 4}, {0.1f, 5}};
+    /* p after top-k 4, best first: ids 4 and 5 absent */
+    const mg__tokp top[4] = {{0.4f, 1}, {0.3f, 3}, {0.2f, 0}, {0.1f, 2}};
+    /* n-gram drafts: q one-hot, at a likely, an unlikely and an absent id */
+    check_verify(full, 6, NULL, 1, 1, trials);
+    check_verify(full, 6, NULL, 2, 2, trials);
+    check_verify(top, 4, NULL, 5, 3, trials);
+    check_verify(top, 4, NULL, 0, 4, trials);
+    /* model drafts: q a distribution unlike p, one with ids p lacks, q = p */
+    const float q1[6] = {0.3f, 0.1f, 0.2f, 0.1f, 0.1f, 0.2f};
+    check_verify(full, 6, q1, -1, 5, trials);
+    check_verify(top, 4, q1, -1, 6, trials);
+    const float q2[6] = {0.0f, 0.1f, 0.0f, 0.1f, 0.5f, 0.3f};
+    check_verify(top, 4, q2, -1, 7, trials);
+    const float q3[6] = {0.1f, 0.3f, 0.05f, 0.25f, 0.2f, 0.1f};
+    check_verify(full, 6, q3, -1, 8, trials);
+    /* greedy target (one id with probability 1) */
+    const mg__tokp one[1] = {{1.0f, 3}};
+    check_verify(one, 1, q1, -1, 9, trials / 10);
+    check_verify(one, 1, NULL, 3, 10, trials / 10);
+}
+END_TEST
+
+/* mg__sample_dist is the distribution mg__sample draws from: the same
+ * filters, and mg__sample_from over it picks what mg__sample picks from
+ * the same RNG state. */
+START_TEST(test_sample_dist) {
+    static unsigned char s1[64 * 9 + 64], s2[64 * 9 + 64];
+    const mg__sampling cases[6] = {
+        {0.0f, 0, 1.0f, 1.0f}, {1.0f, 0, 1.0f, 1.0f}, {0.7f, 5, 1.0f, 1.0f},
+        {1.3f, 0, 0.9f, 1.0f}, {0.9f, 20, 0.7f, 1.3f}, {0.8f, 1, 1.0f, 1.0f}};
+    uint64_t seed = 5;
+    const int32_t hist[5] = {3, 9, 9, 40, 63};
+    for (int c = 0; c < 6; c++)
+        for (int rep = 0; rep < 200; rep++) {
+            float a[64], b[64];
+            for (int i = 0; i < 64; i++)
+                a[i] = b[i] = (float)(tu_rand_u64(&seed) % 1000) / 250.0f - 2.0f;
+            mg__rng r1, r2;
+            mg__rng_seed(&r1, 100 + (uint64_t)rep);
+            mg__rng_seed(&r2, 100 + (uint64_t)rep);
+            int32_t want = mg__sample(a, 64, &cases[c], hist, 5, &r1, s1);
+            mg__tokp *d;
+            uint32_t n = mg__sample_dist(&d, b, 64, &cases[c], hist, 5, s2);
+            ck_assert(!memcmp(a, b, sizeof a)); /* the same in-place penalty */
+            double sum = 0;
+            for (uint32_t i = 0; i < n; i++) sum += d[i].p;
+            ck_assert(fabs(sum - 1.0) < 1e-5);
+            if (cases[c].temperature == 0.0f || cases[c].top_k == 1) {
+                ck_assert_uint_eq(n, 1);
+                ck_assert_int_eq(d[0].id, want);
+            } else {
+                ck_assert_int_eq(mg__sample_from(d, n, &r2), want);
+            }
+            if (cases[c].top_k > 1) ck_assert_uint_le(n, (uint32_t)cases[c].top_k);
+        }
+}
+END_TEST
+
 /* ---- generation ----------------------------------------------------------- */
 
 static const char *g_model;
@@ -486,8 +598,8 @@ END_TEST
  * greedy decoding: the same text, streamed pieces, sequence, last token and
  * final logits, bit for bit, over many prompts (random models decoding
  * greedily fall into loops, so drafts are both kept and refused), three
- * weight types, stop strings, a repetition penalty and token limits; with
- * sampling the flag changes nothing. */
+ * weight types, stop strings, a repetition penalty and token limits
+ * (sampling: test_spec_sampling). */
 START_TEST(test_speculative) {
     const char *dts[3] = {"f32", "q8_0", "q4_0"};
     char args[128];
@@ -519,7 +631,6 @@ START_TEST(test_speculative) {
         const char *stops[1] = {"ab"};
         if (k % 5 == 3) { gp.stop = stops; gp.n_stop = 1; }
         if (k % 6 == 4) gp.repetition_penalty = 1.3f;
-        if (k % 8 == 7) { gp.temperature = 0.8f; gp.seed = 5 + (uint64_t)k; }
         memset(sa, 0, sizeof *sa);
         memset(sb, 0, sizeof *sb);
         gp.on_token = collect;
@@ -561,6 +672,368 @@ START_TEST(test_speculative) {
     free(tb);
     mg_context_free(a);
     mg_context_free(b);
+    mg_model_free(m);
+}
+END_TEST
+
+/* Greedy decoding with a draft model is plain greedy decoding bit for bit:
+ * text, streamed pieces, sequence, last token, final logits. _i 0: a
+ * draft that disagrees (another seed, one layer); 1: the same model file
+ * loaded again (agrees but for rounding); 2: the same model handle, with
+ * a draft context that keeps its sequence across calls. */
+START_TEST(test_spec_draft_greedy) {
+    char args[128];
+    snprintf(args, sizeof args, "--shape tiny --no-vision --dtype q8_0 --seed 41");
+    const char *tpath = tu_make_model("spec_target.mgm", args);
+    mg_model *m = NULL, *dm = NULL;
+    char err[256];
+    ck_assert_msg(mg_model_load(&m, tpath, NULL, err, sizeof err) == MG_OK, "%s", err);
+    if (_i == 0) {
+        const char *dp = tu_make_model("spec_draft.mgm",
+                                       "--shape tiny --no-vision --dtype q4_0 --seed 77 --layers 1");
+        ck_assert_msg(mg_model_load(&dm, dp, NULL, err, sizeof err) == MG_OK, "%s", err);
+    } else if (_i == 1) {
+        ck_assert_msg(mg_model_load(&dm, tpath, NULL, err, sizeof err) == MG_OK, "%s", err);
+    }
+    mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
+    cp.flags = MG_CONTEXT_NO_REUSE;
+    cp.n_threads = 2;
+    mg_context *a = NULL, *b = NULL, *d = NULL;
+    ck_assert_int_eq(mg_context_new(&a, m, &cp), MG_OK);
+    ck_assert_int_eq(mg_context_new(&b, m, &cp), MG_OK);
+    mg_context_params dcp = MG_CONTEXT_PARAMS_INIT;
+    if (_i != 2) dcp.flags = MG_CONTEXT_NO_REUSE;
+    ck_assert_int_eq(mg_context_new(&d, dm ? dm : m, &dcp), MG_OK);
+    cbstate *sa = calloc(1, sizeof *sa), *sb = calloc(1, sizeof *sb);
+    float *la = malloc(512 * sizeof *la), *lb = malloc(512 * sizeof *lb);
+    int32_t *ta = malloc(512 * sizeof *ta), *tb = malloc(512 * sizeof *tb);
+    uint64_t seed = 7 + (uint64_t)_i;
+    const int n_prompts = tu_under_valgrind() ? 3 : 16;
+    for (int k = 0; k < n_prompts; k++) {
+        int32_t prompt[40];
+        uint32_t np = 4 + (uint32_t)(tu_rand_u64(&seed) % 30);
+        prompt[0] = 2;
+        for (uint32_t i = 1; i < np; i++)
+            prompt[i] = k % 3 == 0 ? 20 + (int32_t)(i % 5) : 10 + (int32_t)(tu_rand_u64(&seed) % 400);
+        mg_gen_params gp = MG_GEN_PARAMS_INIT;
+        gp.max_tokens = k % 4 == 1 ? 7 : k % 4 == 2 ? 1 : 60;
+        const char *stops[1] = {"ab"};
+        if (k % 5 == 3) { gp.stop = stops; gp.n_stop = 1; }
+        if (k % 6 == 4) gp.repetition_penalty = 1.3f;
+        memset(sa, 0, sizeof *sa);
+        memset(sb, 0, sizeof *sb);
+        gp.on_token = collect;
+        gp.user_data = sa;
+        char *x = NULL, *y = NULL;
+        mg_status s1 = mg_generate_ids(&x, a, prompt, np, &gp);
+        gp.user_data = sb;
+        gp.draft = d;
+        gp.n_draft = k % 2 ? 3 : 0;
+        if (k % 7 == 5) gp.flags = MG_GEN_DRAFT_NGRAM; /* the model draft wins */
+        mg_status s2 = mg_generate_ids(&y, b, prompt, np, &gp);
+        ck_assert_int_eq(s1, MG_OK);
+        ck_assert_msg(s2 == MG_OK, "%s", mg_context_errmsg(b));
+        ck_assert_msg(!strcmp(x, y), "prompt %d: plain '%s', with a draft '%s'", k, x, y);
+        ck_assert_str_eq(sa->text, sb->text);
+        ck_assert_int_eq(sa->calls, sb->calls);
+        size_t na = 0, nb = 0;
+        ck_assert_int_eq(mg_context_tokens(ta, 512, &na, a), MG_OK);
+        ck_assert_int_eq(mg_context_tokens(tb, 512, &nb, b), MG_OK);
+        ck_assert_uint_eq(na, nb);
+        ck_assert_msg(!memcmp(ta, tb, na * sizeof *ta), "prompt %d: sequences differ", k);
+        ck_assert_int_eq(a->last_tok, b->last_tok);
+        ck_assert_int_eq(mg_context_logits(a, la, 512), MG_OK);
+        ck_assert_int_eq(mg_context_logits(b, lb, 512), MG_OK);
+        ck_assert_msg(!memcmp(la, lb, 512 * sizeof *la), "prompt %d: final logits differ", k);
+        /* the draft's sequence is a prefix of the answer's text */
+        size_t nd = 0;
+        ck_assert_int_eq(mg_context_tokens(tb, 512, &nd, d), MG_OK);
+        if (gp.max_tokens > 1) {
+            ck_assert_uint_le(nd, na);
+            ck_assert_msg(!memcmp(ta, tb, nd * sizeof *ta), "prompt %d: the draft's sequence", k);
+        }
+        mg_string_free(x);
+        mg_string_free(y);
+    }
+    fprintf(stderr, "check_generate: draft model %d: %llu calls, %llu tokens drafted, %llu kept\n",
+            _i, (unsigned long long)b->spec_steps, (unsigned long long)b->spec_drafted,
+            (unsigned long long)b->spec_accepted);
+    ck_assert_uint_gt(b->spec_drafted, 0);
+    if (_i == 0) ck_assert_uint_lt(b->spec_accepted, b->spec_drafted * 3 / 4);
+    else ck_assert_uint_gt(b->spec_accepted, b->spec_drafted * 9 / 10);
+    free(sa);
+    free(sb);
+    free(la);
+    free(lb);
+    free(ta);
+    free(tb);
+    mg_context_free(a);
+    mg_context_free(b);
+    mg_context_free(d);
+    mg_model_free(m);
+    mg_model_free(dm);
+}
+END_TEST
+
+/* A draft that cannot serve is refused with a message. */
+START_TEST(test_spec_draft_refused) {
+    mg_model *m = load_tiny(), *other = NULL, *vis = NULL;
+    char err[256];
+    ck_assert_msg(mg_model_load(&other, tu_make_model("spec_vocab.mgm",
+                                "--shape tiny --no-vision --vocab 600"), NULL, err, sizeof err) ==
+                  MG_OK, "%s", err);
+    ck_assert_msg(mg_model_load(&vis, tu_make_model("spec_vision.mgm", "--shape tiny"), NULL, err,
+                                sizeof err) == MG_OK, "%s", err);
+    mg_context *c = NULL, *co = NULL, *cv = NULL, *d = NULL;
+    ck_assert_int_eq(mg_context_new(&c, m, NULL), MG_OK);
+    ck_assert_int_eq(mg_context_new(&co, other, NULL), MG_OK);
+    ck_assert_int_eq(mg_context_new(&cv, vis, NULL), MG_OK);
+    ck_assert_int_eq(mg_context_new(&d, m, NULL), MG_OK);
+    const int32_t ids[4] = {2, 30, 31, 32};
+    mg_gen_params gp = MG_GEN_PARAMS_INIT;
+    gp.max_tokens = 4;
+    char *out = NULL;
+    gp.draft = c;
+    ck_assert_int_eq(mg_generate_ids(&out, c, ids, 4, &gp), MG_E_INVALID_ARG);
+    ck_assert_ptr_null(out);
+    ck_assert_ptr_nonnull(strstr(mg_context_errmsg(c), "draft context is the generating"));
+    gp.draft = co;
+    ck_assert_int_eq(mg_generate_ids(&out, c, ids, 4, &gp), MG_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(mg_context_errmsg(c), "vocabulary"));
+    /* the same vocabulary size, other special tokens (the image ones) */
+    gp.draft = cv;
+    ck_assert_int_eq(mg_generate_ids(&out, c, ids, 4, &gp), MG_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(mg_context_errmsg(c), "tokenizer differs"));
+    gp.draft = d;
+    gp.reserved = 1; /* must be 0 */
+    ck_assert_int_eq(mg_generate_ids(&out, c, ids, 4, &gp), MG_E_INVALID_ARG);
+    gp.reserved = 0;
+    atomic_store(&d->busy, 1); /* as while another thread runs a call on it */
+    ck_assert_int_eq(mg_generate_ids(&out, c, ids, 4, &gp), MG_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(mg_context_errmsg(c), "busy"));
+    atomic_store(&d->busy, 0);
+    ck_assert_int_eq(mg_generate_ids(&out, c, ids, 4, &gp), MG_OK);
+    mg_string_free(out);
+    /* the draft is released after the call, and usable on its own */
+    ck_assert_int_eq(atomic_load(&d->busy), 0);
+    ck_assert_int_eq(mg_context_eval(d, ids, 2, NULL, 0), MG_OK);
+    mg_context_free(c);
+    mg_context_free(co);
+    mg_context_free(cv);
+    mg_context_free(d);
+    mg_model_free(m);
+    mg_model_free(other);
+    mg_model_free(vis);
+}
+END_TEST
+
+/* Speculative sampling keeps plain sampling's distribution: the tokens at
+ * answer positions 1 to 3 over many seeds, plain against n-gram drafts,
+ * a disagreeing draft model and an agreeing one (the same file), compared position by
+ * position with a two-sample chi-square at p < 1e-6 (deterministic: fixed
+ * seeds); a fifth arm drafts with the same weights in q4_0 (close, not
+ * equal: drafts often kept, sometimes refused). The prompt is a greedy loop of the model, so that n-gram drafts
+ * are made at those positions, and kept or refused. */
+#define SPEC_ARMS 5
+static void spec_tokens(mg_context *c, const int32_t *prompt, size_t np, const mg_gen_params *gp,
+                        int32_t out[3]) {
+    char *x = NULL;
+    mg_status st = mg_generate_ids(&x, c, prompt, np, gp);
+    ck_assert_msg(st == MG_OK, "%s", mg_context_errmsg(c));
+    mg_string_free(x);
+    int32_t seq[600];
+    size_t n = 0;
+    ck_assert_int_eq(mg_context_tokens(seq, 600, &n, c), MG_OK);
+    int32_t gen[4];
+    size_t ng = 0;
+    for (size_t i = np; i < n && ng < 4; i++) gen[ng++] = seq[i];
+    if (ng < 4 && c->last_tok >= 0) gen[ng++] = c->last_tok;
+    for (int k = 0; k < 3; k++) out[k] = (size_t)k + 1 < ng ? gen[k + 1] : -1; /* -1: ended */
+}
+
+START_TEST(test_spec_sampling) {
+    const char *tpath = tu_make_model("spec_s_target.mgm", "--shape tiny --no-vision --seed 3");
+    const char *dpath = tu_make_model("spec_s_draft.mgm",
+                                      "--shape tiny --no-vision --seed 8 --layers 1");
+    const char *qpath = tu_make_model("spec_s_q4.mgm", "--shape tiny --no-vision --seed 3 "
+                                      "--dtype q4_0");
+    mg_model *m = NULL, *dm = NULL, *qm = NULL;
+    char err[256];
+    ck_assert_msg(mg_model_load(&m, tpath, NULL, err, sizeof err) == MG_OK, "%s", err);
+    ck_assert_msg(mg_model_load(&dm, dpath, NULL, err, sizeof err) == MG_OK, "%s", err);
+    ck_assert_msg(mg_model_load(&qm, qpath, NULL, err, sizeof err) == MG_OK, "%s", err);
+    mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
+    cp.n_threads = 1;
+    mg_context *c[SPEC_ARMS], *dother = NULL, *dsame = NULL, *dq4 = NULL;
+    for (int a = 0; a < SPEC_ARMS; a++) ck_assert_int_eq(mg_context_new(&c[a], m, &cp), MG_OK);
+    ck_assert_int_eq(mg_context_new(&dother, dm, &cp), MG_OK);
+    ck_assert_int_eq(mg_context_new(&dsame, m, &cp), MG_OK);
+    ck_assert_int_eq(mg_context_new(&dq4, qm, &cp), MG_OK);
+    /* the prompt: a start, then what greedy decoding makes of it (a loop) */
+    int32_t prompt[80] = {2, 40, 41, 42, 43};
+    size_t np = 5;
+    {
+        mg_gen_params g = MG_GEN_PARAMS_INIT;
+        g.max_tokens = 40;
+        char *x = NULL;
+        ck_assert_int_eq(mg_generate_ids(&x, c[0], prompt, np, &g), MG_OK);
+        mg_string_free(x);
+        size_t n = 0;
+        ck_assert_int_eq(mg_context_tokens(prompt, 80, &n, c[0]), MG_OK);
+        np = n;
+    }
+    const int n_seeds = tu_under_valgrind() ? 300 : 9000;
+    const uint32_t V = 512;
+    /* counts[arm][position][token + 1] */
+    int (*counts)[3][513] = calloc(SPEC_ARMS, sizeof *counts);
+    for (int a = 0; a < SPEC_ARMS; a++)
+        for (int s = 0; s < n_seeds; s++) {
+            mg_gen_params gp = MG_GEN_PARAMS_INIT;
+            gp.max_tokens = 4;
+            /* the sampler's paths: temperature alone, top-k, top-k and top-p
+             * (the random model's logits are close together: a low
+             * temperature makes a few tokens likely) */
+            gp.temperature = s % 3 == 0 ? 0.05f : s % 3 == 1 ? 0.8f : 0.6f;
+            gp.top_k = s % 3 == 0 ? 0 : s % 3 == 1 ? 5 : 8;
+            gp.top_p = s % 3 == 2 ? 0.8f : 1.0f;
+            gp.seed = 1000003ull * (uint64_t)(a + 1) + (uint64_t)s;
+            if (a == 1) gp.flags = MG_GEN_DRAFT_NGRAM;
+            if (a == 2) gp.draft = dother;
+            if (a == 3) gp.draft = dsame;
+            if (a == 4) gp.draft = dq4;
+            gp.n_draft = 3;
+            int32_t t[3];
+            spec_tokens(c[a], prompt, np, &gp, t);
+            for (int k = 0; k < 3; k++) counts[a][k][t[k] + 1]++;
+        }
+    for (int a = 1; a < SPEC_ARMS; a++) {
+        fprintf(stderr, "check_generate: speculative sampling arm %d: %llu calls, %llu drafted, "
+                "%llu kept\n", a, (unsigned long long)c[a]->spec_steps,
+                (unsigned long long)c[a]->spec_drafted, (unsigned long long)c[a]->spec_accepted);
+        /* drafts were made at these positions, and both kept and refused */
+        ck_assert_uint_gt(c[a]->spec_accepted, (uint64_t)n_seeds / 100);
+        if (a != 3) ck_assert_uint_lt(c[a]->spec_accepted, c[a]->spec_drafted);
+        for (int k = 0; k < 3; k++) {
+            /* cells with fewer than 10 draws in both arms pooled */
+            double chi = 0;
+            int df = -1;
+            long pa = 0, pb = 0;
+            for (uint32_t v = 0; v <= V; v++) {
+                long x = counts[0][k][v], y = counts[a][k][v];
+                if (x + y < 10) { pa += x; pb += y; continue; }
+                chi += (double)(x - y) * (x - y) / (double)(x + y);
+                df++;
+            }
+            if (pa + pb) { chi += (double)(pa - pb) * (pa - pb) / (double)(pa + pb); df++; }
+            double z = chi2_z(chi, df);
+            fprintf(stderr, "  position %d: chi-square %.1f, %d df, z %.2f\n", k + 1, chi, df, z);
+            ck_assert_msg(z < 4.75, "arm %d, position %d: chi-square %.1f with %d df", a, k + 1,
+                          chi, df);
+        }
+    }
+    free(counts);
+    for (int a = 0; a < SPEC_ARMS; a++) mg_context_free(c[a]);
+    mg_context_free(dother);
+    mg_context_free(dsame);
+    mg_context_free(dq4);
+    mg_model_free(m);
+    mg_model_free(dm);
+    mg_model_free(qm);
+}
+END_TEST
+
+/* With an image in the prompt the draft (a model with an image encoder it
+ * does not use) reads the prompt's text only; the answers are those without
+ * a draft, and the draft's sequence is the target's without the image
+ * block. */
+START_TEST(test_spec_draft_image) {
+    mg_model *m = NULL, *dm = NULL;
+    char err[256];
+    ck_assert_msg(mg_model_load(&m, tu_make_model("spec_img.mgm", "--shape tiny --seed 21"), NULL,
+                                err, sizeof err) == MG_OK, "%s", err);
+    ck_assert_msg(mg_model_load(&dm, tu_make_model("spec_img_draft.mgm",
+                                                   "--shape tiny --seed 22 --layers 1"),
+                                NULL, err, sizeof err) == MG_OK, "%s", err);
+    uint8_t px[32 * 24 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 7 % 251);
+    mg_image *img = NULL;
+    ck_assert_int_eq(mg_image_from_pixels(&img, px, 32, 24, 0, MG_PIXEL_RGB8, NULL, err,
+                                          sizeof err), MG_OK);
+    mg_context *a = NULL, *b = NULL, *d = NULL;
+    ck_assert_int_eq(mg_context_new(&a, m, NULL), MG_OK);
+    ck_assert_int_eq(mg_context_new(&b, m, NULL), MG_OK);
+    ck_assert_int_eq(mg_context_new(&d, dm, NULL), MG_OK);
+    const char *qs[3] = {"Is there a fracture?", "Where is it?", "a b a b a b a b"};
+    const mg_image *const imgs[1] = {img};
+    for (int q = 0; q < 3; q++) {
+        mg_gen_params gp = MG_GEN_PARAMS_INIT;
+        gp.max_tokens = 24;
+        char *x = NULL, *y = NULL;
+        ck_assert_int_eq(mg_vqa(&x, a, imgs, 1, qs[q], &gp), MG_OK);
+        gp.draft = d;
+        ck_assert_msg(mg_vqa(&y, b, imgs, 1, qs[q], &gp) == MG_OK, "%s", mg_context_errmsg(b));
+        ck_assert_str_eq(x, y);
+        mg_string_free(x);
+        mg_string_free(y);
+        int32_t tt[512], td[512];
+        size_t nt = 0, nd = 0;
+        ck_assert_int_eq(mg_context_tokens(tt, 512, &nt, b), MG_OK);
+        ck_assert_int_eq(mg_context_tokens(td, 512, &nd, d), MG_OK);
+        int32_t img_tok = mg_tokenizer_special(mg_model_tokenizer(m), MG_TOKEN_IMAGE);
+        size_t k = 0;
+        for (size_t i = 0; i < nt && k < nd; i++)
+            if (tt[i] != img_tok) ck_assert_int_eq(td[k++], tt[i]);
+        ck_assert_uint_eq(k, nd);
+        ck_assert_uint_lt(nd, nt);
+    }
+    ck_assert_uint_gt(b->spec_drafted, 0);
+    mg_context_free(a);
+    mg_context_free(b);
+    mg_context_free(d);
+    mg_image_free(img);
+    mg_model_free(m);
+    mg_model_free(dm);
+}
+END_TEST
+
+/* Stopping a call that drafts with a model (the token callback, at the
+ * third piece: deterministic, unlike progress reports, which are spaced in
+ * time) returns MG_E_INTERRUPTED with the text so far and releases the
+ * draft context, which then serves the next call as before. */
+static int32_t stop_at_3(void *user, const char *piece, size_t len, int32_t tok) {
+    (void)piece, (void)len, (void)tok;
+    return ++*(int *)user >= 3;
+}
+
+START_TEST(test_spec_draft_interrupt) {
+    mg_model *m = load_tiny();
+    mg_context *a = NULL, *b = NULL, *d = NULL;
+    ck_assert_int_eq(mg_context_new(&a, m, NULL), MG_OK);
+    ck_assert_int_eq(mg_context_new(&b, m, NULL), MG_OK);
+    ck_assert_int_eq(mg_context_new(&d, m, NULL), MG_OK);
+    const int32_t ids[6] = {2, 30, 31, 32, 30, 31};
+    mg_gen_params gp = MG_GEN_PARAMS_INIT;
+    gp.max_tokens = 40;
+    gp.draft = d;
+    int pieces = 0;
+    gp.on_token = stop_at_3;
+    gp.user_data = &pieces;
+    char *out = NULL;
+    ck_assert_int_eq(mg_generate_ids(&out, b, ids, 6, &gp), MG_E_INTERRUPTED);
+    ck_assert_ptr_nonnull(out);
+    mg_string_free(out);
+    ck_assert_int_eq(atomic_load(&d->busy), 0);
+    gp.on_token = NULL;
+    char *x = NULL, *y = NULL;
+    ck_assert_int_eq(mg_generate_ids(&y, b, ids, 6, &gp), MG_OK);
+    gp.draft = NULL;
+    ck_assert_int_eq(mg_generate_ids(&x, a, ids, 6, &gp), MG_OK);
+    ck_assert_str_eq(x, y);
+    mg_string_free(x);
+    mg_string_free(y);
+    mg_context_free(a);
+    mg_context_free(b);
+    mg_context_free(d);
     mg_model_free(m);
 }
 END_TEST
@@ -652,6 +1125,8 @@ static Suite *suite(void) {
     tcase_add_test(ts, test_rng);
     tcase_add_test(ts, test_greedy);
     tcase_add_test(ts, test_distributions);
+    tcase_add_test(ts, test_spec_verify);
+    tcase_add_test(ts, test_sample_dist);
     suite_add_tcase(s, ts);
     TCase *tg = tcase_create("generate");
     tcase_set_timeout(tg, 300);
@@ -665,6 +1140,14 @@ static Suite *suite(void) {
     tcase_add_loop_test(tg, test_speculative, 0, 3);
     tcase_add_test(tg, test_generate_misuse);
     suite_add_tcase(s, tg);
+    TCase *tp = tcase_create("speculative");
+    tcase_set_timeout(tp, 300);
+    tcase_add_loop_test(tp, test_spec_draft_greedy, 0, 3);
+    tcase_add_test(tp, test_spec_draft_refused);
+    tcase_add_test(tp, test_spec_draft_image);
+    tcase_add_test(tp, test_spec_draft_interrupt);
+    tcase_add_test(tp, test_spec_sampling);
+    suite_add_tcase(s, tp);
     return s;
 }
 

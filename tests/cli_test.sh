@@ -209,6 +209,20 @@ expect "vqa: no progress bar when stderr is not a terminal" test ! -s "$TMP/p.er
 expect "generate --draft exits 0 with the same text" cmp -s "$TMP/g1.out" "$TMP/g2.out"
 two_d=$("$CLI" vqa "tests/data/vision/rgb.jpg" -q "Is there a fracture?" -q "Where?" -m "$TMP/img.mgm" -n 5 --draft 2>/dev/null)
 expect "vqa --draft: the same answers" test "$two_d" = "$two"
+# a draft model with the same tokenizer (another seed, one layer)
+"$CLI" mkmodel --shape tiny --seed 5 --layers 1 -o "$TMP/draft.mgm" 2>/dev/null
+"$CLI" generate -m "$TMP/tiny.mgm" -n 40 --draft-model "$TMP/draft.mgm" --draft-max 3 \
+  "a b c a b c a b" > "$TMP/g3.out" 2>/dev/null
+expect "generate --draft-model exits 0 with the same text" cmp -s "$TMP/g1.out" "$TMP/g3.out"
+two_m=$("$CLI" vqa "tests/data/vision/rgb.jpg" -q "Is there a fracture?" -q "Where?" -m "$TMP/img.mgm" -n 5 \
+  --draft-model "$TMP/draft.mgm" 2>/dev/null)
+expect "vqa --draft-model: the same answers" test "$two_m" = "$two"
+"$CLI" mkmodel --shape tiny --vocab 600 -o "$TMP/other.mgm" 2>/dev/null
+"$CLI" generate -m "$TMP/tiny.mgm" -n 4 --draft-model "$TMP/other.mgm" "x" > /dev/null 2> "$TMP/d.err"
+expect "generate --draft-model with another vocabulary fails" test $? -eq 1
+expect "... saying why" grep -q "vocabulary" "$TMP/d.err"
+"$CLI" generate -m "$TMP/tiny.mgm" -n 4 --draft-max 17 "x" > /dev/null 2>&1
+expect "generate --draft-max 17 is bad usage" test $? -eq 2
 # chat: one answer line per message; the first is the vqa answer
 printf 'Is there a fracture?\n\nWhere?\n' | "$CLI" chat "tests/data/vision/rgb.jpg" -m "$TMP/img.mgm" \
   -n 5 > "$TMP/chat.out" 2> "$TMP/chat.err"

@@ -40,6 +40,8 @@ type genOptions struct {
 	instruction  *string
 	raw          bool
 	draftNgram   bool
+	draft        *Session
+	draftMax     int
 	onToken      func(piece string, token int32) error
 	onProgress   func(Progress) error
 }
@@ -81,14 +83,28 @@ func WithInstruction(s string) GenOption { return func(o *genOptions) { o.instru
 func WithRawPrompt() GenOption { return func(o *genOptions) { o.raw = true } }
 
 // WithDraftNgram turns on speculative decoding from n-grams
-// (MG_GEN_DRAFT_NGRAM) for greedy generation: after each token, the tokens
-// that followed the last earlier occurrence of the sequence's last 3 (else
-// 2) tokens, up to 4, are read with it in one decoder call and kept while
-// greedy decoding agrees with them. The text, the context's sequence and
-// its logits are exactly those without the option; it only saves time,
-// most when the answer repeats the prompt or itself. With a temperature
-// above 0 it is ignored.
+// (MG_GEN_DRAFT_NGRAM): after each token, the tokens that followed the last
+// earlier occurrence of the sequence's last 3 (else 2) tokens, up to 4, are
+// read with it in one decoder call and checked against what decoding would
+// choose. For greedy generation the text, the context's sequence and its
+// logits are exactly those without the option; it only saves time, most
+// when the answer repeats the prompt or itself. When sampling, drafted
+// tokens are kept or replaced by speculative sampling: the texts have the
+// distribution of plain sampling, but a seed gives another text than
+// without the option (the same one every time).
 func WithDraftNgram() GenOption { return func(o *genOptions) { o.draftNgram = true } }
+
+// WithDraft makes a draft model propose the tokens instead (mg_gen_params
+// draft): s is a Session on a smaller model with the same tokenizer, which
+// the call uses (it reads the prompt's text and follows the answer), with
+// the guarantees of WithDraftNgram. s must not be in use by another call
+// nor be the session generating; a tokenizer that differs gives an
+// InvalidArgument error.
+func WithDraft(s *Session) GenOption { return func(o *genOptions) { o.draft = s } }
+
+// WithDraftMax caps the tokens of one draft (1 to 16; 0, the default,
+// means 4).
+func WithDraftMax(n int) GenOption { return func(o *genOptions) { o.draftMax = n } }
 
 // WithOnToken streams: fn is called with each piece of text and its token id
 // as it is produced, on the calling goroutine. A non-nil error stops the
@@ -224,6 +240,7 @@ type call struct {
 	strs   cstrs
 	state  *callState
 	handle cgo.Handle
+	draft  *Session
 }
 
 func newCall(opts []GenOption) *call {
@@ -260,6 +277,10 @@ func newCall(opts []GenOption) *call {
 	if o.draftNgram {
 		p.flags |= C.MG_GEN_DRAFT_NGRAM
 	}
+	if o.draftMax > 0 {
+		p.n_draft = C.uint32_t(o.draftMax)
+	}
+	k.draft = o.draft
 	p.system_prompt = k.strs.optStr(o.systemPrompt)
 	p.instruction = k.strs.optStr(o.instruction)
 	if o.onToken != nil || o.onProgress != nil {
@@ -291,6 +312,13 @@ func (k *call) free() {
 func (k *call) run(ctx context.Context, c *C.mg_context, fn func(out **C.char) C.mg_status) (string, error) {
 	if k.state != nil {
 		k.state.ctx = ctx
+	}
+	if k.draft != nil { // held open for the call
+		if err := k.draft.life.acquire(); err != nil {
+			return "", err
+		}
+		defer k.draft.life.release()
+		k.params.draft = k.draft.ptr
 	}
 	var done, exited chan struct{}
 	if ctx.Done() != nil {

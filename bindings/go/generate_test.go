@@ -658,9 +658,93 @@ func TestDraftNgram(t *testing.T) {
 			what := c.prompt + " (stop " + strconv.Quote(stop) + ")"
 			same(what, run(c.prompt, with(opts, WithStop(stop), WithDraftNgram())...), run(c.prompt, with(opts, WithStop(stop))...))
 		}
-		// sampling: the option is ignored
-		sampled := with(opts, WithTemperature(0.8), WithGenSeed(11))
-		same(c.prompt+" (sampled)", run(c.prompt, with(sampled, WithDraftNgram())...), run(c.prompt, sampled...))
+		// sampling: the same distribution (another text for a seed than
+		// without the option), the same text for the same seed
+		sampled := with(opts, WithTemperature(0.8), WithGenSeed(11), WithDraftNgram())
+		same(c.prompt+" (sampled)", run(c.prompt, sampled...), run(c.prompt, sampled...))
+	}
+}
+
+// WithDraft: a draft model changes nothing but speed for greedy
+// generation; sessions that cannot serve as drafts are refused.
+func TestDraftModel(t *testing.T) {
+	m, err := LoadModel(tinyModel(t, "--no-vision"), WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	dm, err := LoadModel(tinyModel(t, "--no-vision", "--seed", "9", "--layers", "1"), WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dm.Close()
+	d, err := dm.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	same, err := m.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer same.Close()
+	s, err := m.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for _, prompt := range []string{"hello there", "the heart the heart the heart the heart"} {
+		want, err := m.Generate(ctx, prompt, WithMaxTokens(30))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, opts := range [][]GenOption{{WithDraft(d)}, {WithDraft(d), WithDraftMax(2)}, {WithDraft(same)}} {
+			got, err := s.Generate(ctx, prompt, with(opts, WithMaxTokens(30))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Fatalf("%q: %q with a draft, %q without", prompt, got, want)
+			}
+		}
+		got, err := m.Generate(ctx, prompt, WithMaxTokens(30), WithDraft(d))
+		if err != nil || got != want {
+			t.Fatalf("%q: %q (%v) with a draft on a pooled context, %q without", prompt, got, err, want)
+		}
+		sampled := []GenOption{WithMaxTokens(20), WithTemperature(0.9), WithGenSeed(3), WithDraft(d)}
+		a, err1 := s.Generate(ctx, prompt, sampled...)
+		b, err2 := s.Generate(ctx, prompt, sampled...)
+		if err1 != nil || err2 != nil || a != b {
+			t.Fatalf("%q sampled: %q (%v), then %q (%v)", prompt, a, err1, b, err2)
+		}
+	}
+	if d.Len() == 0 {
+		t.Fatal("the draft session holds no tokens")
+	}
+	if _, err := s.Generate(ctx, "x", WithMaxTokens(4), WithDraft(s)); !errors.Is(err, ErrInvalidArg) {
+		t.Fatalf("the session as its own draft: %v", err)
+	}
+	om, err := LoadModel(tinyModel(t, "--no-vision", "--vocab", "600"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer om.Close()
+	o, err := om.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if _, err := s.Generate(ctx, "x", WithMaxTokens(4), WithDraft(o)); !errors.Is(err, ErrInvalidArg) {
+		t.Fatalf("a draft with another vocabulary: %v", err)
+	}
+	closed, err := dm.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	if _, err := s.Generate(ctx, "x", WithMaxTokens(4), WithDraft(closed)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a closed draft session: %v", err)
 	}
 }
 

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "medgemini.h"
+
 /* Exit statuses: 0 done, 1 an error (message on stderr), 2 bad usage, 3 an
  * answer cut short because the context filled (the text so far is on
  * stdout, the reason on stderr). */
@@ -24,5 +26,12 @@ int cli_convert(int argc, char **argv);
 int cli_report(int argc, char **argv);
 int cli_vqa(int argc, char **argv);
 int cli_chat(int argc, char **argv);
+
+/* --draft-model: loads the draft model at path and a context on it with
+ * cp's settings into *m and *c; 0, or 1 with a message on stderr. */
+int cli_draft_open(const char *cmd, const char *path, const mg_context_params *cp,
+                   mg_model **m, mg_context **c);
+/* Parses --draft-max N (1 to 16) into *n; -1 on a bad value. */
+int cli_draft_max(const char *v, unsigned *n);
 
 #endif

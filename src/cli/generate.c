@@ -39,6 +39,31 @@ static int parse_ids(const char *s, int32_t **ids, size_t *n) {
     return *n ? 0 : -1;
 }
 
+int cli_draft_open(const char *cmd, const char *path, const mg_context_params *cp,
+                   mg_model **m, mg_context **c) {
+    char err[512];
+    mg_status st = mg_model_load(m, path, NULL, err, sizeof err);
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini %s: draft model %s: %s\n", cmd, path, err);
+        return 1;
+    }
+    if ((st = mg_context_new(c, *m, cp)) != MG_OK) {
+        fprintf(stderr, "medgemini %s: cannot create a context on the draft model: %s\n", cmd,
+                mg_status_str(st));
+        return 1;
+    }
+    return 0;
+}
+
+int cli_draft_max(const char *v, unsigned *n) {
+    char *end;
+    errno = 0;
+    unsigned long x = strtoul(v, &end, 10);
+    if (!*v || *end || errno || x < 1 || x > 16) return -1;
+    *n = (unsigned)x;
+    return 0;
+}
+
 static void usage(void) {
     fprintf(stderr,
         "usage: medgemini generate -m MODEL.mgm [options] [PROMPT]\n"
@@ -48,7 +73,11 @@ static void usage(void) {
         "                       one line per position, space-separated\n"
         "  --raw                no BOS and no chat turn around the prompt\n"
         "  --draft              speculative decoding by n-gram lookup (greedy: the same\n"
-        "                       text, faster when it repeats itself or the prompt)\n"
+        "                       text, faster when it repeats itself or the prompt;\n"
+        "                       sampling: the same distribution, another text per seed)\n"
+        "  --draft-model FILE   speculative decoding with a smaller model of the same\n"
+        "                       tokenizer drafting (as --draft; takes its place)\n"
+        "  --draft-max N        at most N drafted tokens per step (1-16, default 4)\n"
         "  --system TEXT        a system prompt at the start of the user turn\n"
         "  -n N                 at most N new tokens (default 256)\n"
         "  --temp T --top-k K --top-p P --repeat-penalty R --seed S   sampling\n"
@@ -60,6 +89,7 @@ static void usage(void) {
 
 int cli_generate(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *dump = NULL;
+    const char *draft_path = NULL;
     const char *stops[16];
     uint32_t n_stop = 0;
     mg_gen_params gp;
@@ -83,6 +113,12 @@ int cli_generate(int argc, char **argv) {
         else if (!strcmp(a, "-p")) prompt = v;
         else if (!strcmp(a, "--ids")) ids_arg = v;
         else if (!strcmp(a, "--dump-logits")) dump = v;
+        else if (!strcmp(a, "--draft-model")) draft_path = v;
+        else if (!strcmp(a, "--draft-max")) {
+            unsigned nd;
+            if (cli_draft_max(v, &nd)) end = (char *)v;
+            else gp.n_draft = nd;
+        }
         else if (!strcmp(a, "--system")) gp.system_prompt = v;
         else if (!strcmp(a, "-n")) gp.max_tokens = (uint32_t)strtoul(v, &end, 10);
         else if (!strcmp(a, "--temp")) gp.temperature = strtof(v, &end);
@@ -116,8 +152,8 @@ int cli_generate(int argc, char **argv) {
         return 2;
     }
     char err[512];
-    mg_model *m = NULL;
-    mg_context *ctx = NULL;
+    mg_model *m = NULL, *dm = NULL;
+    mg_context *ctx = NULL, *dctx = NULL;
     int rc = 1;
     mg_status st = mg_model_load(&m, model_path, NULL, err, sizeof err);
     if (st != MG_OK) {
@@ -127,6 +163,10 @@ int cli_generate(int argc, char **argv) {
     if ((st = mg_context_new(&ctx, m, &cp)) != MG_OK) {
         fprintf(stderr, "medgemini generate: cannot create a context: %s\n", mg_status_str(st));
         goto done;
+    }
+    if (draft_path) {
+        if (cli_draft_open("generate", draft_path, &cp, &dm, &dctx)) goto done;
+        gp.draft = dctx;
     }
     if (dump) {
         mg_model_info mi = {.struct_size = sizeof mi};
@@ -176,5 +216,7 @@ done:
     free(ids);
     mg_context_free(ctx);
     mg_model_free(m);
+    mg_context_free(dctx);
+    mg_model_free(dm);
     return rc;
 }

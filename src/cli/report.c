@@ -105,7 +105,11 @@ static void usage(const char *cmd) {
         "  --no-reuse           read every prompt afresh: no prefix reuse, no cached\n"
         "                       image encodings across questions\n"
         "  --draft              speculative decoding by n-gram lookup (greedy: the same\n"
-        "                       text, faster when it repeats itself or the prompt)\n"
+        "                       text, faster when it repeats itself or the prompt;\n"
+        "                       sampling: the same distribution, another text per seed)\n"
+        "  --draft-model FILE   speculative decoding with a smaller model of the same\n"
+        "                       tokenizer drafting (needs no image encoder; as --draft)\n"
+        "  --draft-max N        at most N drafted tokens per step (1-16, default 4)\n"
         "  --stats              print timings on stderr (load, first token, tokens/s)\n"
         "  --progress, --no-progress  a progress bar on stderr (default: when stderr is\n"
         "                       a terminal)\n"
@@ -351,7 +355,7 @@ static int run(const char *cmd, int argc, char **argv) {
     mg_context_params_init(&cp);
     int vqa = !strcmp(cmd, "vqa"), chat = !strcmp(cmd, "chat"), want_stats = 0, as_volume = 0;
     bar pb = {isatty(2), 0};
-    const char *ids_path = NULL, *sr_path = NULL;
+    const char *ids_path = NULL, *sr_path = NULL, *draft_path = NULL;
     mg_slice_params sp;
     mg_slice_params_init(&sp);
     mg_volume_params vp;
@@ -409,6 +413,12 @@ static int run(const char *cmd, int argc, char **argv) {
         else if (!strcmp(a, "--series")) vp.series_uid = v;
         else if (!strcmp(a, "--prompt-ids")) ids_path = v;
         else if (!vqa && !chat && !strcmp(a, "--sr")) sr_path = v;
+        else if (!strcmp(a, "--draft-model")) draft_path = v;
+        else if (!strcmp(a, "--draft-max")) {
+            unsigned nd;
+            if (cli_draft_max(v, &nd)) end = (char *)v;
+            else gp.n_draft = nd;
+        }
         else {
             fprintf(stderr, "medgemini %s: unknown option %s\n", cmd, a);
             usage(cmd);
@@ -429,8 +439,8 @@ static int run(const char *cmd, int argc, char **argv) {
     }
     double t0 = now_s(), t_loaded = 0, t_start = 0;
     char err[512];
-    mg_model *m = NULL;
-    mg_context *ctx = NULL;
+    mg_model *m = NULL, *dm = NULL;
+    mg_context *ctx = NULL, *dctx = NULL;
     mg_image *imgs[MAX_IMAGES] = {0};
     mg_volume *vol = NULL;
     int rc = 1;
@@ -504,6 +514,10 @@ static int run(const char *cmd, int argc, char **argv) {
         fprintf(stderr, "medgemini %s: cannot create a context: %s\n", cmd, mg_status_str(st));
         goto done;
     }
+    if (draft_path) {
+        if (cli_draft_open(cmd, draft_path, &cp, &dm, &dctx)) goto done;
+        gp.draft = dctx;
+    }
     t_loaded = now_s();
     t_start = t_loaded;
     if (chat) {
@@ -569,6 +583,8 @@ done:
     mg_volume_free(vol);
     mg_context_free(ctx);
     mg_model_free(m);
+    mg_context_free(dctx);
+    mg_model_free(dm);
     return rc;
 }
 

@@ -34,4 +34,31 @@ int32_t mg__sample(float *logits, uint32_t n_vocab, const mg__sampling *p,
                    const int32_t *history, size_t n_hist, mg__rng *rng,
                    void *scratch);
 
+/* A token and its probability: an entry of a sampling distribution. */
+typedef struct mg__tokp { float p; int32_t id; } mg__tokp;
+
+/* The distribution mg__sample draws from, written into the scratch: *out
+ * points to the returned number of entries, the probabilities summing to 1
+ * (up to rounding). The same filters and ordering as mg__sample, and logits
+ * modified in place as it does (the penalty only): greedy (temperature <= 0
+ * or top_k 1) gives the one maximum with probability 1; plain temperature
+ * sampling every id in id order; with top-k or top-p the survivors best
+ * first. mg__sample_from(*out, n, rng) then picks as mg__sample would with
+ * the same RNG state, up to the rounding of the normalized weights. */
+uint32_t mg__sample_dist(mg__tokp **out, float *logits, uint32_t n_vocab,
+                         const mg__sampling *p, const int32_t *history,
+                         size_t n_hist, void *scratch);
+/* Draws an id from n entries by their weights (need not sum to 1). */
+int32_t mg__sample_from(const mg__tokp *d, uint32_t n, mg__rng *rng);
+
+/* Speculative sampling's check of a drafted token x (Leviathan et al.,
+ * Chen et al. 2023): p (np entries) is the target distribution at x's
+ * position, q the draft's (n_vocab probabilities by id; NULL: x with
+ * probability 1, as an n-gram draft). x is accepted with probability
+ * min(1, p(x) / q(x)); otherwise *out is drawn from max(0, p - q)
+ * normalized. Returns 1 (accepted, *out = x) or 0 (*out the replacement).
+ * Drafting x from q and then this give *out distributed exactly as p. */
+int mg__spec_verify(int32_t *out, const mg__tokp *p, uint32_t np, const float *q,
+                    int32_t x, mg__rng *rng);
+
 #endif

@@ -857,3 +857,17 @@ mg_status mg__tokenizer_write_meta(const mg_tokenizer *t, mg_writer *w) {
     mg__free(mbuf);
     return st;
 }
+
+int mg__tokenizer_same(const mg_tokenizer *a, const mg_tokenizer *b) {
+    if (a == b) return 1;
+    if (!a || !b || a->n_vocab != b->n_vocab || a->n_merges != b->n_merges ||
+        a->normalizer != b->normalizer || a->pre_tokenizer != b->pre_tokenizer ||
+        memcmp(a->roles, b->roles, sizeof a->roles) ||
+        memcmp(a->type, b->type, a->n_vocab * sizeof *a->type) ||
+        memcmp(a->len, b->len, a->n_vocab * sizeof *a->len))
+        return 0;
+    for (uint32_t i = 0; i < a->n_vocab; i++)
+        if (memcmp(a->pool + a->off[i], b->pool + b->off[i], a->len[i])) return 0;
+    return !a->n_merges || (!memcmp(a->merge_l, b->merge_l, a->n_merges * sizeof *a->merge_l) &&
+                            !memcmp(a->merge_r, b->merge_r, a->n_merges * sizeof *a->merge_r));
+}

@@ -110,4 +110,9 @@ int mg__tok_merge(const mg_tokenizer *t, uint32_t rank, int32_t *left,
 void mg__tok_options(const mg_tokenizer *t, int32_t *normalizer,
                      int32_t *pre_tokenizer);
 
+/* Nonzero when a and b tokenize and detokenize alike: the same vocabulary
+ * (pieces, types), special-token roles, merges, normalizer and
+ * pre-tokenizer. O(vocabulary + merges). */
+int mg__tokenizer_same(const mg_tokenizer *a, const mg_tokenizer *b);
+
 #endif

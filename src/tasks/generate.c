@@ -5,6 +5,7 @@
 #include "core/sha256.h"
 #include "io/image.h"
 #include "io/volume.h"
+#include "llm/tokenizer.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -68,7 +69,8 @@ static int enc_step(void *user, uint32_t done, uint32_t total) {
 
 /* Appends n ids to the sequence; logits of every id go to `all` (n rows)
  * when it is not NULL, else the last id's logits go to ctx->logits. */
-static mg_status feed(mg_context *c, const int32_t *ids, size_t n, float *all) {
+static mg_status feed_with(mg_context *c, const int32_t *ids, size_t n, float *all,
+                           mg__pool *pool) {
     uint32_t pos = mg__dstate_pos(c->dstate);
     if (n > (size_t)c->params.n_ctx - pos) return MG_E_CONTEXT_FULL;
     if (n) c->logits_valid = 0;
@@ -77,7 +79,7 @@ static mg_status feed(mg_context *c, const int32_t *ids, size_t n, float *all) {
         uint32_t chunk = (uint32_t)(n - off < c->max_batch ? n - off : c->max_batch);
         float *dst = all ? all + off * c->n_vocab : c->logits;
         mg_status st = mg__decoder_forward(c->dstate, ids + off, NULL, NULL, chunk, dst,
-                                           all != NULL, c->pool);
+                                           all != NULL, pool);
         if (st != MG_OK) return st;
         memcpy(c->history + pos + off, ids + off, chunk * sizeof(int32_t));
         off += chunk;
@@ -89,6 +91,10 @@ static mg_status feed(mg_context *c, const int32_t *ids, size_t n, float *all) {
     if (all && n) memcpy(c->logits, all + (n - 1) * c->n_vocab, c->n_vocab * sizeof(float));
     if (n) c->logits_valid = 1;
     return MG_OK;
+}
+
+static mg_status feed(mg_context *c, const int32_t *ids, size_t n, float *all) {
+    return feed_with(c, ids, n, all, c->pool);
 }
 
 static mg_status need_text(mg_context *c) {
@@ -303,14 +309,117 @@ static uint32_t draft_ngram(const int32_t *s, uint32_t len, int32_t img, int32_t
     return 0;
 }
 
+static int reuse_on(const mg_context *c);
+
+/* A draft model's context during a call (mg_gen_params.draft): it holds
+ * the text tokens of the generating context's sequence, which sit `off`
+ * positions later there (the encoder blocks before them); q holds the
+ * draft's distributions (n_max rows of n_vocab) when sampling. */
+#define MG__DRAFT_CAP 16u
+#define MG__DRAFT_DEFAULT 4u
+
+typedef struct draft_run {
+    mg_context *dc;            /* NULL: none, or given up */
+    uint32_t off, n_max;
+    float *q;
+    mg__pool *pool;            /* the threads the draft runs on */
+} draft_run;
+
+/* Stops drafting with the model for the rest of the call. */
+static void draft_drop(draft_run *dr) {
+    dr->dc = NULL;
+}
+
+/* Brings the draft context to the text of c's sequence: keeps what it
+ * already holds of it, feeds the rest. An interrupt of c stops it (and
+ * drafting; generation then sees the interrupt). */
+static void draft_start(draft_run *dr, mg_context *c, int sampling) {
+    mg_context *dc = dr->dc;
+    uint32_t pos = mg__dstate_pos(c->dstate), n = 0;
+    int32_t *text = mg__malloc((size_t)(pos ? pos : 1) * sizeof *text);
+    if (!text || (sampling && !(dr->q = mg__malloc((size_t)dr->n_max * c->n_vocab *
+                                                  sizeof *dr->q)))) {
+        mg__free(text);
+        draft_drop(dr);
+        return;
+    }
+    for (uint32_t i = 0, h = 0; i < pos;) {
+        while (h < c->n_held && c->held[h].at + c->held[h].n <= i) h++;
+        if (h < c->n_held && c->held[h].at <= i) {
+            i = c->held[h].at + c->held[h].n;
+            continue;
+        }
+        text[n++] = c->history[i++];
+    }
+    dr->off = pos - n;
+    uint32_t have = mg__dstate_pos(dc->dstate), L = 0;
+    if (reuse_on(dc))
+        while (L < have && L < n && dc->history[L] == text[L]) L++;
+    if (L < have && (!reuse_on(dc) || mg__ctx_seq_rewind(dc, L) != MG_OK)) {
+        mg__ctx_seq_reset(dc);
+        L = 0;
+    }
+    /* in batches, so that mg_context_interrupt and the progress callback
+     * of the generating call are heard while a long prompt is read */
+    for (uint32_t at = L; at < n && dr->dc;) {
+        uint32_t chunk = n - at < dc->max_batch ? n - at : dc->max_batch;
+        if (prog_emit(c, 0) || feed_with(dc, text + at, chunk, NULL, dr->pool) != MG_OK)
+            draft_drop(dr);
+        at += chunk;
+    }
+    mg__free(text);
+}
+
+/* Drafts up to kmax tokens into d[1..] after t = c->history[pos] (not yet
+ * fed): the draft context reads what it lacks of c's sequence up to t,
+ * then takes its own choices one by one. Returns the count; on a failure
+ * of the draft context, drafting stops for the call. */
+static uint32_t draft_model(draft_run *dr, mg_context *c, uint32_t pos, const mg__sampling *sp,
+                            int32_t *d, uint32_t kmax, int32_t eos, int32_t eot) {
+    mg_context *dc = dr->dc;
+    const size_t V = c->n_vocab;
+    uint32_t k = 0;
+    for (; k < kmax; k++) {
+        uint32_t have = mg__dstate_pos(dc->dstate) + dr->off;
+        mg_status st = k ? feed_with(dc, &d[k], 1, NULL, dr->pool)
+                         : have <= pos ? feed_with(dc, c->history + have, pos + 1 - have, NULL,
+                                                   dr->pool)
+                                       : MG_E_INTERNAL;
+        if (st != MG_OK) {
+            draft_drop(dr);
+            return 0;
+        }
+        uint32_t dpos = mg__dstate_pos(dc->dstate);
+        if (dr->q) {
+            mg__tokp *dist;
+            uint32_t nd = mg__sample_dist(&dist, dc->logits, dc->n_vocab, sp, dc->history, dpos,
+                                          dc->sampler_scratch);
+            float *q = dr->q + (size_t)k * V;
+            memset(q, 0, V * sizeof *q);
+            for (uint32_t i = 0; i < nd; i++) q[dist[i].id] = dist[i].p;
+            d[k + 1] = mg__sample_from(dist, nd, &c->rng);
+        } else {
+            d[k + 1] = mg__sample(dc->logits, dc->n_vocab, sp, dc->history, dpos, &c->rng,
+                                  dc->sampler_scratch);
+        }
+        if (d[k + 1] == eos || d[k + 1] == eot) return k + 1;
+    }
+    return k;
+}
+
 /* Generates from the logits in ctx->logits (the sequence is already fed).
- * With MG_GEN_DRAFT_NGRAM (greedy only), a drafted continuation is fed with
- * the chosen token in one decoder call in exact mode (every row computed as
- * that token alone would be: mg__dstate_set_exact) and kept as far as each
- * drafted token is the one greedy decoding takes from the row before it; the
- * text, the sequence and the final logits are then bit for bit those of
- * plain decoding. */
-static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
+ * Speculative decoding (a draft model, dr->dc, or MG_GEN_DRAFT_NGRAM): a
+ * drafted continuation is fed with the chosen token in one decoder call in
+ * exact mode (every row computed as that token alone would be:
+ * mg__dstate_set_exact), so row j holds the very scores plain decoding
+ * would choose the token after d[j] from. Greedy: a drafted token stands
+ * while it is the one greedy decoding takes from the row before it, so the
+ * text, the sequence and the final logits are bit for bit those of plain
+ * decoding. Sampling: each drafted token stands or is replaced as
+ * speculative sampling decides (mg__spec_verify against the sampler's
+ * distribution of the row before it), so the text has plain sampling's
+ * distribution. */
+static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out, draft_run *dr) {
     const mg_tokenizer *tok = c->model->tokenizer; /* also while the model lingers freed */
     if (!tok) return MG_E_UNSUPPORTED;
     int32_t eos = mg_tokenizer_special(tok, MG_TOKEN_EOS);
@@ -324,9 +433,12 @@ static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
     }
     g.hold = g.hold ? g.hold - 1 : 0;
     const int32_t img = mg_tokenizer_special(tok, MG_TOKEN_IMAGE);
-    const int spec = (p->flags & MG_GEN_DRAFT_NGRAM) && p->temperature == 0.0f &&
-                     c->max_batch > 1 && mg__dstate_set_exact(c->dstate, 1) == MG_OK &&
-                     mg__dstate_set_exact(c->dstate, 0) == MG_OK;
+    const int exact = c->max_batch > 1 && mg__dstate_set_exact(c->dstate, 1) == MG_OK &&
+                      mg__dstate_set_exact(c->dstate, 0) == MG_OK;
+    const int sampling = p->temperature > 0.0f;
+    if (!exact || p->max_tokens < 2) draft_drop(dr);
+    if (dr->dc) draft_start(dr, c, sampling);
+    const int ngram = exact && !dr->dc && (p->flags & MG_GEN_DRAFT_NGRAM);
     const size_t V = c->n_vocab;
     mg_status st = MG_OK;
     c->last_tok = -1;
@@ -338,7 +450,8 @@ static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
      * single steps (MedGemma 4B q4_0, 2 threads), so drafts grow while they
      * are kept whole and shrink when refused; after a wholly refused one,
      * drafting pauses for MG__DRAFT_PAUSE tokens. */
-    uint32_t klen = 2, pause = 0;
+    const uint32_t kcap = dr->dc ? dr->n_max : MG__DRAFT_MAX;
+    uint32_t klen = dr->dc ? dr->n_max : 2, pause = 0;
     while (i < p->max_tokens) {
         if (c->prog) c->prog->p.done = i;
         if (prog_emit(c, i == 0)) { st = MG_E_INTERRUPTED; break; }
@@ -355,16 +468,17 @@ static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
             c->last_tok = t;
             break;
         }
-        int32_t d[MG__DRAFT_MAX + 1];
+        int32_t d[MG__DRAFT_CAP + 1];
         uint32_t k = 0;
         if (pause) pause--;
-        else if (spec && pos < c->params.n_ctx) {
+        else if ((ngram || dr->dc) && pos < c->params.n_ctx) {
             uint32_t kmax = klen, room = c->params.n_ctx - pos - 1;
             if (kmax > room) kmax = room;
             if (kmax > c->max_batch - 1) kmax = c->max_batch - 1;
             if (kmax > p->max_tokens - i) kmax = p->max_tokens - i;
             c->history[pos] = t;
-            k = kmax ? draft_ngram(c->history, pos + 1, img, d + 1, kmax) : 0;
+            if (kmax && dr->dc) k = draft_model(dr, c, pos, &sp, d, kmax, eos, eot);
+            else if (kmax) k = draft_ngram(c->history, pos + 1, img, d + 1, kmax);
         }
         if (!k) {
             st = c->batch ? mg__batch_step(c->batch, c, t) : feed(c, &t, 1, NULL);
@@ -388,15 +502,26 @@ static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
         c->logits_valid = 1;
         c->spec_drafted += k;
         c->spec_steps++;
-        /* Row j holds the scores after d[j]; d[j + 1] stands while it is
-         * the token greedy decoding takes from row j. */
+        /* Row j holds the scores after d[j]; d[j + 1] stands while the
+         * check against row j keeps it. */
         uint32_t j = 0, keep = k + 1; /* tokens of the call the sequence keeps */
         int ended = 0;
         for (; j < k; j++) {
             float *row = c->logits + (size_t)j * V;
-            int32_t u = mg__sample(row, c->n_vocab, &sp, c->history, pos + 1 + j, &c->rng,
-                                   c->sampler_scratch);
-            if (u != d[j + 1]) { /* the draft ends: u is the next token */
+            int32_t u;
+            int kept;
+            if (sampling) {
+                mg__tokp *dist;
+                uint32_t nd = mg__sample_dist(&dist, row, c->n_vocab, &sp, c->history,
+                                              pos + 1 + j, c->sampler_scratch);
+                kept = mg__spec_verify(&u, dist, nd, dr->dc ? dr->q + (size_t)j * V : NULL,
+                                       d[j + 1], &c->rng);
+            } else {
+                u = mg__sample(row, c->n_vocab, &sp, c->history, pos + 1 + j, &c->rng,
+                               c->sampler_scratch);
+                kept = u == d[j + 1];
+            }
+            if (!kept) { /* the draft ends: u is the next token */
                 next = u;
                 keep = j + 1;
                 break;
@@ -420,7 +545,7 @@ static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
                 break;
             }
         }
-        if (j == k && klen < MG__DRAFT_MAX) klen++;
+        if (j == k && klen < kcap) klen++;
         else if (j < k && j == 0) {
             klen = klen > 1 ? klen - 1 : 1;
             pause = MG__DRAFT_PAUSE;
@@ -433,12 +558,54 @@ static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out) {
             break;
         }
         c->logits_valid = 1;
+        /* the draft model's sequence drops the refused tokens too */
+        if (dr->dc && mg__dstate_pos(dr->dc->dstate) + dr->off > pos + keep &&
+            mg__ctx_seq_rewind(dr->dc, pos + keep - dr->off) != MG_OK)
+            draft_drop(dr);
         if (ended) break;
     }
     if (u8_flush(out, &g.u8) && st == MG_OK) st = MG_E_NOMEM;
     if (p->on_token && st == MG_OK && out->len > g.emitted)
         p->on_token(p->user_data, out->p + g.emitted, out->len - g.emitted, g.last);
     return st;
+}
+
+/* Claims the draft context of gp for the call (dr->dc NULL when none);
+ * MG_E_INVALID_ARG with a message in err when it cannot serve. */
+static mg_status draft_claim(draft_run *dr, mg_context *c, const mg_gen_params *gp, char *err,
+                             size_t errlen) {
+    memset(dr, 0, sizeof *dr);
+    mg_context *dc = gp->draft;
+    if (!dc) return MG_OK;
+    if (dc == c) {
+        snprintf(err, errlen, "the draft context is the generating context");
+        return MG_E_INVALID_ARG;
+    }
+    if (mg__ctx_enter(dc) != MG_OK) {
+        snprintf(err, errlen, "the draft context is not a valid context or is busy in another call");
+        return MG_E_INVALID_ARG;
+    }
+    const char *why = NULL;
+    if (!dc->dstate) why = "the draft model has no text decoder";
+    else if (!dc->model->tokenizer) why = "the draft model has no tokenizer";
+    else if (dc->n_vocab != c->n_vocab)
+        why = "the draft model's vocabulary differs in size from the model's";
+    else if (!mg__tokenizer_same(dc->model->tokenizer, c->model->tokenizer))
+        why = "the draft model's tokenizer differs from the model's";
+    if (why) {
+        mg__ctx_leave(dc, MG_OK, NULL);
+        snprintf(err, errlen, "%s", why);
+        return MG_E_INVALID_ARG;
+    }
+    uint32_t n = gp->n_draft ? gp->n_draft : MG__DRAFT_DEFAULT;
+    if (n > MG__DRAFT_CAP) n = MG__DRAFT_CAP;
+    dr->dc = dc;
+    dr->n_max = n;
+    /* The draft runs on the generating context's threads when its decoder
+     * state has room for as many (the call owns both contexts): two pools
+     * taking turns would each keep spinning while the other works. */
+    dr->pool = mg__pool_size(c->pool) <= mg__pool_size(dc->pool) ? c->pool : dc->pool;
+    return MG_OK;
 }
 
 static mg_status check_gen_params(mg_gen_params *gp, const mg_gen_params *params) {
@@ -448,7 +615,8 @@ static mg_status check_gen_params(mg_gen_params *gp, const mg_gen_params *params
     if (pst != MG_OK) return pst == MG_E_UNSUPPORTED ? pst : MG_E_INVALID_ARG;
     if (!(gp->temperature >= 0.0f) || !(gp->top_p > 0.0f && gp->top_p <= 1.0f) ||
         gp->top_k < 0 || !(gp->repetition_penalty > 0.0f) || (gp->n_stop && !gp->stop) ||
-        gp->n_stop > MG__MAX_STOP || (gp->flags & ~(MG_GEN_RAW_PROMPT | MG_GEN_DRAFT_NGRAM)))
+        gp->n_stop > MG__MAX_STOP || (gp->flags & ~(MG_GEN_RAW_PROMPT | MG_GEN_DRAFT_NGRAM)) ||
+        gp->reserved)
         return MG_E_INVALID_ARG;
     for (uint32_t i = 0; i < gp->n_stop; i++)
         if (!gp->stop[i] || strlen(gp->stop[i]) > MG__MAX_STOP_LEN) return MG_E_INVALID_ARG;
@@ -734,6 +902,10 @@ static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_
     char err[256] = "";
     mg_status st = MG_E_INVALID_ARG;
     mg__progress prog;
+    draft_run dr;
+    mg_context *draft = gp->draft;
+    mg_status dst = draft_claim(&dr, c, gp, err, sizeof err);
+    if (dst != MG_OK) return mg__ctx_leave(c, dst, "%s", err);
     if (gp->on_progress) {
         memset(&prog, 0, sizeof prog);
         prog.fn = gp->on_progress;
@@ -759,9 +931,11 @@ static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_
     if (st == MG_OK && hook) st = hook(c, user, err, sizeof err);
     if (st == MG_OK) {
         if (c->batch) mg__batch_generating(c->batch, 1);
-        st = gen_loop(c, gp, &b);
+        st = gen_loop(c, gp, &b, &dr);
         if (c->batch) mg__batch_generating(c->batch, 0);
     }
+    mg__free(dr.q);
+    if (draft) mg__ctx_leave(draft, MG_OK, NULL);
     if (st == MG_OK || st == MG_E_INTERRUPTED || st == MG_E_CONTEXT_FULL) {
         if (!b.p && obuf_add(&b, "", 0)) st = MG_E_NOMEM;
         else *out = b.p;

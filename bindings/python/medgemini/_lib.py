@@ -181,7 +181,8 @@ class mg_gen_params(Structure):
                 ("on_token", mg_token_callback), ("user_data", c_void_p),
                 ("system_prompt", c_char_p), ("instruction", c_char_p),
                 ("on_progress", mg_progress_callback),
-                ("progress_user_data", c_void_p)]
+                ("progress_user_data", c_void_p),
+                ("draft", c_void_p), ("n_draft", c_uint32), ("reserved", c_uint32)]
 
 
 class mg_prs_params(Structure):

@@ -228,6 +228,7 @@ class _GenCall:
         p = _lib.mg_gen_params()
         _lib.mg_gen_params_init(byref(p))
         self._keep = []
+        self.draft = None
         for key, value in params.items():
             if key in ("system_prompt", "instruction"):
                 if value is not None:
@@ -248,10 +249,23 @@ class _GenCall:
                 if value:
                     p.flags |= GEN_RAW_PROMPT
             elif key == "draft_ngram":
-                # speculative decoding by n-gram lookup (greedy only): the same
-                # text, faster when the answer repeats itself or the prompt
+                # speculative decoding by n-gram lookup: greedy gives the same
+                # text, sampling the same distribution (another text per seed)
                 if value:
                     p.flags |= GEN_DRAFT_NGRAM
+            elif key == "draft":
+                # speculative decoding with a draft model: a Context on a
+                # smaller model with the same tokenizer, held for the call
+                if value is not None:
+                    if not isinstance(value, Context):
+                        raise TypeError("draft must be a Context (on a draft model), got %r"
+                                        % type(value).__name__)
+                    self.draft = value
+            elif key == "n_draft":
+                if value is not None:
+                    if int(value) < 0:
+                        raise InvalidArgumentError("n_draft must be >= 0, got %r" % (value,))
+                    p.n_draft = int(value)
             else:
                 raise TypeError("unknown generation parameter %r" % key)
         if progress is not None and not callable(progress):
@@ -316,8 +330,17 @@ class _GenCall:
                 raise Interrupted("cancelled before the call started", E_INTERRUPTED, "")
         out = c_void_p()
         try:
-            st = call(byref(out), byref(self.params))
+            with contextlib.ExitStack() as stack:
+                if self.draft is not None:
+                    if self.draft._state is not None and self.draft._state.handle == ctx:
+                        raise InvalidArgumentError("the draft context is the generating context")
+                    try:
+                        self.params.draft = stack.enter_context(self.draft._acquire())
+                    except MisuseError as exc:
+                        raise InvalidArgumentError("draft context: %s" % exc) from None
+                st = call(byref(out), byref(self.params))
         finally:
+            self.params.draft = None
             for c in self.cancels:
                 c._detach(ctx)
         text = _lib.take_string(out)
@@ -469,8 +492,12 @@ class _Generating:
         """Text generated from a prompt (wrapped in the chat turn unless
         raw_prompt=True). Parameters: max_tokens, temperature, top_k, top_p,
         repetition_penalty, seed, stop (a string or list of strings),
-        system_prompt, raw_prompt, draft_ngram (speculative decoding, greedy only:
-        the same text); on_token(piece) is called with each piece
+        system_prompt, raw_prompt, draft_ngram (speculative decoding by n-gram
+        lookup: greedy gives the same text, sampling the same distribution
+        but another text for a seed), draft (a Context on a smaller model
+        with the same tokenizer that drafts the tokens instead, held by the
+        call; its sequence follows the prompt's text and the answer) and
+        n_draft (most tokens per draft, 0 = 4); on_token(piece) is called with each piece
         of text (return True to stop); cancel is a Cancel token;
         progress(p) is called with a Progress event as each stage and
         block begins and then at most every 100 ms (return True to stop:

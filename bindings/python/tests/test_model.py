@@ -355,12 +355,42 @@ def test_close_while_another_thread_generates(slow_path):
 
 
 def test_draft_gives_the_same_text(model):
-    # speculative decoding (draft_ngram=True) is exact for greedy decoding, and
-    # ignored when sampling
+    # speculative decoding (draft_ngram=True) is exact for greedy decoding;
+    # when sampling it keeps the distribution (another text for a seed than
+    # without it, the same one every time)
     with model.context(threads=1) as a, model.context(threads=1) as b:
         for prompt in ("The heart", "a b c a b c a b c", "Lungs: clear. Heart: normal. Lungs:"):
             want = a.generate(prompt, max_tokens=40)
             assert b.generate(prompt, max_tokens=40, draft_ngram=True) == want
-            want = a.generate(prompt, max_tokens=20, temperature=0.9, seed=7)
-            assert b.generate(prompt, max_tokens=20, temperature=0.9, seed=7, draft_ngram=True) == want
+            once = b.generate(prompt, max_tokens=20, temperature=0.9, seed=7, draft_ngram=True)
+            assert b.generate(prompt, max_tokens=20, temperature=0.9, seed=7, draft_ngram=True) == once
+
+
+def test_draft_model(model, tmp_path):
+    # a draft model (a Context on a smaller model with the same tokenizer)
+    # changes nothing but speed for greedy decoding
+    small = str(tmp_path / "draft.mgm")
+    cli("mkmodel", "--shape", "tiny", "--dtype", "q4_0", "--seed", "9", "--layers", "1", "-o", small)
+    other = str(tmp_path / "other.mgm")
+    cli("mkmodel", "--shape", "tiny", "--vocab", "600", "-o", other)
+    with medgemini.Model.load(small, threads=1) as dm, dm.context() as d, \
+            model.context(threads=1) as a, model.context(threads=1) as b, \
+            model.context(threads=1) as same:
+        for prompt in ("The heart", "a b c a b c a b c", "Lungs: clear. Heart: normal. Lungs:"):
+            want = a.generate(prompt, max_tokens=30)
+            assert b.generate(prompt, max_tokens=30, draft=d) == want
+            assert b.generate(prompt, max_tokens=30, draft=d, n_draft=2) == want
+            assert b.generate(prompt, max_tokens=30, draft=same) == want
+            assert model.generate(prompt, max_tokens=30, draft=d) == want
+            once = b.generate(prompt, max_tokens=20, temperature=0.9, seed=3, draft=d)
+            assert b.generate(prompt, max_tokens=20, temperature=0.9, seed=3, draft=d) == once
+        # the draft context follows the answer: its tokens are the prompt's text
+        assert d.n_tokens > 0
+        with pytest.raises(medgemini.InvalidArgumentError, match="generating context"):
+            b.generate("x", max_tokens=4, draft=b)
+        with pytest.raises(TypeError):
+            b.generate("x", max_tokens=4, draft=dm)
+        with medgemini.Model.load(other) as om, om.context() as o:
+            with pytest.raises(medgemini.InvalidArgumentError, match="vocabulary"):
+                b.generate("x", max_tokens=4, draft=o)
 

@@ -404,6 +404,12 @@ pub struct mg_gen_params {
     pub instruction: *const c_char,
     pub on_progress: mg_progress_callback,
     pub progress_user_data: *mut c_void,
+    /// A context on a draft model (NULL: none).
+    pub draft: *mut mg_context,
+    /// Most tokens per draft (0 = the library's default).
+    pub n_draft: u32,
+    /// 0.
+    pub reserved: u32,
 }
 
 pub const MG_GEN_RAW_PROMPT: u32 = 0x1;
@@ -619,7 +625,7 @@ mod tests {
         assert_eq!(size_of::<mg_batch_stats>(), 88);
         assert_eq!(size_of::<mg_image_params>(), 56);
         assert_eq!(size_of::<mg_image_info>(), 80);
-        assert_eq!(size_of::<mg_gen_params>(), 96);
+        assert_eq!(size_of::<mg_gen_params>(), 112);
         assert_eq!(size_of::<mg_progress>(), 48);
         assert_eq!(size_of::<mg_prs_params>(), 32);
         assert_eq!(size_of::<mg_prs_match_report>(), 72);

@@ -39,6 +39,8 @@ impl Drop for CtxInner {
 pub struct Context {
     inner: Arc<CtxInner>,
     model: Model,
+    /// The draft model's context of speculative decoding (set_draft).
+    draft: Option<Box<Context>>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -154,10 +156,12 @@ pub struct GenOptions {
     pub instruction: Option<String>,
     /// Plain generation: use the prompt as it is (no BOS, no chat turn).
     pub raw_prompt: bool,
-    /// Greedy generation: speculative decoding from the sequence's own
-    /// n-grams (`MG_GEN_DRAFT_NGRAM`); see [`GenOptions::draft_ngram`].
-    /// Ignored when `temperature` > 0.
+    /// Speculative decoding from the sequence's own n-grams
+    /// (`MG_GEN_DRAFT_NGRAM`); see [`GenOptions::draft_ngram`].
     pub draft_ngram: bool,
+    /// Most tokens per draft of a draft model ([`Context::set_draft`]);
+    /// 0 = the library's default (4), at most 16.
+    pub n_draft: u32,
     /// Called with the call's [`Progress`]; see [`GenOptions::progress`].
     pub progress: Option<ProgressCallback>,
 }
@@ -177,6 +181,7 @@ impl Default for GenOptions {
             instruction: None,
             raw_prompt: false,
             draft_ngram: false,
+            n_draft: 0,
             progress: None,
         }
     }
@@ -223,15 +228,24 @@ impl GenOptions {
         self.raw_prompt = on;
         self
     }
-    /// Speculative decoding for greedy generation (`MG_GEN_DRAFT_NGRAM`):
-    /// after each token, the tokens that followed the last earlier
-    /// occurrence of the sequence's last 3 (else 2) tokens, up to 4, are
-    /// read with it in one decoder call and kept while greedy decoding
-    /// agrees with them. The text, the context's sequence and its logits
-    /// are exactly those without it; it only saves time, most when the
-    /// answer repeats the prompt or itself. Ignored when `temperature` > 0.
+    /// Speculative decoding (`MG_GEN_DRAFT_NGRAM`): after each token, the
+    /// tokens that followed the last earlier occurrence of the sequence's
+    /// last 3 (else 2) tokens, up to 4, are read with it in one decoder
+    /// call and checked against what decoding would choose. Greedy: the
+    /// text, the context's sequence and its logits are exactly those
+    /// without it; it only saves time, most when the answer repeats the
+    /// prompt or itself. Sampling (`temperature` > 0): drafted tokens are
+    /// kept or replaced by speculative sampling, so texts have the
+    /// distribution of plain sampling, but a seed gives another text than
+    /// without it (the same one every time). A draft model
+    /// ([`Context::set_draft`]) takes its place.
     pub fn draft_ngram(mut self, on: bool) -> Self {
         self.draft_ngram = on;
+        self
+    }
+    /// At most `n` tokens per draft of a draft model (0 = 4; capped at 16).
+    pub fn n_draft(mut self, n: u32) -> Self {
+        self.n_draft = n;
         self
     }
     /// Calls `f` with the progress of each generating call made with these
@@ -398,6 +412,7 @@ impl Prepared {
         if o.draft_ngram {
             p.flags |= sys::MG_GEN_DRAFT_NGRAM;
         }
+        p.n_draft = o.n_draft;
         let stop = o.stop.iter().map(|s| cstring(s, "stop string")).collect::<Result<Vec<_>>>()?;
         let stop_ptrs: Vec<*const c_char> = stop.iter().map(|s| s.as_ptr()).collect();
         if !stop.is_empty() {
@@ -500,7 +515,7 @@ impl Context {
             return Err(Error::from_code(rc));
         }
         let ptr = NonNull::new(out).ok_or_else(|| Error::new(Status::Internal, "NULL context"))?;
-        Ok(Context { inner: Arc::new(CtxInner { ptr }), model: model.clone(), _not_sync: PhantomData })
+        Ok(Context { inner: Arc::new(CtxInner { ptr }), model: model.clone(), draft: None, _not_sync: PhantomData })
     }
 
     fn ptr(&self) -> *mut sys::mg_context {
@@ -515,6 +530,30 @@ impl Context {
     /// A handle that interrupts this context's running call from any thread.
     pub fn interrupter(&self) -> Interrupter {
         Interrupter { inner: Arc::clone(&self.inner) }
+    }
+
+    /// Attaches a draft model's context for speculative decoding, returning
+    /// the one attached before: every generating call of this context then
+    /// lets `draft` (a context on a smaller model with the same tokenizer)
+    /// propose the next tokens, checked as [`GenOptions::draft_ngram`]
+    /// describes, with the same guarantees (greedy: exactly the text
+    /// without a draft; sampling: the same distribution). The draft reads
+    /// the prompt's text tokens (images left out: the draft model needs no
+    /// image encoder) and follows the answer. A draft whose tokenizer
+    /// differs makes the calls fail with [`Status::InvalidArg`]. `None`
+    /// detaches it.
+    pub fn set_draft(&mut self, draft: Option<Context>) -> Option<Context> {
+        std::mem::replace(&mut self.draft, draft.map(Box::new)).map(|b| *b)
+    }
+
+    /// The attached draft context ([`set_draft`](Self::set_draft)).
+    pub fn draft(&self) -> Option<&Context> {
+        self.draft.as_deref()
+    }
+
+    /// The attached draft context, to use on its own between calls.
+    pub fn draft_mut(&mut self) -> Option<&mut Context> {
+        self.draft.as_deref_mut()
     }
 
     /// Tokens in the context's sequence.
@@ -618,6 +657,9 @@ impl Context {
         if has_progress {
             prep.params.on_progress = Some(on_progress);
             prep.params.progress_user_data = ud;
+        }
+        if let Some(d) = &self.draft {
+            prep.params.draft = d.ptr();
         }
         let mut out: *mut c_char = ptr::null_mut();
         let rc = call(&mut out, self.ptr(), &prep.params);

@@ -322,7 +322,7 @@ fn generate_tokenize_and_stop() {
 /// `draft_ngram` changes nothing but speed: greedy generation gives the same
 /// text, streamed pieces, sequence and last logits as without it (prompts
 /// that repeat themselves, so that drafts are made and kept, and a stop
-/// string); with a temperature above 0 the option is ignored.
+/// string); with a temperature above 0 the same seed gives the same text.
 #[test]
 fn draft_ngram_same_as_without() {
     let (_dir, p) = tiny_file_with(&["--no-vision"]);
@@ -359,15 +359,51 @@ fn draft_ngram_same_as_without() {
             let so = o.clone().stop(stop.clone());
             assert_eq!(run(prompt, &so.clone().draft_ngram(true)), run(prompt, &so), "{prompt:?}, stop {stop:?}");
         }
-        // sampling: the option is ignored
-        let sampled = o.clone().temperature(0.8).seed(11);
-        assert_eq!(run(prompt, &sampled.clone().draft_ngram(true)), run(prompt, &sampled), "{prompt:?} sampled");
+        // sampling: the same distribution (another text for a seed than
+        // without the option), the same text for the same seed
+        let sampled = o.clone().temperature(0.8).seed(11).draft_ngram(true);
+        assert_eq!(run(prompt, &sampled), run(prompt, &sampled), "{prompt:?} sampled");
     }
     // the field and the builder are the same setting
     let mut f = GenOptions::default();
     assert!(!f.draft_ngram);
     f.draft_ngram = true;
     assert_eq!(f, GenOptions::default().draft_ngram(true));
+}
+
+/// A draft model attached with `set_draft` changes nothing but speed for
+/// greedy generation; a draft with another vocabulary is refused.
+#[test]
+fn draft_model_same_as_without() {
+    let (_dir, p) = tiny_file_with(&["--no-vision"]);
+    let (_ddir, dp) = tiny_file_with(&["--no-vision", "--seed", "9", "--layers", "1"]);
+    let (_odir, op) = tiny_file_with(&["--no-vision", "--vocab", "600"]);
+    let m = Model::load(&p).unwrap();
+    let dm = Model::load(&dp).unwrap();
+    let mut plain = m.context(&opts1()).unwrap();
+    let mut ctx = m.context(&opts1()).unwrap();
+    assert!(ctx.set_draft(Some(dm.context(&opts1()).unwrap())).is_none());
+    let g = GenOptions::default().max_tokens(30);
+    for prompt in ["hello there", "the heart the heart the heart the heart"] {
+        let want = plain.generate(prompt, &g).unwrap();
+        assert_eq!(ctx.generate(prompt, &g).unwrap(), want, "{prompt:?}");
+        assert_eq!(ctx.generate(prompt, &g.clone().n_draft(2)).unwrap(), want, "{prompt:?}");
+        let sampled = g.clone().temperature(0.9).seed(3);
+        assert_eq!(ctx.generate(prompt, &sampled).unwrap(), ctx.generate(prompt, &sampled).unwrap());
+    }
+    assert!(ctx.draft().unwrap().n_tokens() > 0);
+    // the same model as its own draft
+    let d = ctx.set_draft(Some(m.context(&opts1()).unwrap())).unwrap();
+    assert!(d.n_tokens() > 0); // the draft that was attached, handed back
+    let want = plain.generate("hello there", &g).unwrap();
+    assert_eq!(ctx.generate("hello there", &g).unwrap(), want);
+    // another vocabulary: refused
+    let om = Model::load(&op).unwrap();
+    ctx.set_draft(Some(om.context(&opts1()).unwrap()));
+    let e = ctx.generate("hello there", &g).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArg, "{e}");
+    assert!(ctx.set_draft(None).is_some());
+    assert_eq!(ctx.generate("hello there", &g).unwrap(), want);
 }
 
 #[test]
