@@ -1422,6 +1422,19 @@ MG_API mg_status mg_prs_match_report_get(mg_prs_match_report *out,
 MG_API mg_status mg_prs_results(double *buf, size_t n, const mg_prs *prs,
                                 int32_t column, uint32_t score);
 
+/* Writes the founder frequencies of every variant as a plink2 .afreq file
+ * (#CHROM ID REF ALT ALT_FREQS OBS_CT; ALT is the .bim A1, REF A2;
+ * frequencies printed with 17 significant digits, so mg_prs_read_freq reads
+ * back the very values mg_prs_compute uses for mean imputation; OBS_CT the
+ * founder allele observations). Computing scores of a subset of the samples
+ * with these frequencies (mg_prs_read_freq) gives each sample exactly what
+ * the whole set gives it: the Python binding's medgemini.batch shards scores
+ * by samples this way. Hard calls only (PLINK sets, VCF GT);
+ * MG_E_UNSUPPORTED for a VCF read with dosages. Reads the whole .bed.
+ * Errors: MG_E_MISUSE, MG_E_INVALID_ARG, MG_E_IO, MG_E_UNSUPPORTED,
+ * MG_E_NOMEM (message in mg_prs_errmsg). */
+MG_API mg_status mg_prs_write_freq(mg_prs *prs, const char *path);
+
 /* Writes the results as a PLINK 2 .sscore file (tab-separated, header
  * "#FID IID ALLELE_CT DENOM NAMED_ALLELE_DOSAGE_SUM <s>_AVG... <s>_SUM...",
  * kept scores only). Errors: MG_E_MISUSE before compute, MG_E_IO. */

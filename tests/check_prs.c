@@ -429,6 +429,76 @@ START_TEST(test_live_sim) {
 }
 END_TEST
 
+/* mg_prs_write_freq: the founder frequencies against plink2 --freq (sexes,
+ * X, Y and MT, missing calls, founders and non-founders), read back by
+ * mg_prs_read_freq without changing any score. */
+START_TEST(test_write_freq) {
+    char prefix[4096], ours[4200], pl[4200], cmd[9000], score[4200], a[4300], b[4300];
+    snprintf(prefix, sizeof prefix, "%s", tu_tmp_path("simf"));
+    make_cohort(prefix, 333, 4242, 0);
+    snprintf(ours, sizeof ours, "%s.ours.afreq", prefix);
+    mg_prs *p = open_ok(prefix, 0);
+    ck_assert_int_eq(mg_prs_write_freq(p, NULL), MG_E_INVALID_ARG);
+    ck_assert_msg(mg_prs_write_freq(p, ours) == MG_OK, "%s", mg_prs_errmsg(p));
+    ck_assert_int_eq(mg_prs_write_freq(p, "/nonexistent-dir/x.afreq"), MG_E_IO);
+    mg_prs_free(p);
+    ck_assert_int_eq(mg_prs_write_freq(NULL, ours), MG_E_MISUSE);
+    /* the same scores with and without our frequencies read back */
+    snprintf(score, sizeof score, "%s.score", prefix);
+    snprintf(a, sizeof a, "%s_nofreq.sscore", prefix);
+    snprintf(b, sizeof b, "%s_freq.sscore", prefix);
+    const char *sc[] = {score};
+    score_ours(prefix, sc, 1, NULL, 0, a);
+    score_ours(prefix, sc, 1, ours, 0, b);
+    size_t na = 0, nb = 0;
+    unsigned char *ta = tu_read_file(a, &na), *tb = tu_read_file(b, &nb);
+    ck_assert(ta && tb && na == nb && !memcmp(ta, tb, na));
+    free(ta);
+    free(tb);
+    if (!have_tool("plink2")) { fprintf(stderr, "  skipped: plink2 not installed\n"); return; }
+    snprintf(pl, sizeof pl, "%s_pl", prefix);
+    snprintf(cmd, sizeof cmd, "plink2 --threads 1 --bfile '%s' --freq --out '%s' >/dev/null 2>&1",
+             prefix, pl);
+    ck_assert_int_eq(system(cmd), 0);
+    strcat(pl, ".afreq");
+    FILE *fo = fopen(ours, "r"), *fp = fopen(pl, "r");
+    ck_assert(fo && fp);
+    char lo[1024], lp[1024];
+    int c_af = -1, c_obs = -1, rows = 0;
+    ck_assert(fgets(lo, sizeof lo, fo) && fgets(lp, sizeof lp, fp));
+    {   /* plink2's columns by name (it adds PROVISIONAL_REF? for .bed input) */
+        int c = 0;
+        for (char *t = strtok(lp, "\t\n"); t; t = strtok(NULL, "\t\n"), c++) {
+            if (!strcmp(t, "ALT_FREQS")) c_af = c;
+            if (!strcmp(t, "OBS_CT")) c_obs = c;
+        }
+    }
+    ck_assert(c_af > 0 && c_obs > 0);
+    double worst = 0;
+    while (fgets(lo, sizeof lo, fo)) {
+        ck_assert(fgets(lp, sizeof lp, fp));
+        char *fo_[8], *fp_[8];
+        int no = 0, np = 0;
+        for (char *t = strtok(lo, "\t\n"); t && no < 8; t = strtok(NULL, "\t\n")) fo_[no++] = t;
+        for (char *t = strtok(lp, "\t\n"); t && np < 8; t = strtok(NULL, "\t\n")) fp_[np++] = t;
+        ck_assert(no == 6 && np > c_obs);
+        ck_assert_str_eq(fo_[1], fp_[1]);           /* ID   */
+        ck_assert_str_eq(fo_[2], fp_[2]);           /* REF  */
+        ck_assert_str_eq(fo_[3], fp_[3]);           /* ALT  */
+        ck_assert_str_eq(fo_[5], fp_[c_obs]);       /* OBS_CT */
+        double x = strtod(fo_[4], NULL), y = strtod(fp_[c_af], NULL), d = fabs(x - y);
+        if (d > worst) worst = d;
+        ck_assert_msg(d <= 5e-6 + 1e-5 * fabs(y), "%s: %s vs plink2 %s", fo_[1], fo_[4], fp_[c_af]);
+        rows++;
+    }
+    ck_assert(!fgets(lp, sizeof lp, fp));
+    fclose(fo);
+    fclose(fp);
+    ck_assert_int_gt(rows, 50);
+    fprintf(stderr, "  write_freq: %d variants, max difference to plink2 --freq %.2e\n", rows, worst);
+}
+END_TEST
+
 /* plink2 refuses dominant/recessive on haploid chromosomes; so do we. */
 START_TEST(test_dominant_haploid_refused) {
     char prefix[4096];
@@ -1857,6 +1927,7 @@ static Suite *prs_suite(void) {
     tcase_add_test(tc, test_golden_cineca);
     tcase_add_test(tc, test_catalog_cineca);
     tcase_add_test(tc, test_live_sim);
+    tcase_add_test(tc, test_write_freq);
     tcase_add_test(tc, test_dominant_haploid_refused);
     tcase_add_test(tc, test_live_toy);
     tcase_add_test(tc, test_catalog_rules);

@@ -318,6 +318,15 @@ func (r *PRS) WriteSScore(path string) error {
 	})
 }
 
+// WriteFreq writes every variant's founder frequency as a plink2 .afreq
+// file that ReadFreq reads back exactly: scores of a subset of the samples
+// computed with it equal those of the whole set (hard calls only).
+func (r *PRS) WriteFreq(path string) error {
+	return r.pathCall(path, func(cpath *C.char) C.mg_status {
+		return C.mg_prs_write_freq(r.ptr, cpath)
+	})
+}
+
 // Samples is the number of samples.
 func (r *PRS) Samples() int {
 	if r.life.acquire() != nil {

@@ -71,6 +71,20 @@ func TestPRSHandComputed(t *testing.T) {
 	if p.Samples() != 4 || p.Variants() != 3 || p.Scores() != 0 {
 		t.Fatalf("counts %d %d %d", p.Samples(), p.Variants(), p.Scores())
 	}
+	// founder frequencies: rs1 has 3 of 6 observed alleles (one call
+	// missing), rs2 4 of 8; read back as the frequencies to impute with
+	freq := filepath.Join(dir, "toy.afreq")
+	if err := p.WriteFreq(freq); err != nil {
+		t.Fatal(err)
+	}
+	ft, _ := os.ReadFile(freq)
+	lines := strings.Split(strings.TrimSpace(string(ft)), "\n")
+	if len(lines) != 4 || !strings.HasSuffix(lines[1], "\t0.5\t6") || !strings.HasSuffix(lines[2], "\t0.5\t8") {
+		t.Fatalf("frequencies:\n%s", ft)
+	}
+	if err := p.ReadFreq(freq); err != nil {
+		t.Fatal(err)
+	}
 	if err := p.Compute(); !errors.Is(err, ErrMisuse) {
 		t.Fatalf("compute without scores: %v", err)
 	}

@@ -321,7 +321,8 @@ static mg_status group(mg_studies *s, char *err, size_t errlen) {
     size_t w = 0;
     for (size_t i = 0; i < s->n_r; i++) {
         if (w && s->r[i].sop[0] && !strcmp(s->r[i].sop, s->r[w - 1].sop) &&
-            !strcmp(s->r[i].series, s->r[w - 1].series)) {
+            !strcmp(s->r[i].series, s->r[w - 1].series) &&
+            !strcmp(s->r[i].study, s->r[w - 1].study)) {
             mg_status st = warn(s, s->r[i].path, "the same instance as an earlier file");
             mg__free(s->r[i].path);
             if (st) return mg__err(err, errlen, st, "out of memory");

@@ -185,6 +185,13 @@ MG_API mg_status mg_prs_write_sscore(mg_prs *prs, const char *path) {
     return mg__prs_write_sscore(prs, path);
 }
 
+MG_API mg_status mg_prs_write_freq(mg_prs *prs, const char *path) {
+    mg_status st = enter(prs);
+    if (st != MG_OK) return st;
+    if (!path) return mg__prs_set(prs, MG_E_INVALID_ARG, "path is NULL");
+    return mg__prs_write_freq(prs, path);
+}
+
 MG_API const char *mg_prs_errmsg(const mg_prs *prs) {
     if (!prs_ok(prs)) return "not a valid polygenic score handle";
     return prs->errmsg;

@@ -196,6 +196,7 @@ mg_status mg__prs_add_file(mg_prs *p, const char *path, uint32_t *n_added);
 /* score.c */
 mg_status mg__prs_compute(mg_prs *p);
 mg_status mg__prs_write_sscore(mg_prs *p, const char *path);
+mg_status mg__prs_write_freq(mg_prs *p, const char *path);
 
 /* Appends s (with its NUL) to a growing string arena; returns the offset or
  * UINT64_MAX when out of memory. */

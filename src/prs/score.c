@@ -605,6 +605,66 @@ static mg_status int_block(mg_prs *p, mg__pool *pool, int_state *is, const unsig
 }
 
 
+/* ---- founder frequencies out ------------------------------------------- */
+
+static int pread_all(int fd, void *dst, size_t want, off_t off);
+
+mg_status mg__prs_write_freq(mg_prs *p, const char *path) {
+    if (p->ds_row)
+        for (uint64_t v = 0; v < p->n_variants; v++)
+            if (p->ds_row[v] != UINT32_MAX)
+                return mg__prs_set(p, MG_E_UNSUPPORTED, "frequencies of dosage (VCF DS/GP/HDS) "
+                                   "variants are not written; only hard calls are");
+    const uint64_t N = p->n_samples, nb = p->bytes_per_var, nw = (nb + 7) / 8;
+    uint64_t *masks = mg__calloc(4 * (nw ? nw : 1), sizeof *masks);
+    unsigned char *g = mg__malloc(nb ? nb : 1);
+    FILE *f = NULL;
+    mg_status st = MG_OK;
+    if (!masks || !g) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+    freq_masks fm = { masks, masks + nw, masks + 2 * nw, masks + 3 * nw };
+    for (uint64_t s2 = 0; s2 < N; s2++) { /* as mg__prs_compute builds them */
+        if (!p->founder[s2]) continue;
+        uint64_t bit = 1ull << (2 * (s2 & 31));
+        uint64_t *m = masks + s2 / 32;
+        m[0 * nw] |= p->male[s2] ? 0 : bit;
+        m[1 * nw] |= p->male[s2] ? bit : 0;
+        m[2 * nw] |= bit;
+        m[3 * nw] |= p->male[s2] ? bit : 0;
+    }
+    if (!(f = fopen(path, "w"))) {
+        st = mg__prs_set(p, MG_E_IO, "cannot create %s: %s", path, strerror(errno));
+        goto done;
+    }
+    fprintf(f, "#CHROM\tID\tREF\tALT\tALT_FREQS\tOBS_CT\n");
+    for (uint64_t v = 0; v < p->n_variants; v++) {
+        if (pread_all(p->bed_fd, g, (size_t)nb, (off_t)(3 + v * nb)) != 0) {
+            st = mg__prs_set(p, MG_E_IO, "cannot read the genotypes of variant %llu",
+                             (unsigned long long)v + 1);
+            goto done;
+        }
+        const mg__prs_variant *var = &p->var[v];
+        /* ALT is the .bim A1, the allele founder_freq counts: the value
+         * read back is this very double */
+        double fa1 = founder_freq(p, &fm, g, var->cls, 1);
+        uint64_t c[6] = {0, 0, 0, 0, 0, 0};
+        const uint64_t *dipm = var->cls == MG__CHR_X ? fm.dip_x
+                               : var->cls == MG__CHR_Y || var->cls == MG__CHR_MT ? NULL : fm.all;
+        const uint64_t *hapm = var->cls == MG__CHR_X ? fm.hap_x : var->cls == MG__CHR_Y ? fm.male
+                               : var->cls == MG__CHR_MT ? fm.all : NULL;
+        freq_count(g, nb, nw, dipm, hapm, c);
+        fprintf(f, "%d\t%s\t%s\t%s\t%.17g\t%llu\n", (int)var->chr, mg__prs_vstr(p, var->id),
+                mg__prs_vstr(p, var->a2), mg__prs_vstr(p, var->a1), fa1,
+                (unsigned long long)(2 * c[2] + c[5]));
+    }
+    if (ferror(f)) st = mg__prs_set(p, MG_E_IO, "cannot write %s", path);
+done:
+    if (f && fclose(f) != 0 && st == MG_OK) st = mg__prs_set(p, MG_E_IO, "cannot write %s", path);
+    if (st != MG_OK && f) remove(path);
+    mg__free(g);
+    mg__free(masks);
+    return st;
+}
+
 /* ---- reading a block and making its row tables, on the pool -------------- */
 
 static int pread_all(int fd, void *dst, size_t want, off_t off) {

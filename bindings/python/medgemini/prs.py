@@ -269,6 +269,13 @@ class Prs(Owned):
         with self._use() as h:
             self._check(h, _lib.mg_prs_write_sscore(h, os.fsencode(path)))
 
+    def write_freq(self, path):
+        """Writes every variant's founder frequency as a plink2 .afreq file
+        that read_freq() reads back exactly: scores of a subset of the
+        samples computed with it equal the whole set's (hard calls only)."""
+        with self._use() as h:
+            self._check(h, _lib.mg_prs_write_freq(h, os.fsencode(path)))
+
 
 class _Locked:
     def __init__(self, prs):

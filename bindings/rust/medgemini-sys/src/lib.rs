@@ -591,6 +591,7 @@ extern "C" {
     pub fn mg_prs_match_report_get(out: *mut mg_prs_match_report, prs: *const mg_prs, k: u32) -> mg_status;
     pub fn mg_prs_results(buf: *mut f64, n: usize, prs: *const mg_prs, column: i32, score: u32) -> mg_status;
     pub fn mg_prs_write_sscore(prs: *mut mg_prs, path: *const c_char) -> mg_status;
+    pub fn mg_prs_write_freq(prs: *mut mg_prs, path: *const c_char) -> mg_status;
     pub fn mg_prs_errmsg(prs: *const mg_prs) -> *const c_char;
     pub fn mg_prs_free(prs: *mut mg_prs);
 

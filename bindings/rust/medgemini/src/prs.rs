@@ -432,6 +432,16 @@ impl Prs {
         let rc = unsafe { sys::mg_prs_write_sscore(self.ptr(), c.as_ptr()) };
         self.check(rc)
     }
+
+    /// Writes every variant's founder frequency as a plink2 .afreq file
+    /// that [`read_freq`](Self::read_freq) reads back exactly: scores of a
+    /// subset of the samples computed with it equal those of the whole set
+    /// (hard calls only).
+    pub fn write_freq(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let c = path_cstring(path.as_ref())?;
+        let rc = unsafe { sys::mg_prs_write_freq(self.ptr(), c.as_ptr()) };
+        self.check(rc)
+    }
 }
 
 impl std::fmt::Debug for Prs {

@@ -592,6 +592,13 @@ fn prs_hand_computed() {
     let mut p = Prs::open_plink(&prefix, &PrsOptions::default().n_threads(1)).unwrap();
     assert_eq!((p.sample_count(), p.variant_count()), (4, 2));
     assert_eq!(p.sample_id(2).unwrap(), ("f3", "s3"));
+    // founder frequencies out, one line per variant, and back in
+    let freq = d.0.join("w.afreq");
+    p.write_freq(&freq).unwrap();
+    let text = std::fs::read_to_string(&freq).unwrap();
+    assert!(text.starts_with("#CHROM\tID\tREF\tALT\tALT_FREQS\tOBS_CT\n"));
+    assert_eq!(text.lines().count(), 3);
+    p.read_freq(&freq).unwrap();
     assert_eq!(p.results(PrsColumn::Sum, 0).unwrap_err().status(), Status::Misuse);
     assert_eq!(p.compute().unwrap_err().status(), Status::Misuse);
     assert_eq!(p.add_scores(d.0.join("w.score")).unwrap(), 2);
