@@ -420,6 +420,16 @@ if [ -d "$DCM/ct_series_3slice" ]; then
   expect "one SR per study" test "$(ls "$TMP/srs" | grep -c '\.dcm$')" -eq 2
   "$CLI" report "$TMP/pacs" -m "$TMP/tiny.mgm" -n 3 --slices 2 --sr "$TMP/one.dcm" > "$TMP/o.txt" 2> "$TMP/e.txt"
   expect "two studies and an --sr file exit 2" test $? -eq 2
+  # the same patient a year earlier (dates and the UIDs that hold them changed): a prior
+  mkdir -p "$TMP/pacs2/now" "$TMP/pacs2/before"
+  cp "$DCM/cr_chest/RG1_J2KI.dcm" "$TMP/pacs2/now/"
+  /usr/bin/python3 -c "import sys; d=open(sys.argv[1],'rb').read(); open(sys.argv[2],'wb').write(d.replace(b'20040826', b'20030826'))" \
+    "$DCM/cr_chest/RG1_J2KI.dcm" "$TMP/pacs2/before/old.dcm"
+  "$CLI" study "$TMP/pacs2" > "$TMP/st2.txt" 2> "$TMP/e.txt"
+  expect "study finds the prior" grep -q '^  prior: study 1 (20030826)' "$TMP/st2.txt"
+  "$CLI" report "$TMP/pacs2" -m "$TMP/tiny.mgm" -n 2 --prior > "$TMP/o.txt" 2> "$TMP/e.txt"
+  expect "report --prior exits 0" test $? -eq 0
+  expect "report --prior uses the prior's frontal view" grep -q "(with the prior study of 20030826: $TMP/pacs2/before/old.dcm)" "$TMP/o.txt"
   "$CLI" study "$TMP/missing" > "$TMP/o.txt" 2> "$TMP/e.txt"
   expect "study on a missing folder exits 1" test $? -eq 1
   "$CLI" report "$TMP/ct3.nii.gz" -m "$TMP/tiny.mgm" -n 2 --slices 1 --sr "$TMP/sr2.dcm" > "$TMP/o.txt" 2> "$TMP/e.txt"

@@ -95,7 +95,11 @@ static void usage(const char *cmd) {
                         "[options]\n"
                         "  --instruction TEXT   instead of the model's report instruction\n"
                         "  --sr OUT.dcm         also write the report as a DICOM Basic Text SR in\n"
-                        "                       the study of the DICOM inputs (docs/DICOM.md)\n");
+                        "                       the study of the DICOM inputs (docs/DICOM.md)\n"
+                        "Folders or a DICOMDIR of several studies (or of radiographs): one report\n"
+                        "per study (medgemini study lists them); --sr then names a folder\n"
+                        "  --prior              also give the model the patient's prior study's\n"
+                        "                       frontal view (after the study's own images)\n");
     fprintf(stderr,
         "  --system TEXT        instead of the model's system text (\"\" for none)\n"
         "  -n N                 at most N new tokens (default 256)\n"
@@ -273,7 +277,7 @@ static void free_lines(char **v) {
  * study in it (STUDY_UID.dcm), or a file for a single study. */
 static int report_studies(mg_context *ctx, mg_studies *st, mg_gen_params *gp,
                           const mg_slice_params *sp, const mg_volume_params *vp, bar *pb,
-                          const char *sr_path, const char *model_path) {
+                          const char *sr_path, const char *model_path, int with_prior) {
     size_t ns = mg_studies_count(st);
     struct stat sb;
     int sr_dir = sr_path && stat(sr_path, &sb) == 0 && S_ISDIR(sb.st_mode);
@@ -291,7 +295,7 @@ static int report_studies(mg_context *ctx, mg_studies *st, mg_gen_params *gp,
         fflush(stdout);
         char **files = NULL;
         size_t nf = 0;
-        mg_image *imgs[2] = {NULL, NULL};
+        mg_image *imgs[3] = {NULL, NULL, NULL};
         mg_volume *vol = NULL;
         char err[512], *text = NULL;
         mg_status s = MG_OK;
@@ -317,7 +321,18 @@ static int report_studies(mg_context *ctx, mg_studies *st, mg_gen_params *gp,
             if (!files) { rc = 1; break; }
             for (size_t k = 0; k < nf && s == MG_OK; k++)
                 s = mg_image_load_file(&imgs[k], files[k + 1], NULL, err, sizeof err);
-            if (s == MG_OK) s = mg_generate_report(&text, ctx, (const mg_image *const *)imgs, nf, gp);
+            /* --prior: the prior study's frontal view after this study's
+             * images (not part of the SR's evidence: another study) */
+            const char *pi = with_prior ? mg_studies_get(st, i, -1, "prior") : NULL;
+            const char *pf = pi ? mg_studies_get(st, (size_t)strtoull(pi, NULL, 10), -1, "frontal") : NULL;
+            size_t n_img = nf;
+            if (s == MG_OK && pf) {
+                s = mg_image_load_file(&imgs[nf], pf, NULL, err, sizeof err);
+                n_img++;
+                printf("(with the prior study of %s: %s)\n",
+                       mg_studies_get(st, (size_t)strtoull(pi, NULL, 10), -1, "date") ? mg_studies_get(st, (size_t)strtoull(pi, NULL, 10), -1, "date") : "no date", pf);
+            }
+            if (s == MG_OK) s = mg_generate_report(&text, ctx, (const mg_image *const *)imgs, n_img, gp);
         } else {
             printf("(skipped: no radiograph or CT/MR volume in this study)\n");
             free_lines(files);
@@ -338,6 +353,7 @@ static int report_studies(mg_context *ctx, mg_studies *st, mg_gen_params *gp,
         mg_string_free(text);
         mg_image_free(imgs[0]);
         mg_image_free(imgs[1]);
+        mg_image_free(imgs[2]);
         mg_volume_free(vol);
         free_lines(files);
         if (s == MG_E_INTERRUPTED) break;
@@ -354,6 +370,7 @@ static int run(const char *cmd, int argc, char **argv) {
     mg_context_params cp;
     mg_context_params_init(&cp);
     int vqa = !strcmp(cmd, "vqa"), chat = !strcmp(cmd, "chat"), want_stats = 0, as_volume = 0;
+    int with_prior = 0;
     bar pb = {isatty(2), 0};
     const char *ids_path = NULL, *sr_path = NULL, *draft_path = NULL;
     mg_slice_params sp;
@@ -372,6 +389,7 @@ static int run(const char *cmd, int argc, char **argv) {
         if (!strcmp(a, "--no-reuse")) { cp.flags |= MG_CONTEXT_NO_REUSE; continue; }
         if (!strcmp(a, "--draft")) { gp.flags |= MG_GEN_DRAFT_NGRAM; continue; }
         if (!strcmp(a, "--as-stored")) { sp.flags |= MG_SLICES_AS_STORED; continue; }
+        if (!vqa && !chat && !strcmp(a, "--prior")) { with_prior = 1; continue; }
         if (a[0] != '-' || !a[1]) {
             if (n_paths == MAX_IMAGES) {
                 fprintf(stderr, "medgemini %s: at most %d images\n", cmd, MAX_IMAGES);
@@ -525,7 +543,7 @@ static int run(const char *cmd, int argc, char **argv) {
         goto done;
     }
     if (studies) {
-        rc = report_studies(ctx, studies, &gp, &sp, &vp, &pb, sr_path, model_path);
+        rc = report_studies(ctx, studies, &gp, &sp, &vp, &pb, sr_path, model_path, with_prior);
         goto done;
     }
     size_t n_calls = vqa ? n_questions : 1;
