@@ -169,10 +169,6 @@ void mg__model_release(mg_model *m);
 mg_status mg__model_register_encoder(mg_model *m, const mg__encoder_vtable *vt,
                                      char *err, size_t errlen);
 
-/* Copies an options struct from the caller over defaults, honouring the
- * caller's struct_size. Returns MG_E_INVALID_ARG when struct_size is smaller
- * than the struct_size field itself or absurdly large (> 64 KiB). */
-mg_status mg__params_copy(void *dst, size_t dst_size, const void *src);
 
 /* Context call bracket: checks the handle, claims it for this call (a second
  * thread gets MG_E_MISUSE), clears the message and a stale interrupt. */

@@ -7,20 +7,6 @@
 
 #include <string.h>
 
-mg_status mg__params_copy(void *dst, size_t dst_size, const void *src) {
-    uint32_t n;
-    if (!src) return MG_OK;
-    memcpy(&n, src, sizeof n);
-    if (n < sizeof(uint32_t) || n > 65536) return MG_E_INVALID_ARG;
-    /* Fields past the caller's struct keep their defaults; fields the caller
-     * has beyond ours (a newer header) must be zero (their defaults). */
-    if (n > dst_size && mg__opts_newer_byte(src, n, dst_size)) return MG_E_UNSUPPORTED;
-    memcpy((char *)dst + sizeof(uint32_t), (const char *)src + sizeof(uint32_t),
-           (n < dst_size ? n : dst_size) - sizeof(uint32_t));
-    memcpy(dst, &dst_size, sizeof(uint32_t));
-    return MG_OK;
-}
-
 int mg__model_ok(const mg_model *m) {
     return m && m->tag == MG__TAG_MODEL && !atomic_load(&m->closed);
 }

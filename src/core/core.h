@@ -38,6 +38,12 @@ mg_status mg__verr(char *buf, size_t n, mg_status status, const char *fmt,
  * the caller asked for. Returns the offset of the first non-zero byte in
  * [known, n) (known = our sizeof), or 0 when there is none. */
 size_t mg__opts_newer_byte(const void *src, size_t n, size_t known);
+/* Copies an options struct from the caller over defaults, honouring the
+ * caller's struct_size. Returns MG_E_INVALID_ARG when struct_size is smaller
+ * than the struct_size field itself or absurdly large (> 64 KiB), and
+ * MG_E_UNSUPPORTED when a longer (newer) struct has non-zero bytes past
+ * ours. */
+mg_status mg__params_copy(void *dst, size_t dst_size, const void *src);
 
 /* ---- overflow-checked arithmetic --------------------------------------- */
 /* Each returns 0 on success, 1 on overflow (and then leaves *out undefined). */
@@ -83,6 +89,7 @@ void mg__aligned_free(void *p);
 #define MG__TAG_PRS     0x4d475052u /* "MGPR" */
 #define MG__TAG_VOLUME  0x4d47564fu /* "MGVO" */
 #define MG__TAG_BATCH   0x4d474254u /* "MGBT" */
+#define MG__TAG_STUDIES 0x4d475354u /* "MGST" */
 #define MG__TAG_DEAD    0xdeadbeefu
 
 /* A number no earlier call in this process returned (never 0): an image's

@@ -2,6 +2,7 @@
 #include "core/core.h"
 
 #include <stdio.h>
+#include <string.h>
 
 mg_status mg__verr(char *buf, size_t n, mg_status status, const char *fmt,
                    va_list ap) {
@@ -48,4 +49,18 @@ size_t mg__opts_newer_byte(const void *src, size_t n, size_t known) {
     for (size_t i = known; i < n; i++)
         if (b[i]) return i;
     return 0;
+}
+
+mg_status mg__params_copy(void *dst, size_t dst_size, const void *src) {
+    uint32_t n;
+    if (!src) return MG_OK;
+    memcpy(&n, src, sizeof n);
+    if (n < sizeof(uint32_t) || n > 65536) return MG_E_INVALID_ARG;
+    /* Fields past the caller's struct keep their defaults; fields the caller
+     * has beyond ours (a newer header) must be zero (their defaults). */
+    if (n > dst_size && mg__opts_newer_byte(src, n, dst_size)) return MG_E_UNSUPPORTED;
+    memcpy((char *)dst + sizeof(uint32_t), (const char *)src + sizeof(uint32_t),
+           (n < dst_size ? n : dst_size) - sizeof(uint32_t));
+    memcpy(dst, &dst_size, sizeof(uint32_t));
+    return MG_OK;
 }

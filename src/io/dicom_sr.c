@@ -25,7 +25,6 @@
  * The report is split at a line starting with "Impression:" (any case);
  * a leading "Findings:" label is dropped. Elements are written in
  * ascending tag order, sequences and items with undefined lengths. */
-#include "api/api.h"
 #include "core/core.h"
 #include "core/sha256.h"
 #include "io/dicom.h"

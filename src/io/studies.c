@@ -12,7 +12,6 @@
  * secondary capture, else "other"), the chest views (frontal and lateral
  * from View Position, else from the series or protocol description), and
  * the prior: the latest earlier study of the same Patient ID. */
-#include "api/api.h"
 #include "core/core.h"
 #include "io/dicom.h"
 #include "io/image.h"
@@ -27,7 +26,6 @@
 
 #define MAX_DEPTH 32u
 #define MG__STUDIES_MAX_FILES (1u << 22)
-#define MG__TAG_STUDIES 0x4d475354u /* "MGST" */
 
 typedef struct rec {
     char *path;
