@@ -1,7 +1,7 @@
 /* prs.c - public polygenic-score API: argument and handle checks, the
  * handle's life cycle. The work is in plink.c, scorefile.c and score.c. */
 #include "prs/prs_internal.h"
-#include "api/api.h"
+#include "core/core.h"
 
 #include <math.h>
 #include <stdio.h>
