@@ -45,7 +45,7 @@ static void info_init(void) {
              "version=%s simd=%s cpu_simd=%s amx=%s prs_ints=%s blas=OpenBLAS:%s zstd=%s png=%s "
              "jpeg=libjpeg-turbo:api%d compiler=%s",
              MG_VERSION_STRING, simd_name(mg_simd_level()),
-             simd_name(mg__cpu_simd_level()), mg__cpu_amx_enable() ? "yes" : "no",
+             simd_name(mg__cpu_simd_level()), mg__cpu_amx_present() ? "yes" : "no",
              ints_name(mg__ints_available()), blas_clean, ZSTD_versionString(),
              png_get_libpng_ver(NULL), JPEG_LIB_VERSION,
 #if defined(__clang__)

@@ -103,6 +103,9 @@ int32_t mg__cpu_simd_level(void);
 /* Whether AMX tile data has been enabled for this process (arch_prctl);
  * tries once. Only for the kernels' AMX paths. */
 int mg__cpu_amx_enable(void);
+/* Whether the CPU and OS offer AMX (as mg__cpu_amx_enable would use it),
+ * without asking for the permission: for planning and reports. */
+int mg__cpu_amx_present(void);
 
 /* ---- CRC-32C (Castagnoli), as used by the .mgm container ---------------- */
 uint32_t mg__crc32c(uint32_t crc, const void *data, size_t n);

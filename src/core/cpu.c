@@ -58,14 +58,13 @@ MG_API int32_t mg_simd_level(void) {
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 
-static int g_amx = 0;
-static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT;
+static int g_amx = 0, g_amx_present = 0;
+static pthread_once_t g_amx_once = PTHREAD_ONCE_INIT, g_amx_present_once = PTHREAD_ONCE_INIT;
 
 /* AMX tiles with INT8 and BF16 products, plus AVX512-VBMI (the byte shuffles
- * that feed them), enabled by the OS (XCR0 tile bits) and granted to this
- * process by ARCH_REQ_XCOMP_PERM (once per process; without it the first
- * tile instruction faults). Off below MG_SIMD=avx512 and with MG_AMX=0. */
-static void amx_init(void) {
+ * that feed them), enabled by the OS (XCR0 tile bits). Off below
+ * MG_SIMD=avx512 and with MG_AMX=0. Detection only: no permission asked. */
+static void amx_detect(void) {
     unsigned a, b, c, d;
     if (mg_simd_level() < MG_SIMD_AVX512) return;
     const char *env = getenv("MG_AMX");
@@ -76,6 +75,15 @@ static void amx_init(void) {
     int vbmi = (c >> 1) & 1;
     if (!amx_tile || !amx_bf16 || !amx_int8 || !vbmi) return;
     if ((xgetbv0() & 0x60000) != 0x60000) return; /* XTILECFG | XTILEDATA */
+    g_amx_present = 1;
+}
+
+/* The tile data granted to this process by ARCH_REQ_XCOMP_PERM (once per
+ * process; without it the first tile instruction faults), asked for only
+ * when a tile kernel is about to run. */
+static void amx_init(void) {
+    pthread_once(&g_amx_present_once, amx_detect);
+    if (!g_amx_present) return;
     if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return;
     unsigned long perm = 0;
     if (syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &perm) != 0) return;
@@ -86,4 +94,9 @@ static void amx_init(void) {
 int mg__cpu_amx_enable(void) {
     pthread_once(&g_amx_once, amx_init);
     return g_amx;
+}
+
+int mg__cpu_amx_present(void) {
+    pthread_once(&g_amx_present_once, amx_detect);
+    return g_amx_present;
 }

@@ -9,13 +9,17 @@ int mg__ints_vnni_ok(void) {
     return mg_simd_level() >= MG_SIMD_AVX512 && mg__cpu_vnni() && mg__cpu_vbmi();
 }
 
+/* Planning asks what the CPU offers; the permission for AMX tiles is asked
+ * for when the first tile kernel runs (a process that never computes scores
+ * never asks), and where the OS refuses it the VNNI kernel, with the same
+ * layout and sums, runs instead. */
 int mg__ints_available(void) {
-    if (mg__cpu_amx_enable()) return MG__INTS_AMX;
+    if (mg__cpu_amx_present()) return MG__INTS_AMX;
     return mg__ints_vnni_ok() ? MG__INTS_VNNI : MG__INTS_NONE;
 }
 
 void mg__ints_run(const mg__ints_step *s) {
-    if (mg__ints_available() == MG__INTS_AMX) mg__ints_run_amx(s);
+    if (mg__cpu_amx_present() && mg__cpu_amx_enable()) mg__ints_run_amx(s);
     else mg__ints_run_vnni(s);
 }
 
