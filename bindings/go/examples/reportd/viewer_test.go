@@ -302,5 +302,13 @@ func TestViewerInBrowser(t *testing.T) {
 	if h["cancelled"] != 1.0 {
 		t.Fatalf("health %v", h)
 	}
+	if dicom { // a PNG: shown as it is, and the page says windows do not apply
+		b.must(b.session, "DOM.setFileInputFiles", map[string]interface{}{
+			"files":    []string{filepath.Join(root, "examples", "data", "cxr_nih_00006585_008.png")},
+			"objectId": input.Result.ObjectID}, nil)
+		source = "PNG"
+		b.waitFor("the PNG preview", loaded(`=== "none"`)+
+			` && document.getElementById("imginfo").textContent.includes("window presets apply to DICOM only")`, 20*time.Second)
+	}
 	t.Logf("browser part: %v", time.Since(start).Round(time.Millisecond))
 }
