@@ -226,7 +226,7 @@ func (s *server) noteCancel(r *http.Request, err error, pieces int) bool {
 	}
 	s.cancelled.Add(1)
 	if pieces >= 0 {
-		log.Printf("reportd: %s went away; generation stopped after %d pieces", r.RemoteAddr, pieces)
+		log.Printf("reportd: %s went away; generation stopped, streamed pieces: %d", r.RemoteAddr, pieces)
 	} else {
 		log.Printf("reportd: %s went away; generation stopped", r.RemoteAddr)
 	}

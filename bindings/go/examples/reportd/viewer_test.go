@@ -142,6 +142,44 @@ func TestViewerEndpoints(t *testing.T) {
 	decode(t, resp, http.StatusBadRequest, &e)
 }
 
+// A streaming client that goes away after the first piece stops its
+// generation: the handler returns soon after (instead of making 8000
+// tokens), and /healthz counts one cancellation.
+func TestStreamDisconnectCancels(t *testing.T) {
+	_, srv, img := setup(t, "--context", "8192", "--layers", "8", "--hidden", "512", "--ffn", "2048",
+		"--heads", "8", "--kv-heads", "2", "--head-dim", "64")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/report?stream=1&max_tokens=8000",
+		bytes.NewReader(img))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "event: piece\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	cancel()
+	resp.Body.Close()
+	start := time.Now()
+	for {
+		hresp, err := http.Get(srv.URL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h map[string]interface{}
+		decode(t, hresp, http.StatusOK, &h)
+		if h["cancelled"] == 1.0 {
+			break
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("the generation ran on for 3 s after its client left: %v", h)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // repoFile returns root/rel, or "" when it does not exist.
 func repoFile(root, rel string) string {
 	p := filepath.Join(root, rel)
@@ -172,7 +210,7 @@ func TestViewerInBrowser(t *testing.T) {
 		t.Log("no shared DICOM corpus next to the repository: using a PNG")
 		imgPath = filepath.Join(root, "examples", "data", "cxr_nih_00006585_008.png")
 	}
-	m, err := medgemini.LoadModel(modelPath, medgemini.WithThreads(2))
+	m, err := medgemini.LoadModel(modelPath, medgemini.WithThreads(2), medgemini.WithBatching(8)) // as reportd
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +317,8 @@ func TestViewerInBrowser(t *testing.T) {
 	b.mustEval(`document.getElementById("start").click()`, nil)
 	b.waitFor("the first piece", `document.getElementById("report").dataset.pieces === "1" && !document.getElementById("cancel").disabled`, 30*time.Second)
 	b.mustEval(`document.getElementById("cancel").click()`, nil)
-	b.waitFor("the cancelled state", `document.getElementById("status").dataset.state === "cancelled" && !document.getElementById("start").disabled`, 10*time.Second)
+	b.waitFor("the cancelled state", `document.getElementById("status").dataset.state === "cancelled" && !document.getElementById("start").disabled`+
+		` && document.getElementById("status").textContent === "Cancelled after 1 piece."`, 10*time.Second)
 	deadline := time.Now().Add(10 * time.Second)
 	for s.cancelled.Load() == 0 {
 		if time.Now().After(deadline) {

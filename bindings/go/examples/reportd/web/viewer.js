@@ -13,6 +13,8 @@
     controller: null,  // AbortController of the running report
   };
 
+  const pieceCount = (n) => n + (n === 1 ? " piece" : " pieces");
+
   function setStatus(kind, text) {
     const s = $("status");
     s.dataset.state = kind;
@@ -164,14 +166,14 @@
           if (ev.type === "piece") {
             out.textContent += ev.data.text;
             out.dataset.pieces = String(++pieces);
-            setStatus("running", "Streaming: " + pieces + " pieces…");
+            setStatus("running", "Streaming: " + pieceCount(pieces) + "…");
           } else if (ev.type === "done") {
             finished = true;
             if (out.textContent !== ev.data.report) {
               console.warn("the pieces and the final text differ");
               out.textContent = ev.data.report;
             }
-            setStatus("done", "Done: " + pieces + " pieces in " + ev.data.ms + " ms.");
+            setStatus("done", "Done: " + pieceCount(pieces) + " in " + ev.data.ms + " ms.");
           } else if (ev.type === "error") {
             finished = true;
             setStatus("error", "Error: " + ev.data.error + (ev.data.status ? " (" + ev.data.status + ")" : ""));
@@ -183,7 +185,7 @@
       }
     } catch (e) {
       if (ctl.signal.aborted) {
-        setStatus("cancelled", "Cancelled after " + pieces + " pieces.");
+        setStatus("cancelled", "Cancelled after " + pieceCount(pieces) + ".");
       } else {
         setStatus("error", "Request failed: " + e.message);
       }
@@ -237,6 +239,9 @@
     const img = $("preview");
     img.addEventListener("load", () => { img.dataset.state = "loaded"; });
     img.addEventListener("error", () => { img.dataset.state = "error"; });
+    $("question").addEventListener("input", () => {
+      $("start").textContent = $("question").value.trim() ? "Ask" : "Write report";
+    });
     $("start").addEventListener("click", startReport);
     $("cancel").addEventListener("click", cancelReport);
     showModel();
