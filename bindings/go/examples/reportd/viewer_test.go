@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"image"
 	"image/png"
 	"io"
 	"net/http"
@@ -350,4 +351,59 @@ func TestViewerInBrowser(t *testing.T) {
 			` && document.getElementById("imginfo").textContent.includes("window presets apply to DICOM only")`, 20*time.Second)
 	}
 	t.Logf("browser part: %v", time.Since(start).Round(time.Millisecond))
+}
+
+// shrink averages boxes of pixels; toGo keeps the high byte of 16-bit
+// samples.
+func TestPreviewPixels(t *testing.T) {
+	// 2000x1000 grey in bands 500 columns wide, 0 and 200 in turn: each
+	// 2x2 box lies in one band
+	src := image.NewGray(image.Rect(0, 0, 2000, 1000))
+	for y := 0; y < 1000; y++ {
+		for x := 0; x < 2000; x++ {
+			if (x/500)%2 == 1 {
+				src.Pix[y*2000+x] = 200
+			}
+		}
+	}
+	g, ok := shrink(src, 1000).(*image.Gray)
+	if !ok || g.Rect.Dx() != 1000 || g.Rect.Dy() != 500 {
+		t.Fatalf("shrunk to %v", g.Bounds())
+	}
+	for _, c := range [][3]int{{0, 0, 0}, {249, 499, 0}, {250, 0, 200}, {999, 499, 200}} {
+		if v := g.GrayAt(c[0], c[1]).Y; int(v) != c[2] {
+			t.Fatalf("pixel %d,%d is %d, want %d", c[0], c[1], v, c[2])
+		}
+	}
+	box := &image.Gray{Pix: []byte{0, 100, 10, 20, 50, 50, 30, 41}, Stride: 4, Rect: image.Rect(0, 0, 4, 2)}
+	if g := shrink(box, 2).(*image.Gray); !bytes.Equal(g.Pix, []byte{50, 25}) {
+		t.Fatalf("2x2 boxes averaged to %v", g.Pix)
+	}
+	if small := image.NewGray(image.Rect(0, 0, 10, 20)); shrink(small, 1000) != image.Image(small) {
+		t.Fatal("a small image was resized")
+	}
+
+	// 2x1 RGB16 and GRAY16 in native byte order
+	put := func(b []byte, v uint16) {
+		if littleEndian {
+			b[0], b[1] = byte(v), byte(v>>8)
+		} else {
+			b[0], b[1] = byte(v>>8), byte(v)
+		}
+	}
+	rgb := make([]byte, 12)
+	for i, v := range []uint16{0x1234, 0xabcd, 0xff00, 0x0001, 0x8000, 0x7fff} {
+		put(rgb[2*i:], v)
+	}
+	c := toGo(rgb, medgemini.ImageInfo{Width: 2, Height: 1, Format: medgemini.RGB16}).(*image.RGBA)
+	if want := []byte{0x12, 0xab, 0xff, 255, 0x00, 0x80, 0x7f, 255}; !bytes.Equal(c.Pix, want) {
+		t.Fatalf("RGB16: % x, want % x", c.Pix, want)
+	}
+	gray := make([]byte, 4)
+	put(gray, 0xfe01)
+	put(gray[2:], 0x0102)
+	gg := toGo(gray, medgemini.ImageInfo{Width: 2, Height: 1, Format: medgemini.Gray16}).(*image.Gray)
+	if !bytes.Equal(gg.Pix, []byte{0xfe, 0x01}) {
+		t.Fatalf("GRAY16: % x", gg.Pix)
+	}
 }
