@@ -12,7 +12,8 @@
 // auto, lung, mediastinum, bone, or CENTER,WIDTH; default file). With
 // ?stream=1 the answer is a text/event-stream: a "piece" event for each piece
 // of text as it is made, then "done" (the whole text and the time) or
-// "error". GET /healthz describes the model, how many generations stopped
+// "error". GET /healthz describes the model, the longest answer
+// (max_tokens), how many generations stopped
 // because their client went away ("cancelled") and, with batching, how many
 // decode steps ran and how many tokens they decoded. A client that goes away
 // cancels its generation.
@@ -241,7 +242,7 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 	}
 	out := map[string]interface{}{
 		"model": info.Name, "vision": info.HasVision, "library": medgemini.Version(),
-		"cancelled": s.cancelled.Load(),
+		"cancelled": s.cancelled.Load(), "max_tokens": s.maxTokens,
 	}
 	if st, err := s.model.BatchStats(); err == nil {
 		out["batch_steps"], out["batch_rows"] = st.Steps, st.Rows

@@ -215,7 +215,7 @@ func TestViewerInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newServer(m, 256, 16<<20)
+	s := newServer(m, 200, 16<<20) // the page's default, 256, becomes 200
 	// the cancellation check holds the request's first piece until the
 	// client has gone: deterministic however fast the model is
 	var hold sync.Mutex
@@ -243,7 +243,7 @@ func TestViewerInBrowser(t *testing.T) {
 	defer img.Close()
 	pieces := 0
 	want, err := m.ReportStream(context.Background(), []*medgemini.Image{img},
-		func(string) error { pieces++; return nil }, medgemini.WithMaxTokens(256))
+		func(string) error { pieces++; return nil }, medgemini.WithMaxTokens(200))
 	if err != nil || want == "" {
 		t.Fatalf("binding report %q, %v", want, err)
 	}
@@ -339,8 +339,10 @@ func TestViewerInBrowser(t *testing.T) {
 	}
 	var h map[string]interface{}
 	decode(t, hresp, http.StatusOK, &h)
-	if h["cancelled"] != 1.0 {
-		t.Fatalf("health %v", h)
+	var maxTokens string
+	b.mustEval(`(() => { const m = document.getElementById("maxtokens"); return m.max + "/" + m.value; })()`, &maxTokens)
+	if h["cancelled"] != 1.0 || h["max_tokens"] != 200.0 || maxTokens != "200/200" {
+		t.Fatalf("health %v, the page's longest answer (max/value) %q", h, maxTokens)
 	}
 	if dicom { // a PNG: shown as it is, and the page says windows do not apply
 		b.must(b.session, "DOM.setFileInputFiles", map[string]interface{}{

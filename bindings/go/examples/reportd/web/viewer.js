@@ -206,6 +206,13 @@
       const resp = await fetch("healthz");
       const h = await resp.json();
       $("model").textContent = "model " + h.model + ", library " + h.library;
+      if (h.max_tokens > 0) {
+        const max = $("maxtokens");
+        max.max = String(h.max_tokens);
+        if (!(Number(max.value) <= h.max_tokens)) {
+          max.value = String(h.max_tokens);
+        }
+      }
     } catch (e) {
       $("model").textContent = "service unreachable";
     }
