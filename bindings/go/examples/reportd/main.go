@@ -13,10 +13,9 @@
 // ?stream=1 the answer is a text/event-stream: a "piece" event for each piece
 // of text as it is made, then "done" (the whole text and the time) or
 // "error". GET /healthz describes the model, the longest answer
-// (max_tokens), how many generations stopped
-// because their client went away ("cancelled") and, with batching, how many
-// decode steps ran and how many tokens they decoded. A client that goes away
-// cancels its generation.
+// (max_tokens), how many generations stopped because their client went away
+// ("cancelled") and, with batching, how many decode steps ran and how many
+// tokens they decoded. A client that goes away cancels its generation.
 //
 // GET / is a small viewer page (web/, embedded in the binary): pick a DICOM,
 // PNG or JPEG, look at it with window presets (POST /preview renders the
