@@ -70,7 +70,7 @@ func startBrowser(t *testing.T, exe string, width, height int) *browser {
 		"--remote-debugging-pipe", "--user-data-dir="+filepath.Join(t.TempDir(), "profile"),
 		"--no-first-run", "--no-default-browser-check", "--disable-extensions",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--mute-audio", "--hide-scrollbars", fmt.Sprintf("--window-size=%d,%d", width, height), "about:blank")
+		"--mute-audio", "--hide-scrollbars", "--disable-breakpad", "--disable-crash-reporter", fmt.Sprintf("--window-size=%d,%d", width, height), "about:blank")
 	cmd.ExtraFiles = []*os.File{toBrowser, fromBrowser} // fds 3 and 4
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stderr lockedBuffer
