@@ -8,9 +8,19 @@
 // POST /report takes a multipart form (every file part is one image of the
 // study) or the raw bytes of one image (JPEG, PNG or DICOM) and answers
 // {"report": "..."}; ?question=... asks a question instead (VQA) and
-// ?max_tokens=N caps the length. GET /healthz describes the model and, with
-// batching, how many decode steps ran and how many tokens they decoded. A
-// client that goes away cancels its generation.
+// ?max_tokens=N caps the length; ?window= picks how a DICOM is windowed (file,
+// auto, lung, mediastinum, bone, or CENTER,WIDTH; default file). With
+// ?stream=1 the answer is a text/event-stream: a "piece" event for each piece
+// of text as it is made, then "done" (the whole text and the time) or
+// "error". GET /healthz describes the model, the longest answer
+// (max_tokens), how many generations stopped because their client went away
+// ("cancelled") and, with batching, how many decode steps ran and how many
+// tokens they decoded. A client that goes away cancels its generation.
+//
+// GET / is a small viewer page (web/, embedded in the binary): pick a DICOM,
+// PNG or JPEG, look at it with window presets (POST /preview renders the
+// image as PNG), watch the report stream in and cancel it. See
+// docs/VIEWER.md.
 //
 // Requests served at the same time share their decode steps (-batch N, up to
 // N requests a step, 0 to turn it off): a step reads the model's weights
@@ -21,6 +31,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -30,6 +41,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"medgemini"
@@ -39,6 +51,10 @@ type server struct {
 	model     *medgemini.Model
 	maxTokens int
 	maxBody   int64
+	cancelled atomic.Int64 // generations stopped because the client went away
+	// afterPiece, when set (tests), runs after each streamed piece is
+	// flushed to the client; n counts the pieces of the request.
+	afterPiece func(ctx context.Context, n int)
 }
 
 type reportResponse struct {
@@ -82,7 +98,7 @@ func fail(w http.ResponseWriter, code int, err error) {
 }
 
 // readImages decodes the request body: multipart file parts, or raw bytes.
-func (s *server) readImages(r *http.Request) ([]*medgemini.Image, error) {
+func (s *server) readImages(r *http.Request, opts ...medgemini.ImageOption) ([]*medgemini.Image, error) {
 	var blobs [][]byte
 	if mr, err := r.MultipartReader(); err == nil {
 		for {
@@ -118,7 +134,7 @@ func (s *server) readImages(r *http.Request) ([]*medgemini.Image, error) {
 	}
 	var images []*medgemini.Image
 	for _, b := range blobs {
-		img, err := medgemini.ImageFromBytes(b)
+		img, err := medgemini.ImageFromBytes(b, opts...)
 		if err != nil {
 			closeAll(images)
 			return nil, err
@@ -150,37 +166,71 @@ func (s *server) report(w http.ResponseWriter, r *http.Request) {
 		}
 		maxTokens = n
 	}
-	start := time.Now()
-	images, err := s.readImages(r)
+	window, err := windowOption(r.URL.Query().Get("window"))
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooBig):
-			fail(w, http.StatusRequestEntityTooLarge, err)
-		case errors.Is(err, multipart.ErrMessageTooLarge):
-			fail(w, http.StatusRequestEntityTooLarge, err)
-		default:
-			var e *medgemini.Error
-			if errors.As(err, &e) {
-				fail(w, httpStatus(err), err)
-			} else {
-				fail(w, http.StatusBadRequest, err)
-			}
-		}
+		fail(w, http.StatusBadRequest, err)
+		return
+	}
+	start := time.Now()
+	images, err := s.readImages(r, window)
+	if err != nil {
+		s.failRead(w, err)
 		return
 	}
 	defer closeAll(images)
-	var text string
-	if q := r.URL.Query().Get("question"); q != "" {
-		text, err = s.model.VQA(r.Context(), images, q, medgemini.WithMaxTokens(maxTokens))
-	} else {
-		text, err = s.model.Report(r.Context(), images, medgemini.WithMaxTokens(maxTokens))
+	q := r.URL.Query().Get("question")
+	generate := func(ctx context.Context, fn func(string) error) (string, error) {
+		opt := medgemini.WithMaxTokens(maxTokens)
+		switch {
+		case q != "" && fn != nil:
+			return s.model.VQAStream(ctx, images, q, fn, opt)
+		case q != "":
+			return s.model.VQA(ctx, images, q, opt)
+		case fn != nil:
+			return s.model.ReportStream(ctx, images, fn, opt)
+		}
+		return s.model.Report(ctx, images, opt)
 	}
+	if r.URL.Query().Get("stream") == "1" {
+		s.stream(w, r, generate, len(images), start)
+		return
+	}
+	text, err := generate(r.Context(), nil)
 	if err != nil {
+		s.noteCancel(r, err, -1)
 		fail(w, httpStatus(err), err)
 		return
 	}
 	writeJSON(w, http.StatusOK, reportResponse{Report: text, Images: len(images), Millis: time.Since(start).Milliseconds()})
+}
+
+// failRead answers a request whose images could not be read.
+func (s *server) failRead(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	var e *medgemini.Error
+	switch {
+	case errors.As(err, &tooBig), errors.Is(err, multipart.ErrMessageTooLarge):
+		fail(w, http.StatusRequestEntityTooLarge, err)
+	case errors.As(err, &e):
+		fail(w, httpStatus(err), err)
+	default:
+		fail(w, http.StatusBadRequest, err)
+	}
+}
+
+// noteCancel counts and logs a generation stopped because its client went
+// away; pieces is how many were streamed (-1: not streaming).
+func (s *server) noteCancel(r *http.Request, err error, pieces int) bool {
+	if !errors.Is(err, medgemini.ErrInterrupted) || r.Context().Err() == nil {
+		return false
+	}
+	s.cancelled.Add(1)
+	if pieces >= 0 {
+		log.Printf("reportd: %s went away; generation stopped, streamed pieces: %d", r.RemoteAddr, pieces)
+	} else {
+		log.Printf("reportd: %s went away; generation stopped", r.RemoteAddr)
+	}
+	return true
 }
 
 func (s *server) health(w http.ResponseWriter, r *http.Request) {
@@ -191,6 +241,7 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 	}
 	out := map[string]interface{}{
 		"model": info.Name, "vision": info.HasVision, "library": medgemini.Version(),
+		"cancelled": s.cancelled.Load(), "max_tokens": s.maxTokens,
 	}
 	if st, err := s.model.BatchStats(); err == nil {
 		out["batch_steps"], out["batch_rows"] = st.Steps, st.Rows
@@ -198,12 +249,21 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func newHandler(m *medgemini.Model, maxTokens int, maxBody int64) http.Handler {
-	s := &server{model: m, maxTokens: maxTokens, maxBody: maxBody}
+func newServer(m *medgemini.Model, maxTokens int, maxBody int64) *server {
+	return &server{model: m, maxTokens: maxTokens, maxBody: maxBody}
+}
+
+func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/report", s.report)
+	mux.HandleFunc("/preview", s.preview)
 	mux.HandleFunc("/healthz", s.health)
+	mux.Handle("/", staticHandler())
 	return mux
+}
+
+func newHandler(m *medgemini.Model, maxTokens int, maxBody int64) http.Handler {
+	return newServer(m, maxTokens, maxBody).routes()
 }
 
 func main() {
