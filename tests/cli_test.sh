@@ -237,6 +237,10 @@ printf 'Hello\n' | "$CLI" chat -m "$TMP/img.mgm" -n 3 > /dev/null 2>&1
 expect "chat without images exits 0" test $? -eq 0
 "$CLI" chat "$TMP/ct3.nii.gz" -m "$TMP/img.mgm" < /dev/null > /dev/null 2>&1
 expect "chat on a volume exits 2" test $? -eq 2
+"$CLI" generate -m "$TMP/tiny.mgm" --ctx 3 "a prompt longer than three tokens" > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "generate with a prompt that does not fit exits 1" test $? -eq 1
+expect "generate with a prompt that does not fit says so" grep -q 'the prompt does not fit' "$TMP/e.err"
+expect "generate with a prompt that does not fit prints nothing" test ! -s "$TMP/o.txt"
 "$CLI" report "tests/data/vision/rgb.jpg" -m "$TMP/img.mgm" -n 2 --sr "$TMP/no.dcm" > /dev/null 2> "$TMP/e.err"
 expect "report --sr on a JPEG fails" test $? -eq 1
 expect "report --sr on a JPEG: message" grep -q 'not a DICOM file' "$TMP/e.err"

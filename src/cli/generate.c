@@ -197,7 +197,7 @@ int cli_generate(int argc, char **argv) {
     }
     char *text = NULL;
     st = ids ? mg_generate_ids(&text, ctx, ids, n_ids, &gp) : mg_generate(&text, ctx, prompt, &gp);
-    fputc('\n', stdout);
+    if (text) fputc('\n', stdout); /* no answer, no line */
     int text_seen = text != NULL;
     mg_string_free(text);
     if (st == MG_E_CONTEXT_FULL && text_seen) {

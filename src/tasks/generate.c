@@ -936,7 +936,9 @@ static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_
     }
     mg__free(dr.q);
     if (draft) mg__ctx_leave(draft, MG_OK, NULL);
-    if (st == MG_OK || st == MG_E_INTERRUPTED || st == MG_E_CONTEXT_FULL) {
+    /* a text also for an answer cut short; none when the call stopped
+     * while reading the prompt (nothing was generated) */
+    if (st == MG_OK || (!in_prompt && (st == MG_E_INTERRUPTED || st == MG_E_CONTEXT_FULL))) {
         if (!b.p && obuf_add(&b, "", 0)) st = MG_E_NOMEM;
         else *out = b.p;
     }
