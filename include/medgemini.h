@@ -108,6 +108,13 @@ typedef int32_t mg_status;
  * this version does not know). Never NULL, never freed. */
 MG_API const char *mg_status_str(mg_status status);
 
+/* The calling thread's message for the last failed call among those that
+ * have neither an error buffer nor a handle to keep one: mg_context_new and
+ * mg_batch_new (e.g. "n_ctx 9000 is above the model's context length
+ * 8192"). "" after such a call succeeded. Valid until the thread's next
+ * such call; never NULL. */
+MG_API const char *mg_last_error(void);
+
 /* ------------------------------------------------------------------ memory */
 
 /* Frees a string returned by the library. NULL is ignored. Never use free()
@@ -522,7 +529,8 @@ MG_API void mg_context_params_init(mg_context_params *params);
  * KV cache and scratch are sized for the larger of its own and the batch's
  * thread count.
  * Errors: MG_E_MISUSE (also a freed batch), MG_E_INVALID_ARG (also a batch
- * on another model), MG_E_NOMEM. */
+ * on another model), MG_E_LIMIT (a KV cache too large to address),
+ * MG_E_NOMEM; mg_last_error() says why. */
 MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
                                 const mg_context_params *params);
 /* Frees a context. Must not run concurrently with another call on the same
@@ -583,7 +591,8 @@ MG_API void mg_batch_params_init(mg_batch_params *params);
  * model). params may be NULL for defaults.
  * Errors: MG_E_MISUSE (freed model), MG_E_INVALID_ARG (bad params),
  * MG_E_UNSUPPORTED (no text decoder, or one whose FFN is narrower than its
- * attention output, which the exact row kernels need), MG_E_NOMEM. */
+ * attention output, which the exact row kernels need), MG_E_NOMEM;
+ * mg_last_error() says why. */
 MG_API mg_status mg_batch_new(mg_batch **out, mg_model *model,
                               const mg_batch_params *params);
 /* Drops the caller's reference; the batch lives on while contexts made

@@ -294,6 +294,12 @@ START_TEST(test_misuse) {
     mg_context_params_init(&cp);
     cp.n_ctx = 2048; /* over the model's 1024 */
     ck_assert_int_eq(mg_context_new(&c2, m, &cp), MG_E_INVALID_ARG);
+    /* the reason, on this thread */
+    ck_assert_str_eq(mg_last_error(), "n_ctx 2048 is above the model's context length 1024");
+    cp.n_ctx = 0;
+    ck_assert_int_eq(mg_context_new(&c2, m, &cp), MG_OK);
+    ck_assert_str_eq(mg_last_error(), "");
+    mg_context_free(c2);
     mg_context_free(c);
     mg_model_free(m);
     remove(path);
@@ -333,9 +339,11 @@ START_TEST(test_context_params) {
     mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
     cp.n_threads = 100000;
     ck_assert_int_eq(mg_context_new(&c, m, &cp), MG_E_INVALID_ARG);
+    ck_assert_ptr_nonnull(strstr(mg_last_error(), "n_threads 100000"));
     cp.n_threads = 3;
     cp.flags = 0x40; /* unknown bit */
     ck_assert_int_eq(mg_context_new(&c, m, &cp), MG_E_INVALID_ARG);
+    ck_assert_str_eq(mg_last_error(), "unknown mg_context_params flags 0x40");
     cp.flags = MG_CONTEXT_KV_BF16 | 0x80000000u;
     ck_assert_int_eq(mg_context_new(&c, m, &cp), MG_E_INVALID_ARG);
     cp.flags = MG_CONTEXT_KV_BF16;

@@ -3,6 +3,7 @@ package medgemini
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,6 +79,11 @@ func TestBatching(t *testing.T) {
 	}
 	if _, err := LoadModel(path, WithBatching(9)); err == nil {
 		t.Fatal("WithBatching(9) should be refused")
+	}
+	// a context the model cannot have says why
+	if _, err := plain.NewSession(SessionContextSize(1 << 30)); err == nil ||
+		!strings.Contains(err.Error(), "context length") {
+		t.Fatalf("oversized session: %v", err)
 	}
 	// a session of a batching model joins the batch and survives Close
 	s, err := batched.NewSession(SessionThreads(2))

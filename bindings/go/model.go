@@ -173,8 +173,9 @@ func LoadModel(path string, opts ...ModelOption) (*Model, error) {
 		bp.max_rows = C.uint32_t(o.batchRows)
 		bp.wait_us = C.uint32_t(o.batchWait / time.Microsecond)
 		if st := C.mg_batch_new(&m.batch, ptr, &bp); st != C.MG_OK {
+			msg := C.GoString(C.mg_last_error())
 			C.mg_model_free(ptr)
-			return nil, newError(st, "cannot make the decoding batch")
+			return nil, newError(st, "cannot make the decoding batch: "+msg)
 		}
 	}
 	runtime.SetFinalizer(m, (*Model).Close)
@@ -261,7 +262,7 @@ func (m *Model) newContext(o contextOptions) (*C.mg_context, error) {
 	var c *C.mg_context
 	st := C.mg_context_new(&c, m.ptr, &params)
 	if st != C.MG_OK {
-		return nil, newError(st, "cannot create a context")
+		return nil, newError(st, "cannot create a context: "+C.GoString(C.mg_last_error()))
 	}
 	return c, nil
 }

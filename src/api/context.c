@@ -29,14 +29,22 @@ static void context_destroy(mg_context *c) {
 
 MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
                                 const mg_context_params *params) {
-    if (!out) return MG_E_INVALID_ARG;
+    mg__last_clear();
+    if (!out) return mg__last_err(MG_E_INVALID_ARG, "out is NULL");
     *out = NULL;
-    if (!mg__model_ok(model)) return MG_E_MISUSE;
+    if (!mg__model_ok(model)) return mg__last_err(MG_E_MISUSE, "not a loaded model");
     mg_context_params p = MG_CONTEXT_PARAMS_INIT;
     mg_status pst = mg__params_copy(&p, sizeof p, params);
-    if (pst != MG_OK) return pst == MG_E_UNSUPPORTED ? pst : MG_E_INVALID_ARG;
-    if ((p.flags & ~(MG_CONTEXT_KV_BF16 | MG_CONTEXT_NO_REUSE)) || p.n_threads > MG__MAX_THREADS)
-        return MG_E_INVALID_ARG;
+    if (pst == MG_E_UNSUPPORTED)
+        return mg__last_err(pst, "mg_context_params has fields this version does not know set "
+                                 "(struct_size %u)", params->struct_size);
+    if (pst != MG_OK)
+        return mg__last_err(MG_E_INVALID_ARG, "mg_context_params: bad struct_size");
+    if (p.flags & ~(MG_CONTEXT_KV_BF16 | MG_CONTEXT_NO_REUSE))
+        return mg__last_err(MG_E_INVALID_ARG, "unknown mg_context_params flags 0x%x", p.flags);
+    if (p.n_threads > MG__MAX_THREADS)
+        return mg__last_err(MG_E_INVALID_ARG, "n_threads %u is above %u", p.n_threads,
+                            MG__MAX_THREADS);
     if (p.n_threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         p.n_threads = n < 1 ? 1u : (n > (long)MG__MAX_THREADS ? MG__MAX_THREADS : (uint32_t)n);
@@ -45,27 +53,30 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
         p.n_ctx = model->context_length ? model->context_length : MG__DEFAULT_CTX_CAP;
         if (p.n_ctx > MG__DEFAULT_CTX_CAP) p.n_ctx = MG__DEFAULT_CTX_CAP;
     } else if (model->context_length && p.n_ctx > model->context_length) {
-        return MG_E_INVALID_ARG;
+        return mg__last_err(MG_E_INVALID_ARG, "n_ctx %u is above the model's context length %u",
+                            p.n_ctx, model->context_length);
     }
 
     uint32_t workers = p.n_threads;
     if (p.batch) {
         uint32_t bt = 0;
         mg_status bst = mg__batch_join(p.batch, model, &bt);
-        if (bst != MG_OK) return bst;
+        if (bst != MG_OK)
+            return mg__last_err(bst, bst == MG_E_MISUSE ? "params.batch is not a live batch"
+                                                        : "params.batch serves another model");
         if (bt > workers) workers = bt;
     }
     mg_context *c = mg__calloc(1, sizeof *c);
     if (!c) {
         mg__batch_leave(p.batch);
-        return MG_E_NOMEM;
+        return mg__last_err(MG_E_NOMEM, "out of memory");
     }
     c->batch = p.batch;
     c->pool = mg__pool_new(p.n_threads);
     if (!c->pool) {
         mg__batch_leave(c->batch);
         mg__free(c);
-        return MG_E_NOMEM;
+        return mg__last_err(MG_E_NOMEM, "cannot start a pool of %u threads", p.n_threads);
     }
     /* Encoders: a state each, and the largest token block; an encoder's
      * block is fed to the decoder in one call, so the batch covers it. */
@@ -76,15 +87,17 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
         uint64_t n = (uint64_t)e->geo.n_tokens * e->geo.width;
         if (n > enc_out) enc_out = n;
         if (e->geo.n_tokens > enc_tokens) enc_tokens = e->geo.n_tokens;
-        if (e->vt->state_new(&c->enc_state[i], e->impl, p.n_threads) != MG_OK) {
+        mg_status est = e->vt->state_new(&c->enc_state[i], e->impl, p.n_threads);
+        if (est != MG_OK) {
             context_destroy(c);
-            return MG_E_NOMEM;
+            return mg__last_err(est, "the %s encoder's state: %s", e->vt->name,
+                                mg_status_str(est));
         }
         c->enc_bytes += e->geo.state_bytes;
     }
     if (enc_out && !(c->enc_out = mg__aligned_alloc(64, (size_t)enc_out * sizeof(float)))) {
         context_destroy(c);
-        return MG_E_NOMEM;
+        return mg__last_err(MG_E_NOMEM, "out of memory (encoder output)");
     }
     if (model->decoder) {
         const mg__dconfig *dc = mg__decoder_config(model->decoder);
@@ -95,15 +108,23 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
         size_t nl;
         mg__dstate_opts dso = {workers,
                                (p.flags & MG_CONTEXT_KV_BF16) ? MG__DSTATE_KV_BF16 : 0};
-        if (mg__mul_size((size_t)c->max_batch, c->n_vocab, &nl) ||
-            mg__dstate_new(&c->dstate, model->decoder, p.n_ctx, c->max_batch, &dso) != MG_OK ||
-            !(c->logits = mg__aligned_alloc(64, nl * sizeof(float))) ||
+        mg_status dst = mg__mul_size((size_t)c->max_batch, c->n_vocab, &nl)
+                            ? MG_E_LIMIT
+                            : mg__dstate_new(&c->dstate, model->decoder, p.n_ctx, c->max_batch, &dso);
+        if (dst != MG_OK) {
+            uint64_t bytes = 0;
+            mg__dstate_bytes(model->decoder, p.n_ctx, c->max_batch, &dso, &bytes);
+            context_destroy(c);
+            return mg__last_err(dst, "the KV cache and scratch for %u tokens (%.1f MiB): %s",
+                                p.n_ctx, (double)bytes / 1048576.0, mg_status_str(dst));
+        }
+        if (!(c->logits = mg__aligned_alloc(64, nl * sizeof(float))) ||
             !(c->sampler_scratch = mg__malloc(mg__sampler_scratch_bytes(c->n_vocab))) ||
             !(c->history = mg__calloc(p.n_ctx, sizeof(int32_t))) ||
             !(c->enc_rows = mg__calloc(c->max_batch, sizeof *c->enc_rows)) ||
             !(c->enc_blk = mg__calloc(c->max_batch, sizeof *c->enc_blk))) {
             context_destroy(c);
-            return MG_E_NOMEM;
+            return mg__last_err(MG_E_NOMEM, "out of memory (logits and sampler)");
         }
         mg__dstate_set_hook(c->dstate, mg__ctx_decoder_hook, c);
         /* The most encoder blocks a sequence can hold, for prefix reuse. */
@@ -116,7 +137,7 @@ MG_API mg_status mg_context_new(mg_context **out, mg_model *model,
             c->cap_held = p.n_ctx / min_tok;
             if (!(c->held = mg__calloc(c->cap_held, sizeof *c->held))) {
                 context_destroy(c);
-                return MG_E_NOMEM;
+                return mg__last_err(MG_E_NOMEM, "out of memory (reuse list)");
             }
         }
     }

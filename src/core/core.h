@@ -44,6 +44,10 @@ size_t mg__opts_newer_byte(const void *src, size_t n, size_t known);
  * MG_E_UNSUPPORTED when a longer (newer) struct has non-zero bytes past
  * ours. */
 mg_status mg__params_copy(void *dst, size_t dst_size, const void *src);
+/* Sets the calling thread's mg_last_error() message and returns status;
+ * mg__last_clear empties it (at the start of such a call). */
+mg_status mg__last_err(mg_status status, const char *fmt, ...) MG_PRINTF(2, 3);
+void mg__last_clear(void);
 
 /* ---- overflow-checked arithmetic --------------------------------------- */
 /* Each returns 0 on success, 1 on overflow (and then leaves *out undefined). */

@@ -21,6 +21,22 @@ mg_status mg__err(char *buf, size_t n, mg_status status, const char *fmt, ...) {
     return status;
 }
 
+/* The calling thread's message of its last failed call that has neither an
+ * error buffer nor a handle to hold one (mg_context_new, mg_batch_new). */
+static _Thread_local char tl_last[512];
+
+mg_status mg__last_err(mg_status status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    mg__verr(tl_last, sizeof tl_last, status, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void mg__last_clear(void) { tl_last[0] = '\0'; }
+
+MG_API const char *mg_last_error(void) { return tl_last; }
+
 MG_API const char *mg_status_str(mg_status status) {
     switch (status) {
     case MG_OK: return "success";

@@ -72,18 +72,26 @@ MG_API void mg_batch_params_init(mg_batch_params *p) {
 }
 
 MG_API mg_status mg_batch_new(mg_batch **out, mg_model *model, const mg_batch_params *params) {
-    if (!out) return MG_E_INVALID_ARG;
+    mg__last_clear();
+    if (!out) return mg__last_err(MG_E_INVALID_ARG, "out is NULL");
     *out = NULL;
-    if (!mg__model_ok(model)) return MG_E_MISUSE;
+    if (!mg__model_ok(model)) return mg__last_err(MG_E_MISUSE, "not a loaded model");
     mg_batch_params p = MG_BATCH_PARAMS_INIT;
     mg_status st = mg__params_copy(&p, sizeof p, params);
-    if (st != MG_OK) return st == MG_E_UNSUPPORTED ? st : MG_E_INVALID_ARG;
+    if (st != MG_OK)
+        return mg__last_err(st == MG_E_UNSUPPORTED ? st : MG_E_INVALID_ARG,
+                            "mg_batch_params: bad struct_size or fields this version does not "
+                            "know");
     if (p.n_threads > MG__BATCH_MAX_THREADS || p.max_rows > MG__BATCH_MAX_ROWS ||
         p.wait_us > MG__BATCH_MAX_WAIT_US)
-        return MG_E_INVALID_ARG;
-    if (!model->decoder) return MG_E_UNSUPPORTED;
+        return mg__last_err(MG_E_INVALID_ARG, "mg_batch_params out of range (n_threads %u, "
+                            "max_rows %u of 8, wait_us %u of 1000000)", p.n_threads, p.max_rows,
+                            p.wait_us);
+    if (!model->decoder) return mg__last_err(MG_E_UNSUPPORTED, "the model has no text decoder");
     const mg__dconfig *dc = mg__decoder_config(model->decoder);
-    if ((uint64_t)dc->ffn < (uint64_t)dc->n_heads * dc->head_dim) return MG_E_UNSUPPORTED;
+    if ((uint64_t)dc->ffn < (uint64_t)dc->n_heads * dc->head_dim)
+        return mg__last_err(MG_E_UNSUPPORTED, "the decoder's FFN is narrower than its attention "
+                            "output (the exact row kernels need it)");
     if (p.n_threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         p.n_threads = n < 1 ? 1u : (n > (long)MG__BATCH_MAX_THREADS ? MG__BATCH_MAX_THREADS
@@ -95,19 +103,19 @@ MG_API mg_status mg_batch_new(mg_batch **out, mg_model *model, const mg_batch_pa
      * only a state with batches has the exact row kernels' scratch) */
     uint32_t rows = p.max_rows < 2 ? 2 : p.max_rows;
     if (dc->context_length < rows) rows = dc->context_length;
-    if (rows < 2) return MG_E_UNSUPPORTED;
+    if (rows < 2) return mg__last_err(MG_E_UNSUPPORTED, "the model's context holds one token");
     if (p.max_rows > rows) p.max_rows = rows;
 
     mg_batch *b = mg__calloc(1, sizeof *b);
-    if (!b) return MG_E_NOMEM;
+    if (!b) return mg__last_err(MG_E_NOMEM, "out of memory");
     if (pthread_mutex_init(&b->mu, NULL)) {
         mg__free(b);
-        return MG_E_NOMEM;
+        return mg__last_err(MG_E_NOMEM, "cannot make a mutex");
     }
     if (pthread_cond_init(&b->cv, NULL)) {
         pthread_mutex_destroy(&b->mu);
         mg__free(b);
-        return MG_E_NOMEM;
+        return mg__last_err(MG_E_NOMEM, "cannot make a condition variable");
     }
     mg__model_retain(model);
     b->model = model;
@@ -123,7 +131,7 @@ MG_API mg_status mg_batch_new(mg_batch **out, mg_model *model, const mg_batch_pa
         mg__mul_size((size_t)rows, dc->vocab, &nl) ||
         !(b->logits = mg__aligned_alloc(64, nl * sizeof(float)))) {
         batch_destroy(b);
-        return MG_E_NOMEM;
+        return mg__last_err(MG_E_NOMEM, "out of memory (the batch's pool, rows and logits)");
     }
     b->tag = MG__TAG_BATCH;
     *out = b;

@@ -268,6 +268,7 @@ mg_convert = _fn("mg_convert", st, [c_char_p, c_char_p, POINTER(mg_convert_param
 mg_context_params_init = _fn("mg_context_params_init", None, [POINTER(mg_context_params)])
 mg_context_new = _fn("mg_context_new", st, [PP, P, POINTER(mg_context_params)])
 mg_context_free = _fn("mg_context_free", None, [P])
+mg_last_error = _fn("mg_last_error", c_char_p, [])
 mg_batch_params_init = _fn("mg_batch_params_init", None, [POINTER(mg_batch_params)])
 mg_batch_new = _fn("mg_batch_new", st, [PP, P, POINTER(mg_batch_params)])
 mg_batch_free = _fn("mg_batch_free", None, [P])

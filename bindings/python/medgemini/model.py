@@ -473,7 +473,8 @@ def _new_context(model_handle, threads, n_ctx, seed, kv_bf16=False, reuse=True, 
     p = _context_params(threads, n_ctx, seed, kv_bf16, reuse, batch)
     st = _lib.mg_context_new(byref(out), model_handle, byref(p))
     if st:
-        raise make_error(st, "cannot create a context")
+        raise make_error(st, "cannot create a context: " +
+                         (_lib.mg_last_error() or b"").decode("utf-8", "replace"))
     return out.value
 
 
@@ -937,8 +938,9 @@ class Model(Owned, _Generating):
             b = c_void_p()
             st = _lib.mg_batch_new(byref(b), out.value, byref(bp))
             if st:
+                msg = (_lib.mg_last_error() or b"").decode("utf-8", "replace")
                 self.close()
-                raise make_error(st, "cannot make the decoding batch")
+                raise make_error(st, "cannot make the decoding batch: " + msg)
             self._state.batch = b.value
         self.info = self._read_info()
 

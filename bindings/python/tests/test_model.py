@@ -394,3 +394,9 @@ def test_draft_model(model, tmp_path):
             with pytest.raises(medgemini.InvalidArgumentError, match="vocabulary"):
                 b.generate("x", max_tokens=4, draft=o)
 
+
+
+def test_context_errors_say_why(model):
+    with pytest.raises(medgemini.InvalidArgumentError) as e:
+        model.context(n_ctx=10 ** 8)
+    assert "context length" in str(e.value)

@@ -526,6 +526,7 @@ extern "C" {
     pub fn mg_context_interrupt(ctx: *mut mg_context) -> mg_status;
     pub fn mg_context_errmsg(ctx: *const mg_context) -> *const c_char;
     pub fn mg_context_errcode(ctx: *const mg_context) -> mg_status;
+    pub fn mg_last_error() -> *const c_char;
     pub fn mg_studies_params_init(params: *mut mg_studies_params);
     pub fn mg_studies_scan(out: *mut *mut mg_studies, paths: *const *const c_char, n_paths: usize, params: *const mg_studies_params, err: *mut c_char, errlen: usize) -> mg_status;
     pub fn mg_studies_free(studies: *mut mg_studies);

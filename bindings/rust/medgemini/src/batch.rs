@@ -102,7 +102,7 @@ impl Batch {
         let mut out = ptr::null_mut();
         let rc = unsafe { sys::mg_batch_new(&mut out, model.as_ptr(), &p) };
         if rc != sys::MG_OK {
-            return Err(Error::from_code(rc));
+            return Err(Error::new(Status::from_code(rc), crate::util::last_error()));
         }
         let ptr = NonNull::new(out).ok_or_else(|| Error::new(Status::Internal, "NULL batch"))?;
         Ok(Batch { inner: Arc::new(BatchInner { ptr }) })

@@ -512,7 +512,7 @@ impl Context {
         let mut out = ptr::null_mut();
         let rc = unsafe { sys::mg_context_new(&mut out, model.as_ptr(), &p) };
         if rc != sys::MG_OK {
-            return Err(Error::from_code(rc));
+            return Err(Error::new(Status::from_code(rc), crate::util::last_error()));
         }
         let ptr = NonNull::new(out).ok_or_else(|| Error::new(Status::Internal, "NULL context"))?;
         Ok(Context { inner: Arc::new(CtxInner { ptr }), model: model.clone(), draft: None, _not_sync: PhantomData })

@@ -95,3 +95,13 @@ pub(crate) fn check(code: i32) -> Result<()> {
         Err(Error::from_code(code))
     }
 }
+
+/// The calling thread's `mg_last_error()` message (mg_context_new,
+/// mg_batch_new).
+pub(crate) fn last_error() -> String {
+    let p = unsafe { sys::mg_last_error() };
+    if p.is_null() {
+        return String::new();
+    }
+    unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}

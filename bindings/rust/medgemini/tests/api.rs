@@ -1453,6 +1453,9 @@ fn batch_threads_keep_their_text() {
     let ob = medgemini::Batch::new(&other, &Default::default()).unwrap();
     let e = Context::new(&m, &base.clone().batch(&ob)).unwrap_err();
     assert_eq!(e.status(), Status::InvalidArg);
+    assert!(e.message().contains("another model"), "{e}");
+    let e = Context::new(&m, &opts1().n_ctx(1 << 30)).unwrap_err();
+    assert!(e.message().contains("context length"), "{e}");
 }
 
 /// A report written as a DICOM SR in the study of the shared CR image.
