@@ -422,6 +422,15 @@ if [ -d "$DCM/ct_series_3slice" ]; then
   expect "report on two studies exits 0" test $? -eq 0
   expect "one report per study" test "$(grep -c '^== study ' "$TMP/o.txt")" -eq 2
   expect "one SR per study" test "$(ls "$TMP/srs" | grep -c '\.dcm$')" -eq 2
+  if command -v dsrdump > /dev/null 2>&1; then
+    for f in "$TMP"/srs/*.dcm; do
+      dsrdump "$f" > "$TMP/srd.txt" 2> "$TMP/srd.err"
+      rc=$?
+      expect "dsrdump reads $(basename "$f")" test $rc -eq 0
+      expect "dsrdump has no warning for $(basename "$f")" test ! -s "$TMP/srd.err"
+      expect "$(basename "$f") is in its study" sh -c "dcmdump +P StudyInstanceUID '$f' | grep -qF '$(basename "$f" .dcm)'"
+    done
+  fi
   "$CLI" report "$TMP/pacs" -m "$TMP/tiny.mgm" -n 3 --slices 2 --sr "$TMP/one.dcm" > "$TMP/o.txt" 2> "$TMP/e.txt"
   expect "two studies and an --sr file exit 2" test $? -eq 2
   # the same patient a year earlier (dates and the UIDs that hold them changed): a prior
