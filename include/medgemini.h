@@ -571,7 +571,9 @@ MG_API mg_status mg_context_errcode(const mg_context *ctx);
  * depend on which contexts it shares steps with: text, tokens and logits
  * are bit for bit those of the same call on an unbatched context with
  * n_threads equal to the batch's (the key ranges of a long attention are
- * split by thread count). mg_context_interrupt is seen between steps.
+ * split by thread count; give contexts and batch the same count). A context
+ * that is the only one generating decodes on its own threads, as without a
+ * batch. mg_context_interrupt is seen between steps.
  * Thread safety: a batch is shared by its contexts' threads; its contexts
  * follow the usual rule (one call at a time on each). */
 typedef struct mg_batch_params {

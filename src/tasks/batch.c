@@ -9,7 +9,9 @@
  * state with the lock released, then marks them done and wakes the others.
  * Requests that arrive during a step form the next one, so steps follow
  * each other without a gap (continuous batching). One step runs at a time:
- * the pool and the scratch state are the batch's. */
+ * the pool and the scratch state are the batch's. A context that is the
+ * only one generating takes its step on its own pool, as it would without
+ * the batch (handing one row to the batch's threads measured slower). */
 #include "api/api.h"
 
 #include <pthread.h>
@@ -243,6 +245,29 @@ mg_status mg__batch_step(mg_batch *b, mg_context *c, int32_t tok) {
     c->logits_valid = 0;
     mg__breq r = {c, tok, MG_OK, 0};
     pthread_mutex_lock(&b->mu);
+    if (!b->running && !b->n_queue && b->generating <= 1) {
+        /* alone: the step on the context's own pool, as an unbatched
+         * context takes it (no hand-over to the batch's threads) */
+        b->running = 1;
+        pthread_mutex_unlock(&b->mu);
+        double t0 = mono();
+        uint32_t pos = mg__dstate_pos(c->dstate);
+        mg_status st = mg__decoder_forward(c->dstate, &tok, NULL, NULL, 1, c->logits, 0, c->pool);
+        if (st == MG_OK) {
+            c->history[pos] = tok;
+            c->logits_valid = 1;
+        }
+        double dt = mono() - t0;
+        pthread_mutex_lock(&b->mu);
+        b->running = 0;
+        b->stats.steps++;
+        b->stats.rows++;
+        b->stats.by_rows[0]++;
+        b->stats.busy_seconds += dt;
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+        return st;
+    }
     while (b->n_queue == b->max_rows) pthread_cond_wait(&b->cv, &b->mu);
     b->queue[b->n_queue++] = &r;
     pthread_cond_broadcast(&b->cv); /* a waiting leader counts its rows */
