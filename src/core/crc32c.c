@@ -1,11 +1,13 @@
 /* crc32c.c - CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the
- * checksum of .mgm tensors. Slicing-by-8 tables in portable C, and the SSE4.2
- * crc32 instruction when CPUID reports it. */
+ * checksum of .mgm tensors. Slicing-by-8 tables in portable C, and on
+ * x86-64 the SSE4.2 crc32 instruction when CPUID reports it. */
 #include "core/core.h"
 
-#include <cpuid.h>
 #include <pthread.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 static uint32_t g_tab[8][256];
 static int g_hw;
@@ -20,8 +22,10 @@ static void crc_init(void) {
     for (uint32_t i = 0; i < 256; i++)
         for (int t = 1; t < 8; t++)
             g_tab[t][i] = (g_tab[t - 1][i] >> 8) ^ g_tab[0][g_tab[t - 1][i] & 0xff];
+#if defined(__x86_64__)
     unsigned a, b, c, d;
     g_hw = __get_cpuid(1, &a, &b, &c, &d) && ((c >> 20) & 1);
+#endif
 }
 
 static uint32_t crc_sw(uint32_t crc, const unsigned char *p, size_t n) {
@@ -40,6 +44,7 @@ static uint32_t crc_sw(uint32_t crc, const unsigned char *p, size_t n) {
     return crc;
 }
 
+#if defined(__x86_64__)
 __attribute__((target("sse4.2")))
 static uint32_t crc_hw(uint32_t crc, const unsigned char *p, size_t n) {
     uint64_t c = crc;
@@ -53,6 +58,9 @@ static uint32_t crc_hw(uint32_t crc, const unsigned char *p, size_t n) {
     while (n--) c = __builtin_ia32_crc32qi((uint32_t)c, *p++);
     return (uint32_t)c;
 }
+#else
+static uint32_t crc_hw(uint32_t crc, const unsigned char *p, size_t n) { return crc_sw(crc, p, n); }
+#endif
 
 /* Standard CRC-32C: init and final xor 0xFFFFFFFF handled here, so
  * mg__crc32c(0, data, n) gives the textbook value and calls chain. */
