@@ -283,40 +283,59 @@ abi-check: $(SHARED)
 abi-dump: $(SHARED)
 	$(ABIDW) $(SHARED) | sed "s/ comp-dir-path='[^']*'//" > abi/libmedgemini.abi
 
-# The lower x86-64 SIMD levels: the suites whose kernels are chosen at run
-# time (matrix and vector kernels, the decoder and generation, the image
-# encoder, polygenic scores) once per level with MG_SIMD capping it, so that
-# the AVX2 and scalar paths stay tested on an AVX-512 machine. (check_kernels
-# also calls each level's kernels directly, whatever MG_SIMD says.)
-SIMD_SUITES ?= check_core check_kernels check_decoder check_generate check_vision check_prs
+# The lower x86-64 SIMD levels: the suites whose results go through the
+# kernels chosen at run time (the decoder and generation, the image
+# encoder's products and reports, polygenic scores) once per level with
+# MG_SIMD capping it, so that the AVX2 and scalar paths of whole models stay
+# tested on an AVX-512 machine; check_core checks that the cap took. Not
+# check_kernels: it runs every kernel at every level the CPU has whatever
+# MG_SIMD says. SUITE:CASE runs one Check case (CK_RUN_CASE). About 4 min
+# on 2 cores.
+SIMD_SUITES ?= check_core check_decoder check_generate check_prs check_vision:encoder \
+               check_vision:report
 SIMD_LEVELS ?= avx2 scalar
-check-simd: $(patsubst %,$(BUILD)/tests/%,$(SIMD_SUITES)) $(CLI)
+check-simd: $(sort $(foreach s,$(SIMD_SUITES),$(BUILD)/tests/$(firstword $(subst :, ,$(s))))) $(CLI)
 	@mkdir -p $(BUILD)/tmp
-	@fail=0; for l in $(SIMD_LEVELS); do for t in $(SIMD_SUITES); do \
-	  echo "== MG_SIMD=$$l $(BUILD)/tests/$$t"; \
-	  MG_SIMD=$$l $(TEST_ENV) $(BUILD)/tests/$$t || fail=1; done; done; exit $$fail
+	@fail=0; for l in $(SIMD_LEVELS); do for s in $(SIMD_SUITES); do \
+	  t=$${s%%:*}; c=; [ "$$t" = "$$s" ] || c=$${s#*:}; \
+	  echo "== MG_SIMD=$$l $(BUILD)/tests/$$t $${c:+(case $$c)}"; \
+	  env $${c:+CK_RUN_CASE=$$c} MG_SIMD=$$l $(TEST_ENV) $(BUILD)/tests/$$t || fail=1; \
+	done; done; exit $$fail
 
 # aarch64 Linux: the library, the tool and the unit suites cross-built with
 # Debian's aarch64-linux-gnu-gcc against the arm64 (multiarch) packages into
 # lib/aarch64, and run under qemu-user (the tool too, for the models the
-# suites write). Skipped where the cross compiler or qemu is missing;
-# .ci/deps installs them.
+# suites write) with Check's timeouts lengthened: AARCH64_SUITES with their
+# loops shortened as under valgrind (MG_EMULATED=1), AARCH64_FULL (the
+# decoder's and the image encoder's comparisons with the PyTorch
+# references, which the short mode leaves out) in full. SUITE:CASE runs one
+# Check case. Skipped where the cross compiler or qemu is missing;
+# .ci/deps installs them. About 5 min on 2 cores.
 AARCH64_CC     ?= aarch64-linux-gnu-gcc
 AARCH64_PKGCFG ?= env PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig pkg-config
 QEMU_AARCH64   ?= qemu-aarch64
 AARCH64_SUITES ?= check_core check_container check_api check_image check_dicom check_tokenizer \
-                  check_kernels check_decoder check_generate check_prs check_vision
+                  check_kernels check_generate check_prs check_volume check_polygenic \
+                  check_convert check_threads check_vision:preprocess check_vision:misuse \
+                  check_vision:reuse check_vision:threads
+AARCH64_FULL   ?= check_decoder check_vision:encoder check_vision:report
 A64 := lib/aarch64
 A64_ENV := MG_TEST_TMP=$(abspath $(A64))/tmp MG_CLI="$(QEMU_AARCH64) $(abspath $(A64))/bin/medgemini" \
-           OPENBLAS_NUM_THREADS=1
+           OPENBLAS_NUM_THREADS=1 CK_TIMEOUT_MULTIPLIER=4
+A64_TESTS := $(sort $(foreach s,$(AARCH64_SUITES) $(AARCH64_FULL),$(A64)/tests/$(firstword $(subst :, ,$(s)))))
 check-aarch64:
 	@if ! command -v $(AARCH64_CC) >/dev/null 2>&1 || ! command -v $(QEMU_AARCH64) >/dev/null 2>&1; then \
 	  echo "check-aarch64: skipped ($(AARCH64_CC) or $(QEMU_AARCH64) not installed)"; exit 0; fi; \
 	$(MAKE) CC=$(AARCH64_CC) PKG_CONFIG="$(AARCH64_PKGCFG)" BUILD=$(A64) BINDIR=$(A64)/bin \
-	  $(A64)/libmedgemini.a $(A64)/bin/medgemini $(patsubst %,$(A64)/tests/%,$(AARCH64_SUITES)) && \
+	  $(A64)/libmedgemini.a $(A64)/bin/medgemini $(A64_TESTS) && \
 	mkdir -p $(A64)/tmp && \
-	fail=0; for t in $(AARCH64_SUITES); do echo "== aarch64 (qemu) $(A64)/tests/$$t"; \
-	  $(A64_ENV) $(QEMU_AARCH64) $(A64)/tests/$$t || fail=1; done; exit $$fail
+	fail=0; for s in $(AARCH64_SUITES) full $(AARCH64_FULL); do \
+	  [ "$$s" = full ] && { short=; continue; } || short=$${short-1}; \
+	  t=$${s%%:*}; c=; [ "$$t" = "$$s" ] || c=$${s#*:}; \
+	  echo "== aarch64 (qemu) $(A64)/tests/$$t $${c:+(case $$c)}$${short:+ (short)}"; \
+	  env $${c:+CK_RUN_CASE=$$c} $${short:+MG_EMULATED=1} $(A64_ENV) \
+	    $(QEMU_AARCH64) $(A64)/tests/$$t || fail=1; \
+	done; exit $$fail
 
 # Everything CI runs: the plain suite (with the install test), the lower
 # SIMD levels and aarch64 under qemu, then the same suites under
