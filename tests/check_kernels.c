@@ -670,7 +670,7 @@ START_TEST(test_matmul) {
         __builtin_cpu_supports("avx512bf16"))
         ck_assert(int_seen);
 #else
-    (void)quant;
+    (void)quant, (void)int_seen;
 #endif
 }
 END_TEST
