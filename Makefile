@@ -327,10 +327,10 @@ check-aarch64:
 	@if ! command -v $(AARCH64_CC) >/dev/null 2>&1 || ! command -v $(QEMU_AARCH64) >/dev/null 2>&1; then \
 	  echo "check-aarch64: skipped ($(AARCH64_CC) or $(QEMU_AARCH64) not installed)"; exit 0; fi; \
 	$(MAKE) CC=$(AARCH64_CC) PKG_CONFIG="$(AARCH64_PKGCFG)" BUILD=$(A64) BINDIR=$(A64)/bin \
-	  $(A64)/libmedgemini.a $(A64)/bin/medgemini $(A64_TESTS) && \
-	mkdir -p $(A64)/tmp && \
-	fail=0; for s in $(AARCH64_SUITES) full $(AARCH64_FULL); do \
-	  [ "$$s" = full ] && { short=; continue; } || short=$${short-1}; \
+	  $(A64)/libmedgemini.a $(A64)/bin/medgemini $(A64_TESTS) || exit 1; \
+	mkdir -p $(A64)/tmp; \
+	fail=0; short=1; for s in $(AARCH64_SUITES) full $(AARCH64_FULL); do \
+	  if [ "$$s" = full ]; then short=; continue; fi; \
 	  t=$${s%%:*}; c=; [ "$$t" = "$$s" ] || c=$${s#*:}; \
 	  echo "== aarch64 (qemu) $(A64)/tests/$$t $${c:+(case $$c)}$${short:+ (short)}"; \
 	  env $${c:+CK_RUN_CASE=$$c} $${short:+MG_EMULATED=1} $(A64_ENV) \
