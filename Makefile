@@ -15,26 +15,46 @@ DESTDIR ?=
 LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 
+PKG_CONFIG ?= pkg-config
 DEPS_PC := openblas libpng libjpeg libzstd libcjson zlib htslib libopenjp2 charls
-DEPS_CFLAGS := $(shell pkg-config --cflags $(DEPS_PC))
-DEPS_LIBS   := $(shell pkg-config --libs $(DEPS_PC)) -lm -pthread
+DEPS_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(DEPS_PC))
+DEPS_LIBS   := $(shell $(PKG_CONFIG) --libs $(DEPS_PC)) -lm -pthread
 
+# Warnings are errors in development and CI builds (WERROR=1, the default in
+# a git checkout) and only warnings elsewhere (a release tarball, another
+# compiler's new warnings): `make WERROR=0` or `make WERROR=1` to choose.
+WERROR  ?= $(if $(wildcard .git),1,0)
 OPT     ?= -O2 -g
-WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
-CFLAGS_ALL := -std=c11 $(OPT) $(WARN) -fPIC -fvisibility=hidden \
-              -D_GNU_SOURCE -DMG_BUILDING_LIBRARY -Iinclude -Isrc \
-              $(DEPS_CFLAGS) $(SANITIZE) $(EXTRA_CFLAGS)
-LDFLAGS_ALL := $(SANITIZE) $(EXTRA_LDFLAGS)
+WARN    := -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -Wshadow -Wstrict-prototypes \
+           -Wno-unused-parameter
 
-# SIMD kernels: chosen at run time, so only these files get ISA flags.
+# SIMD kernels: chosen at run time, so only these files get ISA flags. They
+# are x86-64 only: elsewhere (aarch64) the scalar kernels run. The AVX-512
+# files (and the AMX one) are built where the compiler has those flags;
+# MG_NO_AVX512 / MG_NO_AMX tell the sources when it has not.
+TARGET_MACHINE := $(shell $(CC) -dumpmachine)
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 \
                 -mavx512vnni -mfma -mf16c
 VBMI_FLAGS   := $(AVX512_FLAGS) -mavx512vbmi
 AMX_FLAGS    := $(VBMI_FLAGS) -mamx-tile -mamx-int8
+cc_has = $(shell $(CC) $(1) -x c -c /dev/null -o /dev/null 2>/dev/null && echo 1)
+ifneq ($(filter x86_64-%,$(TARGET_MACHINE)),)
+  SIMD_X86    := 1
+  SIMD_AVX512 := $(call cc_has,$(VBMI_FLAGS))
+  SIMD_AMX    := $(if $(SIMD_AVX512),$(call cc_has,$(AMX_FLAGS)))
+endif
+SIMD_SKIP := $(if $(SIMD_X86),,%_avx2.c) $(if $(SIMD_AVX512),,%_avx512.c %_vbmi.c) \
+             $(if $(SIMD_AMX),,%_amx.c)
+SIMD_DEFS := $(if $(SIMD_X86),$(if $(SIMD_AVX512),,-DMG_NO_AVX512) $(if $(SIMD_AMX),,-DMG_NO_AMX))
+
+CFLAGS_ALL := -std=c11 $(OPT) $(WARN) -fPIC -fvisibility=hidden \
+              -D_GNU_SOURCE -DMG_BUILDING_LIBRARY $(SIMD_DEFS) -Iinclude -Isrc \
+              $(DEPS_CFLAGS) $(SANITIZE) $(EXTRA_CFLAGS)
+LDFLAGS_ALL := $(SANITIZE) $(EXTRA_LDFLAGS)
 
 LIB_SRC  := $(sort $(wildcard src/*/*.c))
-LIB_SRC  := $(filter-out src/cli/%,$(LIB_SRC))
+LIB_SRC  := $(filter-out src/cli/% $(SIMD_SKIP),$(LIB_SRC))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 OBJDIR   := $(BUILD)/obj
 LIB_OBJ  := $(patsubst src/%.c,$(OBJDIR)/%.o,$(LIB_SRC))
@@ -48,14 +68,14 @@ CLI      := $(BINDIR)/medgemini
 TEST_SRC := $(sort $(wildcard tests/check_*.c))
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_SUPPORT := $(filter-out tests/check_%,$(wildcard tests/*.c))
-CHECK_LIBS := $(shell pkg-config --libs check)
+CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all clean check check-asan check-valgrind install uninstall fuzz fuzz-run \
         fuzz-replay fuzz-replay-run fuzz-coverage fuzz-coverage-run \
         test-install bench demo test check-reference bindings-test train-demo check-faults \
-        abi-check abi-dump check-tsan \
+        abi-check abi-dump check-tsan check-simd check-aarch64 \
         eval-demo eval-polygenic train-polygenic bench-peer bench-build
 all: $(STATIC) $(SHARED) $(CLI)
 
@@ -264,12 +284,69 @@ abi-check: $(SHARED)
 abi-dump: $(SHARED)
 	$(ABIDW) $(SHARED) | sed "s/ comp-dir-path='[^']*'//" > abi/libmedgemini.abi
 
-# Everything CI runs: the plain suite (with the install test), then the
-# same suites under ASan+UBSan (and the allocation failures) and under
-# valgrind, then the bindings, then the ABI check.
+# The lower x86-64 SIMD levels: the suites whose results go through the
+# kernels chosen at run time (the decoder and generation, the image
+# encoder's products and reports, polygenic scores) once per level with
+# MG_SIMD capping it, so that the AVX2 and scalar paths of whole models stay
+# tested on an AVX-512 machine; check_core checks that the cap took. Not
+# check_kernels: it runs every kernel at every level the CPU has whatever
+# MG_SIMD says. SUITE:CASE runs one Check case (CK_RUN_CASE). About 4 min
+# on 2 cores.
+SIMD_SUITES ?= check_core check_decoder check_generate check_prs check_vision:encoder \
+               check_vision:report
+SIMD_LEVELS ?= avx2 scalar
+check-simd: $(sort $(foreach s,$(SIMD_SUITES),$(BUILD)/tests/$(firstword $(subst :, ,$(s))))) $(CLI)
+	@mkdir -p $(BUILD)/tmp
+	@fail=0; for l in $(SIMD_LEVELS); do for s in $(SIMD_SUITES); do \
+	  t=$${s%%:*}; c=; [ "$$t" = "$$s" ] || c=$${s#*:}; \
+	  echo "== MG_SIMD=$$l $(BUILD)/tests/$$t $${c:+(case $$c)}"; \
+	  env $${c:+CK_RUN_CASE=$$c} MG_SIMD=$$l $(TEST_ENV) $(BUILD)/tests/$$t || fail=1; \
+	done; done; exit $$fail
+
+# aarch64 Linux: the library, the tool and the unit suites cross-built with
+# Debian's aarch64-linux-gnu-gcc against the arm64 (multiarch) packages into
+# lib/aarch64, and run under qemu-user (the tool too, for the models the
+# suites write) with Check's timeouts lengthened: AARCH64_SUITES with their
+# loops shortened as under valgrind (MG_EMULATED=1), AARCH64_FULL (the
+# decoder's and the image encoder's comparisons with the PyTorch
+# references, which the short mode leaves out) in full. SUITE:CASE runs one
+# Check case. Skipped where the cross compiler or qemu is missing;
+# .ci/deps installs them. About 5 min on 2 cores.
+AARCH64_CC     ?= aarch64-linux-gnu-gcc
+AARCH64_PKGCFG ?= env PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig pkg-config
+QEMU_AARCH64   ?= qemu-aarch64
+AARCH64_SUITES ?= check_core check_container check_api check_image check_dicom check_tokenizer \
+                  check_kernels check_generate check_prs check_volume check_polygenic \
+                  check_convert check_threads check_vision:preprocess check_vision:misuse \
+                  check_vision:reuse check_vision:threads
+AARCH64_FULL   ?= check_decoder check_vision:encoder check_vision:report
+A64 := lib/aarch64
+A64_ENV := MG_TEST_TMP=$(abspath $(A64))/tmp MG_CLI="$(QEMU_AARCH64) $(abspath $(A64))/bin/medgemini" \
+           OPENBLAS_NUM_THREADS=1 CK_TIMEOUT_MULTIPLIER=4
+A64_TESTS := $(sort $(foreach s,$(AARCH64_SUITES) $(AARCH64_FULL),$(A64)/tests/$(firstword $(subst :, ,$(s)))))
+check-aarch64:
+	@if ! command -v $(AARCH64_CC) >/dev/null 2>&1 || ! command -v $(QEMU_AARCH64) >/dev/null 2>&1; then \
+	  echo "check-aarch64: skipped ($(AARCH64_CC) or $(QEMU_AARCH64) not installed)"; exit 0; fi; \
+	$(MAKE) CC=$(AARCH64_CC) PKG_CONFIG="$(AARCH64_PKGCFG)" BUILD=$(A64) BINDIR=$(A64)/bin \
+	  $(A64)/libmedgemini.a $(A64)/bin/medgemini $(A64_TESTS) || exit 1; \
+	mkdir -p $(A64)/tmp; \
+	fail=0; short=1; for s in $(AARCH64_SUITES) full $(AARCH64_FULL); do \
+	  if [ "$$s" = full ]; then short=; continue; fi; \
+	  t=$${s%%:*}; c=; [ "$$t" = "$$s" ] || c=$${s#*:}; \
+	  echo "== aarch64 (qemu) $(A64)/tests/$$t $${c:+(case $$c)}$${short:+ (short)}"; \
+	  env $${c:+CK_RUN_CASE=$$c} $${short:+MG_EMULATED=1} $(A64_ENV) \
+	    $(QEMU_AARCH64) $(A64)/tests/$$t || fail=1; \
+	done; exit $$fail
+
+# Everything CI runs: the plain suite (with the install test), the lower
+# SIMD levels and aarch64 under qemu, then the same suites under
+# ASan+UBSan (and the allocation failures) and under valgrind, then the
+# bindings, then the ABI check.
 test:
 	$(MAKE) abi-check
 	$(MAKE) check
+	$(MAKE) check-simd
+	$(MAKE) check-aarch64
 	$(MAKE) check-asan
 	$(MAKE) check-faults
 	$(MAKE) check-tsan
@@ -376,6 +453,7 @@ test-install:
 	sh tests/install_test.sh
 
 clean:
-	rm -rf lib/obj lib/tests lib/bench lib/tmp lib/asan lib/vg lib/fuzz lib/fuzzcov lib/*.a lib/*.so* bin
+	rm -rf lib/obj lib/tests lib/bench lib/tmp lib/asan lib/vg lib/fuzz lib/fuzzcov lib/aarch64 \
+	  lib/*.a lib/*.so* bin
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

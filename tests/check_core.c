@@ -113,6 +113,15 @@ START_TEST(test_cpu) {
     /* Enabling AMX is idempotent and never faults. */
     int amx = mg__cpu_amx_enable();
     ck_assert_int_eq(mg__cpu_amx_enable(), amx);
+    /* MG_SIMD caps the level (make check-simd runs suites under it). */
+    const char *env = getenv("MG_SIMD");
+    if (env && !strcmp(env, "scalar")) ck_assert_int_eq(mg_simd_level(), MG_SIMD_SCALAR);
+    if (env && !strcmp(env, "avx2")) ck_assert_int_le(mg_simd_level(), MG_SIMD_AVX2);
+#if !defined(__x86_64__)
+    /* Only the scalar kernels elsewhere. */
+    ck_assert_int_eq(cpu, MG_SIMD_SCALAR);
+    ck_assert_int_eq(amx, 0);
+#endif
 }
 END_TEST
 

@@ -688,12 +688,27 @@ static void file_ts(const char *path, char *ts, size_t n) {
     free(d);
 }
 
+/* How far a lossy JPEG 2000 frame (transfer syntax `ts`, as the library
+ * names it) may be from a reference decoded on x86-64: the irreversible
+ * 9/7 wavelet runs in floating point inside OpenJPEG, whose builds for
+ * other CPUs (aarch64: no SSE path, fused multiply-adds) round some values
+ * the other way. The references were made on x86-64, where it is exact. */
+static long j2k_float_tol(const char *ts) {
+#if defined(__x86_64__)
+    (void)ts;
+    return 0;
+#else
+    return ts && (!strcmp(ts, "JPEG 2000") || !strcmp(ts, "High-Throughput JPEG 2000"));
+#endif
+}
+
 /* A frame's values as the library gives them in raw mode: modality values
- * (pixel + raw offset) for grey, samples for colour. */
+ * (pixel + raw offset) for grey, samples for colour; tol: j2k_float_tol. */
 typedef struct vals {
     int64_t *v;
     size_t n;
     unsigned w, h, ch, n_frames;
+    long tol;
 } vals;
 
 static mg_status load_vals(vals *out, const char *path, const void *mem, size_t memn,
@@ -720,6 +735,7 @@ static mg_status load_vals(vals *out, const char *path, const void *mem, size_t 
     out->h = in.height;
     out->n_frames = in.n_frames;
     out->n = (size_t)in.width * in.height * out->ch;
+    out->tol = j2k_float_tol(mg_image_get_string(img, "transfer_syntax"));
     out->v = malloc(out->n * sizeof *out->v + 1);
     ck_assert_ptr_nonnull(out->v);
     for (size_t i = 0; i < out->n; i++)
@@ -742,8 +758,8 @@ static long vals_diff(const vals *a, const vals *b) {
 }
 
 /* Frames 0 and last of `path` against the same frames of `ref` (both
- * through this library; `ref` uncompressed): identical values. Returns the
- * frame count. */
+ * through this library; `ref` uncompressed): identical values (within
+ * j2k_float_tol). Returns the frame count. */
 static unsigned expect_same_frames(const char *path, const char *ref, const char *what) {
     char err[512];
     vals a, b;
@@ -760,7 +776,7 @@ static unsigned expect_same_frames(const char *path, const char *ref, const char
         ck_assert_msg(load_vals(&b, ref, NULL, 0, fr, err, sizeof err) == MG_OK,
                       "%s: reference: %s", what, err);
         long d = vals_diff(&a, &b);
-        ck_assert_msg(d == 0, "%s frame %u: differs from the reference by %ld (-1: shape %ux%ux%u "
+        ck_assert_msg(d >= 0 && d <= a.tol, "%s frame %u: differs from the reference by %ld (-1: shape %ux%ux%u "
                       "vs %ux%ux%u)", what, (unsigned)fr, d, a.w, a.h, a.ch, b.w, b.h, b.ch);
         free(b.v);
     }
@@ -1166,6 +1182,8 @@ START_TEST(test_corpus) {
             /* Colour conversions we do ourselves (YBR -> RGB) may round
              * differently from pydicom's by one; everything else is exact. */
             long tol = (photo && !strncmp(photo, "YBR", 3) && in.format == MG_PIXEL_RGB8) ? 1 : 0;
+            if (tol < j2k_float_tol(mg_image_get_string(raw, "transfer_syntax")))
+                tol = 1;
             ck_assert_msg(d >= 0 && d <= tol, "%s frame %u: differs from pydicom by %ld",
                           r.rel, r.frame, d);
             int n_res = snprintf(res, sizeof res, "%s pydicom (%s)",

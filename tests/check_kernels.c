@@ -1,11 +1,15 @@
 /* check_kernels.c - numeric kernels against their scalar references and
- * hand-computed values, at every SIMD level the CPU has; the thread pool. */
+ * hand-computed values, at every SIMD level the CPU (and the build) has; the
+ * thread pool. The x86-64 kernels are called directly only where they are
+ * built (MG_X86_AVX2, MG_X86_AVX512: core/core.h). */
 #include "testutil.h"
 
 #include "kernels/kernels.h"
 #include "kernels/vec.h"
 
+#if defined(MG_X86_AVX2)
 #include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -110,15 +114,36 @@ START_TEST(test_f16_cases) {
 }
 END_TEST
 
+/* The CPU's own conversions: F16C on x86-64, the __fp16 type (fcvt, round
+ * to nearest even) on aarch64. */
+#if defined(MG_X86_AVX2)
+#define HW_F16 1
 __attribute__((target("f16c"))) static uint16_t hw_f16(float f) {
     return (uint16_t)_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
 }
 __attribute__((target("f16c"))) static float hw_f32(uint16_t h) {
     return _cvtsh_ss(h);
 }
+static int hw_f16_ok(void) { return mg__cpu_simd_level() >= MG_SIMD_AVX2; } /* F16C */
+#elif defined(__aarch64__)
+#define HW_F16 1
+static uint16_t hw_f16(float f) {
+    __fp16 h = (__fp16)f;
+    uint16_t u;
+    memcpy(&u, &h, 2);
+    return u;
+}
+static float hw_f32(uint16_t u) {
+    __fp16 h;
+    memcpy(&h, &u, 2);
+    return (float)h;
+}
+static int hw_f16_ok(void) { return 1; }
+#endif
 
+#if defined(HW_F16)
 START_TEST(test_f16_vs_hardware) {
-    if (mg__cpu_simd_level() < MG_SIMD_AVX2) return; /* no F16C */
+    if (!hw_f16_ok()) return;
     uint64_t seed = 7;
     int n = tu_under_valgrind() ? 20000 : 500000;
     for (int i = 0; i < n; i++) {
@@ -135,6 +160,7 @@ START_TEST(test_f16_vs_hardware) {
     }
 }
 END_TEST
+#endif
 
 START_TEST(test_bf16_cases) {
     ck_assert_uint_eq(mg__f32_to_bf16(1.0f), 0x3f80);
@@ -262,14 +288,18 @@ START_TEST(test_quantize_roundtrip) {
         float *z = malloc(N * 4);
         mg__dequantize_ref_row(dt, z, q, N);
         ck_assert(memcmp(z, y, N * 4) == 0);
+#if defined(MG_X86_AVX2)
         if (mg__cpu_simd_level() >= MG_SIMD_AVX2) {
             mg__dequant_row_avx2(dt, y, q, N - 32);
             ck_assert(memcmp(z, y, (N - 32) * 4) == 0);
         }
+#endif
+#if defined(MG_X86_AVX512)
         if (mg__cpu_simd_level() >= MG_SIMD_AVX512) {
             mg__dequant_row_avx512(dt, y, q, N - 32);
             ck_assert(memcmp(z, y, (N - 32) * 4) == 0);
         }
+#endif
         free(z);
     }
     /* bad arguments */
@@ -423,19 +453,22 @@ START_TEST(test_matvec_pools) {
 }
 END_TEST
 
-/* Every quantized row kernel this CPU can run, called directly on the same
- * 8-bit x (the dispatcher picks only the best one, so the others would go
- * untested on a newer CPU): equal to the scalar kernel within f32 rounding.
- * Columns 32..608 cover every remainder of the four-block groups. */
+/* Every quantized x86-64 row kernel this CPU can run, called directly on
+ * the same 8-bit x (the dispatcher picks only the best one, so the others
+ * would go untested on a newer CPU): equal to the scalar kernel within f32
+ * rounding. Columns 32..608 cover every remainder of the four-block groups. */
+#if defined(MG_X86_AVX2)
 START_TEST(test_rows_variants) {
     struct { const char *name; const mg__rows_fn *tab; int ok; } v[] = {
         {"avx2", mg__rows_avx2, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")},
+#if defined(MG_X86_AVX512)
         {"avx512", mg__rows_avx512, mg__cpu_simd_level() >= MG_SIMD_AVX512},
         {"avx512vnni", mg__rows_avx512vnni,
          mg__cpu_simd_level() >= MG_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni")},
         {"avx512vbmi", mg__rows_avx512vbmi,
          mg__cpu_simd_level() >= MG_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni") &&
              __builtin_cpu_supports("avx512vbmi")},
+#endif
     };
     uint64_t seed = 77;
     int tested = 0;
@@ -478,6 +511,7 @@ START_TEST(test_rows_variants) {
     fprintf(stderr, "row kernel variants: %d checks\n", tested);
 }
 END_TEST
+#endif
 
 START_TEST(test_matvec_edges) {
     float x[64], y[4] = {1, 2, 3, 4};
@@ -628,12 +662,16 @@ START_TEST(test_matmul) {
         free(W); free(X); free(Y); free(R); free(M); free(wf); free(S); free(B);
     }
     mg__pool_free(pool);
+#if defined(MG_X86_AVX512)
     if (quant && mg__cpu_simd_level() >= MG_SIMD_AVX512 &&
         __builtin_cpu_supports("avx512vnni"))
         ck_assert(int_seen);
     if (dt == MG_DTYPE_BF16 && mg__cpu_simd_level() >= MG_SIMD_AVX512 &&
         __builtin_cpu_supports("avx512bf16"))
         ck_assert(int_seen);
+#else
+    (void)quant, (void)int_seen;
+#endif
 }
 END_TEST
 
@@ -709,7 +747,9 @@ START_TEST(test_q4x16) {
     mg__pool *pool = mg__pool_new(3);
     ck_assert_ptr_nonnull(pool);
     uint64_t seed = 4242;
+#if defined(MG_X86_AVX512)
     int vnni = mg__cpu_simd_level() >= MG_SIMD_AVX512 && __builtin_cpu_supports("avx512vnni");
+#endif
     for (size_t s = 0; s < ns; s++) {
         uint64_t rows = SH[s].rows, cols = SH[s].cols;
         int ok;
@@ -759,11 +799,20 @@ START_TEST(test_q4x16) {
             mg__quantize_x8(x, cols, q, d, s8);
             mg__xq8 xq = {q, d, s8};
             mg__matvec_level(MG_SIMD_SCALAR, MG_DTYPE_Q4_0, W, rows, cols, x, y0, NULL);
-            for (int k = 0; k < 2 + vnni; k++) {
+#if defined(MG_X86_AVX512)
+            const int nk = 2 + vnni;
+#else
+            const int nk = 2;
+#endif
+            for (int k = 0; k < nk; k++) {
                 int acc = k == 1;
                 for (uint64_t r = 0; r < rows; r++) y1[r] = acc ? 1.0f : NAN;
+#if defined(MG_X86_AVX512)
                 (k < 2 ? mg__rows_q4x16_scalar : mg__rows_q4x16_vnni)(P, rb, rows, cols, &xq,
                                                                       y1, acc);
+#else
+                mg__rows_q4x16_scalar(P, rb, rows, cols, &xq, y1, acc);
+#endif
                 for (uint64_t r = 0; r < rows; r++) {
                     double want = y0[r] + (acc ? 1.0 : 0.0);
                     ck_assert_msg(fabs(y1[r] - want) <= 1e-5 * (fabs(want) + 1.0),
@@ -1247,7 +1296,9 @@ static Suite *kernels_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_dtype_facts);
     tcase_add_test(tc, test_f16_cases);
+#if defined(HW_F16)
     tcase_add_test(tc, test_f16_vs_hardware);
+#endif
     tcase_add_test(tc, test_bf16_cases);
     tcase_add_test(tc, test_q8_0_block);
     tcase_add_test(tc, test_q4_0_block);
@@ -1260,7 +1311,9 @@ static Suite *kernels_suite(void) {
     tcase_add_loop_test(tc, test_matvec_shapes, 0, NDT);
     tcase_add_test(tc, test_matvec_pools);
     tcase_add_test(tc, test_matvec_edges);
+#if defined(MG_X86_AVX2)
     tcase_add_test(tc, test_rows_variants);
+#endif
     tcase_add_test(tc, test_q4x16);
     tcase_add_test(tc, test_matvec_multi);
     suite_add_tcase(s, tc);

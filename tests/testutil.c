@@ -77,8 +77,8 @@ float tu_rand_f32(uint64_t *s) {
 }
 
 int tu_under_valgrind(void) {
-    const char *v = getenv("MG_VALGRIND");
-    return v && *v == '1';
+    const char *v = getenv("MG_VALGRIND"), *e = getenv("MG_EMULATED");
+    return (v && *v == '1') || (e && *e == '1');
 }
 
 const char *tu_make_model(const char *name, const char *args) {

@@ -21,7 +21,8 @@ int tu_write_file(const char *path, const void *data, size_t size);
 /* Deterministic PRNG (xorshift64*). */
 uint64_t tu_rand_u64(uint64_t *state);
 float tu_rand_f32(uint64_t *state);      /* uniform in [-1, 1) */
-/* 1 when running under valgrind (env MG_VALGRIND=1): suites shrink loops. */
+/* 1 when running under valgrind (env MG_VALGRIND=1) or another slow runner
+ * such as qemu-user (MG_EMULATED=1): suites shrink loops. */
 int tu_under_valgrind(void);
 /* A model written by `$MG_CLI mkmodel ARGS -o $MG_TEST_TMP/<name>` (fails
  * the test when that fails); returns a static buffer rotated over 8 slots. */

@@ -102,10 +102,26 @@ void mg__aligned_free(void *p);
 uint64_t mg__serial_next(void);
 
 /* ---- CPU features ------------------------------------------------------ */
-/* Best SIMD level the CPU and OS support (XGETBV-checked), ignoring MG_SIMD. */
+/* The SIMD kernels built in. The _avx2.c files on x86-64; the _avx512.c and
+ * _vbmi.c files there unless the compiler lacks those instruction sets
+ * (the Makefile then defines MG_NO_AVX512), the _amx.c file likewise
+ * (MG_NO_AMX). Every other target runs the scalar kernels: dispatch code
+ * names an ISA-specific function only under these macros. */
+#if defined(__x86_64__)
+#define MG_X86_AVX2 1
+#if !defined(MG_NO_AVX512)
+#define MG_X86_AVX512 1
+#if !defined(MG_NO_AMX)
+#define MG_X86_AMX 1
+#endif
+#endif
+#endif
+
+/* Best SIMD level both the CPU (and OS: XGETBV-checked) and this build
+ * support, ignoring MG_SIMD: always MG_SIMD_SCALAR off x86-64. */
 int32_t mg__cpu_simd_level(void);
 /* Whether AMX tile data has been enabled for this process (arch_prctl);
- * tries once. Only for the kernels' AMX paths. */
+ * tries once. Only for the kernels' AMX paths; 0 where they are not built. */
 int mg__cpu_amx_enable(void);
 /* Whether the CPU and OS offer AMX (as mg__cpu_amx_enable would use it),
  * without asking for the permission: for planning and reports. */

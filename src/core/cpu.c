@@ -1,10 +1,13 @@
-/* cpu.c - run-time CPU feature detection (CPUID + XGETBV) and AMX enabling. */
+/* cpu.c - run-time CPU feature detection (CPUID + XGETBV) and AMX enabling
+ * on x86-64; the scalar level elsewhere. */
 #include "core/core.h"
 
-#include <cpuid.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(MG_X86_AVX2)
+#include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -28,10 +31,17 @@ int32_t mg__cpu_simd_level(void) {
     int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1,
         avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
     if (!(avx2 && fma && f16c)) return MG_SIMD_SCALAR;
+#if defined(MG_X86_AVX512)
     if (avx512f && avx512dq && avx512bw && avx512vl && (xcr0 & 0xe0) == 0xe0)
         return MG_SIMD_AVX512;
+#else
+    (void)avx512f, (void)avx512dq, (void)avx512bw, (void)avx512vl;
+#endif
     return MG_SIMD_AVX2;
 }
+#else
+int32_t mg__cpu_simd_level(void) { return MG_SIMD_SCALAR; }
+#endif
 
 static int32_t g_level = -1;
 static pthread_once_t g_level_once = PTHREAD_ONCE_INIT;
@@ -54,6 +64,7 @@ MG_API int32_t mg_simd_level(void) {
     return g_level;
 }
 
+#if defined(MG_X86_AMX)
 #define ARCH_GET_XCOMP_PERM 0x1022
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
@@ -100,3 +111,7 @@ int mg__cpu_amx_present(void) {
     pthread_once(&g_amx_present_once, amx_detect);
     return g_amx_present;
 }
+#else
+int mg__cpu_amx_enable(void) { return 0; }
+int mg__cpu_amx_present(void) { return 0; }
+#endif

@@ -577,7 +577,11 @@ static void kv_task(void *arg, uint32_t i, uint32_t n_tasks) {
         for (uint32_t n = 0; n < N; n++) {
             const float *k = s->k + (size_t)n * D + (size_t)h * hd;
             const float *v = s->v + (size_t)n * D + (size_t)h * hd;
+#if defined(MG_X86_AVX512) /* att_bf16: AVX512_BF16 */
             mg__f32_to_bf16_avx512(kb + (size_t)n * hd, k, hd, 1.0f);
+#else
+            for (uint32_t c = 0; c < hd; c++) kb[(size_t)n * hd + c] = mg__f32_to_bf16(k[c]);
+#endif
             for (uint32_t c = 0; c < hd; c++) vt[(size_t)c * N + n] = mg__f32_to_bf16(v[c]);
         }
     }

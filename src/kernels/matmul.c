@@ -6,7 +6,7 @@
  * cblas_sgemm: f32 weights go straight to it; other dtypes are dequantized
  * a tile of rows at a time into the caller's scratch (SIMD row
  * dequantization) and each tile is one sgemm call writing a column block
- * of Y. */
+ * of Y. The two AVX-512 paths exist in x86-64 builds only (MG_X86_AVX512). */
 #include "kernels/kernels.h"
 
 #include <cblas.h>
@@ -38,20 +38,31 @@ size_t mg__matmul_scratch_size(int32_t dtype, uint64_t cols) {
 /* Rows of up to 2^26 columns: the repack's gathers address 16 rows with
  * 32-bit offsets. */
 static int q8_path(int32_t level, int32_t dtype, uint64_t cols) {
+#if !defined(MG_X86_AVX512)
+    (void)level, (void)dtype, (void)cols;
+    return 0;
+#else
     return (dtype == MG_DTYPE_Q8_0 || dtype == MG_DTYPE_Q4_0 || dtype == MG__DTYPE_Q4_0X16) &&
            cols <= (1u << 26) &&
            mg__kernel_level(level) >= MG_SIMD_AVX512 && mg__cpu_vnni();
+#endif
 }
 
 static int bf16_path(int32_t level, int32_t dtype, uint64_t cols) {
+#if !defined(MG_X86_AVX512)
+    (void)level, (void)dtype, (void)cols;
+    return 0;
+#else
     return dtype == MG_DTYPE_BF16 && cols % 2 == 0 &&
            mg__kernel_level(level) >= MG_SIMD_AVX512 && mg__cpu_bf16();
+#endif
 }
 
 int mg__matmul_pooled(int32_t dtype, uint64_t cols) {
     return q8_path(mg_simd_level(), dtype, cols) || bf16_path(mg_simd_level(), dtype, cols);
 }
 
+#if defined(MG_X86_AVX512)
 /* ---- the integer path (AVX512-VNNI) --------------------------------------- */
 
 typedef struct {
@@ -189,6 +200,26 @@ static void matmul_bf16(const void *W, uint64_t rows, uint64_t cols, const float
                       (uint16_t *)scratch, pool);
     }
 }
+#else
+/* Without the AVX-512 kernels mg__matmul_pooled is 0 and nothing calls
+ * this; it computes the same sums, plainly, all the same. */
+void mg__gemm_bf16(const uint16_t *W, uint64_t rows, uint64_t cols, const float *X,
+                   uint64_t ldx, float scale, uint64_t n, float *Y, uint64_t ldy,
+                   uint16_t *xb, mg__pool *pool) {
+    (void)pool;
+    if (!W || !X || !Y || !xb || !n || !rows || !cols || cols % 2) return;
+    for (uint64_t t = 0; t < n; t++)
+        for (uint64_t c = 0; c < cols; c++)
+            xb[t * cols + c] = mg__f32_to_bf16(scale * X[t * ldx + c]);
+    for (uint64_t t = 0; t < n; t++)
+        for (uint64_t r = 0; r < rows; r++) {
+            float s = 0.0f;
+            for (uint64_t c = 0; c < cols; c++)
+                s += mg__bf16_to_f32(W[r * cols + c]) * mg__bf16_to_f32(xb[t * cols + c]);
+            Y[t * ldy + r] = s;
+        }
+}
+#endif
 
 void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
                       uint64_t rows, uint64_t cols, const float *X, uint64_t n,
@@ -202,6 +233,7 @@ void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
         memset(Y, 0, (size_t)(n * rows) * sizeof(float));
         return;
     }
+#if defined(MG_X86_AVX512)
     if (scratch && q8_path(level, dtype, cols)) {
         /* One row: the matvec computes the same sums without the repack. */
         if (n == 1) {
@@ -220,6 +252,7 @@ void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
         matmul_bf16(W, rows, cols, X, n, Y, scratch, pool);
         return;
     }
+#endif
     /* sgemm takes int dimensions. */
     if (rows > INT_MAX || cols > INT_MAX || n > INT_MAX) return;
     if (dtype == MG_DTYPE_F32) {

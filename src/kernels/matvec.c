@@ -7,7 +7,9 @@
  * caller's stack, and each block contributes d_w * d_x * sum(w_q * x_q). */
 #include "kernels/kernels.h"
 
+#if defined(MG_X86_AVX512)
 #include <cpuid.h>
+#endif
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -175,6 +177,7 @@ static pthread_once_t g_cpu_once = PTHREAD_ONCE_INIT;
 
 static void cpu_init(void) {
     g_cpu_level = mg__cpu_simd_level();
+#if defined(MG_X86_AVX512)
     if (g_cpu_level >= MG_SIMD_AVX512 && __get_cpuid_max(0, NULL) >= 7) {
         unsigned a, b, c, d;
         __cpuid_count(7, 0, a, b, c, d);
@@ -185,6 +188,7 @@ static void cpu_init(void) {
             g_cpu_bf16 = (a >> 5) & 1; /* AVX512_BF16 */
         }
     }
+#endif
 }
 
 static int32_t clamp_level(int32_t level) {
@@ -211,21 +215,46 @@ int mg__cpu_vbmi(void) {
 }
 
 static mg__rows_fn pick_rows(int32_t level, int32_t dtype) {
+#if defined(MG_X86_AVX512)
     if (level >= MG_SIMD_AVX512) {
         if (g_cpu_vnni && g_cpu_vbmi && mg__rows_avx512vbmi[dtype])
             return mg__rows_avx512vbmi[dtype];
         if (g_cpu_vnni && mg__rows_avx512vnni[dtype]) return mg__rows_avx512vnni[dtype];
         return mg__rows_avx512[dtype];
     }
+#endif
+#if defined(MG_X86_AVX2)
     if (level >= MG_SIMD_AVX2) return mg__rows_avx2[dtype];
+#endif
+    (void)level;
     return rows_scalar[dtype];
 }
 
 static void quantize_x8_level(int32_t level, const float *x, uint64_t n,
                               int8_t *q, float *d, int32_t *s8) {
-    if (level >= MG_SIMD_AVX512) mg__quantize_x8_avx512(x, n, q, d, s8);
-    else if (level >= MG_SIMD_AVX2) mg__quantize_x8_avx2(x, n, q, d, s8);
-    else mg__quantize_x8(x, n, q, d, s8);
+#if defined(MG_X86_AVX512)
+    if (level >= MG_SIMD_AVX512) {
+        mg__quantize_x8_avx512(x, n, q, d, s8);
+        return;
+    }
+#endif
+#if defined(MG_X86_AVX2)
+    if (level >= MG_SIMD_AVX2) {
+        mg__quantize_x8_avx2(x, n, q, d, s8);
+        return;
+    }
+#endif
+    (void)level;
+    mg__quantize_x8(x, n, q, d, s8);
+}
+
+/* The q4x16 row kernel: AVX512-VNNI where there is one. */
+static mg__rows_fn pick_q4x16(int32_t level) {
+#if defined(MG_X86_AVX512)
+    if (level >= MG_SIMD_AVX512 && mg__cpu_vnni()) return mg__rows_q4x16_vnni;
+#endif
+    (void)level;
+    return mg__rows_q4x16_scalar;
 }
 
 /* ---- dispatch and pool split -------------------------------------------- */
@@ -322,9 +351,7 @@ void mg__matvec_level(int32_t level, int32_t dtype, const void *W,
         int32_t xs[MG__Q4X16_MAX_COLS / MG__QK];
         quantize_x8_level(level, x, cols, xq, xd, xs);
         mg__xq8 xq8 = {xq, xd, xs};
-        mv_job j = {level >= MG_SIMD_AVX512 && mg__cpu_vnni() ? mg__rows_q4x16_vnni
-                                                              : mg__rows_q4x16_scalar,
-                    W, (size_t)row_bytes, rows, cols, &xq8, y, 0, 16, 0, {0}, {0}};
+        mv_job j = {pick_q4x16(level), W, (size_t)row_bytes, rows, cols, &xq8, y, 0, 16, 0, {0}, {0}};
         run_job(&j, pool);
         return;
     }
@@ -377,9 +404,7 @@ void mg__matvec_multi_level(int32_t level, int32_t dtype, const void *W, uint64_
     level = clamp_level(level);
     const int quant = x16 || dtype == MG_DTYPE_Q8_0 || dtype == MG_DTYPE_Q4_0;
     if (x16 && !mg__q4x16_fits(rows, cols)) return;
-    mv_job j = {x16 ? (level >= MG_SIMD_AVX512 && mg__cpu_vnni() ? mg__rows_q4x16_vnni
-                                                                : mg__rows_q4x16_scalar)
-                    : pick_rows(level, dtype),
+    mv_job j = {x16 ? pick_q4x16(level) : pick_rows(level, dtype),
                 W, (size_t)row_bytes, rows, cols, NULL, NULL, 0, x16 ? 16 : 4, (uint32_t)n,
                 {0}, {0}};
     for (uint64_t v = 0; v < n; v++) j.ys[v] = Y + v * rows;
@@ -425,7 +450,17 @@ void mg__dequant_row(int32_t dtype, float *dst, const void *src, uint64_t n) {
 void mg__dequant_row_level(int32_t level, int32_t dtype, float *dst,
                            const void *src, uint64_t n) {
     level = clamp_level(level);
-    if (level >= MG_SIMD_AVX512) mg__dequant_row_avx512(dtype, dst, src, n);
-    else if (level >= MG_SIMD_AVX2) mg__dequant_row_avx2(dtype, dst, src, n);
-    else mg__dequantize_ref_row(dtype, dst, src, n);
+#if defined(MG_X86_AVX512)
+    if (level >= MG_SIMD_AVX512) {
+        mg__dequant_row_avx512(dtype, dst, src, n);
+        return;
+    }
+#endif
+#if defined(MG_X86_AVX2)
+    if (level >= MG_SIMD_AVX2) {
+        mg__dequant_row_avx2(dtype, dst, src, n);
+        return;
+    }
+#endif
+    mg__dequantize_ref_row(dtype, dst, src, n);
 }

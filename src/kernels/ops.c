@@ -245,8 +245,14 @@ static const mg__vec_fns vec_scalar = {dot_scalar, axpy_scalar, gelu_scalar,
 const mg__vec_fns *mg__vec_for(int32_t level) {
     int32_t cpu = mg__cpu_simd_level();
     if (level > cpu) level = cpu;
-    return level >= MG_SIMD_AVX512 ? &mg__vec_avx512
-         : level >= MG_SIMD_AVX2 ? &mg__vec_avx2 : &vec_scalar;
+#if defined(MG_X86_AVX512)
+    if (level >= MG_SIMD_AVX512) return &mg__vec_avx512;
+#endif
+#if defined(MG_X86_AVX2)
+    if (level >= MG_SIMD_AVX2) return &mg__vec_avx2;
+#endif
+    (void)level;
+    return &vec_scalar;
 }
 
 static const mg__vec_fns *g_vec;

@@ -18,9 +18,20 @@ int mg__ints_available(void) {
     return mg__ints_vnni_ok() ? MG__INTS_VNNI : MG__INTS_NONE;
 }
 
+/* Only after mg__ints_available() named a kernel; the reference otherwise
+ * (not reached: where no kernel is built, none is available). */
 void mg__ints_run(const mg__ints_step *s) {
-    if (mg__cpu_amx_present() && mg__cpu_amx_enable()) mg__ints_run_amx(s);
-    else mg__ints_run_vnni(s);
+#if defined(MG_X86_AMX)
+    if (mg__cpu_amx_present() && mg__cpu_amx_enable()) {
+        mg__ints_run_amx(s);
+        return;
+    }
+#endif
+#if defined(MG_X86_AVX512)
+    mg__ints_run_vnni(s);
+#else
+    mg__ints_run_ref(s);
+#endif
 }
 
 /* Sample n's dosage of slot z in k-step k, as the B tiles hold it. */

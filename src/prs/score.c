@@ -447,7 +447,11 @@ static void int_abuild_task(void *arg, uint32_t t, uint32_t nt) {
                 col[c] = (mg__ints_col){ w, tb->d[1], 0, (int8_t)(tb->first ? pl : 0) };
             }
         }
+#if defined(MG_X86_AVX512)
         mg__ints_build_a(col, K, ab->inv_s, nat, ab->A + (uint64_t)ks * nat * 1024, scratch);
+#else   /* not reached: without the AVX-512 kernels mg__ints_available() is none */
+        (void)col, (void)nat, (void)scratch;
+#endif
     }
 }
 

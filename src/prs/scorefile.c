@@ -247,14 +247,18 @@ static int wide_line_fast(char *s, uint32_t nk, char **f, double *w, int avx2) {
     char *t2 = strchr(t1 + 1, '\t');
     if (!t2) return -1;
     const char *q = t2 + 1;
-    if (avx2 && mg__parse_fields_avx2(q, nk, w) == 0) goto done;
-    for (uint32_t k = 0; k < nk; k++) {
+    int whole = 0;
+#if defined(MG_X86_AVX2)
+    whole = avx2 && mg__parse_fields_avx2(q, nk, w) == 0;
+#else
+    (void)avx2;
+#endif
+    for (uint32_t k = 0; !whole && k < nk; k++) {
         const char *e;
         if (mg__parse_prefix(q, &e, &w[k]) != 0) return -1;
         if (k + 1 < nk ? *e != '\t' : *e != '\0') return -1;
         q = e + 1;
     }
-done:
     *t1 = '\0';
     *t2 = '\0';
     f[0] = s;
