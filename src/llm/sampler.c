@@ -98,6 +98,39 @@ static void penalize(float *logits, uint32_t n, const mg__sampling *p, const int
     }
 }
 
+/* The top-k candidates by logit / temperature, their softmax weights (not
+ * normalized) in c[i].logit, best first, cut to the top-p nucleus: returns
+ * how many are kept and their weights' sum. Shared by drawing a token and
+ * by the distribution speculative sampling checks drafts against, so the
+ * two agree exactly. */
+static uint32_t top_weights(cand *c, const float *logits, uint32_t n, const mg__sampling *p,
+                            uint32_t k, double *sum_out) {
+    for (uint32_t i = 0; i < n; i++) {
+        c[i].logit = logits[i] / p->temperature;
+        c[i].id = (int32_t)i;
+    }
+    select_top(c, n, k);
+    /* Softmax over the k survivors (sorted, so c[0] is the maximum). */
+    double sum = 0.0, mx = c[0].logit;
+    for (uint32_t i = 0; i < k; i++) {
+        double e = exp((double)c[i].logit - mx);
+        c[i].logit = (float)e;
+        sum += e;
+    }
+    uint32_t keep = k;
+    if (p->top_p < 1.0f) {
+        double cum = 0.0;
+        for (uint32_t i = 0; i < k; i++) {
+            cum += c[i].logit / sum;
+            if (cum >= p->top_p) { keep = i + 1; break; }
+        }
+        sum = 0.0;
+        for (uint32_t i = 0; i < keep; i++) sum += c[i].logit;
+    }
+    *sum_out = sum;
+    return keep;
+}
+
 int32_t mg__sample(float *logits, uint32_t n, const mg__sampling *p,
                    const int32_t *history, size_t n_hist, mg__rng *rng,
                    void *scratch) {
@@ -123,28 +156,8 @@ int32_t mg__sample(float *logits, uint32_t n, const mg__sampling *p,
         }
         return (int32_t)(n - 1);
     }
-    for (uint32_t i = 0; i < n; i++) {
-        c[i].logit = logits[i] / p->temperature;
-        c[i].id = (int32_t)i;
-    }
-    select_top(c, n, k);
-    /* Softmax over the k survivors (sorted, so c[0] is the maximum). */
-    double sum = 0.0, mx = c[0].logit;
-    for (uint32_t i = 0; i < k; i++) {
-        double e = exp((double)c[i].logit - mx);
-        c[i].logit = (float)e;
-        sum += e;
-    }
-    uint32_t keep = k;
-    if (p->top_p < 1.0f) {
-        double cum = 0.0;
-        for (uint32_t i = 0; i < k; i++) {
-            cum += c[i].logit / sum;
-            if (cum >= p->top_p) { keep = i + 1; break; }
-        }
-        sum = 0.0;
-        for (uint32_t i = 0; i < keep; i++) sum += c[i].logit;
-    }
+    double sum;
+    uint32_t keep = top_weights(c, logits, n, p, k, &sum);
     double u = mg__rng_uniform(rng) * sum, acc = 0.0;
     for (uint32_t i = 0; i < keep; i++) {
         acc += c[i].logit;
@@ -181,27 +194,8 @@ uint32_t mg__sample_dist(mg__tokp **out, float *logits, uint32_t n, const mg__sa
         }
         return n;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        c[i].logit = logits[i] / p->temperature;
-        c[i].id = (int32_t)i;
-    }
-    select_top(c, n, k);
-    double sum = 0.0, mx = c[0].logit;
-    for (uint32_t i = 0; i < k; i++) {
-        double e = exp((double)c[i].logit - mx);
-        c[i].logit = (float)e;
-        sum += e;
-    }
-    uint32_t keep = k;
-    if (p->top_p < 1.0f) {
-        double cum = 0.0;
-        for (uint32_t i = 0; i < k; i++) {
-            cum += c[i].logit / sum;
-            if (cum >= p->top_p) { keep = i + 1; break; }
-        }
-        sum = 0.0;
-        for (uint32_t i = 0; i < keep; i++) sum += c[i].logit;
-    }
+    double sum;
+    uint32_t keep = top_weights(c, logits, n, p, k, &sum);
     for (uint32_t i = 0; i < keep; i++) d[i].p = (float)(c[i].logit / sum);
     return keep;
 }
