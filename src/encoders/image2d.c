@@ -17,18 +17,11 @@
  *    x * (1 + w) with vision.layer_norm_eps (as HF builds mm_soft_emb_norm),
  *    then x @ mm.input_proj to the text width.
  *
- * Speed: every matrix product is an sgemm (mg__matmul for weights of any
- * dtype, except q8_0/q4_0 weights on AVX512-VNNI and bf16 weights on
- * AVX512_BF16, which mg__matmul multiplies itself on the pool; attention QK^T and PV per head as cblas_sgemm over blocks of 64 or
- * 256 queries, so the score memory is a block x n_patches, not n_patches^2
- * x heads; the softmax normalization is applied to the hd-wide output rows
- * after PV). When OpenBLAS runs single-threaded and the context has several
- * threads, the GEMMs are split over the pool by tokens (weights) or by
- * (head, query block) (attention); otherwise each GEMM uses OpenBLAS's own
- * threads and the row kernels (LayerNorm, GELU, softmax) run on the pool. */
+ * Speed: the layers run on kernels/layers.h (dense products of any dtype,
+ * row kernels, attention in query blocks, on bf16 tiles for bf16 models on
+ * CPUs with AVX512_BF16) over the context's pool. */
 #include "encoders/encoder.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,9 +29,8 @@
 #include "encoders/preprocess.h"
 #include "io/image.h"
 #include "kernels/kernels.h"
+#include "kernels/layers.h"
 
-#define MG__ATT_QBLOCK_POOL 64u  /* queries per block, parallel items */
-#define MG__ATT_QBLOCK_BLAS 256u /* queries per block, threaded OpenBLAS */
 #define MG__VIS_MAX_SIZE 8192u
 #define MG__VIS_MAX_WIDTH (1u << 16)
 #define MG__VIS_MAX_LAYERS 1024u
@@ -46,11 +38,7 @@
 #define MG__VIS_MAX_PATCHES (1u << 16)
 #define MG__VIS_MAX_INPUT 65535u /* largest input side the scratch covers */
 
-typedef struct vmat {
-    const void *w;
-    int32_t dt;
-    uint64_t in, out;
-} vmat;
+typedef mg__dense vmat;
 
 typedef struct vlayer {
     const float *ln1, *ln1_b, *ln2, *ln2_b;
@@ -67,19 +55,15 @@ typedef struct image2d {
     float lut[3][256];
     size_t mm_scratch;     /* mg__matmul scratch of the widest weight */
     uint64_t resize_bytes; /* resize scratch for inputs up to MAX_INPUT */
-    int att_bf16;          /* attention products in bf16 (bf16 weights, AVX512_BF16) */
+    mg__mha att;           /* attention's shape; bf16 products for bf16 weights (AVX512_BF16) */
 } image2d;
 
 typedef struct istate {
     const image2d *e;
     uint32_t n_threads;
     float *patches, *x, *xn, *q, *k, *v, *h, *pooled;
-    float *scores;         /* max(n_threads x 64, 256) x N */
-    float *inv;            /* n_threads x 256: 1 / softmax sums */
-    float *mm;             /* n_threads x mm_scratch */
-    uint16_t *kb, *vt;     /* att_bf16: per head K (N x hd) and V^T (hd x N) */
-    uint16_t *xb;          /* att_bf16: bf16 inputs, as many rows as scores */
-    float *bfa;            /* the allocation holding kb, vt, xb */
+    float *att;            /* attention's scratch (mg__mha_scratch_bytes) */
+    mg__dense_ws ws;       /* mg__matmul scratch: n_threads x mm_scratch */
     uint8_t *rgb;          /* S x S x 3 */
     void *resize;
     uint64_t bytes;
@@ -277,8 +261,11 @@ static mg_status build(void **out, const mg__mgm *f, uint32_t text_hidden,
     /* A bf16 model on a CPU with AVX512_BF16 also runs attention's two
      * products on bf16 tiles (q, k, v and the softmax numerators rounded to
      * bf16, f32 sums), as bf16 inference does. */
-    e->att_bf16 = e->L > 0 && e->layers[0].q.dt == MG_DTYPE_BF16 &&
-                  mg__matmul_pooled(MG_DTYPE_BF16, e->hd) && e->N % 2 == 0;
+    e->att.n = e->N;
+    e->att.heads = e->NH;
+    e->att.hd = e->hd;
+    e->att.bf16 = e->L > 0 && e->layers[0].q.dt == MG_DTYPE_BF16 &&
+                  mg__mha_bf16_ok(e->N, e->hd);
     e->resize_bytes = mg__resize_scratch_bytes(MG__VIS_MAX_INPUT, MG__VIS_MAX_INPUT, e->S, e->S);
     mg__normalize_lut(e->lut, rescale, mean, stdv);
     *out = e;
@@ -311,8 +298,8 @@ void mg__enc_no_label(const void *impl, const mg__enc_input *in, uint32_t b, cha
 static void state_free(void *p) {
     istate *s = p;
     if (!s) return;
-    float *f[] = {s->patches, s->x, s->xn, s->q, s->k, s->v, s->h, s->pooled, s->scores, s->mm,
-                  s->bfa};
+    float *f[] = {s->patches, s->x, s->xn, s->q, s->k, s->v, s->h, s->pooled, s->att,
+                  s->ws.mm};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) mg__aligned_free(f[i]);
     mg__aligned_free(s->rgb);
     mg__aligned_free(s->resize);
@@ -320,7 +307,7 @@ static void state_free(void *p) {
 }
 
 /* Sizes in floats (bytes for the last two) of every buffer. */
-static int state_sizes(const image2d *e, uint32_t nt, uint64_t z[11], uint64_t *total) {
+static int state_sizes(const image2d *e, uint32_t nt, uint64_t z[10], uint64_t *total) {
     const uint64_t N = e->N, D = e->D;
     int of = 0;
     uint64_t nd = N * D, acc = 0, t;
@@ -328,18 +315,11 @@ static int state_sizes(const image2d *e, uint32_t nt, uint64_t z[11], uint64_t *
     z[1] = z[2] = z[3] = z[4] = z[5] = nd;              /* x xn q k v */
     of |= mg__mul_u64(N, e->F, &z[6]);                  /* h */
     z[7] = (uint64_t)e->T * (D > e->text_hidden ? D : e->text_hidden) * 2; /* pooled + proj */
-    uint64_t qrows = (uint64_t)nt * MG__ATT_QBLOCK_POOL;
-    if (qrows < MG__ATT_QBLOCK_BLAS) qrows = MG__ATT_QBLOCK_BLAS;
-    of |= mg__mul_u64(qrows, N, &z[8]);                 /* scores */
-    of |= mg__add_u64(z[8], (uint64_t)nt * MG__ATT_QBLOCK_BLAS, &z[8]); /* + inv */
-    of |= mg__mul_u64((uint64_t)nt, (e->mm_scratch + 63) / 4, &z[9]); /* mm */
-    z[10] = 0; /* kb + vt (N x D uint16 each) + xb (qrows x N uint16) */
-    if (e->att_bf16) {
-        uint64_t xbn;
-        of |= mg__mul_u64(qrows, N, &xbn);
-        of |= mg__add_u64(nd, (xbn + 1) / 2, &z[10]);
-    }
-    for (int i = 0; i < 11; i++) of |= mg__mul_u64(z[i], 4, &t) || mg__add_u64(acc, t, &acc);
+    uint64_t ab = 0;
+    of |= mg__mha_scratch_bytes(&e->att, nt, &ab) != 0;
+    z[8] = (ab + 3) / 4;                                /* attention */
+    of |= mg__mul_u64((uint64_t)nt, mg__dense_stride(e->mm_scratch), &z[9]); /* mm */
+    for (int i = 0; i < 10; i++) of |= mg__mul_u64(z[i], 4, &t) || mg__add_u64(acc, t, &acc);
     of |= mg__add_u64(acc, 3ull * e->S * e->S, &acc);
     of |= mg__add_u64(acc, e->resize_bytes, &acc);
     if (of || acc > SIZE_MAX / 2) return -1;
@@ -349,7 +329,7 @@ static int state_sizes(const image2d *e, uint32_t nt, uint64_t z[11], uint64_t *
 
 static void geometry(const void *impl, mg__enc_geometry *g) {
     const image2d *e = impl;
-    uint64_t z[11], total = 0;
+    uint64_t z[10], total = 0;
     g->n_tokens = e->T;
     g->width = e->text_hidden;
     g->state_bytes = state_sizes(e, 1, z, &total) ? UINT64_MAX : total;
@@ -365,7 +345,7 @@ static mg_status state_new(void **out, const void *impl, uint32_t n_threads) {
     const image2d *e = impl;
     *out = NULL;
     if (!n_threads) n_threads = 1;
-    uint64_t z[11], total;
+    uint64_t z[10], total;
     if (state_sizes(e, n_threads, z, &total)) return MG_E_LIMIT;
     istate *s = mg__calloc(1, sizeof *s);
     if (!s) return MG_E_NOMEM;
@@ -381,19 +361,10 @@ static mg_status state_new(void **out, const void *impl, uint32_t n_threads) {
     s->v = falloc(z[5], &fail);
     s->h = falloc(z[6], &fail);
     s->pooled = falloc(z[7], &fail);
-    s->scores = falloc(z[8], &fail);
-    if (s->scores) {
-        uint64_t qrows = (uint64_t)n_threads * MG__ATT_QBLOCK_POOL;
-        if (qrows < MG__ATT_QBLOCK_BLAS) qrows = MG__ATT_QBLOCK_BLAS;
-        s->inv = s->scores + qrows * e->N;
-    }
-    s->mm = falloc(z[9], &fail);
-    s->bfa = falloc(z[10], &fail);
-    if (s->bfa) {
-        s->kb = (uint16_t *)s->bfa;
-        s->vt = s->kb + (size_t)e->N * e->D;
-        s->xb = s->vt + (size_t)e->N * e->D;
-    }
+    s->att = falloc(z[8], &fail);
+    s->ws.mm = falloc(z[9], &fail);
+    s->ws.stride = mg__dense_stride(e->mm_scratch);
+    s->ws.n_threads = n_threads;
     s->rgb = mg__aligned_alloc(64, 3ull * e->S * e->S);
     s->resize = mg__aligned_alloc(64, (size_t)e->resize_bytes);
     if (fail || !s->rgb || !s->resize) {
@@ -406,206 +377,13 @@ static mg_status state_new(void **out, const void *impl, uint32_t n_threads) {
 
 /* ================================================================ forward */
 
-static size_t mm_stride(const image2d *e) { return (e->mm_scratch + 63) / 4; }
-
-static int blas_threaded(void) { return openblas_get_num_threads() > 1; }
-
-enum { ROW_LN, ROW_GELU, ROW_ADD, ROW_BIAS };
-static void rows(mg__pool *pool, uint32_t op, float *y, const float *x,
-                 const float *w, const float *b, uint32_t n, uint32_t width,
-                 float eps);
-
-/* Y[n x m.out] = X[n x m.in] W^T + bias, split over the pool by tokens when
- * OpenBLAS is single-threaded and mg__matmul does not use the pool itself;
- * otherwise one product (OpenBLAS's threads or the pool) and the bias added
- * on the pool. */
-typedef struct lin_job {
-    istate *s;
-    const vmat *m;
-    const float *X, *bias;
-    float *Y;
-    uint32_t n, parts;
-    mg__pool *mpool; /* the pool for mg__matmul itself (one part only) */
-} lin_job;
-
-static void lin_task(void *arg, uint32_t i, uint32_t n_tasks) {
-    const lin_job *j = arg;
-    (void)n_tasks;
-    uint32_t per = (j->n + j->parts - 1) / j->parts;
-    uint32_t a = i * per, b = a + per < j->n ? a + per : j->n;
-    if (a >= b) return;
-    const vmat *m = j->m;
-    float *Y = j->Y + (size_t)a * m->out;
-    mg__matmul(m->dt, m->w, m->out, m->in, j->X + (size_t)a * m->in, b - a, Y,
-               j->s->mm + (size_t)i * mm_stride(j->s->e), j->mpool);
-    if (j->bias)
-        for (uint32_t t = a; t < b; t++) {
-            float *y = j->Y + (size_t)t * m->out;
-            for (uint64_t r = 0; r < m->out; r++) y[r] += j->bias[r];
-        }
-}
-
 static void linear(istate *s, const vmat *m, const float *X, uint32_t n,
                    const float *bias, float *Y, mg__pool *pool) {
-    uint32_t np = mg__pool_size(pool);
-    if (np > s->n_threads) np = s->n_threads;
-    if (np > 1 && !blas_threaded() && !mg__matmul_pooled(m->dt, m->in)) {
-        lin_job j = {s, m, X, bias, Y, n, np, NULL};
-        mg__pool_run(pool, lin_task, &j, np);
-    } else {
-        lin_job j = {s, m, X, NULL, Y, n, 1, pool};
-        lin_task(&j, 0, 1);
-        if (bias) rows(pool, ROW_BIAS, Y, NULL, bias, NULL, n, (uint32_t)m->out, 0);
-    }
-}
-
-/* Row kernels over the pool: LayerNorm, GELU, residual adds. */
-typedef struct rows_job {
-    float *y;
-    const float *x, *w, *b;
-    uint32_t n, width, op;
-    float eps;
-} rows_job;
-
-static void rows_task(void *arg, uint32_t i, uint32_t n_tasks) {
-    const rows_job *j = arg;
-    uint32_t per = (j->n + n_tasks - 1) / n_tasks;
-    uint32_t a = i * per, b = a + per < j->n ? a + per : j->n;
-    for (uint32_t t = a; t < b; t++) {
-        float *y = j->y + (size_t)t * j->width;
-        if (j->op == ROW_BIAS) { /* y += w, the same vector on every row */
-            for (uint32_t c = 0; c < j->width; c++) y[c] += j->w[c];
-            continue;
-        }
-        const float *x = j->x + (size_t)t * j->width;
-        if (j->op == ROW_LN) mg__layernorm(y, x, j->w, j->b, j->width, j->eps);
-        else if (j->op == ROW_GELU) mg__gelu_tanh(y, x, j->width);
-        else
-            for (uint32_t c = 0; c < j->width; c++) y[c] += x[c];
-    }
-}
-
-static void rows(mg__pool *pool, uint32_t op, float *y, const float *x,
-                 const float *w, const float *b, uint32_t n, uint32_t width,
-                 float eps) {
-    rows_job j = {y, x, w, b, n, width, op, eps};
-    mg__pool_run(pool, rows_task, &j, mg__pool_size(pool));
-}
-
-/* Attention: work item = (head, query block of qb queries). Scores are
- * left unnormalized (exp(s - max)); the output rows are scaled by 1 / sum
- * after the PV product (hd values per row instead of N). */
-typedef struct att_job {
-    istate *s;
-    float *out;          /* N x D */
-    uint32_t qb, nqb, n_items, parts;
-} att_job;
-
-typedef struct smax_job { float *sc, *inv; uint32_t rows, N; } smax_job;
-
-static void smax_rows(float *sc, float *inv, uint32_t a, uint32_t b, uint32_t N) {
-    for (uint32_t r = a; r < b; r++) {
-        float *row = sc + (size_t)r * N;
-        inv[r] = 1.0f / mg__expsum_f32(row, mg__max_f32(row, N), N);
-    }
-}
-
-static void smax_task(void *arg, uint32_t i, uint32_t n_tasks) {
-    const smax_job *j = arg;
-    uint32_t per = (j->rows + n_tasks - 1) / n_tasks;
-    uint32_t a = i * per, b = a + per < j->rows ? a + per : j->rows;
-    if (a < b) smax_rows(j->sc, j->inv, a, b, j->N);
-}
-
-/* sc: qb x N scores, inv: qb floats; pool: softmax rows on the pool (NULL:
- * inline). */
-static void att_item(istate *s, float *out, uint32_t item, uint32_t qb, uint32_t nqb,
-                     float *sc, float *inv, uint16_t *xb, mg__pool *pool) {
-    const image2d *e = s->e;
-    const uint32_t N = e->N, D = e->D, hd = e->hd;
-    uint32_t h = item / nqb, q0 = (item % nqb) * qb;
-    uint32_t nq = N - q0 < qb ? N - q0 : qb;
-    const float scale = 1.0f / sqrtf((float)hd);
-    /* bf16 tiles: S = bf16(scale q) bf16(k)^T, O = bf16(P) bf16(v); else sgemm. */
-    if (e->att_bf16)
-        mg__gemm_bf16(s->kb + (size_t)h * N * hd, N, hd, s->q + (size_t)q0 * D + (size_t)h * hd,
-                      D, scale, nq, sc, N, xb, pool);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)N, (int)hd, scale,
-                    s->q + (size_t)q0 * D + (size_t)h * hd, (int)D, s->k + (size_t)h * hd,
-                    (int)D, 0.0f, sc, (int)N);
-    if (pool) {
-        smax_job sj = {sc, inv, nq, N};
-        mg__pool_run(pool, smax_task, &sj, mg__pool_size(pool));
-    } else {
-        smax_rows(sc, inv, 0, nq, N);
-    }
-    float *o = out + (size_t)q0 * D + (size_t)h * hd;
-    if (e->att_bf16)
-        mg__gemm_bf16(s->vt + (size_t)h * hd * N, hd, N, sc, N, 1.0f, nq, o, D, xb, pool);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)hd, (int)N, 1.0f,
-                    sc, (int)N, s->v + (size_t)h * hd, (int)D, 0.0f, o, (int)D);
-    for (uint32_t r = 0; r < nq; r++)
-        for (uint32_t c = 0; c < hd; c++) o[(size_t)r * D + c] *= inv[r];
-}
-
-static void att_task(void *arg, uint32_t i, uint32_t n_tasks) {
-    const att_job *j = arg;
-    (void)n_tasks;
-    float *sc = j->s->scores + (size_t)i * MG__ATT_QBLOCK_POOL * j->s->e->N;
-    float *inv = j->s->inv + (size_t)i * MG__ATT_QBLOCK_BLAS;
-    uint16_t *xb = j->s->xb ? j->s->xb + (size_t)i * MG__ATT_QBLOCK_POOL * j->s->e->N : NULL;
-    for (uint32_t it = i; it < j->n_items; it += j->parts)
-        att_item(j->s, j->out, it, j->qb, j->nqb, sc, inv, xb, NULL);
-}
-
-/* Two schedules: with single-threaded OpenBLAS, items run in parallel on
- * the pool with 64-query blocks (64 x N floats = 1 MiB of scores at
- * N = 4096, resident in L2); with multi-threaded OpenBLAS, items run one
- * after the other with 256-query blocks (bigger GEMMs that split well over
- * OpenBLAS's threads) and the softmax rows go to the pool. */
-/* att_bf16: K and V^T of every head as bf16, from k and v (N x D). */
-typedef struct kv_job { istate *s; } kv_job;
-
-static void kv_task(void *arg, uint32_t i, uint32_t n_tasks) {
-    istate *s = ((const kv_job *)arg)->s;
-    const image2d *e = s->e;
-    const uint32_t N = e->N, D = e->D, hd = e->hd;
-    for (uint32_t h = i; h < e->NH; h += n_tasks) {
-        uint16_t *kb = s->kb + (size_t)h * N * hd, *vt = s->vt + (size_t)h * hd * N;
-        for (uint32_t n = 0; n < N; n++) {
-            const float *k = s->k + (size_t)n * D + (size_t)h * hd;
-            const float *v = s->v + (size_t)n * D + (size_t)h * hd;
-#if defined(MG_X86_AVX512) /* att_bf16: AVX512_BF16 */
-            mg__f32_to_bf16_avx512(kb + (size_t)n * hd, k, hd, 1.0f);
-#else
-            for (uint32_t c = 0; c < hd; c++) kb[(size_t)n * hd + c] = mg__f32_to_bf16(k[c]);
-#endif
-            for (uint32_t c = 0; c < hd; c++) vt[(size_t)c * N + n] = mg__f32_to_bf16(v[c]);
-        }
-    }
+    mg__dense_rows(m, X, n, bias, Y, &s->ws, pool);
 }
 
 static void attention(istate *s, float *out, mg__pool *pool) {
-    const image2d *e = s->e;
-    uint32_t np = mg__pool_size(pool);
-    if (np > s->n_threads) np = s->n_threads;
-    if (e->att_bf16) {
-        kv_job kj = {s};
-        uint32_t nt = np < e->NH ? np : e->NH;
-        mg__pool_run(nt > 1 ? pool : NULL, kv_task, &kj, nt);
-    }
-    int bt = blas_threaded(), par = np > 1 && !bt;
-    uint32_t qb = bt ? MG__ATT_QBLOCK_BLAS : MG__ATT_QBLOCK_POOL;
-    uint32_t nqb = (e->N + qb - 1) / qb, n_items = nqb * e->NH;
-    if (par) {
-        att_job j = {s, out, qb, nqb, n_items, np};
-        mg__pool_run(pool, att_task, &j, np);
-    } else {
-        for (uint32_t it = 0; it < n_items; it++)
-            att_item(s, out, it, qb, nqb, s->scores, s->inv, s->xb, np > 1 ? pool : NULL);
-    }
+    mg__mha_run(&s->e->att, s->q, s->k, s->v, out, s->att, s->n_threads, pool);
 }
 
 /* Unfolds the preprocessed RGB8 image into normalized patch rows. */
@@ -656,22 +434,22 @@ static mg_status encode(void *state, const mg__enc_input *in, float *out,
     for (uint32_t l = 0; l < e->L; l++) {
         STOP(3 * l);
         const vlayer *y = &e->layers[l];
-        rows(pool, ROW_LN, s->xn, s->x, y->ln1, y->ln1_b, N, D, e->eps);
+        mg__rows_op(pool, MG__ROWS_LN, s->xn, s->x, y->ln1, y->ln1_b, N, D, e->eps);
         linear(s, &y->q, s->xn, N, y->q_b, s->q, pool);
         linear(s, &y->k, s->xn, N, y->k_b, s->k, pool);
         linear(s, &y->v, s->xn, N, y->v_b, s->v, pool);
         STOP(3 * l + 1);
         attention(s, s->xn, pool);                       /* xn = attention out */
         linear(s, &y->o, s->xn, N, y->o_b, s->q, pool);  /* q = out proj */
-        rows(pool, ROW_ADD, s->x, s->q, NULL, NULL, N, D, 0);
+        mg__rows_op(pool, MG__ROWS_ADD, s->x, s->q, NULL, NULL, N, D, 0);
         STOP(3 * l + 2);
-        rows(pool, ROW_LN, s->xn, s->x, y->ln2, y->ln2_b, N, D, e->eps);
+        mg__rows_op(pool, MG__ROWS_LN, s->xn, s->x, y->ln2, y->ln2_b, N, D, e->eps);
         linear(s, &y->up, s->xn, N, y->up_b, s->h, pool);
-        rows(pool, ROW_GELU, s->h, s->h, NULL, NULL, N, F, 0);
+        mg__rows_op(pool, MG__ROWS_GELU, s->h, s->h, NULL, NULL, N, F, 0);
         linear(s, &y->down, s->h, N, y->down_b, s->q, pool);
-        rows(pool, ROW_ADD, s->x, s->q, NULL, NULL, N, D, 0);
+        mg__rows_op(pool, MG__ROWS_ADD, s->x, s->q, NULL, NULL, N, D, 0);
     }
-    rows(pool, ROW_LN, s->x, s->x, e->post_ln, e->post_ln_b, N, D, e->eps);
+    mg__rows_op(pool, MG__ROWS_LN, s->x, s->x, e->post_ln, e->post_ln_b, N, D, e->eps);
     /* Projector: k x k average pooling, RMSNorm (1 + w), projection. */
     const uint32_t k = e->pool_k, ts = e->tside, G = e->G;
     const float inv = 1.0f / (float)(k * k);

@@ -104,6 +104,24 @@ void mg__gemm_bf16(const uint16_t *W, uint64_t rows, uint64_t cols, const float 
                    uint64_t ldx, float scale, uint64_t n, float *Y, uint64_t ldy,
                    uint16_t *xb, mg__pool *pool);
 
+/* A bf16 matrix packed once for many products (attention's K and V^T,
+ * which every block of queries multiplies): rows x cols values, element
+ * (r, c) at src[r * rs + c * cs], times scale, rounded to bf16 as
+ * mg__f32_to_bf16 rounds, in the panel layout the bf16 product reads:
+ * 32-bit word ((p * cols / 2 + q) * 2 + g) * 16 + j holds rows r = 32 p +
+ * 16 g + j's columns 2q (low half) and 2q + 1 (high half); rows past the
+ * last are 0. cols even, rs * 15 < 2^31; dst 64-byte aligned, of
+ * mg__bf16_packed_words(rows, cols) words. */
+uint64_t mg__bf16_packed_words(uint64_t rows, uint64_t cols);
+void mg__bf16_pack(uint32_t *dst, const float *src, uint64_t rs, uint64_t cs,
+                   uint64_t rows, uint64_t cols, float scale);
+/* mg__gemm_bf16 with W packed and X already bf16 (xb: n rows of cols, ldx
+ * apart): Y[t][r] (row stride ldy) = sum_c W[r][c] * xb[t][c]. The same
+ * sums, bit for bit, as mg__gemm_bf16 on the unpacked W and the same X. */
+void mg__gemm_bf16_packed(const uint32_t *Wp, uint64_t rows, uint64_t cols,
+                          const uint16_t *xb, uint64_t ldx, uint64_t n, float *Y,
+                          uint64_t ldy, mg__pool *pool);
+
 /* ---- q4_0 in the decode layout: 16 rows interleaved (q4x16.c) ------------ */
 /* MG__DTYPE_Q4_0X16 is internal (never in a file): the q4_0 bytes of a
  * matrix whose rows come in groups of 16, reordered so that one 64-byte
@@ -268,10 +286,14 @@ void mg__matmul_q8_panels_vnni(const mg__q8_gemm *g, uint64_t p0, uint64_t p1);
  * as mg__f32_to_bf16 rounds them), Y[t][r] for panels p0..p1-1. */
 typedef struct {
     const uint16_t *W, *xb;
+    const uint32_t *Wp; /* non-NULL: W prepacked by mg__bf16_pack (W unused) */
     uint64_t rows, cols, n, ldy;
+    uint64_t ldx;       /* xb's row stride; 0: cols */
     float *Y;
 } mg__bf16_gemm;
 void mg__matmul_bf16_panels(const mg__bf16_gemm *g, uint64_t p0, uint64_t p1);
+void mg__bf16_pack_avx512(uint32_t *dst, const float *src, uint64_t rs, uint64_t cs,
+                          uint64_t rows, uint64_t cols, float scale);
 /* n values f32 times scale -> bf16, round to nearest even (AVX-512 BF16). */
 void mg__f32_to_bf16_avx512(uint16_t *dst, const float *src, uint64_t n, float scale);
 

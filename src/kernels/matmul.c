@@ -156,9 +156,35 @@ static void bf16_gemm_task(void *arg, uint32_t i, uint32_t n_tasks) {
     if (p0 >= p1 || t0 >= t1) return;
     mg__bf16_gemm g = j->g;
     g.n = t1 - t0;
-    g.xb += t0 * g.cols;
+    g.xb += t0 * (g.ldx ? g.ldx : g.cols);
     g.Y += t0 * g.ldy;
     mg__matmul_bf16_panels(&g, p0, p1);
+}
+
+/* The products of j->g over the pool: several tasks per thread, over
+ * panels, and also over rows of X where there are few panels (attention's
+ * 72-row products: 3 panels). */
+static void bf16_run(bf16_job *j, mg__pool *pool) {
+    uint32_t nt = mg__pool_size(pool);
+    uint64_t n = j->g.n;
+    j->panels = (j->g.rows + MG__GEMM_PR - 1) / MG__GEMM_PR;
+    uint64_t want = (uint64_t)nt * 4;
+    j->pparts = j->panels < want ? j->panels : want;
+    j->mparts = (want + j->pparts - 1) / j->pparts;
+    if (j->mparts > (n + 7) / 8) j->mparts = (n + 7) / 8; /* >= 8 rows per part */
+    uint64_t tasks = j->pparts * j->mparts;
+    mg__pool_run(tasks > 1 ? pool : NULL, bf16_gemm_task, j, (uint32_t)tasks);
+}
+
+static void bf16_job_init(bf16_job *j, uint64_t rows, uint64_t cols, const uint16_t *xb,
+                          uint64_t n, float *Y, uint64_t ldy) {
+    memset(j, 0, sizeof *j);
+    j->g.xb = xb;
+    j->g.rows = rows;
+    j->g.cols = cols;
+    j->g.n = n;
+    j->g.ldy = ldy;
+    j->g.Y = Y;
 }
 
 void mg__gemm_bf16(const uint16_t *W, uint64_t rows, uint64_t cols, const float *X,
@@ -167,28 +193,27 @@ void mg__gemm_bf16(const uint16_t *W, uint64_t rows, uint64_t cols, const float 
     if (!W || !X || !Y || !xb || !n || !rows || !cols || cols % 2) return;
     uint32_t nt = mg__pool_size(pool);
     bf16_job j;
+    bf16_job_init(&j, rows, cols, xb, n, Y, ldy);
     j.g.W = W;
-    j.g.xb = xb;
-    j.g.rows = rows;
-    j.g.cols = cols;
-    j.g.n = n;
-    j.g.ldy = ldy;
-    j.g.Y = Y;
     j.X = X;
     j.ldx = ldx;
     j.scale = scale;
-    j.panels = (rows + MG__GEMM_PR - 1) / MG__GEMM_PR;
     uint32_t qt = n < nt ? (uint32_t)n : nt;
     mg__pool_run(qt > 1 ? pool : NULL, bf16_conv_task, &j, qt);
-    /* Several tasks per thread: over panels, and also over rows of X where
-     * there are few panels (attention's 72-row products: 3 panels). */
-    uint64_t want = (uint64_t)nt * 4;
-    j.pparts = j.panels < want ? j.panels : want;
-    j.mparts = (want + j.pparts - 1) / j.pparts;
-    if (j.mparts > (n + 7) / 8) j.mparts = (n + 7) / 8; /* >= 8 rows per part */
-    uint64_t tasks = j.pparts * j.mparts;
-    mg__pool_run(tasks > 1 ? pool : NULL, bf16_gemm_task, &j, (uint32_t)tasks);
+    bf16_run(&j, pool);
 }
+
+void mg__gemm_bf16_packed(const uint32_t *Wp, uint64_t rows, uint64_t cols,
+                          const uint16_t *xb, uint64_t ldx, uint64_t n, float *Y,
+                          uint64_t ldy, mg__pool *pool) {
+    if (!Wp || !Y || !xb || !n || !rows || !cols || cols % 2) return;
+    bf16_job j;
+    bf16_job_init(&j, rows, cols, xb, n, Y, ldy);
+    j.g.Wp = Wp;
+    j.g.ldx = ldx;
+    bf16_run(&j, pool);
+}
+
 
 static void matmul_bf16(const void *W, uint64_t rows, uint64_t cols, const float *X,
                         uint64_t n, float *Y, float *scratch, mg__pool *pool) {
@@ -202,7 +227,29 @@ static void matmul_bf16(const void *W, uint64_t rows, uint64_t cols, const float
 }
 #else
 /* Without the AVX-512 kernels mg__matmul_pooled is 0 and nothing calls
- * this; it computes the same sums, plainly, all the same. */
+ * these; they compute the same sums, plainly, all the same. */
+static uint16_t packed_at(const uint32_t *Wp, uint64_t cols, uint64_t r, uint64_t c) {
+    uint64_t p = r / MG__GEMM_PR, g = r % MG__GEMM_PR / 16, j = r % 16;
+    uint32_t w = Wp[((p * (cols / 2) + c / 2) * 2 + g) * 16 + j];
+    return (uint16_t)(c % 2 ? w >> 16 : w & 0xffff);
+}
+
+void mg__gemm_bf16_packed(const uint32_t *Wp, uint64_t rows, uint64_t cols,
+                          const uint16_t *xb, uint64_t ldx, uint64_t n, float *Y,
+                          uint64_t ldy, mg__pool *pool) {
+    (void)pool;
+    if (!Wp || !Y || !xb || !n || !rows || !cols || cols % 2) return;
+    for (uint64_t t = 0; t < n; t++)
+        for (uint64_t r = 0; r < rows; r++) {
+            float s = 0.0f;
+            for (uint64_t c = 0; c < cols; c++)
+                s += mg__bf16_to_f32(packed_at(Wp, cols, r, c)) *
+                     mg__bf16_to_f32(xb[t * ldx + c]);
+            Y[t * ldy + r] = s;
+        }
+}
+
+
 void mg__gemm_bf16(const uint16_t *W, uint64_t rows, uint64_t cols, const float *X,
                    uint64_t ldx, float scale, uint64_t n, float *Y, uint64_t ldy,
                    uint16_t *xb, mg__pool *pool) {
@@ -220,6 +267,31 @@ void mg__gemm_bf16(const uint16_t *W, uint64_t rows, uint64_t cols, const float 
         }
 }
 #endif
+
+uint64_t mg__bf16_packed_words(uint64_t rows, uint64_t cols) {
+    return (rows + MG__GEMM_PR - 1) / MG__GEMM_PR * MG__GEMM_PR * (cols / 2);
+}
+
+void mg__bf16_pack(uint32_t *dst, const float *src, uint64_t rs, uint64_t cs,
+                   uint64_t rows, uint64_t cols, float scale) {
+    if (!dst || !src || !rows || !cols || cols % 2) return;
+#if defined(MG_X86_AVX512)
+    if (rs < (1u << 27) && mg__cpu_bf16()) {
+        mg__bf16_pack_avx512(dst, src, rs, cs, rows, cols, scale);
+        return;
+    }
+#endif
+    uint64_t panels = (rows + MG__GEMM_PR - 1) / MG__GEMM_PR;
+    for (uint64_t r = 0; r < panels * MG__GEMM_PR; r++)
+        for (uint64_t q = 0; q < cols / 2; q++) {
+            uint32_t w = 0;
+            if (r < rows)
+                w = mg__f32_to_bf16(scale * src[r * rs + 2 * q * cs]) |
+                    (uint32_t)mg__f32_to_bf16(scale * src[r * rs + (2 * q + 1) * cs]) << 16;
+            uint64_t p = r / MG__GEMM_PR, g = r % MG__GEMM_PR / 16, j = r % 16;
+            dst[((p * (cols / 2) + q) * 2 + g) * 16 + j] = w;
+        }
+}
 
 void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
                       uint64_t rows, uint64_t cols, const float *X, uint64_t n,

@@ -245,24 +245,71 @@ static void repack_bf16(const uint16_t *W, uint64_t cols, uint64_t r0, uint32_t 
         }
 }
 
-MG_INLINE void btile(const int M, const bpanel *p, uint32_t kp, const uint16_t *xb,
-                     uint64_t cols, float *Y, uint64_t ldy, int first, __mmask16 m0,
-                     __mmask16 m1) {
+/* u: kp column pairs of one panel, NG x 16 32-bit lanes each (a bpanel's
+ * rows or a prepacked panel's); X rows ldx apart. G: the 16-row groups in
+ * use (1 where the panel's rows end in its first group: attention's 72-row
+ * products end with an 8-row panel). */
+MG_INLINE void btile(const int M, const int G, const uint32_t *u, uint32_t kp,
+                     const uint16_t *xb, uint64_t ldx, float *Y, uint64_t ldy, int first,
+                     __mmask16 m0, __mmask16 m1) {
     __m512 f[BMR][NG];
-    acc_load(M, f, Y, ldy, first, m0, m1);
+#pragma GCC unroll 8
+    for (int t = 0; t < M; t++) {
+        f[t][0] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m0, Y + t * ldy);
+        f[t][1] = first || G < 2 ? _mm512_setzero_ps()
+                                 : _mm512_maskz_loadu_ps(m1, Y + t * ldy + 16);
+    }
     for (uint32_t q = 0; q < kp; q++) {
-        __m512bh w0 = (__m512bh)_mm512_load_si512((const void *)p->u[q][0]);
-        __m512bh w1 = (__m512bh)_mm512_load_si512((const void *)p->u[q][1]);
+        __m512bh w0 = (__m512bh)_mm512_load_si512((const void *)(u + q * PR));
+        __m512bh w1 = G < 2 ? w0 : (__m512bh)_mm512_load_si512((const void *)(u + q * PR + 16));
 #pragma GCC unroll 8
         for (int t = 0; t < M; t++) {
             int32_t xv;
-            memcpy(&xv, xb + t * cols + 2 * q, 4);
+            memcpy(&xv, xb + t * ldx + 2 * q, 4);
             __m512bh x2 = (__m512bh)_mm512_set1_epi32(xv);
             f[t][0] = _mm512_dpbf16_ps(f[t][0], w0, x2);
-            f[t][1] = _mm512_dpbf16_ps(f[t][1], w1, x2);
+            if (G > 1) f[t][1] = _mm512_dpbf16_ps(f[t][1], w1, x2);
         }
     }
-    acc_store(M, f, Y, ldy, m0, m1);
+#pragma GCC unroll 8
+    for (int t = 0; t < M; t++) {
+        _mm512_mask_storeu_ps(Y + t * ldy, m0, f[t][0]);
+        if (G > 1) _mm512_mask_storeu_ps(Y + t * ldy + 16, m1, f[t][1]);
+    }
+}
+
+/* The micro tiles of one panel chunk with G groups in use: every row of X
+ * against kp column pairs at u (column c0 on). */
+MG_INLINE void bf16_chunk_g(const int G, const mg__bf16_gemm *g, const uint32_t *u,
+                            uint64_t r0, uint64_t c0, uint32_t kc, __mmask16 m0,
+                            __mmask16 m1) {
+    const uint64_t ldx = g->ldx ? g->ldx : g->cols;
+    uint64_t t = 0;
+    for (; t + BMR <= g->n; t += BMR)
+        btile(BMR, G, u, kc / 2, g->xb + t * ldx + c0, ldx, g->Y + t * g->ldy + r0, g->ldy,
+              c0 == 0, m0, m1);
+    switch (g->n - t) {
+#define TAIL(k)                                                                         \
+    case k:                                                                             \
+        btile(k, G, u, kc / 2, g->xb + t * ldx + c0, ldx, g->Y + t * g->ldy + r0, g->ldy, \
+              c0 == 0, m0, m1);                                                         \
+        break;
+    TAIL(7)
+    TAIL(6)
+    TAIL(5)
+    TAIL(4)
+    TAIL(3)
+    TAIL(2)
+    TAIL(1)
+#undef TAIL
+    default: break;
+    }
+}
+
+static void bf16_chunk(const mg__bf16_gemm *g, const uint32_t *u, uint64_t r0, uint64_t c0,
+                       uint32_t kc, __mmask16 m0, __mmask16 m1) {
+    if (m1) bf16_chunk_g(2, g, u, r0, c0, kc, m0, m1);
+    else bf16_chunk_g(1, g, u, r0, c0, kc, m0, m1);
 }
 
 void mg__matmul_bf16_panels(const mg__bf16_gemm *g, uint64_t p0, uint64_t p1) {
@@ -274,27 +321,14 @@ void mg__matmul_bf16_panels(const mg__bf16_gemm *g, uint64_t p0, uint64_t p1) {
         panel_masks(nr, &m0, &m1);
         for (uint64_t c0 = 0; c0 < g->cols; c0 += BKC) {
             uint32_t kc = g->cols - c0 < BKC ? (uint32_t)(g->cols - c0) : BKC;
-            repack_bf16(g->W, g->cols, r0, nr, c0, kc / 2, &p);
-            uint64_t t = 0;
-            for (; t + BMR <= g->n; t += BMR)
-                btile(BMR, &p, kc / 2, g->xb + t * g->cols + c0, g->cols,
-                      g->Y + t * g->ldy + r0, g->ldy, c0 == 0, m0, m1);
-            switch (g->n - t) {
-#define TAIL(k)                                                                      \
-    case k:                                                                          \
-        btile(k, &p, kc / 2, g->xb + t * g->cols + c0, g->cols, g->Y + t * g->ldy + r0, \
-              g->ldy, c0 == 0, m0, m1);                                              \
-        break;
-            TAIL(7)
-            TAIL(6)
-            TAIL(5)
-            TAIL(4)
-            TAIL(3)
-            TAIL(2)
-            TAIL(1)
-#undef TAIL
-            default: break;
+            const uint32_t *u;
+            if (g->Wp) { /* prepacked: the panel's pairs from c0 / 2 on */
+                u = g->Wp + (pi * (g->cols / 2) + c0 / 2) * PR;
+            } else {
+                repack_bf16(g->W, g->cols, r0, nr, c0, kc / 2, &p);
+                u = &p.u[0][0][0];
             }
+            bf16_chunk(g, u, r0, c0, kc, m0, m1);
         }
     }
 }
@@ -308,4 +342,39 @@ void mg__f32_to_bf16_avx512(uint16_t *dst, const float *src, uint64_t n, float s
         _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
     }
     for (; i < n; i++) dst[i] = mg__f32_to_bf16(src[i] * scale);
+}
+
+/* Packs a bf16 weight matrix for mg__matmul_bf16_panels (kernels.h,
+ * mg__bf16_pack): 16 lanes of a group at a time, elements loaded plainly
+ * where the lanes are adjacent in memory (rs == 1), gathered otherwise. */
+void mg__bf16_pack_avx512(uint32_t *dst, const float *src, uint64_t rs, uint64_t cs,
+                          uint64_t rows, uint64_t cols, float scale) {
+    const uint64_t kp = cols / 2, panels = (rows + PR - 1) / PR;
+    const __m512 s = _mm512_set1_ps(scale);
+    const __m512i idx = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32((int32_t)rs));
+    for (uint64_t p = 0; p < panels; p++)
+        for (uint32_t g = 0; g < NG; g++) {
+            uint64_t r0 = p * PR + g * 16;
+            uint64_t left = rows > r0 ? rows - r0 : 0;
+            __mmask16 m = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
+            uint32_t *d = dst + p * kp * PR + g * 16;
+            const float *base = src + (m ? r0 * rs : 0);
+            for (uint64_t q = 0; q < kp; q++) {
+                const float *e0 = base + 2 * q * cs, *e1 = e0 + cs;
+                __m512 a, b;
+                if (rs == 1) {
+                    a = _mm512_maskz_loadu_ps(m, e0);
+                    b = _mm512_maskz_loadu_ps(m, e1);
+                } else {
+                    a = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, e0, 4);
+                    b = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, idx, e1, 4);
+                }
+                __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(a, s)));
+                __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(b, s)));
+                _mm512_store_si512((void *)(d + q * PR),
+                                   _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+            }
+        }
 }
