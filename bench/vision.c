@@ -3,9 +3,12 @@
  * patches), width 1152, MLP 4304, 16 heads, 256 tokens, projection to
  * 2560, random weights, in f32 and bf16; and, in the same run, a plain
  * cblas_sgemm of the encoder's largest product (4096 x 1152 x 4304) for
- * the machine's GEMM rate.
+ * the machine's GEMM rate. q8_0 and q4_0 store the matrices the way the
+ * converter does: the ones whose rows are not whole 32-blocks (ffn_down,
+ * 4304 inputs) as --odd (default f16, the converter's choice).
  *
- *   vision [--layers N] [--threads T] [--dtype f32|bf16|both] [--reps R]
+ *   vision [--layers N] [--threads T] [--dtype f32|bf16|q8_0|q4_0|both|all] [--reps R]
+ *          [--odd f16|bf16]
  *   vision --model FILE.mgm [--image FILE] [--threads T] [--reps R]
  *
  * The second form times the image encoder of a given model (bench/peer
@@ -49,9 +52,12 @@ static float frand(void) {
     return (float)((int64_t)(rng >> 40) - (1 << 23)) / (float)(1 << 23);
 }
 
+static int32_t odd_dt = MG_DTYPE_F16;
+
 static int put(mg_writer *w, int pass, const char *name, int32_t dt, uint64_t d0, uint64_t d1,
                float center, float scale) {
     uint64_t dims[2] = {d0, d1};
+    if ((dt == MG_DTYPE_Q8_0 || dt == MG_DTYPE_Q4_0) && d0 % 32) dt = odd_dt;
     if (pass == 0) return mg_writer_add_tensor(w, name, d1 > 1 ? dt : MG_DTYPE_F32, d1 > 1 ? 2 : 1, dims, 0);
     uint64_t n = d0 * d1;
     float *b = malloc(n * sizeof *b);
@@ -175,6 +181,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads")) threads = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--dtype")) which = argv[i + 1];
         else if (!strcmp(argv[i], "--reps")) reps = (uint32_t)atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--odd"))
+            odd_dt = strcmp(argv[i + 1], "bf16") ? MG_DTYPE_F16 : MG_DTYPE_BF16;
     }
     if (!layers || !threads || !reps) return 2;
     if (model) { /* a given model's encoder on a given (or the synthetic) image */
@@ -238,9 +246,11 @@ int main(int argc, char **argv) {
         if (mg_image_from_pixels(&img, px, 1024, 1024, 0, MG_PIXEL_GRAY8, NULL, err, sizeof err)) return 1;
         free(px);
     }
-    int32_t dts[2] = {MG_DTYPE_F32, MG_DTYPE_BF16};
-    for (int k = 0; k < 2; k++) {
-        if (strcmp(which, "both") && strcmp(which, mg_dtype_name(dts[k]))) continue;
+    int32_t dts[4] = {MG_DTYPE_F32, MG_DTYPE_BF16, MG_DTYPE_Q8_0, MG_DTYPE_Q4_0};
+    for (int k = 0; k < 4; k++) {
+        if (strcmp(which, "all") && (strcmp(which, "both") || k > 1) &&
+            strcmp(which, mg_dtype_name(dts[k])))
+            continue;
         char path[4096];
         snprintf(path, sizeof path, "%s/mg_bench_vision_%d_%s.mgm", tmp, (int)getpid(),
                  mg_dtype_name(dts[k]));

@@ -791,6 +791,32 @@ START_TEST(test_quantized) {
         }
         mg_model_free(m);
     }
+    /* a bf16 source: rows of 48 take bf16, its own values, not f16 */
+    {
+        char cmd[2048], dir[700];
+        fmt(dir, sizeof dir, "%s", tu_tmp_path("mm_bf16"));
+        fmt(cmd, sizeof cmd, "rm -rf '%s' && %s tests/convert/make_fixtures.py multimodal '%s' --bf16",
+            dir, g_py, dir);
+        run(cmd);
+        const char *ob = mm_path(".bf16src.mgm"), *ok = mm_path(".bf16kept.mgm");
+        ck_assert_msg(conv(dir, ob, MG_DTYPE_Q4_0, NULL, 0, err, sizeof err) == MG_OK, "%s", err);
+        ck_assert_msg(conv(dir, ok, MG_CONVERT_DTYPE_SOURCE, NULL, 0, err, sizeof err) == MG_OK,
+                      "%s", err);
+        mg_model *m = load(ob), *k = load(ok);
+        ck_assert_int_eq(dtype_of(m, "vision.blk.1.ffn_up"), MG_DTYPE_Q4_0);
+        ck_assert_int_eq(dtype_of(m, "vision.blk.1.ffn_down"), MG_DTYPE_BF16);
+        ck_assert_int_eq(dtype_of(k, "vision.blk.1.ffn_down"), MG_DTYPE_BF16);
+        mg_tensor_info x, y;
+        memset(&x, 0, sizeof x);
+        memset(&y, 0, sizeof y);
+        x.struct_size = y.struct_size = sizeof x;
+        ck_assert_int_eq(mg_model_tensor_find(&x, m, "vision.blk.1.ffn_down"), MG_OK);
+        ck_assert_int_eq(mg_model_tensor_find(&y, k, "vision.blk.1.ffn_down"), MG_OK);
+        ck_assert_uint_eq(x.n_elems, 48 * 32);
+        ck_assert_int_eq(memcmp(x.data, y.data, x.n_elems * 2), 0);
+        mg_model_free(m);
+        mg_model_free(k);
+    }
     /* a callback that stops: INTERRUPTED and no output left behind */
     const char *o = mm_path(".stop.mgm");
     mg_convert_params p;

@@ -18,6 +18,7 @@
 #include "encoders/preprocess.h"
 #include "io/image.h"
 #include "kernels/kernels.h"
+#include "kernels/layers.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -122,8 +123,10 @@ static void *run_vision_ref(const char *model, uint32_t size, mg_image *const *i
     fprintf(f, "{");
     if (model) fprintf(f, "\"model\": \"%s\", \"out\": \"%s\", ", model, out);
     /* xround: 1 = the reference rounds the inputs of q8_0/q4_0 products to
-     * 8 bits, 2 = those of bf16 products to bf16, as the library does */
-    if (xround == 1) fprintf(f, "\"xq8\": true, ");
+     * 8 bits, 2 = those of bf16 products to bf16, as the library does; 4
+     * (with 1) = attention's products in bf16 too */
+    if (xround & 1) fprintf(f, "\"xq8\": true, ");
+    if (xround & 4) fprintf(f, "\"att_bf16\": true, ");
     if (xround == 2) fprintf(f, "\"xbf16\": true, ");
     else fprintf(f, "\"size\": %u, \"rgb_out\": \"%s\", ", size, out);
     put_images(f, imgs, n, "ref");
@@ -300,14 +303,17 @@ static void encoder_case(const char *dtype, uint32_t threads, int blas, int big)
     int xround = strcmp(dtype, "q8_0") == 0 && mg__matmul_pooled(MG_DTYPE_Q8_0, 64)   ? 1
                  : strcmp(dtype, "bf16") == 0 && mg__matmul_pooled(MG_DTYPE_BF16, 64) ? 2
                                                                                      : 0;
+    /* quantized weights: attention on bf16 tiles where the CPU has them */
+    if (xround == 1 && mg__mha_bf16_ok(big ? 400 : 64, 16)) xround |= 4; /* tiny: 4 heads of 16 */
     float *ref = run_vision_ref(path, 0, imgs, 2, xround, &rs);
     if (ref) {
         ck_assert_uint_eq(rs, 2 * per * sizeof(float));
         double e = rel_max(ours, ref, 2 * per), em = rel_mean(ours, ref, 2 * per);
         fprintf(stderr, "check_vision: encoder %s%s, %u patches, %u threads, BLAS %d: rel err %.3g (mean %.3g)\n",
-                dtype, xround == 1 ? " (8-bit rows)" : xround == 2 ? " (bf16 rows)" : "",
+                dtype, xround == 5 ? " (8-bit rows, bf16 attention)" : xround == 1 ? " (8-bit rows)"
+                       : xround == 2 ? " (bf16 rows)" : "",
                 big ? 400 : 64, threads, blas, e, em);
-        if (xround == 2) {
+        if (xround == 2 || xround == 5) {
             /* The reference rounds f64 values to bf16 where the library rounds
              * f32 ones, so a value on a rounding boundary can land one bf16
              * step (2^-7) apart and spread through attention (seen: max 9.3e-4,

@@ -270,7 +270,11 @@ static int32_t choose_dtype(const plan *p, int32_t want) {
     if (dt == MG__SRC_Q4_K) dt = MG_DTYPE_Q4_0;
     if (dt == MG__SRC_Q6_K) dt = MG_DTYPE_Q8_0;
     if (p->kind == K_EMBD && want == MG_DTYPE_Q4_0) dt = MG_DTYPE_Q8_0;
-    if ((dt == MG_DTYPE_Q8_0 || dt == MG_DTYPE_Q4_0) && p->dims[0] % 32) dt = MG_DTYPE_F16;
+    /* rows that are not whole 32-blocks (SigLIP's ffn_down: 4304 inputs):
+     * bf16 from a bf16 source (the same values, and the bf16 tile path),
+     * else f16 (an f16 source bf16 holds exactly becomes bf16 below) */
+    if ((dt == MG_DTYPE_Q8_0 || dt == MG_DTYPE_Q4_0) && p->dims[0] % 32)
+        dt = p->src->dtype == MG_DTYPE_BF16 ? MG_DTYPE_BF16 : MG_DTYPE_F16;
     return dt;
 }
 
@@ -968,11 +972,14 @@ MG_API mg_status mg_convert(const char *src, const char *out_path,
     for (size_t i = 0; i < cv.n_p; i++) {
         plan *q = &cv.p[i];
         q->dtype = choose_dtype(q, p.dtype);
-        /* dtypes kept: an f16 matrix that bf16 holds exactly is stored as
-         * bf16 (no value changes; prefill and the image encoder multiply bf16
-         * on their tile path, f16 through dequantized tiles) */
+        /* dtypes kept, or a quantized type asked of rows that cannot hold
+         * it: an f16 matrix that bf16 holds exactly is stored as bf16 (no
+         * value changes; prefill and the image encoder multiply bf16 on
+         * their tile path, f16 through dequantized tiles) */
         int exact = 0;
-        if (p.dtype == MG_CONVERT_DTYPE_SOURCE && q->dtype == MG_DTYPE_F16 &&
+        int kept = p.dtype == MG_CONVERT_DTYPE_SOURCE ||
+                   ((p.dtype == MG_DTYPE_Q8_0 || p.dtype == MG_DTYPE_Q4_0) && q->dims[0] % 32);
+        if (kept && q->dtype == MG_DTYPE_F16 &&
             q->src->dtype == MG_DTYPE_F16 && q->xform != XF_MINUS_ONE &&
             (q->kind == K_MAT || q->kind == K_EMBD)) {
             if ((st = f16_fits_bf16(&cv, q->src, &exact))) goto done;

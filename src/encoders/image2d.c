@@ -264,7 +264,8 @@ static mg_status build(void **out, const mg__mgm *f, uint32_t text_hidden,
     e->att.n = e->N;
     e->att.heads = e->NH;
     e->att.hd = e->hd;
-    e->att.bf16 = e->L > 0 && e->layers[0].q.dt == MG_DTYPE_BF16 &&
+    int32_t qdt = e->L > 0 ? e->layers[0].q.dt : MG_DTYPE_F32;
+    e->att.bf16 = (qdt == MG_DTYPE_BF16 || qdt == MG_DTYPE_Q8_0 || qdt == MG_DTYPE_Q4_0) &&
                   mg__mha_bf16_ok(e->N, e->hd);
     e->resize_bytes = mg__resize_scratch_bytes(MG__VIS_MAX_INPUT, MG__VIS_MAX_INPUT, e->S, e->S);
     mg__normalize_lut(e->lut, rescale, mean, stdv);

@@ -17,7 +17,7 @@
       OUT_DIR/text.gguf, a one-layer gemma3 GGUF (hidden 256) whose token
       embedding is Q6_K and ffn_gate/ffn_up Q4_K (random blocks), and
       OUT_DIR/expect.json with element values computed from the block layouts.
-  make_fixtures.py multimodal OUT_DIR [--old-names]
+  make_fixtures.py multimodal OUT_DIR [--old-names | --bf16]
       A tiny random Gemma3ForConditionalGeneration folder: config.json
       leaning on transformers' defaults, two safetensors shards and their
       index, a small BPE tokenizer.json, tokenizer_config.json,
@@ -110,9 +110,18 @@ def read_safetensors(path):
     return out
 
 
+def to_bf16_bits(a):
+    """float32 values rounded to nearest even bf16, as uint16 bit patterns"""
+    b = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).astype("<u2")
+
+
 def write_safetensors(path, tensors, dtype="F32"):
-    np_dt = {"F32": "<f4", "F16": "<f2"}[dtype]
-    tensors = {k: np.ascontiguousarray(a, dtype=np_dt) for k, a in tensors.items()}
+    if dtype == "BF16":
+        tensors = {k: to_bf16_bits(a) for k, a in tensors.items()}
+    else:
+        np_dt = {"F32": "<f4", "F16": "<f2"}[dtype]
+        tensors = {k: np.ascontiguousarray(a, dtype=np_dt) for k, a in tensors.items()}
     hdr, off = {}, 0
     for k, a in tensors.items():
         hdr[k] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
@@ -222,7 +231,7 @@ def tokenizer_json():
     return tj, vocab + ["<image_soft_token>"], img
 
 
-def cmd_multimodal(out, old_names):
+def cmd_multimodal(out, old_names, dtype="F32"):
     rng = np.random.default_rng(7)
     os.makedirs(out, exist_ok=True)
     tj, tokens, img_id = tokenizer_json()
@@ -285,8 +294,8 @@ def cmd_multimodal(out, old_names):
     v[pp + "mm_input_projection_weight"] = r(VW, H)
     shard1 = {k: a for k, a in w.items()}
     shard2 = dict(v)
-    write_safetensors(os.path.join(out, "model-00001-of-00002.safetensors"), shard1)
-    write_safetensors(os.path.join(out, "model-00002-of-00002.safetensors"), shard2)
+    write_safetensors(os.path.join(out, "model-00001-of-00002.safetensors"), shard1, dtype)
+    write_safetensors(os.path.join(out, "model-00002-of-00002.safetensors"), shard2, dtype)
     wm = {k: "model-00001-of-00002.safetensors" for k in shard1}
     wm.update({k: "model-00002-of-00002.safetensors" for k in shard2})
     json.dump({"metadata": {}, "weight_map": wm},
@@ -506,6 +515,7 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "gguf":
         cmd_gguf(sys.argv[2], sys.argv[3])
     elif len(sys.argv) in (3, 4) and sys.argv[1] == "multimodal":
-        cmd_multimodal(sys.argv[2], len(sys.argv) == 4 and sys.argv[3] == "--old-names")
+        opt = sys.argv[3] if len(sys.argv) == 4 else ""
+        cmd_multimodal(sys.argv[2], opt == "--old-names", "BF16" if opt == "--bf16" else "F32")
     else:
         sys.exit(__doc__)

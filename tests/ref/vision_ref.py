@@ -43,7 +43,8 @@ with AVX512-VNNI (kernels.h, mg__matmul_level); with "xbf16": true, those
 of every product with bf16 weights are rounded to bf16 (via float32,
 nearest even), as on CPUs with AVX512_BF16, and so are attention's inputs
 (scaled q, k, v and the softmax numerators) when the layer's weights are
-bf16.
+bf16; with "att_bf16": true, attention's inputs are rounded so whatever the
+weights (the C code does so for q8_0/q4_0 weights on CPUs with AVX512_BF16).
 """
 import json
 import math
@@ -166,7 +167,7 @@ def main():
             q = lin(a, p + "attn_q").view(n, NH, hd).transpose(0, 1)
             k = lin(a, p + "attn_k").view(n, NH, hd).transpose(0, 1)
             v = lin(a, p + "attn_v").view(n, NH, hd).transpose(0, 1)
-            if xbf16 and f.dtype(p + "attn_q") == "bf16":
+            if (xbf16 and f.dtype(p + "attn_q") == "bf16") or req.get("att_bf16"):
                 # as the C code on AVX512_BF16: bf16(scale q) bf16(k)^T, the
                 # softmax numerators exp(s - max) rounded to bf16 times
                 # bf16(v), then divided by the sum of the unrounded ones
