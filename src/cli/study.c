@@ -49,12 +49,12 @@ int cli_study(int argc, char **argv) {
     size_t ns = mg_studies_count(s);
     for (size_t i = 0; i < ns; i++) {
         const char *prior = mg_studies_get(s, i, -1, "prior");
-        printf("study %zu: %s\n", i + 1, mg_studies_get(s, i, -1, "study_uid"));
+        printf("study %zu: %s\n", i + 1, or_dash(mg_studies_get(s, i, -1, "study_uid")));
         printf("  patient %s (%s), date %s %s, accession %s, %s\n",
                or_dash(mg_studies_get(s, i, -1, "patient_id")),
                or_dash(mg_studies_get(s, i, -1, "patient_name")),
                or_dash(mg_studies_get(s, i, -1, "date")), or_dash(mg_studies_get(s, i, -1, "time")),
-               or_dash(mg_studies_get(s, i, -1, "accession")), mg_studies_get(s, i, -1, "kind"));
+               or_dash(mg_studies_get(s, i, -1, "accession")), or_dash(mg_studies_get(s, i, -1, "kind")));
         if (mg_studies_get(s, i, -1, "description"))
             printf("  description: %s\n", mg_studies_get(s, i, -1, "description"));
         if (mg_studies_get(s, i, -1, "frontal"))
@@ -71,7 +71,7 @@ int cli_study(int argc, char **argv) {
             for (const char *c = f; c && *c; c++) nf += *c == '\n';
             printf("  series %s: %s %s, %zu file%s%s%s%s%s\n",
                    or_dash(mg_studies_get(s, i, (int64_t)k, "number")),
-                   mg_studies_get(s, i, (int64_t)k, "series_uid"),
+                   or_dash(mg_studies_get(s, i, (int64_t)k, "series_uid")),
                    or_dash(mg_studies_get(s, i, (int64_t)k, "modality")), nf, nf == 1 ? "" : "s",
                    mg_studies_get(s, i, (int64_t)k, "view") ? ", " : "",
                    mg_studies_get(s, i, (int64_t)k, "view") ? mg_studies_get(s, i, (int64_t)k, "view") : "",
