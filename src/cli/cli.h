@@ -23,6 +23,10 @@
     "exit status: 0 done, 1 error, 2 bad usage, 3 answer cut short by a full context,\n" \
     "  130 stopped by Ctrl-C\n"
 
+/* Whether option a is one of list's (" -m --ctx ... ": each between
+ * spaces). */
+int cli_known_option(const char *a, const char *list);
+
 /* The worse of two exit statuses (the order above). */
 int cli_worse(int a, int b);
 

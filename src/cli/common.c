@@ -43,6 +43,13 @@ int cli_finish(const char *cmd, int rc) {
     return rc;
 }
 
+int cli_known_option(const char *a, const char *list) {
+    size_t n = strlen(a);
+    for (const char *p = strstr(list, a); p; p = strstr(p + 1, a))
+        if (p > list && p[-1] == ' ' && p[n] == ' ') return 1;
+    return 0;
+}
+
 int cli_worse(int a, int b) {
     /* interrupted over error over bad usage over cut short over done */
     static const int order[] = {CLI_EXIT_OK, CLI_EXIT_PARTIAL, CLI_EXIT_USAGE, CLI_EXIT_ERROR,

@@ -136,9 +136,10 @@ static int run_eval(const char *ref_path, const char *path, const char *prompts)
                 strerror(errno));
         return 1;
     }
-    if (mg_model_load(&a, ref_path, NULL, err, sizeof err) ||
-        mg_model_load(&b, path, NULL, err, sizeof err)) {
-        fprintf(stderr, "medgemini convert: --eval: %s\n", err);
+    mg_status st = mg_model_load(&a, ref_path, NULL, err, sizeof err);
+    if (st == MG_OK) st = mg_model_load(&b, path, NULL, err, sizeof err);
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini convert: --eval: %s (%s)\n", err, mg_status_str(st));
         fclose(f);
         mg_model_free(a);
         return 1;

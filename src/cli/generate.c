@@ -42,7 +42,8 @@ int cli_draft_open(const char *cmd, const char *path, const mg_context_params *c
     char err[512];
     mg_status st = mg_model_load(m, path, NULL, err, sizeof err);
     if (st != MG_OK) {
-        fprintf(stderr, "medgemini %s: draft model %s: %s\n", cmd, path, err);
+        fprintf(stderr, "medgemini %s: draft model %s: %s (%s)\n", cmd, path, err,
+                mg_status_str(st));
         return 1;
     }
     return cli_context_new(cmd, " on the draft model", c, *m, cp);
@@ -100,7 +101,16 @@ int cli_generate(int argc, char **argv) {
             prompt = a;
             continue;
         }
-        if (!v) { fprintf(stderr, "medgemini generate: %s needs a value\n", a); return 2; }
+        if (!v) {
+            static const char known[] = " -m -p --ids --dump-logits --draft-model --draft-max"
+                                        " --system -n --temp --top-k --top-p --repeat-penalty"
+                                        " --seed --threads --ctx --stop ";
+            if (cli_known_option(a, known))
+                fprintf(stderr, "medgemini generate: %s needs a value\n", a);
+            else
+                fprintf(stderr, "medgemini generate: unknown option %s\n", a);
+            return 2;
+        }
         char *end = NULL;
         if (!strcmp(a, "-m")) model_path = v;
         else if (!strcmp(a, "-p")) prompt = v;
@@ -150,7 +160,7 @@ int cli_generate(int argc, char **argv) {
     int rc = 1;
     mg_status st = mg_model_load(&m, model_path, NULL, err, sizeof err);
     if (st != MG_OK) {
-        fprintf(stderr, "medgemini generate: %s: %s\n", model_path, err);
+        fprintf(stderr, "medgemini generate: %s: %s (%s)\n", model_path, err, mg_status_str(st));
         goto done;
     }
     if (cli_context_new("generate", NULL, &ctx, m, &cp)) goto done;

@@ -55,8 +55,7 @@ static void usage(FILE *f) {
         "  --attn-softcap X, --final-softcap X   logit soft-capping (0 = off)\n"
         "  --list-shapes     print the named shapes\n"
         "\n"
-        "Every command says on stderr what went wrong, including a failure to write\n"
-        "its output, and exits non-zero; "
+        "Every command says on stderr what went wrong (also output it could not write)\n"
         CLI_EXIT_TEXT);
 }
 

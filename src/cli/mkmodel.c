@@ -486,8 +486,9 @@ int cli_mkmodel(int argc, char **argv) {
 
     char err[512];
     mg_writer *w = NULL;
-    if (mg_writer_open(&w, out, compress ? MG_WRITE_COMPRESS : 0, err, sizeof err) != MG_OK) {
-        fprintf(stderr, "medgemini mkmodel: %s: %s\n", out, err);
+    mg_status st = mg_writer_open(&w, out, compress ? MG_WRITE_COMPRESS : 0, err, sizeof err);
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini mkmodel: %s: %s (%s)\n", out, err, mg_status_str(st));
         return 1;
     }
     gen g = {w, dtype, (uint64_t)seed, 0};

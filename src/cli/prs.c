@@ -86,7 +86,10 @@ int cli_prs(int argc, char **argv) {
     mg_status st = vcf ? mg_prs_open_vcf(&prs, vcf, &pp, err, sizeof err)
                          : mg_prs_open_plink(&prs, bfile, &pp, err, sizeof err);
     rc = 1;
-    if (st != MG_OK) { fprintf(stderr, "medgemini prs: %s\n", err); goto done; }
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini prs: %s (%s)\n", err, mg_status_str(st));
+        goto done;
+    }
     if (freq && (st = mg_prs_read_freq(prs, freq)) != MG_OK) goto fail;
     for (size_t i = 0; i < n_scores; i++)
         if ((st = mg_prs_add_scores(prs, NULL, scores[i])) != MG_OK) goto fail;

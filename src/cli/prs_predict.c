@@ -178,7 +178,7 @@ static int compute_scores(table *t, const char *bfile, const char *vcf, const ch
     mg_status st = vcf ? mg_prs_open_vcf(&prs, vcf, pp, err, sizeof err)
                        : mg_prs_open_plink(&prs, bfile, pp, err, sizeof err);
     if (st) {
-        fprintf(stderr, "medgemini prs predict: %s\n", err);
+        fprintf(stderr, "medgemini prs predict: %s (%s)\n", err, mg_status_str(st));
         return 1;
     }
     if (freq) st = mg_prs_read_freq(prs, freq);
@@ -284,8 +284,9 @@ int cli_prs_predict(int argc, char **argv) {
     FILE *f = NULL;
     char *path = NULL;
     int created = 0;
-    if (mg_model_load(&m, model_path, NULL, err, sizeof err) != MG_OK) {
-        fprintf(stderr, "medgemini prs predict: %s: %s\n", model_path, err);
+    mg_status ls = mg_model_load(&m, model_path, NULL, err, sizeof err);
+    if (ls != MG_OK) {
+        fprintf(stderr, "medgemini prs predict: %s: %s (%s)\n", model_path, err, mg_status_str(ls));
         goto done;
     }
     const char *column = "SUM", *tmpl = "Does this individual have {outcome}?";

@@ -227,8 +227,9 @@ static int sr_files(const char *cmd, const char *out, const char *text, const ch
         for (size_t l = 64; l && (unsigned char)name[l - 1] >= 0x80;) name[--l] = '\0';
     srp.model_name = name;
     char err[512];
-    if (mg_sr_write(out, text, src, n, &srp, err, sizeof err) != MG_OK) {
-        fprintf(stderr, "medgemini %s: --sr %s: %s\n", cmd, out, err);
+    mg_status st = mg_sr_write(out, text, src, n, &srp, err, sizeof err);
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini %s: --sr %s: %s (%s)\n", cmd, out, err, mg_status_str(st));
         return 1;
     }
     return 0;
@@ -423,6 +424,11 @@ static int report_studies(mg_context *ctx, mg_studies *st, mg_gen_params *gp,
     return rc;
 }
 
+/* The options that take a value (for saying which are unknown). */
+static const char k_value_options[] =
+    " -m -q --instruction --system -n --temp --top-k --top-p --repeat-penalty --seed --threads"
+    " --ctx --slices --window --series --prompt-ids --sr --draft-model --draft-max ";
+
 /* cmd: "report", "vqa" or "chat". */
 static int run(const char *cmd, int argc, char **argv) {
     const char *model_path = NULL, *questions[MAX_QUESTIONS], *paths[MAX_IMAGES];
@@ -460,7 +466,13 @@ static int run(const char *cmd, int argc, char **argv) {
             paths[n_paths++] = a;
             continue;
         }
-        if (!v) { fprintf(stderr, "medgemini %s: %s needs a value\n", cmd, a); return 2; }
+        if (!v) {
+            if (cli_known_option(a, k_value_options))
+                fprintf(stderr, "medgemini %s: %s needs a value\n", cmd, a);
+            else
+                fprintf(stderr, "medgemini %s: unknown option %s\n", cmd, a);
+            return 2;
+        }
         char *end = NULL;
         if (!strcmp(a, "-m")) model_path = v;
         else if (vqa && !strcmp(a, "-q")) {
@@ -524,6 +536,7 @@ static int run(const char *cmd, int argc, char **argv) {
     mg_image *imgs[MAX_IMAGES] = {0};
     mg_volume *vol = NULL;
     int rc = 1;
+    mg_status st;
     mg_studies *studies = NULL;
     /* report on folders or a DICOMDIR: one report per study, unless they
      * hold a single study that is a volume (read as one series, as before) */
@@ -536,12 +549,12 @@ static int run(const char *cmd, int argc, char **argv) {
                     !strcmp(b ? b + 1 : paths[i], "DICOMDIR");
         }
         if (dirs && dirs == (int)n_paths) {
-            if (mg_studies_scan(&studies, paths, n_paths, NULL, err, sizeof err) != MG_OK) {
-                fprintf(stderr, "medgemini %s: %s\n", cmd, err);
+            if ((st = mg_studies_scan(&studies, paths, n_paths, NULL, err, sizeof err)) != MG_OK) {
+                fprintf(stderr, "medgemini %s: %s (%s)\n", cmd, err, mg_status_str(st));
                 goto done;
             }
-            if (mg_studies_count(studies) == 1 &&
-                !strcmp(mg_studies_get(studies, 0, -1, "kind"), "volume")) {
+            const char *kind0 = mg_studies_get(studies, 0, -1, "kind");
+            if (mg_studies_count(studies) == 1 && kind0 && !strcmp(kind0, "volume")) {
                 mg_studies_free(studies);
                 studies = NULL;
             }
@@ -569,27 +582,27 @@ static int run(const char *cmd, int argc, char **argv) {
     if (studies) {
         /* the images and volumes are read per study below */
     } else if (as_volume == 2) {
-        if (mg_volume_load_nifti(&vol, paths[0], &vp, err, sizeof err) != MG_OK) {
-            fprintf(stderr, "medgemini %s: %s: %s\n", cmd, paths[0], err);
+        if ((st = mg_volume_load_nifti(&vol, paths[0], &vp, err, sizeof err)) != MG_OK) {
+            fprintf(stderr, "medgemini %s: %s: %s (%s)\n", cmd, paths[0], err, mg_status_str(st));
             goto done;
         }
     } else if (as_volume) {
-        if (mg_volume_load_dicom(&vol, paths, n_paths, &vp, err, sizeof err) != MG_OK) {
-            fprintf(stderr, "medgemini %s: %s\n", cmd, err);
+        if ((st = mg_volume_load_dicom(&vol, paths, n_paths, &vp, err, sizeof err)) != MG_OK) {
+            fprintf(stderr, "medgemini %s: %s (%s)\n", cmd, err, mg_status_str(st));
             goto done;
         }
     } else {
         for (size_t i = 0; i < n_paths; i++)
-            if (mg_image_load_file(&imgs[i], paths[i], NULL, err, sizeof err) != MG_OK) {
-                fprintf(stderr, "medgemini %s: %s: %s\n", cmd, paths[i], err);
+            if ((st = mg_image_load_file(&imgs[i], paths[i], NULL, err, sizeof err)) != MG_OK) {
+                fprintf(stderr, "medgemini %s: %s: %s (%s)\n", cmd, paths[i], err,
+                        mg_status_str(st));
                 goto done;
             }
     }
-    if (mg_model_load(&m, model_path, NULL, err, sizeof err) != MG_OK) {
-        fprintf(stderr, "medgemini %s: %s: %s\n", cmd, model_path, err);
+    if ((st = mg_model_load(&m, model_path, NULL, err, sizeof err)) != MG_OK) {
+        fprintf(stderr, "medgemini %s: %s: %s (%s)\n", cmd, model_path, err, mg_status_str(st));
         goto done;
     }
-    mg_status st;
     if (cli_context_new(cmd, NULL, &ctx, m, &cp)) goto done;
     if (draft_path) {
         if (cli_draft_open(cmd, draft_path, &cp, &dm, &dctx)) goto done;

@@ -42,8 +42,9 @@ int cli_study(int argc, char **argv) {
     if (!n) { usage(); return 2; }
     mg_studies *s = NULL;
     char err[512];
-    if (mg_studies_scan(&s, paths, n, NULL, err, sizeof err) != MG_OK) {
-        fprintf(stderr, "medgemini study: %s\n", err);
+    mg_status st = mg_studies_scan(&s, paths, n, NULL, err, sizeof err);
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini study: %s (%s)\n", err, mg_status_str(st));
         return 1;
     }
     size_t ns = mg_studies_count(s);
