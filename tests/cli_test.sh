@@ -541,6 +541,14 @@ expect "vqa: two answers cut short exit 3" test $? -eq 3
 expect "vqa: both answers printed" test "$(grep -c '^A: .' "$TMP/o.txt")" -eq 2
 expect "vqa: the first cut short is named" grep -q '^medgemini vqa: question 1 of 2: answer cut short: the context holds 72 tokens' "$TMP/e.err"
 expect "vqa: the second too" grep -q '^medgemini vqa: question 2 of 2: answer cut short' "$TMP/e.err"
+# cut short after its first token (the prompt fills 70 of 70), an answer is
+# the answer limited to one token (here an incomplete UTF-8 byte: U+FFFD,
+# which the library returns but does not stream; the tool prints it)
+"$CLI" vqa "$IMG" -q "Where?" -m "$TMP/tiny.mgm" -n 1 > "$TMP/one.txt" 2> /dev/null
+"$CLI" vqa "$IMG" -q "Where?" -m "$TMP/tiny.mgm" -n 8 --ctx 70 > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "vqa cut short after one token exits 3" test $? -eq 3
+expect "... printing the one-token answer" cmp -s "$TMP/one.txt" "$TMP/o.txt"
+expect "... which is not empty" test "$(wc -c < "$TMP/o.txt")" -gt 1
 # a question whose prompt does not fit: exit 1, named, the run stops there
 "$CLI" vqa "$IMG" -q "Where?" -q "Why?" -m "$TMP/tiny.mgm" -n 8 --ctx 60 > "$TMP/o.txt" 2> "$TMP/e.err"
 expect "vqa: a prompt that does not fit exits 1" test $? -eq 1

@@ -52,6 +52,10 @@ int cli_should_stop(const char *cmd);
 /* The body of a streaming callback: writes the piece; non-zero (stop) when
  * the output failed or Ctrl-C came. */
 int32_t cli_stream(const char *piece, size_t len);
+/* After a generating call: the end of text (the answer returned) that was
+ * not streamed, and a newline when there is an answer; the next call's
+ * count starts afresh. */
+void cli_stream_end(const char *text);
 /* Says on stderr what a generating call's status means and returns the
  * exit status: 0; 3 for an answer cut short by a full context; 130 after
  * Ctrl-C; 1 for an output failure or any other error (the context's

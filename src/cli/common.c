@@ -110,8 +110,22 @@ int cli_should_stop(const char *cmd) {
 
 /* ------------------------------------------------------------- generation */
 
+static size_t streamed; /* bytes of the current answer streamed */
+
 int32_t cli_stream(const char *piece, size_t len) {
+    streamed += len;
     return cli_out(piece, len) || got_sigint ? 1 : 0;
+}
+
+void cli_stream_end(const char *text) {
+    if (text) {
+        /* an answer that stopped early may hold bytes that were not streamed
+         * (an incomplete UTF-8 sequence ended as U+FFFD): print them too */
+        size_t n = strlen(text);
+        if (n > streamed) cli_out(text + streamed, n - streamed);
+        cli_out("\n", 1);
+    }
+    streamed = 0;
 }
 
 int cli_gen_result(const char *cmd, const char *item, mg_status st, int had_text,

@@ -210,7 +210,7 @@ int cli_generate(int argc, char **argv) {
     cli_sigint_begin(ctx);
     st = ids ? mg_generate_ids(&text, ctx, ids, n_ids, &gp) : mg_generate(&text, ctx, prompt, &gp);
     cli_sigint_end();
-    if (text) cli_out("\n", 1); /* no answer, no line */
+    cli_stream_end(text); /* no answer, no line */
     int text_seen = text != NULL;
     mg_string_free(text);
     rc = cli_gen_result("generate", NULL, st, text_seen, ctx);

@@ -192,7 +192,7 @@ static int chat_loop(mg_context *ctx, mg_image **imgs, size_t n_imgs, mg_gen_par
                                first ? n_imgs : 0, line, gp);
         cli_sigint_end();
         bar_clear(pb);
-        if (text) cli_out("\n", 1);
+        cli_stream_end(text);
         if (want_stats)
             fprintf(stderr, "stats: first token after %.2f s, %llu tokens, %u in the context\n",
                     ts->n ? ts->first - t0 : now_s() - t0, (unsigned long long)ts->n,
@@ -388,7 +388,7 @@ static int report_studies(mg_context *ctx, mg_studies *st, mg_gen_params *gp,
             continue;
         }
         bar_clear(pb);
-        if (text) cli_out("\n", 1);
+        cli_stream_end(text);
         char item[600];
         snprintf(item, sizeof item, "study %zu of %zu (%s)", i + 1, ns, uid);
         if (generated) {
@@ -643,7 +643,8 @@ static int run(const char *cmd, int argc, char **argv) {
                                           &gp);
         cli_sigint_end();
         bar_clear(&pb);
-        if (text || (vqa && n_questions > 1)) cli_out("\n", 1); /* ends the "A: " line */
+        cli_stream_end(text);
+        if (!text && vqa && n_questions > 1) cli_out("\n", 1); /* ends the "A: " line */
         if (want_stats) {
             double t_end = now_s();
             fprintf(stderr, "stats: images + model load %.2f s, first token after %.2f s (image "
