@@ -199,7 +199,8 @@ static int dispatch(const char *cmd, int argc, char **argv) {
 int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 2; }
     /* every command's output is checked once more here: a failed write
-     * (a full disk, a closed pipe) is an error, not a quiet success */
+     * (a full disk, an I/O error) is an error, not a quiet success; a
+     * reader that went away (SIGPIPE) ends the program as usual */
     int rc = dispatch(argv[1], argc - 2, argv + 2);
     const char *name = argv[1]; /* "--version" as "version", "-h" as "help" */
     while (*name == '-') name++;
