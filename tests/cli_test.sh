@@ -498,6 +498,168 @@ printf '#FID\tIID\tt0_p0_SUM\nF1\tI1\tzero\n' > "$TMP/bad.sscore"
   > "$TMP/o.txt" 2> "$TMP/e.txt"
 expect "a malformed .sscore exits 1 naming the line" grep -q 'line 2' "$TMP/e.txt"
 
+# Saying what happened: every failure said on stderr, with the exit status
+# of the convention (0 done, 1 error, 2 bad usage, 3 answer cut short by a
+# full context, 130 stopped by Ctrl-C).
+IMG=tests/data/vision/rgb.jpg
+if [ -c /dev/full ]; then
+  # output that cannot be written: exit 1 and the reason, once (only ever as
+  # stdout or a file the tool itself writes: the library removes a file it
+  # failed to write, which must never be the device)
+  "$CLI" report "$IMG" -m "$TMP/tiny.mgm" -n 4 > /dev/full 2> "$TMP/e.err"
+  expect "report > /dev/full exits 1" test $? -eq 1
+  expect "report > /dev/full says why" grep -qx 'medgemini report: cannot write the output: No space left on device' "$TMP/e.err"
+  "$CLI" vqa "$IMG" -q "Where?" -q "Why?" -m "$TMP/tiny.mgm" -n 4 > /dev/full 2> "$TMP/e.err"
+  expect "vqa > /dev/full exits 1" test $? -eq 1
+  expect "vqa > /dev/full says so once and stops" test "$(cat "$TMP/e.err")" = 'medgemini vqa: cannot write the output: No space left on device'
+  "$CLI" generate -m "$TMP/tiny.mgm" -n 4 "Heart" > /dev/full 2> "$TMP/e.err"
+  expect "generate > /dev/full exits 1" test $? -eq 1
+  expect "generate > /dev/full says why" grep -q '^medgemini generate: cannot write the output: No space' "$TMP/e.err"
+  "$CLI" info "$TMP/tiny.mgm" > /dev/full 2> "$TMP/e.err"
+  expect "info > /dev/full exits 1 saying why" \
+    sh -c "test $? -eq 1 && grep -q '^medgemini info: cannot write the output: No space' '$TMP/e.err'"
+  printf 'the heart\n' | "$CLI" tokenize -m "$TMP/tiny.mgm" > /dev/full 2> "$TMP/e.err"
+  expect "tokenize > /dev/full exits 1 saying why" \
+    sh -c "test $? -eq 1 && grep -q '^medgemini tokenize: cannot write the output: No space' '$TMP/e.err'"
+  "$CLI" --help > /dev/full 2> "$TMP/e.err"
+  expect "--help > /dev/full exits 1 saying why" \
+    sh -c "test $? -eq 1 && grep -q '^medgemini help: cannot write the output' '$TMP/e.err'"
+  "$CLI" image tests/data/images/gray.jpg -o /dev/full > /dev/null 2> "$TMP/e.err"
+  expect "image -o /dev/full exits 1 saying why" \
+    sh -c "test $? -eq 1 && grep -q \"^medgemini image: cannot write '/dev/full': No space\" '$TMP/e.err'"
+  "$CLI" report "$IMG" -m "$TMP/tiny.mgm" -n 2 --prompt-ids /dev/full > /dev/null 2> "$TMP/e.err"
+  expect "report --prompt-ids /dev/full exits 1 saying why" \
+    sh -c "test $? -eq 1 && grep -q '^medgemini report: cannot write /dev/full: No space' '$TMP/e.err'"
+  "$CLI" generate -m "$TMP/tiny.mgm" --ids 2,300 -n 1 --dump-logits /dev/full > /dev/null 2> "$TMP/e.err"
+  expect "generate --dump-logits /dev/full exits 1 saying why" \
+    sh -c "test $? -eq 1 && grep -q '^medgemini generate: cannot write /dev/full: No space' '$TMP/e.err'"
+  expect "/dev/full is still the device" test -c /dev/full
+fi
+# answers cut short by a full context: each question still asked, exit 3
+"$CLI" vqa "$IMG" -q "Where?" -q "Where?" -m "$TMP/tiny.mgm" -n 8 --ctx 72 > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "vqa: two answers cut short exit 3" test $? -eq 3
+expect "vqa: both answers printed" test "$(grep -c '^A: .' "$TMP/o.txt")" -eq 2
+expect "vqa: the first cut short is named" grep -q '^medgemini vqa: question 1 of 2: answer cut short: the context holds 72 tokens' "$TMP/e.err"
+expect "vqa: the second too" grep -q '^medgemini vqa: question 2 of 2: answer cut short' "$TMP/e.err"
+# cut short after its first token (the prompt fills 70 of 70), an answer is
+# the answer limited to one token (here an incomplete UTF-8 byte: U+FFFD,
+# which the library returns but does not stream; the tool prints it)
+"$CLI" vqa "$IMG" -q "Where?" -m "$TMP/tiny.mgm" -n 1 > "$TMP/one.txt" 2> /dev/null
+"$CLI" vqa "$IMG" -q "Where?" -m "$TMP/tiny.mgm" -n 8 --ctx 70 > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "vqa cut short after one token exits 3" test $? -eq 3
+expect "... printing the one-token answer" cmp -s "$TMP/one.txt" "$TMP/o.txt"
+expect "... which is not empty" test "$(wc -c < "$TMP/o.txt")" -gt 1
+# a question whose prompt does not fit: exit 1, named, the run stops there
+"$CLI" vqa "$IMG" -q "Where?" -q "Why?" -m "$TMP/tiny.mgm" -n 8 --ctx 60 > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "vqa: a prompt that does not fit exits 1" test $? -eq 1
+expect "vqa: ... naming the question and the sizes" grep -q '^medgemini vqa: question 1 of 2: .*needs [0-9]* tokens; the context holds 60' "$TMP/e.err"
+expect "vqa: ... and stops there" sh -c "! grep -q 'question 2' '$TMP/e.err'"
+# chat: an answer cut short, then a message that no longer fits: exit 1, both said
+printf 'Where?\nWhy?\n' | "$CLI" chat "$IMG" -m "$TMP/tiny.mgm" -n 8 --ctx 72 > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "chat: cut short then full exits 1" test $? -eq 1
+expect "chat: the cut-short answer is said" grep -q '^medgemini chat: answer cut short: the context holds 72 tokens' "$TMP/e.err"
+expect "chat: the message that does not fit is said" grep -q '^medgemini chat: .*need [0-9]* tokens; the context holds 72' "$TMP/e.err"
+"$CLI" generate -m "$TMP/tiny.mgm" --ctx 100000 "x" > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "--ctx above the model's exits 1" test $? -eq 1
+expect "... with the library's reason" grep -q "^medgemini generate: cannot create a context: n_ctx 100000 is above the model's context length 512" "$TMP/e.err"
+# Ctrl-C while generating: the answer so far on stdout, exit 130
+if command -v python3 > /dev/null 2>&1; then
+  cat > "$TMP/sigint.py" <<'PY'
+import array, fcntl, os, signal, subprocess, sys, termios, time
+# sigint.py OUT ERR CMD...: CMD's stdout into a 4 KiB pipe; SIGINT once the
+# pipe is nearly full (CMD is then streaming an answer longer than the
+# pipe, so it is still generating); the pipe drained into OUT; exits with
+# CMD's exit status.
+out, err, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+r, w = os.pipe()
+fcntl.fcntl(r, 1031, 4096)  # F_SETPIPE_SZ
+with open(err, "wb") as ef:
+    p = subprocess.Popen(cmd, stdout=w, stderr=ef, stdin=subprocess.DEVNULL,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    os.close(w)
+    n = array.array("i", [0])
+    t0 = time.time()
+    while p.poll() is None and time.time() - t0 < 600:
+        fcntl.ioctl(r, termios.FIONREAD, n)
+        if n[0] >= 3072:
+            break
+        time.sleep(0.01)
+    p.send_signal(signal.SIGINT)
+    with open(out, "wb") as of:
+        while True:
+            b = os.read(r, 65536)
+            if not b:
+                break
+            of.write(b)
+    sys.exit(p.wait())
+PY
+  # seed 6, greedy: about 10 bytes a token, 1000 tokens (more than the pipe holds)
+  "$CLI" mkmodel --no-vision --layers 1 --context 1024 --seed 6 -o "$TMP/long.mgm" 2>/dev/null
+  python3 "$TMP/sigint.py" "$TMP/o.txt" "$TMP/e.err" ${MG_RUNNER:-} "${real_cli:-$CLI}" \
+    generate -m "$TMP/long.mgm" -n 1000 "x y z"
+  expect "generate stopped by Ctrl-C exits 130" test $? -eq 130
+  expect "... saying so" grep -qx 'medgemini generate: stopped: interrupted (the answer so far is above)' "$TMP/e.err"
+  expect "... after printing the answer so far" test "$(wc -c < "$TMP/o.txt")" -ge 3072
+else
+  echo "cli: python3 absent; Ctrl-C not checked"
+fi
+# bad usage: exit 2 and what was wrong
+"$CLI" generate -m "$TMP/tiny.mgm" --ctx abc "x" > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "generate --ctx abc exits 2 saying why" \
+  sh -c "test $? -eq 2 && grep -qx 'medgemini generate: bad value for --ctx: abc' '$TMP/e.err'"
+"$CLI" report "$IMG" -m "$TMP/tiny.mgm" --frobnicate > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "report with an unknown option exits 2 saying why" \
+  sh -c "test $? -eq 2 && grep -qx 'medgemini report: unknown option --frobnicate' '$TMP/e.err'"
+"$CLI" vqa "$IMG" -m "$TMP/tiny.mgm" -q > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "vqa -q without a question exits 2 saying why" \
+  sh -c "test $? -eq 2 && grep -qx 'medgemini vqa: -q needs a value' '$TMP/e.err'"
+"$CLI" image "$IMG" --window 40 --info > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "image --window 40 exits 2 saying why" \
+  sh -c "test $? -eq 2 && grep -qx 'medgemini image: --window wants C,W' '$TMP/e.err'"
+"$CLI" prs score --bfile "$TMP/x" --score "$TMP/y" > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "prs score without --out exits 2 with the usage" \
+  sh -c "test $? -eq 2 && grep -q '^usage: medgemini prs score' '$TMP/e.err'"
+expect "... and says nothing on stdout" test ! -s "$TMP/o.txt"
+# missing or damaged models and inputs: exit 1, the file and the reason
+"$CLI" report "$IMG" -m "$TMP/missing.mgm" > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "report with a missing model exits 1" test $? -eq 1
+expect "... naming it and why" grep -q "^medgemini report: .*missing.mgm: cannot open .*No such file or directory (input/output error)" "$TMP/e.err"
+expect "... with nothing on stdout" test ! -s "$TMP/o.txt"
+"$CLI" generate -m "$TMP/trunc.mgm" "x" > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "generate with a truncated model exits 1" test $? -eq 1
+expect "... saying it is truncated" grep -q '^medgemini generate: .*trunc.mgm: .*truncated.*(malformed model file)' "$TMP/e.err"
+"$CLI" prs predict --scores-in "$TMP/x.sscore" -m "$TMP/trunc.mgm" --outcome a --out "$TMP/z" > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "prs predict with a truncated model exits 1 saying why" \
+  sh -c "test $? -eq 1 && grep -q '^medgemini prs predict: .*trunc.mgm: .*(malformed model file)' '$TMP/e.err'"
+head -c 300 "$IMG" > "$TMP/trunc.jpg"
+"$CLI" image "$TMP/trunc.jpg" --info > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "image of a truncated JPEG exits 1 saying why" \
+  sh -c "test $? -eq 1 && grep -q '^medgemini image: .*trunc.jpg: JPEG: .*(malformed image)' '$TMP/e.err'"
+"$CLI" report "$IMG" "$TMP/trunc.jpg" -m "$TMP/tiny.mgm" > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "report with a truncated image exits 1" test $? -eq 1
+expect "... naming it" grep -q '^medgemini report: .*trunc.jpg: JPEG: .*(malformed image)' "$TMP/e.err"
+expect "... before any text" test ! -s "$TMP/o.txt"
+"$CLI" prs score --bfile "$TMP/nope" --score "$TMP/y" --out "$TMP/y" > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "prs score of missing genotypes exits 1 saying why" \
+  sh -c "test $? -eq 1 && grep -q '^medgemini prs: cannot open .*nope.fam' '$TMP/e.err'"
+printf '2 300\n2 99999\n' | "$CLI" tokenize -m "$TMP/tiny.mgm" --decode > "$TMP/o.txt" 2> "$TMP/e.err"
+expect "tokenize --decode of an id out of range exits 1" test $? -eq 1
+expect "... naming the line" grep -q '^medgemini tokenize: line 2: invalid argument' "$TMP/e.err"
+# several studies, one with a damaged image: the other is reported, the
+# damaged one named, and the run exits 1 with a count
+if [ -f "$DCM/cr_chest/RG1_J2KI.dcm" ]; then
+  mkdir -p "$TMP/mixed/now" "$TMP/mixed/before"
+  cp "$DCM/cr_chest/RG1_J2KI.dcm" "$TMP/mixed/now/"
+  # a year earlier (another study), its JPEG 2000 codestream's first bytes gone
+  /usr/bin/python3 -c "import sys; d=open(sys.argv[1],'rb').read().replace(b'20040826', b'20030826'); i=d.find(b'\xff\x4f\xff\x51'); open(sys.argv[2],'wb').write(d[:i]+bytes(64)+d[i+64:])" \
+    "$DCM/cr_chest/RG1_J2KI.dcm" "$TMP/mixed/before/old.dcm"
+  "$CLI" report "$TMP/mixed" -m "$TMP/tiny.mgm" -n 3 > "$TMP/o.txt" 2> "$TMP/e.err"
+  expect "report over two studies, one damaged, exits 1" test $? -eq 1
+  expect "... naming the study and the file" grep -q '^medgemini report: study 1 of 2 (.*20030826.*): .*old.dcm: JPEG 2000: .*(malformed image)' "$TMP/e.err"
+  expect "... counting it" grep -qx 'medgemini report: 1 of 2 studies without a complete report' "$TMP/e.err"
+  expect "... and still reports the other" test "$(sed -n '/^== study 2 of 2/{n;p;}' "$TMP/o.txt" | wc -c)" -gt 1
+fi
+
 rm -rf "$TMP"
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -4,6 +4,7 @@
  * conversion of the same source on a file of prompts. */
 #include "medgemini.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -45,7 +46,7 @@ static int32_t on_tensor(void *ud, const char *name, int32_t dtype, uint64_t i, 
     if (!p->quiet)
         fprintf(stderr, "[%4" PRIu64 "/%" PRIu64 "] %-36s %-5s rms err %.3g (rel %.3g)\n",
                 i + 1, n, name, mg_dtype_name(dtype), rms, rel);
-    return 0;
+    return cli_interrupted(); /* Ctrl-C: mg_convert stops and removes the output */
 }
 
 static int parse_type(const char *s, int32_t *dt) {
@@ -71,24 +72,51 @@ static size_t argmax(const float *v, size_t n) {
     return b;
 }
 
-/* Logits of every position of one prompt (BOS + text), n_vocab each. */
-static float *prompt_logits(mg_model *m, const char *text, size_t *rows, uint32_t *nv) {
+/* Logits of every position of one prompt (BOS + text), n_vocab each; NULL
+ * with the reason on stderr. */
+static float *prompt_logits(mg_model *m, const char *which, const char *text, size_t *rows,
+                            uint32_t *nv) {
     const mg_tokenizer *tok = mg_model_tokenizer(m);
     mg_model_info info;
     memset(&info, 0, sizeof info);
     info.struct_size = sizeof info;
-    if (!tok || mg_model_info_get(&info, m) != MG_OK || !info.n_vocab) return NULL;
+    if (!tok || mg_model_info_get(&info, m) != MG_OK || !info.n_vocab) {
+        fprintf(stderr, "medgemini convert: --eval: the %s model has no tokenizer or decoder\n",
+                which);
+        return NULL;
+    }
     size_t n = 0;
-    mg_tokenize(NULL, 0, &n, tok, text, strlen(text), MG_TOKENIZE_ADD_BOS);
-    if (!n || n > 4096) return NULL;
+    mg_status st = mg_tokenize(NULL, 0, &n, tok, text, strlen(text), MG_TOKENIZE_ADD_BOS);
+    if (st != MG_OK && st != MG_E_BUFFER_TOO_SMALL) {
+        fprintf(stderr, "medgemini convert: --eval: tokenizing a prompt: %s\n", mg_status_str(st));
+        return NULL;
+    }
+    if (!n || n > 4096) {
+        fprintf(stderr, "medgemini convert: --eval: a prompt of %zu tokens (1 to 4096)\n", n);
+        return NULL;
+    }
     int32_t *ids = malloc(n * sizeof *ids);
     float *lg = malloc(n * info.n_vocab * sizeof *lg);
     mg_context *c = NULL;
     mg_context_params cp;
     mg_context_params_init(&cp);
     cp.n_ctx = (uint32_t)n;
-    if (!ids || !lg || mg_tokenize(ids, n, &n, tok, text, strlen(text), MG_TOKENIZE_ADD_BOS) ||
-        mg_context_new(&c, m, &cp) || mg_context_eval(c, ids, n, lg, n * info.n_vocab)) {
+    st = !ids || !lg ? MG_E_NOMEM : mg_tokenize(ids, n, &n, tok, text, strlen(text), MG_TOKENIZE_ADD_BOS);
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini convert: --eval: %s\n", mg_status_str(st));
+    } else if (cli_context_new("convert", " for --eval", &c, m, &cp)) {
+        st = MG_E_INVALID_ARG;
+    } else {
+        cli_sigint_begin(c);
+        st = mg_context_eval(c, ids, n, lg, n * info.n_vocab);
+        cli_sigint_end();
+        if (st == MG_E_INTERRUPTED && cli_interrupted())
+            fprintf(stderr, "medgemini convert: --eval: stopped: %s\n", mg_status_str(st));
+        else if (st != MG_OK)
+            fprintf(stderr, "medgemini convert: --eval: the %s model: %s\n", which,
+                    mg_context_errmsg(c));
+    }
+    if (st != MG_OK) {
         free(lg);
         lg = NULL;
     }
@@ -104,12 +132,14 @@ static int run_eval(const char *ref_path, const char *path, const char *prompts)
     mg_model *a = NULL, *b = NULL;
     FILE *f = fopen(prompts, "r");
     if (!f) {
-        fprintf(stderr, "medgemini convert: cannot open %s\n", prompts);
+        fprintf(stderr, "medgemini convert: --eval: cannot open %s: %s\n", prompts,
+                strerror(errno));
         return 1;
     }
-    if (mg_model_load(&a, ref_path, NULL, err, sizeof err) ||
-        mg_model_load(&b, path, NULL, err, sizeof err)) {
-        fprintf(stderr, "medgemini convert: --eval: %s\n", err);
+    mg_status st = mg_model_load(&a, ref_path, NULL, err, sizeof err);
+    if (st == MG_OK) st = mg_model_load(&b, path, NULL, err, sizeof err);
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini convert: --eval: %s (%s)\n", err, mg_status_str(st));
         fclose(f);
         mg_model_free(a);
         return 1;
@@ -123,16 +153,22 @@ static int run_eval(const char *ref_path, const char *path, const char *prompts)
         if (!line[0]) continue;
         size_t ra = 0, rb = 0;
         uint32_t va = 0, vb = 0;
-        float *la = prompt_logits(a, line, &ra, &va), *lb = prompt_logits(b, line, &rb, &vb);
-        if (!la || !lb || ra != rb || va != vb) {
-            fprintf(stderr, "medgemini convert: --eval: cannot evaluate a prompt (tokenizer?)\n");
+        float *la = prompt_logits(a, "lossless", line, &ra, &va);
+        float *lb = la ? prompt_logits(b, "converted", line, &rb, &vb) : NULL;
+        double *pa = lb ? malloc(va * sizeof *pa) : NULL, *pb = lb ? malloc(va * sizeof *pb) : NULL;
+        if (lb && (ra != rb || va != vb || !pa || !pb))
+            fprintf(stderr, "medgemini convert: --eval: %s\n",
+                    !pa || !pb ? mg_status_str(MG_E_NOMEM)
+                               : "the two models tokenize the prompt differently");
+        if (!la || !lb || ra != rb || va != vb || !pa || !pb) {
             free(la);
             free(lb);
-            rc = 1;
+            free(pa);
+            free(pb);
+            rc = cli_interrupted() ? CLI_EXIT_INTERRUPTED : 1;
             break;
         }
-        double *pa = malloc(va * sizeof *pa), *pb = malloc(va * sizeof *pb);
-        for (size_t r = 0; pa && pb && r < ra; r++) {
+        for (size_t r = 0; r < ra; r++) {
             softmax(la + r * va, va, pa);
             softmax(lb + r * va, va, pb);
             double kl = 0;
@@ -148,6 +184,10 @@ static int run_eval(const char *ref_path, const char *path, const char *prompts)
         free(la);
         free(lb);
         n_prompts++;
+    }
+    if (!rc && ferror(f)) {
+        fprintf(stderr, "medgemini convert: --eval: cannot read %s\n", prompts);
+        rc = 1;
     }
     fclose(f);
     if (!rc && rows_all)
@@ -204,10 +244,12 @@ static int convert_main(int argc, char **argv, const char **meta) {
     p.progress = on_tensor;
     p.user_data = &pr;
     char err[1024];
+    cli_sigint_begin(NULL); /* Ctrl-C: on_tensor stops the conversion */
     mg_status st = mg_convert(src, out, &p, err, sizeof err);
+    cli_sigint_end();
     if (st != MG_OK) {
         fprintf(stderr, "medgemini convert: %s (%s)\n", err, mg_status_str(st));
-        return 1;
+        return st == MG_E_INTERRUPTED && cli_interrupted() ? CLI_EXIT_INTERRUPTED : 1;
     }
     fprintf(stderr, "wrote %s; largest relative tensor error %.3g (%s)\n", out, pr.worst,
             pr.worst_name[0] ? pr.worst_name : "-");
@@ -217,10 +259,15 @@ static int convert_main(int argc, char **argv, const char **meta) {
     mg_convert_params q = p;
     q.dtype = MG_DTYPE_F32;
     q.flags = MG_CONVERT_NO_CHECKSUMS;
-    q.progress = NULL;
-    if ((st = mg_convert(src, ref, &q, err, sizeof err)) != MG_OK) {
-        fprintf(stderr, "medgemini convert: --eval: lossless conversion: %s\n", err);
-        return 1;
+    prog quiet = {1, 0, ""};
+    q.user_data = &quiet;
+    cli_sigint_begin(NULL);
+    st = mg_convert(src, ref, &q, err, sizeof err);
+    cli_sigint_end();
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini convert: --eval: lossless conversion: %s (%s)\n", err,
+                mg_status_str(st));
+        return st == MG_E_INTERRUPTED && cli_interrupted() ? CLI_EXIT_INTERRUPTED : 1;
     }
     int rc = run_eval(ref, out, eval);
     unlink(ref);

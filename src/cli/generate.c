@@ -13,9 +13,7 @@
 static int32_t stream(void *user, const char *piece, size_t len, int32_t token) {
     (void)user;
     (void)token;
-    fwrite(piece, 1, len, stdout);
-    fflush(stdout);
-    return 0;
+    return cli_stream(piece, len);
 }
 
 static int parse_ids(const char *s, int32_t **ids, size_t *n) {
@@ -44,15 +42,11 @@ int cli_draft_open(const char *cmd, const char *path, const mg_context_params *c
     char err[512];
     mg_status st = mg_model_load(m, path, NULL, err, sizeof err);
     if (st != MG_OK) {
-        fprintf(stderr, "medgemini %s: draft model %s: %s\n", cmd, path, err);
-        return 1;
-    }
-    if ((st = mg_context_new(c, *m, cp)) != MG_OK) {
-        fprintf(stderr, "medgemini %s: cannot create a context on the draft model: %s\n", cmd,
+        fprintf(stderr, "medgemini %s: draft model %s: %s (%s)\n", cmd, path, err,
                 mg_status_str(st));
         return 1;
     }
-    return 0;
+    return cli_context_new(cmd, " on the draft model", c, *m, cp);
 }
 
 int cli_draft_max(const char *v, unsigned *n) {
@@ -84,7 +78,7 @@ static void usage(void) {
         "  --stop STRING        stop at STRING (repeatable)\n"
         "  --threads N --ctx N  context settings\n"
         "  --kv-bf16            keep the KV cache in bf16 (half the memory)\n"
-        "exit status: 0 done, 1 error, 2 bad usage, 3 answer cut short by a full context\n");
+        CLI_EXIT_TEXT);
 }
 
 int cli_generate(int argc, char **argv) {
@@ -107,7 +101,16 @@ int cli_generate(int argc, char **argv) {
             prompt = a;
             continue;
         }
-        if (!v) { fprintf(stderr, "medgemini generate: %s needs a value\n", a); return 2; }
+        if (!v) {
+            static const char known[] = " -m -p --ids --dump-logits --draft-model --draft-max"
+                                        " --system -n --temp --top-k --top-p --repeat-penalty"
+                                        " --seed --threads --ctx --stop ";
+            if (cli_known_option(a, known))
+                fprintf(stderr, "medgemini generate: %s needs a value\n", a);
+            else
+                fprintf(stderr, "medgemini generate: unknown option %s\n", a);
+            return 2;
+        }
         char *end = NULL;
         if (!strcmp(a, "-m")) model_path = v;
         else if (!strcmp(a, "-p")) prompt = v;
@@ -157,13 +160,10 @@ int cli_generate(int argc, char **argv) {
     int rc = 1;
     mg_status st = mg_model_load(&m, model_path, NULL, err, sizeof err);
     if (st != MG_OK) {
-        fprintf(stderr, "medgemini generate: %s: %s\n", model_path, err);
+        fprintf(stderr, "medgemini generate: %s: %s (%s)\n", model_path, err, mg_status_str(st));
         goto done;
     }
-    if ((st = mg_context_new(&ctx, m, &cp)) != MG_OK) {
-        fprintf(stderr, "medgemini generate: cannot create a context: %s\n", mg_status_str(st));
-        goto done;
-    }
+    if (cli_context_new("generate", NULL, &ctx, m, &cp)) goto done;
     if (draft_path) {
         if (cli_draft_open("generate", draft_path, &cp, &dm, &dctx)) goto done;
         gp.draft = dctx;
@@ -180,38 +180,40 @@ int cli_generate(int argc, char **argv) {
             if (f) fclose(f);
             goto done;
         }
+        cli_sigint_begin(ctx);
         st = mg_context_eval(ctx, ids, n_ids, lg, nf);
-        if (st == MG_OK) {
-            for (size_t t = 0; t < n_ids; t++) {
-                for (uint32_t v = 0; v < mi.n_vocab; v++)
-                    fprintf(f, v ? " %.9g" : "%.9g", lg[t * mi.n_vocab + v]);
-                fputc('\n', f);
-            }
+        cli_sigint_end();
+        int werr = 0;
+        for (size_t t = 0; st == MG_OK && !werr && t < n_ids; t++) {
+            for (uint32_t v = 0; v < mi.n_vocab; v++)
+                fprintf(f, v ? " %.9g" : "%.9g", lg[t * mi.n_vocab + v]);
+            if (fputc('\n', f) == EOF) werr = errno ? errno : EIO;
         }
         free(lg);
-        if (fclose(f) != 0 || st != MG_OK) {
-            fprintf(stderr, "medgemini generate: logits: %s\n",
-                    st != MG_OK ? mg_context_errmsg(ctx) : strerror(errno));
+        if (!werr && ferror(f)) werr = errno ? errno : EIO;
+        if (fclose(f) != 0 && !werr) werr = errno ? errno : EIO;
+        if (st != MG_OK) {
+            if (st == MG_E_INTERRUPTED && cli_interrupted()) {
+                fprintf(stderr, "medgemini generate: logits: stopped: %s\n", mg_status_str(st));
+                rc = CLI_EXIT_INTERRUPTED;
+            } else {
+                fprintf(stderr, "medgemini generate: logits: %s\n", mg_context_errmsg(ctx));
+            }
+            goto done;
+        }
+        if (werr) {
+            fprintf(stderr, "medgemini generate: cannot write %s: %s\n", dump, strerror(werr));
             goto done;
         }
     }
     char *text = NULL;
+    cli_sigint_begin(ctx);
     st = ids ? mg_generate_ids(&text, ctx, ids, n_ids, &gp) : mg_generate(&text, ctx, prompt, &gp);
-    if (text) fputc('\n', stdout); /* no answer, no line */
+    cli_sigint_end();
+    cli_stream_end(text); /* no answer, no line */
     int text_seen = text != NULL;
     mg_string_free(text);
-    if (st == MG_E_CONTEXT_FULL && text_seen) {
-        /* the answer so far is on stdout; say why it stops there */
-        fprintf(stderr, "medgemini generate: answer cut short: %s (a larger --ctx holds more)\n",
-                mg_context_errmsg(ctx));
-        rc = CLI_EXIT_PARTIAL;
-        goto done;
-    }
-    if (st != MG_OK) {
-        fprintf(stderr, "medgemini generate: %s\n", mg_context_errmsg(ctx));
-        goto done;
-    }
-    rc = 0;
+    rc = cli_gen_result("generate", NULL, st, text_seen, ctx);
 done:
     free(ids);
     mg_context_free(ctx);

@@ -72,9 +72,9 @@ static int write_pnm(const char *path, const mg_image_info *info,
                 strerror(errno));
         return 1;
     }
-    fprintf(f, "P%c\n%u %u\n%u\n", gray ? '5' : '6', (unsigned)info->width,
-            (unsigned)info->height, wide ? 65535u : 255u);
-    int bad = 0;
+    errno = 0;
+    int bad = fprintf(f, "P%c\n%u %u\n%u\n", gray ? '5' : '6', (unsigned)info->width,
+                      (unsigned)info->height, wide ? 65535u : 255u) < 0;
     if (wide) { /* PNM stores 16-bit samples most significant byte first */
         const uint16_t *s = (const uint16_t *)(const void *)px;
         for (size_t i = 0; i < size / 2 && !bad; i++) {
@@ -82,12 +82,13 @@ static int write_pnm(const char *path, const mg_image_info *info,
                                   (unsigned char)(s[i] & 0xFF)};
             bad = fwrite(b, 1, 2, f) != 2;
         }
-    } else {
+    } else if (!bad) {
         bad = fwrite(px, 1, size, f) != size;
     }
-    if (fclose(f) != 0) bad = 1;
-    if (bad) {
-        fprintf(stderr, "medgemini image: error writing '%s'\n", path);
+    int e = bad || ferror(f) ? (errno ? errno : EIO) : 0;
+    if (fclose(f) != 0 && !e) e = errno ? errno : EIO;
+    if (e) {
+        fprintf(stderr, "medgemini image: cannot write '%s': %s\n", path, strerror(e));
         return 1;
     }
     return 0;
@@ -187,21 +188,27 @@ int cli_image(int argc, char **argv) {
     mg_image_info in;
     memset(&in, 0, sizeof in);
     in.struct_size = sizeof in;
-    mg_image_info_get(&in, img);
+    if ((st = mg_image_info_get(&in, img)) != MG_OK) {
+        fprintf(stderr, "medgemini image: %s: %s\n", path, mg_status_str(st));
+        mg_image_free(img);
+        return 1;
+    }
     int rc = 0;
     if (info) print_info(img, &in);
     if (out) {
         size_t need = 0;
-        mg_image_copy_pixels(NULL, 0, &need, img);
-        unsigned char *px = malloc(need ? need : 1);
-        if (!px) {
-            fprintf(stderr, "medgemini image: out of memory\n");
-            rc = 1;
-        } else {
-            mg_image_copy_pixels(px, need, NULL, img);
+        st = mg_image_copy_pixels(NULL, 0, &need, img);
+        unsigned char *px = st == MG_OK || st == MG_E_BUFFER_TOO_SMALL ? malloc(need ? need : 1)
+                                                                       : NULL;
+        if (px && (st = mg_image_copy_pixels(px, need, NULL, img)) == MG_OK) {
             rc = write_pnm(out, &in, px, need);
-            free(px);
+        } else {
+            fprintf(stderr, "medgemini image: %s: %s\n", path,
+                    mg_status_str(px || (st != MG_OK && st != MG_E_BUFFER_TOO_SMALL) ? st
+                                                                                     : MG_E_NOMEM));
+            rc = 1;
         }
+        free(px);
     }
     mg_image_free(img);
     return rc;

@@ -53,7 +53,10 @@ static void usage(FILE *f) {
         "                    override one dimension of the text decoder's shape\n"
         "  --window N, --pattern N   sliding window and global-layer period\n"
         "  --attn-softcap X, --final-softcap X   logit soft-capping (0 = off)\n"
-        "  --list-shapes     print the named shapes\n");
+        "  --list-shapes     print the named shapes\n"
+        "\n"
+        "Every command says on stderr what went wrong (also output it could not write)\n"
+        CLI_EXIT_TEXT);
 }
 
 static int cmd_version(void) {
@@ -135,9 +138,14 @@ static int cmd_info(int argc, char **argv) {
     if (verify) printf("checksums: verified\n");
 
     printf("\nmetadata (%" PRIu64 " keys):\n", mi.n_metadata);
+    int rc = 0;
     for (uint64_t i = 0; i < mi.n_metadata; i++) {
         const char *key; int32_t type, et; uint64_t n;
-        if (mg_model_meta_entry(&key, &type, &et, &n, m, i) != MG_OK) continue;
+        if ((st = mg_model_meta_entry(&key, &type, &et, &n, m, i)) != MG_OK) {
+            fprintf(stderr, "medgemini info: metadata entry %" PRIu64 ": %s\n", i, mg_status_str(st));
+            rc = 1;
+            continue;
+        }
         printf("  %s = ", key);
         print_meta_value(m, key, type, et, n, all);
         printf("\n");
@@ -148,7 +156,11 @@ static int cmd_info(int argc, char **argv) {
            "offset", "stored", "crc32c", "zstd");
     for (uint64_t i = 0; i < mi.n_tensors; i++) {
         mg_tensor_info t = {.struct_size = sizeof t};
-        if (mg_model_tensor_at(&t, m, i) != MG_OK) continue;
+        if ((st = mg_model_tensor_at(&t, m, i)) != MG_OK) {
+            fprintf(stderr, "medgemini info: tensor %" PRIu64 ": %s\n", i, mg_status_str(st));
+            rc = 1;
+            continue;
+        }
         char shape[96];
         int w = 0;
         for (uint32_t d = 0; d < t.n_dims && w < (int)sizeof shape - 24; d++)
@@ -158,24 +170,22 @@ static int cmd_info(int argc, char **argv) {
                t.crc32c, t.compressed ? "yes" : "no");
     }
     mg_model_free(m);
-    return 0;
+    return rc;
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2) { usage(stderr); return 2; }
-    const char *cmd = argv[1];
-    if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
-    if (!strcmp(cmd, "mkmodel")) return cli_mkmodel(argc - 2, argv + 2);
-    if (!strcmp(cmd, "tokenize")) return cli_tokenize(argc - 2, argv + 2);
-    if (!strcmp(cmd, "prs")) return cli_prs(argc - 2, argv + 2);
-    if (!strcmp(cmd, "generate")) return cli_generate(argc - 2, argv + 2);
-    if (!strcmp(cmd, "image")) return cli_image(argc - 2, argv + 2);
-    if (!strcmp(cmd, "volume")) return cli_volume(argc - 2, argv + 2);
-    if (!strcmp(cmd, "study")) return cli_study(argc - 2, argv + 2);
-    if (!strcmp(cmd, "convert")) return cli_convert(argc - 2, argv + 2);
-    if (!strcmp(cmd, "report")) return cli_report(argc - 2, argv + 2);
-    if (!strcmp(cmd, "vqa")) return cli_vqa(argc - 2, argv + 2);
-    if (!strcmp(cmd, "chat")) return cli_chat(argc - 2, argv + 2);
+static int dispatch(const char *cmd, int argc, char **argv) {
+    if (!strcmp(cmd, "info")) return cmd_info(argc, argv);
+    if (!strcmp(cmd, "mkmodel")) return cli_mkmodel(argc, argv);
+    if (!strcmp(cmd, "tokenize")) return cli_tokenize(argc, argv);
+    if (!strcmp(cmd, "prs")) return cli_prs(argc, argv);
+    if (!strcmp(cmd, "generate")) return cli_generate(argc, argv);
+    if (!strcmp(cmd, "image")) return cli_image(argc, argv);
+    if (!strcmp(cmd, "volume")) return cli_volume(argc, argv);
+    if (!strcmp(cmd, "study")) return cli_study(argc, argv);
+    if (!strcmp(cmd, "convert")) return cli_convert(argc, argv);
+    if (!strcmp(cmd, "report")) return cli_report(argc, argv);
+    if (!strcmp(cmd, "vqa")) return cli_vqa(argc, argv);
+    if (!strcmp(cmd, "chat")) return cli_chat(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return cmd_version();
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
@@ -184,4 +194,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "medgemini: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    /* every command's output is checked once more here: a failed write
+     * (a full disk, an I/O error) is an error, not a quiet success; a
+     * reader that went away (SIGPIPE) ends the program as usual */
+    int rc = dispatch(argv[1], argc - 2, argv + 2);
+    const char *name = argv[1]; /* "--version" as "version", "-h" as "help" */
+    while (*name == '-') name++;
+    return cli_finish(!strcmp(name, "h") ? "help" : name, rc);
 }

@@ -322,7 +322,11 @@ static int write_meta(mg_writer *w, const shape *s, int vision, const char *dtyp
 static int write_genome(mg_writer *w, const shape *s, int64_t T, int64_t C) {
     int64_t S = s->v_image, g = 1;
     while (g <= S && (g * g < T || S % g)) g++;
-    if (g > S) return -1;
+    if (g > S) {
+        fprintf(stderr, "medgemini mkmodel: --genome: %" PRId64 " traits do not fit a square grid "
+                "dividing the image size %" PRId64 "\n", T, S);
+        return -2;
+    }
     char **names = calloc((size_t)(T + C), sizeof *names);
     double *ms = calloc((size_t)(2 * T * C), sizeof *ms);
     int ok = names && ms;
@@ -482,16 +486,21 @@ int cli_mkmodel(int argc, char **argv) {
 
     char err[512];
     mg_writer *w = NULL;
-    if (mg_writer_open(&w, out, compress ? MG_WRITE_COMPRESS : 0, err, sizeof err) != MG_OK) {
-        fprintf(stderr, "medgemini mkmodel: %s: %s\n", out, err);
+    mg_status st = mg_writer_open(&w, out, compress ? MG_WRITE_COMPRESS : 0, err, sizeof err);
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini mkmodel: %s: %s (%s)\n", out, err, mg_status_str(st));
         return 1;
     }
     gen g = {w, dtype, (uint64_t)seed, 0};
-    if (write_meta(w, &s, vision, dtype_name) != 0 ||
-        (gtraits && write_genome(w, &s, gtraits, gthresh) != 0)) {
-        fprintf(stderr, "medgemini mkmodel: metadata: %s\n", mg_writer_errmsg(w));
+    int mr = write_meta(w, &s, vision, dtype_name);
+    if (!mr && gtraits) mr = write_genome(w, &s, gtraits, gthresh);
+    if (mr) {
+        const char *why = mg_writer_errmsg(w); /* "" when the failure was ours (memory) */
+        if (mr != -2)
+            fprintf(stderr, "medgemini mkmodel: metadata: %s\n",
+                    *why ? why : mg_status_str(MG_E_NOMEM));
         mg_writer_free(w);
-        return 1;
+        return mr == -2 ? 2 : 1;
     }
     all_tensors(&g, 0, &s, vision);
     all_tensors(&g, 1, &s, vision);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -26,7 +27,9 @@ static void usage(FILE *f) {
         "  (metadata genome.question), individuals in input order. With genotypes the\n"
         "  scores are computed first (--score: the scoring files whose columns the model\n"
         "  reads); a .sscore file gives them directly (the model's genome.score_column,\n"
-        "  SUM or AVG, is read).\n");
+        "  SUM or AVG, is read).\n"
+        "  On any error (also Ctrl-C) no .risk file is left.\n"
+        CLI_EXIT_TEXT);
 }
 
 /* The individuals' scores: n x k values, their names and IDs. */
@@ -72,7 +75,7 @@ static size_t split(char *line, char **f, size_t cap) {
 static int read_sscore(table *t, const char *path, const char *suffix) {
     FILE *f = fopen(path, "r");
     if (!f) {
-        fprintf(stderr, "prs predict: cannot open '%s': %s\n", path, strerror(errno));
+        fprintf(stderr, "medgemini prs predict: cannot open '%s': %s\n", path, strerror(errno));
         return 1;
     }
     char *line = NULL;
@@ -96,7 +99,7 @@ static int read_sscore(table *t, const char *path, const char *suffix) {
             nf = split(line, fields, tabs);
             if (!strcmp(fields[0], "#FID") && nf > 1 && !strcmp(fields[1], "IID")) has_fid = 1;
             else if (strcmp(fields[0], "#IID")) {
-                fprintf(stderr, "prs predict: %s: the header must start with #FID IID or #IID\n",
+                fprintf(stderr, "medgemini prs predict: %s: the header must start with #FID IID or #IID\n",
                         path);
                 goto out;
             }
@@ -110,7 +113,7 @@ static int read_sscore(table *t, const char *path, const char *suffix) {
             }
             t->k = ncol;
             if (!ncol) {
-                fprintf(stderr, "prs predict: %s has no column ending in _%s\n", path, suffix);
+                fprintf(stderr, "medgemini prs predict: %s has no column ending in _%s\n", path, suffix);
                 goto out;
             }
             continue;
@@ -119,7 +122,7 @@ static int read_sscore(table *t, const char *path, const char *suffix) {
         if (!row) goto oom;
         size_t got = split(line, row, nf);
         if (got != nf) {
-            fprintf(stderr, "prs predict: %s line %zu: %zu fields, the header has %zu\n", path,
+            fprintf(stderr, "medgemini prs predict: %s line %zu: %zu fields, the header has %zu\n", path,
                     lineno, got, nf);
             free(row);
             goto out;
@@ -142,7 +145,7 @@ static int read_sscore(table *t, const char *path, const char *suffix) {
             if (end == s || *end) {
                 if (!strcmp(s, "nan") || !strcmp(s, "NA") || !strcmp(s, "NaN")) x = NAN;
                 else {
-                    fprintf(stderr, "prs predict: %s line %zu: '%s' is not a number\n", path,
+                    fprintf(stderr, "medgemini prs predict: %s line %zu: '%s' is not a number\n", path,
                             lineno, s);
                     free(row);
                     goto out;
@@ -152,12 +155,12 @@ static int read_sscore(table *t, const char *path, const char *suffix) {
         }
         free(row);
     }
-    if (!fields) fprintf(stderr, "prs predict: %s is empty\n", path);
-    else if (!t->n) fprintf(stderr, "prs predict: %s has no individuals\n", path);
+    if (!fields) fprintf(stderr, "medgemini prs predict: %s is empty\n", path);
+    else if (!t->n) fprintf(stderr, "medgemini prs predict: %s has no individuals\n", path);
     else rc = 0;
     goto out;
 oom:
-    fprintf(stderr, "prs predict: out of memory\n");
+    fprintf(stderr, "medgemini prs predict: out of memory\n");
 out:
     free(line);
     free(fields);
@@ -175,14 +178,14 @@ static int compute_scores(table *t, const char *bfile, const char *vcf, const ch
     mg_status st = vcf ? mg_prs_open_vcf(&prs, vcf, pp, err, sizeof err)
                        : mg_prs_open_plink(&prs, bfile, pp, err, sizeof err);
     if (st) {
-        fprintf(stderr, "prs predict: %s\n", err);
+        fprintf(stderr, "medgemini prs predict: %s (%s)\n", err, mg_status_str(st));
         return 1;
     }
     if (freq) st = mg_prs_read_freq(prs, freq);
     for (size_t i = 0; i < n_files && !st; i++) st = mg_prs_add_scores(prs, NULL, files[i]);
     if (!st) st = mg_prs_compute(prs);
     if (st) {
-        fprintf(stderr, "prs predict: %s (%s)\n", mg_prs_errmsg(prs), mg_status_str(st));
+        fprintf(stderr, "medgemini prs predict: %s (%s)\n", mg_prs_errmsg(prs), mg_status_str(st));
         mg_prs_free(prs);
         return 1;
     }
@@ -205,7 +208,7 @@ static int compute_scores(table *t, const char *bfile, const char *vcf, const ch
         rc = mg_prs_sample_id(&f, &d, prs, i) != MG_OK || !(t->fid[i] = dup(f, strlen(f))) ||
              !(t->iid[i] = dup(d, strlen(d)));
     }
-    if (rc) fprintf(stderr, "prs predict: out of memory\n");
+    if (rc) fprintf(stderr, "medgemini prs predict: out of memory\n");
     free(col);
     mg_prs_free(prs);
     return rc;
@@ -229,13 +232,16 @@ int cli_prs_predict(int argc, char **argv) {
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     mg_prs_params pp;
     mg_prs_params_init(&pp);
-    if (!files) return 1;
+    if (!files) {
+        fprintf(stderr, "medgemini prs predict: %s\n", mg_status_str(MG_E_NOMEM));
+        return 1;
+    }
     int rc = 2;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); rc = 0; goto args; }
         if (!strcmp(a, "--no-mean-imputation")) { pp.flags |= MG_PRS_NO_MEAN_IMPUTATION; continue; }
-        if (!v) { fprintf(stderr, "prs predict: %s needs a value\n", a); goto args; }
+        if (!v) { fprintf(stderr, "medgemini prs predict: %s needs a value\n", a); goto args; }
         i++;
         if (!strcmp(a, "--bfile")) bfile = v;
         else if (!strcmp(a, "--vcf")) vcf = v;
@@ -245,20 +251,20 @@ int cli_prs_predict(int argc, char **argv) {
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--read-freq")) freq = v;
         else if (!strcmp(a, "--outcome")) {
-            if (n_out == MAX_OUTCOMES) { fprintf(stderr, "prs predict: at most %d outcomes\n", MAX_OUTCOMES); goto args; }
-            if (!*v) { fprintf(stderr, "prs predict: an empty --outcome\n"); goto args; }
+            if (n_out == MAX_OUTCOMES) { fprintf(stderr, "medgemini prs predict: at most %d outcomes\n", MAX_OUTCOMES); goto args; }
+            if (!*v) { fprintf(stderr, "medgemini prs predict: an empty --outcome\n"); goto args; }
             outcomes[n_out++] = v;
         } else if (!strcmp(a, "--min-overlap") || !strcmp(a, "--threads")) {
             char *end;
             double x = strtod(v, &end);
             if (end == v || *end || x < 0 || (a[2] == 't' && x > 1024)) {
-                fprintf(stderr, "prs predict: bad %s %s\n", a, v);
+                fprintf(stderr, "medgemini prs predict: bad %s %s\n", a, v);
                 goto args;
             }
             if (a[2] == 't') pp.n_threads = (uint32_t)x;
             else pp.min_overlap = x;
         } else {
-            fprintf(stderr, "prs predict: unknown option %s\n", a);
+            fprintf(stderr, "medgemini prs predict: unknown option %s\n", a);
             usage(stderr);
             goto args;
         }
@@ -278,15 +284,23 @@ int cli_prs_predict(int argc, char **argv) {
     FILE *f = NULL;
     char *path = NULL;
     int created = 0;
-    if (mg_model_load(&m, model_path, NULL, err, sizeof err) != MG_OK) {
-        fprintf(stderr, "prs predict: %s: %s\n", model_path, err);
+    mg_status ls = mg_model_load(&m, model_path, NULL, err, sizeof err);
+    if (ls != MG_OK) {
+        fprintf(stderr, "medgemini prs predict: %s: %s (%s)\n", model_path, err, mg_status_str(ls));
         goto done;
     }
     const char *column = "SUM", *tmpl = "Does this individual have {outcome}?";
-    mg_model_meta_string(&column, m, "genome.score_column");
-    mg_model_meta_string(&tmpl, m, "genome.question");
+    static const char *const keys[2] = {"genome.score_column", "genome.question"};
+    for (int k = 0; k < 2; k++) { /* absent: the default; present, it must be a string */
+        mg_status ms = mg_model_meta_string(k ? &tmpl : &column, m, keys[k]);
+        if (ms != MG_OK && ms != MG_E_NOT_FOUND) {
+            fprintf(stderr, "medgemini prs predict: %s: %s: %s\n", model_path, keys[k],
+                    mg_status_str(ms));
+            goto done;
+        }
+    }
     if (strcmp(column, "SUM") && strcmp(column, "AVG")) {
-        fprintf(stderr, "prs predict: the model's genome.score_column is '%s' (SUM or AVG)\n", column);
+        fprintf(stderr, "medgemini prs predict: the model's genome.score_column is '%s' (SUM or AVG)\n", column);
         goto done;
     }
     if (sscore ? read_sscore(&t, sscore, column)
@@ -295,10 +309,7 @@ int cli_prs_predict(int argc, char **argv) {
         goto done;
     mg_context_params cp;
     mg_context_params_init(&cp);
-    if (mg_context_new(&ctx, m, &cp) != MG_OK) {
-        fprintf(stderr, "prs predict: cannot create a context\n");
-        goto done;
-    }
+    if (cli_context_new("prs predict", NULL, &ctx, m, &cp)) goto done;
     for (size_t q = 0; q < n_out; q++)
         if (!(qs[q] = question(tmpl, outcomes[q]))) goto oom;
     size_t np = strlen(out) + 8;
@@ -307,20 +318,26 @@ int cli_prs_predict(int argc, char **argv) {
     if (!risk || !path) goto oom;
     snprintf(path, np, "%s.risk", out);
     if (!(f = fopen(path, "w"))) {
-        fprintf(stderr, "prs predict: cannot create '%s': %s\n", path, strerror(errno));
+        fprintf(stderr, "medgemini prs predict: cannot create '%s': %s\n", path, strerror(errno));
         goto done;
     }
     created = 1;
+    errno = 0;
     fprintf(f, "#FID\tIID");
     for (size_t q = 0; q < n_out; q++) fprintf(f, "\t%s", outcomes[q]);
     fputc('\n', f);
     for (size_t i0 = 0; i0 < t.n; i0 += CHUNK) {
         size_t n = t.n - i0 < CHUNK ? t.n - i0 : CHUNK;
-        mg_status st = mg_prs_predict_batch(risk, ctx, t.v + i0 * t.k, n,
-                                            (const char *const *)t.names, t.k,
-                                            (const char *const *)qs, n_out);
+        cli_sigint_begin(ctx);
+        mg_status st = cli_interrupted() ? MG_E_INTERRUPTED
+                       : mg_prs_predict_batch(risk, ctx, t.v + i0 * t.k, n,
+                                              (const char *const *)t.names, t.k,
+                                              (const char *const *)qs, n_out);
+        cli_sigint_end();
         if (st != MG_OK) {
-            fprintf(stderr, "prs predict: %s\n", mg_context_errmsg(ctx));
+            char item[80];
+            snprintf(item, sizeof item, "individuals %zu-%zu of %zu", i0 + 1, i0 + n, t.n);
+            rc = cli_gen_result("prs predict", item, st, 0, ctx);
             goto done;
         }
         for (size_t i = 0; i < n; i++) {
@@ -329,21 +346,23 @@ int cli_prs_predict(int argc, char **argv) {
             fputc('\n', f);
         }
     }
-    if (fclose(f)) {
-        f = NULL;
-        fprintf(stderr, "prs predict: error writing '%s'\n", path);
+    int e = ferror(f) ? (errno ? errno : EIO) : 0;
+    if (fclose(f) && !e) e = errno ? errno : EIO;
+    f = NULL;
+    if (e) {
+        fprintf(stderr, "medgemini prs predict: cannot write '%s': %s\n", path, strerror(e));
         goto done;
     }
-    f = NULL;
-    fprintf(stderr, "prs predict: %zu individuals, %zu outcomes, %zu scores -> %s\n", t.n, n_out,
+    fprintf(stderr, "medgemini prs predict: %zu individuals, %zu outcomes, %zu scores -> %s\n", t.n, n_out,
             t.k, path);
     rc = 0;
     goto done;
 oom:
-    fprintf(stderr, "prs predict: out of memory\n");
+    fprintf(stderr, "medgemini prs predict: out of memory\n");
 done:
     if (f) fclose(f);
-    if (rc && created) remove(path); /* no partial results */
+    struct stat sb; /* no partial results (a regular file: not a device given as --out) */
+    if (rc && created && stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) remove(path);
     for (size_t q = 0; q < n_out; q++) free(qs[q]);
     free(risk);
     free(path);

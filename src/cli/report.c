@@ -3,6 +3,7 @@
  * stdout. */
 #include "medgemini.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,9 +34,7 @@ static int32_t stream(void *user, const char *piece, size_t len, int32_t token) 
     double t = now_s();
     if (s->n++ == 0) s->first = t;
     s->last = t;
-    fwrite(piece, 1, len, stdout);
-    fflush(stdout);
-    return 0;
+    return cli_stream(piece, len);
 }
 
 /* The progress bar on stderr (--progress, or by default when stderr is a
@@ -88,7 +87,9 @@ static void usage(const char *cmd) {
         fprintf(stderr, "usage: medgemini vqa IMAGE... -q QUESTION [-q QUESTION...] -m MODEL.mgm "
                         "[options]\n"
                         "  -q QUESTION          may be repeated: each is answered on its own\n"
-                        "                       (printed as \"Q: ...\" and \"A: ...\" lines)\n");
+                        "                       (printed as \"Q: ...\" and \"A: ...\" lines); an\n"
+                        "                       answer cut short is said on stderr and the next\n"
+                        "                       question asked; any other error stops there\n");
     else
         fprintf(stderr, "usage: medgemini report IMAGE... -m MODEL.mgm [options]\n"
                         "       medgemini report (SERIES_DIR... | VOLUME.nii[.gz]) -m MODEL.mgm "
@@ -97,7 +98,9 @@ static void usage(const char *cmd) {
                         "  --sr OUT.dcm         also write the report as a DICOM Basic Text SR in\n"
                         "                       the study of the DICOM inputs (docs/DICOM.md)\n"
                         "Folders or a DICOMDIR of several studies (or of radiographs): one report\n"
-                        "per study (medgemini study lists them); --sr then names a folder\n"
+                        "per study (medgemini study lists them); --sr then names a folder. A study\n"
+                        "that fails is named on stderr and the next one reported; the exit status\n"
+                        "is then that of the worst (a count of failed studies ends stderr)\n"
                         "  --prior              also give the model the patient's prior study's\n"
                         "                       frontal view (after the study's own images)\n");
     fprintf(stderr,
@@ -127,21 +130,33 @@ static void usage(const char *cmd) {
         "  --window W           auto (default: CT windows for CT, else min-max), ct, minmax\n"
         "  --as-stored          slices in voxel order, not turned to the radiological view\n"
         "  --series UID         the DICOM series to read (default: the largest)\n"
-        "exit status: 0 done, 1 error, 2 bad usage, 3 answer cut short by a full context\n");
+        CLI_EXIT_TEXT);
 }
 
 /* --prompt-ids: the context's tokens, one id a line. */
 static int write_ids(const char *cmd, const char *path, mg_context *ctx) {
     size_t n = 0;
-    mg_context_tokens(NULL, 0, &n, ctx);
-    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
-    FILE *f = ids ? fopen(path, "w") : NULL;
-    int bad = !f || mg_context_tokens(ids, n, &n, ctx) != MG_OK;
-    for (size_t i = 0; !bad && i < n; i++) bad = fprintf(f, "%d\n", (int)ids[i]) < 0;
-    if (f && fclose(f)) bad = 1;
+    mg_status st = mg_context_tokens(NULL, 0, &n, ctx);
+    int32_t *ids = st == MG_OK || st == MG_E_BUFFER_TOO_SMALL ? malloc((n ? n : 1) * sizeof *ids)
+                                                               : NULL;
+    if (ids && (st = mg_context_tokens(ids, n, &n, ctx)) != MG_OK) {
+        free(ids);
+        ids = NULL;
+    }
+    if (!ids) {
+        fprintf(stderr, "medgemini %s: --prompt-ids: %s\n", cmd,
+                mg_status_str(st == MG_OK || st == MG_E_BUFFER_TOO_SMALL ? MG_E_NOMEM : st));
+        return 1;
+    }
+    FILE *f = fopen(path, "w");
+    int e = f ? 0 : errno;
+    for (size_t i = 0; f && !e && i < n; i++)
+        if (fprintf(f, "%d\n", (int)ids[i]) < 0) e = errno ? errno : EIO;
+    if (f && !e && ferror(f)) e = errno ? errno : EIO;
+    if (f && fclose(f) && !e) e = errno ? errno : EIO;
     free(ids);
-    if (bad) fprintf(stderr, "medgemini %s: cannot write %s\n", cmd, path);
-    return bad;
+    if (e) fprintf(stderr, "medgemini %s: cannot write %s: %s\n", cmd, path, strerror(e));
+    return e != 0;
 }
 
 /* `medgemini chat`: one message per stdin line, the images with the first. */
@@ -152,8 +167,16 @@ static int chat_loop(mg_context *ctx, mg_image **imgs, size_t n_imgs, mg_gen_par
     int first = 1, rc = 0, tty = isatty(0);
     for (;;) {
         if (tty) fputs("> ", stderr);
+        errno = 0;
         ssize_t len = getline(&line, &cap, stdin);
-        if (len < 0) break;
+        if (len < 0) {
+            if (ferror(stdin)) {
+                fprintf(stderr, "medgemini chat: cannot read standard input: %s\n",
+                        strerror(errno ? errno : EIO));
+                rc = cli_worse(rc, CLI_EXIT_ERROR);
+            }
+            break;
+        }
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
         if (!len) continue;
         if (!strcmp(line, "/reset")) {
@@ -164,23 +187,25 @@ static int chat_loop(mg_context *ctx, mg_image **imgs, size_t n_imgs, mg_gen_par
         char *text = NULL;
         double t0 = now_s();
         ts->n = 0;
+        cli_sigint_begin(ctx);
         mg_status st = mg_chat(&text, ctx, first ? (const mg_image *const *)imgs : NULL,
                                first ? n_imgs : 0, line, gp);
+        cli_sigint_end();
         bar_clear(pb);
-        if (text) fputc('\n', stdout);
-        fflush(stdout);
+        cli_stream_end(text);
         if (want_stats)
             fprintf(stderr, "stats: first token after %.2f s, %llu tokens, %u in the context\n",
                     ts->n ? ts->first - t0 : now_s() - t0, (unsigned long long)ts->n,
                     mg_context_n_tokens(ctx));
         int partial = text != NULL;
         mg_string_free(text);
-        if (st == MG_E_CONTEXT_FULL && partial) {
-            fprintf(stderr, "medgemini chat: answer cut short: %s\n", mg_context_errmsg(ctx));
-            rc = CLI_EXIT_PARTIAL;
-        } else if (st != MG_OK) {
-            fprintf(stderr, "medgemini chat: %s\n", mg_context_errmsg(ctx));
-            rc = 1;
+        /* an answer cut short by a full context: the conversation goes on
+         * (mg_chat drops old exchanges); anything else ends it */
+        int r = cli_gen_result("chat", NULL, st, partial, ctx);
+        rc = cli_worse(rc, r);
+        if (r != CLI_EXIT_OK && r != CLI_EXIT_PARTIAL) break;
+        if ((r = cli_should_stop("chat")) != CLI_EXIT_OK) {
+            rc = cli_worse(rc, r);
             break;
         }
         first = 0;
@@ -202,8 +227,9 @@ static int sr_files(const char *cmd, const char *out, const char *text, const ch
         for (size_t l = 64; l && (unsigned char)name[l - 1] >= 0x80;) name[--l] = '\0';
     srp.model_name = name;
     char err[512];
-    if (mg_sr_write(out, text, src, n, &srp, err, sizeof err) != MG_OK) {
-        fprintf(stderr, "medgemini %s: --sr %s: %s\n", cmd, out, err);
+    mg_status st = mg_sr_write(out, text, src, n, &srp, err, sizeof err);
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini %s: --sr %s: %s (%s)\n", cmd, out, err, mg_status_str(st));
         return 1;
     }
     return 0;
@@ -278,7 +304,7 @@ static void free_lines(char **v) {
 static int report_studies(mg_context *ctx, mg_studies *st, mg_gen_params *gp,
                           const mg_slice_params *sp, const mg_volume_params *vp, bar *pb,
                           const char *sr_path, const char *model_path, int with_prior) {
-    size_t ns = mg_studies_count(st);
+    size_t ns = mg_studies_count(st), n_failed = 0, n_done = 0;
     struct stat sb;
     int sr_dir = sr_path && stat(sr_path, &sb) == 0 && S_ISDIR(sb.st_mode);
     if (sr_path && ns > 1 && !sr_dir) {
@@ -288,17 +314,27 @@ static int report_studies(mg_context *ctx, mg_studies *st, mg_gen_params *gp,
     }
     int rc = 0;
     for (size_t i = 0; i < ns; i++) {
+        int stop = cli_should_stop("report");
+        if (stop) {
+            rc = cli_worse(rc, stop);
+            break;
+        }
         const char *kind = mg_studies_get(st, i, -1, "kind"), *uid = mg_studies_get(st, i, -1, "study_uid");
+        if (!kind) kind = "-";
+        if (!uid) uid = "-";
         printf("%s== study %zu of %zu: %s (patient %s, %s, %s)\n", i ? "\n" : "", i + 1, ns, uid,
                mg_studies_get(st, i, -1, "patient_id") ? mg_studies_get(st, i, -1, "patient_id") : "-",
                mg_studies_get(st, i, -1, "date") ? mg_studies_get(st, i, -1, "date") : "no date", kind);
         fflush(stdout);
+        n_done++;
         char **files = NULL;
         size_t nf = 0;
         mg_image *imgs[3] = {NULL, NULL, NULL};
         mg_volume *vol = NULL;
-        char err[512], *text = NULL;
+        char err[512] = "", *text = NULL;
+        const char *bad_path = NULL; /* the input that failed to load */
         mg_status s = MG_OK;
+        int r = CLI_EXIT_OK, generated = 0;
         if (!strcmp(kind, "volume")) {
             size_t best = 0, best_n = 0; /* the largest volume series */
             for (size_t k = 0; k < mg_studies_series_count(st, i); k++) {
@@ -309,57 +345,89 @@ static int report_studies(mg_context *ctx, mg_studies *st, mg_gen_params *gp,
                 free_lines(f);
             }
             files = split_lines(mg_studies_get(st, i, (int64_t)best, "files"), &nf);
-            if (!files) { rc = 1; break; }
-            s = mg_volume_load_dicom(&vol, (const char *const *)files + 1, nf, vp, err, sizeof err);
-            if (s == MG_OK) s = mg_generate_report_volume(&text, ctx, vol, sp, gp);
+            if (!files) s = MG_E_NOMEM, snprintf(err, sizeof err, "%s", mg_status_str(s));
+            if (s == MG_OK)
+                s = mg_volume_load_dicom(&vol, (const char *const *)files + 1, nf, vp, err, sizeof err);
+            if (s == MG_OK) {
+                cli_sigint_begin(ctx);
+                s = mg_generate_report_volume(&text, ctx, vol, sp, gp);
+                cli_sigint_end();
+                generated = 1;
+            }
         } else if (!strcmp(kind, "radiograph")) {
             const char *v[2] = {mg_studies_get(st, i, -1, "frontal"), mg_studies_get(st, i, -1, "lateral")};
             char both[8192];
             snprintf(both, sizeof both, "%s%s%s", v[0] ? v[0] : "", v[0] && v[1] ? "\n" : "",
                      v[1] ? v[1] : "");
             files = split_lines(both, &nf);
-            if (!files) { rc = 1; break; }
+            if (!files) s = MG_E_NOMEM, snprintf(err, sizeof err, "%s", mg_status_str(s));
             for (size_t k = 0; k < nf && s == MG_OK; k++)
-                s = mg_image_load_file(&imgs[k], files[k + 1], NULL, err, sizeof err);
+                if ((s = mg_image_load_file(&imgs[k], files[k + 1], NULL, err, sizeof err)) != MG_OK)
+                    bad_path = files[k + 1];
             /* --prior: the prior study's frontal view after this study's
              * images (not part of the SR's evidence: another study) */
             const char *pi = with_prior ? mg_studies_get(st, i, -1, "prior") : NULL;
             const char *pf = pi ? mg_studies_get(st, (size_t)strtoull(pi, NULL, 10), -1, "frontal") : NULL;
             size_t n_img = nf;
             if (s == MG_OK && pf) {
-                s = mg_image_load_file(&imgs[nf], pf, NULL, err, sizeof err);
+                if ((s = mg_image_load_file(&imgs[nf], pf, NULL, err, sizeof err)) != MG_OK)
+                    bad_path = pf;
                 n_img++;
-                printf("(with the prior study of %s: %s)\n",
-                       mg_studies_get(st, (size_t)strtoull(pi, NULL, 10), -1, "date") ? mg_studies_get(st, (size_t)strtoull(pi, NULL, 10), -1, "date") : "no date", pf);
+                const char *pd = mg_studies_get(st, (size_t)strtoull(pi, NULL, 10), -1, "date");
+                if (s == MG_OK) printf("(with the prior study of %s: %s)\n", pd ? pd : "no date", pf);
             }
-            if (s == MG_OK) s = mg_generate_report(&text, ctx, (const mg_image *const *)imgs, n_img, gp);
+            if (s == MG_OK) {
+                cli_sigint_begin(ctx);
+                s = mg_generate_report(&text, ctx, (const mg_image *const *)imgs, n_img, gp);
+                cli_sigint_end();
+                generated = 1;
+            }
         } else {
             printf("(skipped: no radiograph or CT/MR volume in this study)\n");
             free_lines(files);
             continue;
         }
         bar_clear(pb);
-        if (text) fputc('\n', stdout);
-        if (s != MG_OK) {
-            fprintf(stderr, "medgemini report: study %s: %s\n", uid,
-                    text || s == MG_E_INTERRUPTED || s == MG_E_CONTEXT_FULL ? mg_context_errmsg(ctx) : err);
-            rc = s == MG_E_CONTEXT_FULL && text ? CLI_EXIT_PARTIAL : 1;
-        } else if (sr_path) {
+        cli_stream_end(text);
+        char item[600];
+        snprintf(item, sizeof item, "study %zu of %zu (%s)", i + 1, ns, uid);
+        if (generated) {
+            r = cli_gen_result("report", item, s, text != NULL, ctx);
+        } else if (s != MG_OK) { /* the study's images or volume */
+            fprintf(stderr, "medgemini report: %s: %s%s%s (%s)\n", item, bad_path ? bad_path : "",
+                    bad_path ? ": " : "", err, mg_status_str(s));
+            r = CLI_EXIT_ERROR;
+        }
+        if (r == CLI_EXIT_OK && sr_path) {
             char out[4096];
             if (sr_dir) snprintf(out, sizeof out, "%s/%s.dcm", sr_path, uid);
             else snprintf(out, sizeof out, "%s", sr_path);
-            if (sr_files("report", out, text, (const char *const *)files + 1, nf, model_path)) rc = 1;
+            if (sr_files("report", out, text, (const char *const *)files + 1, nf, model_path))
+                r = CLI_EXIT_ERROR;
         }
+        if (r != CLI_EXIT_OK) n_failed++;
+        rc = cli_worse(rc, r);
         mg_string_free(text);
         mg_image_free(imgs[0]);
         mg_image_free(imgs[1]);
         mg_image_free(imgs[2]);
         mg_volume_free(vol);
         free_lines(files);
-        if (s == MG_E_INTERRUPTED) break;
+        if (r == CLI_EXIT_INTERRUPTED || cli_stdout_failed("report")) {
+            rc = cli_worse(rc, r == CLI_EXIT_INTERRUPTED ? r : CLI_EXIT_ERROR);
+            break;
+        }
     }
+    if (ns > 1 && (n_failed || n_done < ns))
+        fprintf(stderr, "medgemini report: %zu of %zu studies without a complete report%s\n",
+                n_failed + (ns - n_done), ns, n_done < ns ? " (stopped early)" : "");
     return rc;
 }
+
+/* The options that take a value (for saying which are unknown). */
+static const char k_value_options[] =
+    " -m -q --instruction --system -n --temp --top-k --top-p --repeat-penalty --seed --threads"
+    " --ctx --slices --window --series --prompt-ids --sr --draft-model --draft-max ";
 
 /* cmd: "report", "vqa" or "chat". */
 static int run(const char *cmd, int argc, char **argv) {
@@ -398,7 +466,13 @@ static int run(const char *cmd, int argc, char **argv) {
             paths[n_paths++] = a;
             continue;
         }
-        if (!v) { fprintf(stderr, "medgemini %s: %s needs a value\n", cmd, a); return 2; }
+        if (!v) {
+            if (cli_known_option(a, k_value_options))
+                fprintf(stderr, "medgemini %s: %s needs a value\n", cmd, a);
+            else
+                fprintf(stderr, "medgemini %s: unknown option %s\n", cmd, a);
+            return 2;
+        }
         char *end = NULL;
         if (!strcmp(a, "-m")) model_path = v;
         else if (vqa && !strcmp(a, "-q")) {
@@ -462,6 +536,7 @@ static int run(const char *cmd, int argc, char **argv) {
     mg_image *imgs[MAX_IMAGES] = {0};
     mg_volume *vol = NULL;
     int rc = 1;
+    mg_status st;
     mg_studies *studies = NULL;
     /* report on folders or a DICOMDIR: one report per study, unless they
      * hold a single study that is a volume (read as one series, as before) */
@@ -474,12 +549,12 @@ static int run(const char *cmd, int argc, char **argv) {
                     !strcmp(b ? b + 1 : paths[i], "DICOMDIR");
         }
         if (dirs && dirs == (int)n_paths) {
-            if (mg_studies_scan(&studies, paths, n_paths, NULL, err, sizeof err) != MG_OK) {
-                fprintf(stderr, "medgemini %s: %s\n", cmd, err);
+            if ((st = mg_studies_scan(&studies, paths, n_paths, NULL, err, sizeof err)) != MG_OK) {
+                fprintf(stderr, "medgemini %s: %s (%s)\n", cmd, err, mg_status_str(st));
                 goto done;
             }
-            if (mg_studies_count(studies) == 1 &&
-                !strcmp(mg_studies_get(studies, 0, -1, "kind"), "volume")) {
+            const char *kind0 = mg_studies_get(studies, 0, -1, "kind");
+            if (mg_studies_count(studies) == 1 && kind0 && !strcmp(kind0, "volume")) {
                 mg_studies_free(studies);
                 studies = NULL;
             }
@@ -507,31 +582,28 @@ static int run(const char *cmd, int argc, char **argv) {
     if (studies) {
         /* the images and volumes are read per study below */
     } else if (as_volume == 2) {
-        if (mg_volume_load_nifti(&vol, paths[0], &vp, err, sizeof err) != MG_OK) {
-            fprintf(stderr, "medgemini %s: %s: %s\n", cmd, paths[0], err);
+        if ((st = mg_volume_load_nifti(&vol, paths[0], &vp, err, sizeof err)) != MG_OK) {
+            fprintf(stderr, "medgemini %s: %s: %s (%s)\n", cmd, paths[0], err, mg_status_str(st));
             goto done;
         }
     } else if (as_volume) {
-        if (mg_volume_load_dicom(&vol, paths, n_paths, &vp, err, sizeof err) != MG_OK) {
-            fprintf(stderr, "medgemini %s: %s\n", cmd, err);
+        if ((st = mg_volume_load_dicom(&vol, paths, n_paths, &vp, err, sizeof err)) != MG_OK) {
+            fprintf(stderr, "medgemini %s: %s (%s)\n", cmd, err, mg_status_str(st));
             goto done;
         }
     } else {
         for (size_t i = 0; i < n_paths; i++)
-            if (mg_image_load_file(&imgs[i], paths[i], NULL, err, sizeof err) != MG_OK) {
-                fprintf(stderr, "medgemini %s: %s: %s\n", cmd, paths[i], err);
+            if ((st = mg_image_load_file(&imgs[i], paths[i], NULL, err, sizeof err)) != MG_OK) {
+                fprintf(stderr, "medgemini %s: %s: %s (%s)\n", cmd, paths[i], err,
+                        mg_status_str(st));
                 goto done;
             }
     }
-    if (mg_model_load(&m, model_path, NULL, err, sizeof err) != MG_OK) {
-        fprintf(stderr, "medgemini %s: %s: %s\n", cmd, model_path, err);
+    if ((st = mg_model_load(&m, model_path, NULL, err, sizeof err)) != MG_OK) {
+        fprintf(stderr, "medgemini %s: %s: %s (%s)\n", cmd, model_path, err, mg_status_str(st));
         goto done;
     }
-    mg_status st = mg_context_new(&ctx, m, &cp);
-    if (st != MG_OK) {
-        fprintf(stderr, "medgemini %s: cannot create a context: %s\n", cmd, mg_status_str(st));
-        goto done;
-    }
+    if (cli_context_new(cmd, NULL, &ctx, m, &cp)) goto done;
     if (draft_path) {
         if (cli_draft_open(cmd, draft_path, &cp, &dm, &dctx)) goto done;
         gp.draft = dctx;
@@ -547,13 +619,20 @@ static int run(const char *cmd, int argc, char **argv) {
         goto done;
     }
     size_t n_calls = vqa ? n_questions : 1;
+    rc = CLI_EXIT_OK;
     for (size_t q = 0; q < n_calls; q++) {
+        int r = cli_should_stop(cmd);
+        if (r) {
+            rc = cli_worse(rc, r);
+            break;
+        }
         char *text = NULL;
         if (vqa && n_questions > 1) {
             printf("%sQ: %s\nA: ", q ? "\n" : "", questions[q]);
             fflush(stdout);
         }
         if (q) t_start = now_s(), ts.n = 0;
+        cli_sigint_begin(ctx);
         if (vol)
             st = vqa ? mg_vqa_volume(&text, ctx, vol, questions[q], &sp, &gp)
                      : mg_generate_report_volume(&text, ctx, vol, &sp, &gp);
@@ -562,8 +641,10 @@ static int run(const char *cmd, int argc, char **argv) {
                               &gp)
                      : mg_generate_report(&text, ctx, (const mg_image *const *)imgs, n_paths,
                                           &gp);
+        cli_sigint_end();
         bar_clear(&pb);
-        if (text) fputc('\n', stdout);
+        cli_stream_end(text);
+        if (!text && vqa && n_questions > 1) cli_out("\n", 1); /* ends the "A: " line */
         if (want_stats) {
             double t_end = now_s();
             fprintf(stderr, "stats: images + model load %.2f s, first token after %.2f s (image "
@@ -576,25 +657,18 @@ static int run(const char *cmd, int argc, char **argv) {
             fputc('\n', stderr);
         }
         int partial = text != NULL; /* a context that filled during generation */
-        if (sr_path && st == MG_OK && write_sr(cmd, sr_path, text, paths, n_paths, vol, model_path)) {
-            mg_string_free(text);
-            goto done;
-        }
+        char item[64] = "";
+        if (n_calls > 1) snprintf(item, sizeof item, "question %zu of %zu", q + 1, n_calls);
+        r = cli_gen_result(cmd, item, st, partial, ctx);
+        if (sr_path && r == CLI_EXIT_OK &&
+            write_sr(cmd, sr_path, text, paths, n_paths, vol, model_path))
+            r = CLI_EXIT_ERROR;
         mg_string_free(text);
-        if (ids_path && q + 1 == n_calls && write_ids(cmd, ids_path, ctx)) goto done;
-        if (st == MG_E_CONTEXT_FULL && partial) {
-            /* the answer so far is on stdout; say why it stops there */
-            fprintf(stderr, "medgemini %s: answer cut short: %s (a larger --ctx holds more)\n",
-                    cmd, mg_context_errmsg(ctx));
-            rc = CLI_EXIT_PARTIAL;
-            goto done;
-        }
-        if (st != MG_OK) {
-            fprintf(stderr, "medgemini %s: %s\n", cmd, mg_context_errmsg(ctx));
-            goto done;
-        }
+        if (ids_path && q + 1 == n_calls && write_ids(cmd, ids_path, ctx)) r = cli_worse(r, 1);
+        rc = cli_worse(rc, r);
+        /* a cut-short answer: the next question is asked; else stop */
+        if (r != CLI_EXIT_OK && r != CLI_EXIT_PARTIAL) break;
     }
-    rc = 0;
 done:
     mg_studies_free(studies);
     for (size_t i = 0; i < n_paths; i++) mg_image_free(imgs[i]);

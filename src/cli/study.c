@@ -42,19 +42,20 @@ int cli_study(int argc, char **argv) {
     if (!n) { usage(); return 2; }
     mg_studies *s = NULL;
     char err[512];
-    if (mg_studies_scan(&s, paths, n, NULL, err, sizeof err) != MG_OK) {
-        fprintf(stderr, "medgemini study: %s\n", err);
+    mg_status st = mg_studies_scan(&s, paths, n, NULL, err, sizeof err);
+    if (st != MG_OK) {
+        fprintf(stderr, "medgemini study: %s (%s)\n", err, mg_status_str(st));
         return 1;
     }
     size_t ns = mg_studies_count(s);
     for (size_t i = 0; i < ns; i++) {
         const char *prior = mg_studies_get(s, i, -1, "prior");
-        printf("study %zu: %s\n", i + 1, mg_studies_get(s, i, -1, "study_uid"));
+        printf("study %zu: %s\n", i + 1, or_dash(mg_studies_get(s, i, -1, "study_uid")));
         printf("  patient %s (%s), date %s %s, accession %s, %s\n",
                or_dash(mg_studies_get(s, i, -1, "patient_id")),
                or_dash(mg_studies_get(s, i, -1, "patient_name")),
                or_dash(mg_studies_get(s, i, -1, "date")), or_dash(mg_studies_get(s, i, -1, "time")),
-               or_dash(mg_studies_get(s, i, -1, "accession")), mg_studies_get(s, i, -1, "kind"));
+               or_dash(mg_studies_get(s, i, -1, "accession")), or_dash(mg_studies_get(s, i, -1, "kind")));
         if (mg_studies_get(s, i, -1, "description"))
             printf("  description: %s\n", mg_studies_get(s, i, -1, "description"));
         if (mg_studies_get(s, i, -1, "frontal"))
@@ -71,7 +72,7 @@ int cli_study(int argc, char **argv) {
             for (const char *c = f; c && *c; c++) nf += *c == '\n';
             printf("  series %s: %s %s, %zu file%s%s%s%s%s\n",
                    or_dash(mg_studies_get(s, i, (int64_t)k, "number")),
-                   mg_studies_get(s, i, (int64_t)k, "series_uid"),
+                   or_dash(mg_studies_get(s, i, (int64_t)k, "series_uid")),
                    or_dash(mg_studies_get(s, i, (int64_t)k, "modality")), nf, nf == 1 ? "" : "s",
                    mg_studies_get(s, i, (int64_t)k, "view") ? ", " : "",
                    mg_studies_get(s, i, (int64_t)k, "view") ? mg_studies_get(s, i, (int64_t)k, "view") : "",

@@ -30,7 +30,7 @@ static void tok_usage(FILE *f) {
         "                  (stdin is not read); a summary goes to stderr\n");
 }
 
-static int decode_line(const mg_tokenizer *tok, char *line, uint32_t flags,
+static int decode_line(const mg_tokenizer *tok, char *line, size_t lineno, uint32_t flags,
                        int32_t **ids, size_t *cap, char **buf, size_t *bcap) {
     size_t n = 0;
     char *p = line;
@@ -41,13 +41,16 @@ static int decode_line(const mg_tokenizer *tok, char *line, uint32_t flags,
         errno = 0;
         long v = strtol(p, &end, 10);
         if (end == p || errno || v < INT32_MIN || v > INT32_MAX) {
-            fprintf(stderr, "medgemini tokenize: bad id near \"%.20s\"\n", p);
+            fprintf(stderr, "medgemini tokenize: line %zu: bad id near \"%.20s\"\n", lineno, p);
             return 1;
         }
         if (n == *cap) {
             size_t nc = *cap ? *cap * 2 : 256;
             int32_t *q = realloc(*ids, nc * sizeof *q);
-            if (!q) return 1;
+            if (!q) {
+                fprintf(stderr, "medgemini tokenize: %s\n", mg_status_str(MG_E_NOMEM));
+                return 1;
+            }
             *ids = q;
             *cap = nc;
         }
@@ -58,13 +61,17 @@ static int decode_line(const mg_tokenizer *tok, char *line, uint32_t flags,
     mg_status st = mg_detokenize(*buf, *bcap, &need, tok, *ids, n, flags);
     if (st == MG_E_BUFFER_TOO_SMALL) {
         char *q = realloc(*buf, need + 1);
-        if (!q) return 1;
+        if (!q) {
+            fprintf(stderr, "medgemini tokenize: %s\n", mg_status_str(MG_E_NOMEM));
+            return 1;
+        }
         *buf = q;
         *bcap = need + 1;
         st = mg_detokenize(*buf, *bcap, &need, tok, *ids, n, flags);
     }
     if (st != MG_OK) {
-        fprintf(stderr, "medgemini tokenize: %s\n", mg_status_str(st));
+        fprintf(stderr, "medgemini tokenize: line %zu: %s%s\n", lineno, mg_status_str(st),
+                st == MG_E_INVALID_ARG ? " (an id out of the vocabulary?)" : "");
         return 1;
     }
     fwrite(*buf, 1, need, stdout);
@@ -203,11 +210,15 @@ int cli_tokenize(int argc, char **argv) {
     size_t lcap = 0, cap = 0, bcap = 0;
     int32_t *ids = NULL;
     ssize_t got;
-    while (rc == 0 && (got = getline(&line, &lcap, stdin)) >= 0) {
+    size_t lineno = 0;
+    errno = 0;
+    /* stops at the first bad line, or when the output fails */
+    while (rc == 0 && !ferror(stdout) && (got = getline(&line, &lcap, stdin)) >= 0) {
         size_t len = (size_t)got;
+        lineno++;
         if (len && line[len - 1] == '\n') line[--len] = '\0';
         if (decode) {
-            rc = decode_line(tok, line, dflags, &ids, &cap, &buf, &bcap);
+            rc = decode_line(tok, line, lineno, dflags, &ids, &cap, &buf, &bcap);
             continue;
         }
         size_t n = 0;
@@ -215,6 +226,7 @@ int cli_tokenize(int argc, char **argv) {
         if (st == MG_E_BUFFER_TOO_SMALL) {
             int32_t *q = realloc(ids, (n + 1) * sizeof *q);
             if (!q) {
+                fprintf(stderr, "medgemini tokenize: %s\n", mg_status_str(MG_E_NOMEM));
                 rc = 1;
                 break;
             }
@@ -223,7 +235,7 @@ int cli_tokenize(int argc, char **argv) {
             st = mg_tokenize(ids, cap, &n, tok, line, len, flags);
         }
         if (st != MG_OK) {
-            fprintf(stderr, "medgemini tokenize: %s\n", mg_status_str(st));
+            fprintf(stderr, "medgemini tokenize: line %zu: %s\n", lineno, mg_status_str(st));
             rc = 1;
             break;
         }
@@ -234,12 +246,17 @@ int cli_tokenize(int argc, char **argv) {
         }
         fputc('\n', stdout);
     }
+    if (rc == 0 && ferror(stdin)) {
+        fprintf(stderr, "medgemini tokenize: cannot read standard input: %s\n",
+                strerror(errno ? errno : EIO));
+        rc = 1;
+    }
     free(line);
     free(ids);
     free(buf);
     mg_tokenizer_free(pruned);
     mg_tokenizer_free(owned);
     mg_model_free(model);
-    if (fflush(stdout) != 0) rc = 1;
+    if (cli_stdout_failed("tokenize")) rc = 1;
     return rc;
 }

@@ -136,14 +136,23 @@ static int write_slices(const mg_volume *v, const char *dir, const mg_slice_para
         mg_image_copy_pixels(NULL, 0, &size, imgs[i]);
         unsigned char *px = malloc(size ? size : 1);
         snprintf(path, sizeof path, "%s/slice_%03zu.ppm", dir, i + 1);
-        FILE *f = px ? fopen(path, "wb") : NULL;
-        bad = !f || mg_image_copy_pixels(px, size, &size, imgs[i]) != MG_OK;
-        if (!bad) bad = fprintf(f, "P6\n%u %u\n255\n", (unsigned)in.width,
-                                (unsigned)in.height) < 0 || fwrite(px, 1, size, f) != size;
-        if (f && fclose(f)) bad = 1;
+        st = px ? mg_image_copy_pixels(px, size, &size, imgs[i]) : MG_E_NOMEM;
+        if (st) {
+            fprintf(stderr, "medgemini volume: slice %zu: %s\n", i + 1, mg_status_str(st));
+            free(px);
+            bad = 1;
+            break;
+        }
+        errno = 0;
+        FILE *f = fopen(path, "wb");
+        int e = f ? 0 : errno;
+        if (!e && (fprintf(f, "P6\n%u %u\n255\n", (unsigned)in.width, (unsigned)in.height) < 0 ||
+                   fwrite(px, 1, size, f) != size || ferror(f)))
+            e = errno ? errno : EIO;
+        if (f && fclose(f) && !e) e = errno ? errno : EIO;
         free(px);
-        if (bad) fprintf(stderr, "medgemini volume: cannot write '%s': %s\n", path,
-                         strerror(errno));
+        bad = e != 0;
+        if (bad) fprintf(stderr, "medgemini volume: cannot write '%s': %s\n", path, strerror(e));
         else printf("slice %zu: z %u\n", i + 1, (unsigned)z[i]);
     }
     for (size_t i = 0; i < n; i++) mg_image_free(imgs[i]);
@@ -248,7 +257,12 @@ int cli_volume(int argc, char **argv) {
     mg_volume_info in;
     memset(&in, 0, sizeof in);
     in.struct_size = sizeof in;
-    mg_volume_info_get(&in, v);
+    if ((st = mg_volume_info_get(&in, v)) != MG_OK) {
+        fprintf(stderr, "medgemini volume: %s\n", mg_status_str(st));
+        mg_volume_free(v);
+        rc = 1;
+        goto done;
+    }
     rc = 0;
     if (info) print_info(v, &in);
     else if (in.n_warnings) /* not asked for, but worth knowing */
