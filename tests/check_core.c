@@ -6,6 +6,12 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "medgemini.h"
+
+#include <errno.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
 #include "testutil.h"
 
 START_TEST(test_utf8) {
@@ -102,6 +108,41 @@ START_TEST(test_overflow) {
 }
 END_TEST
 
+
+/* What a failed write leaves is removed only if it is a regular file: an
+ * output given as a FIFO or a device stays (`-o /dev/full` once deleted the
+ * machine's /dev/full). With root, a private full device (major 1, minor 7)
+ * as a model writer's output: the write fails, the node stays. */
+START_TEST(test_remove_partial) {
+    char reg[4096], fifo[4096], dev[4096];
+    snprintf(reg, sizeof reg, "%s", tu_tmp_path("partial.bin"));
+    snprintf(fifo, sizeof fifo, "%s", tu_tmp_path("partial.fifo"));
+    snprintf(dev, sizeof dev, "%s", tu_tmp_path("partial.full"));
+    ck_assert_int_eq(tu_write_file(reg, "x", 1), 0);
+    unlink(fifo);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    mg__remove_partial(reg);
+    mg__remove_partial(fifo);
+    mg__remove_partial(NULL);
+    struct stat st;
+    ck_assert_int_ne(lstat(reg, &st), 0);
+    ck_assert_int_eq(lstat(fifo, &st), 0);
+    ck_assert(S_ISFIFO(st.st_mode));
+    unlink(fifo);
+    unlink(dev);
+    if (mknod(dev, S_IFCHR | 0600, makedev(1, 7)) != 0) return; /* not root: done */
+    mg_writer *w = NULL;
+    char err[256];
+    ck_assert_int_eq(mg_writer_open(&w, dev, 0, err, sizeof err), MG_OK);
+    ck_assert_int_eq(mg_writer_set_int(w, "a.b", 1), MG_OK);
+    ck_assert_int_ne(mg_writer_finish(w), MG_OK); /* ENOSPC */
+    mg_writer_free(w);
+    ck_assert_int_eq(lstat(dev, &st), 0);
+    ck_assert(S_ISCHR(st.st_mode));
+    unlink(dev);
+}
+END_TEST
+
 START_TEST(test_cpu) {
     int32_t cpu = mg__cpu_simd_level();
     ck_assert(cpu >= MG_SIMD_SCALAR && cpu <= MG_SIMD_AVX512);
@@ -133,6 +174,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_alloc);
     tcase_add_test(tc, test_overflow);
     tcase_add_test(tc, test_cpu);
+    tcase_add_test(tc, test_remove_partial);
     suite_add_tcase(s, tc);
     return s;
 }

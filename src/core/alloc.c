@@ -1,5 +1,8 @@
-/* alloc.c - the library's allocation entry points. */
+/* alloc.c - the library's allocation entry points; removing what a failed write left. */
 #include "core/core.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -78,4 +81,9 @@ MG_API void mg_string_free(char *s) { free(s); }
 uint64_t mg__serial_next(void) {
     static _Atomic uint64_t next = 1;
     return atomic_fetch_add(&next, 1);
+}
+
+void mg__remove_partial(const char *path) {
+    struct stat st;
+    if (path && lstat(path, &st) == 0 && S_ISREG(st.st_mode)) unlink(path);
 }

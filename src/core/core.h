@@ -96,6 +96,11 @@ void mg__aligned_free(void *p);
 #define MG__TAG_STUDIES 0x4d475354u /* "MGST" */
 #define MG__TAG_DEAD    0xdeadbeefu
 
+/* Removes what a failed write left at path, if it is a regular file: never a
+ * device, FIFO, socket or directory the caller was given as the output
+ * (`-o /dev/full`), nor what a symbolic link points to. */
+void mg__remove_partial(const char *path);
+
 /* A number no earlier call in this process returned (never 0): an image's
  * or volume's identity, by which a context recognises an input it has
  * already encoded (handles are immutable once made). */

@@ -427,7 +427,7 @@ static mg_status write_all(const char *path, const unsigned char *p, size_t n, c
     }
     if (close(fd) != 0 && !e) e = errno;
     if (e) {
-        unlink(path);
+        mg__remove_partial(path);
         return mg__err(err, errlen, MG_E_IO, "cannot write '%s': %s", path, strerror(e));
     }
     return MG_OK;

@@ -696,7 +696,7 @@ MG_API const char *mg_writer_errmsg(const mg_writer *w) {
 MG_API void mg_writer_free(mg_writer *w) {
     if (!w_valid(w)) return;
     if (w->fd >= 0) close(w->fd);
-    if (w->state != W_FINISHED) unlink(w->path);
+    if (w->state != W_FINISHED) mg__remove_partial(w->path);
     for (size_t i = 0; i < w->n_meta; i++) mg__free(w->keys[i]);
     for (size_t i = 0; i < w->n_t; i++) mg__free(w->t[i].name);
     mg__free(w->keys);

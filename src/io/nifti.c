@@ -709,7 +709,7 @@ mg_status mg__nifti_write(const mg_volume *v, const char *path,
                  strerror_r(errno ? errno : EIO, ebuf, sizeof ebuf));
     }
     if (!ok) {
-        unlink(path);
+        mg__remove_partial(path);
         return mg__err(err, errlen, MG_E_IO, "cannot write '%s': %s", path,
                        msg[0] ? msg : "write failed");
     }

@@ -394,7 +394,7 @@ mg_status mg__tokenizer_write_json(const mg_tokenizer *t, const char *path, char
     int bad = ferror(f);
     if (fclose(f) != 0) bad = 1;
     if (bad) {
-        remove(path);
+        mg__remove_partial(path);
         return mg__err(err, errlen, MG_E_IO, "%s: write failed", path);
     }
     return MG_OK;

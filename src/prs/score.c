@@ -663,7 +663,7 @@ mg_status mg__prs_write_freq(mg_prs *p, const char *path) {
     if (ferror(f)) st = mg__prs_set(p, MG_E_IO, "cannot write %s", path);
 done:
     if (f && fclose(f) != 0 && st == MG_OK) st = mg__prs_set(p, MG_E_IO, "cannot write %s", path);
-    if (st != MG_OK && f) remove(path);
+    if (st != MG_OK && f) mg__remove_partial(path);
     mg__free(g);
     mg__free(masks);
     return st;
