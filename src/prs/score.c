@@ -477,9 +477,6 @@ static void int_run_task(void *arg, uint32_t t, uint32_t nt) {
  * of them instead of holding up the block. */
 #define TASKS_PER_THREAD 8
 
-/* Slots summed in int32 before they move to int64 (tests lower it). */
-uint64_t mg__ints_flush_slots = MG__INT_FLUSH_SLOTS;
-
 /* Moves the int32 sums into the int64 ones (exact) and zeroes them. */
 static void int_spill(int32_t *acc, int64_t *acc64, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -530,6 +527,7 @@ typedef struct int_state {
     int8_t *A;
     uint8_t *lut, *bbuf;
     uint64_t cap_ks, slots_acc;
+    uint64_t flush_slots;  /* slots_acc limit: then int32 sums go to int64 */
     int32_t *acc;
     int64_t *scratch;
     int64_t *acc64;        /* NULL until the int32 sums first spill */
@@ -586,7 +584,7 @@ static mg_status int_block(mg_prs *p, mg__pool *pool, int_state *is, const unsig
         is->gptr[ns] = zeros;
         sl[ns] = (int_slot){ 0, 2 };
     }
-    if (is->slots_acc + ns > mg__ints_flush_slots) {
+    if (is->slots_acc + ns > is->flush_slots) {
         size_t n = (size_t)((N + 15) / 16) * is->nat * 256;
         if (!is->acc64) {
             is->acc64 = big_alloc(n * sizeof *is->acc64);
@@ -1026,7 +1024,8 @@ mg_status mg__prs_compute(mg_prs *p) {
             iexp[k] = e - (8 * MG__INT_DIGITS - 2);
             iinv[k] = ldexp(1.0, -iexp[k]);
         }
-        is = (int_state){ K, KS, inat, nt, iexp, iinv, NULL, NULL, NULL, NULL, ibbuf, 0, 0, iacc, iscr, NULL };
+        is = (int_state){ K, KS, inat, nt, iexp, iinv, NULL, NULL, NULL, NULL, ibbuf, 0, 0,
+                          p->tune.flush_slots, iacc, iscr, NULL };
     }
     freq_masks fm = { masks, masks + nw, masks + 2 * nw, masks + 3 * nw };
     for (uint64_t s2 = 0; s2 < N; s2++) {
