@@ -16,9 +16,16 @@
 
 #include <stdint.h>
 
-/* The decoder's switch between tiled and per-query attention (internal,
- * llm/decoder.h; linked from the static library). */
-extern uint32_t mg__dec_tile_min, mg__dec_grouped;
+/* The decoder's switch between tiled and per-query attention, set on the
+ * context's own decoder state (internal: api/api.h, llm/decoder.h; linked
+ * from the static library). */
+#include "api/api.h"
+#include "llm/decoder.h"
+
+static void set_attn(mg_context *c, uint32_t tile_min, uint32_t grouped) {
+    const mg__dattn a = {tile_min, grouped, 0};
+    mg__dstate_set_attn(c->dstate, &a);
+}
 
 static double now(void) {
     struct timespec t;
@@ -81,7 +88,7 @@ int main(int argc, char **argv) {
         double best[2] = {1e30, 1e30};
         for (int rep = 0; rep < 3; rep++)
             for (int path = 0; path < 2; path++) {
-                mg__dec_tile_min = path ? UINT32_MAX : 8;
+                set_attn(c, path ? UINT32_MAX : 8, 1);
                 mg_context_reset(c);
                 double t0 = now();
                 if (mg_context_eval(c, ids, n_pre, NULL, 0) != MG_OK) {
@@ -91,7 +98,7 @@ int main(int argc, char **argv) {
                 double t = now() - t0;
                 if (t < best[path]) best[path] = t;
             }
-        mg__dec_tile_min = 8;
+        mg__dstate_set_attn(c->dstate, NULL);
         mg_context_reset(c);
         printf("%-28s threads %u  prefill %u: tiled attention %7.1f tok/s, per-query %7.1f "
                "tok/s (best of 3 each, alternating): %.2fx\n", mi.name, threads, n_pre,
@@ -111,7 +118,7 @@ int main(int argc, char **argv) {
         uint32_t per = n_dec / 6;
         for (int rep = 0; rep < 3; rep++)
             for (int path = 0; path < 2; path++) {
-                mg__dec_grouped = !path;
+                set_attn(c, 8, !path);
                 double t1 = now();
                 for (uint32_t i = 0; i < per; i++) {
                     if (mg_context_eval(c, &t, 1, lg, mi.n_vocab) != MG_OK) return 1;
@@ -120,7 +127,7 @@ int main(int argc, char **argv) {
                 double dt = now() - t1;
                 if (dt < best[path]) best[path] = dt;
             }
-        mg__dec_grouped = 1;
+        mg__dstate_set_attn(c->dstate, NULL);
         printf("%-28s threads %u  decode at %u: grouped attention %6.2f tok/s, per-query %6.2f "
                "tok/s (best of 3 each, alternating): %.2fx\n", mi.name, threads, n_pre,
                per / best[0], per / best[1], best[1] / best[0]);

@@ -136,15 +136,21 @@ static mg_prs *open_ok(const char *prefix, uint32_t flags) {
 
 /* Scores prefix with the given score/freq files through the API and writes
  * out_path. */
-static void score_ours(const char *prefix, const char *const *scores, int n, const char *freq,
-                       uint32_t flags, const char *out_path) {
+static void score_tuned(const char *prefix, const char *const *scores, int n, const char *freq,
+                        uint32_t flags, const char *out_path, const mg__prs_tuning *tune) {
     mg_prs *p = open_ok(prefix, flags);
+    mg__prs_set_tuning(p, tune);
     if (freq) ck_assert_msg(mg_prs_read_freq(p, freq) == MG_OK, "%s", mg_prs_errmsg(p));
     for (int i = 0; i < n; i++)
         ck_assert_msg(mg_prs_add_scores(p, NULL, scores[i]) == MG_OK, "%s", mg_prs_errmsg(p));
     ck_assert_msg(mg_prs_compute(p) == MG_OK, "%s", mg_prs_errmsg(p));
     ck_assert_msg(mg_prs_write_sscore(p, out_path) == MG_OK, "%s", mg_prs_errmsg(p));
     mg_prs_free(p);
+}
+
+static void score_ours(const char *prefix, const char *const *scores, int n, const char *freq,
+                       uint32_t flags, const char *out_path) {
+    score_tuned(prefix, scores, n, freq, flags, out_path, NULL);
 }
 
 /* Runs plink2 --score the way pgsc_calc does; `cols` e.g. "3-5". */
@@ -1482,8 +1488,10 @@ static double *results_all(mg_prs *p, uint64_t *n_out, uint32_t K) {
     return v;
 }
 
-static double *score_cfg(const char *prefix, const char *score, uint32_t flags, uint32_t threads,
-                         uint32_t block, uint64_t *n, uint32_t K) {
+/* tune: NULL for the defaults */
+static double *score_cfg_tuned(const char *prefix, const char *score, uint32_t flags,
+                               uint32_t threads, uint32_t block, uint64_t *n, uint32_t K,
+                               const mg__prs_tuning *tune) {
     mg_prs_params pp;
     mg_prs_params_init(&pp);
     pp.flags = flags;
@@ -1492,11 +1500,17 @@ static double *score_cfg(const char *prefix, const char *score, uint32_t flags, 
     mg_prs *p = NULL;
     char err[512];
     ck_assert_msg(mg_prs_open_plink(&p, prefix, &pp, err, sizeof err) == MG_OK, "%s", err);
+    mg__prs_set_tuning(p, tune);
     ck_assert_msg(mg_prs_add_scores(p, NULL, score) == MG_OK, "%s", mg_prs_errmsg(p));
     ck_assert_msg(mg_prs_compute(p) == MG_OK, "%s", mg_prs_errmsg(p));
     double *v = results_all(p, n, K);
     mg_prs_free(p);
     return v;
+}
+
+static double *score_cfg(const char *prefix, const char *score, uint32_t flags, uint32_t threads,
+                         uint32_t block, uint64_t *n, uint32_t K) {
+    return score_cfg_tuned(prefix, score, flags, threads, block, n, K, NULL);
 }
 
 /* Integer sums against double sums (MG_PRS_DOUBLE_SUMS, itself checked
@@ -1548,10 +1562,8 @@ START_TEST(test_int_sums) {
             }
         }
         if (kernel) {
-            uint64_t saved = mg__ints_flush_slots;
-            mg__ints_flush_slots = 64; /* spill to int64 before every block */
-            double *s = score_cfg(prefix, score, cases[c].flags, 2, 0, &n, 3);
-            mg__ints_flush_slots = saved;
+            const mg__prs_tuning spill = {.flush_slots = 64}; /* to int64 before every block */
+            double *s = score_cfg_tuned(prefix, score, cases[c].flags, 2, 0, &n, 3, &spill);
             double *t1 = score_cfg(prefix, score, cases[c].flags, 1, 0, &n, 3);
             double *t3 = score_cfg(prefix, score, cases[c].flags, 3, 7, &n, 3);
             ck_assert(memcmp(a, s, n * 6 * sizeof *a) == 0);
@@ -1747,9 +1759,8 @@ START_TEST(test_wide_chunks) {
     snprintf(out2, sizeof out2, "%s.b.sscore", prefix);
     const char *sc[] = { score };
     score_ours(prefix, sc, 1, NULL, 0, out1);
-    size_t saved = mg__prs_wide_chunk;
-    mg__prs_wide_chunk = 37; /* shorter than a line: buffers grow */
-    score_ours(prefix, sc, 1, NULL, 0, out2);
+    const mg__prs_tuning small = {.wide_chunk = 37}; /* shorter than a line: buffers grow */
+    score_tuned(prefix, sc, 1, NULL, 0, out2, &small);
     size_t n1, n2;
     char *t1 = (char *)tu_read_file(out1, &n1), *t2 = (char *)tu_read_file(out2, &n2);
     ck_assert(t1 && t2 && n1 == n2 && memcmp(t1, t2, n1) == 0);
@@ -1782,6 +1793,7 @@ START_TEST(test_wide_chunks) {
         }
         fclose(f);
         mg_prs *p = open_ok(prefix, 0);
+        mg__prs_set_tuning(p, &small);
         ck_assert_int_eq(mg_prs_add_scores(p, NULL, bad), MG_E_DATA_FORMAT);
         char want[64];
         snprintf(want, sizeof want, ".bad:%d: ", line);
@@ -1792,7 +1804,6 @@ START_TEST(test_wide_chunks) {
         ck_assert_uint_eq(mg_prs_score_count(p), 0);
         mg_prs_free(p);
     }
-    mg__prs_wide_chunk = saved;
 }
 END_TEST
 

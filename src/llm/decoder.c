@@ -40,6 +40,7 @@ struct mg__dstate {
     mg__dstate_hook hook;        /* after each layer; may be NULL */
     void *hook_user;
     int exact;                   /* batches computed as single tokens are */
+    mg__dattn attn;              /* which attention path a batch takes */
     void *mvm_scratch;           /* mg__matvec_multi scratch (exact mode) */
     uint32_t n_workers;          /* pool threads the tile scratch is for */
     int kv_bf16;                 /* keys and values stored as bf16 */
@@ -230,12 +231,10 @@ static uint32_t layer_cap(const mg__decoder *d, uint32_t l, uint32_t n_ctx,
 
 /* The tiled attention (attn_tiles): blocks of up to ATT_QB queries of
  * every head of a KV group against chunks of up to ATT_KB keys. Batches
- * below mg__dec_tile_min tokens (decode) take the per-query path instead. */
+ * below the state's attn.tile_min tokens (decode) take the per-query
+ * paths instead. */
 #define ATT_QB 64
 #define ATT_KB 64
-uint32_t mg__dec_tile_min = 8;
-uint32_t mg__dec_grouped = 1;
-uint32_t mg__dec_splits = 0;
 /* Grouped decode (attn_group): batches of up to DEC_ROWS tokens, keys in
  * pieces of DEC_PIECE, at most DEC_SPLIT key ranges per KV head. */
 #define DEC_ROWS 7
@@ -348,6 +347,7 @@ mg_status mg__dstate_new(mg__dstate **out, const mg__decoder *d,
     s->cap_max = (uint32_t)z.cap_max;
     s->n_workers = o && o->n_workers ? o->n_workers : 1;
     s->kv_bf16 = o && (o->flags & MG__DSTATE_KV_BF16);
+    mg__dstate_set_attn(s, NULL);
     s->work_floats = z.work;
     s->part_floats = z.part;
     int fail = 0;
@@ -429,6 +429,11 @@ void mg__dstate_set_hook(mg__dstate *s, mg__dstate_hook fn, void *user) {
     if (!s) return;
     s->hook = fn;
     s->hook_user = user;
+}
+
+void mg__dstate_set_attn(mg__dstate *s, const mg__dattn *a) {
+    static const mg__dattn def = MG__DATTN_DEFAULT;
+    if (s) s->attn = a ? *a : def;
 }
 
 uint32_t mg__dstate_pos(const mg__dstate *s) { return s ? s->pos : 0; }
@@ -805,7 +810,8 @@ static void attention(mg__dstate *s, uint32_t layer, uint32_t n, uint32_t pos0, 
     attn_job aj = {s, mg__vec(), layer, n, pos0, 0, 1, c->head_dim, c->n_heads * c->head_dim, G,
                    s->cap[layer], 0, 0, 0, (int)s->d->layers[layer].global,
                    (float)(1.0 / sqrt(c->query_pre_attn_scalar)), (float)c->attn_softcap};
-    if (n < mg__dec_tile_min && n <= DEC_ROWS && mg__dec_grouped) {
+    const mg__dattn *path = &s->attn;
+    if (n < path->tile_min && n <= DEC_ROWS && path->grouped) {
         /* the keys any query sees, split in ranges of at least 128 */
         aj.klo = UINT64_MAX;
         for (uint32_t t = 0; t < n; t++) {
@@ -817,14 +823,14 @@ static void attention(mg__dstate *s, uint32_t layer, uint32_t n, uint32_t pos0, 
         uint32_t want = (2 * mg__pool_size(pool) + c->n_kv_heads - 1) / c->n_kv_heads;
         if (want > DEC_SPLIT) want = DEC_SPLIT;
         if (want > span / 128) want = (uint32_t)(span / 128);
-        if (mg__dec_splits) want = mg__dec_splits < span ? mg__dec_splits : (uint32_t)span;
+        if (path->splits) want = path->splits < span ? path->splits : (uint32_t)span;
         if (want > DEC_SPLIT) want = DEC_SPLIT;
         aj.n_split = want ? want : 1;
         mg__pool_run(pool, attn_group, &aj, c->n_kv_heads * aj.n_split);
         attn_merge(&aj);
         return;
     }
-    if (n < mg__dec_tile_min) {
+    if (n < path->tile_min) {
         mg__pool_run(pool, attn_rows, &aj, c->n_heads);
         return;
     }

@@ -81,17 +81,22 @@
 #define MG__DEC_MAX_CTX     (1u << 24)
 #define MG__DEC_MAX_WORKERS 1024u
 
-/* Batches of at least this many tokens take the tiled attention, smaller
- * ones the per-query path (8; tests and benchmarks change it, before any
- * forward runs, to compare the two). */
-extern uint32_t mg__dec_tile_min;
-/* Smaller batches of up to 7 tokens run grouped by KV head and split over
- * key ranges (1, the default), or one query head per task over all its keys
- * (0; tests compare the two). */
-extern uint32_t mg__dec_grouped;
-/* Key ranges per KV head in a grouped decode: 0 = by the pool size and the
- * span (at least 128 keys a range); tests force a count (at most 16). */
-extern uint32_t mg__dec_splits;
+/* Which attention path a forward takes: each state holds its own choice,
+ * the defaults below from mg__dstate_new on; tests and benchmarks change it
+ * on their state (mg__dstate_set_attn) to compare the paths. */
+typedef struct mg__dattn {
+    uint32_t tile_min;  /* batches of at least this many tokens take the
+                           tiled attention, smaller ones the per-query
+                           paths (8) */
+    uint32_t grouped;   /* batches of up to 7 tokens below tile_min run
+                           grouped by KV head and split over key ranges
+                           (1), or one query head per task over all its
+                           keys (0) */
+    uint32_t splits;    /* key ranges per KV head in a grouped decode: 0 =
+                           by the pool size and the span (at least 128 keys
+                           a range), else this count (at most 16 taken) */
+} mg__dattn;
+#define MG__DATTN_DEFAULT {8, 1, 0}
 
 /* How a state is made (NULL: the defaults, all zero). */
 #define MG__DSTATE_KV_BF16 1u   /* keys and values stored as bf16 */
@@ -167,6 +172,9 @@ typedef int (*mg__dstate_hook)(void *user, uint32_t layer, uint32_t n_layers,
 mg_status mg__dstate_set_exact(mg__dstate *s, int on);
 /* Sets (fn NULL: clears) the state's hook. */
 void mg__dstate_set_hook(mg__dstate *s, mg__dstate_hook fn, void *user);
+/* Sets the state's attention paths (a NULL a: the defaults); between
+ * forwards, like the other setters. */
+void mg__dstate_set_attn(mg__dstate *s, const mg__dattn *a);
 
 /* Runs n tokens (1 <= n <= max_batch) at positions pos .. pos + n - 1 and
  * appends their keys and values to the cache.

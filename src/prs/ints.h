@@ -34,10 +34,9 @@
 #define MG__INT_DIGITS 6
 #define MG__INT_SLOTS 64          /* slots per k-step                        */
 /* int32 sums stay exact for this many slots (|digit x dosage| <= 256);
- * then they move to int64. The variable is the threshold in use (tests
- * lower it; set it before any compute). */
+ * then they move to int64. The threshold in use is the handle's
+ * tune.flush_slots, this by default (tests lower it). */
 #define MG__INT_FLUSH_SLOTS (1u << 23)
-extern uint64_t mg__ints_flush_slots;
 
 typedef struct mg__ints_step {
     uint32_t nks;                        /* k-steps                          */

@@ -2,6 +2,7 @@
  * handle's life cycle. The work is in plink.c, scorefile.c and score.c. */
 #include "prs/prs_internal.h"
 #include "core/core.h"
+#include "prs/ints.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -30,6 +31,12 @@ MG_API void mg_prs_params_init(mg_prs_params *params) {
     if (!params) return;
     mg_prs_params d = MG_PRS_PARAMS_INIT;
     *params = d;
+}
+
+void mg__prs_set_tuning(mg_prs *p, const mg__prs_tuning *t) {
+    if (!p) return;
+    p->tune.wide_chunk = t && t->wide_chunk ? t->wide_chunk : MG__PRS_WIDE_CHUNK;
+    p->tune.flush_slots = t && t->flush_slots ? t->flush_slots : MG__INT_FLUSH_SLOTS;
 }
 
 static mg_status open_any(mg_prs **out, const char *prefix, const mg_prs_params *params,
@@ -61,6 +68,7 @@ static mg_status open_any(mg_prs **out, const char *prefix, const mg_prs_params 
     p->bed_fd = -1;
     p->ds_fd = -1;
     p->params = pp;
+    mg__prs_set_tuning(p, NULL);
     mg_status st = is_vcf ? mg__prs_load_vcf(p, prefix) : mg__prs_load_plink(p, prefix);
     if (st != MG_OK) {
         mg__err(err, errlen, st, "%s", p->errmsg);

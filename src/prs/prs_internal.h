@@ -123,11 +123,24 @@ typedef struct mg__prs_wide {
     double *w;
 } mg__prs_wide;
 
+/* Sizes of a handle's internal steps that tests lower, on their own
+ * handle, to reach paths real inputs take only at scale (mg_prs_open_*
+ * sets the defaults). */
+#define MG__PRS_WIDE_CHUNK ((size_t)1 << 20)
+typedef struct mg__prs_tuning {
+    size_t wide_chunk;     /* bytes of a wide score file parsed per thread
+                              and round (MG__PRS_WIDE_CHUNK)             */
+    uint64_t flush_slots;  /* slots the integer path sums in int32 before
+                              it moves the sums to int64
+                              (MG__INT_FLUSH_SLOTS, ints.h)              */
+} mg__prs_tuning;
+
 struct mg_prs {
     uint32_t tag;                 /* MG__TAG_PRS */
     mg_status status;
     char errmsg[512];
     mg_prs_params params;
+    mg__prs_tuning tune;
 
     /* genotypes */
     char *bed_path;
@@ -186,10 +199,11 @@ mg_status mg__prs_load_vcf(mg_prs *p, const char *path);
 #define MG__DS_MISSING 0xffffu
 #define MG__DS_ONE     16384.0
 
+/* prs.c: sets p's tuning, each field of t that is 0 (every field when t is
+ * NULL) to its default; between calls on the handle. */
+void mg__prs_set_tuning(mg_prs *p, const mg__prs_tuning *t);
+
 /* scorefile.c */
-/* Bytes of a wide file parsed per thread and round (tests lower it; set it
- * before use). */
-extern size_t mg__prs_wide_chunk;
 mg_status mg__prs_read_freq(mg_prs *p, const char *path);
 mg_status mg__prs_add_file(mg_prs *p, const char *path, uint32_t *n_added);
 

@@ -114,6 +114,108 @@ static void task_range(uint64_t n, uint32_t t, uint32_t nt, uint64_t *lo, uint64
     if (*lo > n) *lo = n;
 }
 
+/* Adds dosage d of sample s times the row's weights w to the sample's sums
+ * (the one-score and no-dgemm case), or stores it in the dgemm block dm. */
+static inline void range_put(const job *j, double *dm, const double *w, uint64_t s, double d) {
+    if (dm) dm[s - j->s0] = d;
+    else if (d != 0.0) {
+        double *acc = j->sum + s * j->ks;
+        for (uint32_t k = 0; k < j->k; k++) acc[k] += w[k] * d;
+    }
+}
+
+/* Row r with VCF dosages, samples [lo, hi): per sample, in 1/16384. */
+static void range_dosage_row(const job *j, uint32_t r, uint64_t lo, uint64_t hi) {
+    const uint8_t *male = j->p->male;
+    const row_tab *tb = &j->tab[r];
+    const double *w = j->w + (uint64_t)r * j->k;
+    const uint16_t *dsv = j->ds + (uint64_t)j->row_blkvar[r] * j->n_samples;
+    double *dm = j->dmat ? j->dmat + (uint64_t)(r - j->r0) * j->ld : NULL;
+    uint32_t fl = tb->fl;
+    for (uint64_t s = lo; s < hi; s++) {
+        unsigned grp = male[s];
+        double d;
+        if (dsv[s] == MG__DS_MISSING) {
+            unsigned i = grp * 4u + 1u;
+            d = tb->d[i];
+            j->act[s] += tb->ac[i];
+            j->den[s] += tb->dn[i];
+        } else {
+            double pl = tb->pl[grp];
+            double a1 = (double)dsv[s] / MG__DS_ONE;
+            double n = tb->named_a1 ? a1 : 2 - a1;
+            d = n * pl / 2;
+            if (fl & MG_PRS_DOMINANT) d = d > 1 ? 1 : d;
+            else if (fl & MG_PRS_RECESSIVE) d = d > 1 ? d - 1 : 0;
+            if (tb->first) { j->act[s] += pl; j->den[s] += pl; }
+            j->named[s] += d;
+        }
+        range_put(j, dm, w, s, d);
+    }
+}
+
+/* A sex-dependent row r (chrY), samples [lo, hi): the table of each
+ * sample's sex group. */
+static void range_sex_row(const job *j, uint32_t r, uint64_t lo, uint64_t hi) {
+    const uint8_t *male = j->p->male;
+    const unsigned char *g = j->geno + (uint64_t)j->row_blkvar[r] * j->p->bytes_per_var;
+    const row_tab *tb = &j->tab[r];
+    const double *w = j->w + (uint64_t)r * j->k;
+    double *dm = j->dmat ? j->dmat + (uint64_t)(r - j->r0) * j->ld : NULL;
+    for (uint64_t s = lo; s < hi; s++) {
+        unsigned code = (g[s >> 2] >> ((s & 3) * 2)) & 3u;
+        unsigned i = (unsigned)male[s] * 4u + code;
+        double d = tb->d[i];
+        j->act[s] += tb->ac[i];
+        j->den[s] += tb->dn[i];
+        j->named[s] += tb->nd[i];
+        range_put(j, dm, w, s, d);
+    }
+}
+
+/* A sex-independent row r, samples [lo, hi): the dosages decoded into the
+ * dgemm block a .bed byte at a time, the packed counts added. */
+static void range_decode_row(const job *j, uint32_t r, uint64_t lo, uint64_t hi) {
+    const unsigned char *g = j->geno + (uint64_t)j->row_blkvar[r] * j->p->bytes_per_var;
+    const uint64_t blo = lo / 4, full = hi / 4; /* bytes */
+    pair_tab pt;
+    pair_from_tab(&pt, &j->tab[r], 1.0);
+    double *dm = j->dmat + (uint64_t)(r - j->r0) * j->ld; /* [s - s0] */
+    int64_t *ip = j->ipack;
+    for (uint64_t b = blo; b < full; b++) {
+        unsigned lo4 = g[b] & 15u, hi4 = g[b] >> 4;
+        double *d = dm + (4 * b - j->s0);
+        d[0] = pt.d[lo4][0]; d[1] = pt.d[lo4][1];
+        d[2] = pt.d[hi4][0]; d[3] = pt.d[hi4][1];
+        int64_t *q = ip + 4 * b;
+        q[0] += pt.i[lo4][0]; q[1] += pt.i[lo4][1];
+        q[2] += pt.i[hi4][0]; q[3] += pt.i[hi4][1];
+    }
+    for (uint64_t s = full * 4 > lo ? full * 4 : lo; s < hi; s++) {
+        unsigned code = (g[s >> 2] >> ((s & 3) * 2)) & 3u;
+        dm[s - j->s0] = pt.d[code][0];
+        ip[s] += pt.i[code][0];
+    }
+}
+
+/* A sex-independent row r of the one score, samples [lo, hi): the weight
+ * folded into the table, the dosages added straight to the sums. */
+static void range_one_score_row(const job *j, uint32_t r, uint64_t lo, uint64_t hi) {
+    const unsigned char *g = j->geno + (uint64_t)j->row_blkvar[r] * j->p->bytes_per_var;
+    const uint64_t blo = lo / 4, full = hi / 4; /* bytes */
+    pair_tab pt;
+    pair_from_tab(&pt, &j->tab[r], j->w[(uint64_t)r * j->k]);
+    double *acc = j->sum;
+    int64_t *ip = j->ipack;
+    accumulate_one(&pt, g, blo, full, acc, ip);
+    for (uint64_t s = full * 4 > lo ? full * 4 : lo; s < hi; s++) {
+        unsigned code = (g[s >> 2] >> ((s & 3) * 2)) & 3u;
+        acc[s] += pt.d[code][0];
+        ip[s] += pt.i[code][0];
+    }
+}
+
+/* Task t of a step: its samples of rows r0 .. r1 - 1, each row by its kind. */
 static void run_range(void *arg, uint32_t t, uint32_t nt) {
     const job *j = arg;
     uint64_t lo, hi;
@@ -121,93 +223,12 @@ static void run_range(void *arg, uint32_t t, uint32_t nt) {
     lo += j->s0;
     hi += j->s0;
     if (lo >= hi) return;
-    const uint8_t *male = j->p->male;
-    uint64_t bpv = j->p->bytes_per_var, ld = j->ld;
-    uint32_t K = j->k;
-    uint64_t blo = lo / 4, bhi = (hi + 3) / 4, full = hi / 4; /* bytes */
-    pair_tab pt;
     for (uint32_t r = j->r0; r < j->r1; r++) {
-        const unsigned char *g = j->geno + (uint64_t)j->row_blkvar[r] * bpv;
-        const row_tab *tb = &j->tab[r];
-        const double *w = j->w + (uint64_t)r * K;
-        if (j->slow[r] == 2) { /* VCF dosages: per sample, in 1/16384 */
-            const uint16_t *dsv = j->ds + (uint64_t)j->row_blkvar[r] * j->n_samples;
-            double *dm = j->dmat ? j->dmat + (uint64_t)(r - j->r0) * ld : NULL;
-            uint32_t fl = tb->fl;
-            for (uint64_t s = lo; s < hi; s++) {
-                unsigned grp = male[s];
-                double d;
-                if (dsv[s] == MG__DS_MISSING) {
-                    unsigned i = grp * 4u + 1u;
-                    d = tb->d[i];
-                    j->act[s] += tb->ac[i];
-                    j->den[s] += tb->dn[i];
-                } else {
-                    double pl = tb->pl[grp];
-                    double a1 = (double)dsv[s] / MG__DS_ONE;
-                    double n = tb->named_a1 ? a1 : 2 - a1;
-                    d = n * pl / 2;
-                    if (fl & MG_PRS_DOMINANT) d = d > 1 ? 1 : d;
-                    else if (fl & MG_PRS_RECESSIVE) d = d > 1 ? d - 1 : 0;
-                    if (tb->first) { j->act[s] += pl; j->den[s] += pl; }
-                    j->named[s] += d;
-                }
-                if (dm) dm[s - j->s0] = d;
-                else if (d != 0.0) {
-                    double *acc = j->sum + s * j->ks;
-                    for (uint32_t k = 0; k < K; k++) acc[k] += w[k] * d;
-                }
-            }
-            continue;
-        }
-        if (j->slow[r]) { /* generic per-sample path (chrY: depends on sex) */
-            double *dm = j->dmat ? j->dmat + (uint64_t)(r - j->r0) * ld : NULL;
-            for (uint64_t s = lo; s < hi; s++) {
-                unsigned code = (g[s >> 2] >> ((s & 3) * 2)) & 3u;
-                unsigned i = (unsigned)male[s] * 4u + code;
-                double d = tb->d[i];
-                j->act[s] += tb->ac[i];
-                j->den[s] += tb->dn[i];
-                j->named[s] += tb->nd[i];
-                if (dm) dm[s - j->s0] = d;
-                else if (d != 0.0) {
-                    double *acc = j->sum + s * j->ks;
-                    for (uint32_t k = 0; k < K; k++) acc[k] += w[k] * d;
-                }
-            }
-            continue;
-        }
-        if (j->dmat) { /* decode into the GEMM block */
-            pair_from_tab(&pt, tb, 1.0);
-            double *dm = j->dmat + (uint64_t)(r - j->r0) * ld; /* [s - s0] */
-            int64_t *ip = j->ipack;
-            for (uint64_t b = blo; b < full; b++) {
-                unsigned lo4 = g[b] & 15u, hi4 = g[b] >> 4;
-                double *d = dm + (4 * b - j->s0);
-                d[0] = pt.d[lo4][0]; d[1] = pt.d[lo4][1];
-                d[2] = pt.d[hi4][0]; d[3] = pt.d[hi4][1];
-                int64_t *q = ip + 4 * b;
-                q[0] += pt.i[lo4][0]; q[1] += pt.i[lo4][1];
-                q[2] += pt.i[hi4][0]; q[3] += pt.i[hi4][1];
-            }
-            for (uint64_t s = full * 4 > lo ? full * 4 : lo; s < hi; s++) {
-                unsigned code = (g[s >> 2] >> ((s & 3) * 2)) & 3u;
-                dm[s - j->s0] = pt.d[code][0];
-                ip[s] += pt.i[code][0];
-            }
-        } else { /* K == 1: the weight folded into the table */
-            pair_from_tab(&pt, tb, w[0]);
-            double *acc = j->sum;
-            int64_t *ip = j->ipack;
-            accumulate_one(&pt, g, blo, full, acc, ip);
-            for (uint64_t s = full * 4 > lo ? full * 4 : lo; s < hi; s++) {
-                unsigned code = (g[s >> 2] >> ((s & 3) * 2)) & 3u;
-                acc[s] += pt.d[code][0];
-                ip[s] += pt.i[code][0];
-            }
-        }
+        if (j->slow[r] == 2) range_dosage_row(j, r, lo, hi);
+        else if (j->slow[r]) range_sex_row(j, r, lo, hi);
+        else if (j->dmat) range_decode_row(j, r, lo, hi);
+        else range_one_score_row(j, r, lo, hi); /* K == 1 */
     }
-    (void)bhi;
 }
 
 /* The quad path for one step of quads: each task takes whole .bed bytes of
@@ -477,9 +498,6 @@ static void int_run_task(void *arg, uint32_t t, uint32_t nt) {
  * of them instead of holding up the block. */
 #define TASKS_PER_THREAD 8
 
-/* Slots summed in int32 before they move to int64 (tests lower it). */
-uint64_t mg__ints_flush_slots = MG__INT_FLUSH_SLOTS;
-
 /* Moves the int32 sums into the int64 ones (exact) and zeroes them. */
 static void int_spill(int32_t *acc, int64_t *acc64, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -520,18 +538,20 @@ static void *big_alloc(size_t n) {
     return p;
 }
 
-/* State of the integer path across blocks. */
+/* State of the integer path across blocks; owns every buffer. */
 typedef struct int_state {
     uint32_t K, KS, nat, nt;
-    const int *iexp;
-    const double *iinv;
+    int *iexp;             /* per score: s_k = 2^iexp[k]                     */
+    double *iinv;          /* per score: 1 / s_k                             */
     int_slot *slot;
     const unsigned char **gptr;
     int8_t *A;
-    uint8_t *lut, *bbuf;
+    uint8_t *lut;
+    uint8_t *bbuf;         /* per pool thread MG__INTS_BBUF                  */
     uint64_t cap_ks, slots_acc;
-    int32_t *acc;
-    int64_t *scratch;
+    uint64_t flush_slots;  /* slots_acc limit: then the int32 sums go to int64 */
+    int32_t *acc;          /* sample tiles x nat x 256                       */
+    int64_t *scratch;      /* per pool thread 2 x 64 x K                     */
     int64_t *acc64;        /* NULL until the int32 sums first spill */
 } int_state;
 
@@ -541,8 +561,47 @@ static void int_state_free(int_state *is) {
     mg__aligned_free(is->A);
     mg__free(is->lut);
     mg__aligned_free(is->acc64);
-    is->slot = NULL; is->gptr = NULL; is->A = NULL; is->lut = NULL; is->acc64 = NULL;
-    is->cap_ks = 0;
+    mg__aligned_free(is->acc);
+    mg__aligned_free(is->bbuf);
+    mg__free(is->iexp);
+    mg__free(is->iinv);
+    mg__free(is->scratch);
+    memset(is, 0, sizeof *is);
+}
+
+/* Room for nks k-steps of slots, A and quad tables. */
+static mg_status int_reserve(mg_prs *p, int_state *is, uint64_t nks) {
+    if (nks <= is->cap_ks) return MG_OK;
+    mg__free(is->slot);
+    mg__free(is->gptr);
+    mg__aligned_free(is->A);
+    mg__free(is->lut);
+    is->A = big_alloc((size_t)nks * is->nat * 1024);
+    is->slot = mg__malloc((size_t)nks * MG__INT_SLOTS * sizeof *is->slot);
+    is->gptr = mg__malloc((size_t)nks * MG__INT_SLOTS * sizeof *is->gptr);
+    is->lut = mg__malloc((size_t)nks * 256);
+    if (!is->A || !is->slot || !is->gptr || !is->lut) {
+        is->cap_ks = 0;
+        return mg__prs_set(p, MG_E_NOMEM, "out of memory");
+    }
+    is->cap_ks = nks;
+    return MG_OK;
+}
+
+/* Spills the int32 sums to int64 when ns more slots could overflow them. */
+static mg_status int_make_room(mg_prs *p, int_state *is, uint64_t ns) {
+    if (is->slots_acc + ns > is->flush_slots) {
+        size_t n = (size_t)((p->n_samples + 15) / 16) * is->nat * 256;
+        if (!is->acc64) {
+            is->acc64 = big_alloc(n * sizeof *is->acc64);
+            if (!is->acc64) return mg__prs_set(p, MG_E_NOMEM, "out of memory");
+            memset(is->acc64, 0, n * sizeof *is->acc64);
+        }
+        int_spill(is->acc, is->acc64, n);
+        is->slots_acc = 0;
+    }
+    is->slots_acc += ns;
+    return MG_OK;
 }
 
 /* One block's sex-independent rows frow[0..nf) through the integer kernel:
@@ -550,25 +609,11 @@ static void int_state_free(int_state *is) {
  * calls, padded to whole k-steps. */
 static mg_status int_block(mg_prs *p, mg__pool *pool, int_state *is, const unsigned char *geno,
                            const unsigned char *zeros, const uint32_t *blkvar, const row_tab *tab,
-                           const double *const *Wb, const uint32_t *frow, uint32_t nf, double *sum,
-                           int64_t *ipack) {
+                           const double *const *Wb, const uint32_t *frow, uint32_t nf) {
     uint64_t N = p->n_samples, bpv = p->bytes_per_var;
     uint64_t nks = ((uint64_t)nf * 2 + MG__INT_SLOTS - 1) / MG__INT_SLOTS; /* at most */
-    if (nks > is->cap_ks) {
-        mg__free(is->slot);
-        mg__free(is->gptr);
-        mg__aligned_free(is->A);
-        mg__free(is->lut);
-        is->A = big_alloc((size_t)nks * is->nat * 1024);
-        is->slot = mg__malloc((size_t)nks * MG__INT_SLOTS * sizeof *is->slot);
-        is->gptr = mg__malloc((size_t)nks * MG__INT_SLOTS * sizeof *is->gptr);
-        is->lut = mg__malloc((size_t)nks * 256);
-        if (!is->A || !is->slot || !is->gptr || !is->lut) {
-            is->cap_ks = 0;
-            return mg__prs_set(p, MG_E_NOMEM, "out of memory");
-        }
-        is->cap_ks = nks;
-    }
+    mg_status st = int_reserve(p, is, nks);
+    if (st != MG_OK) return st;
     int_slot *sl = is->slot;
     uint64_t ns = 0;
     for (uint32_t i = 0; i < nf; i++) {
@@ -586,17 +631,7 @@ static mg_status int_block(mg_prs *p, mg__pool *pool, int_state *is, const unsig
         is->gptr[ns] = zeros;
         sl[ns] = (int_slot){ 0, 2 };
     }
-    if (is->slots_acc + ns > mg__ints_flush_slots) {
-        size_t n = (size_t)((N + 15) / 16) * is->nat * 256;
-        if (!is->acc64) {
-            is->acc64 = big_alloc(n * sizeof *is->acc64);
-            if (!is->acc64) return mg__prs_set(p, MG_E_NOMEM, "out of memory");
-            memset(is->acc64, 0, n * sizeof *is->acc64);
-        }
-        int_spill(is->acc, is->acc64, n);
-        is->slots_acc = 0;
-    }
-    is->slots_acc += ns;
+    if ((st = int_make_room(p, is, ns)) != MG_OK) return st;
     int_abuild ab = { sl, tab, Wb, is->iinv, is->K, is->nat, (uint32_t)nks, is->A, is->lut, is->scratch };
     uint64_t nabt = (uint64_t)is->nt * TASKS_PER_THREAD;
     mg__pool_run(pool, int_abuild_task, &ab, (uint32_t)(nks < nabt ? nks : nabt));
@@ -611,6 +646,22 @@ static mg_status int_block(mg_prs *p, mg__pool *pool, int_state *is, const unsig
 
 /* ---- founder frequencies out ------------------------------------------- */
 
+/* Founder masks (freq_masks) in masks, 4 x nw zero words: lane bit 0 of
+ * each founder, in dip_x when female or unknown (X: diploid), in hap_x and
+ * male when male (X: haploid; Y), in all always. */
+static freq_masks founder_masks(const mg_prs *p, uint64_t *masks, uint64_t nw) {
+    for (uint64_t s = 0; s < p->n_samples; s++) {
+        if (!p->founder[s]) continue;
+        uint64_t bit = 1ull << (2 * (s & 31));
+        uint64_t *m = masks + s / 32;
+        m[0 * nw] |= p->male[s] ? 0 : bit;
+        m[1 * nw] |= p->male[s] ? bit : 0;
+        m[2 * nw] |= bit;
+        m[3 * nw] |= p->male[s] ? bit : 0;
+    }
+    return (freq_masks){ masks, masks + nw, masks + 2 * nw, masks + 3 * nw };
+}
+
 static int pread_all(int fd, void *dst, size_t want, off_t off);
 
 mg_status mg__prs_write_freq(mg_prs *p, const char *path) {
@@ -619,22 +670,13 @@ mg_status mg__prs_write_freq(mg_prs *p, const char *path) {
             if (p->ds_row[v] != UINT32_MAX)
                 return mg__prs_set(p, MG_E_UNSUPPORTED, "frequencies of dosage (VCF DS/GP/HDS) "
                                    "variants are not written; only hard calls are");
-    const uint64_t N = p->n_samples, nb = p->bytes_per_var, nw = (nb + 7) / 8;
+    const uint64_t nb = p->bytes_per_var, nw = (nb + 7) / 8;
     uint64_t *masks = mg__calloc(4 * (nw ? nw : 1), sizeof *masks);
     unsigned char *g = mg__malloc(nb ? nb : 1);
     FILE *f = NULL;
     mg_status st = MG_OK;
     if (!masks || !g) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
-    freq_masks fm = { masks, masks + nw, masks + 2 * nw, masks + 3 * nw };
-    for (uint64_t s2 = 0; s2 < N; s2++) { /* as mg__prs_compute builds them */
-        if (!p->founder[s2]) continue;
-        uint64_t bit = 1ull << (2 * (s2 & 31));
-        uint64_t *m = masks + s2 / 32;
-        m[0 * nw] |= p->male[s2] ? 0 : bit;
-        m[1 * nw] |= p->male[s2] ? bit : 0;
-        m[2 * nw] |= bit;
-        m[3 * nw] |= p->male[s2] ? bit : 0;
-    }
+    freq_masks fm = founder_masks(p, masks, nw);
     if (!(f = fopen(path, "w"))) {
         st = mg__prs_set(p, MG_E_IO, "cannot create %s: %s", path, strerror(errno));
         goto done;
@@ -773,59 +815,117 @@ static int prs_stop(mg_prs *p, uint64_t done, uint64_t total, double *last) {
     return p->progress(p->progress_user, done, total) != 0;
 }
 
-mg_status mg__prs_compute(mg_prs *p) {
+/* ---- the plan: which rows take which path, sizes, threads, buffers ------- */
+
+/* The quad path's buffers: per pool thread the tables and codes of a
+ * quad_job, and one step's rows (.bed rows, weights, per-code values). */
+typedef struct quad_bufs {
+    double *tab;
+    int64_t *itab;
+    uint8_t *codes;
+    const unsigned char **geno;
+    const double **w;
+    double *dose;
+    int64_t *ipk;
+} quad_bufs;
+
+/* What mg__prs_compute works out before it reads a genotype: the kept
+ * scores, the active rows in variant order with their weights, the path
+ * each row takes, the block and step sizes, the threads, and every buffer
+ * (allocated once; plan_free releases them). The paths: with an integer
+ * kernel (ints.h) the sex-independent .bed rows go through exact integer
+ * sums, else with several scores and enough samples through the quad
+ * tables (quad.h); the rest (chrY, VCF dosages; every row when neither
+ * applies) through run_range: one score summed straight from the .bed
+ * bytes, more as blocks of decoded dosages times the weights (dgemm). */
+typedef struct prs_plan {
+    /* scores and paths */
+    uint32_t K;                   /* kept scores                               */
+    uint32_t KS;                  /* row stride of sum: K, or whole quad lanes */
+    int32_t *col;                 /* per score its column, -1 when dropped     */
+    int ints, quad;               /* the integer path, the quad path           */
+    int split;                    /* sex-independent rows apart (ints or quad) */
+    /* rows */
+    uint32_t n_act;               /* rows holding a weight of a kept score     */
+    uint32_t *order;              /* those rows, sorted by cmp_row             */
+    uint32_t *rowpos;             /* row -> its position in order              */
+    uint32_t max_run;             /* most rows of one variant                  */
+    const double **wrow;          /* per position its K weights                */
+    double *W;                    /* n_act x K dense weights; NULL when wrow
+                                     points into the wide blocks               */
+    /* blocks, steps, threads */
+    uint32_t B;                   /* variants per block                        */
+    size_t rcap;                  /* rows per block                            */
+    mg__pool *pool;               /* NULL: the calling thread alone            */
+    uint32_t nt, ngt;             /* threads; gather tasks                     */
+    uint64_t NS;                  /* samples per dgemm step                    */
+    uint32_t G;                   /* rows per dgemm step                       */
+    /* results */
+    double *act, *den, *named;    /* per sample                                */
+    double *sum;                  /* n_samples x KS                            */
+    int64_t *ipack;               /* per sample packed counts (fast rows)      */
+    double pfast;                 /* ploidy over the sex-independent variants  */
+    /* the block in hand */
+    unsigned char *geno;          /* B x bytes_per_var                         */
+    uint16_t *dsb;                /* B x n_samples dosages, or NULL (no VCF DS) */
+    row_tab *tab;                 /* per row                                   */
+    uint32_t *bvar;               /* block variant slot -> variant             */
+    uint32_t *blkvar;             /* row -> block variant slot (ascending)     */
+    uint8_t *slow;                /* per row: 1 sex-dependent (Y), 2 dosages   */
+    uint32_t *gerr;               /* per gather task: variant that failed      */
+    uint64_t *masks;              /* the words of fm                           */
+    freq_masks fm;
+    double *dmat;                 /* dgemm steps: G x NS dosages               */
+    /* split: the block's sex-independent rows (frow), the others copied
+     * apart for run_range (ctab, cblk, cslow, cW) */
+    unsigned char *zeros;         /* a .bed row of code 0, the padding         */
+    uint32_t *frow, *cblk;
+    row_tab *ctab;
+    uint8_t *cslow;
+    double *cW;
+    quad_bufs qb;
+    int_state is;
+} prs_plan;
+
+static mg_status oom(mg_prs *p) { return mg__prs_set(p, MG_E_NOMEM, "out of memory"); }
+
+static void plan_free(prs_plan *pl) {
+    mg__pool_free(pl->pool);
+    mg__free(pl->col); mg__free(pl->order); mg__free(pl->rowpos); mg__free(pl->wrow);
+    mg__free(pl->W); mg__free(pl->act); mg__free(pl->den); mg__free(pl->named);
+    mg__aligned_free(pl->sum); mg__free(pl->ipack);
+    mg__free(pl->geno); mg__free(pl->dsb); mg__free(pl->tab); mg__free(pl->bvar);
+    mg__free(pl->blkvar); mg__free(pl->slow); mg__free(pl->gerr); mg__free(pl->masks);
+    mg__free(pl->dmat);
+    mg__free(pl->zeros); mg__free(pl->frow); mg__free(pl->cblk); mg__free(pl->ctab);
+    mg__free(pl->cslow); mg__free(pl->cW);
+    mg__aligned_free(pl->qb.tab); mg__free(pl->qb.itab); mg__free(pl->qb.codes);
+    mg__free(pl->qb.geno); mg__free(pl->qb.w); mg__free(pl->qb.dose); mg__free(pl->qb.ipk);
+    int_state_free(&pl->is);
+}
+
+/* The kept scores' columns, and the paths. */
+static mg_status plan_scores(mg_prs *p, prs_plan *pl) {
     if (p->n_scores == 0) return mg__prs_set(p, MG_E_MISUSE, "no scores were added");
+    pl->col = mg__malloc(p->n_scores * sizeof *pl->col);
+    if (!pl->col) return oom(p);
     uint32_t K = 0;
-    int32_t *col = mg__malloc(p->n_scores * sizeof *col);
-    if (!col) return mg__prs_set(p, MG_E_NOMEM, "out of memory");
-    for (uint32_t k = 0; k < p->n_scores; k++) col[k] = p->scores[k].rep.kept ? (int32_t)K++ : -1;
-    if (K == 0) {
-        mg__free(col);
+    for (uint32_t k = 0; k < p->n_scores; k++) pl->col[k] = p->scores[k].rep.kept ? (int32_t)K++ : -1;
+    if (K == 0)
         return mg__prs_set(p, MG_E_INVALID_ARG, "every score was dropped (overlap below %g)",
                            p->params.min_overlap);
-    }
-    mg_status st = MG_OK;
     uint64_t N = p->n_samples;
-    uint32_t *order = NULL, *rowpos = NULL, *blkvar = NULL, *bvar = NULL, *gerr = NULL;
-    const double **wrow = NULL;
-    double *W = NULL, *act = NULL, *den = NULL, *named = NULL, *sum = NULL;
-    unsigned char *geno = NULL;
-    row_tab *tab = NULL;
-    mg__pool *pool = NULL;
-    double *dmat = NULL;
-    uint8_t *slow = NULL;
-    int64_t *ipack = NULL;
-    uint64_t *masks = NULL;
-    uint16_t *dsb = NULL;
-    /* quad path */
-    double *qtab = NULL, *cW = NULL;
-    int64_t *qitab = NULL;
-    uint8_t *qcodes = NULL;
-    uint8_t *cslow = NULL;
-    unsigned char *zeros = NULL;
-    row_tab *ctab = NULL;
-    uint32_t *cblk = NULL, *frow = NULL;
-    const unsigned char **qgeno = NULL;
-    const double **qw = NULL;
-    double *qdose = NULL;
-    int64_t *qipk = NULL;
-    /* integer path (ints.h) */
-    int32_t *iacc = NULL;
-    uint8_t *ibbuf = NULL;
-    int *iexp = NULL;
-    double *iinv = NULL;
-    int64_t *iscr = NULL;
-    uint32_t inat = 0;
-    int_state is;
-    memset(&is, 0, sizeof is);
-    int ints = N >= 16 && K >= INT_MIN_SCORES && !(p->params.flags & MG_PRS_DOUBLE_SUMS) &&
+    pl->K = K;
+    pl->ints = N >= 16 && K >= INT_MIN_SCORES && !(p->params.flags & MG_PRS_DOUBLE_SUMS) &&
                (uint64_t)K * MG__INT_DIGITS + 2 < ((uint64_t)1 << 20) && mg__ints_available();
-    int quad = !ints && K > FEW_SCORES && N >= QUAD_MIN_SAMPLES;
-    int split = quad || ints; /* sex-independent .bed rows apart from the rest */
-    uint32_t KS = quad ? (K + MG__QUAD_LANES - 1) / MG__QUAD_LANES * MG__QUAD_LANES : K;
-    /* active rows: those holding a weight of a kept score */
-    uint8_t *active = mg__calloc(p->n_rows ? p->n_rows : 1, 1);
-    if (!active) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+    pl->quad = !pl->ints && K > FEW_SCORES && N >= QUAD_MIN_SAMPLES;
+    pl->split = pl->quad || pl->ints;
+    pl->KS = pl->quad ? (K + MG__QUAD_LANES - 1) / MG__QUAD_LANES * MG__QUAD_LANES : K;
+    return MG_OK;
+}
+
+/* active[r] = 1 for the rows holding a weight of a kept score. */
+static void mark_active(const mg_prs *p, const int32_t *col, uint8_t *active) {
     for (uint64_t e = 0; e < p->n_ent; e++)
         if (col[p->ent[e].score] >= 0) active[p->ent[e].row] = 1;
     for (uint32_t b = 0; b < p->n_wide; b++) {
@@ -835,356 +935,476 @@ mg_status mg__prs_compute(mg_prs *p) {
         if (any)
             for (uint64_t i = 0; i < wb->n; i++) active[wb->row[i]] = 1;
     }
-    uint32_t n_act = 0;
-    order = mg__malloc((p->n_rows ? p->n_rows : 1) * sizeof *order);
-    rowpos = mg__malloc((p->n_rows ? p->n_rows : 1) * sizeof *rowpos);
-    if (!order || !rowpos) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
-    for (uint32_t r = 0; r < p->n_rows; r++) if (active[r]) order[n_act++] = r;
-    for (uint32_t i = 0; i < n_act; i++) {
-        const mg__prs_row *row = &p->rows[order[i]];
-        if (row_flags(p, row) & (MG_PRS_DOMINANT | MG_PRS_RECESSIVE)) {
-            const mg__prs_variant *v = &p->var[row->var];
-            if (v->cls == MG__CHR_X || v->cls == MG__CHR_Y || v->cls == MG__CHR_MT) {
-                st = mg__prs_set(p, MG_E_UNSUPPORTED,
-                                 "dominant and recessive scores cannot use haploid chromosomes "
-                                 "(X, Y, MT): variant %s", mg__prs_vstr(p, v->id));
-                goto done;
-            }
-        }
+}
+
+/* The active rows sorted by variant (cmp_row), their positions and the
+ * longest run of one variant's rows; dominant and recessive models are
+ * refused on haploid chromosomes. */
+static mg_status plan_rows(mg_prs *p, prs_plan *pl) {
+    const size_t nrows = p->n_rows ? p->n_rows : 1;
+    uint8_t *active = mg__calloc(nrows, 1);
+    if (!active) return oom(p);
+    mark_active(p, pl->col, active);
+    pl->order = mg__malloc(nrows * sizeof *pl->order);
+    pl->rowpos = mg__malloc(nrows * sizeof *pl->rowpos);
+    uint32_t n = 0;
+    for (uint32_t r = 0; pl->order && r < p->n_rows; r++) if (active[r]) pl->order[n++] = r;
+    mg__free(active);
+    if (!pl->order || !pl->rowpos) return oom(p);
+    pl->n_act = n;
+    for (uint32_t i = 0; i < n; i++) {
+        const mg__prs_row *row = &p->rows[pl->order[i]];
+        const mg__prs_variant *v = &p->var[row->var];
+        if ((row_flags(p, row) & (MG_PRS_DOMINANT | MG_PRS_RECESSIVE)) &&
+            (v->cls == MG__CHR_X || v->cls == MG__CHR_Y || v->cls == MG__CHR_MT))
+            return mg__prs_set(p, MG_E_UNSUPPORTED,
+                               "dominant and recessive scores cannot use haploid chromosomes "
+                               "(X, Y, MT): variant %s", mg__prs_vstr(p, v->id));
     }
-    qsort_r(order, n_act, sizeof *order, cmp_row, p->rows);
-    for (uint32_t i = 0; i < n_act; i++) rowpos[order[i]] = i;
-    uint32_t max_run = 1; /* most rows of one variant (2, or more with own dosage models) */
-    for (uint32_t i = 1, run = 1; i < n_act; i++) {
-        run = p->rows[order[i - 1]].var == p->rows[order[i]].var ? run + 1 : 1;
-        if (run > max_run) max_run = run;
+    qsort_r(pl->order, n, sizeof *pl->order, cmp_row, p->rows);
+    for (uint32_t i = 0; i < n; i++) pl->rowpos[pl->order[i]] = i;
+    pl->max_run = 1; /* 2, or more with rows of their own dosage models */
+    for (uint32_t i = 1, run = 1; i < n; i++) {
+        run = p->rows[pl->order[i - 1]].var == p->rows[pl->order[i]].var ? run + 1 : 1;
+        if (run > pl->max_run) pl->max_run = run;
     }
-    size_t wbytes;
-    if (mg__mul_size((size_t)n_act ? n_act : 1, (size_t)K * sizeof(double), &wbytes)) {
-        st = mg__prs_set(p, MG_E_NOMEM, "score matrix too large");
-        goto done;
-    }
-    /* Each row's K weights: straight from the wide blocks when they hold
-     * every kept score in order and no row twice (one wide file, the integer
-     * path: no dense copy), else from the dense matrix W. */
-    wrow = mg__malloc((n_act ? n_act : 1) * sizeof *wrow);
-    if (!wrow) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
-    int direct = ints && p->n_ent == 0 && p->n_wide > 0;
-    for (uint32_t b = 0; direct && b < p->n_wide; b++) {
+    return MG_OK;
+}
+
+/* wrow straight into the wide blocks, possible when they hold every kept
+ * score in order and no row twice (one wide file); 0 when they do not. */
+static int weights_direct(const mg_prs *p, prs_plan *pl) {
+    if (p->n_ent != 0 || p->n_wide == 0) return 0;
+    for (uint32_t b = 0; b < p->n_wide; b++) {
         const mg__prs_wide *wb = &p->wide[b];
-        if (wb->nk != K) direct = 0;
-        for (uint32_t c = 0; direct && c < wb->nk; c++) direct = col[wb->first + c] == (int32_t)c;
+        if (wb->nk != pl->K) return 0;
+        for (uint32_t c = 0; c < wb->nk; c++)
+            if (pl->col[wb->first + c] != (int32_t)c) return 0;
     }
-    if (direct) {
-        memset(wrow, 0, (n_act ? n_act : 1) * sizeof *wrow);
-        for (uint32_t b = 0; direct && b < p->n_wide; b++) {
-            const mg__prs_wide *wb = &p->wide[b];
-            for (uint64_t i = 0; i < wb->n; i++) {
-                uint32_t pos = rowpos[wb->row[i]];
-                if (wrow[pos]) { direct = 0; break; }
-                wrow[pos] = wb->w + i * wb->nk;
-            }
-        }
-        for (uint32_t r = 0; direct && r < n_act; r++) direct = wrow[r] != NULL;
-    }
-    if (!direct) {
-        W = mg__calloc(1, wbytes);
-        if (!W) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
-        for (uint32_t r = 0; r < n_act; r++) wrow[r] = W + (uint64_t)r * K;
-    }
-    act = mg__calloc(N, sizeof *act);
-    den = mg__calloc(N, sizeof *den);
-    named = mg__calloc(N, sizeof *named);
-    /* aligned so that the quad path's rows of KS (a multiple of 16) doubles
-     * start on cache lines */
-    size_t sum_bytes = 0;
-    if (!mg__mul_size((size_t)(N ? N : 1), (size_t)KS * sizeof *sum, &sum_bytes)) {
-        sum = mg__aligned_alloc(64, sum_bytes);
-        if (sum) memset(sum, 0, sum_bytes);
-    }
-    if (!act || !den || !named || !sum) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
-    for (uint64_t e = 0; W && e < p->n_ent; e++) {
-        int32_t c = col[p->ent[e].score];
-        if (c >= 0) W[(uint64_t)rowpos[p->ent[e].row] * K + (uint32_t)c] += p->ent[e].w;
-    }
-    for (uint32_t b = 0; W && b < p->n_wide; b++) {
+    memset(pl->wrow, 0, (pl->n_act ? pl->n_act : 1) * sizeof *pl->wrow);
+    for (uint32_t b = 0; b < p->n_wide; b++) {
         const mg__prs_wide *wb = &p->wide[b];
         for (uint64_t i = 0; i < wb->n; i++) {
-            double *dst = W + (uint64_t)rowpos[wb->row[i]] * K;
+            uint32_t pos = pl->rowpos[wb->row[i]];
+            if (pl->wrow[pos]) return 0;
+            pl->wrow[pos] = wb->w + i * wb->nk;
+        }
+    }
+    for (uint32_t r = 0; r < pl->n_act; r++)
+        if (!pl->wrow[r]) return 0;
+    return 1;
+}
+
+/* The dense weights: every entry and wide line of a kept score added into
+ * its row of W. */
+static void fill_weights(const mg_prs *p, prs_plan *pl) {
+    const uint32_t K = pl->K;
+    for (uint64_t e = 0; e < p->n_ent; e++) {
+        int32_t c = pl->col[p->ent[e].score];
+        if (c >= 0) pl->W[(uint64_t)pl->rowpos[p->ent[e].row] * K + (uint32_t)c] += p->ent[e].w;
+    }
+    for (uint32_t b = 0; b < p->n_wide; b++) {
+        const mg__prs_wide *wb = &p->wide[b];
+        for (uint64_t i = 0; i < wb->n; i++) {
+            double *dst = pl->W + (uint64_t)pl->rowpos[wb->row[i]] * K;
             const double *src = wb->w + i * wb->nk;
             for (uint32_t c = 0; c < wb->nk; c++) {
-                int32_t cc = col[wb->first + c];
+                int32_t cc = pl->col[wb->first + c];
                 if (cc >= 0) dst[cc] += src[c];
             }
         }
     }
+}
 
+/* Each active row's K weights: on the integer path straight from the wide
+ * blocks where they serve (no dense copy), else rows of the dense W. */
+static mg_status plan_weights(mg_prs *p, prs_plan *pl) {
+    const uint32_t n = pl->n_act;
+    size_t wbytes;
+    if (mg__mul_size((size_t)n ? n : 1, (size_t)pl->K * sizeof(double), &wbytes))
+        return mg__prs_set(p, MG_E_NOMEM, "score matrix too large");
+    pl->wrow = mg__malloc((n ? n : 1) * sizeof *pl->wrow);
+    if (!pl->wrow) return oom(p);
+    if (pl->ints && weights_direct(p, pl)) return MG_OK;
+    pl->W = mg__calloc(1, wbytes);
+    if (!pl->W) return oom(p);
+    for (uint32_t r = 0; r < n; r++) pl->wrow[r] = pl->W + (uint64_t)r * pl->K;
+    fill_weights(p, pl);
+    return MG_OK;
+}
+
+/* The per-sample results, zero; sum aligned so that the quad path's rows
+ * of KS (a multiple of 16) doubles start on cache lines. */
+static mg_status plan_results(mg_prs *p, prs_plan *pl) {
+    const uint64_t N = p->n_samples;
+    pl->act = mg__calloc(N, sizeof *pl->act);
+    pl->den = mg__calloc(N, sizeof *pl->den);
+    pl->named = mg__calloc(N, sizeof *pl->named);
+    pl->ipack = mg__calloc(N, sizeof *pl->ipack);
+    size_t sum_bytes = 0;
+    if (!mg__mul_size((size_t)(N ? N : 1), (size_t)pl->KS * sizeof *pl->sum, &sum_bytes)) {
+        pl->sum = mg__aligned_alloc(64, sum_bytes);
+        if (pl->sum) memset(pl->sum, 0, sum_bytes);
+    }
+    if (!pl->act || !pl->den || !pl->named || !pl->ipack || !pl->sum) return oom(p);
+    return MG_OK;
+}
+
+/* Blocks of B variants (whole variants, up to 2B rows), and the pool when
+ * there are threads and samples enough. */
+static mg_status plan_threads(mg_prs *p, prs_plan *pl) {
     uint32_t B = p->params.block_variants ? p->params.block_variants : 4096;
-    if (ints && B > (1u << 20)) B = 1u << 20; /* int32 sums: < 2^23 slots a block */
-    /* rows a block holds: whole variants, B of them or up to 2B rows */
-    size_t rcap = (size_t)B * 2 > max_run ? (size_t)B * 2 : max_run;
+    if (pl->ints && B > (1u << 20)) B = 1u << 20; /* int32 sums: < 2^23 slots a block */
+    pl->B = B;
+    pl->rcap = (size_t)B * 2 > pl->max_run ? (size_t)B * 2 : pl->max_run;
     uint32_t nthr = mg__prs_threads(p);
-    if (nthr > 1 && N >= 256) {
-        pool = mg__pool_new(nthr);
-        if (!pool) { st = mg__prs_set(p, MG_E_NOMEM, "cannot start threads"); goto done; }
+    if (nthr > 1 && p->n_samples >= 256) {
+        pl->pool = mg__pool_new(nthr);
+        if (!pl->pool) return mg__prs_set(p, MG_E_NOMEM, "cannot start threads");
     }
-    uint32_t nt = pool ? mg__pool_size(pool) : 1;
-    if (split) {
-        size_t rows2 = rcap, cwb;
-        if (mg__mul_size(rows2 * sizeof(double), (size_t)K, &cwb)) { st = mg__prs_set(p, MG_E_NOMEM, "block too large"); goto done; }
-        /* cache-line aligned: a table row load must not straddle two lines */
-        if (quad) {
-            qtab = mg__aligned_alloc(64, (size_t)nt * MG__QUAD_MAXG * 256 * MG__QUAD_WIDTH * sizeof *qtab);
-            qitab = mg__malloc((size_t)nt * MG__QUAD_MAXG * 256 * sizeof *qitab);
-            qcodes = mg__malloc((size_t)nt * QUAD_SUB * MG__QUAD_MAXG);
-            qgeno = mg__malloc(4 * MG__QUAD_MAXG * sizeof *qgeno);
-            qw = mg__malloc(4 * MG__QUAD_MAXG * sizeof *qw);
-            qdose = mg__malloc(16 * MG__QUAD_MAXG * sizeof *qdose);
-            qipk = mg__malloc(16 * MG__QUAD_MAXG * sizeof *qipk);
-            if (!qtab || !qitab || !qcodes || !qgeno || !qw || !qdose || !qipk) {
-                st = mg__prs_set(p, MG_E_NOMEM, "out of memory");
-                goto done;
-            }
-        }
-        /* the integer kernels read up to 16 bytes past a row's samples */
-        zeros = mg__calloc(p->bytes_per_var + 64, 1);
-        ctab = mg__malloc(rows2 * sizeof *ctab);
-        cblk = mg__malloc(rows2 * sizeof *cblk);
-        cslow = mg__malloc(rows2);
-        frow = mg__malloc(rows2 * sizeof *frow);
-        cW = mg__malloc(cwb);
-        if (!zeros || !ctab || !cblk || !cslow || !frow || !cW) {
-            st = mg__prs_set(p, MG_E_NOMEM, "out of memory");
-            goto done;
-        }
+    pl->nt = pl->pool ? mg__pool_size(pl->pool) : 1;
+    pl->ngt = pl->nt * TASKS_PER_THREAD;
+    return MG_OK;
+}
+
+/* The split's buffers: the rows copied apart, the padding row and the quad
+ * path's (tables cache-line aligned: a table row load must not straddle
+ * two lines). */
+static mg_status plan_split(mg_prs *p, prs_plan *pl) {
+    if (!pl->split) return MG_OK;
+    const size_t rows = pl->rcap;
+    size_t cwb;
+    if (mg__mul_size(rows * sizeof(double), (size_t)pl->K, &cwb))
+        return mg__prs_set(p, MG_E_NOMEM, "block too large");
+    if (pl->quad) {
+        quad_bufs *qb = &pl->qb;
+        const size_t nt = pl->nt;
+        qb->tab = mg__aligned_alloc(64, nt * MG__QUAD_MAXG * 256 * MG__QUAD_WIDTH * sizeof *qb->tab);
+        qb->itab = mg__malloc(nt * MG__QUAD_MAXG * 256 * sizeof *qb->itab);
+        qb->codes = mg__malloc(nt * QUAD_SUB * MG__QUAD_MAXG);
+        qb->geno = mg__malloc(4 * MG__QUAD_MAXG * sizeof *qb->geno);
+        qb->w = mg__malloc(4 * MG__QUAD_MAXG * sizeof *qb->w);
+        qb->dose = mg__malloc(16 * MG__QUAD_MAXG * sizeof *qb->dose);
+        qb->ipk = mg__malloc(16 * MG__QUAD_MAXG * sizeof *qb->ipk);
+        if (!qb->tab || !qb->itab || !qb->codes || !qb->geno || !qb->w || !qb->dose || !qb->ipk)
+            return oom(p);
     }
-    if (n_act >= (1u << 30)) { st = mg__prs_set(p, MG_E_LIMIT, "too many score rows"); goto done; }
-    if (K > FEW_SCORES && (N > INT32_MAX || K > INT32_MAX / 2)) {
-        st = mg__prs_set(p, MG_E_LIMIT, "too many samples or scores for the matrix path");
-        goto done;
-    }
-    /* GEMM steps: up to 2048 samples x up to 1024 rows (16 MiB of dosages),
-     * so that each dgemm has a long inner dimension and its N x K output
-     * slice stays in cache. */
-    uint64_t NS = N < 2048 ? N : 2048;
-    uint32_t G = K <= FEW_SCORES ? UINT32_MAX : (uint32_t)(((uint64_t)2 << 20) / (NS ? NS : 1));
-    if (K > FEW_SCORES) {
-        if (G < 8) G = 8;
-        if (G > 1024) G = 1024;
-        size_t db;
-        if (mg__mul_size((size_t)G * sizeof(double), (size_t)NS, &db)) { st = mg__prs_set(p, MG_E_NOMEM, "too many samples"); goto done; }
-        dmat = mg__malloc(db);
-        if (!dmat) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
-    }
+    /* the integer kernels read up to 16 bytes past a row's samples */
+    pl->zeros = mg__calloc(p->bytes_per_var + 64, 1);
+    pl->ctab = mg__malloc(rows * sizeof *pl->ctab);
+    pl->cblk = mg__malloc(rows * sizeof *pl->cblk);
+    pl->cslow = mg__malloc(rows);
+    pl->frow = mg__malloc(rows * sizeof *pl->frow);
+    pl->cW = mg__malloc(cwb);
+    if (!pl->zeros || !pl->ctab || !pl->cblk || !pl->cslow || !pl->frow || !pl->cW) return oom(p);
+    return MG_OK;
+}
+
+/* The limits of run_range and dgemm, and dgemm's steps: up to 2048 samples
+ * x up to 1024 rows (16 MiB of dosages), so that each dgemm has a long
+ * inner dimension and its N x K output slice stays in cache. */
+static mg_status plan_dense(mg_prs *p, prs_plan *pl) {
+    const uint64_t N = p->n_samples;
+    const uint32_t K = pl->K;
+    if (pl->n_act >= (1u << 30)) return mg__prs_set(p, MG_E_LIMIT, "too many score rows");
+    if (K > FEW_SCORES && (N > INT32_MAX || K > INT32_MAX / 2))
+        return mg__prs_set(p, MG_E_LIMIT, "too many samples or scores for the matrix path");
+    pl->NS = N < 2048 ? N : 2048;
+    pl->G = K <= FEW_SCORES ? UINT32_MAX : (uint32_t)(((uint64_t)2 << 20) / (pl->NS ? pl->NS : 1));
+    if (K <= FEW_SCORES) return MG_OK;
+    if (pl->G < 8) pl->G = 8;
+    if (pl->G > 1024) pl->G = 1024;
+    size_t db;
+    if (mg__mul_size((size_t)pl->G * sizeof(double), (size_t)pl->NS, &db))
+        return mg__prs_set(p, MG_E_NOMEM, "too many samples");
+    pl->dmat = mg__malloc(db);
+    if (!pl->dmat) return oom(p);
+    return MG_OK;
+}
+
+/* The buffers of the block in hand and the founder masks. */
+static mg_status plan_block(mg_prs *p, prs_plan *pl) {
     size_t gbytes;
-    if (mg__mul_size(B, (size_t)p->bytes_per_var, &gbytes)) { st = mg__prs_set(p, MG_E_NOMEM, "block too large"); goto done; }
-    geno = mg__malloc(gbytes + 64);
-    tab = mg__malloc(rcap * sizeof *tab);
-    bvar = mg__malloc((size_t)B * sizeof *bvar);
-    uint32_t ngt = nt * TASKS_PER_THREAD; /* gather tasks */
-    gerr = mg__malloc((size_t)ngt * sizeof *gerr);
-    blkvar = mg__malloc(rcap * sizeof *blkvar);
-    slow = mg__malloc(rcap);
-    ipack = mg__calloc(N, sizeof *ipack);
-    uint64_t nw = (p->bytes_per_var + 7) / 8;
-    masks = mg__calloc(nw * 4, sizeof *masks);
-    if (!geno || !tab || !blkvar || !slow || !ipack || !masks || !bvar || !gerr) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+    if (mg__mul_size(pl->B, (size_t)p->bytes_per_var, &gbytes))
+        return mg__prs_set(p, MG_E_NOMEM, "block too large");
+    pl->geno = mg__malloc(gbytes + 64);
+    pl->tab = mg__malloc(pl->rcap * sizeof *pl->tab);
+    pl->bvar = mg__malloc((size_t)pl->B * sizeof *pl->bvar);
+    pl->gerr = mg__malloc((size_t)pl->ngt * sizeof *pl->gerr);
+    pl->blkvar = mg__malloc(pl->rcap * sizeof *pl->blkvar);
+    pl->slow = mg__malloc(pl->rcap);
+    const uint64_t nw = (p->bytes_per_var + 7) / 8;
+    pl->masks = mg__calloc(nw * 4, sizeof *pl->masks);
+    if (!pl->geno || !pl->tab || !pl->bvar || !pl->gerr || !pl->blkvar || !pl->slow || !pl->masks)
+        return oom(p);
+    pl->fm = founder_masks(p, pl->masks, nw);
     if (p->ds_row) {
         size_t dbytes;
-        if (mg__mul_size(B, (size_t)N * sizeof *dsb, &dbytes)) { st = mg__prs_set(p, MG_E_NOMEM, "block too large"); goto done; }
-        dsb = mg__malloc(dbytes);
-        if (!dsb) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+        if (mg__mul_size(pl->B, (size_t)p->n_samples * sizeof *pl->dsb, &dbytes))
+            return mg__prs_set(p, MG_E_NOMEM, "block too large");
+        pl->dsb = mg__malloc(dbytes);
+        if (!pl->dsb) return oom(p);
     }
-    if (ints) {
-        /* rows: K x digits, the named dosage and missing ploidy counts */
-        inat = (uint32_t)((((uint64_t)K * MG__INT_DIGITS + 2 + 31) / 32) * 2);
-        uint64_t ntile = (N + 15) / 16;
-        size_t ab;
-        if (mg__mul_size((size_t)ntile * inat, 1024, &ab)) { st = mg__prs_set(p, MG_E_NOMEM, "too many samples"); goto done; }
-        iacc = big_alloc(ab);
-        ibbuf = big_alloc((size_t)nt * MG__INTS_BBUF);
-        iexp = mg__malloc(K * sizeof *iexp);
-        iinv = mg__malloc(K * sizeof *iinv);
-        iscr = mg__malloc((size_t)nt * 2 * MG__INT_SLOTS * K * sizeof *iscr);
-        if (!iacc || !ibbuf || !iexp || !iinv || !iscr) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
-        memset(iacc, 0, ab);
-        /* s_k: a power of two with 2 x max |w_k| / s_k <= 2^(8 x digits - 2),
-         * so every rounded weight (dosage slots: w x ploidy / 2; missing
-         * slots: w x imputed dosage <= 2 |w|) fits the signed digits */
-        for (uint32_t k = 0; k < K; k++) iinv[k] = 0; /* max |w_k| first */
-        for (uint32_t r = 0; r < n_act; r++) {
-            const double *wr = wrow[r];
-            for (uint32_t k = 0; k < K; k++) {
-                double a = fabs(wr[k]);
-                if (a > iinv[k]) iinv[k] = a;
-            }
-        }
+    return MG_OK;
+}
+
+/* The integer path's state: sums, scratch, and per score k the scale s_k,
+ * a power of two with 2 x max |w_k| / s_k <= 2^(8 x digits - 2), so that
+ * every rounded weight (dosage slots: w x ploidy / 2; missing slots: w x
+ * imputed dosage <= 2 |w|) fits the signed digits. */
+static mg_status plan_ints(mg_prs *p, prs_plan *pl) {
+    if (!pl->ints) return MG_OK;
+    int_state *is = &pl->is;
+    const uint32_t K = pl->K;
+    const uint64_t ntile = (p->n_samples + 15) / 16;
+    is->K = K;
+    is->KS = pl->KS;
+    is->nt = pl->nt;
+    is->flush_slots = p->tune.flush_slots;
+    /* rows: K x digits, the named dosage and missing ploidy counts */
+    is->nat = (uint32_t)((((uint64_t)K * MG__INT_DIGITS + 2 + 31) / 32) * 2);
+    size_t ab;
+    if (mg__mul_size((size_t)ntile * is->nat, 1024, &ab))
+        return mg__prs_set(p, MG_E_NOMEM, "too many samples");
+    is->acc = big_alloc(ab);
+    is->bbuf = big_alloc((size_t)pl->nt * MG__INTS_BBUF);
+    is->iexp = mg__malloc(K * sizeof *is->iexp);
+    is->iinv = mg__malloc(K * sizeof *is->iinv);
+    is->scratch = mg__malloc((size_t)pl->nt * 2 * MG__INT_SLOTS * K * sizeof *is->scratch);
+    if (!is->acc || !is->bbuf || !is->iexp || !is->iinv || !is->scratch) return oom(p);
+    memset(is->acc, 0, ab);
+    for (uint32_t k = 0; k < K; k++) is->iinv[k] = 0; /* max |w_k| first */
+    for (uint32_t r = 0; r < pl->n_act; r++)
         for (uint32_t k = 0; k < K; k++) {
-            double m = iinv[k];
-            int e = 0;
-            if (m > 0) (void)frexp(2 * m, &e);
-            iexp[k] = e - (8 * MG__INT_DIGITS - 2);
-            iinv[k] = ldexp(1.0, -iexp[k]);
+            double a = fabs(pl->wrow[r][k]);
+            if (a > is->iinv[k]) is->iinv[k] = a;
         }
-        is = (int_state){ K, KS, inat, nt, iexp, iinv, NULL, NULL, NULL, NULL, ibbuf, 0, 0, iacc, iscr, NULL };
+    for (uint32_t k = 0; k < K; k++) {
+        int e = 0;
+        if (is->iinv[k] > 0) (void)frexp(2 * is->iinv[k], &e);
+        is->iexp[k] = e - (8 * MG__INT_DIGITS - 2);
+        is->iinv[k] = ldexp(1.0, -is->iexp[k]);
     }
-    freq_masks fm = { masks, masks + nw, masks + 2 * nw, masks + 3 * nw };
-    for (uint64_t s2 = 0; s2 < N; s2++) {
-        if (!p->founder[s2]) continue;
-        uint64_t bit = 1ull << (2 * (s2 & 31));
-        uint64_t *m = masks + s2 / 32;
-        m[0 * nw] |= p->male[s2] ? 0 : bit;  /* X: diploid founders  */
-        m[1 * nw] |= p->male[s2] ? bit : 0;  /* X: haploid founders  */
-        m[2 * nw] |= bit;                    /* all founders         */
-        m[3 * nw] |= p->male[s2] ? bit : 0;  /* Y: male founders     */
-    }
-    double pfast = 0; /* ploidy summed over the sex-independent variants */
+    return MG_OK;
+}
 
-    double t_last = 0;
-    for (uint32_t i = 0; i < n_act;) {
-        if (prs_stop(p, i, n_act, &t_last)) {
-            p->computed = 0;
-            st = mg__prs_set(p, MG_E_INTERRUPTED, "mg_prs_compute was stopped after %u of %u "
-                             "variant rows (%s)", i, n_act,
-                             atomic_load(&p->interrupt) ? "mg_prs_interrupt"
-                                                        : "the progress callback");
-            goto done;
-        }
-        /* gather up to B distinct variants; threads read them and make the
-         * row tables */
-        uint32_t start = i, nv = 0;
-        uint32_t last = UINT32_MAX;
-        while (i < n_act) {
-            uint32_t v = p->rows[order[i]].var;
-            if (v != last) {
-                if (nv == B) break;
-                uint32_t run = 1;
-                while (i + run < n_act && p->rows[order[i + run]].var == v) run++;
-                if ((size_t)(i - start) + run > rcap) break;
-                bvar[nv++] = v;
-                last = v;
-            }
-            blkvar[i - start] = nv - 1;
-            i++;
-        }
-        {
-            gather_job gj = { p, &fm, order + start, bvar, nv, blkvar, i - start, geno, dsb,
-                              tab, slow, gerr };
-            mg__pool_run(pool, gather_task, &gj, ngt);
-            for (uint32_t t = 0; t < ngt; t++) {
-                if (gerr[t] == UINT32_MAX) continue;
-                st = mg__prs_set(p, MG_E_IO, "%s: read failed at variant %u (file changed?)",
-                                 p->bed_path, gerr[t]);
-                goto done;
-            }
-            for (uint32_t r = 0; r < i - start; r++) {
-                const mg__prs_variant *var = &p->var[bvar[blkvar[r]]];
-                if (!slow[r] && tab[r].first) pfast += var->cls == MG__CHR_MT ? 1 : 2;
-            }
-        }
-        uint32_t nr = i - start;
-        const double *Wb = W ? W + (uint64_t)start * K : NULL; /* dense paths (not direct) */
-        const double *const *wb_rows = wrow + start;
-        const row_tab *btab = tab;
-        const uint32_t *bblk = blkvar;
-        const uint8_t *bslow = slow;
-        if (split) { /* sex-independent .bed rows by quads or integers, the rest below */
-            uint32_t nf = 0, nsl = 0;
-            for (uint32_t r = 0; r < nr; r++) {
-                if (!slow[r]) { frow[nf++] = r; continue; }
-                ctab[nsl] = tab[r];
-                cblk[nsl] = blkvar[r];
-                cslow[nsl] = slow[r];
-                memcpy(cW + (uint64_t)nsl * K, wb_rows[r], (size_t)K * sizeof *cW);
-                nsl++;
-            }
-            if (ints && nf) {
-                st = int_block(p, pool, &is, geno, zeros, blkvar, tab, wb_rows, frow, nf, sum, ipack);
-                if (st != MG_OK) goto done;
-            }
-            for (uint32_t f0 = 0; quad && f0 < nf; f0 += 4 * MG__QUAD_MAXG) {
-                uint32_t nq = nf - f0 < 4 * MG__QUAD_MAXG ? nf - f0 : 4 * MG__QUAD_MAXG;
-                uint32_t nqd = (nq + 3) / 4;
-                for (uint32_t x = 0; x < 4 * nqd; x++) {
-                    if (x < nq) {
-                        uint32_t r = frow[f0 + x];
-                        qgeno[x] = geno + (uint64_t)blkvar[r] * p->bytes_per_var;
-                        qw[x] = wb_rows[r];
-                        for (int c = 0; c < 4; c++) {
-                            qdose[4 * x + (uint32_t)c] = tab[r].d[c];
-                            qipk[4 * x + (uint32_t)c] = tab[r].ip[c];
-                        }
-                    } else { /* padding: code 0 everywhere, adds nothing */
-                        qgeno[x] = zeros;
-                        qw[x] = NULL;
-                        for (int c = 0; c < 4; c++) {
-                            qdose[4 * x + (uint32_t)c] = 0;
-                            qipk[4 * x + (uint32_t)c] = 0;
-                        }
-                    }
-                }
-                quad_job qj = { { nqd, K, KS, qgeno, qdose, qipk, qw, 0, 0, sum, ipack,
-                                  NULL, NULL, NULL },
-                                N, qtab, qitab, qcodes };
-                mg__pool_run(pool, quad_task, &qj, nt);
-            }
-            nr = nsl;
-            Wb = cW;
-            btab = ctab;
-            bblk = cblk;
-            bslow = cslow;
-        }
-        for (uint32_t r0 = 0; r0 < nr;) {
-            uint32_t r1 = K <= FEW_SCORES ? nr : (nr - r0 > G ? r0 + G : nr);
-            uint64_t step = dmat ? NS : N;
-            for (uint64_t s0 = 0; s0 < N; s0 += step) {
-                uint64_t s1 = N - s0 > step ? s0 + step : N;
-                job j = { p, geno, bblk, btab, bslow, dsb, Wb, r0, r1, K, KS,
-                          act, den, named, sum, ipack, dmat, N, s0, s1, NS };
-                mg__pool_run(pool, run_range, &j, nt);
-                if (dmat) /* SUM[s0..s1) (ns x K) += D^T (ns x rows) . W (rows x K) */
-                    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(s1 - s0), (int)K,
-                                (int)(r1 - r0), 1.0, dmat, (int)NS,
-                                Wb + (uint64_t)r0 * K, (int)K, 1.0, sum + s0 * KS, (int)KS);
-            }
-            r0 = r1;
-        }
+/* The whole plan, in this order (the order of its checks and messages). */
+static mg_status plan_make(mg_prs *p, prs_plan *pl) {
+    static mg_status (*const steps[])(mg_prs *, prs_plan *) = {
+        plan_scores, plan_rows, plan_weights, plan_results, plan_threads, plan_split,
+        plan_dense, plan_block, plan_ints,
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        mg_status st = steps[i](p, pl);
+        if (st != MG_OK) return st;
     }
-    if (ints) int_finish(iacc, is.acc64, inat, N, K, KS, iexp, sum, ipack);
-    {
-        int mean_imp = !(p->params.flags & MG_PRS_NO_MEAN_IMPUTATION);
-        for (uint64_t s2 = 0; s2 < N; s2++) {
-            double missp = (double)(ipack[s2] >> 32);
-            double named2 = (double)(ipack[s2] & 0xffffffffll);
-            act[s2] += pfast - missp;
-            den[s2] += mean_imp ? pfast : pfast - missp;
-            named[s2] += named2 / 2;
-        }
-    }
+    return MG_OK;
+}
 
-    /* publish */
+/* ---- running the plan, block by block ---------------------------------- */
+
+/* The block from row start on: up to B distinct variants (bvar, *nv of
+ * them) whose rows all fit rcap, each row's slot in blkvar. Returns the
+ * row after the block's last. */
+static uint32_t next_block(const mg_prs *p, prs_plan *pl, uint32_t start, uint32_t *nv) {
+    uint32_t i = start, n = 0, last = UINT32_MAX;
+    while (i < pl->n_act) {
+        uint32_t v = p->rows[pl->order[i]].var;
+        if (v != last) {
+            if (n == pl->B) break;
+            uint32_t run = 1;
+            while (i + run < pl->n_act && p->rows[pl->order[i + run]].var == v) run++;
+            if ((size_t)(i - start) + run > pl->rcap) break;
+            pl->bvar[n++] = v;
+            last = v;
+        }
+        pl->blkvar[i - start] = n - 1;
+        i++;
+    }
+    *nv = n;
+    return i;
+}
+
+/* Reads the block's nv variants and makes the tables of its nr rows on the
+ * pool; adds the ploidy of its sex-independent variants to pfast. */
+static mg_status gather_block(mg_prs *p, prs_plan *pl, uint32_t start, uint32_t nr, uint32_t nv) {
+    gather_job gj = { p, &pl->fm, pl->order + start, pl->bvar, nv, pl->blkvar, nr, pl->geno,
+                      pl->dsb, pl->tab, pl->slow, pl->gerr };
+    mg__pool_run(pl->pool, gather_task, &gj, pl->ngt);
+    for (uint32_t t = 0; t < pl->ngt; t++)
+        if (pl->gerr[t] != UINT32_MAX)
+            return mg__prs_set(p, MG_E_IO, "%s: read failed at variant %u (file changed?)",
+                               p->bed_path, pl->gerr[t]);
+    for (uint32_t r = 0; r < nr; r++) {
+        const mg__prs_variant *var = &p->var[pl->bvar[pl->blkvar[r]]];
+        if (!pl->slow[r] && pl->tab[r].first) pl->pfast += var->cls == MG__CHR_MT ? 1 : 2;
+    }
+    return MG_OK;
+}
+
+/* A block's rows for run_range (and dgemm). */
+typedef struct dense_rows {
+    uint32_t n;
+    const row_tab *tab;
+    const uint32_t *blkvar;
+    const uint8_t *slow;
+    const double *W;              /* n x K */
+} dense_rows;
+
+/* The split: the block's sex-independent rows into frow (*nf of them), the
+ * others copied apart, returned for run_range. */
+static dense_rows split_block(prs_plan *pl, uint32_t nr, const double *const *wb_rows,
+                              uint32_t *nf) {
+    const uint32_t K = pl->K;
+    uint32_t f = 0, n = 0;
+    for (uint32_t r = 0; r < nr; r++) {
+        if (!pl->slow[r]) { pl->frow[f++] = r; continue; }
+        pl->ctab[n] = pl->tab[r];
+        pl->cblk[n] = pl->blkvar[r];
+        pl->cslow[n] = pl->slow[r];
+        memcpy(pl->cW + (uint64_t)n * K, wb_rows[r], (size_t)K * sizeof *pl->cW);
+        n++;
+    }
+    *nf = f;
+    return (dense_rows){ n, pl->ctab, pl->cblk, pl->cslow, pl->cW };
+}
+
+/* The quad path over the block's rows frow[0..nf), in steps of up to
+ * 4 x MG__QUAD_MAXG rows, the last quad padded with rows of code 0 that add
+ * nothing. */
+static void quad_block(const mg_prs *p, const prs_plan *pl, const double *const *wb_rows, uint32_t nf) {
+    const quad_bufs *qb = &pl->qb;
+    for (uint32_t f0 = 0; f0 < nf; f0 += 4 * MG__QUAD_MAXG) {
+        uint32_t nq = nf - f0 < 4 * MG__QUAD_MAXG ? nf - f0 : 4 * MG__QUAD_MAXG;
+        uint32_t nqd = (nq + 3) / 4;
+        for (uint32_t x = 0; x < 4 * nqd; x++) {
+            const row_tab *tb = x < nq ? &pl->tab[pl->frow[f0 + x]] : NULL;
+            qb->geno[x] = tb ? pl->geno + (uint64_t)pl->blkvar[pl->frow[f0 + x]] * p->bytes_per_var
+                             : pl->zeros;
+            qb->w[x] = tb ? wb_rows[pl->frow[f0 + x]] : NULL;
+            for (int c = 0; c < 4; c++) {
+                qb->dose[4 * x + (uint32_t)c] = tb ? tb->d[c] : 0;
+                qb->ipk[4 * x + (uint32_t)c] = tb ? tb->ip[c] : 0;
+            }
+        }
+        quad_job qj = { { nqd, pl->K, pl->KS, qb->geno, qb->dose, qb->ipk, qb->w, 0, 0, pl->sum,
+                          pl->ipack, NULL, NULL, NULL },
+                        p->n_samples, qb->tab, qb->itab, qb->codes };
+        mg__pool_run(pl->pool, quad_task, &qj, pl->nt);
+    }
+}
+
+/* run_range over rows dr, in steps of up to G rows (all of them for one
+ * score) and NS samples, each step's decoded dosages times its weights
+ * added into sum by dgemm (more than one score). */
+static void dense_block(const mg_prs *p, const prs_plan *pl, const dense_rows *dr) {
+    const uint32_t K = pl->K, nr = dr->n;
+    const uint64_t N = p->n_samples, step = pl->dmat ? pl->NS : N;
+    for (uint32_t r0 = 0; r0 < nr;) {
+        uint32_t r1 = K <= FEW_SCORES ? nr : (nr - r0 > pl->G ? r0 + pl->G : nr);
+        for (uint64_t s0 = 0; s0 < N; s0 += step) {
+            uint64_t s1 = N - s0 > step ? s0 + step : N;
+            job j = { p, pl->geno, dr->blkvar, dr->tab, dr->slow, pl->dsb, dr->W, r0, r1, K,
+                      pl->KS, pl->act, pl->den, pl->named, pl->sum, pl->ipack, pl->dmat, N, s0,
+                      s1, pl->NS };
+            mg__pool_run(pl->pool, run_range, &j, pl->nt);
+            if (pl->dmat) /* SUM[s0..s1) (ns x K) += D^T (ns x rows) . W (rows x K) */
+                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(s1 - s0), (int)K,
+                            (int)(r1 - r0), 1.0, pl->dmat, (int)pl->NS,
+                            dr->W + (uint64_t)r0 * K, (int)K, 1.0, pl->sum + s0 * pl->KS,
+                            (int)pl->KS);
+        }
+        r0 = r1;
+    }
+}
+
+/* Rows [start, end) of the plan: read, then each row through its path. */
+static mg_status run_block(mg_prs *p, prs_plan *pl, uint32_t start, uint32_t end, uint32_t nv) {
+    const uint32_t nr = end - start;
+    mg_status st = gather_block(p, pl, start, nr, nv);
+    if (st != MG_OK) return st;
+    const double *const *wb_rows = pl->wrow + start;
+    /* without the split every row goes to run_range, with W dense */
+    dense_rows dr = { nr, pl->tab, pl->blkvar, pl->slow,
+                      pl->W ? pl->W + (uint64_t)start * pl->K : NULL };
+    if (pl->split) {
+        uint32_t nf;
+        dr = split_block(pl, nr, wb_rows, &nf);
+        if (pl->ints && nf &&
+            (st = int_block(p, pl->pool, &pl->is, pl->geno, pl->zeros, pl->blkvar, pl->tab,
+                            wb_rows, pl->frow, nf)) != MG_OK)
+            return st;
+        if (pl->quad) quad_block(p, pl, wb_rows, nf);
+    }
+    dense_block(p, pl, &dr);
+    return MG_OK;
+}
+
+/* After the last block: the integer path's exact sums into sum and ipack,
+ * then the packed counts (named dosage, missing ploidy) and the ploidy of
+ * the sex-independent variants into act, den and named. */
+static void finish_counts(const mg_prs *p, prs_plan *pl) {
+    const uint64_t N = p->n_samples;
+    if (pl->ints)
+        int_finish(pl->is.acc, pl->is.acc64, pl->is.nat, N, pl->K, pl->KS, pl->is.iexp, pl->sum,
+                   pl->ipack);
+    const int mean_imp = !(p->params.flags & MG_PRS_NO_MEAN_IMPUTATION);
+    for (uint64_t s = 0; s < N; s++) {
+        double missp = (double)(pl->ipack[s] >> 32);
+        double named2 = (double)(pl->ipack[s] & 0xffffffffll);
+        pl->act[s] += pl->pfast - missp;
+        pl->den[s] += mean_imp ? pl->pfast : pl->pfast - missp;
+        pl->named[s] += named2 / 2;
+    }
+}
+
+/* Hands the results to the handle: act, den and named move there, the sums
+ * are copied by score (NaN for a dropped one). */
+static mg_status publish(mg_prs *p, prs_plan *pl) {
+    const uint64_t N = p->n_samples;
     mg__free(p->r_act); mg__free(p->r_den); mg__free(p->r_named); mg__free(p->r_sum);
-    p->r_act = act; p->r_den = den; p->r_named = named;
+    p->r_act = pl->act; p->r_den = pl->den; p->r_named = pl->named;
     p->r_sum = mg__malloc(((N * p->n_scores) != 0 ? N * p->n_scores : 1) * sizeof *p->r_sum);
-    act = den = named = NULL;
-    if (!p->r_sum) { p->computed = 0; st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
+    pl->act = pl->den = pl->named = NULL;
+    if (!p->r_sum) {
+        p->computed = 0;
+        return oom(p);
+    }
     for (uint64_t s = 0; s < N; s++)
         for (uint32_t k = 0; k < p->n_scores; k++)
-            p->r_sum[s * p->n_scores + k] = col[k] >= 0 ? sum[s * KS + (uint32_t)col[k]] : NAN;
+            p->r_sum[s * p->n_scores + k] =
+                pl->col[k] >= 0 ? pl->sum[s * pl->KS + (uint32_t)pl->col[k]] : NAN;
     p->computed = 1;
-    if (p->progress) p->progress(p->progress_user, n_act, n_act);
-done:
-    mg__pool_free(pool);
-    mg__free(active); mg__free(order); mg__free(rowpos); mg__free(W);
-    mg__free(act); mg__free(den); mg__free(named); mg__aligned_free(sum);
-    mg__free(geno); mg__free(tab); mg__free(blkvar); mg__free(col);
-    mg__free(dmat); mg__free(slow); mg__free(ipack); mg__free(masks); mg__free(dsb);
-    mg__aligned_free(qtab); mg__free(qitab); mg__free(qcodes); mg__free(zeros); mg__free(ctab);
-    mg__free(cblk); mg__free(cslow); mg__free(frow); mg__free(cW); mg__free(qgeno);
-    mg__free(qw); mg__free(qdose); mg__free(qipk);
-    mg__aligned_free(iacc); mg__aligned_free(ibbuf); mg__free(iexp); mg__free(iinv); mg__free(iscr);
-    int_state_free(&is);
-    mg__free(bvar); mg__free(gerr); mg__free(wrow);
+    if (p->progress) p->progress(p->progress_user, pl->n_act, pl->n_act);
+    return MG_OK;
+}
+
+static mg_status stopped(mg_prs *p, uint32_t done, uint32_t total) {
+    p->computed = 0;
+    return mg__prs_set(p, MG_E_INTERRUPTED, "mg_prs_compute was stopped after %u of %u "
+                       "variant rows (%s)", done, total,
+                       atomic_load(&p->interrupt) ? "mg_prs_interrupt" : "the progress callback");
+}
+
+mg_status mg__prs_compute(mg_prs *p) {
+    prs_plan pl;
+    memset(&pl, 0, sizeof pl);
+    mg_status st = plan_make(p, &pl);
+    double t_last = 0;
+    for (uint32_t i = 0; st == MG_OK && i < pl.n_act;) {
+        if (prs_stop(p, i, pl.n_act, &t_last)) {
+            st = stopped(p, i, pl.n_act);
+            break;
+        }
+        uint32_t nv, end = next_block(p, &pl, i, &nv);
+        st = run_block(p, &pl, i, end, nv);
+        i = end;
+    }
+    if (st == MG_OK) {
+        finish_counts(p, &pl);
+        st = publish(p, &pl);
+    }
+    plan_free(&pl);
     return st;
 }
 

@@ -185,7 +185,8 @@ static const char *base_name(const char *path) {
 /* ---- PLINK 2-style wide files ---------------------------------------------- */
 
 /* The body of a wide file is read in rounds of up to WIDE_PER_THREAD
- * buffers of whole lines per thread (gzread: plain or gzip); the buffers are
+ * buffers of whole lines per thread, each p->tune.wide_chunk bytes (gzread:
+ * plain or gzip); the buffers are
  * parsed in parallel, each a pool task, so that a thread that runs slower
  * takes fewer (fields, weights, ID lookup: read-only on the handle), then
  * merged in file order on the calling thread, which creates the rows,
@@ -193,7 +194,6 @@ static const char *base_name(const char *path) {
  * matched lines become one dense mg__prs_wide block. */
 #define WIDE_SLACK 64 /* zero bytes after a buffer: the weight readers read ahead */
 #define WIDE_PER_THREAD 4
-size_t mg__prs_wide_chunk = (size_t)1 << 20;
 
 typedef struct wide_chunk {
     char *buf;
@@ -394,6 +394,7 @@ static mg_status read_wide_body(mg_prs *p, mg__lines *lr, const char *path, int 
     uint32_t nthr = mg__prs_threads(p);
     if (nthr > 64) nthr = 64;
     uint32_t nbuf = nthr * WIDE_PER_THREAD;
+    const size_t chunk = p->tune.wide_chunk;
     wide_chunk *ch = mg__calloc(nbuf, sizeof *ch);
     mg__pool *pool = NULL;
     mg_status st = MG_OK;
@@ -408,11 +409,11 @@ static mg_status read_wide_body(mg_prs *p, mg__lines *lr, const char *path, int 
         uint32_t n_ch = 0;
         while (n_ch < nbuf && (!eof || carry_len)) {
             wide_chunk *c = &ch[n_ch];
-            if (c->cap < mg__prs_wide_chunk + 1) {
-                char *nb = mg__realloc(c->buf, mg__prs_wide_chunk + 1 + WIDE_SLACK);
+            if (c->cap < chunk + 1) {
+                char *nb = mg__realloc(c->buf, chunk + 1 + WIDE_SLACK);
                 if (!nb) { st = mg__prs_set(p, MG_E_NOMEM, "out of memory"); goto done; }
                 c->buf = nb;
-                c->cap = mg__prs_wide_chunk + 1;
+                c->cap = chunk + 1;
             }
             /* the previous buffer's partial last line first */
             if (carry_len) memcpy(c->buf, carry, carry_len);

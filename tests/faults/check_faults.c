@@ -1,8 +1,8 @@
 /* check_faults.c - allocation failures. Built against the library compiled
  * with MG_FAULT_INJECTION and ASan+UBSan (make check-faults): each scenario
  * (model load, image decoding, a report, questions and a conversation, a
- * volume report, conversion, polygenic scores and prediction, generation
- * through a decoding batch) runs once
+ * volume report, conversion, polygenic scores (each scoring path) and
+ * prediction, generation through a decoding batch) runs once
  * clean, counting the allocations it asks the library for, then once for
  * every k with the k-th of them failing. Every run must end with MG_OK (the
  * failure was absorbed: an optional cache entry) or MG_E_NOMEM with a
@@ -22,6 +22,7 @@
 #endif
 
 static const char *g_vis, *g_gen, *g_hf, *g_prefix, *g_score;
+static const char *g_cohort, *g_cohort_score, *g_cohort_score1;
 static char g_msg[1024];
 
 /* The message a failed call left, for the checks below. */
@@ -156,6 +157,32 @@ static mg_status sc_prs(void) {
     return note(st, err);
 }
 
+/* The cohort of make_cohort through each path of the scoring step: the
+ * integer sums where the CPU has a kernel for them, the quad tables and
+ * dgemm (double sums), one score summed straight from the .bed bytes; two
+ * threads, so that the pool's start fails too. */
+static mg_status sc_prs_paths(void) {
+    static const struct { uint32_t flags; int one; } runs[] = {
+        {0, 0}, {MG_PRS_DOUBLE_SUMS, 0}, {MG_PRS_DOUBLE_SUMS, 1},
+    };
+    mg_status st = MG_OK;
+    for (size_t i = 0; st == MG_OK && i < sizeof runs / sizeof runs[0]; i++) {
+        mg_prs *p = NULL;
+        char err[512] = "";
+        mg_prs_params pp = MG_PRS_PARAMS_INIT;
+        pp.n_threads = 2;
+        pp.flags = runs[i].flags;
+        st = mg_prs_open_plink(&p, g_cohort, &pp, err, sizeof err);
+        if (st == MG_OK && (st = mg_prs_add_scores(p, NULL, runs[i].one ? g_cohort_score1
+                                                                        : g_cohort_score)) == MG_OK)
+            st = mg_prs_compute(p);
+        if (st != MG_OK && p) snprintf(err, sizeof err, "%s", mg_prs_errmsg(p));
+        mg_prs_free(p);
+        note(st, err);
+    }
+    return st;
+}
+
 /* ---- fixtures ---------------------------------------------------------------- */
 
 static void write_text(const char *path, const char *s) {
@@ -240,6 +267,51 @@ static void make_plink(void) {
     g_score = score;
 }
 
+/* 300 samples (enough for the quad path), 8 variants on 1, 2, X and Y with
+ * every genotype code (missing calls included), a three-score and a
+ * one-score wide file. */
+static void make_cohort(void) {
+    static char pre[600], score[700], score1[700];
+    enum { N = 300, V = 8, NB = (N + 3) / 4 };
+    snprintf(pre, sizeof pre, "%s", tu_tmp_path("faults_cohort"));
+    char p[700], line[128];
+    snprintf(p, sizeof p, "%s.fam", pre);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < N; i++) fprintf(f, "f%d i%d 0 0 %d -9\n", i, i, i % 3);
+    fclose(f);
+    static const char *const chr[V] = {"1", "1", "1", "2", "2", "23", "23", "24"};
+    snprintf(p, sizeof p, "%s.bim", pre);
+    f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int v = 0; v < V; v++) fprintf(f, "%s\trs%d\t0\t%d\tA\tG\n", chr[v], v, 100 * (v + 1));
+    fclose(f);
+    unsigned char bed[3 + V * NB] = {0x6c, 0x1b, 0x01};
+    uint32_t x = 12345;
+    for (size_t i = 3; i < sizeof bed; i++) {
+        x = x * 1103515245u + 12345u;
+        bed[i] = (unsigned char)(x >> 16);
+    }
+    snprintf(p, sizeof p, "%s.bed", pre);
+    ck_assert_int_eq(tu_write_file(p, bed, sizeof bed), 0);
+    snprintf(score, sizeof score, "%s.score", pre);
+    snprintf(score1, sizeof score1, "%s.score1", pre);
+    FILE *f3 = fopen(score, "w"), *f1 = fopen(score1, "w");
+    ck_assert(f3 && f1);
+    fprintf(f3, "ID\tA1\ts1\ts2\ts3\n");
+    fprintf(f1, "ID\tA1\ts1\n");
+    for (int v = 0; v < V; v++) {
+        snprintf(line, sizeof line, "rs%d\t%c", v, v % 2 ? 'A' : 'G');
+        fprintf(f3, "%s\t%g\t%g\t%g\n", line, 0.25 * (v + 1), -0.5 * v, v % 3 ? 1e-3 : 0.0);
+        fprintf(f1, "%s\t%g\n", line, 0.25 * (v + 1));
+    }
+    fclose(f3);
+    fclose(f1);
+    g_cohort = pre;
+    g_cohort_score = score;
+    g_cohort_score1 = score1;
+}
+
 /* ---- the runs ------------------------------------------------------------------ */
 
 typedef struct scenario {
@@ -285,6 +357,7 @@ static const scenario k_scenarios[] = {
     {"load", sc_load},       {"images", sc_images},   {"report", sc_report},
     {"vqa+chat", sc_vqa_chat}, {"volume", sc_volume}, {"convert", sc_convert},
     {"prs", sc_prs},         {"predict", sc_predict}, {"batch", sc_batch},
+    {"prs paths", sc_prs_paths},
 };
 
 START_TEST(test_faults) {
@@ -293,6 +366,7 @@ START_TEST(test_faults) {
         g_gen = tu_make_model("faults_gen.mgm", "--shape tiny --genome 2,2 --seed 4");
         g_hf = make_hf();
         make_plink();
+        make_cohort();
     }
     fail_each(&k_scenarios[_i]);
 }
