@@ -131,7 +131,7 @@ check: $(TEST_BIN) $(CLI)
 	done; \
 	$(TEST_ENV) MG_RUNNER="$(TEST_RUNNER)" sh tests/cli_test.sh $(abspath $(CLI)) || fail=1; \
 	if [ -z "$(SANITIZE)$(TEST_RUNNER)" ]; then sh tests/install_test.sh || fail=1; \
-	  $(TEST_ENV) sh tests/demo_test.sh $(abspath $(CLI)) || fail=1; \
+	  $(TEST_ENV) MG_LIB=$(abspath $(SHARED)) sh tests/demo_test.sh $(abspath $(CLI)) || fail=1; \
 	  $(TEST_ENV) MG_LIB=$(abspath $(SHARED)) sh tools/polygenic/model_test.sh $(abspath $(CLI)) || fail=1; fi; \
 	exit $$fail
 
