@@ -116,9 +116,13 @@ mg_status mg__model_register_encoder(mg_model *m, const mg__encoder_vtable *vt,
  * on a context enters it once, runs, and leaves it once, both in its own
  * body; the helpers it calls return a status and write their message into
  * the call's error buffer (char err[MG__ERRMSG_LEN]), never entering or
- * leaving. The one other context a call holds, a draft model's for
- * speculative decoding, is claimed and released by a helper pair in
- * tasks/generate.c (draft_claim, draft_release).
+ * leaving. Outputs are cleared (*out = NULL, *risk = NaN) before entering,
+ * so that they read cleared also when the handle is refused. The one other
+ * context a call holds, a draft model's for speculative decoding, is
+ * claimed and released by a helper pair in tasks/generate.c (draft_claim,
+ * draft_release). Without a bracket: mg_context_free, mg_context_interrupt
+ * (any thread), and the readers mg_context_errmsg, mg_context_errcode and
+ * mg_context_n_tokens.
  *
  * mg__ctx_enter checks the handle, claims it for this call (a second thread
  * gets MG_E_MISUSE), clears the message and a stale interrupt. */
