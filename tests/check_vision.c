@@ -14,6 +14,7 @@
 #include "testutil.h"
 
 #include "api/api.h"
+#include "tasks/generate.h"
 #include "encoders/encoder.h"
 #include "encoders/preprocess.h"
 #include "io/image.h"
@@ -693,7 +694,7 @@ END_TEST
 /* ================================================================ hostile */
 
 /* Copies a model file, dropping or resizing one tensor or overriding one
- * integer key. */
+ * integer key (val INT64_MIN: leaving the key out). */
 static const char *mutate(const char *src, const char *drop, const char *grow,
                           const char *key, int64_t val) {
     mg_model *m = NULL;
@@ -713,7 +714,7 @@ static const char *mutate(const char *src, const char *drop, const char *grow,
         uint64_t n;
         ck_assert_int_eq(mg_model_meta_entry(&k, &ty, &et, &n, m, i), MG_OK);
         if (key && !strcmp(k, key)) {
-            ck_assert_int_eq(mg_writer_set_int(w, k, val), MG_OK);
+            if (val != INT64_MIN) ck_assert_int_eq(mg_writer_set_int(w, k, val), MG_OK);
             continue;
         }
         if (ty == MG_META_INT) {
@@ -801,6 +802,33 @@ START_TEST(test_hostile_model) {
     ck_assert_int_eq(mg_model_load(&m, bad, NULL, err, sizeof err), MG_E_MODEL_FORMAT);
     ck_assert_ptr_null(m);
     ck_assert_msg(strstr(err, h->msg) != NULL, "message '%s' does not name %s", err, h->msg);
+}
+END_TEST
+
+/* A vision model whose tokenizer has no <start_of_image> token: every call
+ * with images refuses it with the same message, chat included (its prompt
+ * is built before the markers are looked up); text still works. */
+START_TEST(test_no_image_markers) {
+    const char *src = make_model("vis_src.mgm", "--shape tiny");
+    char sp[4096];
+    snprintf(sp, sizeof sp, "%s", src);
+    mg_model *m = load(mutate(sp, NULL, NULL, "tokenizer.start_of_image_id", INT64_MIN));
+    mg_context *c = ctx_new(m, 1, 0);
+    mg_image *img = synth(30, 30, MG_PIXEL_RGB8, 1);
+    const mg_image *one[1] = {img};
+    mg_gen_params gp = MG_GEN_PARAMS_INIT;
+    gp.max_tokens = 2;
+    char *out = NULL;
+    ck_assert_int_eq(mg_vqa(&out, c, one, 1, "q", &gp), MG_E_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(mg_context_errmsg(c), "no image markers"));
+    ck_assert_int_eq(mg_chat(&out, c, one, 1, "q", &gp), MG_E_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(mg_context_errmsg(c), "no image markers"));
+    ck_assert_ptr_null(out);
+    ck_assert_int_eq(mg_chat(&out, c, NULL, 0, "q", &gp), MG_OK);
+    mg_string_free(out);
+    mg_context_free(c);
+    mg_image_free(img);
+    mg_model_free(m);
 }
 END_TEST
 
@@ -1097,8 +1125,10 @@ static char *fresh_answer(mg_model *m, const int32_t *ids, size_t n, mg_image *c
     in.max_tokens = 5;
     ck_assert_int_eq(mg__gen_params_check(&gp, &in), MG_OK);
     char *out = NULL;
+    char err[MG__ERRMSG_LEN] = "";
     ck_assert_int_eq(mg__ctx_enter(f), MG_OK);
-    ck_assert_int_eq(mg__generate_with_blocks(&out, f, ids, n, bl, nb, &gp), MG_OK);
+    mg_status st = mg__generate_with_blocks(&out, f, ids, n, bl, nb, &gp, err, sizeof err);
+    ck_assert_int_eq(mg__ctx_leave(f, st, "%s", err), MG_OK);
     ck_assert_int_eq(mg_context_logits(f, lg, 512), MG_OK);
     mg_context_free(f);
     return out;
@@ -1405,6 +1435,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_zombie_model_generates);
     tcase_add_test(tc, test_registry);
     tcase_add_loop_test(tc, test_hostile_model, 0, (int)(sizeof k_hostile / sizeof k_hostile[0]));
+    tcase_add_test(tc, test_no_image_markers);
     tc = tcase(s, "reuse");
     tcase_add_loop_test(tc, test_reuse, 0, 2);
     tcase_add_test(tc, test_progress);

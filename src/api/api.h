@@ -25,6 +25,10 @@ struct mg_model {
     mg__encoders encoders;     /* per-modality encoders (may be empty) */
 };
 
+/* The size of a context's message, and of the error buffer a call over a
+ * context formats its message into (mg__ctx_leave). */
+#define MG__ERRMSG_LEN 512
+
 struct mg_context {
     uint32_t tag;              /* MG__TAG_CONTEXT */
     mg_model *model;
@@ -34,7 +38,7 @@ struct mg_context {
     atomic_int interrupt;
     atomic_int busy;           /* a call is running on this context */
     mg_status status;
-    char errmsg[512];
+    char errmsg[MG__ERRMSG_LEN];
     /* text generation (NULL without a decoder); sized at creation */
     mg__dstate *dstate;
     uint32_t n_vocab, max_batch;
@@ -92,68 +96,6 @@ typedef struct mg__embed {
     float *rows;
 } mg__embed;
 
-/* Batched decoding (tasks/batch.c). A context joins its batch when made
- * (a reference; MG_E_MISUSE for a dead batch, MG_E_INVALID_ARG for another
- * model; *n_threads = the batch's pool size) and leaves it when freed. */
-mg_status mg__batch_join(mg_batch *b, const mg_model *model, uint32_t *n_threads);
-void mg__batch_leave(mg_batch *b);
-/* Counts the context in (on) or out of the batch's generating contexts,
- * whose rows a step waits for. */
-void mg__batch_generating(mg_batch *b, int on);
-/* Feeds tok to c's sequence in a step of the batch: afterwards c->logits
- * holds its row and the history the token, as a one-token feed leaves
- * them. Errors: as mg__decoder_forward_rows, MG_E_INTERRUPTED. */
-mg_status mg__batch_step(mg_batch *b, mg_context *c, int32_t tok);
-
-/* The decoder hook every context sets on its state (generate.c):
- * mg_context_interrupt and progress reports between layers. */
-int mg__ctx_decoder_hook(void *user, uint32_t layer, uint32_t n_layers, uint32_t n_tokens);
-/* Forgets the context's sequence (KV cache, held blocks). */
-void mg__ctx_seq_reset(mg_context *c);
-/* Forgets the sequence from position pos on; MG_E_INVALID_ARG as
- * mg__dstate_rewind. */
-mg_status mg__ctx_seq_rewind(mg_context *c, uint32_t pos);
-/* Frees the encoder-output cache and the held-block list. */
-void mg__ctx_reuse_free(mg_context *c);
-
-/* A prompt block filled by an encoder: positions [at, at + n_tokens) of the
- * prompt's ids hold placeholders (the image token) whose rows come from
- * encoder `enc` run on `in`. */
-typedef struct mg__gen_block {
-    size_t at;
-    int enc;
-    mg__enc_input in;
-    const uint8_t *key;        /* NULL, or the input's identity (32 bytes)
-                                  when only the context's encoder-output
-                                  cache can give its rows (in.kind 0) */
-} mg__gen_block;
-
-/* Resets the sequence, feeds ids with the blocks' encoder outputs (each block
- * in one decoder call, bidirectional), generates with gp (already checked)
- * and leaves the context (mg__ctx_leave) with the result. */
-mg_status mg__generate_with_blocks(char **out, mg_context *c, const int32_t *ids,
-                                   size_t n, const mg__gen_block *blocks,
-                                   size_t n_blocks, const mg_gen_params *gp);
-/* Called after the prompt is read and before the first token is chosen
- * (c->logits holds the scores of the first answer token); a status other
- * than MG_OK ends the call with it (and err's message). */
-typedef mg_status (*mg__prompt_hook)(mg_context *c, void *user, char *err, size_t errlen);
-/* mg__generate_with_blocks with a hook. */
-mg_status mg__generate_with_hook(char **out, mg_context *c, const int32_t *ids, size_t n,
-                                 const mg__gen_block *blocks, size_t n_blocks,
-                                 const mg_gen_params *gp, mg__prompt_hook hook, void *user);
-/* Appends ids (with the blocks' encoder outputs) to the context's sequence
- * without resetting it, generating or leaving the context; the logits of
- * the last token are in c->logits. Errors: as the decoder's and encoders'. */
-mg_status mg__feed_prompt(mg_context *c, const int32_t *ids, size_t n,
-                          const mg__gen_block *blocks, size_t n_blocks, char *err,
-                          size_t errlen);
-/* Validates params into *gp (defaults for NULL). */
-mg_status mg__gen_params_check(mg_gen_params *gp, const mg_gen_params *params);
-/* Leaves the context call with the status and message for a failed
- * mg__gen_params_check (MG_E_UNSUPPORTED: fields of a newer header set). */
-mg_status mg__gen_params_refuse(mg_context *c, mg_status st);
-
 /* A live (not freed) model, for functions taking one. */
 int mg__model_ok(const mg_model *m);
 /* A string metadata value of the model, or dflt when absent or not a
@@ -170,11 +112,24 @@ mg_status mg__model_register_encoder(mg_model *m, const mg__encoder_vtable *vt,
                                      char *err, size_t errlen);
 
 
-/* Context call bracket: checks the handle, claims it for this call (a second
- * thread gets MG_E_MISUSE), clears the message and a stale interrupt. */
+/* The context call bracket (api/context.c). A public function that works
+ * on a context enters it once, runs, and leaves it once, both in its own
+ * body; the helpers it calls return a status and write their message into
+ * the call's error buffer (char err[MG__ERRMSG_LEN]), never entering or
+ * leaving. Outputs are cleared (*out = NULL, *risk = NaN) before entering,
+ * so that they read cleared also when the handle is refused. The one other
+ * context a call holds, a draft model's for speculative decoding, is
+ * claimed and released by a helper pair in tasks/generate.c (draft_claim,
+ * draft_release). Without a bracket: mg_context_free, mg_context_interrupt
+ * (any thread), and the readers mg_context_errmsg, mg_context_errcode and
+ * mg_context_n_tokens.
+ *
+ * mg__ctx_enter checks the handle, claims it for this call (a second thread
+ * gets MG_E_MISUSE), clears the message and a stale interrupt. */
 mg_status mg__ctx_enter(mg_context *ctx);
-/* Records status (and a formatted message when status != MG_OK), releases
- * the context and returns status. */
+/* Records status and, when status != MG_OK, the formatted message (the
+ * status's own text when fmt is NULL or formats to ""), releases the
+ * context and returns status. */
 mg_status mg__ctx_leave(mg_context *ctx, mg_status status, const char *fmt, ...)
     MG_PRINTF(3, 4);
 

@@ -1,5 +1,7 @@
 /* context.c - mg_context: per-thread state over a shared model. */
 #include "api/api.h"
+#include "tasks/batch.h"
+#include "tasks/generate.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -177,6 +179,10 @@ MG_API mg_status mg_context_errcode(const mg_context *c) {
     return c->status;
 }
 
+/* The bracket of every public call over a context (the rule is in api.h):
+ * enter once, at the top of the public function; leave once, at its end,
+ * with the status and the message its helpers wrote into the call's error
+ * buffer. */
 mg_status mg__ctx_enter(mg_context *c) {
     if (!c || c->tag != MG__TAG_CONTEXT) return MG_E_MISUSE;
     int expected = 0;
@@ -197,9 +203,9 @@ mg_status mg__ctx_leave(mg_context *c, mg_status status, const char *fmt, ...) {
         va_start(ap, fmt);
         mg__verr(c->errmsg, sizeof c->errmsg, status, fmt, ap);
         va_end(ap);
-    } else if (status != MG_OK) {
-        snprintf(c->errmsg, sizeof c->errmsg, "%s", mg_status_str(status));
     }
+    if (status != MG_OK && !c->errmsg[0])
+        snprintf(c->errmsg, sizeof c->errmsg, "%s", mg_status_str(status));
     atomic_store(&c->busy, 0);
     return status;
 }

@@ -12,7 +12,7 @@
  * the pool and the scratch state are the batch's. A context that is the
  * only one generating takes its step on its own pool, as it would without
  * the batch (handing one row to the batch's threads measured slower). */
-#include "api/api.h"
+#include "tasks/batch.h"
 
 #include <pthread.h>
 #include <string.h>

@@ -1,11 +1,13 @@
 /* generate.c - text generation over a context: feeding tokens through the
  * decoder, sampling, stop conditions, streaming. */
-#include "api/api.h"
+#include "tasks/generate.h"
 
 #include "core/sha256.h"
 #include "io/image.h"
 #include "io/volume.h"
 #include "llm/tokenizer.h"
+#include "tasks/batch.h"
+#include "tasks/prompt.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -97,32 +99,46 @@ static mg_status feed(mg_context *c, const int32_t *ids, size_t n, float *all) {
     return feed_with(c, ids, n, all, c->pool);
 }
 
-static mg_status need_text(mg_context *c) {
-    if (!c->dstate)
-        return mg__ctx_leave(c, MG_E_UNSUPPORTED, "the model has no text decoder");
+/* The helpers below return a status and write their message into the
+ * call's error buffer (err); the public functions enter and leave the
+ * context (api.h). */
+
+static mg_status need_text(const mg_context *c, char *err, size_t errlen) {
+    if (!c->dstate) return mg__err(err, errlen, MG_E_UNSUPPORTED, "the model has no text decoder");
     return MG_OK;
 }
 
-static mg_status check_ids(mg_context *c, const int32_t *ids, size_t n) {
-    if (n && !ids) return mg__ctx_leave(c, MG_E_INVALID_ARG, "ids is NULL");
+static mg_status check_ids(const mg_context *c, const int32_t *ids, size_t n, char *err,
+                           size_t errlen) {
+    if (n && !ids) return mg__err(err, errlen, MG_E_INVALID_ARG, "ids is NULL");
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || (uint32_t)ids[i] >= c->n_vocab)
-            return mg__ctx_leave(c, MG_E_INVALID_ARG, "token id %d at %zu is out of range [0, %u)",
-                                 ids[i], i, c->n_vocab);
+            return mg__err(err, errlen, MG_E_INVALID_ARG,
+                           "token id %d at %zu is out of range [0, %u)", ids[i], i, c->n_vocab);
     return MG_OK;
+}
+
+static mg_status eval(mg_context *c, const int32_t *ids, size_t n, float *logits, size_t cap,
+                      char *err, size_t errlen) {
+    mg_status st;
+    if ((st = need_text(c, err, errlen)) || (st = check_ids(c, ids, n, err, errlen))) return st;
+    size_t need;
+    if (logits && (mg__mul_size(n, c->n_vocab, &need) || cap < need))
+        return mg__err(err, errlen, MG_E_BUFFER_TOO_SMALL, "logits needs %zu x %u floats", n,
+                       c->n_vocab);
+    st = feed(c, ids, n, logits);
+    if (st == MG_E_CONTEXT_FULL) mg__err(err, errlen, st, "the context holds %u tokens",
+                                         c->params.n_ctx);
+    return st;
 }
 
 MG_API mg_status mg_context_eval(mg_context *c, const int32_t *ids, size_t n,
                                  float *logits, size_t cap) {
     mg_status st = mg__ctx_enter(c);
     if (st) return st;
-    if ((st = need_text(c)) || (st = check_ids(c, ids, n))) return st;
-    size_t need;
-    if (logits && (mg__mul_size(n, c->n_vocab, &need) || cap < need))
-        return mg__ctx_leave(c, MG_E_BUFFER_TOO_SMALL, "logits needs %zu x %u floats", n, c->n_vocab);
-    st = feed(c, ids, n, logits);
-    return mg__ctx_leave(c, st, st == MG_E_CONTEXT_FULL ? "the context holds %u tokens" : NULL,
-                         c->params.n_ctx);
+    char err[MG__ERRMSG_LEN] = "";
+    st = eval(c, ids, n, logits, cap, err, sizeof err);
+    return mg__ctx_leave(c, st, "%s", err);
 }
 
 MG_API mg_status mg_context_reset(mg_context *c) {
@@ -132,18 +148,26 @@ MG_API mg_status mg_context_reset(mg_context *c) {
     return mg__ctx_leave(c, MG_OK, NULL);
 }
 
+static mg_status logits_copy(const mg_context *c, float *logits, size_t cap, char *err,
+                             size_t errlen) {
+    mg_status st = need_text(c, err, errlen);
+    if (st) return st;
+    if (!logits) return mg__err(err, errlen, MG_E_INVALID_ARG, "logits is NULL");
+    if (cap < c->n_vocab)
+        return mg__err(err, errlen, MG_E_BUFFER_TOO_SMALL, "logits needs %u floats", c->n_vocab);
+    if (!c->logits_valid || !mg__dstate_pos(c->dstate))
+        return mg__err(err, errlen, MG_E_INVALID_ARG,
+                       "no decoder step since the sequence was emptied: no logits");
+    memcpy(logits, c->logits, (size_t)c->n_vocab * sizeof(float));
+    return MG_OK;
+}
+
 MG_API mg_status mg_context_logits(mg_context *c, float *logits, size_t cap) {
     mg_status st = mg__ctx_enter(c);
     if (st) return st;
-    if ((st = need_text(c))) return st;
-    if (!logits) return mg__ctx_leave(c, MG_E_INVALID_ARG, "logits is NULL");
-    if (cap < c->n_vocab)
-        return mg__ctx_leave(c, MG_E_BUFFER_TOO_SMALL, "logits needs %u floats", c->n_vocab);
-    if (!c->logits_valid || !mg__dstate_pos(c->dstate))
-        return mg__ctx_leave(c, MG_E_INVALID_ARG,
-                             "no decoder step since the sequence was emptied: no logits");
-    memcpy(logits, c->logits, (size_t)c->n_vocab * sizeof(float));
-    return mg__ctx_leave(c, MG_OK, NULL);
+    char err[MG__ERRMSG_LEN] = "";
+    st = logits_copy(c, logits, cap, err, sizeof err);
+    return mg__ctx_leave(c, st, "%s", err);
 }
 
 MG_API uint32_t mg_context_n_tokens(const mg_context *c) {
@@ -151,18 +175,26 @@ MG_API uint32_t mg_context_n_tokens(const mg_context *c) {
     return mg__dstate_pos(c->dstate);
 }
 
+static mg_status tokens_copy(int32_t *ids, size_t cap, size_t *needed, const mg_context *c,
+                             char *err, size_t errlen) {
+    mg_status st = need_text(c, err, errlen);
+    if (st) return st;
+    uint32_t n = mg__dstate_pos(c->dstate);
+    if (needed) *needed = n;
+    if (!ids && cap) return mg__err(err, errlen, MG_E_INVALID_ARG, "ids is NULL");
+    if (cap < n)
+        return mg__err(err, errlen, MG_E_BUFFER_TOO_SMALL, "the sequence holds %u tokens", n);
+    if (n) memcpy(ids, c->history, (size_t)n * sizeof *ids);
+    return MG_OK;
+}
+
 MG_API mg_status mg_context_tokens(int32_t *ids, size_t cap, size_t *needed,
                                    mg_context *c) {
     mg_status st = mg__ctx_enter(c);
     if (st) return st;
-    if ((st = need_text(c))) return st;
-    uint32_t n = mg__dstate_pos(c->dstate);
-    if (needed) *needed = n;
-    if (!ids && cap) return mg__ctx_leave(c, MG_E_INVALID_ARG, "ids is NULL");
-    if (cap < n)
-        return mg__ctx_leave(c, MG_E_BUFFER_TOO_SMALL, "the sequence holds %u tokens", n);
-    if (n) memcpy(ids, c->history, (size_t)n * sizeof *ids);
-    return mg__ctx_leave(c, MG_OK, NULL);
+    char err[MG__ERRMSG_LEN] = "";
+    st = tokens_copy(ids, cap, needed, c, err, sizeof err);
+    return mg__ctx_leave(c, st, "%s", err);
 }
 
 /* A growing output string. */
@@ -319,6 +351,7 @@ static int reuse_on(const mg_context *c);
 #define MG__DRAFT_DEFAULT 4u
 
 typedef struct draft_run {
+    mg_context *held;          /* the draft context the call holds, or NULL */
     mg_context *dc;            /* NULL: none, or given up */
     uint32_t off, n_max;
     float *q;
@@ -570,8 +603,23 @@ static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out, draf
     return st;
 }
 
+/* The draft context (mg_gen_params.draft) is a second context a generating
+ * call holds: draft_claim enters it and draft_release leaves it (MG_OK:
+ * its own errcode and message read as after a call that succeeded). They
+ * are a pair in run_blocks, the one function every generating call goes
+ * through, rather than in each public function: only generation uses the
+ * draft, and it is claimed once the prompt is ready (a call that fails
+ * before never touches it).
+ *
+ * draft_release gives back the draft context draft_claim claimed. */
+static void draft_release(draft_run *dr) {
+    if (dr->held) mg__ctx_leave(dr->held, MG_OK, NULL);
+    dr->held = dr->dc = NULL;
+}
+
 /* Claims the draft context of gp for the call (dr->dc NULL when none);
- * MG_E_INVALID_ARG with a message in err when it cannot serve. */
+ * MG_E_INVALID_ARG with a message in err, and nothing held, when it
+ * cannot serve. */
 static mg_status draft_claim(draft_run *dr, mg_context *c, const mg_gen_params *gp, char *err,
                              size_t errlen) {
     memset(dr, 0, sizeof *dr);
@@ -585,6 +633,7 @@ static mg_status draft_claim(draft_run *dr, mg_context *c, const mg_gen_params *
         snprintf(err, errlen, "the draft context is not a valid context or is busy in another call");
         return MG_E_INVALID_ARG;
     }
+    dr->held = dc;
     const char *why = NULL;
     if (!dc->dstate) why = "the draft model has no text decoder";
     else if (!dc->model->tokenizer) why = "the draft model has no tokenizer";
@@ -593,7 +642,7 @@ static mg_status draft_claim(draft_run *dr, mg_context *c, const mg_gen_params *
     else if (!mg__tokenizer_same(dc->model->tokenizer, c->model->tokenizer))
         why = "the draft model's tokenizer differs from the model's";
     if (why) {
-        mg__ctx_leave(dc, MG_OK, NULL);
+        draft_release(dr);
         snprintf(err, errlen, "%s", why);
         return MG_E_INVALID_ARG;
     }
@@ -895,17 +944,20 @@ static mg_status feed_prompt(mg_context *c, const int32_t *ids, size_t n, size_t
     return feed(c, ids + at, n - at, NULL);
 }
 
+/* Generation over a prompt: feeds it (keeping the reusable prefix of the
+ * sequence), runs the hook, generates into *out; the message of a failure
+ * goes to msg. */
 static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_t n,
                             const mg__gen_block *blocks, size_t n_blocks,
-                            const mg_gen_params *gp, mg__prompt_hook hook, void *user) {
+                            const mg_gen_params *gp, mg__prompt_hook hook, void *user,
+                            char *msg, size_t msglen) {
     obuf b = {0};
     char err[256] = "";
     mg_status st = MG_E_INVALID_ARG;
     mg__progress prog;
     draft_run dr;
-    mg_context *draft = gp->draft;
     mg_status dst = draft_claim(&dr, c, gp, err, sizeof err);
-    if (dst != MG_OK) return mg__ctx_leave(c, dst, "%s", err);
+    if (dst != MG_OK) return mg__err(msg, msglen, dst, "%s", err);
     if (gp->on_progress) {
         memset(&prog, 0, sizeof prog);
         prog.fn = gp->on_progress;
@@ -935,7 +987,7 @@ static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_
         if (c->batch) mg__batch_generating(c->batch, 0);
     }
     mg__free(dr.q);
-    if (draft) mg__ctx_leave(draft, MG_OK, NULL);
+    draft_release(&dr);
     /* a text also for an answer cut short; none when the call stopped
      * while reading the prompt (nothing was generated) */
     if (st == MG_OK || (!in_prompt && (st == MG_E_INTERRUPTED || st == MG_E_CONTEXT_FULL))) {
@@ -946,38 +998,34 @@ static mg_status run_blocks(char **out, mg_context *c, const int32_t *ids, size_
     int by_callback = c->prog && c->prog->stop;
     c->prog = NULL;
     switch (st) {
-    case MG_OK: return mg__ctx_leave(c, st, NULL);
+    case MG_OK: return st;
     case MG_E_INTERRUPTED:
-        return mg__ctx_leave(c, st, "%s%s",
-                             in_prompt ? "interrupted while reading the prompt"
-                                       : "generation was interrupted",
-                             by_callback ? " (by the progress callback)" : "");
+        return mg__err(msg, msglen, st, "%s%s",
+                       in_prompt ? "interrupted while reading the prompt"
+                                 : "generation was interrupted",
+                       by_callback ? " (by the progress callback)" : "");
     case MG_E_CONTEXT_FULL:
-        return mg__ctx_leave(c, st, "the context holds %u tokens%s", c->params.n_ctx,
-                             in_prompt ? " and the prompt does not fit" : "");
+        return mg__err(msg, msglen, st, "the context holds %u tokens%s", c->params.n_ctx,
+                       in_prompt ? " and the prompt does not fit" : "");
     case MG_E_UNSUPPORTED:
-        return mg__ctx_leave(c, st, "%s", err[0] ? err : "the model has no tokenizer");
+        return mg__err(msg, msglen, st, "%s", err[0] ? err : "the model has no tokenizer");
     case MG_E_INVALID_ARG:
-        return mg__ctx_leave(c, st, "%s", err[0] ? err : "the prompt is empty");
-    default: return mg__ctx_leave(c, st, err[0] ? "%s" : NULL, err);
+        return mg__err(msg, msglen, st, "%s", err[0] ? err : "the prompt is empty");
+    default: return mg__err(msg, msglen, st, "%s", err); /* "": the status's text */
     }
 }
 
-static mg_status run(char **out, mg_context *c, const int32_t *ids, size_t n,
-                     const mg_gen_params *gp) {
-    return run_blocks(out, c, ids, n, NULL, 0, gp, NULL, NULL);
-}
-
-mg_status mg__generate_with_blocks(char **out, mg_context *c, const int32_t *ids,
-                                   size_t n, const mg__gen_block *blocks,
-                                   size_t n_blocks, const mg_gen_params *gp) {
-    return run_blocks(out, c, ids, n, blocks, n_blocks, gp, NULL, NULL);
+mg_status mg__generate_with_blocks(char **out, mg_context *c, const int32_t *ids, size_t n,
+                                   const mg__gen_block *blocks, size_t n_blocks,
+                                   const mg_gen_params *gp, char *err, size_t errlen) {
+    return run_blocks(out, c, ids, n, blocks, n_blocks, gp, NULL, NULL, err, errlen);
 }
 
 mg_status mg__generate_with_hook(char **out, mg_context *c, const int32_t *ids, size_t n,
                                  const mg__gen_block *blocks, size_t n_blocks,
-                                 const mg_gen_params *gp, mg__prompt_hook hook, void *user) {
-    return run_blocks(out, c, ids, n, blocks, n_blocks, gp, hook, user);
+                                 const mg_gen_params *gp, mg__prompt_hook hook, void *user,
+                                 char *err, size_t errlen) {
+    return run_blocks(out, c, ids, n, blocks, n_blocks, gp, hook, user, err, errlen);
 }
 
 mg_status mg__feed_prompt(mg_context *c, const int32_t *ids, size_t n,
@@ -990,11 +1038,20 @@ mg_status mg__gen_params_check(mg_gen_params *gp, const mg_gen_params *params) {
     return check_gen_params(gp, params);
 }
 
-mg_status mg__gen_params_refuse(mg_context *c, mg_status st) {
+mg_status mg__gen_params_refuse(mg_status st, char *err, size_t errlen) {
     if (st == MG_E_UNSUPPORTED)
-        return mg__ctx_leave(c, st, "mg_gen_params sets fields this version (%s) does not know",
-                             MG_VERSION_STRING);
-    return mg__ctx_leave(c, MG_E_INVALID_ARG, "generation parameters out of range");
+        return mg__err(err, errlen, st, "mg_gen_params sets fields this version (%s) does not "
+                       "know", MG_VERSION_STRING);
+    return mg__err(err, errlen, MG_E_INVALID_ARG, "generation parameters out of range");
+}
+
+static mg_status generate_ids(char **out, mg_context *c, const int32_t *ids, size_t n,
+                              const mg_gen_params *params, char *err, size_t errlen) {
+    mg_status st;
+    if ((st = need_text(c, err, errlen)) || (st = check_ids(c, ids, n, err, errlen))) return st;
+    mg_gen_params gp;
+    if ((st = check_gen_params(&gp, params))) return mg__gen_params_refuse(st, err, errlen);
+    return run_blocks(out, c, ids, n, NULL, 0, &gp, NULL, NULL, err, errlen);
 }
 
 MG_API mg_status mg_generate_ids(char **out, mg_context *c, const int32_t *ids,
@@ -1002,15 +1059,45 @@ MG_API mg_status mg_generate_ids(char **out, mg_context *c, const int32_t *ids,
     if (out) *out = NULL;
     mg_status st = mg__ctx_enter(c);
     if (st) return st;
-    if (!out) return mg__ctx_leave(c, MG_E_INVALID_ARG, "out is NULL");
-    if ((st = need_text(c)) || (st = check_ids(c, ids, n))) return st;
-    mg_gen_params gp;
-    if ((st = check_gen_params(&gp, params))) return mg__gen_params_refuse(c, st);
-    return run(out, c, ids, n, &gp);
+    char err[MG__ERRMSG_LEN] = "";
+    if (!out)
+        st = mg__err(err, sizeof err, MG_E_INVALID_ARG, "out is NULL");
+    else
+        st = generate_ids(out, c, ids, n, params, err, sizeof err);
+    return mg__ctx_leave(c, st, "%s", err);
 }
 
-static const char *meta_or(const mg_model *m, const char *key, const char *dflt) {
-    return mg__model_meta_str(m, key, dflt);
+/* The prompt in the chat template (the user turn with the system text, if
+ * any, and the prompt as given; the model turn's opening), or as it is
+ * with MG_GEN_RAW_PROMPT, tokenized; then generation. */
+static mg_status generate_text(char **out, mg_context *c, const char *prompt,
+                               const mg_gen_params *params, char *err, size_t errlen) {
+    mg_status st = need_text(c, err, errlen);
+    if (st) return st;
+    const mg_tokenizer *tok = c->model->tokenizer; /* also while the model lingers freed */
+    if (!tok) return mg__err(err, errlen, MG_E_UNSUPPORTED, "the model has no tokenizer");
+    mg_gen_params gp;
+    if ((st = check_gen_params(&gp, params))) return mg__gen_params_refuse(st, err, errlen);
+    const int raw = (gp.flags & MG_GEN_RAW_PROMPT) != 0;
+    mg__prompt pr = {0};
+    if (!raw) {
+        const mg__prompt_part part = {prompt, NULL, 0};
+        mg__prompt_turn(&pr, c->model, gp.system_prompt, &part, 1, MG__TURN_VERBATIM);
+        if (pr.bad) {
+            mg__prompt_free(&pr);
+            return mg__err(err, errlen, MG_E_NOMEM, "out of memory");
+        }
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    st = raw ? mg__prompt_tokenize(&ids, &n, tok, prompt, strlen(prompt), 0)
+             : mg__prompt_tokenize(&ids, &n, tok, pr.p, pr.len,
+                                   MG_TOKENIZE_ADD_BOS | MG_TOKENIZE_PARSE_SPECIAL);
+    mg__prompt_free(&pr);
+    if (st != MG_OK) return mg__err(err, errlen, st, "tokenizing the prompt failed");
+    st = run_blocks(out, c, ids, n, NULL, 0, &gp, NULL, NULL, err, errlen);
+    mg__free(ids);
+    return st;
 }
 
 MG_API mg_status mg_generate(char **out, mg_context *c, const char *prompt,
@@ -1018,50 +1105,10 @@ MG_API mg_status mg_generate(char **out, mg_context *c, const char *prompt,
     if (out) *out = NULL;
     mg_status st = mg__ctx_enter(c);
     if (st) return st;
-    if (!out || !prompt) return mg__ctx_leave(c, MG_E_INVALID_ARG, "out or prompt is NULL");
-    if ((st = need_text(c))) return st;
-    const mg_tokenizer *tok = c->model->tokenizer; /* also while the model lingers freed */
-    if (!tok) return mg__ctx_leave(c, MG_E_UNSUPPORTED, "the model has no tokenizer");
-    mg_gen_params gp;
-    if ((st = check_gen_params(&gp, params))) return mg__gen_params_refuse(c, st);
-
-    obuf text = {0};
-    int raw = (gp.flags & MG_GEN_RAW_PROMPT) != 0;
-    int bad = 0;
-    if (!raw) {
-        bad |= obuf_add(&text, "", 0);
-        const char *tu = meta_or(c->model, "prompt.turn_user", "<start_of_turn>user\n");
-        bad |= obuf_add(&text, tu, strlen(tu));
-        if (gp.system_prompt && *gp.system_prompt) {
-            bad |= obuf_add(&text, gp.system_prompt, strlen(gp.system_prompt));
-            bad |= obuf_add(&text, "\n\n", 2);
-        }
-    }
-    bad |= obuf_add(&text, prompt, strlen(prompt));
-    if (!raw) {
-        const char *te = meta_or(c->model, "prompt.turn_end", "<end_of_turn>\n");
-        const char *tm = meta_or(c->model, "prompt.turn_model", "<start_of_turn>model\n");
-        bad |= obuf_add(&text, te, strlen(te));
-        bad |= obuf_add(&text, tm, strlen(tm));
-    }
-    if (bad) {
-        mg__free(text.p);
-        return mg__ctx_leave(c, MG_E_NOMEM, "out of memory");
-    }
-    uint32_t flags = raw ? 0 : (MG_TOKENIZE_ADD_BOS | MG_TOKENIZE_PARSE_SPECIAL);
-    size_t n = 0;
-    st = mg_tokenize(NULL, 0, &n, tok, text.p, text.len, flags);
-    int32_t *ids = NULL;
-    if (st == MG_E_BUFFER_TOO_SMALL || st == MG_OK) {
-        ids = mg__calloc(n ? n : 1, sizeof *ids);
-        st = ids ? mg_tokenize(ids, n, &n, tok, text.p, text.len, flags) : MG_E_NOMEM;
-    }
-    mg__free(text.p);
-    if (st != MG_OK) {
-        mg__free(ids);
-        return mg__ctx_leave(c, st, "tokenizing the prompt failed");
-    }
-    st = run(out, c, ids, n, &gp);
-    mg__free(ids);
-    return st;
+    char err[MG__ERRMSG_LEN] = "";
+    if (!out || !prompt)
+        st = mg__err(err, sizeof err, MG_E_INVALID_ARG, "out or prompt is NULL");
+    else
+        st = generate_text(out, c, prompt, params, err, sizeof err);
+    return mg__ctx_leave(c, st, "%s", err);
 }
