@@ -524,24 +524,36 @@ START_TEST(test_stop_strings_and_limits) {
     ck_assert_int_eq(mg_generate_ids(&got, c, k_prompt, 6, &gp), MG_OK);
     mg_string_free(got);
     mg_string_free(full);
-    free(cs);
     mg_context_free(c);
 
-    /* Context full: 16 tokens of room, 6 of prompt. */
+    /* Context full: 16 tokens of room, 6 of prompt. A stop string that never
+     * matches holds the text's last 7 bytes back from streaming; the answer
+     * cut short still streams all the text it returns. */
     mg_context_params cp = MG_CONTEXT_PARAMS_INIT;
     cp.n_ctx = 16;
     ck_assert_int_eq(mg_context_new(&c, m, &cp), MG_OK);
     gp.max_tokens = 100;
-    gp.on_token = NULL;
+    const char *never[1] = {"\x01\x02\x03\x04\x05\x06\x07\x08"};
+    gp.stop = never;
+    gp.n_stop = 1;
+    memset(cs, 0, sizeof *cs);
+    gp.on_token = collect;
+    gp.user_data = cs;
     got = NULL;
     mg_status st = mg_generate_ids(&got, c, k_prompt, 6, &gp);
     if (st == MG_E_CONTEXT_FULL) {
         ck_assert_ptr_nonnull(got);
+        ck_assert_uint_gt(strlen(got), 0);
         ck_assert_uint_eq(mg_context_n_tokens(c), 16);
     } else {
         ck_assert_int_eq(st, MG_OK); /* ended by EOS first: acceptable */
     }
+    ck_assert_str_eq(cs->text, got);
     mg_string_free(got);
+    free(cs);
+    gp.on_token = NULL;
+    gp.stop = NULL;
+    gp.n_stop = 0;
     int32_t many[20];
     for (int i = 0; i < 20; i++) many[i] = 300 + i;
     ck_assert_int_eq(mg_generate_ids(&got, c, many, 20, &gp), MG_E_CONTEXT_FULL);

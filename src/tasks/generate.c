@@ -265,6 +265,7 @@ typedef struct gen_out {
     const mg_tokenizer *tok;
     obuf *out;
     size_t hold, emitted;
+    int cb_stopped; /* on_token asked to stop */
     int32_t last;
     u8dec u8;
 } gen_out;
@@ -306,7 +307,10 @@ static mg_status take(gen_out *g, int32_t t, int *done) {
         if (safe > g->emitted) {
             int stop = p->on_token(p->user_data, out->p + g->emitted, safe - g->emitted, t) != 0;
             g->emitted = safe;
-            if (stop) return MG_E_INTERRUPTED;
+            if (stop) {
+                g->cb_stopped = 1;
+                return MG_E_INTERRUPTED;
+            }
         }
     }
     return MG_OK;
@@ -459,7 +463,7 @@ static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out, draf
     int32_t eot = mg_tokenizer_special(tok, MG_TOKEN_END_OF_TURN);
     mg__sampling sp = {p->temperature, p->top_k, p->top_p, p->repetition_penalty};
     if (p->seed) mg__rng_seed(&c->rng, p->seed);
-    gen_out g = {p, tok, out, 0, 0, -1, {{0}, 0, 0}};
+    gen_out g = {p, tok, out, 0, 0, 0, -1, {{0}, 0, 0}};
     for (uint32_t i = 0; i < p->n_stop; i++) {
         size_t l = strlen(p->stop[i]);
         if (l > g.hold) g.hold = l;
@@ -598,7 +602,12 @@ static mg_status gen_loop(mg_context *c, const mg_gen_params *p, obuf *out, draf
         if (ended) break;
     }
     if (u8_flush(out, &g.u8) && st == MG_OK) st = MG_E_NOMEM;
-    if (p->on_token && st == MG_OK && out->len > g.emitted)
+    /* the rest of the text the call returns (held back as a possible stop
+     * string's start, or an incomplete UTF-8 sequence now flushed): also
+     * when the answer was cut short, unless the callback itself stopped */
+    int returns_text = st == MG_OK || st == MG_E_CONTEXT_FULL ||
+                       (st == MG_E_INTERRUPTED && !g.cb_stopped);
+    if (p->on_token && returns_text && out->len > g.emitted)
         p->on_token(p->user_data, out->p + g.emitted, out->len - g.emitted, g.last);
     return st;
 }
