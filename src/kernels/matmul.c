@@ -62,6 +62,27 @@ int mg__matmul_pooled(int32_t dtype, uint64_t cols) {
     return q8_path(mg_simd_level(), dtype, cols) || bf16_path(mg_simd_level(), dtype, cols);
 }
 
+/* The packed bf16 product in plain C (builds and CPUs without AVX512_BF16,
+ * valgrind), in the order the tiles add. */
+static uint16_t packed_at(const uint32_t *Wp, uint64_t cols, uint64_t r, uint64_t c) {
+    uint64_t p = r / MG__GEMM_PR, g = r % MG__GEMM_PR / 16, j = r % 16;
+    uint32_t w = Wp[((p * (cols / 2) + c / 2) * 2 + g) * 16 + j];
+    return (uint16_t)(c % 2 ? w >> 16 : w & 0xffff);
+}
+
+static void gemm_packed_plain(const uint32_t *Wp, uint64_t rows, uint64_t cols,
+                              const uint16_t *xb, uint64_t ldx, uint64_t n, float *Y,
+                              uint64_t ldy) {
+    for (uint64_t t = 0; t < n; t++)
+        for (uint64_t r = 0; r < rows; r++) {
+            float s = 0.0f;
+            for (uint64_t c = 0; c < cols; c++)
+                s += mg__bf16_to_f32(packed_at(Wp, cols, r, c)) *
+                     mg__bf16_to_f32(xb[t * ldx + c]);
+            Y[t * ldy + r] = s;
+        }
+}
+
 #if defined(MG_X86_AVX512)
 /* ---- the integer path (AVX512-VNNI) --------------------------------------- */
 
@@ -207,6 +228,10 @@ void mg__gemm_bf16_packed(const uint32_t *Wp, uint64_t rows, uint64_t cols,
                           const uint16_t *xb, uint64_t ldx, uint64_t n, float *Y,
                           uint64_t ldy, mg__pool *pool) {
     if (!Wp || !Y || !xb || !n || !rows || !cols || cols % 2) return;
+    if (!bf16_path(mg_simd_level(), MG_DTYPE_BF16, cols)) {
+        gemm_packed_plain(Wp, rows, cols, xb, ldx, n, Y, ldy);
+        return;
+    }
     bf16_job j;
     bf16_job_init(&j, rows, cols, xb, n, Y, ldy);
     j.g.Wp = Wp;
@@ -228,27 +253,13 @@ static void matmul_bf16(const void *W, uint64_t rows, uint64_t cols, const float
 #else
 /* Without the AVX-512 kernels mg__matmul_pooled is 0 and nothing calls
  * these; they compute the same sums, plainly, all the same. */
-static uint16_t packed_at(const uint32_t *Wp, uint64_t cols, uint64_t r, uint64_t c) {
-    uint64_t p = r / MG__GEMM_PR, g = r % MG__GEMM_PR / 16, j = r % 16;
-    uint32_t w = Wp[((p * (cols / 2) + c / 2) * 2 + g) * 16 + j];
-    return (uint16_t)(c % 2 ? w >> 16 : w & 0xffff);
-}
-
 void mg__gemm_bf16_packed(const uint32_t *Wp, uint64_t rows, uint64_t cols,
                           const uint16_t *xb, uint64_t ldx, uint64_t n, float *Y,
                           uint64_t ldy, mg__pool *pool) {
     (void)pool;
     if (!Wp || !Y || !xb || !n || !rows || !cols || cols % 2) return;
-    for (uint64_t t = 0; t < n; t++)
-        for (uint64_t r = 0; r < rows; r++) {
-            float s = 0.0f;
-            for (uint64_t c = 0; c < cols; c++)
-                s += mg__bf16_to_f32(packed_at(Wp, cols, r, c)) *
-                     mg__bf16_to_f32(xb[t * ldx + c]);
-            Y[t * ldy + r] = s;
-        }
+    gemm_packed_plain(Wp, rows, cols, xb, ldx, n, Y, ldy);
 }
-
 
 void mg__gemm_bf16(const uint16_t *W, uint64_t rows, uint64_t cols, const float *X,
                    uint64_t ldx, float scale, uint64_t n, float *Y, uint64_t ldy,
