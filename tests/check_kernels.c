@@ -1298,6 +1298,82 @@ END_TEST
 /* mg__bf16_pack's words against the layout kernels.h spells out, from a
  * row-major source and from a transposed one; the packed product against
  * mg__gemm_bf16 (bit for bit: the same tiles) and a double reference. */
+/* mg__dense_rows_ex: bias, a residual sum (acc) and GELU done in the
+ * product's own pass over Y where bf16 tiles run (mg__matmul_fused), in
+ * steps elsewhere; both against double sums of the values the product
+ * multiplies (X rounded to bf16 on the tiles, kept in f32 by sgemm). */
+START_TEST(test_dense_fused) {
+    struct { uint64_t rows, cols, n; } sh[] = {
+        {33, 64, 9}, {72, 1100, 13}, {100, 36, 2}, {1152, 64, 17}, {40, 520, 1},
+    };
+    size_t ns = sizeof sh / sizeof sh[0];
+    uint64_t seed = 777;
+    mg__pool *pool = mg__pool_new(2);
+    ck_assert_ptr_nonnull(pool);
+    int fast = mg__matmul_pooled(MG_DTYPE_BF16, 64);
+    for (size_t s = 0; s < ns; s++)
+        for (int mode = 0; mode < 3; mode++) { /* plain + bias, acc, GELU */
+            uint64_t rows = sh[s].rows, cols = sh[s].cols, n = sh[s].n;
+            int acc = mode == 1, act = mode == 2 ? MG__ACT_GELU : MG__ACT_NONE;
+            float *W = malloc(rows * cols * 4), *X = malloc(n * cols * 4);
+            float *bias = malloc(rows * 4), *Y = malloc(n * rows * 4), *Y0 = malloc(n * rows * 4);
+            float *tmp = malloc(n * rows * 4);
+            uint16_t *wb = malloc(rows * cols * 2);
+            size_t sb = mg__matmul_scratch_size(MG_DTYPE_BF16, cols);
+            mg__dense_ws ws = {NULL, mg__dense_stride(sb), 2};
+            ws.mm = mg__aligned_alloc(64, 2 * ws.stride * 4);
+            ck_assert(W && X && bias && Y && Y0 && tmp && wb && ws.mm);
+            fill(W, rows * cols, &seed, 1.0f);
+            fill(X, n * cols, &seed, 1.0f);
+            fill(bias, rows, &seed, 0.5f);
+            fill(Y0, n * rows, &seed, 4.0f);
+            for (uint64_t i = 0; i < rows * cols; i++) wb[i] = mg__f32_to_bf16(W[i]);
+            memcpy(Y, Y0, n * rows * 4);
+            mg__dense m = {wb, MG_DTYPE_BF16, cols, rows};
+            /* what the one-pass path is asked, and whether it takes it */
+            float *probe = malloc(n * rows * 4);
+            ck_assert_ptr_nonnull(probe);
+            memcpy(probe, Y0, n * rows * 4);
+            int took = mg__matmul_fused(MG_DTYPE_BF16, wb, rows, cols, X, n, probe, ws.mm,
+                                        pool, bias, acc, act);
+            ck_assert_int_eq(took, fast && n >= 2);
+            mg__dense_rows_ex(&m, X, (uint32_t)n, bias, acc, act, Y, tmp, &ws, pool);
+            if (took) ck_assert_int_eq(memcmp(probe, Y, n * rows * 4), 0);
+            int tiles = took; /* X rounded to bf16 (n = 1 goes to the matvec, in f32) */
+            for (uint64_t t = 0; t < n; t++)
+                for (uint64_t r = 0; r < rows; r++) {
+                    double v = bias[r], mag = fabs(bias[r]);
+                    for (uint64_t c = 0; c < cols; c++) {
+                        double w = mg__bf16_to_f32(wb[r * cols + c]);
+                        double x = tiles ? mg__bf16_to_f32(mg__f32_to_bf16(X[t * cols + c]))
+                                         : X[t * cols + c];
+                        v += w * x;
+                        mag += fabs(w * x);
+                    }
+                    if (acc) {
+                        v += Y0[t * rows + r];
+                        mag += fabs(Y0[t * rows + r]);
+                    }
+                    double tol = 1e-5 * mag + 1e-30;
+                    if (act == MG__ACT_GELU) {
+                        v = 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+                        tol = 1.2e-5 * mag + 1e-6 * fabs(v) + 1e-30;
+                    }
+                    ck_assert_msg(fabs(Y[t * rows + r] - v) <= tol,
+                                  "shape %zu mode %d: Y[%" PRIu64 "][%" PRIu64 "] %g vs %g", s,
+                                  mode, t, r, (double)Y[t * rows + r], v);
+                }
+            free(W), free(X), free(bias), free(Y), free(Y0), free(tmp), free(wb), free(probe);
+            mg__aligned_free(ws.mm);
+        }
+    /* a residual sum with GELU is not a thing the product does */
+    float w2[4] = {0}, x2[4] = {0}, y2[4] = {0};
+    ck_assert_int_eq(mg__matmul_fused(MG_DTYPE_BF16, w2, 2, 2, x2, 2, y2, y2, pool, NULL, 1,
+                                      MG__ACT_GELU), 0);
+    mg__pool_free(pool);
+}
+END_TEST
+
 START_TEST(test_bf16_packed) {
     struct { uint64_t rows, cols, n; } sh[] = {
         {1, 2, 1}, {17, 72, 9}, {32, 72, 64}, {72, 1100, 13}, {100, 36, 8}, {72, 4096, 20},
@@ -1467,6 +1543,7 @@ static Suite *kernels_suite(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_matmul, 0, NDT);
     tcase_add_test(tc, test_bf16_packed);
+    tcase_add_test(tc, test_dense_fused);
     tcase_add_test(tc, test_mha);
     suite_add_tcase(s, tc);
 

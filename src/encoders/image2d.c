@@ -380,7 +380,7 @@ static mg_status state_new(void **out, const void *impl, uint32_t n_threads) {
 
 static void linear(istate *s, const vmat *m, const float *X, uint32_t n,
                    const float *bias, float *Y, mg__pool *pool) {
-    mg__dense_rows(m, X, n, bias, Y, &s->ws, pool);
+    mg__dense_rows_ex(m, X, n, bias, 0, MG__ACT_NONE, Y, NULL, &s->ws, pool);
 }
 
 static void attention(istate *s, float *out, mg__pool *pool) {
@@ -410,7 +410,7 @@ static mg_status encode(void *state, const mg__enc_input *in, float *out,
     if (!s || !out || bid(s->e, in) <= 0)
         return mg__err(err, errlen, MG_E_INVALID_ARG, "image encoder: bad input");
     const image2d *e = s->e;
-    const uint32_t N = e->N, D = e->D, F = e->F;
+    const uint32_t N = e->N, D = e->D;
     /* steps: per layer the q/k/v projections, attention with its output
      * projection, and the MLP (each ~0.2-0.4 s for SigLIP at 896 px on two
      * cores); then the projector */
@@ -441,14 +441,13 @@ static mg_status encode(void *state, const mg__enc_input *in, float *out,
         linear(s, &y->v, s->xn, N, y->v_b, s->v, pool);
         STOP(3 * l + 1);
         attention(s, s->xn, pool);                       /* xn = attention out */
-        linear(s, &y->o, s->xn, N, y->o_b, s->q, pool);  /* q = out proj */
-        mg__rows_op(pool, MG__ROWS_ADD, s->x, s->q, NULL, NULL, N, D, 0);
+        /* x += out_proj(xn), q the scratch where it is not one pass */
+        mg__dense_rows_ex(&y->o, s->xn, N, y->o_b, 1, MG__ACT_NONE, s->x, s->q, &s->ws, pool);
         STOP(3 * l + 2);
         mg__rows_op(pool, MG__ROWS_LN, s->xn, s->x, y->ln2, y->ln2_b, N, D, e->eps);
-        linear(s, &y->up, s->xn, N, y->up_b, s->h, pool);
-        mg__rows_op(pool, MG__ROWS_GELU, s->h, s->h, NULL, NULL, N, F, 0);
-        linear(s, &y->down, s->h, N, y->down_b, s->q, pool);
-        mg__rows_op(pool, MG__ROWS_ADD, s->x, s->q, NULL, NULL, N, D, 0);
+        mg__dense_rows_ex(&y->up, s->xn, N, y->up_b, 0, MG__ACT_GELU, s->h, NULL, &s->ws, pool);
+        mg__dense_rows_ex(&y->down, s->h, N, y->down_b, 1, MG__ACT_NONE, s->x, s->q, &s->ws,
+                          pool);
     }
     mg__rows_op(pool, MG__ROWS_LN, s->x, s->x, e->post_ln, e->post_ln_b, N, D, e->eps);
     /* Projector: k x k average pooling, RMSNorm (1 + w), projection. */

@@ -93,6 +93,16 @@ void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
  * itself at the process's SIMD level (callers then give it the pool rather
  * than splitting tokens). */
 int mg__matmul_pooled(int32_t dtype, uint64_t cols);
+/* The product with its epilogue in the same pass over Y, where the
+ * products' tiles can do it (bf16 weights on AVX512_BF16, n >= 2):
+ * Y = act(X W^T + bias), or with acc Y += X W^T + bias (act must then be
+ * MG__ACT_NONE); bias may be NULL. Returns 1 when done, 0 (Y untouched)
+ * where the caller must do it in steps: mg__matmul, then the bias, the
+ * sum and the activation. */
+enum { MG__ACT_NONE, MG__ACT_GELU };
+int mg__matmul_fused(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
+                     const float *X, uint64_t n, float *Y, float *scratch, mg__pool *pool,
+                     const float *bias, int acc, int act);
 
 /* The bf16 product with its inputs spelled out, for callers that hold bf16
  * matrices of their own (attention): Y[t][r] (row stride ldy) = sum_c
@@ -290,6 +300,9 @@ typedef struct {
     uint64_t rows, cols, n, ldy;
     uint64_t ldx;       /* xb's row stride; 0: cols */
     float *Y;
+    const float *bias;  /* non-NULL: added to every row (rows values) */
+    int acc;            /* Y += the product (and bias) instead of Y = */
+    int act;            /* MG__ACT_GELU: Y = gelu_tanh(...) at the end */
 } mg__bf16_gemm;
 void mg__matmul_bf16_panels(const mg__bf16_gemm *g, uint64_t p0, uint64_t p1);
 void mg__bf16_pack_avx512(uint32_t *dst, const float *src, uint64_t rs, uint64_t cs,

@@ -64,6 +64,17 @@ void mg__dense_rows(const mg__dense *m, const float *X, uint32_t n, const float 
     }
 }
 
+void mg__dense_rows_ex(const mg__dense *m, const float *X, uint32_t n, const float *bias,
+                       int acc, int act, float *Y, float *tmp, const mg__dense_ws *ws,
+                       mg__pool *pool) {
+    if (mg__matmul_fused(m->dt, m->w, m->out, m->in, X, n, Y, ws->mm, pool, bias, acc, act))
+        return;
+    mg__dense_rows(m, X, n, bias, acc ? tmp : Y, ws, pool);
+    if (acc) mg__rows_op(pool, MG__ROWS_ADD, Y, tmp, NULL, NULL, n, (uint32_t)m->out, 0);
+    if (act == MG__ACT_GELU)
+        mg__rows_op(pool, MG__ROWS_GELU, Y, Y, NULL, NULL, n, (uint32_t)m->out, 0);
+}
+
 /* ================================================================ rows */
 
 typedef struct rows_job {

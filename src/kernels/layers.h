@@ -33,6 +33,16 @@ size_t mg__dense_stride(size_t scratch_bytes);
 void mg__dense_rows(const mg__dense *m, const float *X, uint32_t n, const float *bias,
                     float *Y, const mg__dense_ws *ws, mg__pool *pool);
 
+/* The same product with what follows it: Y = act(X W^T + bias) (act
+ * MG__ACT_NONE or MG__ACT_GELU), or with acc Y += X W^T + bias (a residual
+ * sum; act must be MG__ACT_NONE). Where the product's tiles can (bf16
+ * weights, mg__matmul_fused) it is one pass over Y; otherwise the product
+ * goes to tmp (n x out floats, used only with acc) and the rest follows
+ * on the pool. */
+void mg__dense_rows_ex(const mg__dense *m, const float *X, uint32_t n, const float *bias,
+                       int acc, int act, float *Y, float *tmp, const mg__dense_ws *ws,
+                       mg__pool *pool);
+
 /* Row kernels over the pool, n rows of width values:
  *   MG__ROWS_LN:   y = LayerNorm(x) * w + b (eps)
  *   MG__ROWS_GELU: y = gelu_tanh(x)

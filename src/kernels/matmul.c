@@ -240,14 +240,28 @@ void mg__gemm_bf16_packed(const uint32_t *Wp, uint64_t rows, uint64_t cols,
 }
 
 
+/* X in blocks of rows that the scratch holds in bf16, each block one
+ * conversion and one product over the pool. */
 static void matmul_bf16(const void *W, uint64_t rows, uint64_t cols, const float *X,
-                        uint64_t n, float *Y, float *scratch, mg__pool *pool) {
+                        uint64_t n, float *Y, float *scratch, mg__pool *pool,
+                        const float *bias, int acc, int act) {
     uint64_t mc = mg__matmul_scratch_size(MG_DTYPE_BF16, cols) / (cols * sizeof(uint16_t));
     if (mc == 0) mc = 1; /* not reached: the scratch holds 64 rows of f32 */
+    uint32_t nt = mg__pool_size(pool);
     for (uint64_t t0 = 0; t0 < n; t0 += mc) {
         uint64_t m = n - t0 < mc ? n - t0 : mc;
-        mg__gemm_bf16(W, rows, cols, X + t0 * cols, cols, 1.0f, m, Y + t0 * rows, rows,
-                      (uint16_t *)scratch, pool);
+        bf16_job j;
+        bf16_job_init(&j, rows, cols, (uint16_t *)scratch, m, Y + t0 * rows, rows);
+        j.g.W = W;
+        j.g.bias = bias;
+        j.g.acc = acc;
+        j.g.act = act;
+        j.X = X + t0 * cols;
+        j.ldx = cols;
+        j.scale = 1.0f;
+        uint32_t qt = m < nt ? (uint32_t)m : nt;
+        mg__pool_run(qt > 1 ? pool : NULL, bf16_conv_task, &j, qt);
+        bf16_run(&j, pool);
     }
 }
 #else
@@ -332,7 +346,7 @@ void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
             mg__matvec_level(level, dtype, W, rows, cols, X, Y, pool);
             return;
         }
-        matmul_bf16(W, rows, cols, X, n, Y, scratch, pool);
+        matmul_bf16(W, rows, cols, X, n, Y, scratch, pool, NULL, 0, MG__ACT_NONE);
         return;
     }
 #endif
@@ -359,6 +373,22 @@ void mg__matmul_level(int32_t level, int32_t dtype, const void *W,
     }
 }
 
+
+int mg__matmul_fused(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
+                     const float *X, uint64_t n, float *Y, float *scratch, mg__pool *pool,
+                     const float *bias, int acc, int act) {
+#if defined(MG_X86_AVX512)
+    if (!W || !X || !Y || !scratch || n < 2 || !rows || !cols || (acc && act != MG__ACT_NONE) ||
+        !bf16_path(mg_simd_level(), dtype, cols))
+        return 0;
+    matmul_bf16(W, rows, cols, X, n, Y, scratch, pool, bias, acc, act);
+    return 1;
+#else
+    (void)dtype, (void)W, (void)rows, (void)cols, (void)X, (void)n, (void)Y, (void)scratch;
+    (void)pool, (void)bias, (void)acc, (void)act;
+    return 0;
+#endif
+}
 
 void mg__matmul(int32_t dtype, const void *W, uint64_t rows, uint64_t cols,
                 const float *X, uint64_t n, float *Y, float *scratch,

@@ -22,6 +22,8 @@
 #include <immintrin.h>
 #include <string.h>
 
+#include "kernels/simd512.h"
+
 #define MG_INLINE static inline __attribute__((always_inline))
 
 #define MR 4             /* rows of X per micro tile (4, 6, 8 measured alike) */
@@ -227,6 +229,14 @@ typedef struct {
     uint32_t u[BKC / 2][NG][16] __attribute__((aligned(64)));
 } bpanel;
 
+/* What a micro tile does besides the sums: bias (at the panel's first row)
+ * added in the first chunk, Y's old value too where acc, GELU in the last
+ * chunk where gelu. */
+typedef struct {
+    const float *bias;
+    int acc, gelu;
+} bepi;
+
 static void repack_bf16(const uint16_t *W, uint64_t cols, uint64_t r0, uint32_t nr,
                         uint64_t c0, uint32_t kp, bpanel *p) {
     for (uint32_t g = 0; g < NG; g++)
@@ -251,13 +261,25 @@ static void repack_bf16(const uint16_t *W, uint64_t cols, uint64_t r0, uint32_t 
  * products end with an 8-row panel). */
 MG_INLINE void btile(const int M, const int G, const uint32_t *u, uint32_t kp,
                      const uint16_t *xb, uint64_t ldx, float *Y, uint64_t ldy, int first,
-                     __mmask16 m0, __mmask16 m1) {
+                     __mmask16 m0, __mmask16 m1, const bepi *e) {
     __m512 f[BMR][NG];
+    if (first) { /* bias, and Y's old value where it accumulates */
+        __m512 b0 = e->bias ? _mm512_maskz_loadu_ps(m0, e->bias) : _mm512_setzero_ps();
+        __m512 b1 = e->bias && G > 1 ? _mm512_maskz_loadu_ps(m1, e->bias + 16)
+                                     : _mm512_setzero_ps();
 #pragma GCC unroll 8
-    for (int t = 0; t < M; t++) {
-        f[t][0] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m0, Y + t * ldy);
-        f[t][1] = first || G < 2 ? _mm512_setzero_ps()
-                                 : _mm512_maskz_loadu_ps(m1, Y + t * ldy + 16);
+        for (int t = 0; t < M; t++) {
+            f[t][0] = e->acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m0, Y + t * ldy), b0) : b0;
+            f[t][1] = G < 2 ? b1
+                      : e->acc ? _mm512_add_ps(_mm512_maskz_loadu_ps(m1, Y + t * ldy + 16), b1)
+                               : b1;
+        }
+    } else {
+#pragma GCC unroll 8
+        for (int t = 0; t < M; t++) {
+            f[t][0] = _mm512_maskz_loadu_ps(m0, Y + t * ldy);
+            f[t][1] = G < 2 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m1, Y + t * ldy + 16);
+        }
     }
     for (uint32_t q = 0; q < kp; q++) {
         __m512bh w0 = (__m512bh)_mm512_load_si512((const void *)(u + q * PR));
@@ -271,6 +293,12 @@ MG_INLINE void btile(const int M, const int G, const uint32_t *u, uint32_t kp,
             if (G > 1) f[t][1] = _mm512_dpbf16_ps(f[t][1], w1, x2);
         }
     }
+    if (e->gelu) /* the last chunk of a product whose rows go through GELU */
+#pragma GCC unroll 8
+        for (int t = 0; t < M; t++) {
+            f[t][0] = gelu16(f[t][0]);
+            if (G > 1) f[t][1] = gelu16(f[t][1]);
+        }
 #pragma GCC unroll 8
     for (int t = 0; t < M; t++) {
         _mm512_mask_storeu_ps(Y + t * ldy, m0, f[t][0]);
@@ -284,15 +312,18 @@ MG_INLINE void bf16_chunk_g(const int G, const mg__bf16_gemm *g, const uint32_t 
                             uint64_t r0, uint64_t c0, uint32_t kc, __mmask16 m0,
                             __mmask16 m1) {
     const uint64_t ldx = g->ldx ? g->ldx : g->cols;
+    const int first = c0 == 0;
+    const bepi e = {first && g->bias ? g->bias + r0 : NULL, first && g->acc,
+                    c0 + kc >= g->cols && g->act == MG__ACT_GELU};
     uint64_t t = 0;
     for (; t + BMR <= g->n; t += BMR)
         btile(BMR, G, u, kc / 2, g->xb + t * ldx + c0, ldx, g->Y + t * g->ldy + r0, g->ldy,
-              c0 == 0, m0, m1);
+              first, m0, m1, &e);
     switch (g->n - t) {
 #define TAIL(k)                                                                         \
     case k:                                                                             \
         btile(k, G, u, kc / 2, g->xb + t * ldx + c0, ldx, g->Y + t * g->ldy + r0, g->ldy, \
-              c0 == 0, m0, m1);                                                         \
+              first, m0, m1, &e);                                                       \
         break;
     TAIL(7)
     TAIL(6)
