@@ -208,20 +208,26 @@ static void bf16_job_init(bf16_job *j, uint64_t rows, uint64_t cols, const uint1
     j->g.Y = Y;
 }
 
+/* X (j->X, rows j->ldx apart, times j->scale) rounded into j->g.xb on the
+ * pool, then the product. */
+static void bf16_convert_run(bf16_job *j, mg__pool *pool) {
+    uint32_t nt = mg__pool_size(pool);
+    uint32_t qt = j->g.n < nt ? (uint32_t)j->g.n : nt;
+    mg__pool_run(qt > 1 ? pool : NULL, bf16_conv_task, j, qt);
+    bf16_run(j, pool);
+}
+
 void mg__gemm_bf16(const uint16_t *W, uint64_t rows, uint64_t cols, const float *X,
                    uint64_t ldx, float scale, uint64_t n, float *Y, uint64_t ldy,
                    uint16_t *xb, mg__pool *pool) {
     if (!W || !X || !Y || !xb || !n || !rows || !cols || cols % 2) return;
-    uint32_t nt = mg__pool_size(pool);
     bf16_job j;
     bf16_job_init(&j, rows, cols, xb, n, Y, ldy);
     j.g.W = W;
     j.X = X;
     j.ldx = ldx;
     j.scale = scale;
-    uint32_t qt = n < nt ? (uint32_t)n : nt;
-    mg__pool_run(qt > 1 ? pool : NULL, bf16_conv_task, &j, qt);
-    bf16_run(&j, pool);
+    bf16_convert_run(&j, pool);
 }
 
 void mg__gemm_bf16_packed(const uint32_t *Wp, uint64_t rows, uint64_t cols,
@@ -247,7 +253,6 @@ static void matmul_bf16(const void *W, uint64_t rows, uint64_t cols, const float
                         const float *bias, int acc, int act) {
     uint64_t mc = mg__matmul_scratch_size(MG_DTYPE_BF16, cols) / (cols * sizeof(uint16_t));
     if (mc == 0) mc = 1; /* not reached: the scratch holds 64 rows of f32 */
-    uint32_t nt = mg__pool_size(pool);
     for (uint64_t t0 = 0; t0 < n; t0 += mc) {
         uint64_t m = n - t0 < mc ? n - t0 : mc;
         bf16_job j;
@@ -259,9 +264,7 @@ static void matmul_bf16(const void *W, uint64_t rows, uint64_t cols, const float
         j.X = X + t0 * cols;
         j.ldx = cols;
         j.scale = 1.0f;
-        uint32_t qt = m < nt ? (uint32_t)m : nt;
-        mg__pool_run(qt > 1 ? pool : NULL, bf16_conv_task, &j, qt);
-        bf16_run(&j, pool);
+        bf16_convert_run(&j, pool);
     }
 }
 #else
